@@ -1,0 +1,80 @@
+# lingerlab: two commands.
+#   make book   set up .venv, execute every notebook (profile=smoke), build the site into _build/html
+#   make test   set up .venv, unit tests, nbval on every notebook, pair check, book build with -W
+# Both run offline once .venv exists, on a CPU. `make book-full` runs the notebooks at paper scale (GPU).
+
+PYTHON    ?= python3.11
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.lingerlab-installed
+LOCK      := requirements/constraints.txt
+NOTEBOOKS := $(shell grep -o 'notebooks/[0-9A-Za-z_]*' _toc.yml)
+PROFILE   ?= smoke
+DEVICE    ?= auto
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONHASHSEED := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
+
+all: book
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(LOCK)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(LOCK) -e ".[test]"
+	@touch $@
+
+# The .py (jupytext percent) file is the source; the .ipynb takes its cells and keeps its outputs.
+sync: $(STAMP)
+	@for nb in $(NOTEBOOKS); do $(BIN)/jupytext --quiet --to ipynb --update $$nb.py || exit 1; done
+
+# Execute in _toc.yml order with papermill; outputs are stored in the .ipynb files.
+execute: sync
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== papermill $$nb.ipynb (profile=$(PROFILE))"; start=$$(date +%s); \
+	  if [ "$(PROFILE)" = smoke ] && [ "$(DEVICE)" = auto ]; then params=""; \
+	  else params="-p profile $(PROFILE) -p device $(DEVICE)"; fi; \
+	  $(BIN)/papermill --no-progress-bar -k python3 --cwd notebooks $$params $$nb.ipynb $$nb.ipynb || exit 1; \
+	  echo "   $$(( $$(date +%s) - start )) s"; \
+	done
+
+html: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output . $(JB_FLAGS)
+
+book: execute
+	@$(MAKE) --no-print-directory html
+
+# Paper scale, on a GPU: every notebook with -p profile full, then the site from those outputs.
+book-full:
+	@$(MAKE) --no-print-directory execute PROFILE=full DEVICE=cuda
+	@$(MAKE) --no-print-directory html
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not render"
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+	  --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout 1200 \
+	  $(addsuffix .ipynb,$(NOTEBOOKS))
+
+bookcheck: $(STAMP)
+	rm -rf _build/html _build/.doctrees
+	$(BIN)/jupyter-book build . --path-output . --warningiserror --nitpick --keep-going
+
+render: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m render
+
+test: unit nbval bookcheck render
+
+lock:
+	rm -rf /tmp/lingerlab-lock && $(PYTHON) -m venv /tmp/lingerlab-lock
+	/tmp/lingerlab-lock/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[test]"
+	{ head -2 $(LOCK); /tmp/lingerlab-lock/bin/pip freeze --exclude-editable; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+
+clean:
+	rm -rf _build
+
+clean-cache:
+	rm -rf $${LINGERLAB_CACHE:-$$HOME/.cache/lingerlab}

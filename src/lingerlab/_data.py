@@ -1,0 +1,70 @@
+"""How the package sees data: tensors of images in [0, 1], or datasets of ``(image, label)``.
+
+Every stage accepts ``ImageData``: a ``Tensor`` ``[N, 3, H, W]``, a ``Dataset`` whose items are an
+image or an ``(image, label)`` pair, or a ``DataLoader`` over such a dataset. ``batches`` turns any of
+them into device-resident batches, so stage functions never care where the data lives.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+ImageData = Union[Tensor, Dataset, DataLoader]
+
+
+def _collate(items):
+    first = items[0]
+    if isinstance(first, (tuple, list)):
+        xs = torch.stack([it[0] for it in items])
+        ys = torch.as_tensor([int(it[1]) for it in items])
+        return xs, ys
+    return torch.stack(items), None
+
+
+def batches(data: ImageData, batch_size: int = 64, device: torch.device | str | None = None
+            ) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Yield ``(images, labels_or_None)`` batches on ``device``, in the data's order."""
+    if isinstance(data, Tensor):
+        it = ((data[i:i + batch_size], None) for i in range(0, len(data), batch_size))
+    elif isinstance(data, TensorDataset):
+        tensors = data.tensors
+        it = ((tensors[0][i:i + batch_size], tensors[1][i:i + batch_size] if len(tensors) > 1 else None)
+              for i in range(0, len(tensors[0]), batch_size))
+    elif isinstance(data, DataLoader):
+        it = (b if isinstance(b, (tuple, list)) else (b, None) for b in data)
+    elif isinstance(data, Dataset):
+        it = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    else:
+        raise TypeError("data must be a Tensor [N, 3, H, W], a Dataset of (image, label) or a DataLoader; "
+                        f"got {type(data).__name__}")
+    for x, y in it:
+        yield x.to(device) if device is not None else x, (y.to(device) if (y is not None and device is not None) else y)
+
+
+def num_items(data: ImageData) -> int:
+    """Number of images in ``data`` (for a DataLoader: in its dataset)."""
+    if isinstance(data, DataLoader):
+        return len(data.dataset)  # type: ignore[arg-type]
+    return len(data)  # type: ignore[arg-type]
+
+
+def labels_of(data: ImageData) -> Tensor:
+    """All labels of a labelled dataset, in order (reads images only when the dataset must be iterated)."""
+    if isinstance(data, TensorDataset) and len(data.tensors) > 1:
+        return data.tensors[1]
+    targets = getattr(data, "targets", None)
+    if targets is not None:
+        return torch.as_tensor(targets)
+    ys = [y for _, y in batches(data)]
+    if any(y is None for y in ys):
+        raise ValueError("data has no labels: pass a Dataset of (image, label) pairs")
+    return torch.cat(ys)  # type: ignore[arg-type]
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (CPU for a parameter-less model)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
