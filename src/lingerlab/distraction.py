@@ -1,0 +1,169 @@
+"""Distraction (paper, Eq. 4): do the target and source models look at the same background pixels?
+
+``distraction(x, M) = IoU(P_q(A^b(x, M, c_t)), P_q(A^b(x, M^s, c_s)))``: the sets of background
+(non-overlay) pixels whose attribution is above the q-quantile (paper: q = 0.8), compared by IoU.
+Plus what makes the number interpretable: its chance level on shuffled pairs, bootstrap intervals
+and a paired permutation test for comparing two models on the same composites.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from ._validation import check_int_range, check_range
+from .models import as_generator
+
+
+def _check_maps(name: str, maps: Tensor) -> None:
+    if maps.ndim != 3:
+        raise ValueError(f"{name} must be attribution maps [N, H, W]; got shape {tuple(maps.shape)}")
+
+
+def top_quantile_mask(maps: Tensor, q: float, region: Tensor | None = None) -> Tensor:
+    """P_q: per map, the pixels of ``region`` whose value is above the map's q-quantile over ``region``.
+
+    ``maps`` ``[N, H, W]``; ``region`` bool ``[N, H, W]`` or ``[H, W]`` (None: the whole map). The
+    quantile interpolates linearly (numpy's default). Returns bool ``[N, H, W]``, False outside
+    ``region``; empty for a map with an empty region or constant over it.
+    """
+    check_range("q", q, 0, 1, lo_open=True, hi_open=True)
+    _check_maps("maps", maps)
+    n, h, w = maps.shape
+    if region is None:
+        region = torch.ones(h, w, dtype=torch.bool, device=maps.device)
+    region = region.to(maps.device, torch.bool)
+    if region.shape not in ((h, w), (n, h, w)):
+        raise ValueError(f"region must be [N, H, W] or [H, W] = {(n, h, w)}; got {tuple(region.shape)}")
+    region = region.expand(n, h, w)
+    flat = maps.reshape(n, -1).double()
+    r = region.reshape(n, -1)
+    vals = torch.where(r, flat, torch.full_like(flat, float("inf"))).sort(dim=1).values
+    count = r.sum(dim=1)
+    pos = q * (count - 1).clamp(min=0).double()
+    lo = pos.floor().long()
+    hi = pos.ceil().long()
+    a = vals.gather(1, lo[:, None])[:, 0]
+    b = vals.gather(1, hi[:, None])[:, 0]
+    t = pos - lo.double()
+    diff = b - a
+    thr = torch.where(t >= 0.5, b - diff * (1 - t), a + diff * t)  # numpy's _lerp, for bit-equal thresholds
+    thr = torch.where(count > 0, thr, torch.full_like(thr, float("inf")))
+    return (flat > thr[:, None]).reshape(n, h, w) & region
+
+
+def _iou(a: Tensor, b: Tensor) -> Tensor:
+    inter = (a & b).flatten(1).sum(1)
+    union = (a | b).flatten(1).sum(1)
+    return torch.where(union > 0, inter.double() / union.clamp(min=1).double(),
+                       torch.full_like(inter, float("nan"), dtype=torch.float64)).float()
+
+
+def distraction(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8) -> Tensor:
+    """Eq. 4, per image: IoU of the top-(1-q) background pixels of ``map_t`` and of ``map_s``.
+
+    ``map_t`` = A(x, M, c_t) for the model under test (M^t or M^b), ``map_s`` = A(x, M^s, c_s);
+    both ``[N, H, W]`` at the resolution of ``overlay_mask`` ``[N, H, W]`` (True on the overlay,
+    which is excluded). Symmetric in the two maps. NaN where both top sets are empty (a map
+    constant on the background), since the overlap is then undefined. Returns float ``[N]``.
+    """
+    check_range("q", q, 0, 1, lo_open=True, hi_open=True)
+    _check_maps("map_t", map_t)
+    _check_maps("map_s", map_s)
+    if map_t.shape != map_s.shape or overlay_mask.shape != map_t.shape:
+        raise ValueError("map_t, map_s and overlay_mask must have the same shape [N, H, W] (upsample maps to the "
+                         f"input resolution); got {tuple(map_t.shape)}, {tuple(map_s.shape)}, {tuple(overlay_mask.shape)}")
+    background = ~overlay_mask.to(map_t.device, torch.bool)
+    a = top_quantile_mask(map_t, q, background)
+    b = top_quantile_mask(map_s.to(map_t.device), q, background)
+    return _iou(a, b)
+
+
+def distraction_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8, n_perm: int = 20,
+                     generator: torch.Generator | int | None = None) -> Tensor:
+    """Chance level of Eq. 4: the same IoU for unrelated pairs (``map_t[i]`` vs ``map_s[j]``, j != i,
+    j uniform, with image i's overlay mask), ``n_perm`` draws per image.
+
+    Returns ``[n_perm, N]``; ``.mean(0)`` is a per-image chance level paired with ``distraction``,
+    ``.nanmean()`` the overall one. Needs at least two images.
+    """
+    check_int_range("n_perm", n_perm, 1)
+    _check_maps("map_t", map_t)
+    n = map_t.shape[0]
+    if n < 2:
+        raise ValueError(f"map_t must hold at least 2 maps to shuffle pairs; got {n}")
+    gen = as_generator(generator)
+    gen_device = gen.device if gen is not None else torch.device("cpu")
+    offsets = torch.randint(1, n, (n_perm, n), generator=gen, device=gen_device).to(map_t.device)
+    base = torch.arange(n, device=map_t.device)
+    map_s = map_s.to(map_t.device)
+    return torch.stack([distraction(map_t, map_s[(base + off) % n], overlay_mask, q) for off in offsets])
+
+
+def _finite(values: Tensor, name: str) -> Tensor:
+    v = torch.as_tensor(values).flatten().double()
+    v = v[~torch.isnan(v)]
+    if len(v) == 0:
+        raise ValueError(f"{name} is empty (or all NaN): pass at least one value")
+    return v
+
+
+def bootstrap_ci(values: Tensor, n_boot: int = 2000, level: float = 0.95,
+                 generator: torch.Generator | int | None = None) -> tuple[float, float, float]:
+    """Percentile bootstrap of the mean: ``(mean, lo, hi)``. NaN values are dropped first."""
+    check_int_range("n_boot", n_boot, 1)
+    check_range("level", level, 0, 1, lo_open=True, hi_open=True)
+    v = _finite(values, "values")
+    gen = as_generator(generator)
+    gen_device = gen.device if gen is not None else torch.device("cpu")
+    n = len(v)
+    v_cpu = v.to(gen_device)
+    chunk = max(1, 2_000_000 // n)
+    means = []
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        idx = torch.randint(0, n, (m, n), generator=gen, device=gen_device)
+        means.append(v_cpu[idx].mean(dim=1))
+    boot = torch.cat(means)
+    alpha = (1 - level) / 2
+    lo, hi = torch.quantile(boot, torch.tensor([alpha, 1 - alpha], dtype=boot.dtype, device=boot.device)).tolist()
+    return float(v.mean()), float(lo), float(hi)
+
+
+def paired_test(a: Tensor, b: Tensor, n_perm: int = 5000, generator: torch.Generator | int | None = None,
+                n_boot: int = 2000, level: float = 0.95) -> dict[str, float]:
+    """Compare two models on the same composites: paired sign-flip permutation test of ``mean(a - b)``.
+
+    Under H0 (no difference) each per-composite difference is as likely to have either sign. Pairs with
+    a NaN are dropped. With ``2**n <= n_perm`` all sign patterns are enumerated (exact test); otherwise
+    the two-sided p-value is ``(1 + #{|perm mean| >= |observed|}) / (n_perm + 1)``. Returns
+    ``dict(mean_diff, ci_lo, ci_hi, p_value, n)`` with a percentile bootstrap CI of the mean difference.
+    """
+    check_int_range("n_perm", n_perm, 1)
+    a_t, b_t = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double().to(torch.as_tensor(a).device)
+    if len(a_t) != len(b_t):
+        raise ValueError(f"a and b must have one value per composite; got {len(a_t)} and {len(b_t)}")
+    keep = ~(torch.isnan(a_t) | torch.isnan(b_t))
+    d = (a_t - b_t)[keep].cpu()
+    if len(d) == 0:
+        raise ValueError("a and b have no pair without NaN: pass at least one value each")
+    gen = as_generator(generator)
+    mean_diff, ci_lo, ci_hi = bootstrap_ci(d, n_boot=n_boot, level=level, generator=gen)
+    n = len(d)
+    obs = abs(float(d.mean()))
+    tol = 1e-12 * max(1.0, obs)
+    if 2 ** n <= n_perm:
+        signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=n)), dtype=torch.float64)
+        stats = (signs * d).mean(dim=1).abs()
+        p_value = float((stats >= obs - tol).double().mean())
+    else:
+        gen_device = gen.device if gen is not None else torch.device("cpu")
+        d_g = d.to(gen_device)
+        hits, chunk = 0, max(1, 2_000_000 // n)
+        for start in range(0, n_perm, chunk):
+            m = min(chunk, n_perm - start)
+            signs = torch.randint(0, 2, (m, n), generator=gen, device=gen_device).double() * 2 - 1
+            hits += int(((signs * d_g).mean(dim=1).abs() >= obs - tol).sum())
+        p_value = (1 + hits) / (n_perm + 1)
+    return {"mean_diff": mean_diff, "ci_lo": ci_lo, "ci_hi": ci_hi, "p_value": p_value, "n": n}

@@ -1,0 +1,123 @@
+"""Lingering memories: source-only classes that M^st = B(M^t) + H(M^s) still recognises (paper, Eq. 3)."""
+from __future__ import annotations
+
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from ._data import ImageData, batches, model_device
+from ._validation import check_int_range, check_range
+from .models import eval_mode
+
+
+def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, num_classes: int | None,
+                           batch_size: int) -> tuple[list[Tensor], Tensor]:
+    """One pass over ``source_data``: per-class mean softmax p_c for each model, and per-class counts."""
+    check_int_range("batch_size", batch_size, 1)
+    if num_classes is not None:
+        check_int_range("num_classes", num_classes, 1)
+    devices = [model_device(m) for m in models]
+    sums: list[Tensor] | None = None
+    counts: Tensor | None = None
+    with eval_mode(*models), torch.no_grad():
+        for x, y in batches(source_data, batch_size):
+            if y is None:
+                raise ValueError("source_data has no labels: pass a Dataset of (image, source class id) pairs")
+            y = y.long()
+            for i, (model, dev) in enumerate(zip(models, devices)):
+                p = model(x.to(dev)).float().softmax(dim=1)
+                if sums is None:
+                    c = p.shape[1] if num_classes is None else num_classes
+                    if c != p.shape[1]:
+                        raise ValueError(f"num_classes must match the model's {p.shape[1]} outputs; got {num_classes}")
+                    sums = [torch.zeros(c, dtype=torch.float64, device=d) for d in devices]
+                    counts = torch.zeros(c, dtype=torch.long, device=devices[0])
+                if p.shape[1] != len(sums[i]):
+                    raise ValueError(f"all models must have {len(sums[i])} outputs; model {i} has {p.shape[1]}")
+                yd = y.to(dev)
+                if i == 0:
+                    if len(yd) and (int(yd.min()) < 0 or int(yd.max()) >= len(sums[0])):
+                        raise ValueError(f"source_data labels must be in [0, {len(sums[0]) - 1}]; got "
+                                         f"[{int(yd.min())}, {int(yd.max())}]")
+                    counts += torch.bincount(yd, minlength=len(sums[0]))  # type: ignore[operator]
+                sums[i].index_add_(0, yd, p.gather(1, yd[:, None])[:, 0].double())
+    if sums is None or counts is None:
+        raise ValueError("source_data is empty: pass at least one image")
+    means = [(s / counts.to(s.device)).float() for s in sums]  # 0/0 -> NaN for classes without images
+    return means, counts
+
+
+def class_mean_probs(model: nn.Module, source_data: ImageData, num_classes: int | None = None,
+                     batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """For every class c: ``mean_{x in D^c} p_c(model(x))`` (the statistic of Eq. 3) and ``|D^c|``.
+
+    ``source_data`` yields ``(image, source class id)``. Returns ``(mean_p [C], counts [C])`` on the
+    model's device; classes without images get NaN.
+    """
+    means, counts = _class_mean_probs_many([model], source_data, num_classes, batch_size)
+    return means[0], counts.to(means[0].device)
+
+
+def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable[int], p_lo: float = 0.01, *,
+              source_model: nn.Module | None = None, mst_source_bn: nn.Module | None = None,
+              v: Tensor | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
+              batch_size: int = 64) -> pd.DataFrame:
+    """Eq. 3: ``L = {c in F : mean_{x in D^c} p_c(M^st(x)) > p_lo}``, as a table with one row per class.
+
+    ``classes`` is F (e.g. from ``features.source_only``). Columns: ``class``, ``name``, ``v`` (Eq. 1,
+    when given), ``n_images`` (|D^c|), ``p_source`` (mean p_c under M^s, when ``source_model`` is given),
+    ``p_st`` (under M^st), ``p_st_source_bn`` (under M^st with source BN statistics, when given) and
+    ``lingering`` (``p_st > p_lo``). Columns for models not given hold NaN, so the schema is fixed.
+    A class with no images gets ``n_images`` 0, NaN probabilities, ``lingering`` False and a warning.
+    All models are evaluated in one pass over ``source_data``.
+    """
+    check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
+    cls = [int(c) for c in (classes.flatten().tolist() if isinstance(classes, Tensor) else classes)]
+    models = [mst] + [m for m in (source_model, mst_source_bn) if m is not None]
+    means, counts = _class_mean_probs_many(models, source_data, None, batch_size)
+    n_classes = len(counts)
+    bad = [c for c in cls if not 0 <= c < n_classes]
+    if bad:
+        raise ValueError(f"classes must be in [0, {n_classes - 1}]; got {bad[:10]}")
+    if class_names is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names must have one name per source class ({n_classes}); got {len(class_names)}")
+    if v is not None and len(v) != n_classes:
+        raise ValueError(f"v must have one count per source class ({n_classes}); got {len(v)}")
+    idx = torch.as_tensor(cls, dtype=torch.long)
+
+    def col(t: Tensor | None) -> np.ndarray:
+        if t is None:
+            return np.full(len(cls), np.nan)
+        return t.detach().cpu()[idx].double().numpy()
+
+    it = iter(means[1:])
+    p_source = next(it) if source_model is not None else None
+    p_bn = next(it) if mst_source_bn is not None else None
+    n_img = counts.cpu()[idx].numpy()
+    p_st = col(means[0])
+    v_col = (pd.array(torch.as_tensor(v).cpu()[idx].long().tolist(), dtype="Int64") if v is not None
+             else pd.array([pd.NA] * len(cls), dtype="Int64"))
+    table = pd.DataFrame({
+        "class": pd.array(cls, dtype="int64"),
+        "name": [class_names[c] if class_names is not None else str(c) for c in cls],
+        "v": v_col,
+        "n_images": n_img.astype("int64"),
+        "p_source": col(p_source),
+        "p_st": p_st,
+        "p_st_source_bn": col(p_bn),
+        "lingering": np.nan_to_num(p_st, nan=-1.0) > p_lo,
+    })
+    empty = [c for c, n in zip(cls, n_img) if n == 0]
+    if empty:
+        warnings.warn(f"{len(empty)} classes have no images in source_data and cannot be tested "
+                      f"(marked not lingering): {empty[:10]}", stacklevel=2)
+    return table
+
+
+def lingering_classes(table: pd.DataFrame) -> list[int]:
+    """The class ids of L from a :func:`lingering` table."""
+    return [int(c) for c in table.loc[table["lingering"], "class"]]
