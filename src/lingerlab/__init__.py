@@ -1,4 +1,27 @@
-"""lingerlab: measure lingering source memories in fine-tuned image classifiers."""
+"""lingerlab: measure lingering source memories in fine-tuned image classifiers.
+
+The public interface follows the paper's method (Alnouri, Wroge and Alsallakh, 2024):
+
+- ``split_model``, ``source_target_model``: B(M), H(M) and M^st = B(M^t) + H(M^s)
+- ``source_class_counts`` (Eq. 1), ``source_only`` (Eq. 2), ``lingering`` (Eq. 3)
+- ``make_composites``, ``gradcam`` / ``cam``, ``distraction`` (Eq. 4), ``interference`` (Eq. 5)
+- ``load_world``, ``finetune``, ``train_scratch`` and the cached pipeline ``Audit``
+"""
+from .composites import Composites, make_composites, neutral_backgrounds, occlude, paste
+from .distraction import bootstrap_ci, distraction, distraction_null, paired_test, top_quantile_mask
+from .features import default_k, precision_recall, source_class_counts, source_only
+from .interference import interference, interference_scores
+from .lingering import class_mean_probs, lingering, lingering_classes
+from .models import (Normalized, batchnorm_layers, find_head, replace_head, source_target_model,
+                     split_model)
 from .report import glue, resolve_device, savefig
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Composites", "Normalized", "batchnorm_layers", "bootstrap_ci", "class_mean_probs", "default_k",
+    "distraction", "distraction_null", "find_head", "glue", "interference", "interference_scores",
+    "lingering", "lingering_classes", "make_composites", "neutral_backgrounds", "occlude", "paired_test",
+    "paste", "precision_recall", "replace_head", "resolve_device", "savefig", "source_class_counts",
+    "source_only", "source_target_model", "split_model", "top_quantile_mask",
+]

@@ -68,3 +68,25 @@ def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter (CPU for a parameter-less model)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def as_image(array, size: int | None = None) -> Tensor:
+    """A photo (``H x W``, ``H x W x 3`` or ``x 4`` uint8/float array, e.g. from scikit-image) as a
+    [3, size, size] float tensor in [0, 1]: grey is repeated, alpha dropped, centre-cropped to a
+    square and resized (bilinear, antialiased) when ``size`` is given."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    a = np.asarray(array)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise ValueError(f"array must be H x W, H x W x 3 or H x W x 4; got shape {a.shape}")
+    a = a[..., :3]
+    t = torch.as_tensor(a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)).permute(2, 0, 1)
+    if size is not None:
+        h, w = t.shape[1:]
+        s = min(h, w)
+        t = t[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return t.clamp(0, 1)
