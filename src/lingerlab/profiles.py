@@ -1,0 +1,181 @@
+"""Profiles: the sizes of a world as data (``smoke`` for a CPU in minutes, ``full`` for a GPU).
+
+Each world has one frozen dataclass; a profile is an instance of it. The same code runs under every
+profile: only these numbers change. ``get_profile("shapes", "smoke", epochs_source=2)`` returns a
+copy with fields overridden (unknown fields raise ValueError listing the valid ones).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ShapesProfile", "Lite0Profile", "PaperProfile", "CustomProfile", "PROFILES", "get_profile",
+           "profile_names", "split_overrides"]
+
+
+@dataclass(frozen=True)
+class ShapesProfile:
+    """Sizes of the procedural ``shapes`` world (32 px images, planted truth).
+
+    Source classes are ``n_shapes x n_textures x n_colours`` objects; the first two shapes are the
+    target glyphs' look-alikes (``tee``, ``aitch``). ``target_train`` images train the scratch
+    baseline; fine-tuning uses a seeded subset of ``finetune_train`` of them (the paper's small D^t).
+    """
+
+    name: str
+    image_size: int = 32
+    n_shapes: int = 8
+    n_textures: int = 3
+    n_colours: int = 1
+    n_shared: int = 4                 # co-occurring source classes planted in target images
+    shared_prob: float = 0.75         # fraction of target images that contain a shared object
+    clutter_prob: float = 0.3         # fraction of source/target images with non-source clutter
+    source_train_per_class: int = 700
+    source_val_per_class: int = 40    # D^c per class
+    target_train: int = 4000          # scratch baseline's training set (= world.target_train)
+    finetune_train: int = 200         # fine-tuning subset of target_train (world.extra["finetune_subset"])
+    target_val: int = 500
+    width: int = 24                   # base channel width of the ResNet-like CNN
+    source_epochs: int = 5
+    source_lr: float = 2e-3
+    source_batch_size: int = 128
+    finetune_epochs: int = 20
+    finetune_lr: float = 0.01
+    finetune_batch_size: int = 32
+    scratch_epochs: int = 15
+    scratch_lr: float = 2e-3
+    scratch_batch_size: int = 64
+    zoom_min: float = 0.35            # zoom-out augmentation of the scratch baseline
+    zoom_max: float = 0.8
+    zoom_prob: float = 0.5
+
+
+@dataclass(frozen=True)
+class Lite0Profile:
+    """Sizes of the ``lite0`` world (EfficientNet-Lite0 ImageNet weights, LFW faces vs non-faces)."""
+
+    name: str
+    image_size: int = 128
+    dc_per_class: int = 4             # seeded augmented views per D^c photo
+    target_val_fraction: float = 0.3  # of scikit-image's 200 LFW-subset images
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-4
+    finetune_optimizer: str = "adam"
+    finetune_bn: str = "update"
+    finetune_batch_size: int = 16
+    scratch_epochs: int = 15
+    scratch_lr: float = 1e-3
+    scratch_batch_size: int = 16
+    scratch_bn_momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class PaperProfile:
+    """Sizes of the ``paper`` world (ResNet-18 ImageNet, Dogs-vs-Cats, ImageNet val as D^c)."""
+
+    name: str
+    image_size: int = 224
+    n_train: int = 200                # target training images (balanced cats/dogs)
+    n_val: int = 200
+    dc_per_class: int = 2             # D^c images per ImageNet class (at most what exists)
+    finetune_epochs: int = 2
+    finetune_lr: float = 1e-3
+    finetune_optimizer: str = "sgd"
+    finetune_bn: str = "update"
+    finetune_batch_size: int = 32
+    scratch_epochs: int = 2
+    scratch_lr: float = 1e-3
+    scratch_batch_size: int = 32
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class CustomProfile:
+    """Sizes of a ``custom`` world built from the user's folders and model."""
+
+    name: str
+    image_size: int = 224
+    val_fraction: float = 0.2         # used when target_root has no train/ and val/ folders
+    dc_per_class: int = 0             # 0: every image of source_root
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-3
+    finetune_optimizer: str = "sgd"
+    finetune_bn: str = "update"
+    finetune_batch_size: int = 32
+    scratch_epochs: int = 10
+    scratch_lr: float = 1e-3
+    scratch_batch_size: int = 32
+    num_workers: int = 0
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "shapes": {
+        "smoke": ShapesProfile("smoke"),
+        "full": ShapesProfile("full", n_shapes=12, n_textures=4, n_colours=3, n_shared=12,
+                              source_train_per_class=1000, source_val_per_class=100, target_train=8000,
+                              target_val=2000, width=32, source_epochs=15, scratch_epochs=30),
+    },
+    "lite0": {
+        "smoke": Lite0Profile("smoke"),
+        "full": Lite0Profile("full", image_size=224, dc_per_class=16, finetune_epochs=10, scratch_epochs=40,
+                             finetune_batch_size=32, scratch_batch_size=32),
+    },
+    "paper": {
+        "smoke": PaperProfile("smoke"),
+        "full": PaperProfile("full", n_train=20000, n_val=5000, dc_per_class=50, finetune_epochs=5,
+                             scratch_epochs=30, finetune_batch_size=64, scratch_batch_size=64, num_workers=8),
+    },
+    "custom": {
+        "smoke": CustomProfile("smoke", image_size=128, finetune_epochs=2, scratch_epochs=2),
+        "full": CustomProfile("full"),
+    },
+}
+
+
+def profile_names(world: str) -> list[str]:
+    """The profiles a world defines."""
+    if world not in PROFILES:
+        raise ValueError(f"world must be one of {', '.join(map(repr, PROFILES))}; got {world!r}")
+    return list(PROFILES[world])
+
+
+def split_overrides(world: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword overrides into ``(profile fields, everything else)``."""
+    fields = {f.name for f in dataclasses.fields(type(next(iter(PROFILES[world].values()))))} - {"name"}
+    return ({k: v for k, v in overrides.items() if k in fields},
+            {k: v for k, v in overrides.items() if k not in fields})
+
+
+def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
+    """The profile ``profile`` of ``world`` with ``overrides`` applied (a new frozen instance).
+
+    ``profile`` is a name (``"smoke"``/``"full"``) or an instance of the world's profile class.
+    """
+    names = profile_names(world)
+    cls = type(PROFILES[world][names[0]])
+    if isinstance(profile, cls):
+        base = profile
+    elif isinstance(profile, str) and profile in PROFILES[world]:
+        base = PROFILES[world][profile]
+    else:
+        raise ValueError(f"profile must be one of {', '.join(map(repr, names))} (or a {cls.__name__}) for world "
+                         f"{world!r}; got {profile!r}")
+    valid = {f.name: f for f in dataclasses.fields(cls)} 
+    bad = sorted(set(overrides) - set(valid) | ({"name"} & set(overrides)))
+    if bad:
+        raise ValueError(f"unknown {world} profile field(s) {', '.join(map(repr, bad))}; valid fields: "
+                         f"{', '.join(n for n in valid if n != 'name')}")
+    for k, v in overrides.items():
+        default = getattr(base, k)
+        if isinstance(default, bool) or isinstance(v, bool):
+            ok = isinstance(v, bool) == isinstance(default, bool)
+        elif isinstance(default, int):
+            ok = isinstance(v, int)
+        elif isinstance(default, float):
+            ok = isinstance(v, (int, float))
+        else:
+            ok = isinstance(v, type(default))
+        if not ok:
+            raise ValueError(f"profile field {k!r} must be a {type(default).__name__} like {default!r}; got {v!r}")
+    return dataclasses.replace(base, **overrides) if overrides else base

@@ -1,0 +1,430 @@
+"""Fine-tuning (M^t) and training from scratch (M^b): plain, seeded loops with on-disk checkpoints.
+
+Both entry points share one loop (:func:`_fit`). A run is keyed by a hash of everything that
+defines it (initial weights, data, hyper-parameters, augmentation and extra-loss identity, device
+type); the final weights and the per-epoch history are stored together, so a warm cache returns
+the same weights and prints the same history as the cold run that filled it.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import math
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from . import cache as _cache
+from ._data import ImageData, _collate, batches, model_device, num_items
+from ._validation import check_choice, check_int_range, check_nonempty, check_range
+from .models import batchnorm_layers, eval_mode, replace_head
+
+__all__ = ["finetune", "train_scratch", "evaluate", "predict", "data_fingerprint", "weights_fingerprint", "callable_key",
+           "history_frame"]
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+_HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "epoch_s", "wall_s"]
+
+
+# --------------------------------------------------------------------------------------------
+# identities for cache keys
+# --------------------------------------------------------------------------------------------
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """Hash of a model's state dict (0-d tensors such as ``num_batches_tracked`` included)."""
+    return _cache.fingerprint({k: (v.reshape(1) if v.ndim == 0 else v) for k, v in model.state_dict().items()})
+
+
+def data_fingerprint(data: ImageData) -> str:
+    """A stable hash of a dataset's contents.
+
+    Uses, in order: a ``fingerprint`` attribute (lazy file datasets define one from paths, sizes and
+    labels), the tensors of a ``TensorDataset``/``Tensor``, a ``Subset``'s parent and indices, else
+    every item (images and labels) read once.
+    """
+    fp = getattr(data, "fingerprint", None)
+    if isinstance(fp, str) and fp:
+        return fp
+    if isinstance(data, Tensor):
+        return _cache.fingerprint("tensor", data)
+    if isinstance(data, TensorDataset):
+        return _cache.fingerprint("tensors", list(data.tensors))
+    if isinstance(data, Subset):
+        return _cache.fingerprint("subset", data_fingerprint(data.dataset), [int(i) for i in data.indices])
+    if isinstance(data, DataLoader):
+        return data_fingerprint(data.dataset)  # type: ignore[arg-type]
+    parts: list[Any] = [type(data).__name__, num_items(data)]
+    for x, y in batches(data, batch_size=256):
+        parts.append(_cache.fingerprint(x, y))
+    return _cache.fingerprint("items", parts)
+
+
+def callable_key(fn: Callable[..., Any] | None) -> Any:
+    """Identity of a callable for a cache key.
+
+    An object may define ``cache_key`` (any hashable description of what it computes); otherwise the
+    key is its qualified name, its bytecode and the values it closes over (``functools.partial``
+    arguments, defaults and closure cells), so editing the function or changing a captured
+    hyper-parameter invalidates the cache.
+    """
+    if fn is None:
+        return None
+    key = getattr(fn, "cache_key", None)
+    if key is not None:
+        return ("cache_key", type(fn).__qualname__, key)
+    if isinstance(fn, functools.partial):
+        return ("partial", callable_key(fn.func), _safe(fn.args), _safe(fn.keywords))
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
+    func = getattr(target, "__func__", target)
+    code = getattr(func, "__code__", None)
+    cells = [c.cell_contents for c in (getattr(func, "__closure__", None) or ()) if _has_contents(c)]
+    state = None if target is fn else getattr(fn, "__dict__", None)
+    return ("callable", getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(func)),
+            code.co_code.hex() if code is not None else None,
+            _safe(getattr(func, "__defaults__", None)), _safe(cells), _safe(state))
+
+
+def _has_contents(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _safe(obj: Any) -> Any:
+    """Reduce an object to something ``cache.fingerprint`` hashes stably (modules → weights hash)."""
+    if isinstance(obj, (Tensor, str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, nn.Module):
+        return ("module", type(obj).__qualname__, weights_fingerprint(obj))
+    if isinstance(obj, dict):
+        return {str(k): _safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_safe(v) for v in obj]
+    if callable(obj):
+        return callable_key(obj)
+    return repr(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageData, *, batch_size: int = 256,
+            device: torch.device | str | None = None) -> tuple[Tensor, Tensor | None]:
+    """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU)."""
+    dev = torch.device(device) if device is not None else model_device(model)
+    outs, ys = [], []
+    with eval_mode(model):
+        for x, y in batches(data, batch_size=batch_size, device=dev):
+            outs.append(model(x).float().cpu())
+            ys.append(y.cpu() if y is not None else None)
+    logits = torch.cat(outs) if outs else torch.empty(0, 0)
+    labels = None if any(y is None for y in ys) or not ys else torch.cat(ys)  # type: ignore[arg-type]
+    return logits, labels
+
+
+def evaluate(model: nn.Module, data: ImageData, *, batch_size: int = 256,
+             device: torch.device | str | None = None) -> float:
+    """Top-1 accuracy of ``model`` on labelled ``data`` (eval mode; training flags restored)."""
+    check_nonempty("data", data)  # type: ignore[arg-type]
+    logits, labels = predict(model, data, batch_size=batch_size, device=device)
+    if labels is None:
+        raise ValueError("data has no labels: evaluate needs a Dataset of (image, label) pairs")
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+def history_frame(history: dict[str, list]) -> pd.DataFrame:
+    """The per-epoch history as a DataFrame (index: epoch)."""
+    return pd.DataFrame({c: history[c] for c in _HISTORY_COLUMNS}).set_index("epoch")
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _freeze(model: nn.Module, freeze: Sequence[str]) -> list[str]:
+    """Turn off gradients of parameters whose name starts with one of ``freeze``; return their names.
+
+    Names are those of ``model.named_parameters()``; inside a ``Normalized`` wrapper the name
+    relative to the wrapped model (without ``model.``) works too.
+    """
+    if isinstance(freeze, str):
+        freeze = [freeze]
+    names = [n for n, _ in model.named_parameters()]
+    frozen: list[str] = []
+    for prefix in freeze:
+        hits = [n for n in names if n.startswith(prefix) or n.startswith("model." + prefix)]
+        if not hits:
+            tops = sorted({n.split(".")[0] if not n.startswith("model.") else ".".join(n.split(".")[:2])
+                           for n in names})
+            raise ValueError(f"freeze prefix {prefix!r} matches no parameter; parameter names start with: "
+                             f"{', '.join(tops[:20])}")
+        frozen.extend(hits)
+    params = dict(model.named_parameters())
+    for n in set(frozen):
+        params[n].requires_grad_(False)
+    return sorted(set(frozen))
+
+
+def _set_train_mode(model: nn.Module, bn: str) -> None:
+    model.train()
+    if bn == "freeze":
+        for layer in batchnorm_layers(model).values():
+            layer.eval()
+
+
+def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, epochs: int,
+         optimizer: str, weight_decay: float, momentum: float, batch_size: int, bn: str,
+         lr_schedule: str, augment: Augment | None, extra_loss: ExtraLoss | None, generator: torch.Generator,
+         device: torch.device, num_workers: int, progress: bool, desc: str) -> dict[str, list]:
+    """The shared loop: shuffle with ``generator``, optional augmentation, CE (+ extra loss)."""
+    from tqdm.auto import tqdm
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("every parameter is frozen: nothing to train (check freeze=)")
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    n = len(train)  # type: ignore[arg-type]
+    total_steps = max(1, epochs * math.ceil(n / batch_size))
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+             if lr_schedule == "cosine" else None)
+    tensors = train.tensors if isinstance(train, TensorDataset) else None
+    history: dict[str, list] = {c: [] for c in _HISTORY_COLUMNS}
+    steps_per_epoch = math.ceil(n / batch_size)
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, file=sys.stderr, disable=not progress,
+               leave=False, dynamic_ncols=True)
+    t_start = time.perf_counter()
+    try:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=generator)
+            chunks = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+            if len(chunks) > 1 and len(chunks[-1]) == 1:  # a batch of one breaks BatchNorm in train mode
+                chunks = chunks[:-1]
+            if tensors is not None:
+                source = ((tensors[0][idx], tensors[1][idx]) for idx in chunks)
+            else:
+                source = iter(DataLoader(train, batch_sampler=[c.tolist() for c in chunks],
+                                         collate_fn=_collate, num_workers=num_workers))
+            _set_train_mode(model, bn)
+            tot_loss, tot_correct, tot_n = 0.0, 0, 0
+            for x, y in source:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if augment is not None:
+                    x = augment(x, generator)
+                out = model(x)
+                loss = nn.functional.cross_entropy(out, y)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(model, x, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                tot_loss += float(loss.detach()) * len(y)
+                tot_correct += int((out.detach().argmax(1) == y).sum())
+                tot_n += len(y)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{tot_loss / tot_n:.3f}", acc=f"{tot_correct / tot_n:.3f}")
+            val_acc = evaluate(model, val, device=device) if val is not None and len(val) else float("nan")  # type: ignore[arg-type]
+            now = time.perf_counter()
+            history["epoch"].append(epoch)
+            history["train_loss"].append(tot_loss / max(tot_n, 1))
+            history["train_acc"].append(tot_correct / max(tot_n, 1))
+            history["val_acc"].append(val_acc)
+            history["epoch_s"].append(now - t0)
+            history["wall_s"].append(now - t_start)
+    finally:
+        bar.close()
+    model.eval()
+    return history
+
+
+def _check_common(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: float, batch_size: int,
+                  seed: int, momentum: float, lr_schedule: str) -> None:
+    check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
+    check_range("lr", lr, 0, None, lo_open=True)
+    check_int_range("epochs", epochs, 0)
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
+    check_choice("bn", bn, ("update", "freeze"))
+    check_range("weight_decay", weight_decay, 0, None)
+    check_range("momentum", momentum, 0, 1, hi_open=True)
+    check_int_range("batch_size", batch_size, 1)
+    check_int_range("seed", seed, 0)
+
+
+def _select(train: Dataset, train_subset: Sequence[int] | Tensor | None) -> Dataset:
+    if train_subset is None:
+        return train
+    idx = [int(i) for i in (train_subset.tolist() if isinstance(train_subset, Tensor) else train_subset)]
+    n = len(train)  # type: ignore[arg-type]
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"train_subset must hold indices in [0, {n - 1}] of train; got e.g. {bad[:3]}")
+    if not idx:
+        raise ValueError("train_subset is empty: pass at least one index")
+    if isinstance(train, TensorDataset):  # keep the fast tensor path
+        t = torch.as_tensor(idx)
+        return TensorDataset(*(x[t] for x in train.tensors))
+    return Subset(train, idx)
+
+
+def _run(stage: str, build: Callable[[], nn.Module], key_parts: dict[str, Any], train: Dataset,
+         val: Dataset | None, fit_kwargs: dict[str, Any], seed: int, device: torch.device,
+         cache: bool, progress: bool) -> tuple[nn.Module, pd.DataFrame]:
+    """Build the initial model, then train it, or load the cached result of the same run."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build()
+    key = _cache.fingerprint(stage, key_parts, length=24)
+
+    def compute() -> dict[str, Any]:
+        m = model.to(device)
+        g = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)  # dropout, drop-connect and other global-RNG users
+            history = _fit(m, train, val, generator=g, device=device, progress=progress,
+                           desc=stage, **fit_kwargs)
+        return {"state_dict": {k: v.detach().cpu().clone() for k, v in m.state_dict().items()},
+                "history": history, "key": key}
+
+    entry = _cache.cached(stage, key, compute, enabled=cache)
+    model.load_state_dict(entry["state_dict"])
+    model = model.to(device).eval()
+    frame = history_frame(entry["history"])
+    frame.attrs["cache_key"] = key
+    return model, frame
+
+
+def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_classes: int,
+             lr: float = 1e-3, epochs: int = 5, optimizer: str = "sgd", freeze: Sequence[str] = (),
+             bn: str = "update", weight_decay: float = 0.0, momentum: float = 0.9, batch_size: int = 32,
+             augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
+             cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
+             head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
+             lr_schedule: str = "constant", num_workers: int = 0) -> tuple[nn.Module, pd.DataFrame]:
+    """Standard fine-tuning: M^t = M^s with a fresh ``num_classes`` head, trained on ``train``.
+
+    Args:
+        model_or_source: the source model M^s (taking [0, 1] images) or a ``World`` (its
+            ``source_model``). It is not modified.
+        train, val: labelled target data (``val`` may be None: no validation column).
+        freeze: parameter-name prefixes to keep fixed (e.g. ``["model.layer1", "model.layer2"]``).
+        bn: ``"update"`` (BatchNorm statistics follow the target data) or ``"freeze"`` (BatchNorm
+            layers stay in eval mode: running statistics frozen; their affine weights still train
+            unless frozen by ``freeze``).
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``; ``lr_schedule``: ``"constant"`` or
+            ``"cosine"`` (per step, to 0 at the end).
+        augment: ``augment(x, generator) -> x`` on each training batch (on ``device``); give it a
+            ``cache_key`` attribute when it closes over state that the cache must see.
+        extra_loss: ``extra_loss(model, x, y) -> scalar`` added to the cross-entropy (remedies such as
+            L1 or unlearning terms); its identity (see :func:`callable_key`) is part of the cache key.
+        head: qualified name of the head to replace (default: found by ``models.find_head``).
+        train_subset: indices of ``train`` to train on (e.g. ``world.extra["finetune_subset"]``).
+        seed: drives head initialisation, shuffling, augmentation and the global RNG (dropout).
+        cache: load/store the result on disk (``cache.cache_dir()/finetune``).
+
+    Returns:
+        ``(model, history)``: the fine-tuned model in eval mode on ``device`` and a DataFrame with
+        per-epoch ``train_loss``, ``train_acc``, ``val_acc``, ``epoch_s`` and cumulative ``wall_s``
+        (timings of the run that trained it: identical whether the cache was warm or cold).
+    """
+    source = getattr(model_or_source, "source_model", model_or_source)
+    if not isinstance(source, nn.Module):
+        raise ValueError(f"model_or_source must be an nn.Module or a World; got {type(model_or_source).__name__}")
+    check_int_range("num_classes", num_classes, 1)
+    _check_common(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum, lr_schedule)
+    check_int_range("num_workers", num_workers, 0)
+    check_nonempty("train", train)  # type: ignore[arg-type]
+    dev = _resolve_device(device)
+    train_sel = _select(train, train_subset)
+    freeze = [freeze] if isinstance(freeze, str) else list(freeze)
+
+    def build() -> nn.Module:
+        m = replace_head(copy.deepcopy(source).cpu(), num_classes, head=head,
+                         generator=torch.Generator().manual_seed(seed))
+        _freeze(m, freeze)
+        return m
+
+    key = {"source": weights_fingerprint(source), "train": data_fingerprint(train_sel),
+           "val": data_fingerprint(val) if val is not None else None, "num_classes": num_classes,
+           "lr": lr, "epochs": epochs, "optimizer": optimizer, "freeze": sorted(freeze), "bn": bn,
+           "weight_decay": weight_decay, "momentum": momentum if optimizer == "sgd" else None,
+           "batch_size": batch_size, "lr_schedule": lr_schedule, "augment": _safe(callable_key(augment)),
+           "extra_loss": _safe(callable_key(extra_loss)), "seed": seed, "head": head,
+           "device": dev.type, "torch": torch.__version__.split("+")[0]}
+    fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
+                      batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
+                      num_workers=num_workers)
+    return _run("finetune", build, key, train_sel, val, fit_kwargs, seed, dev, cache, progress)
+
+
+def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Dataset | None, *,
+                  num_classes: int | None = None, lr: float = 1e-3, epochs: int = 10,
+                  optimizer: str = "adam", freeze: Sequence[str] = (), bn: str = "update",
+                  weight_decay: float = 0.0, momentum: float = 0.9, batch_size: int = 64,
+                  augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
+                  cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
+                  head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
+                  lr_schedule: str = "constant", num_workers: int = 0) -> tuple[nn.Module, pd.DataFrame]:
+    """Train M^b = ``make_model()`` from random weights (drawn under ``torch.manual_seed(seed)``).
+
+    Same arguments and return value as :func:`finetune`; ``num_classes`` (optional) replaces the
+    head when the architecture's output size differs (``head`` names it).
+    """
+    if not callable(make_model):
+        raise ValueError(f"make_model must be a callable returning an nn.Module; got {type(make_model).__name__}")
+    if num_classes is not None:
+        check_int_range("num_classes", num_classes, 1)
+    _check_common(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum, lr_schedule)
+    check_int_range("num_workers", num_workers, 0)
+    check_nonempty("train", train)  # type: ignore[arg-type]
+    dev = _resolve_device(device)
+    train_sel = _select(train, train_subset)
+    freeze = [freeze] if isinstance(freeze, str) else list(freeze)
+
+    def build() -> nn.Module:
+        m = make_model()
+        if not isinstance(m, nn.Module):
+            raise ValueError(f"make_model() must return an nn.Module; got {type(m).__name__}")
+        if num_classes is not None:
+            from .models import find_head
+            if find_head(m, head)[1].out_features != num_classes:
+                m = replace_head(m, num_classes, head=head, generator=torch.Generator().manual_seed(seed))
+        _freeze(m, freeze)
+        return m.cpu()
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        init = build()
+    key = {"init": weights_fingerprint(init), "arch": type(init).__qualname__, "make_model": _safe(callable_key(make_model)),
+           "train": data_fingerprint(train_sel), "val": data_fingerprint(val) if val is not None else None,
+           "num_classes": num_classes, "lr": lr, "epochs": epochs, "optimizer": optimizer,
+           "freeze": sorted(freeze), "bn": bn, "weight_decay": weight_decay,
+           "momentum": momentum if optimizer == "sgd" else None, "batch_size": batch_size,
+           "lr_schedule": lr_schedule, "augment": _safe(callable_key(augment)), "extra_loss": _safe(callable_key(extra_loss)),
+           "seed": seed, "device": dev.type, "torch": torch.__version__.split("+")[0]}
+    fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
+                      batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
+                      num_workers=num_workers)
+    return _run("scratch", lambda: copy.deepcopy(init), key, train_sel, val, fit_kwargs, seed, dev, cache, progress)

@@ -1,0 +1,195 @@
+"""audit.Audit: stages chained over a tiny hand-built world; disk cache keyed by what each stage reads."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from lingerlab import cache as _cache
+from lingerlab.audit import Audit
+from lingerlab.worlds.base import World
+
+N_SRC = 6
+
+
+class TinyNet(nn.Module):
+    """conv -> BN -> ReLU -> pool -> fc: a head named ``fc`` and a Grad-CAM layer named ``conv``."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x)))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def make_scratch() -> nn.Module:
+    return TinyNet(2)
+
+
+def make_tiny_world(seed: int = 0) -> World:
+    """Random 16 px images: 6 source classes (8 images each, class-dependent colour), a 2-class target."""
+    g = torch.Generator().manual_seed(seed)
+    ys = torch.arange(N_SRC).repeat_interleave(8)
+    xs = (torch.rand(len(ys), 3, 16, 16, generator=g) * 0.5 + (ys[:, None, None, None] % 3 == torch.arange(3)[None, :, None, None]) * 0.5)
+    yt = torch.arange(40) % 2
+    xt = torch.rand(40, 3, 16, 16, generator=g) * 0.5 + yt[:, None, None, None] * 0.4
+    yv = torch.arange(16) % 2
+    xv = torch.rand(16, 3, 16, 16, generator=g) * 0.5 + yv[:, None, None, None] * 0.4
+    torch.manual_seed(seed)
+    src = TinyNet(N_SRC).eval()
+    fp = _cache.fingerprint("tiny", seed, src, xs, xt, xv)
+    return World(name="tiny", profile=None, seed=seed, source_model=src,
+                 source_classes=[f"s{i}" for i in range(N_SRC)], source_data=TensorDataset(xs, ys),
+                 target_train=TensorDataset(xt, yt), target_val=TensorDataset(xv, yv), target_classes=["a", "b"],
+                 make_scratch=make_scratch,
+                 finetune_defaults={"lr": 0.01, "epochs": 1, "batch_size": 8, "train_subset": list(range(20))},
+                 scratch_defaults={"lr": 0.01, "epochs": 1, "batch_size": 8},
+                 planted_shared=frozenset({0, 1}), planted_source_only=frozenset({2, 3, 4, 5}),
+                 fingerprint=fp, extra={"target_layer": "conv", "head": "fc", "n_composites_per_class": 3})
+
+
+@pytest.fixture()
+def cache_root(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture()
+def world() -> World:
+    return make_tiny_world()
+
+
+def _audit(world: World, **kw) -> Audit:
+    return Audit(world, device="cpu", **kw)
+
+
+def test_stages_and_shapes(cache_root, world):
+    a = _audit(world, v_lo=3)
+    v = a.counts()
+    assert v.shape == (N_SRC,) and int(v.sum()) == a.k * 20  # Eq. 1 over M^t's 20 training images
+    F = a.source_only()
+    assert F.tolist() == [c for c in range(N_SRC) if v[c] <= 3]
+    t = a.lingering()
+    assert list(t.columns) == ["class", "name", "v", "n_images", "p_source", "p_st", "p_st_source_bn", "lingering"]
+    assert t["class"].tolist() == F.tolist()
+    assert (t["lingering"] == (t["p_st"] > a.p_lo)).all()
+    assert a.lingering_classes() == t.loc[t["lingering"], "class"].tolist()
+    comp = a.composites(classes=[2, 3])
+    assert len(comp) == 6 and a.composite_classes(comp).tolist() == [2, 2, 2, 3, 3, 3]
+    assert comp.masks.float().mean().item() == pytest.approx(round(0.4 * 16) ** 2 / 256)
+    d = a.distraction_table(models=("M^t", "M^b (same data)"), classes=[2, 3])
+    assert len(d) == 12 and set(d["model"]) == {"M^t", "M^b (same data)"}
+    assert d["distraction"].between(0, 1).all() and d["null"].between(0, 1).all()
+    rec = a.planted_recovery()
+    assert list(rec["set"]) == ["F", "L"] and rec["precision"].between(0, 1).all()
+    m = a.maps("M^t", comp, comp.target_label)
+    assert m.shape == (6, 16, 16)
+    det = a.detection(classes=[2, 3])
+    assert set(det["table"]["score"]) == {"eq5", "msp", "energy"}
+
+
+def test_second_audit_hits_disk_cache(cache_root, world):
+    a = _audit(world, v_lo=3)
+    t1, d1 = a.lingering(), a.distraction_table(classes=[2, 3], models=("M^t",))
+    assert a.computed["counts"] == 1 and a.computed["class_probs"] == 1 and a.computed["maps"] == 2
+    b = _audit(world, v_lo=3)
+    t2, d2 = b.lingering(), b.distraction_table(classes=[2, 3], models=("M^t",))
+    assert sum(b.computed.values()) == 0
+    pd.testing.assert_frame_equal(t1, t2)
+    pd.testing.assert_frame_equal(d1, d2)
+    a.lingering()  # in-memory memo as well
+    assert a.computed["class_probs"] == 1
+
+
+def test_changed_parameters_recompute_only_dependents(cache_root, world):
+    a = _audit(world, v_lo=3)
+    base = a.lingering()
+    b = _audit(world, v_lo=3, p_lo=0.3)          # p_lo: re-threshold only, no model, no Eq. 1
+    t = b.lingering()
+    assert sum(b.computed.values()) == 0
+    assert (t["lingering"] == (t["p_st"] > 0.3)).all()
+    pd.testing.assert_series_equal(t["p_st"], base["p_st"])
+    c = _audit(world, v_lo=3, k=2)               # k: Eq. 1 again, the class means are reused
+    c.lingering()
+    assert c.computed["counts"] == 1 and c.computed["class_probs"] == 0
+    d = _audit(world, v_lo=3)
+    d.target_model(seed=1)                       # another seed: a new M^t, so new class means
+    d.lingering(seed=1)
+    assert d.computed["class_probs"] == 1 and d.computed["counts"] == 0
+
+
+def test_failing_compute_leaves_no_entry(cache_root, world, monkeypatch):
+    import lingerlab.audit as audit_mod
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(audit_mod, "source_class_counts", boom)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _audit(world).counts()
+    assert not list((cache_root / "counts").glob("*")) if (cache_root / "counts").exists() else True
+    monkeypatch.undo()
+    monkeypatch.setenv("LINGERLAB_CACHE", str(cache_root))
+    assert _audit(world).counts().sum() > 0
+
+
+def test_interrupted_write_leaves_no_partial_file(cache_root, world, monkeypatch):
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        _audit(world).counts()
+    monkeypatch.undo()
+    leftovers = list((cache_root / "counts").iterdir()) if (cache_root / "counts").exists() else []
+    assert leftovers == []
+
+
+def test_corrupt_entry_is_recomputed(cache_root, world):
+    a = _audit(world)
+    v = a.counts()
+    (entry,) = list((cache_root / "counts").glob("*.pt"))
+    entry.write_bytes(b"not a torch file")
+    b = _audit(world)
+    assert torch.equal(b.counts(), v) and b.computed["counts"] == 1
+
+
+def test_arms_and_errors(cache_root, world):
+    a = _audit(world)
+    a.add_arm("remedy", lambda seed: a.target_model(seed, lr=0.02))
+    assert "remedy" in a.arms() and isinstance(a.model("remedy"), nn.Module)
+    with pytest.raises(ValueError, match="built-in"):
+        a.add_arm("M^t", lambda s: a.target_model(s))
+    with pytest.raises(ValueError, match="model must be"):
+        a.model("nope")
+    for kw, word in [({"p_lo": 1.5}, "p_lo"), ({"k": 0}, "k"), ({"q": 1.0}, "q"), ({"scale": 0}, "scale"),
+                     ({"v_lo": -1}, "v_lo"), ({"n_composites_per_class": 0}, "n_composites_per_class")]:
+        with pytest.raises(ValueError, match=word):
+            _audit(world, **kw)
+    with pytest.raises(ValueError, match="data"):
+        a.scratch_model(data="half")
+    with pytest.raises(ValueError, match="classes"):
+        a.composites(classes=[99])
+    with pytest.raises(ValueError, match="World"):
+        Audit(object())
+    # same-data baseline: M^t's images, epochs scaled to keep the step count
+    h = a.scratch_history(data="same")
+    assert len(h) == 2  # 40 full images, 1 epoch -> 20 images, 2 epochs
+    assert a.v_lo == round(0.01 * 20)
+
+
+def test_matched_recipe(cache_root, world):
+    a = _audit(world, match_tol=0.5)
+    r = a.matched_recipe(seeds=(0,))
+    assert r["within_tol"] and abs(r["val_acc"] - r["target_acc"]) <= 0.5
+    assert len(r["train_subset"]) == r["n_images"]
+    assert isinstance(a.model("M^b (matched acc)"), nn.Module)

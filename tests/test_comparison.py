@@ -1,0 +1,85 @@
+"""comparison: paired controls, seed-level tests and the verdict, on a tiny hand-built world."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lingerlab.audit import Audit
+from lingerlab.comparison import (MEASURES, by_class, compare, control_sets, controls, model_level_test, per_seed,
+                                  verdict)
+
+from test_audit import make_tiny_world
+
+
+@pytest.fixture()
+def audit(tmp_path, monkeypatch) -> Audit:
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path))
+    return Audit(make_tiny_world(), device="cpu", match_tol=0.5)
+
+
+def test_control_sets_are_paired(audit):
+    sets = control_sets(audit, classes=[2, 3])
+    so, ne, sh = sets["source_only"], sets["neutral"], sets["shared"]
+    m = so.masks[:, None].expand_as(so.images)
+    for other in (ne, sh):  # same patch, same place; only the background differs
+        assert torch.equal(other.images[m], so.images[m]) and torch.equal(other.masks, so.masks)
+        assert not torch.equal(other.images[~m], so.images[~m])
+    shared_cls = audit.source_labels()[sh.source_index]
+    assert set(shared_cls.tolist()) <= set(audit.world.planted_shared)
+
+
+def test_compare_and_verdict(audit):
+    arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)", "M^b (competent)": "M^b (competent)",
+            "M^b (matched acc)": "M^b (matched acc)", "remedy": lambda seed: audit.target_model(seed, lr=0.02)}
+    table = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
+    assert len(table) == len(arms) * len(MEASURES)
+    assert set(table["measure"]) == set(MEASURES)
+    row = table.set_index(["arm", "measure"])
+    for arm in arms:
+        assert len(row.loc[(arm, "err_source_only"), "values"]) == 2
+        exc = row.loc[(arm, "excess_error"), "mean"]
+        assert exc == pytest.approx(row.loc[(arm, "err_source_only"), "mean"] - row.loc[(arm, "err_neutral"), "mean"])
+        lo, hi = row.loc[(arm, "err_source_only"), ["ci_lo", "ci_hi"]]
+        assert np.isnan(lo) or lo <= row.loc[(arm, "err_source_only"), "mean"] <= hi
+    assert np.isnan(row.loc[("M^t", "distraction"), "p_welch"])
+    assert row.loc[("remedy", "distraction"), "p_perm"] <= 1
+    v = verdict(table)
+    assert set(v["baseline"]) == set(arms) - {"M^t"}
+    assert (v["holds"] == (np.where(v["worse_if"] == "higher", 1, -1) * v["diff"] > 0)).all()
+    # the per-composite view and the per-class view agree with the table
+    ctl = controls(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
+    ps = per_seed(ctl)
+    assert ps.loc[ps["arm"] == "M^t", "err_source_only"].mean() == pytest.approx(row.loc[("M^t", "err_source_only"), "mean"])
+    bc = by_class(ctl)
+    assert set(bc["source_class"]) == {2, 3, 4}
+    with pytest.raises(ValueError, match="arms"):
+        compare(audit, ["M^t", "nope"], seeds=(0,))
+    with pytest.raises(ValueError, match="seeds"):
+        compare(audit, ["M^t"], seeds=(0, 0))
+    with pytest.raises(ValueError, match="reference"):
+        compare(audit, ["M^b"], seeds=(0,))
+
+
+def test_model_level_test_exact():
+    out = model_level_test([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
+    assert out["diff"] == 3.0
+    assert out["p_perm"] == pytest.approx(2 / 20)   # only the two extreme splits are as extreme
+    assert 0 < out["p_welch"] < 0.05
+    same = model_level_test([1.0, 1.0], [1.0, 1.0])
+    assert same["p_perm"] == 1.0 and np.isnan(same["p_welch"])
+
+
+def test_verdict_orientation():
+    rows = []
+    for arm, acc, err in (("M^t", 0.99, 0.40), ("M^b", 0.95, 0.10)):
+        for m, val in (("target_acc", acc), ("err_source_only", err)):
+            rows.append({"arm": arm, "measure": m, "mean": val, "values": (val, val), "p_welch": 0.01,
+                         "p_perm": 0.3, "p_composite": 0.02})
+    v = verdict(pd.DataFrame(rows), reference="M^t").set_index("measure")
+    assert bool(v.loc["err_source_only", "holds"]) and bool(v.loc["err_source_only", "significant"])
+    assert not bool(v.loc["target_acc", "holds"])        # M^t is *more* accurate on clean data
+    assert v.loc["err_source_only", "summary"].startswith("holds in every seed")
+    with pytest.raises(ValueError, match="reference"):
+        verdict(pd.DataFrame(rows), reference="M^x")

@@ -1,0 +1,188 @@
+"""finetune / train_scratch: determinism, the on-disk cache, BatchNorm policy, freezing, validation."""
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from lingerlab.models import Normalized
+from lingerlab.training import callable_key, evaluate, finetune, train_scratch
+
+
+class Tiny(nn.Module):
+    def __init__(self, n: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, n)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.bn(self.conv(x)))), 1))
+
+
+def make_tiny() -> nn.Module:
+    return Normalized(Tiny(2), (0.5,) * 3, (0.25,) * 3)
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(48) % 2
+    x = torch.rand(48, 3, 8, 8, generator=g) * 0.5 + y.view(-1, 1, 1, 1) * 0.4  # class 1 is brighter
+    return TensorDataset(x[:32], y[:32]), TensorDataset(x[32:], y[32:])
+
+
+@pytest.fixture(scope="module")
+def source():
+    torch.manual_seed(1)
+    return Normalized(Tiny(4), (0.5,) * 3, (0.25,) * 3).eval()
+
+
+_CALLS: list[int] = []
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+KW = dict(num_classes=2, lr=0.05, epochs=3, batch_size=8, progress=False, device="cpu")
+
+
+def test_finetune_is_deterministic_and_cached(source, data, tmp_path):
+    train, val = data
+    m1, h1 = finetune(source, train, val, cache=False, **KW)
+    m2, h2 = finetune(source, train, val, cache=False, **KW)
+    assert _same(m1, m2)
+    pd.testing.assert_frame_equal(h1.drop(columns=["epoch_s", "wall_s"]), h2.drop(columns=["epoch_s", "wall_s"]))
+    cold, hc = finetune(source, train, val, **KW)          # fills the cache
+    warm, hw = finetune(source, train, val, **KW)          # reads it
+    assert _same(cold, m1) and _same(warm, cold)
+    pd.testing.assert_frame_equal(hc, hw)
+    assert str(hc) == str(hw)                               # prints the same, warm or cold
+    assert list(hc.columns) == ["train_loss", "train_acc", "val_acc", "epoch_s", "wall_s"]
+    assert list(hc.index) == [1, 2, 3] and (hc["wall_s"].diff().dropna() > 0).all()
+    assert any((tmp_path / "cache" / "finetune").iterdir())
+    assert not warm.training and warm.model.fc.out_features == 2
+    assert source.model.fc.out_features == 4                # the source is untouched
+
+
+def test_seed_and_hyperparameters_change_the_result(source, data):
+    train, val = data
+    a, _ = finetune(source, train, val, seed=0, **KW)
+    b, _ = finetune(source, train, val, seed=1, **KW)
+    c, _ = finetune(source, train, val, seed=0, **{**KW, "lr": 0.01})
+    assert not _same(a, b) and not _same(a, c)
+
+
+def test_bn_freeze_keeps_running_stats(source, data):
+    train, val = data
+    frozen, _ = finetune(source, train, val, bn="freeze", **KW)
+    updated, _ = finetune(source, train, val, bn="update", **KW)
+    s = source.model.bn
+    assert torch.equal(frozen.model.bn.running_mean, s.running_mean)
+    assert torch.equal(frozen.model.bn.running_var, s.running_var)
+    assert not torch.equal(updated.model.bn.running_mean, s.running_mean)
+    assert not torch.equal(frozen.model.bn.weight, s.weight)   # affine weights still train
+
+
+def test_freeze_prefixes(source, data):
+    train, val = data
+    m, _ = finetune(source, train, val, freeze=["conv", "model.bn"], **KW)
+    assert torch.equal(m.model.conv.weight, source.model.conv.weight)
+    assert torch.equal(m.model.bn.weight, source.model.bn.weight)
+    assert not torch.equal(m.model.fc.weight[:2], source.model.fc.weight[:2])
+    with pytest.raises(ValueError, match="freeze prefix 'nope'.*model.conv"):
+        finetune(source, train, val, freeze=["nope"], **KW)
+
+
+def test_extra_loss_and_augment_are_part_of_the_key(source, data):
+    train, val = data
+    calls = _CALLS  # a module global: closure contents are part of a callable's identity
+
+    def l1(model, x, y):
+        _CALLS.append(len(x))
+        return 1e-2 * sum(p.abs().sum() for p in model.parameters())
+
+    def flip(x, g):
+        return x.flip(-1) if torch.rand(1, generator=g) < 0.5 else x
+
+    base, _ = finetune(source, train, val, **KW)
+    reg, _ = finetune(source, train, val, extra_loss=l1, **KW)
+    assert calls and not _same(base, reg)
+    n = len(calls)
+    again, _ = finetune(source, train, val, extra_loss=l1, **KW)  # cached: l1 not called again
+    assert len(calls) == n and _same(again, reg)
+    aug, _ = finetune(source, train, val, augment=flip, **KW)
+    assert not _same(aug, base)
+    # a captured hyper-parameter is part of a callable's identity
+    assert callable_key(functools.partial(pow, 2)) != callable_key(functools.partial(pow, 3))
+    w1, w2 = 0.1, 0.2
+    f1 = lambda m, x, y: w1 * x.sum()  # noqa: E731
+    f2 = lambda m, x, y: w2 * x.sum()  # noqa: E731
+    assert callable_key(f1) != callable_key(f2)
+
+
+def test_train_subset(source, data):
+    train, val = data
+    sub, h = finetune(source, train, val, train_subset=list(range(16)), **KW)
+    full, _ = finetune(source, train, val, **KW)
+    assert not _same(sub, full)
+    with pytest.raises(ValueError, match="train_subset"):
+        finetune(source, train, val, train_subset=[0, 99], **KW)
+
+
+def test_train_scratch(data):
+    train, val = data
+    kw = dict(lr=0.05, epochs=5, batch_size=8, optimizer="adam", progress=False, device="cpu")
+    a, ha = train_scratch(make_tiny, train, val, **kw)
+    b, hb = train_scratch(make_tiny, train, val, **kw)
+    c, _ = train_scratch(make_tiny, train, val, cache=False, **kw)
+    assert _same(a, b) and _same(a, c)
+    pd.testing.assert_frame_equal(ha, hb)
+    assert evaluate(a, val) == pytest.approx(ha["val_acc"].iloc[-1])
+    assert evaluate(a, val) >= 0.8
+    d, _ = train_scratch(make_tiny, train, val, seed=3, **kw)
+    assert not _same(a, d)
+    e, _ = train_scratch(make_tiny, train, val, lr_schedule="cosine", **kw)
+    assert not _same(a, e)
+
+
+def test_progress_goes_to_stderr(source, data, capsys):
+    train, val = data
+    finetune(source, train, val, cache=False, **{**KW, "progress": True, "epochs": 1})
+    out = capsys.readouterr()
+    assert out.out == "" and "finetune" in out.err
+
+
+@pytest.mark.parametrize("bad, word", [({"lr": 0}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
+                                       ({"bn": "eval"}, "bn"), ({"epochs": -1}, "epochs"),
+                                       ({"batch_size": 0}, "batch_size"), ({"num_classes": 0}, "num_classes"),
+                                       ({"lr_schedule": "step"}, "lr_schedule")])
+def test_parameter_errors(source, data, bad, word):
+    train, val = data
+    with pytest.raises(ValueError, match=word):
+        finetune(source, train, val, **{**KW, **bad})
+
+
+def test_world_as_source(source, data):
+    train, val = data
+
+    class W:
+        source_model = source
+
+    a, _ = finetune(W(), train, val, **KW)
+    b, _ = finetune(source, train, val, **KW)
+    assert _same(a, b)
+    with pytest.raises(ValueError, match="model_or_source"):
+        finetune("resnet", train, val, **KW)

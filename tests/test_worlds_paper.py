@@ -1,0 +1,256 @@
+"""The ``paper`` and ``custom`` worlds on tiny fixtures laid out like the real downloads (no network)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.models import resnet18
+
+from lingerlab.models import Normalized
+from lingerlab.training import evaluate, finetune, train_scratch
+from lingerlab.worlds import World, load_world
+from lingerlab.worlds.custom import ImageFiles
+from lingerlab.worlds.paper import imagenet_wnids, resnet18_source_model
+
+SIZE = 32
+
+
+def _photo(seed: int, size=(40, 30)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+def _odd_files(folder: Path, stem) -> None:
+    """A corrupt JPEG, a greyscale JPEG, a CMYK JPEG and an RGBA PNG, named by ``stem(i)``."""
+    (folder / stem(90, "jpg")).write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    _photo(91).convert("L").save(folder / stem(91, "jpg"))
+    _photo(92).convert("CMYK").save(folder / stem(92, "jpg"))
+    _photo(93).convert("RGBA").save(folder / stem(93, "png"))
+
+
+@pytest.fixture(scope="module")
+def kaggle(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kaggle")
+    train = root / "train"
+    train.mkdir()
+    for c in ("cat", "dog"):
+        for i in range(6):
+            _photo(hash((c, i)) % 1000).save(train / f"{c}.{i}.jpg")
+    _odd_files(train, lambda i, ext: f"cat.{i}.{ext}")
+    (root / "test1").mkdir()
+    _photo(5).save(root / "test1" / "1.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def microsoft(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ms")
+    for c in ("Cat", "Dog"):
+        d = root / "PetImages" / c
+        d.mkdir(parents=True)
+        for i in range(6):
+            _photo(100 + hash((c, i)) % 1000).save(d / f"{i}.jpg")
+        _odd_files(d, lambda i, ext: f"{i}.{ext}")
+    (root / "PetImages" / "Cat" / "Thumbs.db").write_bytes(b"junk")
+    return root
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory) -> dict[str, Path]:
+    wnids = imagenet_wnids()
+    roots = {}
+    for layout in ("imagefolder", "val", "v2"):
+        root = tmp_path_factory.mktemp(layout)
+        for cid in (1, 7, 281):
+            name = str(cid) if layout == "v2" else wnids[cid]
+            d = (root / "val" / name) if layout == "val" else (root / name)
+            d.mkdir(parents=True)
+            for i in range(3):
+                _photo(cid * 10 + i).save(d / f"img_{i}.{'jpeg' if layout == 'v2' else 'JPEG'}")
+        roots[layout] = root
+    return roots
+
+
+@pytest.fixture(scope="module")
+def tiny_source() -> nn.Module:
+    torch.manual_seed(0)
+    return Normalized(resnet18(num_classes=1000)).eval()
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LINGERLAB_DOGSCATS", raising=False)
+    monkeypatch.delenv("LINGERLAB_IMAGENET", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+
+
+def _paper(root, imagenet_root, source, **kw):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        world = load_world("paper", "smoke", source_model=source, dogscats_root=root, imagenet_root=imagenet_root,
+                           image_size=SIZE, n_train=6, n_val=4, dc_per_class=2, device="cpu", **kw)
+    return world, [str(x.message) for x in w]
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "microsoft"])
+def test_paper_world_on_both_layouts(layout, kaggle, microsoft, imagenet, tiny_source):
+    root = kaggle if layout == "kaggle" else microsoft
+    world, msgs = _paper(root, imagenet["imagefolder"], tiny_source)
+    assert isinstance(world, World) and world.name == "paper" and world.extra["dogscats_layout"] == layout
+    skipped = [m for m in msgs if "skipped" in m and "Dogs-vs-Cats" in m]
+    n_bad = 1 if layout == "kaggle" else 2  # the corrupt JPEG(s); Thumbs.db is not an image file at all
+    assert len(skipped) == 1 and f"skipped {n_bad} unreadable" in skipped[0]
+    assert len(world.extra["skipped_files"]) == n_bad
+    assert all(p.endswith("90.jpg") for p in world.extra["skipped_files"])
+    assert len(world.target_train) == 6 and len(world.target_val) == 4
+    assert sorted(set(world.target_train.targets)) == [0, 1] and world.target_classes == ["cat", "dog"]
+    assert world.source_classes[281] == "tabby" and len(world.source_classes) == 1000
+    assert sorted(set(world.source_data.targets)) == [1, 7, 281] and len(world.source_data) == 6
+    # lazy datasets: file paths, not tensors
+    assert isinstance(world.target_train, ImageFiles) and not hasattr(world.target_train, "tensors")
+    x, y = world.target_train[0]
+    assert x.shape == (3, SIZE, SIZE) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert world.finetune_defaults["head"] == "model.fc" and world.fingerprint
+    assert world.make_scratch().eval()(x[None]).shape == (1, 2)
+
+
+def test_odd_images_are_converted_to_rgb(kaggle):
+    train = kaggle / "train"
+    files = [train / "cat.91.jpg", train / "cat.92.jpg", train / "cat.93.png"]
+    assert [Image.open(p).mode for p in files] == ["L", "CMYK", "RGBA"]
+    ds = ImageFiles(files, [0, 0, 0], SIZE, root=kaggle)
+    for i in range(3):
+        assert ds[i][0].shape == (3, SIZE, SIZE)
+
+
+def test_split_and_fingerprint_are_seeded(kaggle, imagenet, tiny_source):
+    a, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
+    b, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
+    assert a.target_train.paths == b.target_train.paths and a.fingerprint == b.fingerprint
+    c = load_world("paper", "smoke", seed=1, source_model=tiny_source, dogscats_root=kaggle,
+                   imagenet_root=imagenet["imagefolder"], image_size=SIZE, n_train=6, n_val=4, device="cpu")
+    assert c.fingerprint != a.fingerprint
+    assert not set(a.target_train.paths) & set(a.target_val.paths)
+
+
+@pytest.mark.parametrize("layout, name", [("imagefolder", "imagefolder"), ("val", "imagenet-val"), ("v2", "imagenetv2")])
+def test_imagenet_layouts(layout, name, kaggle, imagenet, tiny_source):
+    world, _ = _paper(kaggle, imagenet[layout], tiny_source)
+    assert world.extra["imagenet_layout"] == name
+    assert sorted(set(world.source_data.targets)) == [1, 7, 281]
+
+
+def test_env_vars(kaggle, imagenet, tiny_source, monkeypatch):
+    monkeypatch.setenv("LINGERLAB_DOGSCATS", str(kaggle))
+    monkeypatch.setenv("LINGERLAB_IMAGENET", str(imagenet["v2"]))
+    world = load_world("paper", "smoke", source_model=tiny_source, image_size=SIZE, n_train=4, n_val=2, device="cpu")
+    assert world.extra["dogscats_layout"] == "kaggle"
+
+
+def test_missing_data_says_what_to_download(tmp_path, kaggle, imagenet, tiny_source):
+    with pytest.raises(FileNotFoundError, match="LINGERLAB_DOGSCATS.*kaggle.com.*PetImages"):
+        load_world("paper", source_model=tiny_source, imagenet_root=imagenet["v2"])
+    with pytest.raises(FileNotFoundError, match="LINGERLAB_IMAGENET.*ImageNetV2"):
+        load_world("paper", source_model=tiny_source, dogscats_root=kaggle)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_world("paper", source_model=tiny_source, dogscats_root=tmp_path / "nowhere", imagenet_root=imagenet["v2"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="neither layout"):
+        load_world("paper", source_model=tiny_source, dogscats_root=empty, imagenet_root=imagenet["v2"])
+    with pytest.raises(ValueError, match="n_train"):
+        load_world("paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=imagenet["v2"],
+                   n_train=100, n_val=4)
+
+
+def test_missing_weights_say_where_to_put_them():
+    with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth.*checkpoints"):
+        resnet18_source_model(allow_download=False)
+
+
+def test_paper_world_trains(kaggle, imagenet, tiny_source):
+    world, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
+    kw = {**world.finetune_defaults, "epochs": 1, "batch_size": 4}
+    mt, h = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu", **kw)
+    assert len(h) == 1 and 0 <= evaluate(mt, world.target_val) <= 1
+    mb, hb = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False, device="cpu",
+                           **{**world.scratch_defaults, "epochs": 1, "batch_size": 4})
+    assert len(hb) == 1
+
+
+# ------------------------------------------------------------------------------------------ custom
+
+class SmallNet(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(8, n)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def custom_roots(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("custom")
+    for c in ("ants", "bees"):
+        d = root / "target" / c
+        d.mkdir(parents=True)
+        for i in range(5):
+            _photo(hash((c, i)) % 997).save(d / f"{i}.jpg")
+    (root / "target" / "bees" / "broken.jpg").write_bytes(b"nope")
+    for name in ("apple", "3"):
+        d = root / "source" / name
+        d.mkdir(parents=True)
+        for i in range(3):
+            _photo(500 + hash((name, i)) % 997).save(d / f"{i}.png")
+    return root / "target", root / "source"
+
+
+def test_custom_world(custom_roots):
+    target_root, source_root = custom_roots
+    torch.manual_seed(0)
+    src = Normalized(SmallNet(5), (0.5,) * 3, (0.25,) * 3).eval()
+    classes = ["apple", "banana", "cherry", "date", "elder"]
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        world = load_world("custom", source_model=src, source_classes=classes, target_root=target_root,
+                           source_root=source_root, image_size=SIZE, device="cpu")
+    assert world.target_classes == ["ants", "bees"]
+    assert len(world.target_train) + len(world.target_val) == 10 and len(world.target_val) == 2
+    assert sorted(set(world.source_data.targets)) == [0, 3]
+    scratch = world.make_scratch()
+    assert scratch.model.fc.out_features == 2
+    assert not torch.equal(scratch.model.fc.weight[:2], src.model.fc.weight[:2])
+    mt, _ = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
+                     **{**world.finetune_defaults, "epochs": 1, "batch_size": 4})
+    mb, _ = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False, device="cpu",
+                          **{**world.scratch_defaults, "epochs": 1, "batch_size": 4})
+    assert mt.model.fc.out_features == 2 and mb.model.fc.out_features == 2
+    # the method's first steps run on it unchanged
+    from lingerlab.features import source_class_counts, source_only
+    v = source_class_counts(world.source_model, world.target_train)
+    assert v.shape == (5,) and int(v.sum()) == len(world.target_train)
+    assert len(source_only(v, 0)) >= 1
+
+
+def test_custom_world_errors(custom_roots, tmp_path):
+    target_root, source_root = custom_roots
+    src = Normalized(SmallNet(5)).eval()
+    with pytest.raises(ValueError, match="source_model, source_classes"):
+        load_world("custom", target_root=target_root, source_root=source_root)
+    with pytest.raises(ValueError, match="2 names but the source model's head has 5 outputs"):
+        load_world("custom", source_model=src, source_classes=["a", "b"], target_root=target_root,
+                   source_root=source_root)
+    with pytest.raises(ValueError, match="names no source class"):
+        load_world("custom", source_model=src, source_classes=list("vwxyz"), target_root=target_root,
+                   source_root=source_root)
+    with pytest.raises(FileNotFoundError, match="target_root"):
+        load_world("custom", source_model=src, source_classes=list("vwxyz"), target_root=tmp_path / "none",
+                   source_root=source_root)

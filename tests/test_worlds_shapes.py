@@ -1,0 +1,172 @@
+"""The procedural ``shapes`` world: rendering, planted truth, and (slow) recovery by Eqs. 1-2.
+
+The slow tests train the smoke world's three models once per session (cached on disk under
+``$LINGERLAB_CACHE``, so a second session reads them back) and print the measured numbers (``-s``).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from lingerlab.features import default_k, precision_recall, source_class_counts, source_only
+from lingerlab.models import source_target_model
+from lingerlab.profiles import get_profile
+from lingerlab.training import evaluate, finetune, predict, train_scratch
+from lingerlab.worlds import World, load_world
+from lingerlab.worlds.shapes import SHAPES, ZoomOut, _target_params, class_table, render_source, render_target
+
+TINY = dict(n_shapes=4, n_textures=2, n_shared=2, source_train_per_class=24, source_val_per_class=4,
+            target_train=48, finetune_train=16, target_val=16, source_epochs=1, finetune_epochs=1,
+            scratch_epochs=1, width=8)
+
+
+def _load_tiny(cache_dir):
+    with pytest.MonkeyPatch.context() as mp:  # its own cache folder, only while loading
+        mp.setenv("LINGERLAB_CACHE", str(cache_dir))
+        return load_world("shapes", "smoke", progress=False, device="cpu", **TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_cache):
+    """A seconds-sized shapes world (8 classes, 1 epoch)."""
+    return _load_tiny(tiny_cache)
+
+
+def test_rendering_is_deterministic():
+    p = get_profile("shapes", "smoke")
+    y = torch.arange(24)
+    a = render_source(p, y, torch.Generator().manual_seed(3))
+    b = render_source(p, y, torch.Generator().manual_seed(3))
+    c = render_source(p, y, torch.Generator().manual_seed(4))
+    assert a.shape == (24, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, (a * 255).round() / 255)  # 8-bit exact: cached uint8 copies are identical
+
+
+def test_zoom_out_is_seeded():
+    x = torch.rand(16, 3, 32, 32)
+    z = ZoomOut(0.35, 0.8, 1.0)
+    a, b = z(x, torch.Generator().manual_seed(0)), z(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and not torch.equal(a, x) and a.shape == x.shape
+    assert torch.equal(ZoomOut(prob=0.0)(x, torch.Generator()), x)
+    with pytest.raises(ValueError, match="zoom_max"):
+        ZoomOut(0.5, 0.4)
+
+
+def test_clutter_changes_only_the_clutter():
+    p = get_profile("shapes", "smoke")
+    g = torch.Generator().manual_seed(0)
+    prm = _target_params(p, torch.arange(8) % 2, torch.tensor([5, 9]), g)
+    plain = render_target(p, prm, torch.Generator().manual_seed(1), 0.0)
+    again = render_target(p, prm, torch.Generator().manual_seed(2), 0.0)
+    clut = render_target(p, prm, torch.Generator().manual_seed(1), 1.0, lines=(4, 6))
+    assert torch.equal(plain, again)
+    changed = (clut != plain).any(1).float().mean()
+    assert 0.02 < float(changed) < 0.5
+
+
+def test_tiny_world_fields(tiny):
+    w = tiny
+    assert isinstance(w, World) and w.name == "shapes" and w.fingerprint
+    n = 4 * 2
+    assert len(w.source_classes) == n == len(class_table(w.profile)) and len(set(w.source_classes)) == n
+    assert w.planted_shared | w.planted_source_only == set(range(n))
+    assert not w.planted_shared & w.planted_source_only
+    glyph_classes = {c for c, (s, _, _) in enumerate(class_table(w.profile)) if SHAPES[s] in ("tee", "aitch")}
+    assert glyph_classes == set(w.extra["lookalike"]) and glyph_classes <= w.planted_shared
+    assert len(w.extra["co_occurring"]) == 2 and w.extra["co_occurring"] <= w.planted_shared
+    # only co-occurring classes are ever pasted into target images
+    which = w.extra["target_train_shared_class"][w.extra["target_train_has_shared"]]
+    assert set(which.tolist()) <= set(w.extra["co_occurring"])
+    assert len(w.target_train) == 48 and len(w.extra["finetune_subset"]) == 16
+    assert w.finetune_defaults["train_subset"] == w.extra["finetune_subset"]
+    assert "train_subset" not in w.scratch_defaults and w.scratch_defaults["augment"] is w.extra["zoom_out"]
+    x, y = w.target_val[0]
+    assert x.shape == (3, 32, 32) and w.make_scratch()(x[None].repeat(2, 1, 1, 1)).shape == (2, 2)
+    assert w.source_model(x[None]).shape == (1, n)
+    clut = w.extra["make_cluttered"](0)
+    assert len(clut) == len(w.target_val) and torch.equal(clut.tensors[1], w.target_val.tensors[1])
+    assert not torch.equal(clut.tensors[0], w.target_val.tensors[0])
+
+
+def test_tiny_world_is_cached_and_deterministic(tiny, tiny_cache):
+    assert (tiny_cache / "shapes_data").is_dir() and (tiny_cache / "scratch").is_dir()
+    again = _load_tiny(tiny_cache)
+    assert again.fingerprint == tiny.fingerprint
+    assert torch.equal(again.target_train.tensors[0], tiny.target_train.tensors[0])
+    sa, sb = again.source_model.state_dict(), tiny.source_model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_profile_errors():
+    with pytest.raises(ValueError, match="n_shapes"):
+        load_world("shapes", "smoke", n_shapes=20)
+    with pytest.raises(ValueError, match="n_shared"):
+        load_world("shapes", "smoke", n_shared=100)
+    with pytest.raises(ValueError, match="target_train"):
+        load_world("shapes", "smoke", target_train=10, finetune_train=20)
+
+
+# ----------------------------------------------------------------------------- smoke: the real thing
+
+@pytest.fixture(scope="session")
+def smoke():
+    """The smoke world and its three models (cached on disk across sessions via LINGERLAB_CACHE)."""
+    w = load_world("shapes", "smoke", progress=False, device="cpu")
+    mt, ht = finetune(w.source_model, w.target_train, w.target_val, progress=False, device="cpu",
+                      **w.finetune_defaults)
+    mb, hb = train_scratch(w.make_scratch, w.target_train, w.target_val, progress=False, device="cpu",
+                           **w.scratch_defaults)
+    return w, mt, mb, ht, hb
+
+
+@pytest.mark.slow
+def test_smoke_models_are_competent(smoke):
+    w, mt, mb, ht, hb = smoke
+    clut = w.extra["make_cluttered"](0)
+    acc = {"M^s source": evaluate(w.source_model, w.source_data),
+           "M^t val": evaluate(mt, w.target_val), "M^t clutter": evaluate(mt, clut),
+           "M^b val": evaluate(mb, w.target_val), "M^b clutter": evaluate(mb, clut)}
+    secs = {"M^s": w.extra["source_history"]["wall_s"].iloc[-1], "M^t": ht["wall_s"].iloc[-1],
+            "M^b": hb["wall_s"].iloc[-1]}
+    print("\nshapes smoke accuracies:", {k: round(v, 4) for k, v in acc.items()},
+          "\ntraining seconds (cold run):", {k: round(float(v), 1) for k, v in secs.items()})
+    assert acc["M^s source"] >= 0.97
+    assert acc["M^b val"] >= 0.95 and acc["M^b clutter"] >= 0.93
+    assert acc["M^t val"] >= 0.9
+
+
+@pytest.mark.slow
+def test_eq1_2_recover_planted_source_only(smoke):
+    w = smoke[0]
+    d_t = Subset(w.target_train, w.extra["finetune_subset"])
+    v = source_class_counts(w.source_model, d_t, k=default_k(len(w.source_classes)))
+    found = source_only(v, w.extra["v_lo"])
+    precision, recall = precision_recall(found, w.planted_source_only)
+    print(f"\nshapes smoke Eq. 1-2: k={default_k(len(w.source_classes))}, v_lo={w.extra['v_lo']}, "
+          f"precision {precision:.2f}, recall {recall:.2f}")
+    assert precision >= 0.9 and recall >= 0.9
+
+
+@pytest.mark.slow
+def test_planted_source_only_classes_linger(smoke):
+    w, mt, mb = smoke[:3]
+    y = w.source_data.tensors[1]
+    so = sorted(w.planted_source_only)
+
+    def mean_p(model):
+        p = predict(model, w.source_data)[0].softmax(1)
+        return torch.stack([p[y == c, c].mean() for c in so])
+
+    p_st = mean_p(source_target_model(mt, w.source_model))
+    p_control = mean_p(source_target_model(mb, w.source_model))  # scratch backbone + source head
+    n_linger = int((p_st > 0.01).sum())
+    print(f"\nshapes smoke lingering (p_lo=0.01): {n_linger}/{len(so)} planted source-only classes, "
+          f"mean p_c {float(p_st.mean()):.3f}; control (M^b backbone) {int((p_control > 0.01).sum())}/{len(so)}")
+    assert n_linger >= len(so) // 2
