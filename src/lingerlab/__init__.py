@@ -15,10 +15,16 @@ from .lingering import class_mean_probs, lingering, lingering_classes
 from .models import (Normalized, batchnorm_layers, find_head, replace_head, source_target_model,
                      split_model)
 from .report import glue, resolve_device, savefig
+from .training import evaluate, finetune, train_scratch
+from .worlds import World, available_worlds, load_world
+from .attribution import cam, gradcam
+from .audit import Audit
+from . import plotting
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Audit", "World", "available_worlds", "cam", "evaluate", "finetune", "gradcam", "load_world", "train_scratch",
     "Composites", "Normalized", "batchnorm_layers", "bootstrap_ci", "class_mean_probs", "default_k",
     "distraction", "distraction_null", "find_head", "glue", "interference", "interference_scores",
     "lingering", "lingering_classes", "make_composites", "neutral_backgrounds", "occlude", "paired_test",

@@ -96,7 +96,8 @@ class Audit:
         k: Eq. 1's top-k; None = ``features.default_k(#source classes)`` (top-5 per 1000 classes).
         v_lo: Eq. 2's threshold; None = ``world.extra["v_lo"]``, else the profile's ``v_lo``, else
             ``round(0.01 * |D^t|)`` (a class in the top-k of at most 1% of M^t's training images).
-        p_lo: Eq. 3/5 threshold on a mean softmax probability, in (0, 1) (paper: 0.01).
+        p_lo: Eq. 3/5 threshold on a mean softmax probability, in (0, 1); None =
+            ``lingering.default_p_lo(#source classes)``: ten times chance, the paper's 0.01 for 1000 classes.
         scale: overlay scale of the composites (paper: 0.4 along each side).
         q: Eq. 4's quantile (paper: 0.8, the top 20% of background pixels).
         n_composites_per_class: |I(c)|: the first n images of each D^c (None: the world's
@@ -109,7 +110,7 @@ class Audit:
         progress: show training progress bars (stderr).
     """
 
-    def __init__(self, world: Any, *, k: int | None = None, v_lo: float | None = None, p_lo: float = 0.01,
+    def __init__(self, world: Any, *, k: int | None = None, v_lo: float | None = None, p_lo: float | None = None,
                  scale: float = 0.4, q: float = 0.8, n_composites_per_class: int | None = None,
                  n_null: int = 20, match_tol: float = 0.02, device: str | torch.device = "auto",
                  cache: bool = True, progress: bool = False) -> None:
@@ -123,6 +124,9 @@ class Audit:
         if k is not None:
             check_int_range("k", k, 1, n_src)
         self.k: int = default_k(n_src) if k is None else k
+        if p_lo is None:
+            from .lingering import default_p_lo
+            p_lo = default_p_lo(n_src)
         self.p_lo: float = check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
         self.scale: float = check_range("scale", scale, 0, 1, lo_open=True)
         self.q: float = check_range("q", q, 0, 1, lo_open=True, hi_open=True)

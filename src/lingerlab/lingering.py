@@ -51,6 +51,16 @@ def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, 
     return means, counts
 
 
+def default_p_lo(num_source_classes: int) -> float:
+    """Eq. 3's threshold scaled to the source label space: ten times the chance level 1/n, capped
+    at 0.5. For ImageNet's 1000 classes this is the paper's 0.01 ("10 times higher than the
+    expected score with a no-skill ImageNet classifier"); with 24 classes, 0.01 would sit below
+    chance (1/24 = 0.042) and flag everything."""
+    if num_source_classes < 2:
+        raise ValueError(f"num_source_classes must be >= 2; got {num_source_classes}")
+    return min(0.5, 10.0 / num_source_classes)
+
+
 def class_mean_probs(model: nn.Module, source_data: ImageData, num_classes: int | None = None,
                      batch_size: int = 64) -> tuple[Tensor, Tensor]:
     """For every class c: ``mean_{x in D^c} p_c(model(x))`` (the statistic of Eq. 3) and ``|D^c|``.

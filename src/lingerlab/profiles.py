@@ -31,13 +31,13 @@ class ShapesProfile:
     n_shared: int = 4                 # co-occurring source classes planted in target images
     shared_prob: float = 0.75         # fraction of target images that contain a shared object
     clutter_prob: float = 0.3         # fraction of source/target images with non-source clutter
-    source_train_per_class: int = 700
+    source_train_per_class: int = 600
     source_val_per_class: int = 40    # D^c per class
     target_train: int = 4000          # scratch baseline's training set (= world.target_train)
     finetune_train: int = 200         # fine-tuning subset of target_train (world.extra["finetune_subset"])
     target_val: int = 500
     width: int = 24                   # base channel width of the ResNet-like CNN
-    source_epochs: int = 5
+    source_epochs: int = 4
     source_lr: float = 2e-3
     source_batch_size: int = 128
     finetune_epochs: int = 20
@@ -63,6 +63,7 @@ class Lite0Profile:
     finetune_lr: float = 1e-4
     finetune_optimizer: str = "adam"
     finetune_bn: str = "update"
+    source_bn_momentum: float = 0.01  # M^s's BatchNorm momentum while fine-tuning with bn="update"
     finetune_batch_size: int = 16
     scratch_epochs: int = 15
     scratch_lr: float = 1e-3

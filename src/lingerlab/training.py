@@ -25,7 +25,7 @@ from ._data import ImageData, _collate, batches, model_device, num_items
 from ._validation import check_choice, check_int_range, check_nonempty, check_range
 from .models import batchnorm_layers, eval_mode, replace_head
 
-__all__ = ["finetune", "train_scratch", "evaluate", "predict", "data_fingerprint", "weights_fingerprint", "callable_key",
+__all__ = ["finetune", "train_scratch", "evaluate", "predict", "data_fingerprint", "weights_fingerprint", "architecture_key", "callable_key",
            "history_frame"]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
@@ -41,6 +41,12 @@ _HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "epoch_s", "w
 def weights_fingerprint(model: nn.Module) -> str:
     """Hash of a model's state dict (0-d tensors such as ``num_batches_tracked`` included)."""
     return _cache.fingerprint({k: (v.reshape(1) if v.ndim == 0 else v) for k, v in model.state_dict().items()})
+
+
+def architecture_key(model: nn.Module) -> str:
+    """Hash of a model's structure and the module settings a state dict does not hold (BatchNorm
+    momentum and eps, dropout rates, conv strides...): every module's name, type and ``extra_repr``."""
+    return _cache.fingerprint([(n, type(m).__qualname__, m.extra_repr()) for n, m in model.named_modules()])
 
 
 def data_fingerprint(data: ImageData) -> str:
@@ -366,7 +372,7 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
         _freeze(m, freeze)
         return m
 
-    key = {"source": weights_fingerprint(source), "train": data_fingerprint(train_sel),
+    key = {"source": weights_fingerprint(source), "arch": architecture_key(source), "train": data_fingerprint(train_sel),
            "val": data_fingerprint(val) if val is not None else None, "num_classes": num_classes,
            "lr": lr, "epochs": epochs, "optimizer": optimizer, "freeze": sorted(freeze), "bn": bn,
            "weight_decay": weight_decay, "momentum": momentum if optimizer == "sgd" else None,
@@ -417,7 +423,7 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         init = build()
-    key = {"init": weights_fingerprint(init), "arch": type(init).__qualname__, "make_model": _safe(callable_key(make_model)),
+    key = {"init": weights_fingerprint(init), "arch": architecture_key(init), "make_model": _safe(callable_key(make_model)),
            "train": data_fingerprint(train_sel), "val": data_fingerprint(val) if val is not None else None,
            "num_classes": num_classes, "lr": lr, "epochs": epochs, "optimizer": optimizer,
            "freeze": sorted(freeze), "bn": bn, "weight_decay": weight_decay,

@@ -14,10 +14,13 @@ split into train/val with a fixed seeded, stratified split.
 
 The scratch baseline is the same architecture from random weights with BatchNorm momentum 0.1
 (the package's 0.01 stalls it at chance). Whether BatchNorm statistics follow the target data
-during fine-tuning is ``finetune_defaults["bn"]`` (profile field ``finetune_bn``).
+during fine-tuning is ``finetune_defaults["bn"]`` (profile field ``finetune_bn``); how fast they follow
+it with ``bn="update"`` is M^s's BatchNorm momentum (profile field ``source_bn_momentum``, the
+package's 0.01 by default).
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from torch.utils.data import TensorDataset
 
 from .. import cache as _cache
 from .._validation import check_choice, check_int_range, check_range
-from ..models import Normalized
+from ..models import Normalized, batchnorm_layers
 from ..profiles import Lite0Profile
 from ..training import evaluate, weights_fingerprint
 from .base import World
@@ -207,9 +210,12 @@ def load_lite0(profile: Lite0Profile, seed: int = 0, *, source_model: nn.Module 
     check_range("target_val_fraction", profile.target_val_fraction, 0, 1, lo_open=True, hi_open=True)
     check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     check_range("scratch_bn_momentum", profile.scratch_bn_momentum, 0, 1, lo_open=True)
+    check_range("source_bn_momentum", profile.source_bn_momentum, 0, 1, lo_open=True)
     check_int_range("seed", seed, 0)
     size = profile.image_size
-    source = (source_model if source_model is not None else lite0_source_model(size)).eval()
+    source = (copy.deepcopy(source_model) if source_model is not None else lite0_source_model(size)).eval()
+    for layer in batchnorm_layers(source).values():  # how fast fine-tuning with bn="update" moves the statistics
+        layer.momentum = profile.source_bn_momentum
     dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = source.to(dev)
     classes = imagenet_classes()
