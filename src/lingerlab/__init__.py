@@ -19,11 +19,15 @@ from .training import evaluate, finetune, train_scratch
 from .worlds import World, available_worlds, load_world
 from .attribution import cam, gradcam
 from .audit import Audit
+from .comparison import compare, verdict
+from .detection import auroc, evaluate_detection, fpr_at_tpr
+from .lingering import default_p_lo
 from . import plotting
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "auroc", "compare", "default_p_lo", "evaluate_detection", "fpr_at_tpr", "verdict",
     "Audit", "World", "available_worlds", "cam", "evaluate", "finetune", "gradcam", "load_world", "train_scratch",
     "Composites", "Normalized", "batchnorm_layers", "bootstrap_ci", "class_mean_probs", "default_k",
     "distraction", "distraction_null", "find_head", "glue", "interference", "interference_scores",
