@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
+.PHONY: test-slow all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
 
 all: book
 
@@ -52,7 +52,11 @@ book-full:
 	@$(MAKE) --no-print-directory html
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q -m "not render"
+	$(BIN)/python -m pytest tests -q -m "not render and not slow"
+
+# Tests that train the embedded worlds' models at smoke size (minutes each on a CPU; cached).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m slow -s --durations=10
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \

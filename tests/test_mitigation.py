@@ -1,7 +1,6 @@
 """mitigation: the remedies of Sec. 5.1 / App. B on tiny random CNNs (properties, not numbers)."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
