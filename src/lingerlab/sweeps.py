@@ -432,7 +432,7 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     return table[REMEDY_COLUMNS]
 
 
-_METRICS = ("target_acc", "composite_acc", "distraction_excess", "n_lingering", "time_overhead")
+_METRICS = ("target_acc", "composite_acc", "distraction_excess", "n_lingering", "mean_p_st", "time_overhead")
 
 
 def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning") -> pd.DataFrame:
@@ -463,16 +463,17 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
 def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax: Any = None) -> Any:
     """What each remedy buys against what it costs (paired with ``reference``, mean ± SD over seeds).
 
-    Left: gain in composite accuracy (buys) vs drop in target accuracy (costs). Middle: change in
-    distraction above its null (Eq. 4) and in the number of lingering classes (Eq. 3); negative is
-    better. Right: training-time overhead (x plain fine-tuning, log scale). Returns the figure.
+    Panels: gain in composite accuracy (buys) vs drop in target accuracy (costs); change in
+    distraction above its null (Eq. 4); change in mean p_c(M^st) over F and in |L| (Eq. 3), negative
+    is better; training-time overhead (x plain fine-tuning, log scale). ``ax``: four axes, or None.
+    Returns the figure.
     """
     import matplotlib.pyplot as plt
 
     s = summarize_remedies(table, reference)
     s = s[s["feasible"] & (s["remedy"] != reference)].reset_index(drop=True)
     if ax is None:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [1.2, 1.2, 0.9]})
+        fig, axes = plt.subplots(1, 4, figsize=(18, 4.6), gridspec_kw={"width_ratios": [1.2, 1, 1, 0.8]})
     else:
         axes = ax
         fig = axes[0].figure
@@ -487,19 +488,23 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     a.set_ylabel("buys: composite accuracy gain vs plain")
     a.legend(fontsize=7, loc="best")
     a.set_title("accuracy")
-    b = axes[1]
     y = np.arange(len(s))
-    b.barh(y - 0.2, s["d_distraction_excess"], 0.4, xerr=s["d_distraction_excess_sd"].fillna(0), color=colours,
-           label="distraction above null (IoU)")
-    b2 = b.twiny()
-    b2.barh(y + 0.2, s["d_n_lingering"], 0.4, xerr=s["d_n_lingering_sd"].fillna(0), color=colours, alpha=0.45,
-            hatch="//", label="lingering classes")
+    b = axes[1]
+    b.barh(y, s["d_distraction_excess"], xerr=s["d_distraction_excess_sd"].fillna(0), color=colours)
     b.set_yticks(y, s["remedy"], fontsize=8)
     b.axvline(0, color="grey", lw=0.8)
-    b.set_xlabel("change in distraction above null (solid)")
-    b2.set_xlabel("change in lingering classes (hatched)")
-    b.set_title("buys: less distraction / fewer lingering (negative is better)", fontsize=9, pad=28)
-    c = axes[2]
+    b.set_xlabel("change in distraction above null (Eq. 4 IoU)")
+    b.set_title("buys: less distraction (negative)", fontsize=9)
+    e = axes[2]
+    e.barh(y, s["d_mean_p_st"], xerr=s["d_mean_p_st_sd"].fillna(0), color=colours)
+    for i, r in s.iterrows():
+        if np.isfinite(r["d_n_lingering"]):
+            e.annotate(f"{r['d_n_lingering']:+.0f} L", (0, i), xytext=(3, -3), textcoords="offset points", fontsize=7)
+    e.set_yticks(y, [""] * len(s))
+    e.axvline(0, color="grey", lw=0.8)
+    e.set_xlabel("change in mean p_c(M^st) over F (Eq. 3)")
+    e.set_title("buys: weaker memories (negative); +n L = change in |L|", fontsize=9)
+    c = axes[3]
     c.barh(y, s["time_overhead"], xerr=s["time_overhead_sd"].fillna(0), color=colours)
     c.set_xscale("log")
     c.axvline(1, color="grey", lw=0.8)
