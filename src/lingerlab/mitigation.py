@@ -36,7 +36,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ._data import ImageData, batches, model_device
 from ._validation import check_int_range, check_range
 from .cache import fingerprint
-from .models import eval_mode, find_head
+from .models import _set_submodule, eval_mode, find_head
 
 __all__ = ["L1Penultimate", "l1_penultimate", "UnlearningLoss", "unlearning_loss", "ChannelMask",
            "penultimate_features", "feature_set", "channel_sets", "channels_to_prune", "prune_channels",
@@ -373,12 +373,6 @@ def channels_to_prune(source_sets: Mapping[int, Tensor] | Iterable[Tensor],
         return out
 
     return torch.as_tensor(sorted(union(source_sets) - union(target_sets)), dtype=torch.long)
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, attr, module)
 
 
 def prune_channels(model: nn.Module, channels: Tensor | Iterable[int], layer: str | None = None,
