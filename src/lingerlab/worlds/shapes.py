@@ -31,7 +31,7 @@ from ..profiles import ShapesProfile
 from ..training import evaluate, train_scratch, weights_fingerprint
 from .base import World
 
-__all__ = ["SHAPES", "TEXTURES", "COLOURS", "SmallResNet", "ZoomOut", "load_shapes", "render_source",
+__all__ = ["SHAPES", "TEXTURES", "COLOURS", "SmallResNet", "ZoomOut", "load_shapes", "shapes_v_lo", "render_source",
            "render_target", "class_table"]
 
 SHAPES = ("tee", "aitch", "disc", "square", "triangle", "ring", "star", "diamond", "cross", "hexagon",
@@ -177,7 +177,8 @@ def _paste(img: Tensor, idx: Tensor, mask: Tensor, fill: Tensor) -> None:
 
 def _object_params(g: torch.Generator, n: int, cx: Tensor, cy: Tensor, scale: Tensor, family: Tensor,
                    n_colours: int) -> dict[str, Tensor]:
-    return {"cx": cx, "cy": cy, "scale": scale, "rot": _uniform(g, n, -0.45, 0.45),
+    # rotation within +-0.3 rad: a square never turns into a diamond (their ranges stay 28 deg apart)
+    return {"cx": cx, "cy": cy, "scale": scale, "rot": _uniform(g, n, -0.3, 0.3),
             "freq": _uniform(g, n, 3.0, 4.5), "phase": _uniform(g, n, 0, 2 * math.pi),
             "colour": _colours(g, family, n_colours), "dark": _uniform(g, n, 0.25, 0.45)}
 
@@ -242,23 +243,39 @@ def render_source(profile: ShapesProfile, labels: Tensor, generator: torch.Gener
 
 
 def _target_params(profile: ShapesProfile, labels: Tensor, shared: Tensor, g: torch.Generator) -> dict[str, Any]:
-    """Every random draw of a target set except its clutter (so clutter can be re-drawn alone)."""
+    """Every random draw of a target set except its clutter (so clutter can be re-drawn alone).
+
+    A fraction ``shared_prob`` of the images also shows a co-occurring object, at the scale source
+    objects have (0.27-0.40). In half of those the glyph is the subject (central, 0.26-0.36) and the
+    object stands beside it; in the other half the object is the subject and a smaller glyph
+    (0.20-0.28) stands beside it, like a photo of a dog whose ball fills the frame. Images without an
+    object show a central glyph. The glyph is always drawn last (never hidden).
+    """
     n = len(labels)
     table = torch.as_tensor(class_table(profile))
-    gx, gy = _uniform(g, n, 0.3, 0.7), _uniform(g, n, 0.3, 0.7)
-    glyph = _object_params(g, n, gx, gy, _uniform(g, n, 0.26, 0.36), torch.full((n,), -1), profile.n_colours)
-    glyph_tex = torch.randint(0, profile.n_textures, (n,), generator=g)
     has_shared = torch.rand(n, generator=g) < profile.shared_prob
+    object_subject = has_shared & (torch.rand(n, generator=g) < 0.5)
     which = shared[torch.randint(0, len(shared), (n,), generator=g)] if len(shared) else torch.zeros(n, dtype=torch.long)
     ang = _uniform(g, n, 0, 2 * math.pi)
-    osc = _uniform(g, n, 0.17, 0.24)
+    osc = _uniform(g, n, 0.27, 0.4)
+    # glyph as subject, object beside it
+    gx, gy, gsc = _uniform(g, n, 0.3, 0.7), _uniform(g, n, 0.3, 0.7), _uniform(g, n, 0.26, 0.36)
     dist = _uniform(g, n, 0.38, 0.5)
     ox = (gx + dist * torch.cos(ang)).clamp(osc * 0.8, 1 - osc * 0.8)
     oy = (gy + dist * torch.sin(ang)).clamp(osc * 0.8, 1 - osc * 0.8)
+    # object as subject, smaller glyph beside it
+    ox2, oy2, gsc2 = _uniform(g, n, 0.4, 0.6), _uniform(g, n, 0.4, 0.6), _uniform(g, n, 0.2, 0.28)
+    dist2 = _uniform(g, n, 0.32, 0.42)
+    gx2 = (ox2 + dist2 * torch.cos(ang)).clamp(gsc2 * 0.9, 1 - gsc2 * 0.9)
+    gy2 = (oy2 + dist2 * torch.sin(ang)).clamp(gsc2 * 0.9, 1 - gsc2 * 0.9)
+    pick = lambda a, b: torch.where(object_subject, b, a)  # noqa: E731
+    glyph = _object_params(g, n, pick(gx, gx2), pick(gy, gy2), pick(gsc, gsc2), torch.full((n,), -1),
+                           profile.n_colours)
+    glyph_tex = torch.randint(0, profile.n_textures, (n,), generator=g)
     trip = table[which]
-    obj = _object_params(g, n, ox, oy, osc, trip[:, 2], profile.n_colours)
+    obj = _object_params(g, n, pick(ox, ox2), pick(oy, oy2), osc, trip[:, 2], profile.n_colours)
     return {"labels": labels, "glyph": glyph, "glyph_tex": glyph_tex, "has_shared": has_shared, "which": which,
-            "obj": obj, "obj_shape": trip[:, 0], "obj_tex": trip[:, 1],
+            "object_subject": object_subject, "obj": obj, "obj_shape": trip[:, 0], "obj_tex": trip[:, 1],
             "bg_seed": int(torch.randint(0, 2 ** 31 - 1, (1,), generator=g))}
 
 
@@ -392,29 +409,30 @@ def _check_profile(p: ShapesProfile) -> None:
     check_int_range("target_train", p.target_train, p.finetune_train)
 
 
-_DATA_FIELDS = ("image_size", "n_shapes", "n_textures", "n_colours", "n_shared", "shared_prob", "clutter_prob",
-                "source_train_per_class", "source_val_per_class", "target_train", "finetune_train", "target_val")
+_SOURCE_FIELDS = ("image_size", "n_shapes", "n_textures", "n_colours", "clutter_prob", "source_train_per_class",
+                  "source_val_per_class")
+_TARGET_FIELDS = _SOURCE_FIELDS + ("n_shared", "shared_prob", "target_train", "finetune_train", "target_val")
+_COMMON_CODE = (_grid, _uniform, _hsv, _shape_mask, _texture, _colours, _background, _clutter_params, _draw_clutter,
+                _paste, _object_params, _draw_objects, _finish, class_table)
 
 
-def _data_fields(p: ShapesProfile) -> dict[str, Any]:
-    return {f: getattr(p, f) for f in _DATA_FIELDS}
-
-
-def _code_version() -> str:
-    """Hash of the renderer's source: editing it invalidates cached data."""
+def _code_version(*funcs: Any) -> str:
+    """Hash of the renderer's source: editing it invalidates cached data (and the models trained on it)."""
     import inspect
-    funcs = (_grid, _uniform, _hsv, _shape_mask, _texture, _colours, _background, _clutter_params, _draw_clutter,
-             _paste, _object_params, _draw_objects, _finish, class_table, render_source, _target_params,
-             render_target, _u8, _make_data)
-    return _cache.fingerprint([inspect.getsource(f) for f in funcs], SHAPES, TEXTURES, COLOURS, GLYPHS, _SS)
+    return _cache.fingerprint([inspect.getsource(f) for f in _COMMON_CODE + funcs], SHAPES, TEXTURES, COLOURS,
+                              GLYPHS, _SS)
+
+
+def _data_key(profile: ShapesProfile, seed: int, fields: tuple[str, ...], *funcs: Any) -> str:
+    return _cache.fingerprint({f: getattr(profile, f) for f in fields}, seed, _code_version(*funcs), length=24)
 
 
 def _u8(x: Tensor) -> Tensor:
     return (x * 255).round().to(torch.uint8)
 
 
-def _make_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str, Any]:
-    """Render every image of the world (uint8, so a cached copy is bit-identical)."""
+def _make_source_data(profile: ShapesProfile, seed: int) -> dict[str, Tensor]:
+    """Render the source images (uint8, so a cached copy is bit-identical)."""
     n_cls = len(class_table(profile))
     g_src = torch.Generator().manual_seed(20_000 + seed)
     y_tr = torch.arange(n_cls).repeat_interleave(profile.source_train_per_class)
@@ -422,6 +440,11 @@ def _make_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str, Any]:
     x_tr = render_source(profile, y_tr, g_src)
     y_va = torch.arange(n_cls).repeat_interleave(profile.source_val_per_class)
     x_va = render_source(profile, y_va, g_src)
+    return {"x_src_train": _u8(x_tr), "y_src_train": y_tr, "x_src_val": _u8(x_va), "y_src_val": y_va}
+
+
+def _make_target_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str, Any]:
+    """Render the target images (uint8) and draw the fine-tuning subset."""
     g_tgt = torch.Generator().manual_seed(30_000 + seed)
     t_lab = torch.arange(profile.target_train) % 2
     t_lab = t_lab[torch.randperm(len(t_lab), generator=g_tgt)]
@@ -432,10 +455,18 @@ def _make_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str, Any]:
     v_prm = _target_params(profile, v_lab, co, g_tgt)
     x_tva = render_target(profile, v_prm, torch.Generator().manual_seed(32_000 + seed), profile.clutter_prob)
     subset = sorted(torch.randperm(profile.target_train, generator=g_tgt)[:profile.finetune_train].tolist())
-    return {"x_src_train": _u8(x_tr), "y_src_train": y_tr, "x_src_val": _u8(x_va), "y_src_val": y_va,
-            "x_tgt_train": _u8(x_ttr), "y_tgt_train": t_lab, "x_tgt_val": _u8(x_tva), "y_tgt_val": v_lab,
+    return {"x_tgt_train": _u8(x_ttr), "y_tgt_train": t_lab, "x_tgt_val": _u8(x_tva), "y_tgt_val": v_lab,
             "val_params": v_prm, "finetune_subset": subset,
             "target_train_has_shared": t_prm["has_shared"], "target_train_shared_class": t_prm["which"]}
+
+
+def shapes_v_lo(profile: ShapesProfile) -> int:
+    """This world's Eq. 2 threshold over D^t (the fine-tuning subset): 1% of its images, at least 1.
+
+    A class that M^s ranks top-k in at most 1% of the target images counts as source-only: rare
+    enough that fine-tuning never sees it, the paper's reading of Eq. 2.
+    """
+    return max(1, round(0.01 * profile.finetune_train))
 
 
 def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.device | None = None,
@@ -454,9 +485,14 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
     shared = frozenset(lookalike) | frozenset(co_occurring)
     source_only = frozenset(range(n_cls)) - shared
 
-    data_key = _cache.fingerprint(_data_fields(profile), seed, _code_version(), length=24)
-    data = _cache.cached("shapes_data", data_key, lambda: _make_data(profile, seed, torch.as_tensor(co_occurring, dtype=torch.long)),
-                         enabled=cache)
+    # source and target images are cached apart: a change to the target renderer keeps M^s
+    src_key = _data_key(profile, seed, _SOURCE_FIELDS, render_source, _u8, _make_source_data)
+    tgt_key = _data_key(profile, seed, _TARGET_FIELDS, render_source, _target_params, render_target, _u8,
+                        _make_target_data)
+    co = torch.as_tensor(co_occurring, dtype=torch.long)
+    data = {**_cache.cached("shapes_data", src_key, lambda: _make_source_data(profile, seed), enabled=cache),
+            **_cache.cached("shapes_data", tgt_key + ("-co" + "-".join(map(str, co_occurring))),
+                            lambda: _make_target_data(profile, seed, co), enabled=cache)}
     as_float = lambda t: t.float() / 255  # noqa: E731
     source_train = TensorDataset(as_float(data["x_src_train"]), data["y_src_train"])
     source_val = TensorDataset(as_float(data["x_src_val"]), data["y_src_val"])
@@ -464,7 +500,8 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
     target_val = TensorDataset(as_float(data["x_tgt_val"]), data["y_tgt_val"])
     for part, ds in (("source_train", source_train), ("source_val", source_val), ("target_train", target_train),
                      ("target_val", target_val)):
-        ds.fingerprint = _cache.fingerprint("shapes", data_key, part)  # type: ignore[attr-defined]
+        key = src_key if part.startswith("source") else tgt_key
+        ds.fingerprint = _cache.fingerprint("shapes", key, part)  # type: ignore[attr-defined]
     finetune_subset: list[int] = data["finetune_subset"]
     v_prm, v_lab = data["val_params"], data["y_tgt_val"]
 
@@ -485,7 +522,7 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
 
     zoom = ZoomOut(profile.zoom_min, profile.zoom_max, profile.zoom_prob)
     finetune_defaults = {"num_classes": 2, "lr": profile.finetune_lr, "epochs": profile.finetune_epochs,
-                         "optimizer": "sgd", "batch_size": profile.finetune_batch_size, "bn": "update",
+                         "optimizer": profile.finetune_optimizer, "batch_size": profile.finetune_batch_size, "bn": "update",
                          "train_subset": finetune_subset}
     scratch_defaults = {"lr": profile.scratch_lr, "epochs": profile.scratch_epochs, "optimizer": "adam",
                         "batch_size": profile.scratch_batch_size, "lr_schedule": "cosine", "augment": zoom}
@@ -507,7 +544,7 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
         "cam_layer": "model.layer3",
         "head": "model.fc",
         "arch": "SmallResNet",
-        "v_lo": max(1, round(0.01 * profile.finetune_train)),  # Eq. 2 over D^t = the fine-tuning subset
+        "v_lo": shapes_v_lo(profile),
         "evaluate": evaluate,
     }
     return World(name="shapes", profile=profile, seed=seed, source_model=source_model, source_classes=names,
