@@ -284,7 +284,7 @@ class Audit:
     def scratch_model(self, seed: int = 0, data: str = "full", **scratch_overrides: Any) -> nn.Module:
         """M^b trained from random weights with ``world.scratch_defaults`` (+ overrides).
 
-        ``data="full"``: the world's competent baseline recipe (e.g. shapes: 4,000 images with zoom-out
+        ``data="full"``: the world's competent baseline recipe (e.g. shapes: 2,500 images with zoom-out
         augmentation). ``"same"``: exactly M^t's training images (D^t), same recipe, epochs scaled to
         keep the number of steps (at most 10x). ``"matched"``: the recipe on a seeded subset of its
         images, sized by :meth:`matched_recipe` so its target validation accuracy is within

@@ -33,6 +33,7 @@ class ShapesProfile:
     clutter_prob: float = 0.3         # fraction of source/target images with non-source clutter
     source_train_per_class: int = 600
     source_val_per_class: int = 40    # D^c per class
+    n_composites_per_class: int = 20  # |I(c)|: composites per source-only class (Audit default)
     target_train: int = 2500          # scratch baseline's training set (= world.target_train)
     finetune_train: int = 200         # fine-tuning subset of target_train (world.extra["finetune_subset"])
     target_val: int = 500
@@ -44,7 +45,7 @@ class ShapesProfile:
     finetune_lr: float = 3e-4
     finetune_optimizer: str = "adam"  # SGD at lr 0.01 ranged 0.68-0.95 target accuracy over seeds
     finetune_batch_size: int = 32
-    scratch_epochs: int = 12
+    scratch_epochs: int = 8
     scratch_lr: float = 2e-3
     scratch_batch_size: int = 64
     zoom_min: float = 0.35            # zoom-out augmentation of the scratch baseline
