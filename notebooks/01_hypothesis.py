@@ -133,7 +133,7 @@ src_idx = audit.class_images(c_s)[0]
 x_src = world_.source_data[src_idx][0]
 val_x = torch.stack([world_.target_val[i][0] for i in range(len(world_.target_val))])
 val_y = torch.tensor([int(world_.target_val[i][1]) for i in range(len(world_.target_val))])
-comp_b = ll.make_composites(x_src[None], val_x, scale=0.4, generator=seed, target_labels=val_y)
+comp_b = ll.make_composites(x_src[None], val_x, scale=audit.scale, generator=seed, target_labels=val_y)
 occl_b = ll.paste(ll.neutral_backgrounds(x_src[None], "blur"), comp_b)
 rows = {"source-only image": x_src[None], "composite": comp_b.images, "source object blurred": occl_b.images}
 t_names = list(world_.target_classes)

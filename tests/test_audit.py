@@ -193,3 +193,15 @@ def test_matched_recipe(cache_root, world):
     assert r["within_tol"] and abs(r["val_acc"] - r["target_acc"]) <= 0.5
     assert len(r["train_subset"]) == r["n_images"]
     assert isinstance(a.model("M^b (matched acc)"), nn.Module)
+
+
+def test_composite_scale_defaults_to_the_world(cache_root, world):
+    """scale=None reads world.extra["composite_scale"], else the paper's 0.4; the composites follow it."""
+    assert _audit(world).scale == 0.4
+    world.extra["composite_scale"] = 0.6
+    a = _audit(world)
+    assert a.scale == 0.6 and _audit(world, scale=0.5).scale == 0.5
+    comp = a.composites()
+    side = world.target_val[0][0].shape[-1]
+    area = comp.masks.flatten(1).float().sum(1)
+    assert torch.allclose(area, torch.full_like(area, round(0.6 * side) ** 2))

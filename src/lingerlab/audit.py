@@ -4,7 +4,7 @@
     v  = audit.counts()              # Eq. 1: v(c) over M^t's training images
     F  = audit.source_only()         # Eq. 2: {c : v(c) <= v_lo}
     Lt = audit.lingering()           # Eq. 3: mean p_c(M^st(x)) over D^c, per class of F
-    I  = audit.composites()          # I(c): a target image at 40% scale on each x in D^c
+    I  = audit.composites()          # I(c): a target image at audit.scale (paper: 40%) on each x in D^c
     d  = audit.distraction_table()   # Eq. 4 for M^t and M^b, with its shuffled-pair null
 
 Every stage result is stored with ``cache.cached`` under a key that hashes exactly what the stage
@@ -98,7 +98,9 @@ class Audit:
             ``round(0.01 * |D^t|)`` (a class in the top-k of at most 1% of M^t's training images).
         p_lo: Eq. 3/5 threshold on a mean softmax probability, in (0, 1); None =
             ``lingering.default_p_lo(#source classes)``: ten times chance, the paper's 0.01 for 1000 classes.
-        scale: overlay scale of the composites (paper: 0.4 along each side).
+        scale: overlay scale of the composites along each side; None = ``world.extra["composite_scale"]``,
+            else the paper's 0.4 (``shapes`` uses 0.6: at 32 px a 40% patch leaves its glyph ~8 px tall,
+            and M^t is then at chance even on an object-free background).
         q: Eq. 4's quantile (paper: 0.8, the top 20% of background pixels).
         n_composites_per_class: |I(c)|: the first n images of each D^c (None: the world's
             ``extra["n_composites_per_class"]``, the profile's field of that name, else all of D^c).
@@ -111,7 +113,7 @@ class Audit:
     """
 
     def __init__(self, world: Any, *, k: int | None = None, v_lo: float | None = None, p_lo: float | None = None,
-                 scale: float = 0.4, q: float = 0.8, n_composites_per_class: int | None = None,
+                 scale: float | None = None, q: float = 0.8, n_composites_per_class: int | None = None,
                  n_null: int = 20, match_tol: float = 0.02, device: str | torch.device = "auto",
                  cache: bool = True, progress: bool = False) -> None:
         for attr in ("source_model", "source_data", "target_train", "target_val", "target_classes",
@@ -128,6 +130,9 @@ class Audit:
             from .lingering import default_p_lo
             p_lo = default_p_lo(n_src)
         self.p_lo: float = check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
+        if scale is None:
+            extra = getattr(world, "extra", None) or {}
+            scale = extra.get("composite_scale", 0.4) if isinstance(extra, dict) else 0.4
         self.scale: float = check_range("scale", scale, 0, 1, lo_open=True)
         self.q: float = check_range("q", q, 0, 1, lo_open=True, hi_open=True)
         self.n_null: int = check_int_range("n_null", n_null, 1)

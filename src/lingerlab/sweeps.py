@@ -432,7 +432,8 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     return table[REMEDY_COLUMNS]
 
 
-_METRICS = ("target_acc", "composite_acc", "distraction_excess", "n_lingering", "mean_p_st", "time_overhead")
+_METRICS = ("target_acc", "composite_acc", "distraction", "distraction_null", "distraction_excess", "n_lingering",
+            "mean_p_st", "time_overhead")
 
 
 def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning") -> pd.DataFrame:
