@@ -48,6 +48,8 @@ seed = 0
 device = "auto"
 
 # %%
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -190,19 +192,23 @@ for c, name in list(ranked.index[:2]) + list(ranked.index[-1:]):
     plt.show()
 
 # %% [markdown]
-# In Jupyter or Colab, this explorer shows the same three maps for any source-only class (the rendered
+# In Jupyter or Colab, an explorer shows the same three maps for any source-only class (the rendered
 # book shows the static figures above instead).
 
-# %% tags=["remove-output"]
-try:
+# %%
+def explorer():
+    """Pick a source-only class, see its composites with the three maps (needs Jupyter or Colab)."""
     import ipywidgets as widgets
 
-    explorer = widgets.interactive(lambda c: plt.show(show_class(int(c))),
-                                   c=widgets.Dropdown(options=[(world_.source_classes[c], c) for c in F],
-                                                      description="class"))
-    print("explorer ready: display(explorer) to use it")
-except ImportError:
-    print("ipywidgets is not installed: use show_class(c) instead")
+    return widgets.interactive(lambda c: plt.show(show_class(int(c))),
+                               c=widgets.Dropdown(options=[(world_.source_classes[c], c) for c in F],
+                                                  description="class"))
+
+
+if "google.colab" in sys.modules:  # live widgets only where someone is looking; the book stays static
+    display(explorer())
+else:
+    print("In Jupyter or Colab, run explorer() in a cell to browse every source-only class.")
 
 # %% [markdown]
 # ## Paired controls and the comparison protocol
