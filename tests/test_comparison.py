@@ -83,3 +83,22 @@ def test_verdict_orientation():
     assert v.loc["err_source_only", "summary"].startswith("holds in every seed")
     with pytest.raises(ValueError, match="reference"):
         verdict(pd.DataFrame(rows), reference="M^x")
+
+
+def test_shared_pool_uses_classes_with_images():
+    """Without planted truth the shared control takes the highest-v classes outside F that have
+    source images; a world where none has images gets an error that says what to add."""
+    from types import SimpleNamespace
+
+    from lingerlab.comparison import _shared_pool
+
+    v = torch.tensor([50, 40, 30, 20, 10, 0, 0])
+    stub = SimpleNamespace(world=SimpleNamespace(planted_shared=None), counts=lambda: v,
+                           source_only=lambda: torch.tensor([5, 6]),
+                           source_labels=lambda: torch.tensor([1, 1, 3, 5, 6, 4]))
+    assert _shared_pool(stub) == [1, 3, 4]  # class 0 and 2 have no images; 5, 6 are in F
+    stub.source_labels = lambda: torch.tensor([5, 6])
+    with pytest.raises(ValueError, match="shared"):
+        _shared_pool(stub)
+    planted = SimpleNamespace(world=SimpleNamespace(planted_shared=frozenset({3, 1})))
+    assert _shared_pool(planted) == [1, 3]

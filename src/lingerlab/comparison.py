@@ -81,14 +81,20 @@ def default_arms(audit: Audit) -> tuple[str, ...]:
 
 
 def _shared_pool(audit: Audit) -> list[int]:
-    """Source classes used as the 'shared' control: planted_shared, else the highest-v classes outside F."""
+    """Source classes used as the 'shared' control: planted_shared, else the (up to 4) highest-v classes
+    outside F that have images in the source data (in ImageNet-sized worlds most classes have none)."""
     planted = getattr(audit.world, "planted_shared", None)
     if planted:
         return sorted(int(c) for c in planted)
     v = audit.counts()
     F = set(audit.source_only().tolist())
-    order = [int(c) for c in torch.argsort(v, descending=True, stable=True).tolist() if int(c) not in F]
-    return order[:max(1, min(4, len(order)))]
+    with_images = set(audit.source_labels().unique().tolist())
+    order = [int(c) for c in torch.argsort(v, descending=True, stable=True).tolist()
+             if int(c) not in F and int(c) in with_images]
+    if not order:
+        raise ValueError("no shared class (v(c) > v_lo) has images in the source data, so the shared-class "
+                         "control cannot be built: add source images of a class the target data show")
+    return order[:4]
 
 
 def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_seed: int = 0,
