@@ -66,6 +66,25 @@ audit = ll.Audit(world_, device=dev)
 audit
 
 # %% [markdown]
+# ## Are both models competent?
+#
+# The comparison is only fair against a baseline that generalises. Accuracy on the target validation
+# images and, in `shapes`, on the same images with random clutter that is not a source object
+# (thin line segments on every background), for each model and seed:
+
+# %%
+competence = []
+cluttered = world_.extra["make_cluttered"](0) if "make_cluttered" in world_.extra else None
+for arm in ("M^t", "M^b"):
+    for s_ in seeds:
+        row = {"model": arm, "seed": s_, "target validation": round(audit.accuracy(arm, s_), 3)}
+        if cluttered is not None:
+            x_c, y_c = cluttered.tensors
+            row["with clutter"] = round(float((audit.logits(arm, x_c, s_).argmax(1) == y_c).double().mean()), 3)
+        competence.append(row)
+pd.DataFrame(competence).pivot_table(index="seed", columns="model", sort=False)
+
+# %% [markdown]
 # ## Composites
 #
 # For every source-only class $c$ (Eq. 2), $I(c)$ pastes a random target validation image onto the
