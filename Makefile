@@ -63,7 +63,7 @@ test-slow: $(STAMP)
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
-	  --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout 1200 \
+	  --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout 3000 \
 	  $(addsuffix .ipynb,$(NOTEBOOKS))
 
 bookcheck: $(STAMP)
