@@ -266,8 +266,11 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
     return history
 
 
-def _check_common(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: float, batch_size: int,
-                  seed: int, momentum: float, lr_schedule: str) -> None:
+def _prepare(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: float, batch_size: int, seed: int,
+             momentum: float, lr_schedule: str, num_workers: int, train: Dataset, train_subset: Any,
+             device: torch.device | str | None, freeze: Sequence[str] | str) -> tuple[torch.device, Dataset, list[str]]:
+    """Validate the arguments :func:`finetune` and :func:`train_scratch` share; return the device, the
+    selected training set and the frozen-module list."""
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
     check_range("lr", lr, 0, None, lo_open=True)
     check_int_range("epochs", epochs, 0)
@@ -277,6 +280,9 @@ def _check_common(lr: float, epochs: int, optimizer: str, bn: str, weight_decay:
     check_range("momentum", momentum, 0, 1, hi_open=True)
     check_int_range("batch_size", batch_size, 1)
     check_int_range("seed", seed, 0)
+    check_int_range("num_workers", num_workers, 0)
+    check_nonempty("train", train)  # type: ignore[arg-type]
+    return _resolve_device(device), _select(train, train_subset), [freeze] if isinstance(freeze, str) else list(freeze)
 
 
 def _select(train: Dataset, train_subset: Sequence[int] | Tensor | None) -> Dataset:
@@ -359,12 +365,8 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
     if not isinstance(source, nn.Module):
         raise ValueError(f"model_or_source must be an nn.Module or a World; got {type(model_or_source).__name__}")
     check_int_range("num_classes", num_classes, 1)
-    _check_common(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum, lr_schedule)
-    check_int_range("num_workers", num_workers, 0)
-    check_nonempty("train", train)  # type: ignore[arg-type]
-    dev = _resolve_device(device)
-    train_sel = _select(train, train_subset)
-    freeze = [freeze] if isinstance(freeze, str) else list(freeze)
+    dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
+                                      lr_schedule, num_workers, train, train_subset, device, freeze)
 
     def build() -> nn.Module:
         m = replace_head(copy.deepcopy(source).cpu(), num_classes, head=head,
@@ -402,12 +404,8 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
         raise ValueError(f"make_model must be a callable returning an nn.Module; got {type(make_model).__name__}")
     if num_classes is not None:
         check_int_range("num_classes", num_classes, 1)
-    _check_common(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum, lr_schedule)
-    check_int_range("num_workers", num_workers, 0)
-    check_nonempty("train", train)  # type: ignore[arg-type]
-    dev = _resolve_device(device)
-    train_sel = _select(train, train_subset)
-    freeze = [freeze] if isinstance(freeze, str) else list(freeze)
+    dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
+                                      lr_schedule, num_workers, train, train_subset, device, freeze)
 
     def build() -> nn.Module:
         m = make_model()
