@@ -100,14 +100,12 @@ pd.DataFrame(competence).pivot_table(index="seed", columns="model", sort=False)
 # %%
 scale_rows = []
 for s_ in (0.4, 0.5, 0.6):
-    a_ = ll.Audit(world_, device=dev, scale=s_)
-    c_ = a_.composites(seed=0)
-    neutral_ = ll.paste(ll.neutral_backgrounds(torch.stack([world_.source_data[int(i)][0] for i in c_.source_index]),
-                                               "blur"), c_)
+    sets_ = comparison.control_sets(ll.Audit(world_, device=dev, scale=s_))  # the paired sets of the protocol
+    y_ = sets_["source_only"].target_label
     for arm in ("M^t", "M^b"):
         model = audit.model(arm, seed)
-        acc_ = {k: float((audit.logits(model, x_.images).argmax(1) == c_.target_label).double().mean())
-                for k, x_ in (("object-free background", neutral_), ("source-only composite", c_))}
+        acc_ = {k: float((audit.logits(model, sets_[name].images).argmax(1) == y_).double().mean())
+                for k, name in (("object-free background", "neutral"), ("source-only composite", "source_only"))}
         scale_rows.append({"scale": s_, "model": arm, **{f"accuracy, {k}": round(v, 3) for k, v in acc_.items()}})
 pd.DataFrame(scale_rows).pivot_table(index="scale", columns="model", sort=False)
 
