@@ -116,10 +116,8 @@ def test_profile_errors():
 
 # ----------------------------------------------------------------------------- smoke: the real thing
 
-@pytest.fixture(scope="session")
-def smoke():
-    """The smoke world and its three models (cached on disk across sessions via LINGERLAB_CACHE)."""
-    w = load_world("shapes", "smoke", progress=False, device="cpu")
+def _world_and_models(profile: str):
+    w = load_world("shapes", profile, progress=False, device="cpu")
     mt, ht = finetune(w.source_model, w.target_train, w.target_val, progress=False, device="cpu",
                       **w.finetune_defaults)
     mb, hb = train_scratch(w.make_scratch, w.target_train, w.target_val, progress=False, device="cpu",
@@ -127,39 +125,55 @@ def smoke():
     return w, mt, mb, ht, hb
 
 
-@pytest.mark.slow
-def test_smoke_models_are_competent(smoke):
-    w, mt, mb, ht, hb = smoke
+@pytest.fixture(scope="session")
+def smoke():
+    """The smoke world and its three models (cached on disk across sessions via LINGERLAB_CACHE)."""
+    return _world_and_models("smoke")
+
+
+@pytest.fixture(scope="session")
+def full():
+    """The full-profile world (144 classes) and its three models."""
+    return _world_and_models("full")
+
+
+@pytest.fixture(params=[pytest.param("smoke", marks=pytest.mark.slow), pytest.param("full", marks=pytest.mark.full)])
+def trained(request):
+    return request.param, request.getfixturevalue(request.param)
+
+
+def test_models_are_competent(trained):
+    profile, (w, mt, mb, ht, hb) = trained
     clut = w.extra["make_cluttered"](0)
     acc = {"M^s source": evaluate(w.source_model, w.source_data),
            "M^t val": evaluate(mt, w.target_val), "M^t clutter": evaluate(mt, clut),
            "M^b val": evaluate(mb, w.target_val), "M^b clutter": evaluate(mb, clut)}
     secs = {"M^s": w.extra["source_history"]["wall_s"].iloc[-1], "M^t": ht["wall_s"].iloc[-1],
             "M^b": hb["wall_s"].iloc[-1]}
-    print("\nshapes smoke accuracies:", {k: round(v, 4) for k, v in acc.items()},
+    print(f"\nshapes {profile} accuracies:", {k: round(v, 4) for k, v in acc.items()},
           "\ntraining seconds (cold run):", {k: round(float(v), 1) for k, v in secs.items()})
     assert acc["M^s source"] >= 0.97
     assert acc["M^b val"] >= 0.95 and acc["M^b clutter"] >= 0.93
     assert acc["M^t val"] >= 0.9
 
 
-@pytest.mark.slow
-def test_eq1_2_recover_planted_source_only(smoke):
-    w = smoke[0]
+def test_eq1_2_recover_planted_source_only(trained):
+    profile, (w, *_) = trained
     d_t = Subset(w.target_train, w.extra["finetune_subset"])
-    v = source_class_counts(w.source_model, d_t, k=default_k(len(w.source_classes)))
+    k = default_k(len(w.source_classes))
+    v = source_class_counts(w.source_model, d_t, k=k)
     found = source_only(v, w.extra["v_lo"])
     precision, recall = precision_recall(found, w.planted_source_only)
-    print(f"\nshapes smoke Eq. 1-2: k={default_k(len(w.source_classes))}, v_lo={w.extra['v_lo']}, "
-          f"precision {precision:.2f}, recall {recall:.2f}")
+    print(f"\nshapes {profile} Eq. 1-2 ({len(w.source_classes)} classes, M^s source accuracy "
+          f"{evaluate(w.source_model, w.source_data):.3f}): k={k}, v_lo={w.extra['v_lo']}, "
+          f"precision {precision:.2f}, recall {recall:.2f} ({len(found)} found, {len(w.planted_source_only)} planted)")
     assert precision >= 0.9 and recall >= 0.9
 
 
-@pytest.mark.slow
-def test_planted_source_only_classes_linger(smoke):
+def test_planted_source_only_classes_linger(trained):
     """Eq. 3 at this world's p_lo (10/n): more planted source-only classes linger in M^st than in the
-    control that keeps M^s's head on M^b's backbone (chance 1/24 is above the paper's 0.01)."""
-    w, mt, mb = smoke[:3]
+    control that keeps M^s's head on M^b's backbone (chance 1/n is above the paper's 0.01)."""
+    profile, (w, mt, mb, *_) = trained
     y = w.source_data.tensors[1]
     so = sorted(w.planted_source_only)
     p_lo = default_p_lo(len(w.source_classes))
@@ -169,9 +183,10 @@ def test_planted_source_only_classes_linger(smoke):
         return torch.stack([p[y == c, c].mean() for c in so])
 
     p_st = mean_p(source_target_model(mt, w.source_model))
+    n_linger = int((p_st > p_lo).sum())
     p_control = mean_p(source_target_model(mb, w.source_model))  # scratch backbone + source head
-    n_linger, n_control = int((p_st > p_lo).sum()), int((p_control > p_lo).sum())
-    print(f"\nshapes smoke lingering (p_lo={p_lo:.3f}): {n_linger}/{len(so)} planted source-only classes, "
+    n_control = int((p_control > p_lo).sum())
+    print(f"\nshapes {profile} lingering (p_lo={p_lo:.3f}): {n_linger}/{len(so)} planted source-only classes, "
           f"mean p_c {float(p_st.mean()):.3f}; control (M^b backbone) {n_control}/{len(so)}, "
           f"mean p_c {float(p_control.mean()):.3f}")
     assert n_linger >= 1 and n_linger > n_control

@@ -115,9 +115,10 @@ class CustomProfile:
 PROFILES: dict[str, dict[str, Any]] = {
     "shapes": {
         "smoke": ShapesProfile("smoke"),
+        # 144 classes; M^s is sized so that `make test-full` can check Eqs. 1-2 on a 2-core CPU
         "full": ShapesProfile("full", n_shapes=12, n_textures=4, n_colours=3, n_shared=12,
-                              source_train_per_class=1000, source_val_per_class=100, target_train=8000,
-                              target_val=2000, width=32, source_epochs=15, scratch_epochs=30),
+                              source_train_per_class=400, source_val_per_class=50, target_train=8000,
+                              target_val=2000, width=32, source_epochs=6, scratch_epochs=30),
     },
     "lite0": {
         "smoke": Lite0Profile("smoke"),

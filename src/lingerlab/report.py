@@ -10,11 +10,12 @@ import torch
 from ._validation import check_choice
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) → CUDA when available, else CPU; anything else is checked and passed to
+    ``torch.device``."""
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_choice("device", device.split(":")[0], ("auto", "cpu", "cuda", "mps"))
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -1,0 +1,68 @@
+"""Training throughput: ``lingerlab.training`` in channels-last layout vs the default contiguous layout.
+
+    python benchmarks/training.py --repeats 3
+
+Trains the embedded worlds' architectures for one epoch through :func:`lingerlab.training.finetune`
+(``cache=False``, random weights and images, no downloads): the ``shapes`` CNN at 32 px (batch 32,
+Adam, as the smoke fine-tuning) and EfficientNet-Lite0 at 128 px (batch 16, as the ``lite0`` world).
+Each repeat times both layouts in turn; the medians and their ratio (contiguous / channels-last, > 1
+means channels-last is faster) are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from lingerlab import training  # noqa: E402
+
+
+def _models() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
+    """name -> (model, image size, batch size, images per epoch)."""
+    from lingerlab.worlds.shapes import _MakeModel
+    out = {"shapes SmallResNet (w=24)": (_MakeModel(24, 24)().eval(), 32, 32, 1024)}
+    try:
+        from lingerlab.worlds.lite0 import make_lite0
+        out["EfficientNet-Lite0"] = (make_lite0(128).eval(), 128, 16, 128)
+    except ImportError as e:  # pragma: no cover - optional dependency missing
+        print(f"skipping EfficientNet-Lite0: {e}")
+    return out
+
+
+def _epoch_seconds(model: torch.nn.Module, data: TensorDataset, batch: int, layout: str) -> float:
+    training._LAYOUT = layout
+    t = time.perf_counter()
+    training.finetune(model, data, None, num_classes=2, lr=1e-4, epochs=1, optimizer="adam", batch_size=batch,
+                      cache=False, progress=False, device="cpu")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    for name, (model, size, batch, n) in _models().items():
+        g = torch.Generator().manual_seed(0)
+        data = TensorDataset(torch.rand(n, 3, size, size, generator=g), torch.randint(0, 2, (n,), generator=g))
+        _epoch_seconds(model, TensorDataset(*(t[:2 * batch] for t in data.tensors)), batch, "channels_last")  # warm-up
+        times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
+        for _ in range(args.repeats):
+            for layout in times:
+                times[layout].append(_epoch_seconds(model, data, batch, layout))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{name}: {n} images, batch {batch}: contiguous {n / med['contiguous']:.0f} img/s, "
+              f"channels-last {n / med['channels_last']:.0f} img/s, ratio {med['contiguous'] / med['channels_last']:.2f}")
+    training._LAYOUT = "channels_last"
+
+
+if __name__ == "__main__":
+    main()
