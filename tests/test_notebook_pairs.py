@@ -60,3 +60,14 @@ def test_executed_without_errors(stem):
             assert out.get("output_type") != "error", f"{stem}: a cell raised {out.get('ename')}"
             if out.get("output_type") == "stream":
                 assert "Traceback (most recent call last)" not in out.get("text", ""), f"{stem}: traceback in output"
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_no_widget_state_is_stored(stem):
+    """A progress bar shown as a widget during a cold run leaves widget state in the notebook's
+    metadata; jupyter-book would then load the widget manager from a CDN on that page."""
+    nb = nbformat.read(ROOT / f"{stem}.ipynb", as_version=4)
+    assert "widgets" not in nb.metadata, f"{stem}.ipynb stores widget state: run `make execute` (it strips it)"
+    views = [c for c in nb.cells for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not views, f"{stem}.ipynb stores {len(views)} widget output(s): run `make execute`"
