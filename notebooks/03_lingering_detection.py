@@ -311,8 +311,8 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 for policy, col in (("update", "tab:red"), ("freeze", "tab:blue")):
     h = hist[f"M^t, BN {done[policy]}"]
     axes[0].plot(h.index, h["train_loss"], "o-", color=col, label=f"M^t, BN {done[policy]}")
-    axes[1].plot(h.index, h["val_acc"], "o-", color=col, label=f"M^t, BN {done[policy]}")
-axes[1].plot(scratch_hist.index, scratch_hist["val_acc"], ".-", color="k", label="M^b (scratch)")
+    axes[1].plot(h["val_acc"].dropna(), "o-", color=col, label=f"M^t, BN {done[policy]}")
+axes[1].plot(scratch_hist["val_acc"].dropna(), ".-", color="k", label="M^b (scratch)")  # validated 4 times
 axes[0].set_ylabel("training loss")
 axes[1].set_ylabel("target validation accuracy")
 for ax in axes:

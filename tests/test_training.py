@@ -191,3 +191,16 @@ def test_world_as_source(source, data):
     assert _same(a, b)
     with pytest.raises(ValueError, match="model_or_source"):
         finetune("resnet", train, val, **KW)
+
+
+def test_validation_schedule_never_changes_the_weights(source, data):
+    train, val = data
+    kw = {**KW, "epochs": 5, "cache": False}
+    every, default, once = (finetune(source, train, val, val_every=v, **kw) for v in (1, None, 5))
+    assert _same(every[0], default[0]) and _same(every[0], once[0])
+    assert every[1]["val_acc"].notna().all()
+    assert list(default[1]["val_acc"].notna()) == [False, True, False, True, True]  # every 2nd and the last
+    assert list(once[1]["val_acc"].notna()) == [False, False, False, False, True]
+    assert once[1]["val_acc"].iloc[-1] == every[1]["val_acc"].iloc[-1]
+    with pytest.raises(ValueError, match="val_every"):
+        finetune(source, train, val, val_every=0, **kw)

@@ -170,8 +170,9 @@ class Audit:
 
     # ------------------------------------------------------------------ caching machinery
     def _stage(self, stage: str, parts: Any, compute: Callable[[], Any]) -> Any:
-        """Cached result of ``stage`` for ``parts`` (hashed with the world's fingerprint)."""
-        key = _cache.fingerprint(stage, self.world.fingerprint, parts, length=24)
+        """Cached result of ``stage`` for ``parts`` (hashed with the world's fingerprint and the memory
+        layout models predict in, which changes the rounding)."""
+        key = _cache.fingerprint(stage, self.world.fingerprint, parts, _training._LAYOUT, length=24)
         memo_key = (stage, key)
         if memo_key in self._memo:
             return self._memo[memo_key]

@@ -126,14 +126,26 @@ def _safe(obj: Any) -> Any:
 # evaluation
 # --------------------------------------------------------------------------------------------
 
+# Memory format CNNs train and predict in ("channels_last" or "contiguous"); part of the training cache
+# key, since it changes the rounding. benchmarks/training.py times both.
+_LAYOUT = "channels_last"
+
+
+def _uses_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageData, *, batch_size: int = 256,
             device: torch.device | str | None = None) -> tuple[Tensor, Tensor | None]:
     """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU)."""
     dev = torch.device(device) if device is not None else model_device(model)
     outs, ys = [], []
+    channels_last = _LAYOUT == "channels_last" and _uses_conv2d(model)
     with eval_mode(model):
         for x, y in batches(data, batch_size=batch_size, device=dev):
+            if channels_last and x.dim() == 4:  # faster convolutions; the model's weights are left as they are
+                x = x.contiguous(memory_format=torch.channels_last)
             outs.append(model(x).float().cpu())
             ys.append(y.cpu() if y is not None else None)
     logits = torch.cat(outs) if outs else torch.empty(0, 0)
@@ -191,20 +203,12 @@ def _set_train_mode(model: nn.Module, bn: str) -> None:
             layer.eval()
 
 
-# Memory format CNNs train in ("channels_last" or "contiguous"); part of the cache key, since it changes
-# the rounding. benchmarks/training.py times both.
-_LAYOUT = "channels_last"
-
-
-def _uses_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
 def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, epochs: int,
          optimizer: str, weight_decay: float, momentum: float, batch_size: int, bn: str,
          lr_schedule: str, augment: Augment | None, extra_loss: ExtraLoss | None, generator: torch.Generator,
-         device: torch.device, num_workers: int, progress: bool, desc: str) -> dict[str, list]:
-    """The shared loop: shuffle with ``generator``, optional augmentation, CE (+ extra loss)."""
+         device: torch.device, num_workers: int, progress: bool, desc: str, val_every: int) -> dict[str, list]:
+    """The shared loop: shuffle with ``generator``, optional augmentation, CE (+ extra loss);
+    validation after every ``val_every``-th epoch and after the last (NaN in between)."""
     from tqdm.auto import tqdm
 
     channels_last = _LAYOUT == "channels_last" and _uses_conv2d(model)
@@ -261,7 +265,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
                 tot_n += len(y)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{tot_loss / tot_n:.3f}", acc=f"{tot_correct / tot_n:.3f}")
-            val_acc = evaluate(model, val, device=device) if val is not None and len(val) else float("nan")  # type: ignore[arg-type]
+            due = epoch % val_every == 0 or epoch == epochs
+            val_acc = (evaluate(model, val, device=device) if due and val is not None and len(val)  # type: ignore[arg-type]
+                       else float("nan"))
             now = time.perf_counter()
             history["epoch"].append(epoch)
             history["train_loss"].append(tot_loss / max(tot_n, 1))
@@ -275,6 +281,14 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
             model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
+
+
+def _val_every(epochs: int, val_every: int | None) -> int:
+    """Validation interval: ``val_every``, or by default about four validations per run."""
+    if val_every is None:
+        return max(1, math.ceil(epochs / 4))
+    check_int_range("val_every", val_every, 1)
+    return val_every
 
 
 def _prepare(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: float, batch_size: int, seed: int,
@@ -345,7 +359,8 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
              augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
              cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
              head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
-             lr_schedule: str = "constant", num_workers: int = 0) -> tuple[nn.Module, pd.DataFrame]:
+             lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None
+             ) -> tuple[nn.Module, pd.DataFrame]:
     """Standard fine-tuning: M^t = M^s with a fresh ``num_classes`` head, trained on ``train``.
 
     Args:
@@ -365,6 +380,9 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
         head: qualified name of the head to replace (default: found by ``models.find_head``).
         train_subset: indices of ``train`` to train on (e.g. ``world.extra["finetune_subset"]``).
         seed: drives head initialisation, shuffling, augmentation and the global RNG (dropout).
+        val_every: validate after every ``val_every``-th epoch and after the last (default: about
+            four times per run; the history's ``val_acc`` is NaN for the other epochs). Validation
+            never changes the weights.
         cache: load/store the result on disk (``cache.cache_dir()/finetune``).
 
     Models with convolutions train in channels-last memory format (1.3-1.5x faster on a CPU,
@@ -381,6 +399,7 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
     check_int_range("num_classes", num_classes, 1)
     dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
                                       lr_schedule, num_workers, train, train_subset, device, freeze)
+    every = _val_every(epochs, val_every)
 
     def build() -> nn.Module:
         m = replace_head(copy.deepcopy(source).cpu(), num_classes, head=head,
@@ -394,10 +413,10 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
            "weight_decay": weight_decay, "momentum": momentum if optimizer == "sgd" else None,
            "batch_size": batch_size, "lr_schedule": lr_schedule, "augment": _safe(callable_key(augment)),
            "extra_loss": _safe(callable_key(extra_loss)), "seed": seed, "head": head,
-           "device": dev.type, "layout": _LAYOUT, "torch": torch.__version__.split("+")[0]}
+           "device": dev.type, "layout": _LAYOUT, "val_every": every, "torch": torch.__version__.split("+")[0]}
     fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
                       batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
-                      num_workers=num_workers)
+                      num_workers=num_workers, val_every=every)
     return _run("finetune", build, key, train_sel, val, fit_kwargs, seed, dev, cache, progress)
 
 
@@ -408,7 +427,8 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
                   augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
                   cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
                   head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
-                  lr_schedule: str = "constant", num_workers: int = 0) -> tuple[nn.Module, pd.DataFrame]:
+                  lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None
+                  ) -> tuple[nn.Module, pd.DataFrame]:
     """Train M^b = ``make_model()`` from random weights (drawn under ``torch.manual_seed(seed)``).
 
     Same arguments and return value as :func:`finetune`; ``num_classes`` (optional) replaces the
@@ -420,6 +440,7 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
         check_int_range("num_classes", num_classes, 1)
     dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
                                       lr_schedule, num_workers, train, train_subset, device, freeze)
+    every = _val_every(epochs, val_every)
 
     def build() -> nn.Module:
         m = make_model()
@@ -441,8 +462,8 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
            "freeze": sorted(freeze), "bn": bn, "weight_decay": weight_decay,
            "momentum": momentum if optimizer == "sgd" else None, "batch_size": batch_size,
            "lr_schedule": lr_schedule, "augment": _safe(callable_key(augment)), "extra_loss": _safe(callable_key(extra_loss)),
-           "seed": seed, "device": dev.type, "layout": _LAYOUT, "torch": torch.__version__.split("+")[0]}
+           "seed": seed, "device": dev.type, "layout": _LAYOUT, "val_every": every, "torch": torch.__version__.split("+")[0]}
     fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
                       batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
-                      num_workers=num_workers)
+                      num_workers=num_workers, val_every=every)
     return _run("scratch", lambda: copy.deepcopy(init), key, train_sel, val, fit_kwargs, seed, dev, cache, progress)
