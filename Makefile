@@ -56,7 +56,7 @@ book-full:
 	@$(MAKE) --no-print-directory html
 
 # Unit tests, including the world tests marked slow: they train the embedded worlds' smoke models
-# (about 2.5 min for shapes and 1.5 min for lite0 on 2 cores when the model cache is cold) and check
+# (about 2 min for shapes and 1 min for lite0 on 2 cores when the model cache is cold) and check
 # their competence and the planted-truth recovery; with a warm cache they take about 1.5 min.
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not render and not full" --durations=5
