@@ -50,18 +50,24 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    try:
+        _run(args.repeats)
+    finally:
+        training._LAYOUT = "channels_last"  # the package's layout, whatever a repeat left behind
+
+
+def _run(repeats: int) -> None:
     for name, (model, size, batch, n) in _models().items():
         g = torch.Generator().manual_seed(0)
         data = TensorDataset(torch.rand(n, 3, size, size, generator=g), torch.randint(0, 2, (n,), generator=g))
         _epoch_seconds(model, TensorDataset(*(t[:2 * batch] for t in data.tensors)), batch, "channels_last")  # warm-up
         times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for layout in times:
                 times[layout].append(_epoch_seconds(model, data, batch, layout))
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"{name}: {n} images, batch {batch}: contiguous {n / med['contiguous']:.0f} img/s, "
               f"channels-last {n / med['channels_last']:.0f} img/s, ratio {med['contiguous'] / med['channels_last']:.2f}")
-    training._LAYOUT = "channels_last"
 
 
 if __name__ == "__main__":

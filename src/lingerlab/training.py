@@ -131,8 +131,14 @@ def _safe(obj: Any) -> Any:
 _LAYOUT = "channels_last"
 
 
-def _uses_conv2d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+def _channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` runs in channels-last layout: it has convolutions and ``_LAYOUT`` asks for it."""
+    return _LAYOUT == "channels_last" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _nhwc(x: Tensor) -> Tensor:
+    """An image batch [N, C, H, W] in channels-last memory format (other tensors unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 @torch.no_grad()
@@ -141,11 +147,11 @@ def predict(model: nn.Module, data: ImageData, *, batch_size: int = 256,
     """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU)."""
     dev = torch.device(device) if device is not None else model_device(model)
     outs, ys = [], []
-    channels_last = _LAYOUT == "channels_last" and _uses_conv2d(model)
+    channels_last = _channels_last(model)
     with eval_mode(model):
         for x, y in batches(data, batch_size=batch_size, device=dev):
-            if channels_last and x.dim() == 4:  # faster convolutions; the model's weights are left as they are
-                x = x.contiguous(memory_format=torch.channels_last)
+            if channels_last:  # faster convolutions; the model's weights are left as they are
+                x = _nhwc(x)
             outs.append(model(x).float().cpu())
             ys.append(y.cpu() if y is not None else None)
     logits = torch.cat(outs) if outs else torch.empty(0, 0)
@@ -211,7 +217,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
     validation after every ``val_every``-th epoch and after the last (NaN in between)."""
     from tqdm.auto import tqdm
 
-    channels_last = _LAYOUT == "channels_last" and _uses_conv2d(model)
+    channels_last = _channels_last(model)
     if channels_last:  # NHWC: 1.3-1.5x faster CNN training on a CPU, the layout tensor cores prefer on a GPU
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -249,8 +255,8 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if augment is not None:
                     x = augment(x, generator)
-                if channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                if channels_last:
+                    x = _nhwc(x)
                 out = model(x)
                 loss = nn.functional.cross_entropy(out, y)
                 if extra_loss is not None:
