@@ -30,19 +30,11 @@ $(STAMP): pyproject.toml $(LOCK)
 sync: $(STAMP)
 	@for nb in $(NOTEBOOKS); do $(BIN)/jupytext --quiet --to ipynb --update $$nb.py || exit 1; done
 
-# Execute in _toc.yml order with papermill; outputs are stored in the .ipynb files. Progress bars
-# that ran as widgets (a cold cache trains models) leave widget state behind: it is dropped, so
+# Execute in _toc.yml order with papermill (scripts/execute.py); outputs are stored in the .ipynb
+# files and each notebook's wall time is printed. Widget state left by progress bars is dropped, so
 # the book's pages load nothing from a CDN.
-export STRIP_WIDGETS = import nbformat, sys; nb = nbformat.read(sys.argv[1], as_version=4);   nb.metadata.pop("widgets", None);   [c.__setitem__("outputs", [o for o in c.outputs if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]) for c in nb.cells if c.cell_type == "code"];   nbformat.write(nb, sys.argv[1])
 execute: sync
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== papermill $$nb.ipynb (profile=$(PROFILE))"; start=$$(date +%s); \
-	  if [ "$(PROFILE)" = smoke ] && [ "$(DEVICE)" = auto ]; then params=""; \
-	  else params="-p profile $(PROFILE) -p device $(DEVICE)"; fi; \
-	  $(BIN)/papermill --no-progress-bar -k python3 --cwd notebooks $$params $$nb.ipynb $$nb.ipynb || exit 1; \
-	  $(BIN)/python -c "$$STRIP_WIDGETS" $$nb.ipynb || exit 1; \
-	  echo "   $$(( $$(date +%s) - start )) s"; \
-	done
+	$(BIN)/python scripts/execute.py --profile $(PROFILE) --device $(DEVICE)
 
 html: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output . $(JB_FLAGS)

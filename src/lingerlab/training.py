@@ -250,7 +250,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
                 source = iter(DataLoader(train, batch_sampler=[c.tolist() for c in chunks],
                                          collate_fn=_collate, num_workers=num_workers))
             _set_train_mode(model, bn)
-            tot_loss, tot_correct, tot_n = 0.0, 0, 0
+            # per-step loss and hit count stay on the device and are read once per epoch: no host sync
+            # per step, so a GPU queues the next step while it runs this one
+            losses, hits, sizes = [], [], []
             for x, y in source:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if augment is not None:
@@ -266,11 +268,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
                 opt.step()
                 if sched is not None:
                     sched.step()
-                tot_loss += float(loss.detach()) * len(y)
-                tot_correct += int((out.detach().argmax(1) == y).sum())
-                tot_n += len(y)
+                losses.append(loss.detach())
+                hits.append((out.detach().argmax(1) == y).sum())
+                sizes.append(len(y))
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{tot_loss / tot_n:.3f}", acc=f"{tot_correct / tot_n:.3f}")
+            step_losses = torch.stack(losses).cpu().tolist() if losses else []
+            tot_loss = sum(v * n for v, n in zip(step_losses, sizes))  # as float(loss) * n summed per step
+            tot_correct = int(torch.stack(hits).sum()) if hits else 0
+            tot_n = sum(sizes)
+            bar.set_postfix(epoch=epoch, loss=f"{tot_loss / max(tot_n, 1):.3f}", acc=f"{tot_correct / max(tot_n, 1):.3f}")
             due = epoch % val_every == 0 or epoch == epochs
             val_acc = (evaluate(model, val, device=device) if due and val is not None and len(val)  # type: ignore[arg-type]
                        else float("nan"))
