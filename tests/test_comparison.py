@@ -87,7 +87,7 @@ def test_verdict_orientation():
 
 def test_shared_pool_uses_classes_with_images():
     """Without planted truth the shared control takes the highest-v classes outside F that have
-    source images; a world where none has images gets an error that says what to add."""
+    source images; in a world where none has images there is none (the control is not available)."""
     from types import SimpleNamespace
 
     from lingerlab.comparison import _shared_pool
@@ -98,7 +98,30 @@ def test_shared_pool_uses_classes_with_images():
                            source_labels=lambda: torch.tensor([1, 1, 3, 5, 6, 4]))
     assert _shared_pool(stub) == [1, 3, 4]  # class 0 and 2 have no images; 5, 6 are in F
     stub.source_labels = lambda: torch.tensor([5, 6])
-    with pytest.raises(ValueError, match="shared"):
-        _shared_pool(stub)
+    assert _shared_pool(stub) == []
     planted = SimpleNamespace(world=SimpleNamespace(planted_shared=frozenset({3, 1})))
     assert _shared_pool(planted) == [1, 3]
+
+
+def test_without_a_shared_class_err_shared_is_nan_and_not_a_verdict(audit, monkeypatch):
+    """A world with no source class outside F that has images (lite0 at 224 px): the shared control is
+    left out with a warning, its error is NaN, every other measure is the same as with it, and the
+    verdict says "not measured" rather than "reversed"."""
+    from lingerlab import comparison
+
+    arms = ("M^t", "M^b (competent)")
+    with_shared = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4]).set_index(["arm", "measure"])
+    monkeypatch.setattr(comparison, "_shared_pool", lambda a: [])
+    with pytest.warns(RuntimeWarning, match="shared-class control is not available"):
+        sets = control_sets(audit, classes=[2, 3, 4])
+    assert set(sets) == {"source_only", "neutral"}
+    with pytest.warns(RuntimeWarning, match="not available"):
+        table = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4]).set_index(["arm", "measure"])
+    assert table.loc[("M^t", "err_shared"), ["mean", "ci_lo", "min", "diff_vs_ref"]].isna().all()
+    assert table.loc[("M^b (competent)", "err_shared"), ["mean", "p_welch", "p_perm", "p_composite"]].isna().all()
+    others = [m for m in MEASURES if m != "err_shared"]
+    pd.testing.assert_frame_equal(table.loc[(slice(None), others), ["mean", "p_welch"]],
+                                  with_shared.loc[(slice(None), others), ["mean", "p_welch"]])
+    v = verdict(table.reset_index()).set_index("measure")
+    assert v.loc["err_shared", "summary"].startswith("not measured")
+    assert not v.loc["err_shared", "holds"] and not v.loc["err_shared", "significant"]

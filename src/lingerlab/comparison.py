@@ -82,7 +82,8 @@ def default_arms(audit: Audit) -> tuple[str, ...]:
 
 def _shared_pool(audit: Audit) -> list[int]:
     """Source classes used as the 'shared' control: planted_shared, else the (up to 4) highest-v classes
-    outside F that have images in the source data (in ImageNet-sized worlds most classes have none)."""
+    outside F that have images in the source data (in ImageNet-sized worlds most classes have none).
+    Empty when no class outside F has images: the shared control is then not available."""
     planted = getattr(audit.world, "planted_shared", None)
     if planted:
         return sorted(int(c) for c in planted)
@@ -91,9 +92,6 @@ def _shared_pool(audit: Audit) -> list[int]:
     with_images = set(audit.source_labels().unique().tolist())
     order = [int(c) for c in torch.argsort(v, descending=True, stable=True).tolist()
              if int(c) not in F and int(c) in with_images]
-    if not order:
-        raise ValueError("no shared class (v(c) > v_lo) has images in the source data, so the shared-class "
-                         "control cannot be built: add source images of a class the target data show")
     return order[:4]
 
 
@@ -101,14 +99,25 @@ def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_
                  neutral: str = "blur") -> dict[str, Composites]:
     """The three paired image sets: ``source_only`` (= ``audit.composites``), ``neutral`` and ``shared``:
     the same target patches at the same places, pasted on a ``neutral_backgrounds(kind=neutral)``
-    version of each source image and on a (seeded) image of a shared class. Cached by the audit."""
+    version of each source image and on a (seeded) image of a shared class. Cached by the audit.
+
+    ``shared`` is left out, with a warning, when no class outside F has source images (e.g. the
+    ``lite0`` world at 224 px, where none of D^c's 22 classes is in a target image's top-k):
+    ``controls`` then reports ``correct_shared`` as NaN and ``compare`` the ``err_shared`` row as NaN."""
     check_choice("neutral", neutral, ("blur", "plain", "noise"))
     comp = audit.composites(classes, composites_seed)
     pool = _shared_pool(audit)
+    if not pool:
+        warnings.warn("no source class outside F (v(c) > v_lo) has images in the source data: the shared-class "
+                      "control is not available (err_shared is NaN); add source images of a class the target "
+                      "data show to measure it", RuntimeWarning, stacklevel=2)
 
     def compute() -> dict[str, Composites]:
         src, _ = _gather(audit.world.source_data, comp.source_index.tolist())
         neutral_bg = neutral_backgrounds(src, kind=neutral, generator=composites_seed)
+        sets = {"source_only": comp, "neutral": paste(neutral_bg, comp)}
+        if not pool:
+            return sets
         shared_idx = [i for c in pool for i in audit.class_images(c, audit.n_composites_per_class)]
         if not shared_idx:
             raise ValueError(f"the source data hold no images of the shared classes {pool}")
@@ -118,7 +127,7 @@ def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_
         shared_bg, _ = _gather(audit.world.source_data, idx)
         shared = paste(shared_bg, comp)
         shared.source_index = torch.as_tensor(idx, dtype=torch.long)
-        return {"source_only": comp, "neutral": paste(neutral_bg, comp), "shared": shared}
+        return {**sets, "shared": shared}
 
     key = (_cache.fingerprint(comp.images, comp.masks), pool, neutral, composites_seed, audit.n_composites_per_class)
     return audit._stage("control_sets", key, compute)
@@ -183,7 +192,7 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
                 "arm": arm, "seed": seed, "composite": np.arange(len(comp)), "source_class": cs.numpy(),
                 "source_name": [names[int(c)] for c in cs], "target_label": y.numpy(),
                 "correct_source_only": correct["source_only"], "correct_neutral": correct["neutral"],
-                "correct_shared": correct["shared"],
+                "correct_shared": correct["shared"] if "shared" in correct else np.full(len(comp), np.nan),
                 "flip": correct["neutral"] & ~correct["source_only"],
                 "distraction": d.double().numpy(), "null": null.double().numpy()}))
     out = pd.concat(frames, ignore_index=True)
@@ -196,7 +205,7 @@ def _composite_values(ctl: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "err_source_only": (~ctl["correct_source_only"]).astype(float),
         "err_neutral": (~ctl["correct_neutral"]).astype(float),
-        "err_shared": (~ctl["correct_shared"]).astype(float),
+        "err_shared": 1.0 - ctl["correct_shared"].astype(float),  # NaN where no shared control exists
         "excess_error": ctl["correct_neutral"].astype(float) - ctl["correct_source_only"].astype(float),
         "flip_rate": ctl["flip"].astype(float),
         "distraction": ctl["distraction"].astype(float),
@@ -291,33 +300,35 @@ def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = N
     vals[["arm", "seed", "composite"]] = ctl[["arm", "seed", "composite"]]
     comp_means = vals.groupby(["arm", "composite"]).mean(numeric_only=True)
     rows = []
-    for arm in specs:
-        sub = ps[ps["arm"] == arm].set_index("seed").loc[seed_list]
-        ref = ps[ps["arm"] == reference].set_index("seed").loc[seed_list]
-        for measure in MEASURES:
-            v = sub[measure].to_numpy(dtype=float)
-            lo, hi = _t_interval(v, level)
-            row: dict[str, Any] = {
-                "arm": arm, "measure": measure, "mean": float(np.nanmean(v)), "ci_lo": lo, "ci_hi": hi,
-                "min": float(np.nanmin(v)), "max": float(np.nanmax(v)),
-                "sd_seeds": float(np.nanstd(v, ddof=1)) if len(v) > 1 else float("nan"),
-                "se_composites": float(np.nanmean(sub[f"se_{measure}"])) if f"se_{measure}" in sub else float("nan"),
-                "n_seeds": len(v), "n_composites": int(sub["n_composites"].iloc[0]),
-                "values": tuple(float(x) for x in v),
-                "diff_vs_ref": float("nan"), "p_welch": float("nan"), "p_perm": float("nan"),
-                "p_composite": float("nan"), "baseline": _BASELINE.get(arm, "remedy / user arm"),
-            }
-            if arm != reference:
-                test = model_level_test(ref[measure].to_numpy(dtype=float), v)
-                row.update(diff_vs_ref=test["diff"], p_welch=test["p_welch"], p_perm=test["p_perm"])
-                if measure != "target_acc":
-                    a = torch.tensor(comp_means.loc[reference][measure].to_numpy(dtype=float, copy=True))
-                    b = torch.tensor(comp_means.loc[arm][measure].to_numpy(dtype=float, copy=True))
-                    try:
-                        row["p_composite"] = paired_test(a, b, n_perm=n_perm, generator=0, n_boot=200)["p_value"]
-                    except ValueError:
-                        pass
-            rows.append(row)
+    with warnings.catch_warnings():  # a measure with no values (err_shared without a shared class) gives NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for arm in specs:
+            sub = ps[ps["arm"] == arm].set_index("seed").loc[seed_list]
+            ref = ps[ps["arm"] == reference].set_index("seed").loc[seed_list]
+            for measure in MEASURES:
+                v = sub[measure].to_numpy(dtype=float)
+                lo, hi = _t_interval(v, level)
+                row: dict[str, Any] = {
+                    "arm": arm, "measure": measure, "mean": float(np.nanmean(v)), "ci_lo": lo, "ci_hi": hi,
+                    "min": float(np.nanmin(v)), "max": float(np.nanmax(v)),
+                    "sd_seeds": float(np.nanstd(v, ddof=1)) if len(v) > 1 else float("nan"),
+                    "se_composites": float(np.nanmean(sub[f"se_{measure}"])) if f"se_{measure}" in sub else float("nan"),
+                    "n_seeds": len(v), "n_composites": int(sub["n_composites"].iloc[0]),
+                    "values": tuple(float(x) for x in v),
+                    "diff_vs_ref": float("nan"), "p_welch": float("nan"), "p_perm": float("nan"),
+                    "p_composite": float("nan"), "baseline": _BASELINE.get(arm, "remedy / user arm"),
+                }
+                if arm != reference:
+                    test = model_level_test(ref[measure].to_numpy(dtype=float), v)
+                    row.update(diff_vs_ref=test["diff"], p_welch=test["p_welch"], p_perm=test["p_perm"])
+                    if measure != "target_acc":
+                        a = torch.tensor(comp_means.loc[reference][measure].to_numpy(dtype=float, copy=True))
+                        b = torch.tensor(comp_means.loc[arm][measure].to_numpy(dtype=float, copy=True))
+                        try:
+                            row["p_composite"] = paired_test(a, b, n_perm=n_perm, generator=0, n_boot=200)["p_value"]
+                        except ValueError:
+                            pass
+                rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["reference"] = reference
     table.attrs["seeds"] = tuple(seed_list)
@@ -349,7 +360,8 @@ def verdict(table: pd.DataFrame, reference: str | None = None, alpha: float = 0.
             holds = bool(sign * diff > 0)
             p_w = float(b.loc[measure, "p_welch"])
             sig = bool(holds and not math.isnan(p_w) and p_w < alpha)
-            word = "holds" if holds else ("tie" if diff == 0 else "reversed")
+            word = ("not measured" if math.isnan(diff) else "holds" if holds
+                    else "tie" if diff == 0 else "reversed")
             detail = (f"{ref} {r.loc[measure, 'mean']:.3f} vs {arm} {b.loc[measure, 'mean']:.3f} "
                       f"(diff {diff:+.3f}; p_welch {p_w:.3g}, p_perm {float(b.loc[measure, 'p_perm']):.3g}, "
                       f"p_composite {float(b.loc[measure, 'p_composite']):.3g})")
