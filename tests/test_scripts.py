@@ -1,0 +1,78 @@
+"""scripts/: the notebook runner (execute.py) and the run summariser (summarize_run.py), and the GPU run
+they produced (book/gpu_run): its transcript is generated, and every number on its page is in it."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import execute  # noqa: E402
+import summarize_run  # noqa: E402
+
+RUN = ROOT / "book" / "gpu_run"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def test_toc_notebooks_follow_the_toc():
+    names = [p.stem for p in execute.toc_notebooks()]
+    assert names == ["01_hypothesis", "02_source_only_features", "03_lingering_detection", "04_distraction",
+                     "05_mitigation"]
+    assert all(p.is_file() for p in execute.toc_notebooks())
+
+
+def test_default_run_injects_no_parameters():
+    assert execute.parameters("smoke", "auto") == {}
+    assert execute.parameters("full", "cuda") == {"profile": "full", "device": "cuda"}
+    assert execute.parameters("smoke", "cpu") == {"profile": "smoke", "device": "cpu"}
+
+
+def test_strip_widgets_drops_widget_state_and_views_only(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={WIDGET: {"model_id": "a"}, "text/plain": "bar"}),
+                    nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("text")]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    assert execute.strip_widgets(path) == 2  # the state and one view
+    back = nbformat.read(path, as_version=4)
+    assert "widgets" not in back.metadata
+    assert [o.output_type for o in back.cells[0].outputs] == ["stream"]
+    assert execute.strip_widgets(path) == 0
+
+
+def test_bad_profile_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        execute.main(["--profile", "huge"])
+    assert "--profile must be 'smoke' or 'full'" in capsys.readouterr().err
+
+
+def test_gpu_run_is_complete():
+    timings = json.loads((RUN / "timings.json").read_text())
+    assert list(timings) == [p.stem for p in execute.toc_notebooks()]
+    assert all(t["ok"] for t in timings.values())
+    for p in execute.toc_notebooks():
+        s = summarize_run.summarize(RUN / p.name)
+        assert s["errors"] == [] and 'profile = "full"' in s["parameters"] and 'device = "cuda"' in s["parameters"]
+
+
+def test_gpu_run_transcript_is_generated():
+    """book/gpu_run/summary.md is exactly what summarize_run writes from the stored notebooks."""
+    assert (RUN / "summary.md").read_text() == summarize_run.markdown(RUN)
+
+
+def test_every_number_on_the_gpu_page_is_in_the_transcript():
+    page = (ROOT / "book" / "gpu_run.md").read_text()
+    transcript = (RUN / "summary.md").read_text()
+    numbers = set(re.findall(r"(?<![\d.])\d+\.\d+(?![\d])", page))
+    assert len(numbers) > 40
+    missing = sorted(n for n in numbers if not re.search(rf"(?<![\d.]){re.escape(n)}(?!\d)", transcript))
+    assert not missing, f"numbers on book/gpu_run.md that the run's outputs do not contain: {missing}"
