@@ -79,8 +79,7 @@ for arm in ("M^t", "M^b"):
     for s_ in seeds:
         row = {"model": arm, "seed": s_, "target validation": round(audit.accuracy(arm, s_), 3)}
         if cluttered is not None:
-            x_c, y_c = cluttered.tensors
-            row["with clutter"] = round(float((audit.logits(arm, x_c, s_).argmax(1) == y_c).double().mean()), 3)
+            row["with clutter"] = round(audit.accuracy(arm, s_, data=cluttered), 3)
         competence.append(row)
 pd.DataFrame(competence).pivot_table(index="seed", columns="model", sort=False)
 
@@ -103,8 +102,7 @@ for s_ in (0.4, 0.5, 0.6):
     sets_ = comparison.control_sets(ll.Audit(world_, device=dev, scale=s_))  # the paired sets of the protocol
     y_ = sets_["source_only"].target_label
     for arm in ("M^t", "M^b"):
-        model = audit.model(arm, seed)
-        acc_ = {k: float((audit.logits(model, sets_[name].images).argmax(1) == y_).double().mean())
+        acc_ = {k: audit.accuracy(arm, seed, data=(sets_[name].images, y_))
                 for k, name in (("object-free background", "neutral"), ("source-only composite", "source_only"))}
         scale_rows.append({"scale": s_, "model": arm, **{f"accuracy, {k}": round(v, 3) for k, v in acc_.items()}})
 pd.DataFrame(scale_rows).pivot_table(index="scale", columns="model", sort=False)

@@ -205,3 +205,17 @@ def test_composite_scale_defaults_to_the_world(cache_root, world):
     side = world.target_val[0][0].shape[-1]
     area = comp.masks.flatten(1).float().sum(1)
     assert torch.allclose(area, torch.full_like(area, round(0.6 * side) ** 2))
+
+
+def test_accuracy_on_given_data(cache_root, world):
+    """``accuracy(data=...)`` agrees with the logits on a labelled dataset and on an (images, labels)
+    pair; the default is the target validation set; a malformed pair names ``data``."""
+    audit = Audit(world, device="cpu")
+    x, y = world.target_val.tensors
+    assert audit.accuracy("M^t") == audit.accuracy("M^t", data=world.target_val) == audit.accuracy("M^t", data=(x, y))
+    flipped = 1 - y
+    manual = float((audit.logits("M^t", x).argmax(1) == flipped).double().mean())
+    assert audit.accuracy("M^t", data=(x, flipped)) == pytest.approx(manual)
+    assert audit.accuracy("M^t", data=(x, y)) + manual == pytest.approx(1.0)  # two classes
+    with pytest.raises(ValueError, match="data must be a labelled Dataset"):
+        audit.accuracy("M^t", data=(x, y[:-1]))

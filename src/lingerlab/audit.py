@@ -366,11 +366,21 @@ class Audit:
         return self._stage("logits", (self.model_fingerprint(m), data_key),
                            lambda: _training.predict(m, data, device=self.device)[0])
 
-    def accuracy(self, model: str | nn.Module, seed: int = 0) -> float:
-        """Target validation accuracy of ``model`` (an arm name or a module)."""
-        logits = self.logits(model, None, seed)
-        y = labels_of(self.world.target_val).long().cpu()
-        return float((logits.argmax(1) == y).double().mean())
+    def accuracy(self, model: str | nn.Module, seed: int = 0,
+                 data: Dataset | tuple[Tensor, Tensor] | None = None) -> float:
+        """Accuracy of ``model`` (an arm name or a module) on ``data``: a labelled dataset or an
+        ``(images, labels)`` pair; None (default): the target validation set. Logits are cached."""
+        if data is None:
+            images, y = None, labels_of(self.world.target_val)
+        elif isinstance(data, tuple):
+            if len(data) != 2 or not all(isinstance(t, Tensor) for t in data) or len(data[0]) != len(data[1]):
+                raise ValueError("data must be a labelled Dataset or an (images, labels) pair of tensors of equal "
+                                 f"length; got a tuple of {len(data)}")
+            images, y = data
+        else:
+            images, y = data, labels_of(data)
+        logits = self.logits(model, images, seed)
+        return float((logits.argmax(1) == y.long().cpu()).double().mean())
 
     def matched_recipe(self, seeds: Sequence[int] = (0, 1, 2), max_tries: int = 7) -> dict[str, Any]:
         """How ``data="matched"`` trains M^b: the competent recipe (same epochs, augmentation,
