@@ -61,7 +61,7 @@ def markdown(run: Path) -> str:
         secs = f"{float(t['seconds']):.0f} s" if "seconds" in t else "?"
         rows.append(f"| `{nb.stem}` | {secs} | {'; '.join(s['errors']) or 'none'} | {t.get('note', '')} |")
         params = " ".join(str(s["parameters"]).splitlines()[1:]) or "defaults"
-        blocks += [f"## `{nb.stem}`", "", f"Parameters: `{params}`. Text output of every cell that printed or showed a table:", ""]
+        blocks += [f"### `{nb.stem}`", "", f"Parameters: `{params}`. Text output of every cell that printed or showed a table:", ""]
         for text in s["outputs"]:  # type: ignore[union-attr]
             blocks += ["```text", text, "```", ""]
     head = ["| notebook | wall time | errors | note |", "|---|---|---|---|"]
