@@ -292,9 +292,10 @@ key[["baseline", "measure", "reference_mean", "baseline_mean", "diff", "holds", 
      "significant"]].round(3).reset_index(drop=True)
 
 # %% [markdown]
-# What this says in `shapes` (the numbers are the tables above). $M^t$ is wrong on source-only
-# composites far more often than every baseline, and that difference is significant at the level
-# of models. But $M^t$ is wrong almost as often when the same target patch sits on an object-free
+# What this says in `shapes` at profile `smoke`, the run stored in this book (the numbers are the
+# tables above; at profile `full` some verdicts change: see [the GPU-run page](../book/gpu_run.md)).
+# $M^t$ is wrong on source-only composites far more often than every baseline, and that difference
+# is significant at the level of models. But $M^t$ is wrong almost as often when the same target patch sits on an object-free
 # (blurred) background: most of its composite error is weakness on a small pasted target, the first
 # objection of the comparison protocol. The measures that isolate the source object, the excess
 # error and the flip rate, are *smaller* for $M^t$ than for every $M^b$: on those the paper's
@@ -326,7 +327,7 @@ key_other[["baseline", "measure", "reference_mean", "baseline_mean", "diff", "ho
            "significant"]].round(3).reset_index(drop=True)
 
 # %% [markdown]
-# In `lite0` the picture differs from `shapes` but not in the paper's favour either. The fine-tuned
+# In `lite0` (profile `smoke`) the picture differs from `shapes` but not in the paper's favour either. The fine-tuned
 # EfficientNet is *less* often wrong on source-only composites than the scratch baseline (which is
 # weak on small pasted faces), and its excess error over an object-free background is about the
 # same. Its flip rate is higher in every seed, the one measure that points the paper's way, but by

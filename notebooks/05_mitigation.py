@@ -133,8 +133,9 @@ for _, r in notes.iterrows():
     print(f"{r.remedy}: {r.note}")
 
 # %% [markdown]
-# What the remedy table says in `shapes` (the numbers are the printed tables above; "SD" is over
-# the three seeds):
+# What the remedy table says in `shapes` at profile `smoke`, the run stored in this book (the numbers
+# are the printed tables above; "SD" is over the three seeds; at `full`, on
+# [the GPU-run page](../book/gpu_run.md), both pruning remedies bring $M^t$ to chance):
 #
 # - **Fine-tuning on composites** is the only remedy that clearly buys composite accuracy, paid for
 #   with some target accuracy. It treats the symptom (pasted targets on other backgrounds), and the
