@@ -10,12 +10,14 @@ virtual environment (a GPU box or Colab)::
 
 Progress bars that ran as widgets (a cold cache trains models inside the kernel) leave ipywidgets
 state in the notebook; it is dropped, so the book's pages load nothing from a CDN. The wall time of
-each notebook is printed and, with ``--timings FILE``, written as JSON.
+each notebook is printed and, with ``--timings FILE``, written as JSON. A notebook that fails does
+not overwrite its output: the executed copy is left as ``<name>.failed.ipynb``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -56,6 +58,36 @@ def parameters(profile: str, device: str) -> dict[str, str]:
     return {} if (profile, device) == ("smoke", "auto") else {"profile": profile, "device": device}
 
 
+def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3") -> tuple[float, str | None]:
+    """Execute ``nb`` into ``out`` with papermill; return (seconds, error or None).
+
+    The notebook is written to ``<out>.running.ipynb`` first and moved onto ``out`` only when every
+    cell ran, so a failure never overwrites a good notebook: the executed copy, with the traceback,
+    is left as ``<stem>.failed.ipynb`` beside ``out``."""
+    import papermill as pm
+
+    tmp = out.with_name(f"{out.stem}.running.ipynb")
+    failed = out.with_name(f"{out.stem}.failed.ipynb")
+    start = time.perf_counter()
+    error = None
+    try:
+        pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel, cwd=str(nb.parent),
+                            progress_bar=False)
+    except Exception as exc:  # papermill has written the notebook, with the error, to `tmp`
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        error = f"{type(exc).__name__}: {last} (executed copy: {failed})"
+    except BaseException:  # interrupted: leave nothing half-written behind
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = round(time.perf_counter() - start, 1)
+    if tmp.is_file():
+        strip_widgets(tmp)
+        os.replace(tmp, out if error is None else failed)
+    if error is None:
+        failed.unlink(missing_ok=True)  # an older failure of this notebook is stale now
+    return seconds, error
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="smoke", help="the notebooks' `profile` parameter (smoke or full)")
@@ -70,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile not in ("smoke", "full"):
         ap.error(f"--profile must be 'smoke' or 'full'; got {args.profile!r}")
 
-    import papermill as pm
-
     notebooks = [p.resolve() for p in args.notebooks] or toc_notebooks()
     missing = [str(p) for p in notebooks if not p.is_file()]
     if missing:
@@ -85,16 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         out = nb if args.output_dir is None else args.output_dir / nb.name
         print(f"== papermill {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} "
               f"(profile={args.profile}, device={args.device})", flush=True)
-        start = time.perf_counter()
-        error = None
-        try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=args.kernel,
-                                cwd=str(nb.parent), progress_bar=False)
-        except Exception as exc:  # papermill has written the failing notebook to `out`
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-        seconds = round(time.perf_counter() - start, 1)
-        if out.is_file():
-            strip_widgets(out)
+        seconds, error = run_one(nb, out, params, args.kernel)
         timings[nb.stem] = {"seconds": seconds, "ok": error is None, **({"error": error} if error else {})}
         print(f"   {seconds:.0f} s{'' if error is None else '  FAILED: ' + error}", flush=True)
         if args.timings is not None:  # written after every notebook: a run cut short keeps what finished

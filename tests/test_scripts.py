@@ -76,3 +76,25 @@ def test_every_number_on_the_gpu_page_is_in_the_transcript():
     assert len(numbers) > 40
     missing = sorted(n for n in numbers if not re.search(rf"(?<![\d.]){re.escape(n)}(?!\d)", transcript))
     assert not missing, f"numbers on book/gpu_run.md that the run's outputs do not contain: {missing}"
+
+
+def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
+    good = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                             "display_name": "Python 3"}})
+    good.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    bad = nbformat.v4.new_notebook(metadata=good.metadata)
+    bad.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    ok_path, bad_path = tmp_path / "ok.ipynb", tmp_path / "bad.ipynb"
+    nbformat.write(good, ok_path)
+    nbformat.write(bad, bad_path)
+    before = bad_path.read_bytes()
+    timings = tmp_path / "t.json"
+    assert execute.main([str(bad_path), str(ok_path), "--keep-going", "--timings", str(timings)]) == 1
+    assert bad_path.read_bytes() == before  # the source notebook is untouched
+    failed = nbformat.read(tmp_path / "bad.failed.ipynb", as_version=4)
+    assert any(o.output_type == "error" and "boom" in o.evalue for o in failed.cells[-1].outputs)
+    ran = nbformat.read(ok_path, as_version=4)
+    assert "42" in "".join(o.get("text", "") for o in ran.cells[-1].outputs)
+    t = json.loads(timings.read_text())
+    assert not t["bad"]["ok"] and "ValueError: boom" in t["bad"]["error"] and t["ok"]["ok"]
+    assert not list(tmp_path.glob("*.running.ipynb"))
