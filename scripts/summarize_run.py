@@ -2,6 +2,7 @@
 """Summarise a folder of executed notebooks (e.g. a ``--profile full`` run on a GPU) as Markdown.
 
     python scripts/summarize_run.py book/gpu_run          # writes book/gpu_run/summary.md
+    python scripts/summarize_run.py book/gpu_run --figure 04_distraction:11   # and one figure as a PNG
 
 For each notebook, in ``_toc.yml`` order: its wall time (``timings.json`` from ``scripts/execute.py``),
 whether any cell raised, and the text output of every cell (the last one is the notebook's
@@ -11,6 +12,7 @@ numbers are copied from the notebooks' stored outputs, never typed in.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from pathlib import Path
@@ -45,6 +47,18 @@ def summarize(nb_path: Path) -> dict[str, object]:
     return {"errors": errors, "outputs": texts, "parameters": params}
 
 
+def figure_bytes(nb_path: Path, cell: int, index: int = 0) -> bytes:
+    """The ``index``-th PNG output of code cell number ``cell`` (position among all cells) of a notebook."""
+    nb = json.loads(nb_path.read_text())
+    if not 0 <= cell < len(nb["cells"]):
+        raise ValueError(f"cell must be in 0..{len(nb['cells']) - 1} for {nb_path.name}; got {cell}")
+    pngs = [o["data"]["image/png"] for o in nb["cells"][cell].get("outputs", []) if "image/png" in o.get("data", {})]
+    if not 0 <= index < len(pngs):
+        raise ValueError(f"cell {cell} of {nb_path.name} has {len(pngs)} PNG output(s); asked for number {index}")
+    data = pngs[index]
+    return base64.b64decode("".join(data) if isinstance(data, list) else data)
+
+
 def markdown(run: Path) -> str:
     timings = json.loads((run / "timings.json").read_text()) if (run / "timings.json").is_file() else {}
     lines = []
@@ -73,12 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="folder with the executed .ipynb files (and timings.json, env.txt)")
     ap.add_argument("--out", type=Path, default=None, help="default: RUN/summary.md")
+    ap.add_argument("--figure", action="append", default=[], metavar="NOTEBOOK:CELL[:K]",
+                    help="also write the K-th (default 0) PNG output of that cell to RUN/figures/NOTEBOOK-cellCELL-K.png")
     args = ap.parse_args(argv)
     if not args.run.is_dir():
         ap.error(f"run folder {args.run} does not exist")
     out = args.out or args.run / "summary.md"
     out.write_text(markdown(args.run))
     print(f"wrote {out}")
+    for spec in args.figure:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+            ap.error(f"--figure takes NOTEBOOK:CELL[:K], e.g. 04_distraction:11; got {spec!r}")
+        name, cell, k = parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+        png = args.run / "figures" / f"{name}-cell{cell}-{k}.png"
+        png.parent.mkdir(exist_ok=True)
+        png.write_bytes(figure_bytes(args.run / f"{name}.ipynb", cell, k))
+        print(f"wrote {png}")
     return 0
 
 

@@ -98,3 +98,15 @@ def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
     t = json.loads(timings.read_text())
     assert not t["bad"]["ok"] and "ValueError: boom" in t["bad"]["error"] and t["ok"]["ok"]
     assert not list(tmp_path.glob("*.running.ipynb"))
+
+
+def test_gpu_run_figures_are_the_notebooks_outputs():
+    figures = sorted((RUN / "figures").glob("*.png"))
+    assert len(figures) == 3
+    page = (ROOT / "book" / "gpu_run.md").read_text()
+    for png in figures:
+        name, cell, k = re.fullmatch(r"(.+)-cell(\d+)-(\d+)", png.stem).groups()
+        assert png.read_bytes() == summarize_run.figure_bytes(RUN / f"{name}.ipynb", int(cell), int(k))
+        assert f"gpu_run/figures/{png.name}" in page
+    with pytest.raises(ValueError, match="PNG output"):
+        summarize_run.figure_bytes(RUN / "04_distraction.ipynb", 11, 5)
