@@ -75,7 +75,7 @@ def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3"
                             progress_bar=False)
     except Exception as exc:  # papermill has written the notebook, with the error, to `tmp`
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        error = f"{type(exc).__name__}: {last} (executed copy: {failed})"
+        error = f"{type(exc).__name__}: {last}"
     except BaseException:  # interrupted: leave nothing half-written behind
         tmp.unlink(missing_ok=True)
         raise
@@ -83,6 +83,8 @@ def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3"
     if tmp.is_file():
         strip_widgets(tmp)
         os.replace(tmp, out if error is None else failed)
+        if error is not None:
+            error += f" (executed copy: {failed})"
     if error is None:
         failed.unlink(missing_ok=True)  # an older failure of this notebook is stale now
     return seconds, error

@@ -41,8 +41,11 @@ def summarize(nb_path: Path) -> dict[str, object]:
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     errors = [f"{o['ename']}: {o['evalue']}" for c in code for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
-    shown = [c for c in code if any(_text(o).strip() for o in c.get("outputs", []))]
-    texts = ["\n".join(_text(o).rstrip() for o in c["outputs"] if _text(o).strip()) for c in shown]
+    texts = []
+    for c in code:
+        parts = [t.rstrip() for t in map(_text, c.get("outputs", [])) if t.strip()]
+        if parts:
+            texts.append("\n".join(parts))
     params = next((_source(c).strip() for c in code if "injected-parameters" in c.get("metadata", {}).get("tags", [])), "")
     return {"errors": errors, "outputs": texts, "parameters": params}
 

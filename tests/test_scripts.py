@@ -21,9 +21,10 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def test_toc_notebooks_follow_the_toc():
-    names = [p.stem for p in execute.toc_notebooks()]
-    assert names == ["01_hypothesis", "02_source_only_features", "03_lingering_detection", "04_distraction",
-                     "05_mitigation"]
+    """The same notebooks, in the same order, as the pair tests read from _toc.yml (which pin the five)."""
+    from test_notebook_pairs import NOTEBOOKS
+
+    assert execute.toc_notebooks() == [ROOT / f"{n}.ipynb" for n in NOTEBOOKS]
     assert all(p.is_file() for p in execute.toc_notebooks())
 
 
@@ -97,6 +98,7 @@ def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
     assert "42" in "".join(o.get("text", "") for o in ran.cells[-1].outputs)
     t = json.loads(timings.read_text())
     assert not t["bad"]["ok"] and "ValueError: boom" in t["bad"]["error"] and t["ok"]["ok"]
+    assert "bad.failed.ipynb" in t["bad"]["error"]
     assert not list(tmp_path.glob("*.running.ipynb"))
 
 

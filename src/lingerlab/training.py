@@ -273,17 +273,17 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
                 sizes.append(len(y))
                 bar.update(1)
             step_losses = torch.stack(losses).cpu().tolist() if losses else []
-            tot_loss = sum(v * n for v, n in zip(step_losses, sizes))  # as float(loss) * n summed per step
-            tot_correct = int(torch.stack(hits).sum()) if hits else 0
-            tot_n = sum(sizes)
-            bar.set_postfix(epoch=epoch, loss=f"{tot_loss / max(tot_n, 1):.3f}", acc=f"{tot_correct / max(tot_n, 1):.3f}")
+            tot_n = max(sum(sizes), 1)
+            train_loss = sum(v * n for v, n in zip(step_losses, sizes)) / tot_n  # as float(loss) * n summed per step
+            train_acc = (int(torch.stack(hits).sum()) if hits else 0) / tot_n
+            bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}")
             due = epoch % val_every == 0 or epoch == epochs
             val_acc = (evaluate(model, val, device=device) if due and val is not None and len(val)  # type: ignore[arg-type]
                        else float("nan"))
             now = time.perf_counter()
             history["epoch"].append(epoch)
-            history["train_loss"].append(tot_loss / max(tot_n, 1))
-            history["train_acc"].append(tot_correct / max(tot_n, 1))
+            history["train_loss"].append(train_loss)
+            history["train_acc"].append(train_acc)
             history["val_acc"].append(val_acc)
             history["epoch_s"].append(now - t0)
             history["wall_s"].append(now - t_start)
