@@ -1,4 +1,4 @@
-"""Training throughput: ``lingerlab.training`` in channels-last layout vs the default contiguous layout.
+"""Training throughput: channels-last vs contiguous layout, and the ``shapes`` CNN's smoke width vs 24.
 
     python benchmarks/training.py --repeats 3
 
@@ -6,7 +6,9 @@ Trains the embedded worlds' architectures for one epoch through :func:`lingerlab
 (``cache=False``, random weights and images, no downloads): the ``shapes`` CNN at 32 px (batch 32,
 Adam, as the smoke fine-tuning) and EfficientNet-Lite0 at 128 px (batch 16, as the ``lite0`` world).
 Each repeat times both layouts in turn; the medians and their ratio (contiguous / channels-last, > 1
-means channels-last is faster) are printed.
+means channels-last is faster) are printed. Then the ``shapes`` CNN at the smoke profile's width
+against width 24 (the smoke width until the cold first run had to fit 12 minutes), both channels-last,
+in turn in the same run: the ratio (width 24 / smoke width, > 1 means the smoke width is faster).
 """
 from __future__ import annotations
 
@@ -24,10 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from lingerlab import training  # noqa: E402
 
 
+def _smoke_width() -> int:
+    from lingerlab.profiles import get_profile
+    return get_profile("shapes", "smoke").width
+
+
+def _shapes_cnn(width: int) -> torch.nn.Module:
+    from lingerlab.worlds.shapes import _MakeModel
+    return _MakeModel(24, width)().eval()
+
+
 def _models() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
     """name -> (model, image size, batch size, images per epoch)."""
-    from lingerlab.worlds.shapes import _MakeModel
-    out = {"shapes SmallResNet (w=24)": (_MakeModel(24, 24)().eval(), 32, 32, 1024)}
+    w = _smoke_width()
+    out = {f"shapes SmallResNet (w={w})": (_shapes_cnn(w), 32, 32, 1024)}
     try:
         from lingerlab.worlds.lite0 import make_lite0
         out["EfficientNet-Lite0"] = (make_lite0(128).eval(), 128, 16, 128)
@@ -68,6 +80,21 @@ def _run(repeats: int) -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"{name}: {n} images, batch {batch}: contiguous {n / med['contiguous']:.0f} img/s, "
               f"channels-last {n / med['channels_last']:.0f} img/s, ratio {med['contiguous'] / med['channels_last']:.2f}")
+    _run_width(repeats)
+
+
+def _run_width(repeats: int, n: int = 1024, batch: int = 32) -> None:
+    w = _smoke_width()
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 2, (n,), generator=g))
+    models = {24: _shapes_cnn(24), w: _shapes_cnn(w)}
+    times: dict[int, list[float]] = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, m in models.items():
+            times[k].append(_epoch_seconds(m, data, batch, "channels_last"))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"shapes SmallResNet width 24 vs smoke width {w}: {n} images, batch {batch}, channels-last: "
+          f"{n / med[24]:.0f} vs {n / med[w]:.0f} img/s, ratio {med[24] / med[w]:.2f}")
 
 
 if __name__ == "__main__":

