@@ -1,7 +1,8 @@
 """Cold-cache wall times of the smoke profile against the issues' CPU budgets.
 
-    python benchmarks/cold_budgets.py                 # every stage, in a fresh temporary cache
+    python benchmarks/cold_budgets.py                 # the three stages below, in a fresh temporary cache
     python benchmarks/cold_budgets.py --stages remedies --cache /tmp/c
+    python benchmarks/cold_budgets.py --stages notebooks   # the whole book, cold (about 9 minutes)
 
 Stages, in order, sharing one model cache (``--cache``, default: a new temporary folder, so the
 first stage that needs a model trains it):
@@ -10,6 +11,10 @@ first stage that needs a model trains it):
 - ``remedies``: ``sweeps.remedy_table`` for seeds 0-2 (every remedy, its trainings and measurements;
   the world models of ``shapes`` are cached by the stage before); budget 8 min.
 - ``lite0``: the ``lite0`` smoke world plus M^t and M^b, seed 0; budget 4 min.
+- ``notebooks`` (only when asked for): every notebook of ``_toc.yml`` executed by
+  ``scripts/execute.py`` at profile ``smoke`` into a temporary folder (the stored notebooks are not
+  touched), in a model cache of its own that starts empty whatever ``--cache`` says: the first run of
+  the whole book, every model trained once; budget 12 min.
 
 For each stage: the measured seconds, the budget and their ratio (< 1 holds). Run it on a quiet
 machine: the times are wall-clock on whatever else shares the CPU.
@@ -17,7 +22,9 @@ machine: the times are wall-clock on whatever else shares the CPU.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-BUDGETS = {"shapes": 180.0, "remedies": 480.0, "lite0": 240.0}
+BUDGETS = {"shapes": 180.0, "remedies": 480.0, "lite0": 240.0, "notebooks": 720.0}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _world_models(name: str) -> None:
@@ -43,12 +51,26 @@ def _remedies() -> None:
     sweeps.remedy_table(audit, seeds=(0, 1, 2))
 
 
-STAGES = {"shapes": lambda: _world_models("shapes"), "remedies": _remedies, "lite0": lambda: _world_models("lite0")}
+def _notebooks() -> None:
+    """All notebooks, cold, in a subprocess per notebook (papermill), as ``make execute`` runs them."""
+    with tempfile.TemporaryDirectory(prefix="lingerlab-book-") as tmp:
+        env = {**os.environ, "LINGERLAB_CACHE": str(Path(tmp) / "cache"), "PYTHONHASHSEED": "0"}
+        timings = Path(tmp) / "timings.json"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "execute.py"), "--profile", "smoke",
+                        "--output-dir", str(Path(tmp) / "out"), "--timings", str(timings)], env=env, check=True,
+                       cwd=ROOT)
+        per = json.loads(timings.read_text())
+        print("  per notebook: " + ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in per.items()), flush=True)
+
+
+STAGES = {"shapes": lambda: _world_models("shapes"), "remedies": _remedies, "lite0": lambda: _world_models("lite0"),
+          "notebooks": _notebooks}
+DEFAULT_STAGES = ["shapes", "remedies", "lite0"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
+    ap.add_argument("--stages", nargs="+", choices=list(STAGES), default=DEFAULT_STAGES)
     ap.add_argument("--cache", help="model cache folder (default: a new temporary one, i.e. a cold cache)")
     args = ap.parse_args()
     tmp = None if args.cache else tempfile.TemporaryDirectory(prefix="lingerlab-cold-")
