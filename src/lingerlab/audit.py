@@ -276,9 +276,8 @@ class Audit:
         if name not in self._models:
             if data == "matched":
                 recipe = self.matched_recipe()
+                overrides = {**overrides, "train_subset": recipe["train_subset"]}
                 kw = self._scratch_kwargs("full", overrides)
-                if recipe["train_subset"] != self._competent_images(kw):  # else: the competent run itself
-                    kw["train_subset"] = recipe["train_subset"]
             else:
                 kw = self._scratch_kwargs(data, overrides)
             kw.setdefault("progress", self.progress)
@@ -287,10 +286,6 @@ class Audit:
                                                   self.world.target_val, seed=seed, device=self.device, cache=self.cache, **kw)
             self._models[name] = (model, hist)
         return self._models[name]  # type: ignore[return-value]
-
-    def _competent_images(self, kw: dict[str, Any]) -> list[int]:
-        """Indices of ``world.target_train`` that the scratch recipe ``kw`` trains on, in its order."""
-        return _index_list(kw["train_subset"]) if "train_subset" in kw else list(range(len(self.world.target_train)))
 
     def scratch_model(self, seed: int = 0, data: str = "full", **scratch_overrides: Any) -> nn.Module:
         """M^b trained from random weights with ``world.scratch_defaults`` (+ overrides).
@@ -403,20 +398,17 @@ class Audit:
         check_int_range("max_tries", max_tries, 1)
         target = float(np.mean([self.accuracy("M^t", s) for s in seeds]))
         base = self._scratch_kwargs("full", {})
-        own = self._competent_images(base)
-        perm = torch.randperm(len(own), generator=torch.Generator().manual_seed(12345)).tolist()
-        pool = [own[i] for i in perm]
+        pool = _index_list(base["train_subset"]) if "train_subset" in base else list(range(len(self.world.target_train)))
+        perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(12345)).tolist()
+        pool = [pool[i] for i in perm]
         min_n = min(len(pool), max(2 * int(base.get("batch_size", 64)), 32))
 
         def run(n: int) -> float:
-            subset = sorted(pool[:n])
-            if subset == own:  # the competent run itself (seed 0): reuse it, not a copy under another key
-                return self.accuracy("M^b (competent)", 0)
             model, _ = _training.train_scratch(
                 self.world.make_scratch, self.world.target_train, self.world.target_val, seed=0,
                 device=self.device, cache=self.cache,
                 **{"num_classes": len(self.world.target_classes), "progress": self.progress, **base,
-                   "train_subset": subset})
+                   "train_subset": sorted(pool[:n])})
             return self.accuracy(model)
 
         def compute() -> dict[str, Any]:

@@ -332,6 +332,8 @@ def _select(train: Dataset, train_subset: Sequence[int] | Tensor | None) -> Data
         raise ValueError(f"train_subset must hold indices in [0, {n - 1}] of train; got e.g. {bad[:3]}")
     if not idx:
         raise ValueError("train_subset is empty: pass at least one index")
+    if idx == list(range(n)):  # every index in order is no subset: the same run under the same cache key
+        return train
     if isinstance(train, TensorDataset):  # keep the fast tensor path
         t = torch.as_tensor(idx)
         return TensorDataset(*(x[t] for x in train.tensors))
