@@ -13,10 +13,12 @@ in turn in the same run: the ratio (width 24 / smoke width, > 1 means the smoke 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch.utils.data import TensorDataset
@@ -68,16 +70,22 @@ def main() -> None:
         training._LAYOUT = "channels_last"  # the package's layout, whatever a repeat left behind
 
 
+def _interleaved_medians(runs: dict[Any, Callable[[], float]], repeats: int) -> dict[Any, float]:
+    """Median seconds of each run, timed in turn within every repeat (so load drifts hit all alike)."""
+    times: dict[Any, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, run in runs.items():
+            times[k].append(run())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _run(repeats: int) -> None:
     for name, (model, size, batch, n) in _models().items():
         g = torch.Generator().manual_seed(0)
         data = TensorDataset(torch.rand(n, 3, size, size, generator=g), torch.randint(0, 2, (n,), generator=g))
         _epoch_seconds(model, TensorDataset(*(t[:2 * batch] for t in data.tensors)), batch, "channels_last")  # warm-up
-        times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
-        for _ in range(repeats):
-            for layout in times:
-                times[layout].append(_epoch_seconds(model, data, batch, layout))
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = _interleaved_medians({layout: functools.partial(_epoch_seconds, model, data, batch, layout)
+                                    for layout in ("contiguous", "channels_last")}, repeats)
         print(f"{name}: {n} images, batch {batch}: contiguous {n / med['contiguous']:.0f} img/s, "
               f"channels-last {n / med['channels_last']:.0f} img/s, ratio {med['contiguous'] / med['channels_last']:.2f}")
     _run_width(repeats)
@@ -87,12 +95,8 @@ def _run_width(repeats: int, n: int = 1024, batch: int = 32) -> None:
     w = _smoke_width()
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 2, (n,), generator=g))
-    models = {24: _shapes_cnn(24), w: _shapes_cnn(w)}
-    times: dict[int, list[float]] = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            times[k].append(_epoch_seconds(m, data, batch, "channels_last"))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = _interleaved_medians({k: functools.partial(_epoch_seconds, _shapes_cnn(k), data, batch, "channels_last")
+                                for k in (24, w)}, repeats)
     print(f"shapes SmallResNet width 24 vs smoke width {w}: {n} images, batch {batch}, channels-last: "
           f"{n / med[24]:.0f} vs {n / med[w]:.0f} img/s, ratio {med[24] / med[w]:.2f}")
 

@@ -37,7 +37,7 @@ class ShapesProfile:
     target_train: int = 2500          # scratch baseline's training set (= world.target_train)
     finetune_train: int = 200         # fine-tuning subset of target_train (world.extra["finetune_subset"])
     target_val: int = 500
-    # base channel width of the ResNet-like CNN: 16 trains 2.1x faster than 24 on a 2-core CPU (FLOPs go
+    # base channel width of the ResNet-like CNN: 16 trains 2.0x faster than 24 on a 2-core CPU (benchmarks/training.py) (FLOPs go
     # with width squared) and, with a fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
     width: int = 16
     source_epochs: int = 4
