@@ -37,11 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _world_models(name: str) -> None:
+    import torch
+
     from lingerlab import load_world
-    from lingerlab.training import finetune, train_scratch
+    from lingerlab.arms import Zoo
     w = load_world(name, "smoke", device="cpu", progress=False)
-    finetune(w, w.target_train, w.target_val, device="cpu", progress=False, **w.finetune_defaults)
-    train_scratch(w.make_scratch, w.target_train, w.target_val, device="cpu", progress=False, **w.scratch_defaults)
+    zoo = Zoo(w, device=torch.device("cpu"), progress=False)
+    zoo.train(w.recipe("M^t"), 0)
+    zoo.train(w.recipe("M^b"), 0)
 
 
 def _remedies() -> None:

@@ -51,10 +51,9 @@ def _models() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
 
 
 def _epoch_seconds(model: torch.nn.Module, data: TensorDataset, batch: int, layout: str) -> float:
-    training._LAYOUT = layout
     t = time.perf_counter()
     training.finetune(model, data, None, num_classes=2, lr=1e-4, epochs=1, optimizer="adam", batch_size=batch,
-                      cache=False, progress=False, device="cpu")
+                      cache=False, progress=False, device="cpu", layout=layout)
     return time.perf_counter() - t
 
 
@@ -64,10 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    try:
-        _run(args.repeats)
-    finally:
-        training._LAYOUT = "channels_last"  # the package's layout, whatever a repeat left behind
+    _run(args.repeats)
 
 
 def _interleaved_medians(runs: dict[Any, Callable[[], float]], repeats: int) -> dict[Any, float]:

@@ -49,13 +49,12 @@ import skimage.data
 import torch
 
 import lingerlab as ll
-from lingerlab._data import as_image
 from lingerlab.attribution import gradcam
 from lingerlab.plotting import show_cam, show_image, topk_labels
 from lingerlab.worlds.lite0 import imagenet_classes, lite0_source_model
 
-dev = ll.resolve_device(device)
-_ = torch.manual_seed(seed)
+ch = ll.chapter(world, profile, seed, device)  # device, seeds, the world of Part B and its audit
+dev = ch.device
 
 # %% [markdown]
 # ## Part A: what the source model sees
@@ -66,8 +65,8 @@ _ = torch.manual_seed(seed)
 # %%
 M_s = lite0_source_model(224).to(dev).eval()
 names = imagenet_classes()
-cat = as_image(skimage.data.chelsea(), 224)
-coffee = as_image(skimage.data.coffee(), 224)
+cat = ll.as_image(skimage.data.chelsea(), 224)
+coffee = ll.as_image(skimage.data.coffee(), 224)
 comp = ll.make_composites(coffee[None], cat[None], scale=0.4, generator=seed)
 images = torch.stack([cat, coffee, comp.images[0]]).to(dev)
 labels = ["chelsea", "coffee", "composite"]
@@ -118,8 +117,7 @@ summary_a
 # is found), one of its images, and a target validation image pasted onto it.
 
 # %%
-world_ = ll.load_world(world, profile=profile, seed=seed)
-audit = ll.Audit(world_, device=dev)
+world_, audit = ch.world, ch.audit
 M_t, M_b = audit.model("M^t", seed), audit.model("M^b", seed)
 table = audit.lingering(seed)
 chosen = table.sort_values("p_st", ascending=False).iloc[0]
@@ -140,7 +138,7 @@ t_names = list(world_.target_classes)
 c_t = int(comp_b.target_label[0])
 print(f"pasted target image: class {t_names[c_t]!r}")
 
-cam_layer = world_.extra.get("cam_layer")  # None: the architecture's default last feature layer
+cam_layer = world_.spec.cam_layer  # None: the architecture's default last feature layer
 fig, axes = plt.subplots(3, 4, figsize=(12, 9.4))
 records = []
 for r, (row_name, x) in enumerate(rows.items()):

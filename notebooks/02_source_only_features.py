@@ -57,13 +57,8 @@ from matplotlib.patches import Patch
 import lingerlab as ll
 from lingerlab.plotting import show_image
 
-dev = ll.resolve_device(device)
-torch.manual_seed(seed)
-pd.set_option("display.width", 160)
-pd.set_option("display.max_columns", 20)
-
-world_ = ll.load_world(world, profile=profile, seed=seed, progress=False)
-audit = ll.Audit(world_, device=dev)
+ch = ll.chapter(world, profile, seed, device, progress=False)
+dev, world_, audit = ch.device, ch.world, ch.audit
 names = list(world_.source_classes)
 n_src = len(names)
 truth = world_.planted_source_only  # None in worlds without planted ground truth (lite0, paper)
@@ -106,7 +101,7 @@ def status_of(c: int) -> str:
         return "unknown"
     if c in truth:
         return "source-only"
-    if c in world_.extra.get("lookalike", ()):
+    if c in world_.spec.planted.lookalike:
         return "shared: look-alike"
     return "shared: co-occurring"
 
@@ -306,11 +301,12 @@ else:
 # Eq. 1 only counts a class that makes the top $k$.
 
 # %%
-co = sorted(world_.extra.get("co_occurring", ()))
-planted_in = world_.extra.get("target_train_shared_class")
+planted = world_.spec.planted  # None in worlds without planted ground truth
+co = sorted(planted.co_occurring) if planted is not None else []
+planted_in = planted.target_train_shared_class if planted is not None else None
 if truth is not None and co and planted_in is not None:
     idx = torch.as_tensor(audit.target_train_indices())
-    has = world_.extra["target_train_has_shared"][idx]
+    has = planted.target_train_has_shared[idx]
     which = planted_in[idx]
     rows = []
     for c in co:

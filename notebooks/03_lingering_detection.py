@@ -64,25 +64,21 @@ import torch
 import lingerlab as ll
 from lingerlab.models import copy_batchnorm_stats
 
-dev = ll.resolve_device(device)
-torch.manual_seed(seed)
-pd.set_option("display.width", 160)
-pd.set_option("display.max_columns", 20)
 # Eq. 3 is cached for every source class; in lite0 most of the 1000 classes have no D^c images and
 # the first (cold-cache) computation warns about them. Those classes are simply not testable.
 warnings.filterwarnings("ignore", message=r".*classes have no images in source_data.*")
 
-world_ = ll.load_world(world, profile=profile, seed=seed, progress=False)
-audit = ll.Audit(world_, device=dev)
+ch = ll.chapter(world, profile, seed, device, progress=False)
+dev, world_, audit = ch.device, ch.world, ch.audit
 n_src = len(world_.source_classes)
-head = world_.finetune_defaults.get("head") or world_.extra.get("head")
+head = world_.spec.head
+recipe = audit.recipe("M^t")
 chance = 1 / n_src
 print(f"world={world_.name} profile={profile} seed={seed}")
 print(f"source classes: {n_src}; chance p_c = 1/{n_src} = {chance:.4f}; p_lo = {audit.p_lo:g} "
       f"({audit.p_lo / chance:.2f} x chance)")
 print(f"Eq. 2: k = {audit.k}, v_lo = {audit.v_lo:g}; fine-tuning recipe: "
-      + ", ".join(f"{k}={world_.finetune_defaults[k]}" for k in ("lr", "epochs", "optimizer", "bn")
-                  if k in world_.finetune_defaults))
+      + ", ".join(f"{k}={getattr(recipe, k)}" for k in ("lr", "epochs", "optimizer", "bn")))
 
 # %% [markdown]
 # ## Eq. 3: mean $p_c$ under $M^s$ and under $M^{st}$
@@ -188,7 +184,7 @@ if control is not None:
     accuracy["control: B(M^b) + H(M^s)"] = audit.accuracy(M_b)
 P = pd.DataFrame({name: mean_p(m) for name, m in models.items()}, index=tested["name"])
 
-default_bn = world_.finetune_defaults.get("bn", "update")
+default_bn = recipe.bn
 assert np.allclose(P[f"M^st, BN {done[default_bn]}"], tested["p_st"], atol=1e-3), "Audit's M^st disagrees with the recomputed one"
 
 p_los = list(dict.fromkeys([audit.p_lo, 0.01]))  # the audit's p_lo and the paper's absolute 0.01
@@ -250,9 +246,8 @@ if control is not None:
     print(f"control B(M^b) + H(M^s): {L_of['control: B(M^b) + H(M^s)']} of {n} above p_lo, "
           f"mean p_c {P['control: B(M^b) + H(M^s)'].mean():.4f} (chance {chance:.4f})")
 momenta = sorted({round(float(m.momentum), 4) for m in ll.batchnorm_layers(M_s).values() if m.momentum is not None})
-kw = {**world_.finetune_defaults}
 n_train = len(audit.target_train_indices())
-steps = kw.get("epochs", 0) * -(-n_train // kw.get("batch_size", 32))
+steps = recipe.epochs * -(-n_train // recipe.batch_size)
 for m in momenta:
     print(f"BatchNorm momentum of M^s: {m:g}; {steps} fine-tuning steps -> {(1 - m) ** steps:.3f} of the "
           "source running statistics remain with BN updated")

@@ -59,10 +59,8 @@ import lingerlab as ll
 from lingerlab import comparison
 from lingerlab.plotting import show_cam, show_image
 
-dev = ll.resolve_device(device)
-seeds = (seed, seed + 1, seed + 2)
-world_ = ll.load_world(world, profile=profile, seed=seed)
-audit = ll.Audit(world_, device=dev)
+ch = ll.chapter(world, profile, seed, device)
+dev, seeds, world_, audit = ch.device, ch.seeds, ch.world, ch.audit
 audit
 
 # %% [markdown]
@@ -74,7 +72,7 @@ audit
 
 # %%
 competence = []
-cluttered = world_.extra["make_cluttered"](0) if "make_cluttered" in world_.extra else None
+cluttered = world_.spec.make_cluttered(0) if world_.spec.make_cluttered is not None else None
 for arm in ("M^t", "M^b"):
     for s_ in seeds:
         row = {"model": arm, "seed": s_, "target validation": round(audit.accuracy(arm, s_), 3)}

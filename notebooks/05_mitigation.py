@@ -52,11 +52,9 @@ import pandas as pd
 import lingerlab as ll
 from lingerlab import sweeps
 
-dev = ll.resolve_device(device)
-seeds = (seed, seed + 1, seed + 2)
+ch = ll.chapter(world, profile, seed, device)
+dev, seeds, world_, audit = ch.device, ch.seeds, ch.world, ch.audit
 sizes = {"smoke": (50, 100, 200, 400), "full": (100, 200, 500, 1000, 2000)}.get(profile, (50, 100, 200, 400))
-world_ = ll.load_world(world, profile=profile, seed=seed)
-audit = ll.Audit(world_, device=dev)
 audit
 
 # %% [markdown]

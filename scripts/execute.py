@@ -37,12 +37,19 @@ def toc_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
     return [ROOT / f"{n.removesuffix('.ipynb')}.ipynb" for n in names]
 
 
-def strip_widgets(path: Path) -> int:
-    """Drop ipywidgets state and widget-view outputs from the notebook at ``path``; return how many."""
+def strip_widgets(path: Path, name: str | None = None) -> int:
+    """Drop ipywidgets state and widget-view outputs from the notebook at ``path``; return how many.
+    Papermill's record of the input and output paths keeps only the file ``name`` (no absolute path
+    of the machine that ran it)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     dropped = int(nb.metadata.pop("widgets", None) is not None)
+    pm_meta = nb.metadata.get("papermill")
+    if pm_meta is not None:
+        for key in ("input_path", "output_path"):
+            if pm_meta.get(key):
+                pm_meta[key] = name or Path(pm_meta[key]).name
     for cell in nb.cells:
         if cell.cell_type == "code":
             kept = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
@@ -81,7 +88,7 @@ def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3"
         raise
     seconds = round(time.perf_counter() - start, 1)
     if tmp.is_file():
-        strip_widgets(tmp)
+        strip_widgets(tmp, nb.name)
         os.replace(tmp, out if error is None else failed)
         if error is not None:
             error += f" (executed copy: {failed})"

@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab import cache as _cache
+from lingerlab.arms import Recipe
 from lingerlab.audit import Audit
-from lingerlab.worlds.base import World
+from lingerlab.worlds.base import PlantedTruth, World, WorldSpec
 
 N_SRC = 6
 
@@ -35,7 +36,16 @@ def make_scratch() -> nn.Module:
     return TinyNet(2)
 
 
-def make_tiny_world(seed: int = 0) -> World:
+def tiny_spec(**changes) -> WorldSpec:
+    """The tiny world's facts: head ``fc``, Grad-CAM at ``conv``, M^t on the first 20 target images."""
+    recipes = {"M^t": Recipe("M^t", lr=0.01, epochs=1, batch_size=8, train_subset=range(20)),
+               "M^b": Recipe("M^b (competent)", init="scratch", optimizer="adam", lr=0.01, epochs=1, batch_size=8)}
+    kw = dict(arch="TinyNet", head="fc", cam_layer="conv", input_size=16, recipes=recipes, n_composites_per_class=3,
+              planted=PlantedTruth(shared=frozenset({0, 1}), source_only=frozenset({2, 3, 4, 5})))
+    return WorldSpec(**{**kw, **changes})
+
+
+def make_tiny_world(seed: int = 0, **spec_changes) -> World:
     """Random 16 px images: 6 source classes (8 images each, class-dependent colour), a 2-class target."""
     g = torch.Generator().manual_seed(seed)
     ys = torch.arange(N_SRC).repeat_interleave(8)
@@ -50,11 +60,7 @@ def make_tiny_world(seed: int = 0) -> World:
     return World(name="tiny", profile=None, seed=seed, source_model=src,
                  source_classes=[f"s{i}" for i in range(N_SRC)], source_data=TensorDataset(xs, ys),
                  target_train=TensorDataset(xt, yt), target_val=TensorDataset(xv, yv), target_classes=["a", "b"],
-                 make_scratch=make_scratch,
-                 finetune_defaults={"lr": 0.01, "epochs": 1, "batch_size": 8, "train_subset": list(range(20))},
-                 scratch_defaults={"lr": 0.01, "epochs": 1, "batch_size": 8},
-                 planted_shared=frozenset({0, 1}), planted_source_only=frozenset({2, 3, 4, 5}),
-                 fingerprint=fp, extra={"target_layer": "conv", "head": "fc", "n_composites_per_class": 3})
+                 make_scratch=make_scratch, spec=tiny_spec(**spec_changes), fingerprint=fp)
 
 
 @pytest.fixture()
@@ -179,7 +185,7 @@ def test_arms_and_errors(cache_root, world):
         a.scratch_model(data="half")
     with pytest.raises(ValueError, match="classes"):
         a.composites(classes=[99])
-    with pytest.raises(ValueError, match="World"):
+    with pytest.raises(TypeError, match="World"):
         Audit(object())
     # same-data baseline: M^t's images, epochs scaled to keep the step count
     h = a.scratch_history(data="same")
@@ -209,9 +215,9 @@ def test_matched_recipe_reuses_the_competent_run(cache_root, world):
 
 
 def test_composite_scale_defaults_to_the_world(cache_root, world):
-    """scale=None reads world.extra["composite_scale"], else the paper's 0.4; the composites follow it."""
+    """scale=None reads world.spec.composite_scale (default: the paper's 0.4); the composites follow it."""
     assert _audit(world).scale == 0.4
-    world.extra["composite_scale"] = 0.6
+    world = make_tiny_world(composite_scale=0.6)
     a = _audit(world)
     assert a.scale == 0.6 and _audit(world, scale=0.5).scale == 0.5
     comp = a.composites()
@@ -232,3 +238,55 @@ def test_accuracy_on_given_data(cache_root, world):
     assert audit.accuracy("M^t", data=(x, y)) + manual == pytest.approx(1.0)  # two classes
     with pytest.raises(ValueError, match="data must be a labelled Dataset"):
         audit.accuracy("M^t", data=(x, y[:-1]))
+
+
+AUDIT_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_audit import make_tiny_world
+from lingerlab.audit import Audit
+a = Audit(make_tiny_world(), device="cpu", v_lo=3)
+v = a.counts()
+a.lingering()
+a.composites(classes=[2, 3])
+print(json.dumps({{"computed": dict(a.computed), "counts": v.tolist(), "module": __import__("lingerlab").__file__}}))
+"""
+
+
+def test_changing_eq1_code_recomputes_eq1_and_downstream_but_not_models(tmp_path):
+    """The cache follows the code: against a copy of the package, a docstring/comment edit of
+    ``features.source_class_counts`` recomputes nothing; a change of its body recomputes Eq. 1 and
+    every stage after it (Eq. 3's class means, the composites) but trains no model again."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(__file__).parents[1] / "src" / "lingerlab", pkg / "lingerlab")
+    env = {**os.environ, "PYTHONPATH": str(pkg), "LINGERLAB_CACHE": str(tmp_path / "cache")}
+    script = AUDIT_SCRIPT.format(tests=str(Path(__file__).parent))
+
+    def run() -> dict:
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    features = pkg / "lingerlab" / "features.py"
+    first = run()
+    assert first["module"].startswith(str(pkg))
+    assert first["computed"]["counts"] == 1 and first["computed"]["class_probs"] == 1
+    assert sum(run()["computed"].values()) == 0                      # warm: nothing recomputed
+    text = features.read_text()
+    doc = '"""Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class c.'
+    assert doc in text and "    return counts.clone()\n" in text
+    features.write_text(text.replace(doc, doc + " (edited)").replace(
+        "    return counts.clone()\n", "    # a comment\n    return counts.clone()\n"))
+    assert sum(run()["computed"].values()) == 0                      # docstring and comment: nothing
+    features.write_text(features.read_text().replace("    return counts.clone()\n", "    return counts.clone() * 2\n"))
+    changed = run()
+    assert changed["counts"] == [2 * c for c in first["counts"]]
+    assert changed["computed"]["counts"] == 1 and changed["computed"]["class_probs"] == 1
+    assert changed["computed"]["composites"] == 1
+    scratch_runs = list((tmp_path / "cache" / "finetune").glob("*.pt"))
+    assert len(scratch_runs) == 1                                    # M^t was not trained again

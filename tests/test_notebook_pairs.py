@@ -1,6 +1,7 @@
 """Every notebook is a jupytext pair: the .py (percent) source and the .ipynb with outputs agree."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -71,3 +72,72 @@ def test_no_widget_state_is_stored(stem):
     views = [c for c in nb.cells for o in c.get("outputs", [])
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert not views, f"{stem}.ipynb stores {len(views)} widget output(s): run `make execute`"
+
+
+# An absolute path of some machine: a home or temp folder, this project's checkout, or a Windows drive. Not part
+# of a URL or of a relative path (the character before it is no letter, digit, dot or dash).
+ABSOLUTE_PATH = re.compile(r"(?<![\w.\-])(/home/|/root/|/tmp/|/work/|/Users/|/var/folders/)|\b[A-Z]:\\[\w$]")
+# outputs stored as text; base64 images (image/png, ...) are skipped: '/tmp/' can occur in base64 by chance
+_BINARY = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+
+
+def _texts(nb):
+    """``(where, text)`` for every string in the notebook's metadata, cell sources, cell metadata and outputs."""
+    def walk(where, obj):
+        if isinstance(obj, str):
+            yield where, obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                if k not in _BINARY:
+                    yield from walk(f"{where}.{k}", v)
+        elif isinstance(obj, list):
+            if obj and all(isinstance(x, str) for x in obj):
+                yield where, "".join(obj)  # multi-line strings stored as lists of lines
+            else:
+                for i, v in enumerate(obj):
+                    yield from walk(f"{where}[{i}]", v)
+
+    yield from walk("metadata", nb.get("metadata", {}))
+    for i, cell in enumerate(nb.get("cells", [])):
+        yield from walk(f"cell {i} ({cell.get('cell_type')}) source", cell.get("source", ""))
+        yield from walk(f"cell {i} metadata", cell.get("metadata", {}))
+        for j, out in enumerate(cell.get("outputs", [])):
+            yield from walk(f"cell {i} output {j}", out)
+
+
+def absolute_paths(nb) -> list[str]:
+    """Where ``nb`` (a notebook as a dict) holds an absolute path, with a snippet around each."""
+    hits = []
+    for where, text in _texts(nb):
+        for m in ABSOLUTE_PATH.finditer(text):
+            a, b = max(0, m.start() - 40), min(len(text), m.end() + 60)
+            hits.append(f"{where}: ...{text[a:b]!r}...")
+    return hits
+
+
+def test_absolute_path_detector():
+    def nb(**kw):
+        return {"metadata": kw.pop("metadata", {}), "cells": [kw]}
+    assert absolute_paths(nb(cell_type="code", source="x = 1", outputs=[])) == []
+    found = absolute_paths(nb(cell_type="code", source="load('/home/ann/data')", outputs=[]))
+    assert len(found) == 1 and "cell 0 (code) source" in found[0] and "/home/ann" in found[0]
+    out = {"output_type": "stream", "name": "stderr", "text": ["ok\n", "cached under /tmp/pytest-1/x\n"]}
+    assert "cell 0 output 0.text" in absolute_paths(nb(cell_type="code", source="", outputs=[out]))[0]
+    html = {"output_type": "display_data", "data": {"text/html": "<td>C:\\Users\\ann\\x.png</td>",
+                                                    "image/png": "iVBOR/tmp/xyz"}}
+    found = absolute_paths(nb(cell_type="code", source="", outputs=[html]))
+    assert len(found) == 1 and "text/html" in found[0]  # the base64 image is not text
+    meta = {"papermill": {"input_path": "/work/main/notebooks/01.ipynb"}}
+    assert "metadata.papermill.input_path" in absolute_paths(nb(cell_type="markdown", source="", metadata=meta))[0]
+    # URLs, relative paths, the home shorthand and LaTeX are not machine paths
+    fine = ("see https://github.com/a/b/tree/main/tmp/x and https://x.org/home/y, notebooks/work/z, "
+            "~/.cache/torch/hub, $a:\\alpha$ and `lingerlab/tmp/`")
+    assert absolute_paths(nb(cell_type="markdown", source=fine)) == []
+
+
+@pytest.mark.parametrize("ipynb", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_no_absolute_paths_in_notebooks(ipynb):
+    """Committed notebooks hold no path of the machine that ran them (in sources, outputs or metadata)."""
+    nb = json.loads(ipynb.read_text(encoding="utf-8"))
+    hits = absolute_paths(nb)
+    assert not hits, f"{ipynb.name} holds {len(hits)} absolute path(s):\n" + "\n".join(hits[:20])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from lingerlab.profiles import PROFILES, ShapesProfile, get_profile, profile_names, split_overrides
@@ -37,7 +38,6 @@ def test_shapes_profile_sizes():
     (lambda: get_profile("nope"), ["world", "shapes", "lite0"]),
     (lambda: get_profile("shapes", "tiny"), ["profile", "smoke", "full"]),
     (lambda: get_profile("shapes", "smoke", epochs=3), ["epochs", "source_epochs"]),
-    (lambda: get_profile("shapes", "smoke", source_epochs="3"), ["source_epochs", "int"]),
     (lambda: get_profile("shapes", "smoke", name="x"), ["name"]),
     (lambda: load_world("nope"), ["name", "shapes", "paper", "custom"]),
     (lambda: load_world("shapes", "huge"), ["profile", "smoke", "full"]),
@@ -48,6 +48,46 @@ def test_errors_name_what_is_valid(call, words):
         call()
     for w in words:
         assert w in str(e.value)
+
+
+@pytest.mark.parametrize("field, value, want", [
+    ("source_epochs", "3", "int"), ("source_epochs", 3.0, "int"), ("source_epochs", 3.5, "int"),
+    ("source_epochs", True, "int"), ("source_epochs", None, "int"), ("source_epochs", np.float64(3), "int"),
+    ("source_epochs", np.bool_(True), "int"),
+    ("source_lr", "0.1", "float"), ("source_lr", True, "float"), ("source_lr", None, "float"),
+    ("source_lr", [0.1], "float"),
+    ("finetune_optimizer", 1, "str"), ("finetune_optimizer", None, "str"), ("finetune_optimizer", b"adam", "str"),
+])
+def test_wrong_type_is_type_error_naming_field_and_type(field, value, want):
+    with pytest.raises(TypeError) as e:
+        get_profile("shapes", "smoke", **{field: value})
+    msg = str(e.value)
+    assert repr(field) in msg and want in msg and type(value).__name__ in msg
+
+
+def test_numpy_scalars_are_accepted_as_python_numbers():
+    p = get_profile("shapes", "smoke", source_epochs=np.int64(2), width=np.int32(8), target_train=np.uint16(900),
+                    source_lr=np.float32(0.5), zoom_min=np.int64(0), shared_prob=np.float64(0.25),
+                    finetune_optimizer=np.str_("sgd"))
+    assert (p.source_epochs, p.width, p.target_train) == (2, 8, 900)
+    assert type(p.source_epochs) is int and type(p.width) is int and type(p.target_train) is int
+    assert p.source_lr == 0.5 and type(p.source_lr) is float
+    assert p.zoom_min == 0.0 and type(p.zoom_min) is float
+    assert p.shared_prob == 0.25 and type(p.shared_prob) is float
+    assert p.finetune_optimizer == "sgd" and type(p.finetune_optimizer) is str
+    # an int for a float field is stored as a float, so the fingerprint does not depend on 1 vs 1.0
+    assert get_profile("paper", "smoke", finetune_lr=1) == get_profile("paper", "smoke", finetune_lr=1.0)
+    assert type(get_profile("paper", "smoke", finetune_lr=1).finetune_lr) is float
+
+
+def test_unknown_fields_stay_value_errors_even_with_bad_types():
+    with pytest.raises(ValueError, match="unknown shapes profile field.*'epochs'"):
+        get_profile("shapes", "smoke", epochs="3")
+
+
+def test_load_world_passes_type_errors_on():
+    with pytest.raises(TypeError, match="paper profile field 'n_train' must be an int like 200; got str '200'"):
+        load_world("paper", "smoke", n_train="200")
 
 
 def test_split_overrides():

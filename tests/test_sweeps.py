@@ -1,7 +1,9 @@
 """sweeps: remedy_table / size_sweep / arch_comparison on a tiny random world (schema and wiring)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+import types
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -11,12 +13,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from lingerlab.arms import Recipe
+from lingerlab import worlds
 from lingerlab.audit import Audit
 from lingerlab.models import Normalized
 from lingerlab.sweeps import (REMEDY_COLUMNS, NotFeasible, Remedy, arch_comparison, default_remedies,
                               plot_remedies, remedy_arms, remedy_table, retrain_source, size_sweep,
                               summarize_remedies)
-from lingerlab.worlds.base import World
+from lingerlab.worlds.base import World, WorldSpec
 
 matplotlib.use("Agg")
 
@@ -40,12 +44,8 @@ class MakeTiny:
         return Normalized(Tiny(self.n), (0.5,) * 3, (0.25,) * 3)
 
 
-@dataclass(frozen=True)
-class TinyProfile:
-    name: str = "smoke"
-    source_lr: float = 1e-2
-    source_epochs: int = 1
-    source_batch_size: int = 16
+MT = dict(lr=0.05, epochs=1, batch_size=8, bn="update")     # the tiny world's fine-tuning recipe
+SOURCE = dict(lr=1e-2, epochs=1, optimizer="adam", batch_size=16, lr_schedule="cosine")  # how M^s was trained
 
 
 def tiny_world(name: str = "tiny", retrainable: bool = True, seed: int = 0) -> World:
@@ -63,15 +63,15 @@ def tiny_world(name: str = "tiny", retrainable: bool = True, seed: int = 0) -> W
     yt = torch.arange(40) % 2
     xv = torch.rand(12, 3, 10, 10, generator=g)
     yv = torch.arange(12) % 2
-    extra = {"target_layer": "model.features.0", "finetune_subset": list(range(24))}
-    if retrainable:
-        extra["source_train"] = TensorDataset(xs_tr, ys_tr)
-    return World(name=name, profile=TinyProfile() if retrainable else object(), seed=seed, source_model=src,
+    recipes = {"M^t": Recipe("M^t", train_subset=range(24), **MT),
+               "M^b": Recipe("M^b (competent)", init="scratch", optimizer="adam", lr=0.01, epochs=1, batch_size=8)}
+    spec = WorldSpec(arch="Tiny", head="model.fc", cam_layer="model.features.0", input_size=10, recipes=recipes,
+                     source_train=TensorDataset(xs_tr, ys_tr) if retrainable else None,
+                     source_recipe=Recipe("M^s", init="scratch", **SOURCE) if retrainable else None)
+    return World(name=name, profile=None, seed=seed, source_model=src,
                  source_classes=[f"c{i}" for i in range(n_src)], source_data=TensorDataset(xs, ys),
                  target_train=TensorDataset(xt, yt), target_val=TensorDataset(xv, yv), target_classes=["a", "b"],
-                 make_scratch=MakeTiny(2),
-                 finetune_defaults={"num_classes": 2, "lr": 0.05, "epochs": 1, "batch_size": 8, "bn": "update"},
-                 fingerprint=f"{name}-{seed}-{retrainable}", extra=extra)
+                 make_scratch=MakeTiny(2), spec=spec, fingerprint=f"{name}-{seed}-{retrainable}")
 
 
 def _audit(world: World) -> Audit:
@@ -137,16 +137,118 @@ def test_size_sweep_rows_and_nested_subsets():
         size_sweep(audit, sizes=[1000], seeds=(0,))
 
 
-def test_arch_comparison_skips_worlds_that_do_not_load():
-    def load(name, profile, seed, **opts):
-        if name == "paper":
-            raise FileNotFoundError("no ImageNet here")
-        if "arch" in opts:
-            raise ValueError("unknown option(s) 'arch' for world 'tiny'")
+# ------------------------------------------------------------------------------------- worlds.load_arch
+
+def _fake_loaders(monkeypatch, tmp_path, **loaders):
+    """Point world names at fake loaders (the ``shapes`` profiles still resolve) and the torch hub cache
+    at an empty folder."""
+    mod = types.ModuleType("fake_worlds")
+    for name, fn in loaders.items():
+        setattr(mod, f"load_{name}", fn)
+        monkeypatch.setitem(worlds._LOADERS, name, ("fake_worlds", f"load_{name}"))
+    monkeypatch.setitem(sys.modules, "fake_worlds", mod)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    return mod
+
+
+def test_load_arch_dispatches_on_the_loader_signature(monkeypatch, tmp_path):
+    seen = {}
+
+    def takes_arch(profile, seed, *, arch="Tiny"):
+        seen["arch"] = arch
         return tiny_world()
 
-    t = arch_comparison([("tiny", None), ("tiny", "Tiny"), ("tiny", "resnet50"), ("paper", "resnet18")], load=load,
-                        audit_kwargs={"v_lo": 0, "n_null": 2, "device": "cpu", "cache": False}, n_boot=50)
+    def own_only(profile, seed, *, device=None):
+        return tiny_world()
+
+    _fake_loaders(monkeypatch, tmp_path, shapes=takes_arch, lite0=own_only)
+    assert isinstance(worlds.load_arch("shapes", "Wide"), World) and seen["arch"] == "Wide"
+    seen.clear()
+    worlds.load_arch("shapes", None)
+    assert seen["arch"] == "Tiny"                    # None: the loader's own default
+    assert worlds.load_arch("lite0", "tiny").spec.arch == "Tiny"   # its own arch, any case
+    with pytest.raises(NotFeasible, match="offers only 'Tiny'"):
+        worlds.load_arch("lite0", "resnet18")        # no source_model=: torchvision is not an option
+    with pytest.raises(ValueError, match="name"):
+        worlds.load_arch("nope", None)
+    with pytest.raises(TypeError, match="download"):
+        worlds.load_arch("shapes", None, download="yes")
+
+
+def _hub_file(tmp_path) -> Path:
+    import torchvision
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    return tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+
+
+def test_load_arch_torchvision_source_never_downloads_without_download(monkeypatch, tmp_path):
+    import torchvision
+
+    built = []
+
+    def get_model(arch, weights=None, **kw):
+        if weights is not None and not _hub_file(tmp_path).is_file() and not built_with_download:
+            raise AssertionError("get_model called with weights: it would download")
+        built.append((arch, weights))
+        torch.manual_seed(0)
+        return Tiny(1000)
+
+    built_with_download = False
+    monkeypatch.setattr(torchvision.models, "get_model", get_model)
+    loaded = {}
+
+    def takes_source(profile, seed, *, source_model=None, download=False):
+        w = tiny_world()
+        if source_model is not None:
+            w.source_model = source_model
+        loaded["world"], loaded["download"] = w, download
+        return w
+
+    _fake_loaders(monkeypatch, tmp_path, paper=takes_source)
+    path = _hub_file(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        worlds.load_arch("paper", "resnet18")
+    assert "https://download.pytorch.org/models/" in str(e.value) and str(path) in str(e.value)
+    assert "download=True" in str(e.value) and not built
+    with pytest.raises(NotFeasible, match="offers only"):
+        worlds.load_arch("paper", "no_such_net")     # not torchvision, not the world's own
+
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")                             # weights in the cache: built from there
+    w = worlds.load_arch("paper", "resnet18")
+    assert built == [("resnet18", "DEFAULT")] and loaded["download"] is False
+    assert isinstance(w.source_model, Normalized) and isinstance(w.source_model.model, Tiny)
+    assert w.spec.arch == "resnet18" and w.spec.head == "model.fc"
+    assert all(r.head == "model.fc" for r in w.spec.recipes.values())
+    assert w.spec.recipes["M^t"].replace(head=None) == tiny_world().spec.recipes["M^t"]
+    assert loaded["world"].spec.arch == "Tiny" and loaded["world"].spec.recipes["M^t"].head is None  # not mutated
+
+    path.unlink()
+    built_with_download = True
+    worlds.load_arch("paper", "resnet18", download=True)
+    assert built[-1] == ("resnet18", "DEFAULT") and loaded["download"] is True
+
+
+def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_path):
+    def own_only(profile, seed, *, device=None):
+        return tiny_world()
+
+    def paper(profile, seed, *, source_model=None):
+        raise AssertionError("resnet18 weights are not cached here: the loader must not run")
+
+    _fake_loaders(monkeypatch, tmp_path, shapes=own_only, paper=paper)
+    kw = dict(audit_kwargs={"v_lo": 0, "n_null": 2, "device": "cpu", "cache": False}, n_boot=50)
+    t = arch_comparison([("shapes", None), ("shapes", "Tiny"), ("shapes", "resnet50"), ("paper", "resnet18")], **kw)
     assert list(t["available"]) == [True, True, False, False]
-    assert "offers only" in t.loc[2, "note"] and "ImageNet" in t.loc[3, "note"]
+    assert "offers only" in t.loc[2, "note"] and t.loc[3, "note"].startswith("FileNotFoundError")
     assert t.loc[0, "arch"] == "Tiny" and 0 <= t.loc[0, "target_acc"] <= 1
+    assert t.loc[0, "target_acc"] == t.loc[1, "target_acc"]
+
+    def broken(profile, seed, *, device=None):
+        raise ValueError("a bug, not a missing file")
+
+    _fake_loaders(monkeypatch, tmp_path, shapes=broken)
+    with pytest.raises(ValueError, match="a bug"):
+        arch_comparison([("shapes", None)], **kw)
+    with pytest.raises(TypeError, match="pairs"):
+        arch_comparison(["shapes"], **kw)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab.models import Normalized
-from lingerlab.training import callable_key, evaluate, finetune, train_scratch
+from lingerlab.training import callable_key, evaluate, finetune, predict, train_scratch
 
 
 class Tiny(nn.Module):
@@ -136,6 +136,40 @@ def test_extra_loss_and_augment_are_part_of_the_key(source, data):
     f1 = lambda m, x, y: w1 * x.sum()  # noqa: E731
     f2 = lambda m, x, y: w2 * x.sum()  # noqa: E731
     assert callable_key(f1) != callable_key(f2)
+    assert callable_key(None) is None and callable_key(f1) == callable_key(f1)
+
+
+def test_an_unhashable_callable_is_refused_before_training(source, data):
+    train, val = data
+
+    class Opaque:  # no cache_key, not plain data: its identity cannot be hashed without a memory address
+        pass
+
+    thing = Opaque()
+
+    def loss(model, x, y):
+        return 0.0 * x.sum() if thing else x.sum()
+
+    with pytest.raises(TypeError, match="Opaque.*cache_key"):
+        finetune(source, train, val, extra_loss=loss, **KW)
+
+
+def test_layout_is_an_argument_and_part_of_the_key(source, data):
+    train, val = data
+    kw = {**KW, "epochs": 1}
+    cl, h_cl = finetune(source, train, val, **kw)                       # default: channels_last
+    cl2, h_cl2 = finetune(source, train, val, layout="channels_last", **kw)
+    nc, h_nc = finetune(source, train, val, layout="contiguous", **kw)
+    assert h_cl.attrs["cache_key"] == h_cl2.attrs["cache_key"] != h_nc.attrs["cache_key"]
+    assert _same(cl, cl2)
+    x = val.tensors[0]
+    assert torch.allclose(cl(x), nc(x), atol=1e-4)                      # the same run up to rounding
+    assert torch.allclose(predict(nc, x, layout="contiguous")[0], predict(nc, x)[0], atol=1e-5)
+    for bad in (lambda: predict(nc, x, layout="nhwc"), lambda: evaluate(nc, val, layout="nhwc"),
+                lambda: train_scratch(make_tiny, train, val, layout="nhwc", **{k: v for k, v in kw.items()
+                                                                               if k != "num_classes"})):
+        with pytest.raises(ValueError, match="layout"):
+            bad()
 
 
 def test_train_subset(source, data):
@@ -179,7 +213,8 @@ def test_progress_goes_to_stderr(source, data, capsys):
 @pytest.mark.parametrize("bad, word", [({"lr": 0}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
                                        ({"bn": "eval"}, "bn"), ({"epochs": -1}, "epochs"),
                                        ({"batch_size": 0}, "batch_size"), ({"num_classes": 0}, "num_classes"),
-                                       ({"lr_schedule": "step"}, "lr_schedule"), ({"device": "gpu"}, "device")])
+                                       ({"lr_schedule": "step"}, "lr_schedule"), ({"device": "gpu"}, "device"),
+                                       ({"layout": "bogus"}, "layout")])
 def test_parameter_errors(source, data, bad, word):
     train, val = data
     with pytest.raises(ValueError, match=word):

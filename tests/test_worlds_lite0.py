@@ -8,11 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lingerlab.arms import Recipe, recipe_table
 from lingerlab.features import default_k, source_class_counts, source_only
 from lingerlab.models import batchnorm_layers, source_target_model
 from lingerlab.training import evaluate, finetune, predict, train_scratch
 from lingerlab.worlds import load_world
-from lingerlab.worlds.lite0 import _center_crop, _resize, _to_tensor, foolbox_photos, lite0_source_model
+from lingerlab.worlds.lite0 import (LITE0_MEAN, LITE0_STD, _center_crop, _resize, _to_tensor, foolbox_photos,
+                                    lite0_source_model, lite0_weights_path)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +46,43 @@ def test_world_fields(world):
     assert world.target_classes == ["not face", "face"]
     assert len(world.target_train) + len(world.target_val) == 200
     assert torch.bincount(world.target_val.tensors[1]).tolist() == [30, 30]
-    assert world.finetune_defaults["bn"] == "update" and world.finetune_defaults["head"] == "model._fc"
+    assert world.spec.recipes["M^t"].bn == "update" and world.spec.recipes["M^t"].head == "model._fc"
     momenta = {round(m.momentum, 6) for m in batchnorm_layers(world.make_scratch()).values()}
     assert momenta == {0.1}
     assert {round(m.momentum, 6) for m in batchnorm_layers(world.source_model).values()} == {0.01}
-    sk = [name for name, _, _ in world.extra["source_photos"] if name.startswith("skimage")]
+    photos = world.spec.provenance["source_photos"]
+    sk = [name for name, _, _ in photos if name.startswith("skimage")]
     assert sk == ["skimage.chelsea", "skimage.coffee", "skimage.rocket"]
-    assert world.extra["source_photos"][-3][1] in range(281, 286)       # chelsea labelled as a cat
+    assert photos[-3][1] in range(281, 286)       # chelsea labelled as a cat
+    groups = world.spec.source_groups
+    assert isinstance(groups, tuple) and len(groups) == len(world.source_data)
+    assert groups[:p.dc_per_class] == (photos[0][0],) * p.dc_per_class and groups[-1] == "skimage.rocket"
+
+
+def test_world_spec_is_complete(world):
+    p, spec = world.profile, world.spec
+    modules = dict(world.source_model.named_modules())
+    assert isinstance(modules[spec.head], torch.nn.Linear) and spec.cam_layer in modules
+    assert (spec.arch, spec.head, spec.cam_layer) == ("EfficientNet-Lite0", "model._fc", "model._conv_head")
+    assert spec.input_size == p.image_size and spec.v_lo == 0 and spec.planted is None
+    assert (spec.mean, spec.std) == (LITE0_MEAN, LITE0_STD)
+    assert spec.provenance["weights_path"] == str(lite0_weights_path())
+    assert all(isinstance(r, Recipe) for r in spec.recipes.values())
+    assert isinstance(hash(spec.recipes["M^t"]), int) and len(set(spec.recipes.values())) == 2
+    assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2
+    # field by field, the arguments the old finetune_defaults / scratch_defaults dicts held
+    kt, kb = spec.recipes["M^t"].training_kwargs(), spec.recipes["M^b"].training_kwargs()
+    keys = ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "augment", "head", "momentum",
+            "weight_decay", "freeze", "num_workers")
+    assert {k: kt[k] for k in keys} == dict(
+        lr=p.finetune_lr, epochs=p.finetune_epochs, optimizer=p.finetune_optimizer, batch_size=p.finetune_batch_size,
+        bn=p.finetune_bn, lr_schedule="constant", augment=None, head="model._fc", momentum=0.9, weight_decay=0.0,
+        freeze=[], num_workers=0)
+    assert {k: kb[k] for k in keys} == dict(
+        lr=p.scratch_lr, epochs=p.scratch_epochs, optimizer="adam", batch_size=p.scratch_batch_size, bn="update",
+        lr_schedule="constant", augment=None, head="model._fc", momentum=0.9, weight_decay=0.0, freeze=[],
+        num_workers=0)
+    assert "train_subset" not in kt and "train_subset" not in kb
 
 
 def test_world_is_deterministic(world):
@@ -64,7 +96,7 @@ def test_world_is_deterministic(world):
 
 def test_bn_policy_is_a_world_parameter():
     w = load_world("lite0", "smoke", finetune_bn="freeze", device="cpu")
-    assert w.finetune_defaults["bn"] == "freeze"
+    assert w.spec.recipes["M^t"].bn == "freeze"
     with pytest.raises(ValueError, match="finetune_bn"):
         load_world("lite0", "smoke", finetune_bn="maybe")
 
@@ -72,9 +104,9 @@ def test_bn_policy_is_a_world_parameter():
 def lingering_count(world, bn: str, p_lo: float = 0.01) -> dict:
     """Fine-tune with BN ``bn``; Eq. 1-3 over the classes that have D^c images."""
     mt, hist = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
-                        **{**world.finetune_defaults, "bn": bn})
+                        num_classes=2, **world.spec.recipes["M^t"].replace(bn=bn).training_kwargs())
     v = source_class_counts(world.source_model, world.target_train, k=default_k(1000))
-    f = set(source_only(v, world.extra["v_lo"]).tolist())
+    f = set(source_only(v, world.spec.v_lo).tolist())
     y = world.source_data.tensors[1]
     cand = sorted(f & set(y.tolist()))
     out = {}
@@ -100,7 +132,7 @@ def test_bn_policy_changes_what_lingers(world):
 @pytest.mark.slow
 def test_scratch_baseline_learns(world):
     mb, hist = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False,
-                             device="cpu", **world.scratch_defaults)
+                             device="cpu", **world.spec.recipes["M^b"].training_kwargs())
     acc = evaluate(mb, world.target_val)
     print(f"\nlite0 smoke scratch: val acc {acc:.3f}, {hist['wall_s'].iloc[-1]:.0f}s")
     assert acc >= 0.85

@@ -15,7 +15,7 @@ from lingerlab.models import Normalized
 from lingerlab.training import evaluate, finetune, train_scratch
 from lingerlab.worlds import World, load_world
 from lingerlab.worlds.custom import ImageFiles
-from lingerlab.worlds.paper import imagenet_wnids, resnet18_source_model
+from lingerlab.worlds.paper import imagenet_wnids, resnet18_source_model, resnet18_weights_path
 
 SIZE = 32
 
@@ -102,12 +102,13 @@ def _paper(root, imagenet_root, source, **kw):
 def test_paper_world_on_both_layouts(layout, kaggle, microsoft, imagenet, tiny_source):
     root = kaggle if layout == "kaggle" else microsoft
     world, msgs = _paper(root, imagenet["imagefolder"], tiny_source)
-    assert isinstance(world, World) and world.name == "paper" and world.extra["dogscats_layout"] == layout
+    prov = world.spec.provenance
+    assert isinstance(world, World) and world.name == "paper" and prov["dogscats_layout"] == layout
     skipped = [m for m in msgs if "skipped" in m and "Dogs-vs-Cats" in m]
     n_bad = 1 if layout == "kaggle" else 2  # the corrupt JPEG(s); Thumbs.db is not an image file at all
     assert len(skipped) == 1 and f"skipped {n_bad} unreadable" in skipped[0]
-    assert len(world.extra["skipped_files"]) == n_bad
-    assert all(p.endswith("90.jpg") for p in world.extra["skipped_files"])
+    assert len(prov["skipped_files"]) == n_bad
+    assert all(p.endswith("90.jpg") for p in prov["skipped_files"])
     assert len(world.target_train) == 6 and len(world.target_val) == 4
     assert sorted(set(world.target_train.targets)) == [0, 1] and world.target_classes == ["cat", "dog"]
     assert world.source_classes[281] == "tabby" and len(world.source_classes) == 1000
@@ -116,7 +117,7 @@ def test_paper_world_on_both_layouts(layout, kaggle, microsoft, imagenet, tiny_s
     assert isinstance(world.target_train, ImageFiles) and not hasattr(world.target_train, "tensors")
     x, y = world.target_train[0]
     assert x.shape == (3, SIZE, SIZE) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
-    assert world.finetune_defaults["head"] == "model.fc" and world.fingerprint
+    assert world.spec.recipes["M^t"].head == "model.fc" and world.fingerprint
     assert world.make_scratch().eval()(x[None]).shape == (1, 2)
 
 
@@ -142,7 +143,7 @@ def test_split_and_fingerprint_are_seeded(kaggle, imagenet, tiny_source):
 @pytest.mark.parametrize("layout, name", [("imagefolder", "imagefolder"), ("val", "imagenet-val"), ("v2", "imagenetv2")])
 def test_imagenet_layouts(layout, name, kaggle, imagenet, tiny_source):
     world, _ = _paper(kaggle, imagenet[layout], tiny_source)
-    assert world.extra["imagenet_layout"] == name
+    assert world.spec.provenance["imagenet_layout"] == name
     assert sorted(set(world.source_data.targets)) == [1, 7, 281]
 
 
@@ -150,7 +151,7 @@ def test_env_vars(kaggle, imagenet, tiny_source, monkeypatch):
     monkeypatch.setenv("LINGERLAB_DOGSCATS", str(kaggle))
     monkeypatch.setenv("LINGERLAB_IMAGENET", str(imagenet["v2"]))
     world = load_world("paper", "smoke", source_model=tiny_source, image_size=SIZE, n_train=4, n_val=2, device="cpu")
-    assert world.extra["dogscats_layout"] == "kaggle"
+    assert world.spec.provenance["dogscats_layout"] == "kaggle"
 
 
 def test_missing_data_says_what_to_download(tmp_path, kaggle, imagenet, tiny_source):
@@ -169,19 +170,155 @@ def test_missing_data_says_what_to_download(tmp_path, kaggle, imagenet, tiny_sou
                    n_train=100, n_val=4)
 
 
-def test_missing_weights_say_where_to_put_them():
-    with pytest.raises(FileNotFoundError, match=r"resnet18-f37072fd\.pth.*checkpoints"):
-        resnet18_source_model(allow_download=False)
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every way out (urllib, torch.hub, raw sockets, DNS) raises and is recorded."""
+    import socket
+    import urllib.request
+
+    import torch.hub
+
+    calls: list[str] = []
+
+    def refuse(what):
+        def f(*args, **kwargs):
+            calls.append(f"{what}{args[:2]!r}")
+            raise OSError(f"network access attempted in a test: {what}")
+        return f
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse("urlopen"))
+    monkeypatch.setattr(torch.hub, "urlopen", refuse("torch.hub.urlopen"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    return calls
+
+
+WEIGHTS_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
+
+def _weights_path(tmp_path) -> Path:
+    return tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+
+
+def test_missing_weights_say_where_to_put_them(tmp_path, no_network):
+    with pytest.raises(FileNotFoundError) as e:
+        resnet18_source_model()  # download=False is the default
+    msg = str(e.value)
+    assert WEIGHTS_URL in msg and str(_weights_path(tmp_path)) in msg and "download=True" in msg
+    assert resnet18_weights_path() == _weights_path(tmp_path)
+    assert no_network == [] and not _weights_path(tmp_path).exists()
+
+
+def test_download_true_reports_a_failed_download(tmp_path, no_network):
+    with pytest.raises(FileNotFoundError, match="could not be downloaded") as e:
+        resnet18_source_model(download=True)
+    assert WEIGHTS_URL in str(e.value) and str(_weights_path(tmp_path)) in str(e.value)
+    assert no_network  # it did try
+
+
+def test_cached_weights_load_without_network(tmp_path, no_network):
+    path = _weights_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(resnet18().state_dict(), path)
+    model = resnet18_source_model()
+    assert isinstance(model, Normalized) and model.model.fc.out_features == 1000 and no_network == []
+    path.write_bytes(b"truncated")
+    with pytest.raises(OSError, match="cannot be read.*delete the file"):
+        resnet18_source_model()
+
+
+def test_download_must_be_a_bool():
+    with pytest.raises(TypeError, match="download must be True or False"):
+        resnet18_source_model(download="yes")
+
+
+def test_no_network_without_download(tmp_path, kaggle, imagenet, no_network):
+    """download=False with nothing local: FileNotFoundErrors naming what to fetch and the exact path, no network."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as e:  # no data: the Dogs-vs-Cats folder is checked first
+        load_world("paper", dogscats_root=empty, imagenet_root=empty)
+    msg = str(e.value)
+    assert "kaggle.com/c/dogs-vs-cats" in msg and "microsoft.com" in msg
+    assert f"{empty}/train/cat.0.jpg" in msg and f"{empty}/PetImages/Cat/0.jpg" in msg
+    with pytest.raises(FileNotFoundError) as e:  # Dogs-vs-Cats present, ImageNet folder empty
+        load_world("paper", dogscats_root=kaggle, imagenet_root=empty, download=False, n_train=4, n_val=2)
+    msg = str(e.value)
+    assert "huggingface.co/datasets/vaishaal/ImageNetV2" in msg and f"{empty}/<class index>/*.jpeg" in msg
+    with pytest.raises(FileNotFoundError) as e:  # data present, weights missing
+        load_world("paper", dogscats_root=kaggle, imagenet_root=imagenet["v2"], image_size=SIZE, n_train=4, n_val=2,
+                   device="cpu")
+    assert WEIGHTS_URL in str(e.value) and str(_weights_path(tmp_path)) in str(e.value)
+    assert no_network == []
+
+
+def test_missing_folders_name_the_exact_paths(tmp_path, kaggle, tiny_source):
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError) as e:
+        load_world("paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=nowhere, n_train=4, n_val=2)
+    assert "does not exist" in str(e.value) and f"{nowhere}/281/*.jpeg" in str(e.value)
+    classes = tmp_path / "classes"
+    (classes / "281").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="class folders but no images") as e:
+        load_world("paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=classes, n_train=4, n_val=2)
+    assert f"{classes}/<class index>/*.jpeg" in str(e.value)
+
+
+def test_allow_download_is_gone(kaggle, imagenet, tiny_source):
+    with pytest.raises(ValueError, match="unknown option.*'allow_download'.*download"):
+        load_world("paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=imagenet["v2"],
+                   allow_download=True)
 
 
 def test_paper_world_trains(kaggle, imagenet, tiny_source):
     world, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
-    kw = {**world.finetune_defaults, "epochs": 1, "batch_size": 4}
-    mt, h = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu", **kw)
+    kw = world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs()
+    mt, h = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
+                     num_classes=2, **kw)
     assert len(h) == 1 and 0 <= evaluate(mt, world.target_val) <= 1
     mb, hb = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False, device="cpu",
-                           **{**world.scratch_defaults, "epochs": 1, "batch_size": 4})
+                           **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs())
     assert len(hb) == 1
+
+
+_RECIPE_KEYS = ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "augment", "head", "momentum",
+                "weight_decay", "freeze", "num_workers")
+
+
+def _check_spec(world, arch, head, cam_layer, scratch_head):
+    """The spec is complete, and its recipes hold the values the old finetune/scratch defaults held."""
+    from lingerlab.arms import Recipe, recipe_table
+    spec, p = world.spec, world.profile
+    modules = dict(world.source_model.named_modules())
+    assert (spec.arch, spec.head, spec.cam_layer) == (arch, head, cam_layer)
+    assert isinstance(modules[spec.head], nn.Linear) and (cam_layer is None or spec.cam_layer in modules)
+    assert spec.input_size == p.image_size and spec.planted is None
+    assert spec.comparison_arms == ("M^t", "M^b (same data)", "M^b (competent)")
+    assert all(isinstance(r, Recipe) for r in spec.recipes.values())
+    assert isinstance(hash(spec.recipes["M^t"]), int) and len(set(spec.recipes.values())) == 2
+    assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2
+    kt, kb = spec.recipes["M^t"].training_kwargs(), spec.recipes["M^b"].training_kwargs()
+    assert spec.recipes["M^t"].init == "source" and spec.recipes["M^b"].init == "scratch"
+    assert {k: kt[k] for k in _RECIPE_KEYS} == dict(
+        lr=p.finetune_lr, epochs=p.finetune_epochs, optimizer=p.finetune_optimizer, batch_size=p.finetune_batch_size,
+        bn=p.finetune_bn, lr_schedule="constant", augment=None, head=head, momentum=0.9, weight_decay=0.0,
+        freeze=[], num_workers=p.num_workers)
+    assert {k: kb[k] for k in _RECIPE_KEYS} == dict(
+        lr=p.scratch_lr, epochs=p.scratch_epochs, optimizer="adam", batch_size=p.scratch_batch_size, bn="update",
+        lr_schedule="constant", augment=None, head=scratch_head, momentum=0.9, weight_decay=0.0, freeze=[],
+        num_workers=p.num_workers)
+    assert "train_subset" not in kt and "train_subset" not in kb
+
+
+def test_paper_world_spec_is_complete(kaggle, imagenet, tiny_source):
+    from lingerlab.models import IMAGENET_MEAN, IMAGENET_STD
+    world, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
+    _check_spec(world, "ResNet-18", "model.fc", "model.layer4", scratch_head="model.fc")
+    assert (world.spec.mean, world.spec.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert world.spec.v_lo == round(6 / 1000) and world.spec.n_composites_per_class is None
+    assert set(world.spec.provenance) == {"dogscats_layout", "imagenet_layout", "skipped_files"}
 
 
 # ------------------------------------------------------------------------------------------ custom
@@ -228,10 +365,16 @@ def test_custom_world(custom_roots):
     scratch = world.make_scratch()
     assert scratch.model.fc.out_features == 2
     assert not torch.equal(scratch.model.fc.weight[:2], src.model.fc.weight[:2])
+    _check_spec(world, "SmallNet", "model.fc", None, scratch_head=None)
+    assert world.spec.provenance == {"target_root": str(target_root), "source_root": str(source_root)}
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        w2 = load_world("custom", source_model=src, source_classes=classes, target_root=target_root,
+                        source_root=source_root, image_size=SIZE, device="cpu", cam_layer="model.features.0")
+    assert w2.spec.cam_layer == "model.features.0" and w2.spec.recipes["M^t"] == world.spec.recipes["M^t"]
     mt, _ = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
-                     **{**world.finetune_defaults, "epochs": 1, "batch_size": 4})
+                     num_classes=2, **world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs())
     mb, _ = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False, device="cpu",
-                          **{**world.scratch_defaults, "epochs": 1, "batch_size": 4})
+                          **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs())
     assert mt.model.fc.out_features == 2 and mb.model.fc.out_features == 2
     # the method's first steps run on it unchanged
     from lingerlab.features import source_class_counts, source_only

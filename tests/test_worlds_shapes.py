@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
+from lingerlab.arms import Recipe, recipe_table
 from lingerlab.lingering import default_p_lo
 from lingerlab.features import default_k, precision_recall, source_class_counts, source_only
 from lingerlab.models import source_target_model
 from lingerlab.profiles import get_profile
 from lingerlab.training import evaluate, finetune, predict, train_scratch
-from lingerlab.worlds import World, load_world
+from lingerlab.worlds import PlantedTruth, World, WorldSpec, load_world
 from lingerlab.worlds.shapes import SHAPES, ZoomOut, _target_params, class_table, render_source, render_target
 
 TINY = dict(n_shapes=4, n_textures=2, n_shared=2, source_train_per_class=24, source_val_per_class=4,
@@ -58,6 +59,8 @@ def test_zoom_out_is_seeded():
     assert torch.equal(ZoomOut(prob=0.0)(x, torch.Generator()), x)
     with pytest.raises(ValueError, match="zoom_max"):
         ZoomOut(0.5, 0.4)
+    assert ZoomOut(0.35, 0.8, 0.5).label == "zoom-out to 35-80% of the side, p=0.5"
+    assert ZoomOut(0.35, 0.8, 0.5).cache_key == ("ZoomOut", 0.35, 0.8, 0.5)
 
 
 def test_clutter_changes_only_the_clutter():
@@ -79,21 +82,77 @@ def test_tiny_world_fields(tiny):
     assert len(w.source_classes) == n == len(class_table(w.profile)) and len(set(w.source_classes)) == n
     assert w.planted_shared | w.planted_source_only == set(range(n))
     assert not w.planted_shared & w.planted_source_only
+    planted = w.spec.planted
+    assert planted.shared == w.planted_shared and planted.source_only == w.planted_source_only
     glyph_classes = {c for c, (s, _, _) in enumerate(class_table(w.profile)) if SHAPES[s] in ("tee", "aitch")}
-    assert glyph_classes == set(w.extra["lookalike"]) and glyph_classes <= w.planted_shared
-    assert len(w.extra["co_occurring"]) == 2 and w.extra["co_occurring"] <= w.planted_shared
+    assert glyph_classes == set(planted.lookalike) and glyph_classes <= w.planted_shared
+    assert len(planted.co_occurring) == 2 and planted.co_occurring <= w.planted_shared
+    assert len(planted.class_attributes) == n and planted.class_attributes[0][2] == "any"
     # only co-occurring classes are ever pasted into target images
-    which = w.extra["target_train_shared_class"][w.extra["target_train_has_shared"]]
-    assert set(which.tolist()) <= set(w.extra["co_occurring"])
-    assert len(w.target_train) == 48 and len(w.extra["finetune_subset"]) == 16
-    assert w.finetune_defaults["train_subset"] == w.extra["finetune_subset"]
-    assert "train_subset" not in w.scratch_defaults and w.scratch_defaults["augment"] is w.extra["zoom_out"]
+    which = planted.target_train_shared_class[planted.target_train_has_shared]
+    assert set(which.tolist()) <= set(planted.co_occurring)
+    mt, mb = w.spec.recipes["M^t"], w.spec.recipes["M^b"]
+    assert len(w.target_train) == 48 and len(mt.train_subset) == 16 and mt.init == "source"
+    assert mb.train_subset is None and isinstance(mb.augment, ZoomOut) and mb.init == "scratch"
+    assert w.spec.v_lo == 1 and w.spec.composite_scale == 0.6 and w.spec.source_train is not None
     x, y = w.target_val[0]
     assert x.shape == (3, 32, 32) and w.make_scratch()(x[None].repeat(2, 1, 1, 1)).shape == (2, 2)
     assert w.source_model(x[None]).shape == (1, n)
-    clut = w.extra["make_cluttered"](0)
+    clut = w.spec.make_cluttered(0)
     assert len(clut) == len(w.target_val) and torch.equal(clut.tensors[1], w.target_val.tensors[1])
     assert not torch.equal(clut.tensors[0], w.target_val.tensors[0])
+
+
+def test_tiny_world_spec_is_complete(tiny):
+    w, spec = tiny, tiny.spec
+    assert isinstance(spec, WorldSpec) and isinstance(spec.planted, PlantedTruth)
+    modules = dict(w.source_model.named_modules())
+    assert isinstance(modules[spec.head], torch.nn.Linear) and spec.cam_layer in modules
+    assert spec.arch == "SmallResNet" and spec.input_size == 32
+    assert spec.mean == tuple(w.source_model.mean.flatten().tolist())
+    assert spec.std == tuple(w.source_model.std.flatten().tolist())
+    assert spec.comparison_arms == ("M^t", "M^b (same data)", "M^b (competent)", "M^b (matched acc)")
+    assert spec.n_composites_per_class == w.profile.n_composites_per_class
+    assert all(isinstance(r, Recipe) for r in spec.recipes.values())
+    assert len({spec.recipes["M^t"], spec.recipes["M^b"]}) == 2  # hashable (frozen)
+    assert isinstance(hash(spec.recipes["M^t"]), int) and w.recipe("M^b") is spec.recipes["M^b"]
+    table = recipe_table(spec.recipes.values(), len(w.target_train))
+    assert len(table) == 2 and list(table["training images"]) == [16, 48]
+    assert table["augmentation"].iloc[1] == "zoom-out to 35-80% of the side, p=0.5"
+    # M^s is trained from its recipe: fields other than these keep train_scratch's defaults
+    p, sr = w.profile, spec.source_recipe
+    assert (sr.init, sr.lr, sr.epochs, sr.optimizer, sr.batch_size, sr.lr_schedule) == (
+        "scratch", p.source_lr, p.source_epochs, "adam", p.source_batch_size, "cosine")
+    assert spec.make_source is not None and len(spec.source_train) == 24 * 8
+    assert spec.provenance["source_accuracy"] == float(spec.provenance["source_history"]["val_acc"].iloc[-1])
+
+
+def test_recipes_carry_the_profile(tiny):
+    """Field by field, the training arguments are the profile's (the values the old defaults dicts held)."""
+    p, r = tiny.profile, tiny.spec.recipes
+    kt, kb = r["M^t"].training_kwargs(), r["M^b"].training_kwargs()
+    assert {k: kt[k] for k in ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "augment", "head",
+                               "momentum", "weight_decay", "freeze", "num_workers")} == dict(
+        lr=p.finetune_lr, epochs=p.finetune_epochs, optimizer=p.finetune_optimizer, batch_size=p.finetune_batch_size,
+        bn="update", lr_schedule="constant", augment=None, head=None, momentum=0.9, weight_decay=0.0, freeze=[],
+        num_workers=0)
+    assert {k: kb[k] for k in ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "head", "momentum",
+                               "weight_decay", "freeze", "num_workers")} == dict(
+        lr=p.scratch_lr, epochs=p.scratch_epochs, optimizer="adam", batch_size=p.scratch_batch_size, bn="update",
+        lr_schedule="cosine", head=None, momentum=0.9, weight_decay=0.0, freeze=[], num_workers=0)
+    assert "train_subset" not in kb and len(kt["train_subset"]) == p.finetune_train
+    z = kb["augment"]
+    assert (z.lo, z.hi, z.prob) == (p.zoom_min, p.zoom_max, p.zoom_prob)
+
+
+def test_seed_may_be_a_numpy_integer(tiny, tiny_cache):
+    import numpy as np
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LINGERLAB_CACHE", str(tiny_cache))
+        w = load_world("shapes", "smoke", seed=np.int64(0), progress=False, device="cpu", **TINY)
+    assert type(w.seed) is int and w.fingerprint == tiny.fingerprint
+    with pytest.raises(TypeError, match="seed"):
+        load_world("shapes", "smoke", seed=0.0)
 
 
 def test_tiny_world_is_cached_and_deterministic(tiny, tiny_cache):
@@ -118,10 +177,11 @@ def test_profile_errors():
 
 def _world_and_models(profile: str):
     w = load_world("shapes", profile, progress=False, device="cpu")
-    mt, ht = finetune(w.source_model, w.target_train, w.target_val, progress=False, device="cpu",
-                      **w.finetune_defaults)
+    n = len(w.target_classes)
+    mt, ht = finetune(w.source_model, w.target_train, w.target_val, progress=False, device="cpu", num_classes=n,
+                      **w.spec.recipes["M^t"].training_kwargs())
     mb, hb = train_scratch(w.make_scratch, w.target_train, w.target_val, progress=False, device="cpu",
-                           **w.scratch_defaults)
+                           **w.spec.recipes["M^b"].training_kwargs())
     return w, mt, mb, ht, hb
 
 
@@ -144,11 +204,11 @@ def trained(request):
 
 def test_models_are_competent(trained):
     profile, (w, mt, mb, ht, hb) = trained
-    clut = w.extra["make_cluttered"](0)
+    clut = w.spec.make_cluttered(0)
     acc = {"M^s source": evaluate(w.source_model, w.source_data),
            "M^t val": evaluate(mt, w.target_val), "M^t clutter": evaluate(mt, clut),
            "M^b val": evaluate(mb, w.target_val), "M^b clutter": evaluate(mb, clut)}
-    secs = {"M^s": w.extra["source_history"]["wall_s"].iloc[-1], "M^t": ht["wall_s"].iloc[-1],
+    secs = {"M^s": w.spec.provenance["source_history"]["wall_s"].iloc[-1], "M^t": ht["wall_s"].iloc[-1],
             "M^b": hb["wall_s"].iloc[-1]}
     print(f"\nshapes {profile} accuracies:", {k: round(v, 4) for k, v in acc.items()},
           "\ntraining seconds (cold run):", {k: round(float(v), 1) for k, v in secs.items()})
@@ -159,13 +219,13 @@ def test_models_are_competent(trained):
 
 def test_eq1_2_recover_planted_source_only(trained):
     profile, (w, *_) = trained
-    d_t = Subset(w.target_train, w.extra["finetune_subset"])
+    d_t = Subset(w.target_train, list(w.spec.recipes["M^t"].train_subset))
     k = default_k(len(w.source_classes))
     v = source_class_counts(w.source_model, d_t, k=k)
-    found = source_only(v, w.extra["v_lo"])
+    found = source_only(v, w.spec.v_lo)
     precision, recall = precision_recall(found, w.planted_source_only)
     print(f"\nshapes {profile} Eq. 1-2 ({len(w.source_classes)} classes, M^s source accuracy "
-          f"{evaluate(w.source_model, w.source_data):.3f}): k={k}, v_lo={w.extra['v_lo']}, "
+          f"{evaluate(w.source_model, w.source_data):.3f}): k={k}, v_lo={w.spec.v_lo}, "
           f"precision {precision:.2f}, recall {recall:.2f} ({len(found)} found, {len(w.planted_source_only)} planted)")
     assert precision >= 0.9 and recall >= 0.9
 

@@ -6,7 +6,7 @@ them into device-resident batches, so stage functions never care where the data 
 """
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -90,3 +90,29 @@ def as_image(array, size: int | None = None) -> Tensor:
         t = t[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
         t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     return t.clamp(0, 1)
+
+
+def gather(data: ImageData, idx: Sequence[int] | None = None) -> tuple[Tensor, Tensor | None]:
+    """Images (and labels, None when unlabelled) of ``data`` at ``idx`` (None: all) as two tensors.
+
+    The one way the package turns a dataset into tensors (fast path for tensors and TensorDatasets).
+    """
+    from torch.utils.data import Subset
+
+    if isinstance(data, Tensor):
+        return (data if idx is None else data[torch.as_tensor(list(idx), dtype=torch.long)]), None
+    if isinstance(data, TensorDataset):
+        ts = data.tensors
+        if idx is not None:
+            t = torch.as_tensor(list(idx), dtype=torch.long)
+            ts = tuple(x[t] for x in ts)
+        return ts[0], (ts[1] if len(ts) > 1 else None)
+    sel = data if idx is None else Subset(data, list(idx))  # type: ignore[arg-type]
+    xs, ys = [], []
+    for x, y in batches(sel, batch_size=256):
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise ValueError("no images selected: idx is empty or data has no items")
+    labels = None if any(y is None for y in ys) else torch.cat(ys)  # type: ignore[arg-type]
+    return torch.cat(xs), labels

@@ -1,36 +1,142 @@
-"""Up-front parameter checks: every error names the parameter and what would be valid."""
+"""Up-front parameter checks: every error names the parameter and what would be valid.
+
+As in scikit-learn's ``_param_validation``, a value of the wrong *type* (a string or a bool where a
+number is expected, a float where an integer is expected, an int where one of some strings is
+expected) raises ``TypeError``; a value of the right type but outside what is allowed (out of
+range, NaN, not one of the choices) raises ``ValueError``. NumPy scalars (``np.int64``,
+``np.float32``, ``np.bool_``, ...) are accepted wherever the matching Python type is, and the
+checks return the value as the plain Python type.
+"""
 from __future__ import annotations
 
 import math
-from typing import Any, Sized
+from typing import Any, Iterable, Sized
+
+import numpy as np
+
+__all__ = ["check_range", "check_int_range", "check_probability", "check_choice", "check_bool",
+           "check_nonempty", "check_same_length"]
+
+_MAX_REPR = 80
+
+
+def _show(value: Any) -> str:
+    """``type value`` for messages, the repr cut to a readable length (tensors, long lists)."""
+    try:
+        r = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        r = f"<{type(value).__name__} object>"
+    if len(r) > _MAX_REPR:
+        r = r[:_MAX_REPR - 3] + "..."
+    return f"{type(value).__name__} {r}"
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not _is_bool(value)
+
+
+def _is_real(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{left}{lo_s}, {hi_s}{right}"
 
 
 def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None,
                 *, lo_open: bool = False, hi_open: bool = False) -> float:
-    """Raise ValueError unless ``lo (<|<=) value (<|<=) hi``; return ``value``.
+    """Check that ``value`` is a real number with ``lo (<|<=) value (<|<=) hi``; return it.
 
-    The message names the parameter, the valid range in interval notation and the value given.
+    Python ints and floats and NumPy integer/floating scalars are accepted; the value comes back as
+    a Python ``int`` (for integers) or ``float``. A bool, a string, ``None`` or any other type raises
+    TypeError; NaN or a value outside the interval raises ValueError. Both messages name the
+    parameter, the valid interval and the value given.
     """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    interval = _interval(lo, hi, lo_open, hi_open)
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number in {interval}; got {_show(value)}")
+    value = int(value) if _is_int(value) else float(value)
+    ok = not (isinstance(value, float) and math.isnan(value))
     if ok and lo is not None:
         ok = value > lo if lo_open else value >= lo
     if ok and hi is not None:
         ok = value < hi if hi_open else value <= hi
     if not ok:
-        left = "(" if lo_open or lo is None else "["
-        right = ")" if hi_open or hi is None else "]"
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ValueError(f"{name} must be in {left}{lo_s}, {hi_s}{right}; got {value!r}")
+        raise ValueError(f"{name} must be in {interval}; got {value!r}")
     return value
+
+
+def check_probability(name: str, value: float, *, lo_open: bool = False, hi_open: bool = False) -> float:
+    """``check_range(name, value, 0, 1, ...)`` returning a Python float."""
+    return float(check_range(name, value, 0, 1, lo_open=lo_open, hi_open=hi_open))
 
 
 def check_int_range(name: str, value: int, lo: int, hi: int | None = None) -> int:
-    """Raise ValueError unless ``value`` is an int with ``lo <= value <= hi``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        hi_s = "" if hi is None else f", {hi}"
-        raise ValueError(f"{name} must be an integer in [{lo}{hi_s}{']' if hi is not None else ', inf)'}; got {value!r}")
+    """Check that ``value`` is an integer with ``lo <= value <= hi``; return it as a Python int.
+
+    Python ints and NumPy integer scalars are accepted. A bool, a float (even ``3.0``), a string or
+    any other type raises TypeError; a value out of range raises ValueError.
+    """
+    interval = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, inf)"
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer in {interval}; got {_show(value)}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name} must be an integer in {interval}; got {value!r}")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Check that ``value`` is a bool (or a NumPy bool); return it as a Python bool.
+
+    Anything else, including 0/1 and the strings ``"true"``/``"false"``, raises TypeError.
+    """
+    if not _is_bool(value):
+        raise TypeError(f"{name} must be True or False; got {_show(value)}")
+    return bool(value)
+
+
+def _same_kind(value: Any, choice: Any) -> bool:
+    """Whether ``value`` has a type ``choice`` could equal (numbers by kind, bools only as bools)."""
+    if _is_bool(choice):
+        return _is_bool(value)
+    if _is_int(choice):
+        return _is_int(value)
+    if isinstance(choice, (float, np.floating)):
+        return _is_real(value)
+    if choice is None:
+        return value is None
+    return isinstance(value, type(choice))
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Check that ``value`` is one of ``choices``; return the matching choice.
+
+    A value whose type matches none of the choices' types (e.g. an int where the choices are
+    strings) raises TypeError; a value of a valid type that is none of the choices raises
+    ValueError. Both messages list the valid choices. Unhashable values are fine.
+    """
+    choices = tuple(choices)
+    listed = ", ".join(map(repr, choices))
+    kinds = [c for c in choices if _same_kind(value, c)]
+    if not kinds:
+        raise TypeError(f"{name} must be one of {listed}; got {_show(value)}")
+    for c in kinds:
+        try:
+            equal = bool(value == c)
+        except Exception:  # noqa: BLE001 - e.g. an array compared with a string
+            equal = False
+        if equal:
+            return c
+    raise ValueError(f"{name} must be one of {listed}; got {value!r}")
 
 
 def check_nonempty(name: str, data: Sized) -> None:
@@ -43,10 +149,3 @@ def check_same_length(name_a: str, a: Sized, name_b: str, b: Sized) -> None:
     """Raise ValueError when two per-image sequences disagree in length."""
     if len(a) != len(b):
         raise ValueError(f"{name_a} and {name_b} must have one entry per image; got {len(a)} and {len(b)}")
-
-
-def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
-    """Raise ValueError unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._data import ImageData, batches, model_device, num_items
+from .models import unwrap
 
 __all__ = ["gradcam", "cam", "default_layer", "vit_reshape_transform", "CAM_METHODS"]
 
@@ -69,27 +70,6 @@ def _nhwc_to_nchw(x: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- choosing the layer
-
-def _unwrap(model: nn.Module) -> tuple[nn.Module, str]:
-    """See through wrappers (``Normalized.model``, ``DataParallel.module``); return (inner, prefix)."""
-    prefix = ""
-    for _ in range(8):
-        inner = None
-        for attr in ("model", "module"):
-            sub = getattr(model, attr, None)
-            if isinstance(sub, nn.Module) and sub is not model:
-                # a wrapper holds one network; a network that merely owns `.model` also has others
-                others = [n for n, _ in model.named_children() if n != attr]
-                if not others or type(model).__name__ in ("Normalized", "DataParallel",
-                                                          "DistributedDataParallel"):
-                    inner = (attr, sub)
-                    break
-        if inner is None:
-            break
-        prefix += inner[0] + "."
-        model = inner[1]
-    return model, prefix
-
 
 def _last_index(seq: nn.Module) -> str:
     """Name of the last child (an index, or a key of an OrderedDict-built Sequential)."""
@@ -165,7 +145,7 @@ def _resolve(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, str, Reshap
                              f"candidates: {', '.join(_candidates(model))}") from None
     if layer is not None:
         raise ValueError(f"layer must be an nn.Module, a qualified name or None; got {type(layer).__name__}")
-    inner, prefix = _unwrap(model)
+    prefix, inner = unwrap(model)
     picked = _pick(inner)
     if picked is None:
         raise ValueError(

@@ -37,13 +37,14 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from torch import Tensor, nn
+from torch import nn
 
 from . import cache as _cache
+from ._data import gather
 from ._validation import check_choice, check_int_range, check_range
-from .audit import Audit, _gather
+from .audit import Audit
 from .composites import Composites, neutral_backgrounds, paste
-from .distraction import distraction, distraction_null, paired_test
+from .distraction import distraction_with_null, paired_test
 from .models import as_generator
 
 __all__ = ["DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
@@ -68,23 +69,24 @@ MEASURES: dict[str, tuple[str, str]] = {
 WORSE_IF = {k: v[1] for k, v in MEASURES.items()}
 
 _BASELINE = {
-    "M^t": "fine-tuned M^s on D^t (world.finetune_defaults)",
+    "M^t": "fine-tuned M^s on D^t (the world's recipe \"M^t\")",
     "M^b (same data)": "scratch on M^t's training images, competent recipe, steps matched",
-    "M^b (competent)": "scratch, the world's competent recipe (world.scratch_defaults)",
+    "M^b (competent)": "scratch, the world's competent recipe \"M^b\"",
     "M^b (matched acc)": "scratch, competent recipe on fewer images, val acc matched to M^t",
 }
 
 
 def default_arms(audit: Audit) -> tuple[str, ...]:
-    """The four arms for ``shapes`` (data are free), without the accuracy-matched one elsewhere."""
-    return DEFAULT_ARMS if audit.world.name == "shapes" else DEFAULT_ARMS[:3]
+    """The arms a world compares by default (``spec.comparison_arms``: the accuracy-matched baseline
+    only where target data are free to draw, as in ``shapes``)."""
+    return tuple(audit.world.spec.comparison_arms)
 
 
 def _shared_pool(audit: Audit) -> list[int]:
     """Source classes used as the 'shared' control: planted_shared, else the (up to 4) highest-v classes
     outside F that have images in the source data (in ImageNet-sized worlds most classes have none).
     Empty when no class outside F has images: the shared control is then not available."""
-    planted = getattr(audit.world, "planted_shared", None)
+    planted = audit.world.planted_shared
     if planted:
         return sorted(int(c) for c in planted)
     v = audit.counts()
@@ -113,7 +115,7 @@ def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_
                       "data show to measure it", RuntimeWarning, stacklevel=2)
 
     def compute() -> dict[str, Composites]:
-        src, _ = _gather(audit.world.source_data, comp.source_index.tolist())
+        src, _ = gather(audit.world.source_data, comp.source_index.tolist())
         neutral_bg = neutral_backgrounds(src, kind=neutral, generator=composites_seed)
         sets = {"source_only": comp, "neutral": paste(neutral_bg, comp)}
         if not pool:
@@ -124,13 +126,13 @@ def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_
         g = as_generator(10_000 + composites_seed)
         pick = torch.randint(0, len(shared_idx), (len(comp),), generator=g)
         idx = [shared_idx[int(i)] for i in pick]
-        shared_bg, _ = _gather(audit.world.source_data, idx)
+        shared_bg, _ = gather(audit.world.source_data, idx)
         shared = paste(shared_bg, comp)
         shared.source_index = torch.as_tensor(idx, dtype=torch.long)
         return {**sets, "shared": shared}
 
     key = (_cache.fingerprint(comp.images, comp.masks), pool, neutral, composites_seed, audit.n_composites_per_class)
-    return audit._stage("control_sets", key, compute)
+    return audit.stages.get("control_sets", key, compute)
 
 
 def _resolve(audit: Audit, arm: str, spec: ArmSpec, seed: int) -> nn.Module:
@@ -183,10 +185,7 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
         for seed in seed_list:
             model = _resolve(audit, arm, spec, seed)
             correct = {k: (audit.logits(model, s.images).argmax(1) == y).numpy() for k, s in sets.items()}
-            mt = audit.maps(model, comp, y)
-            d = distraction(mt, ms, masks, audit.q)
-            null = (distraction_null(mt, ms, masks, audit.q, n_perm=audit.n_null, generator=1000 * seed + 7).nanmean(0)
-                    if len(comp) > 1 else torch.full((len(comp),), float("nan")))
+            d, null = distraction_with_null(audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed)
             acc[(arm, seed)] = audit.accuracy(model)
             frames.append(pd.DataFrame({
                 "arm": arm, "seed": seed, "composite": np.arange(len(comp)), "source_class": cs.numpy(),
@@ -324,10 +323,8 @@ def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = N
                     if measure != "target_acc":
                         a = torch.tensor(comp_means.loc[reference][measure].to_numpy(dtype=float, copy=True))
                         b = torch.tensor(comp_means.loc[arm][measure].to_numpy(dtype=float, copy=True))
-                        try:
+                        if bool(torch.isfinite(a - b).any()):  # a measure never measured (err_shared) stays NaN
                             row["p_composite"] = paired_test(a, b, n_perm=n_perm, generator=0, n_boot=200)["p_value"]
-                        except ValueError:
-                            pass
                 rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["reference"] = reference

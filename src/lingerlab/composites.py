@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._data import ImageData, batches
+from ._data import ImageData, gather, num_items
 from ._validation import check_choice, check_int_range, check_nonempty, check_range, check_same_length
 from .models import as_generator
 
@@ -63,19 +63,13 @@ class Composites:
 
 
 def _collect(data: ImageData, name: str) -> tuple[Tensor, Tensor | None]:
-    """All images (and labels, if any) of ``data`` as tensors."""
-    if isinstance(data, Tensor):
-        if data.ndim != 4 or data.shape[1] != 3:
-            raise ValueError(f"{name} must be images [N, 3, H, W]; got shape {tuple(data.shape)}")
-        return data, None
-    xs, ys = [], []
-    for x, y in batches(data):
-        xs.append(x)
-        ys.append(y)
-    if not xs:
+    """All images (and labels, if any) of ``data`` as tensors (``_data.gather``), checked for shape."""
+    if num_items(data) == 0:
         raise ValueError(f"{name} is empty: pass at least one image")
-    labels = None if any(y is None for y in ys) else torch.cat(ys)  # type: ignore[arg-type]
-    return torch.cat(xs), labels
+    x, y = gather(data)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{name} must be images [N, 3, H, W]; got shape {tuple(x.shape)}")
+    return x, y
 
 
 def _randint(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -101,6 +101,24 @@ def distraction_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: floa
     return torch.stack([distraction(map_t, map_s[(base + off) % n], overlay_mask, q) for off in offsets])
 
 
+def null_seed(seed: int) -> int:
+    """The generator seed of Eq. 4's shuffled-pair null for models of training seed ``seed``
+    (``1000 * seed + 7``: distinct per seed, and never the seed that drew the composites)."""
+    return 1000 * int(seed) + 7
+
+
+def distraction_with_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8, n_null: int = 20,
+                          seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Eq. 4 per composite and its chance level: ``(distraction, null)``, where ``null`` is the mean
+    over ``n_null`` shuffled pairs (:func:`distraction_null`, generator :func:`null_seed` of ``seed``;
+    NaN for a single composite, which has no other to pair with)."""
+    d = distraction(map_t, map_s, overlay_mask, q)
+    if len(map_t) < 2:
+        return d, torch.full((len(map_t),), float("nan"), dtype=d.dtype)
+    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=null_seed(seed)).nanmean(0)
+    return d, null
+
+
 def _finite(values: Tensor, name: str) -> Tensor:
     v = torch.as_tensor(values).flatten().double()
     v = v[~torch.isnan(v)]

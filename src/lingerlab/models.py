@@ -47,20 +47,29 @@ class Normalized(nn.Module):
 
 
 def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
-    """Peel ``Normalized`` (``.model``) and DataParallel-like (``.module``) wrappers.
+    """Peel wrappers that hold one network: ``Normalized.model``, ``DataParallel.module`` and any
+    module whose only child is its ``.model`` / ``.module``.
 
     Returns ``(prefix, inner)`` where ``prefix`` is the qualified name of ``inner`` inside ``model``
     ("" when nothing was peeled), ending in "." when non-empty.
     """
-    prefix, inner = "", model
-    while True:
-        if isinstance(inner, Normalized):
-            prefix, inner = prefix + "model.", inner.model
-        elif isinstance(inner, (nn.DataParallel, nn.parallel.DistributedDataParallel)) or (
-                type(inner).__name__.endswith("DataParallel") and isinstance(getattr(inner, "module", None), nn.Module)):
-            prefix, inner = prefix + "module.", inner.module
-        else:
-            return prefix, inner
+    prefix = ""
+    for _ in range(8):
+        inner = None
+        for attr in ("model", "module"):
+            sub = getattr(model, attr, None)
+            if isinstance(sub, nn.Module) and sub is not model:
+                # a wrapper holds one network; a network that merely owns `.model` also has others
+                others = [n for n, _ in model.named_children() if n != attr]
+                if not others or isinstance(model, (Normalized, nn.DataParallel,
+                                                    nn.parallel.DistributedDataParallel)):
+                    inner = (attr, sub)
+                    break
+        if inner is None:
+            break
+        prefix += inner[0] + "."
+        model = inner[1]
+    return prefix, model
 
 
 def _get(model: nn.Module, name: str) -> nn.Module | None:

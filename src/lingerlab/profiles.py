@@ -2,13 +2,17 @@
 
 Each world has one frozen dataclass; a profile is an instance of it. The same code runs under every
 profile: only these numbers change. ``get_profile("shapes", "smoke", epochs_source=2)`` returns a
-copy with fields overridden (unknown fields raise ValueError listing the valid ones).
+copy with fields overridden (unknown fields raise ValueError listing the valid ones; a value of the
+wrong type raises TypeError naming the field and the expected type; NumPy scalars are accepted and
+stored as Python ``int``/``float``).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from ._validation import _is_bool, _is_int, _is_real
 
 __all__ = ["ShapesProfile", "Lite0Profile", "PaperProfile", "CustomProfile", "PROFILES", "get_profile",
            "profile_names", "split_overrides"]
@@ -35,7 +39,7 @@ class ShapesProfile:
     source_val_per_class: int = 40    # D^c per class
     n_composites_per_class: int = 20  # |I(c)|: composites per source-only class (Audit default)
     target_train: int = 2500          # scratch baseline's training set (= world.target_train)
-    finetune_train: int = 200         # fine-tuning subset of target_train (world.extra["finetune_subset"])
+    finetune_train: int = 200         # fine-tuning subset of target_train (spec.recipes["M^t"].train_subset)
     target_val: int = 500
     # base channel width of the ResNet-like CNN: 16 trains 2.0x faster than 24 on a 2-core CPU (benchmarks/training.py) (FLOPs go
     # with width squared) and, with a fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
@@ -167,21 +171,32 @@ def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
     else:
         raise ValueError(f"profile must be one of {', '.join(map(repr, names))} (or a {cls.__name__}) for world "
                          f"{world!r}; got {profile!r}")
-    valid = {f.name: f for f in dataclasses.fields(cls)} 
+    valid = {f.name: f for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - set(valid) | ({"name"} & set(overrides)))
     if bad:
         raise ValueError(f"unknown {world} profile field(s) {', '.join(map(repr, bad))}; valid fields: "
                          f"{', '.join(n for n in valid if n != 'name')}")
-    for k, v in overrides.items():
-        default = getattr(base, k)
-        if isinstance(default, bool) or isinstance(v, bool):
-            ok = isinstance(v, bool) == isinstance(default, bool)
-        elif isinstance(default, int):
-            ok = isinstance(v, int)
-        elif isinstance(default, float):
-            ok = isinstance(v, (int, float))
-        else:
-            ok = isinstance(v, type(default))
-        if not ok:
-            raise ValueError(f"profile field {k!r} must be a {type(default).__name__} like {default!r}; got {v!r}")
-    return dataclasses.replace(base, **overrides) if overrides else base
+    clean = {k: _coerce_field(world, k, v, getattr(base, k)) for k, v in overrides.items()}
+    return dataclasses.replace(base, **clean) if clean else base
+
+
+def _coerce_field(world: str, field: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of the field's ``default`` (NumPy scalars become Python ones).
+
+    int fields take ints and NumPy integers (not bools, not floats such as ``3.0``); float fields
+    take ints and floats of Python or NumPy; str fields take strings; bool fields take bools.
+    Anything else raises TypeError naming the field and the expected type.
+    """
+    if _is_bool(default):
+        ok, want, cast = _is_bool(value), "a bool", bool
+    elif isinstance(default, int):
+        ok, want, cast = _is_int(value), "an int", int
+    elif isinstance(default, float):
+        ok, want, cast = _is_real(value), "a float (or an int)", float
+    else:
+        ok, want = isinstance(value, type(default)), f"a {type(default).__name__}"
+        cast = str if isinstance(default, str) else (lambda x: x)  # np.str_ -> str
+    if not ok:
+        raise TypeError(f"{world} profile field {field!r} must be {want} like {default!r}; got "
+                        f"{type(value).__name__} {value!r}")
+    return cast(value)

@@ -9,6 +9,8 @@ import torch
 
 from ._validation import check_choice
 
+__all__ = ["resolve_device", "figures_dir", "savefig", "glue"]
+
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or None) → CUDA when available, else CPU; anything else is checked and passed to

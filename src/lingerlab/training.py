@@ -2,14 +2,14 @@
 
 Both entry points share one loop (:func:`_fit`). A run is keyed by a hash of everything that
 defines it (initial weights, data, hyper-parameters, augmentation and extra-loss identity, device
-type); the final weights and the per-epoch history are stored together, so a warm cache returns
-the same weights and prints the same history as the cold run that filled it.
+type, memory layout, torch version) and, through ``cache.cached``, by the code of this module's
+import closure, so editing the training code retrains. The final weights and the per-epoch history
+are stored together, so a warm cache returns the same weights and prints the same history as the
+cold run that filled it.
 """
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 import math
 import sys
 import time
@@ -27,7 +27,7 @@ from .models import batchnorm_layers, eval_mode, replace_head
 from .report import resolve_device
 
 __all__ = ["finetune", "train_scratch", "evaluate", "predict", "data_fingerprint", "weights_fingerprint", "architecture_key", "callable_key",
-           "history_frame"]
+           "history_frame", "LAYOUTS"]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -74,66 +74,34 @@ def data_fingerprint(data: ImageData) -> str:
     return _cache.fingerprint("items", parts)
 
 
-def callable_key(fn: Callable[..., Any] | None) -> Any:
-    """Identity of a callable for a cache key.
+def callable_key(fn: Callable[..., Any] | None) -> str | None:
+    """Identity of a callable for a cache key: :func:`lingerlab.cache.fingerprint` of it (None for None).
 
-    An object may define ``cache_key`` (any hashable description of what it computes); otherwise the
-    key is its qualified name, its bytecode and the values it closes over (``functools.partial``
-    arguments, defaults and closure cells), so editing the function or changing a captured
-    hyper-parameter invalidates the cache.
+    An object may define ``cache_key`` (a plain-data description of what it computes); otherwise the
+    key hashes its code (the ``lingerlab`` module closure that defines it, or its own source) and the
+    values it closes over (``functools.partial`` arguments, defaults, closure cells, an instance's
+    attributes), so editing the function or changing a captured hyper-parameter invalidates the cache.
+    An object that cannot be hashed stably raises ``TypeError``.
     """
-    if fn is None:
-        return None
-    key = getattr(fn, "cache_key", None)
-    if key is not None:
-        return ("cache_key", type(fn).__qualname__, key)
-    if isinstance(fn, functools.partial):
-        return ("partial", callable_key(fn.func), _safe(fn.args), _safe(fn.keywords))
-    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn)
-    func = getattr(target, "__func__", target)
-    code = getattr(func, "__code__", None)
-    cells = [c.cell_contents for c in (getattr(func, "__closure__", None) or ()) if _has_contents(c)]
-    state = None if target is fn else getattr(fn, "__dict__", None)
-    return ("callable", getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(func)),
-            code.co_code.hex() if code is not None else None,
-            _safe(getattr(func, "__defaults__", None)), _safe(cells), _safe(state))
-
-
-def _has_contents(cell: Any) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
-
-
-def _safe(obj: Any) -> Any:
-    """Reduce an object to something ``cache.fingerprint`` hashes stably (modules → weights hash)."""
-    if isinstance(obj, (Tensor, str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, nn.Module):
-        return ("module", type(obj).__qualname__, weights_fingerprint(obj))
-    if isinstance(obj, dict):
-        return {str(k): _safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_safe(v) for v in obj]
-    if callable(obj):
-        return callable_key(obj)
-    return repr(obj)
+    return None if fn is None else _cache.fingerprint(fn, length=24)
 
 
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
 
-# Memory format CNNs train and predict in ("channels_last" or "contiguous"); part of the training cache
-# key, since it changes the rounding. benchmarks/training.py times both.
-_LAYOUT = "channels_last"
+# Memory formats CNNs can train and predict in (``layout=``); part of the training cache key, since it
+# changes the rounding. benchmarks/training.py times both.
+LAYOUTS = ("channels_last", "contiguous")
 
 
-def _channels_last(model: nn.Module) -> bool:
-    """Whether ``model`` runs in channels-last layout: it has convolutions and ``_LAYOUT`` asks for it."""
-    return _LAYOUT == "channels_last" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+def _check_layout(layout: str) -> str:
+    return check_choice("layout", layout, LAYOUTS)
+
+
+def _channels_last(model: nn.Module, layout: str) -> bool:
+    """Whether ``model`` runs in channels-last layout: it has convolutions and ``layout`` asks for it."""
+    return layout == "channels_last" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def _nhwc(x: Tensor) -> Tensor:
@@ -143,11 +111,15 @@ def _nhwc(x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageData, *, batch_size: int = 256,
-            device: torch.device | str | None = None) -> tuple[Tensor, Tensor | None]:
-    """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU)."""
+            device: torch.device | str | None = None, layout: str = "channels_last") -> tuple[Tensor, Tensor | None]:
+    """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU).
+
+    ``layout``: ``"channels_last"`` (a CNN's input batches in NHWC memory format) or ``"contiguous"``.
+    """
+    _check_layout(layout)
     dev = torch.device(device) if device is not None else model_device(model)
     outs, ys = [], []
-    channels_last = _channels_last(model)
+    channels_last = _channels_last(model, layout)
     with eval_mode(model):
         for x, y in batches(data, batch_size=batch_size, device=dev):
             if channels_last:  # faster convolutions; the model's weights are left as they are
@@ -160,10 +132,12 @@ def predict(model: nn.Module, data: ImageData, *, batch_size: int = 256,
 
 
 def evaluate(model: nn.Module, data: ImageData, *, batch_size: int = 256,
-             device: torch.device | str | None = None) -> float:
-    """Top-1 accuracy of ``model`` on labelled ``data`` (eval mode; training flags restored)."""
+             device: torch.device | str | None = None, layout: str = "channels_last") -> float:
+    """Top-1 accuracy of ``model`` on labelled ``data`` (eval mode; training flags restored; ``layout``
+    as in :func:`predict`)."""
+    _check_layout(layout)
     check_nonempty("data", data)  # type: ignore[arg-type]
-    logits, labels = predict(model, data, batch_size=batch_size, device=device)
+    logits, labels = predict(model, data, batch_size=batch_size, device=device, layout=layout)
     if labels is None:
         raise ValueError("data has no labels: evaluate needs a Dataset of (image, label) pairs")
     return float((logits.argmax(1) == labels).float().mean())
@@ -212,12 +186,13 @@ def _set_train_mode(model: nn.Module, bn: str) -> None:
 def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, epochs: int,
          optimizer: str, weight_decay: float, momentum: float, batch_size: int, bn: str,
          lr_schedule: str, augment: Augment | None, extra_loss: ExtraLoss | None, generator: torch.Generator,
-         device: torch.device, num_workers: int, progress: bool, desc: str, val_every: int) -> dict[str, list]:
+         device: torch.device, num_workers: int, progress: bool, desc: str, val_every: int,
+         layout: str) -> dict[str, list]:
     """The shared loop: shuffle with ``generator``, optional augmentation, CE (+ extra loss);
     validation after every ``val_every``-th epoch and after the last (NaN in between)."""
     from tqdm.auto import tqdm
 
-    channels_last = _channels_last(model)
+    channels_last = _channels_last(model, layout)
     if channels_last:  # NHWC: 1.3-1.5x faster CNN training on a CPU, the layout tensor cores prefer on a GPU
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -278,7 +253,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
             train_acc = (int(torch.stack(hits).sum()) if hits else 0) / tot_n
             bar.set_postfix(epoch=epoch, loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}")
             due = epoch % val_every == 0 or epoch == epochs
-            val_acc = (evaluate(model, val, device=device) if due and val is not None and len(val)  # type: ignore[arg-type]
+            val_acc = (evaluate(model, val, device=device, layout=layout) if due and val is not None and len(val)  # type: ignore[arg-type]
                        else float("nan"))
             now = time.perf_counter()
             history["epoch"].append(epoch)
@@ -305,10 +280,12 @@ def _val_every(epochs: int, val_every: int | None) -> int:
 
 def _prepare(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: float, batch_size: int, seed: int,
              momentum: float, lr_schedule: str, num_workers: int, train: Dataset, train_subset: Any,
-             device: torch.device | str | None, freeze: Sequence[str] | str) -> tuple[torch.device, Dataset, list[str]]:
+             device: torch.device | str | None, freeze: Sequence[str] | str,
+             layout: str) -> tuple[torch.device, Dataset, list[str]]:
     """Validate the arguments :func:`finetune` and :func:`train_scratch` share; return the device, the
     selected training set and the frozen-module list."""
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
+    _check_layout(layout)
     check_range("lr", lr, 0, None, lo_open=True)
     check_int_range("epochs", epochs, 0)
     check_choice("optimizer", optimizer, ("sgd", "adam"))
@@ -373,8 +350,8 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
              augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
              cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
              head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
-             lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None
-             ) -> tuple[nn.Module, pd.DataFrame]:
+             lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None,
+             layout: str = "channels_last") -> tuple[nn.Module, pd.DataFrame]:
     """Standard fine-tuning: M^t = M^s with a fresh ``num_classes`` head, trained on ``train``.
 
     Args:
@@ -392,15 +369,18 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
         extra_loss: ``extra_loss(model, x, y) -> scalar`` added to the cross-entropy (remedies such as
             L1 or unlearning terms); its identity (see :func:`callable_key`) is part of the cache key.
         head: qualified name of the head to replace (default: found by ``models.find_head``).
-        train_subset: indices of ``train`` to train on (e.g. ``world.extra["finetune_subset"]``).
+        train_subset: indices of ``train`` to train on (e.g. ``world.spec.recipes["M^t"].train_subset``).
         seed: drives head initialisation, shuffling, augmentation and the global RNG (dropout).
         val_every: validate after every ``val_every``-th epoch and after the last (default: about
             four times per run; the history's ``val_acc`` is NaN for the other epochs). Validation
             never changes the weights.
-        cache: load/store the result on disk (``cache.cache_dir()/finetune``).
+        cache: load/store the result on disk (``cache.cache_dir()/finetune``); the entry is keyed by
+            the run's inputs, the torch version and the code of this module's import closure.
+        layout: ``"channels_last"`` (default) or ``"contiguous"``: the memory format models with
+            convolutions train and validate in (part of the cache key: it changes the rounding).
 
-    Models with convolutions train in channels-last memory format (1.3-1.5x faster on a CPU,
-    ``benchmarks/training.py``); the returned model is back in the default layout, as a cached one is.
+    In channels-last memory format CNNs train 1.3-1.5x faster on a CPU (``benchmarks/training.py``);
+    the returned model is back in the default layout, as a cached one is.
 
     Returns:
         ``(model, history)``: the fine-tuned model in eval mode on ``device`` and a DataFrame with
@@ -412,7 +392,7 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
         raise ValueError(f"model_or_source must be an nn.Module or a World; got {type(model_or_source).__name__}")
     check_int_range("num_classes", num_classes, 1)
     dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
-                                      lr_schedule, num_workers, train, train_subset, device, freeze)
+                                      lr_schedule, num_workers, train, train_subset, device, freeze, layout)
     every = _val_every(epochs, val_every)
 
     def build() -> nn.Module:
@@ -425,12 +405,12 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
            "val": data_fingerprint(val) if val is not None else None, "num_classes": num_classes,
            "lr": lr, "epochs": epochs, "optimizer": optimizer, "freeze": sorted(freeze), "bn": bn,
            "weight_decay": weight_decay, "momentum": momentum if optimizer == "sgd" else None,
-           "batch_size": batch_size, "lr_schedule": lr_schedule, "augment": _safe(callable_key(augment)),
-           "extra_loss": _safe(callable_key(extra_loss)), "seed": seed, "head": head,
-           "device": dev.type, "layout": _LAYOUT, "val_every": every, "torch": torch.__version__.split("+")[0]}
+           "batch_size": batch_size, "lr_schedule": lr_schedule, "augment": callable_key(augment),
+           "extra_loss": callable_key(extra_loss), "seed": seed, "head": head,
+           "device": dev.type, "layout": layout, "val_every": every, "torch": torch.__version__.split("+")[0]}
     fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
                       batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
-                      num_workers=num_workers, val_every=every)
+                      num_workers=num_workers, val_every=every, layout=layout)
     return _run("finetune", build, key, train_sel, val, fit_kwargs, seed, dev, cache, progress)
 
 
@@ -441,19 +421,19 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
                   augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
                   cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
                   head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
-                  lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None
-                  ) -> tuple[nn.Module, pd.DataFrame]:
+                  lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None,
+                  layout: str = "channels_last") -> tuple[nn.Module, pd.DataFrame]:
     """Train M^b = ``make_model()`` from random weights (drawn under ``torch.manual_seed(seed)``).
 
-    Same arguments and return value as :func:`finetune`; ``num_classes`` (optional) replaces the
-    head when the architecture's output size differs (``head`` names it).
+    Same arguments (``layout`` included) and return value as :func:`finetune`; ``num_classes``
+    (optional) replaces the head when the architecture's output size differs (``head`` names it).
     """
     if not callable(make_model):
         raise ValueError(f"make_model must be a callable returning an nn.Module; got {type(make_model).__name__}")
     if num_classes is not None:
         check_int_range("num_classes", num_classes, 1)
     dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
-                                      lr_schedule, num_workers, train, train_subset, device, freeze)
+                                      lr_schedule, num_workers, train, train_subset, device, freeze, layout)
     every = _val_every(epochs, val_every)
 
     def build() -> nn.Module:
@@ -470,14 +450,14 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         init = build()
-    key = {"init": weights_fingerprint(init), "arch": architecture_key(init), "make_model": _safe(callable_key(make_model)),
+    key = {"init": weights_fingerprint(init), "arch": architecture_key(init), "make_model": callable_key(make_model),
            "train": data_fingerprint(train_sel), "val": data_fingerprint(val) if val is not None else None,
            "num_classes": num_classes, "lr": lr, "epochs": epochs, "optimizer": optimizer,
            "freeze": sorted(freeze), "bn": bn, "weight_decay": weight_decay,
            "momentum": momentum if optimizer == "sgd" else None, "batch_size": batch_size,
-           "lr_schedule": lr_schedule, "augment": _safe(callable_key(augment)), "extra_loss": _safe(callable_key(extra_loss)),
-           "seed": seed, "device": dev.type, "layout": _LAYOUT, "val_every": every, "torch": torch.__version__.split("+")[0]}
+           "lr_schedule": lr_schedule, "augment": callable_key(augment), "extra_loss": callable_key(extra_loss),
+           "seed": seed, "device": dev.type, "layout": layout, "val_every": every, "torch": torch.__version__.split("+")[0]}
     fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
                       batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
-                      num_workers=num_workers, val_every=every)
+                      num_workers=num_workers, val_every=every, layout=layout)
     return _run("scratch", lambda: copy.deepcopy(init), key, train_sel, val, fit_kwargs, seed, dev, cache, progress)

@@ -2,7 +2,9 @@
 
 ``load_world(name, profile="smoke", seed=0, **overrides)`` builds one. ``overrides`` may change any
 field of the world's profile (see ``lingerlab.profiles``) or pass a world's own options (e.g.
-``source_model=``, ``root=``, ``device=``, ``progress=``, ``cache=``).
+``source_model=``, ``root=``, ``device=``, ``progress=``, ``cache=``). A world's facts (head, CAM
+layer, normalisation, the recipes of M^t and M^b, planted truth...) are typed in ``world.spec``
+(:class:`WorldSpec`).
 """
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import importlib
 import inspect
 from typing import Any
 
+from .._validation import check_int_range
 from ..profiles import PROFILES, get_profile, split_overrides
-from .base import World
+from .base import PlantedTruth, World, WorldSpec
 
-__all__ = ["World", "load_world", "available_worlds"]
+__all__ = ["World", "WorldSpec", "PlantedTruth", "load_world", "available_worlds"]
 
 _LOADERS = {
     "shapes": ("lingerlab.worlds.shapes", "load_shapes"),
@@ -31,11 +34,13 @@ def available_worlds() -> dict[str, list[str]]:
 def load_world(name: str, profile: Any = "smoke", seed: int = 0, **overrides: Any) -> World:
     """Build world ``name`` under ``profile`` (``"smoke"`` or ``"full"``) with data drawn from ``seed``.
 
+    ``seed`` is a non-negative integer (a NumPy integer is accepted and converted to ``int``).
     Profile fields in ``overrides`` replace the profile's values; the rest go to the world's loader.
     Unknown names, profiles or options raise ValueError listing the valid ones.
     """
     if name not in _LOADERS:
         raise ValueError(f"name must be one of {', '.join(map(repr, _LOADERS))}; got {name!r}")
+    seed = check_int_range("seed", seed, 0)
     fields, options = split_overrides(name, overrides)
     prof = get_profile(name, profile, **fields)
     module, attr = _LOADERS[name]
@@ -48,3 +53,72 @@ def load_world(name: str, profile: Any = "smoke", seed: int = 0, **overrides: An
                          f"{', '.join(valid_opts)}; profile fields: "
                          f"{', '.join(f for f in prof.__dataclass_fields__ if f != 'name')}")
     return loader(prof, seed, **options)
+
+
+def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0, *, download: bool = False,
+              **options: Any) -> World:
+    """World ``name`` with architecture ``arch`` (App. B, Fig. 8); ``arch`` None: the world's own.
+
+    The loader's signature says how: a loader that takes ``arch=`` gets it; for one that takes
+    ``source_model=`` (``paper``, ``lite0``, ``custom``) and a torchvision classification model name
+    (``"resnet18"``, ``"resnet50"``, ``"vit_b_16"``), M^s is that ImageNet model (``models.Normalized``)
+    and the world's spec gets its head, Grad-CAM layer and name (every recipe's ``head`` too); otherwise
+    ``arch`` must name the world's own architecture (``spec.arch`` or the network's class name).
+    Weights come from the torch hub cache (``torch.hub.get_dir()/checkpoints``) and are downloaded only
+    with ``download=True`` (also passed to a loader that takes ``download``); a missing file raises
+    FileNotFoundError naming its URL and where to put it. An architecture the world cannot have raises
+    ``remedies.NotFeasible``; ``options`` go to :func:`load_world`.
+    """
+    import dataclasses
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from .._validation import check_bool
+    from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized, find_head, unwrap
+    from ..remedies.registry import NotFeasible
+
+    download = check_bool("download", download)
+    if name not in _LOADERS:
+        raise ValueError(f"name must be one of {', '.join(map(repr, _LOADERS))}; got {name!r}")
+    if arch is not None and not isinstance(arch, str):
+        raise TypeError(f"arch must be an architecture name or None; got {type(arch).__name__} {arch!r}")
+    if arch == "":
+        raise ValueError("arch must be an architecture name or None; got ''")
+    module, attr = _LOADERS[name]
+    params = inspect.signature(getattr(importlib.import_module(module), attr)).parameters
+    opts = {**options, **({"download": download} if "download" in params else {})}
+    if arch is None:
+        return load_world(name, profile, seed, **opts)
+    if "arch" in params:
+        return load_world(name, profile, seed, **opts, arch=arch)
+    tv_names: list[str] = []
+    if "source_model" in params:
+        import torchvision
+        tv_names = torchvision.models.list_models(module=torchvision.models)
+    if arch not in tv_names:
+        world = load_world(name, profile, seed, **opts)
+        own = (world.spec.arch, type(unwrap(world.source_model)[1]).__name__)
+        if arch.lower() not in {a.lower() for a in own}:
+            also = " or a torchvision classification model (e.g. 'resnet18')" if tv_names else ""
+            raise NotFeasible(f"world {name!r} offers only {world.spec.arch!r}{also}; got arch={arch!r}")
+        return world
+    import torch
+    import torchvision
+
+    from ..attribution import _pick  # the default Grad-CAM layer, None when there is none (no raise)
+
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if not download and not path.is_file():
+        raise FileNotFoundError(f"the ImageNet weights of {arch!r} are not in the torch hub cache: download "
+                                f"{weights.url} to {path}, or pass download=True")
+    source = Normalized(torchvision.models.get_model(arch, weights="DEFAULT"), IMAGENET_MEAN, IMAGENET_STD).eval()
+    world = load_world(name, profile, seed, **opts, source_model=source)
+    head, _ = find_head(world.source_model)
+    prefix, inner = unwrap(world.source_model)
+    picked = _pick(inner)
+    layer = None if picked is None else prefix + picked[0]
+    cam_layer = layer if layer is not None and not layer.endswith(".ln_1") else None  # ViT: gradcam reshapes
+    spec = dataclasses.replace(world.spec, head=head, cam_layer=cam_layer, arch=arch,
+                               recipes={k: r.replace(head=head) for k, r in world.spec.recipes.items()})
+    return dataclasses.replace(world, spec=spec)

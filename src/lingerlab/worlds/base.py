@@ -1,11 +1,93 @@
-"""A world: everything one experiment needs, from source model to target data (see DESIGN.md)."""
+"""A world: everything one experiment needs, from source model to target data, and its facts as a
+typed :class:`WorldSpec` (like timm's ``PretrainedCfg``: one config object per model/world)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torch import nn
 from torch.utils.data import Dataset
+
+from ..arms import Recipe
+
+__all__ = ["World", "WorldSpec", "PlantedTruth"]
+
+
+@dataclass(frozen=True)
+class PlantedTruth:
+    """Ground truth of a procedural world (``shapes``).
+
+    Attributes:
+        shared: source classes planted in target images (they must not be in F).
+        source_only: source classes never planted in target images (the F that Eq. 2 should find).
+        co_occurring: shared classes that co-occur with the target object (the paper's tennis ball).
+        lookalike: source classes that resemble a target class (the paper's weasel).
+        class_attributes: per source class, its (shape, texture, colour).
+        target_train_has_shared, target_train_shared_class: per target training image, whether it
+            shows a shared object and which (-1: none).
+    """
+
+    shared: frozenset[int]
+    source_only: frozenset[int]
+    co_occurring: frozenset[int] = frozenset()
+    lookalike: frozenset[int] = frozenset()
+    class_attributes: tuple[tuple[str, str, str], ...] = ()
+    target_train_has_shared: Any = None
+    target_train_shared_class: Any = None
+
+
+@dataclass(frozen=True, eq=False)
+class WorldSpec:
+    """The facts of a world that the method reads: one typed object, no free-form dict.
+
+    Attributes:
+        arch: the architecture's name (``"SmallResNet"``, ``"EfficientNet-Lite0"``, ``"ResNet-18"``).
+        head: qualified name of the classification head H(M) in the source model.
+        cam_layer: the layer Grad-CAM reads (None: ``attribution.default_layer``).
+        input_size: image side in pixels that the models take.
+        mean, std: the normalisation inside the models (``models.Normalized``); images are in [0, 1].
+        recipes: the world's own arms by name: ``"M^t"`` (standard fine-tuning) and ``"M^b"`` (the
+            competent scratch baseline), as :class:`arms.Recipe`.
+        comparison_arms: the arms ``comparison.compare`` uses by default in this world.
+        composite_scale: overlay scale of the composites along each side (paper: 0.4).
+        v_lo: Eq. 2's threshold for this world (None: 1% of D^t).
+        n_composites_per_class: |I(c)| by default (None: every image of D^c).
+        planted: the planted truth of a procedural world, else None.
+        source_train: M^s's own training images, when the world has them (held-out source images for
+            remedies; retraining the source).
+        source_recipe: how M^s was trained from ``make_source`` (None: it cannot be retrained here).
+        make_source: builds a fresh source architecture with one output per source class.
+        source_groups: per image of ``source_data``, the photo it comes from (augmented views of one
+            photo are one cluster); None: every image is its own.
+        make_cluttered: ``make_cluttered(seed)`` -> the target validation images with non-source
+            clutter (a competence control), or None.
+        provenance: what the loader found, for display only (layouts, weights file, skipped files,
+            source photos); the method never reads it.
+    """
+
+    arch: str
+    head: str
+    recipes: Mapping[str, Recipe]
+    cam_layer: str | None = None
+    input_size: int = 224
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    comparison_arms: tuple[str, ...] = ("M^t", "M^b (same data)", "M^b (competent)")
+    composite_scale: float = 0.4
+    v_lo: float | None = None
+    n_composites_per_class: int | None = None
+    planted: PlantedTruth | None = None
+    source_train: Dataset | None = None
+    source_recipe: Recipe | None = None
+    make_source: Callable[[], nn.Module] | None = None
+    source_groups: tuple[str, ...] | None = None
+    make_cluttered: Callable[[int], Dataset] | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [k for k in ("M^t", "M^b") if k not in self.recipes]
+        if missing:
+            raise ValueError(f"recipes must define {missing} (the world's fine-tuning and scratch recipes)")
 
 
 @dataclass
@@ -24,12 +106,9 @@ class World:
         target_classes: names of C(D^t).
         make_scratch: returns a fresh, randomly initialised M^b architecture with
             ``len(target_classes)`` outputs (it takes the same [0, 1] images).
-        finetune_defaults, scratch_defaults: keyword arguments for ``training.finetune`` /
-            ``training.train_scratch`` that suit this world and profile.
-        planted_shared, planted_source_only: ground truth of a procedural world, else None.
+        spec: the world's facts (:class:`WorldSpec`): head, CAM layer, recipes, planted truth...
         fingerprint: a short hash of everything that defines the world (name, profile, seed,
             source weights, data), used as the root of every cache key.
-        extra: world-specific objects (e.g. clutter generators for controls).
     """
 
     name: str
@@ -42,9 +121,21 @@ class World:
     target_val: Dataset
     target_classes: list[str]
     make_scratch: Callable[[], nn.Module]
-    finetune_defaults: dict[str, Any] = field(default_factory=dict)
-    scratch_defaults: dict[str, Any] = field(default_factory=dict)
-    planted_shared: frozenset[int] | None = None
-    planted_source_only: frozenset[int] | None = None
+    spec: WorldSpec
     fingerprint: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def planted_shared(self) -> frozenset[int] | None:
+        """Planted shared classes (``spec.planted.shared``), None outside procedural worlds."""
+        return None if self.spec.planted is None else self.spec.planted.shared
+
+    @property
+    def planted_source_only(self) -> frozenset[int] | None:
+        """Planted source-only classes (``spec.planted.source_only``), None outside procedural worlds."""
+        return None if self.spec.planted is None else self.spec.planted.source_only
+
+    def recipe(self, name: str) -> Recipe:
+        """The world's recipe ``name`` (``"M^t"`` or ``"M^b"``)."""
+        if name not in self.spec.recipes:
+            raise ValueError(f"name must be one of {', '.join(map(repr, self.spec.recipes))}; got {name!r}")
+        return self.spec.recipes[name]

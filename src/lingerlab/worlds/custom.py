@@ -10,7 +10,9 @@ source_root="imagenet_bits/", image_size=224)`` builds a World that an audit run
 - ``source_model`` takes [0, 1] images (wrap it in ``models.Normalized``); ``make_scratch`` defaults
   to the same architecture, re-initialised, with one output per target class.
 
-A ``World`` can also be built directly (see ``worlds.base.World``).
+The world's recipes (``world.spec.recipes["M^t"]``, ``["M^b"]``) come from the profile's
+``finetune_*`` / ``scratch_*`` fields. A ``World`` can also be built directly (see
+``worlds.base.World`` and ``worlds.base.WorldSpec``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,10 +29,11 @@ from torch.utils.data import Dataset
 
 from .. import cache as _cache
 from .._validation import check_choice, check_int_range, check_range
-from ..models import find_head, replace_head
+from ..arms import Recipe
+from ..models import find_head, replace_head, unwrap
 from ..profiles import CustomProfile
-from ..training import evaluate, weights_fingerprint
-from .base import World
+from ..training import weights_fingerprint
+from .base import World, WorldSpec
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "scan_images", "list_image_folder", "load_custom", "ReinitCopy"]
 
@@ -204,7 +207,7 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     check_range("val_fraction", profile.val_fraction, 0, 1, lo_open=True, hi_open=True)
     check_int_range("dc_per_class", profile.dc_per_class, 0)
     check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
-    check_int_range("seed", seed, 0)
+    seed = check_int_range("seed", seed, 0)
     size = profile.image_size
     troot, sroot = Path(target_root), Path(source_root)
 
@@ -257,19 +260,23 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     source = source_model.to(dev).eval()
     scratch = make_scratch if make_scratch is not None else ReinitCopy(source, len(target_classes), head)
     head_name = find_head(source, head)[0]
-    finetune_defaults = {"num_classes": len(target_classes), "lr": profile.finetune_lr,
-                         "epochs": profile.finetune_epochs, "optimizer": profile.finetune_optimizer,
-                         "bn": profile.finetune_bn, "batch_size": profile.finetune_batch_size,
-                         "head": head_name, "num_workers": profile.num_workers}
-    scratch_defaults = {"lr": profile.scratch_lr, "epochs": profile.scratch_epochs, "optimizer": "adam",
-                        "batch_size": profile.scratch_batch_size, "num_workers": profile.num_workers}
+    arch = type(unwrap(source)[1]).__name__
+    # no head in the scratch recipe (as before): models.find_head finds it in make_scratch()'s model
+    recipes = {
+        "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
+                      optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
+                      batch_size=profile.finetune_batch_size, head=head_name, num_workers=profile.num_workers,
+                      description="standard fine-tuning of M^s on D^t, no augmentation"),
+        "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
+                      optimizer="adam", batch_size=profile.scratch_batch_size, num_workers=profile.num_workers,
+                      description=f"scratch {arch} on D^t, no augmentation"),
+    }
+    # mean/std: the source model normalises its own inputs and this loader cannot see how, so the
+    # spec keeps WorldSpec's defaults (identity), which do not describe the model
+    spec = WorldSpec(arch=arch, head=head_name, cam_layer=cam_layer, input_size=size,
+                     recipes=recipes, provenance={"target_root": str(troot), "source_root": str(sroot)})
     fp = _cache.fingerprint(name, profile.__dict__, seed, weights_fingerprint(source), classes,
                             [d.fingerprint for d in (source_data, target_train, target_val)])
-    extra: dict[str, Any] = {"head": head_name, "target_root": str(troot), "source_root": str(sroot),
-                             "evaluate": evaluate}
-    if cam_layer is not None:
-        extra["cam_layer"] = cam_layer
     return World(name=name, profile=profile, seed=seed, source_model=source, source_classes=classes,
                  source_data=source_data, target_train=target_train, target_val=target_val,
-                 target_classes=target_classes, make_scratch=scratch, finetune_defaults=finetune_defaults,
-                 scratch_defaults=scratch_defaults, fingerprint=fp, extra=extra)
+                 target_classes=target_classes, make_scratch=scratch, spec=spec, fingerprint=fp)

@@ -14,16 +14,15 @@ split into train/val with a fixed seeded, stratified split.
 
 The scratch baseline is the same architecture from random weights with BatchNorm momentum 0.1
 (the package's 0.01 stalls it at chance). Whether BatchNorm statistics follow the target data
-during fine-tuning is ``finetune_defaults["bn"]`` (profile field ``finetune_bn``); how fast they follow
-it with ``bn="update"`` is M^s's BatchNorm momentum (profile field ``source_bn_momentum``, the
-package's 0.01 by default).
+during fine-tuning is ``world.spec.recipes["M^t"].bn`` (profile field ``finetune_bn``); how fast they
+follow it with ``bn="update"`` is M^s's BatchNorm momentum (profile field ``source_bn_momentum``, the
+package's 0.01 by default). ``world.spec.source_groups`` names the photo each D^c image is a view of.
 """
 from __future__ import annotations
 
 import copy
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,10 +32,11 @@ from torch.utils.data import TensorDataset
 
 from .. import cache as _cache
 from .._validation import check_choice, check_int_range, check_range
+from ..arms import Recipe
 from ..models import Normalized, batchnorm_layers
 from ..profiles import Lite0Profile
-from ..training import evaluate, weights_fingerprint
-from .base import World
+from ..training import weights_fingerprint
+from .base import World, WorldSpec
 
 __all__ = ["LITE0_MEAN", "LITE0_STD", "imagenet_classes", "lite0_weights_path", "lite0_source_model",
            "make_lite0", "foolbox_photos", "augmented_views", "load_lite0"]
@@ -211,7 +211,7 @@ def load_lite0(profile: Lite0Profile, seed: int = 0, *, source_model: nn.Module 
     check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     check_range("scratch_bn_momentum", profile.scratch_bn_momentum, 0, 1, lo_open=True)
     check_range("source_bn_momentum", profile.source_bn_momentum, 0, 1, lo_open=True)
-    check_int_range("seed", seed, 0)
+    seed = check_int_range("seed", seed, 0)
     size = profile.image_size
     source = (copy.deepcopy(source_model) if source_model is not None else lite0_source_model(size)).eval()
     for layer in batchnorm_layers(source).values():  # how fast fine-tuning with bn="update" moves the statistics
@@ -232,26 +232,25 @@ def load_lite0(profile: Lite0Profile, seed: int = 0, *, source_model: nn.Module 
     source_data = TensorDataset(torch.cat(xs), torch.cat(ys))
     target_train, target_val = _lfw(size, profile.target_val_fraction, seed)
 
-    finetune_defaults = {"num_classes": 2, "lr": profile.finetune_lr, "epochs": profile.finetune_epochs,
-                         "optimizer": profile.finetune_optimizer, "bn": profile.finetune_bn,
-                         "batch_size": profile.finetune_batch_size, "head": "model._fc"}
-    scratch_defaults = {"lr": profile.scratch_lr, "epochs": profile.scratch_epochs, "optimizer": "adam",
-                        "batch_size": profile.scratch_batch_size, "head": "model._fc"}
+    recipes = {
+        "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
+                      optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
+                      batch_size=profile.finetune_batch_size, head="model._fc",
+                      description=f"standard fine-tuning of M^s on D^t (BatchNorm {profile.finetune_bn}), "
+                                  "no augmentation"),
+        "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
+                      optimizer="adam", batch_size=profile.scratch_batch_size, head="model._fc",
+                      description=f"scratch EfficientNet-Lite0 (BatchNorm momentum {profile.scratch_bn_momentum:g}) "
+                                  f"on {len(target_train)} images, no augmentation"),
+    }
+    spec = WorldSpec(
+        arch="EfficientNet-Lite0", head="model._fc", cam_layer="model._conv_head", input_size=size,
+        mean=LITE0_MEAN, std=LITE0_STD, recipes=recipes, v_lo=0, source_groups=tuple(origin),
+        provenance={"source_photos": [(name, label, classes[label]) for name, _, label in photos],
+                    "weights_path": str(lite0_weights_path()) if source_model is None else None})
     fp = _cache.fingerprint("lite0", profile.__dict__, seed, weights_fingerprint(source),
                             [_cache.fingerprint(list(d.tensors)) for d in (source_data, target_train, target_val)])
-    extra: dict[str, Any] = {
-        "head": "model._fc",
-        "cam_layer": "model._conv_head",
-        "arch": "EfficientNet-Lite0",
-        "v_lo": 0,
-        "source_origin": origin,
-        "source_photos": [(name, label, classes[label]) for name, _, label in photos],
-        "weights_path": str(lite0_weights_path()) if source_model is None else None,
-        "evaluate": evaluate,
-    }
     return World(name="lite0", profile=profile, seed=seed, source_model=source, source_classes=classes,
                  source_data=source_data, target_train=target_train, target_val=target_val,
                  target_classes=list(TARGET_CLASSES),
-                 make_scratch=_MakeScratch(size, 2, profile.scratch_bn_momentum),
-                 finetune_defaults=finetune_defaults, scratch_defaults=scratch_defaults,
-                 planted_shared=None, planted_source_only=None, fingerprint=fp, extra=extra)
+                 make_scratch=_MakeScratch(size, 2, profile.scratch_bn_momentum), spec=spec, fingerprint=fp)

@@ -11,7 +11,12 @@ with ImageNet validation images (or ImageNetV2) as D^c. Needs local copies of th
 
 All datasets are lazy (files are read on access) at ``image_size`` px with the standard
 resize-to-256/224 and centre crop. The weights come from torchvision's cache
-(``~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth``), downloaded only where there is internet.
+(``~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth``, under ``$TORCH_HOME`` when set).
+
+Nothing touches the network unless ``download=True``: then only the missing ResNet-18 weights are
+fetched from download.pytorch.org. The datasets are never downloaded (Kaggle's copy needs an
+account; ImageNet a registration): a missing folder raises FileNotFoundError saying what to fetch,
+from where, and the exact path to unpack it to.
 """
 from __future__ import annotations
 
@@ -24,62 +29,100 @@ import torch
 from torch import nn
 
 from .. import cache as _cache
-from .._validation import check_choice, check_int_range
+from .._validation import check_bool, check_choice, check_int_range
 from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized
 from ..profiles import PaperProfile
-from ..training import evaluate, weights_fingerprint
-from .base import World
+from ..arms import Recipe
+from ..training import weights_fingerprint
+from .base import World, WorldSpec
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
 from .lite0 import imagenet_classes
 
-__all__ = ["resnet18_source_model", "dogscats_files", "imagenet_files", "imagenet_wnids", "load_paper",
-           "DOGSCATS_HELP", "IMAGENET_HELP"]
+__all__ = ["resnet18_source_model", "resnet18_weights_path", "dogscats_files", "imagenet_files", "imagenet_wnids",
+           "load_paper", "dogscats_help", "imagenet_help", "DOGSCATS_HELP", "IMAGENET_HELP"]
 
 TARGET_CLASSES = ["cat", "dog"]
 
-DOGSCATS_HELP = (
-    "Download Dogs-vs-Cats and pass its folder as dogscats_root= (or set LINGERLAB_DOGSCATS): either Kaggle's "
-    "train.zip from https://www.kaggle.com/c/dogs-vs-cats/data unpacked as <root>/train/cat.0.jpg, dog.0.jpg, ... "
-    "or Microsoft's kagglecatsanddogs archive from https://www.microsoft.com/en-us/download/details.aspx?id=54765 "
-    "unpacked as <root>/PetImages/Cat/0.jpg and <root>/PetImages/Dog/0.jpg")
-IMAGENET_HELP = (
-    "Provide ImageNet images for D^c and pass their folder as imagenet_root= (or set LINGERLAB_IMAGENET): the "
-    "ILSVRC2012 validation set arranged as <root>/<wnid>/*.JPEG (or torchvision.datasets.ImageNet's "
-    "<root>/val/<wnid>/*.JPEG), or ImageNetV2 matched-frequency (imagenetv2-matched-frequency.tar.gz from "
-    "https://huggingface.co/datasets/vaishaal/ImageNetV2) unpacked as <root>/<class index>/*.jpeg")
+KAGGLE_DOGSCATS_URL = "https://www.kaggle.com/c/dogs-vs-cats/data"
+MICROSOFT_DOGSCATS_URL = "https://www.microsoft.com/en-us/download/details.aspx?id=54765"
+IMAGENETV2_URL = ("https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/"
+                  "imagenetv2-matched-frequency.tar.gz")
+ILSVRC2012_URL = "https://image-net.org/download.php"
 RESNET18_FILE = "resnet18-f37072fd.pth"
 
 
-def resnet18_source_model(allow_download: bool = True) -> nn.Module:
+def dogscats_help(root: str | os.PathLike | None = None) -> str:
+    """What to fetch for Dogs-vs-Cats and where to put it (the exact paths when ``root`` is known)."""
+    r = "<root>" if root is None else str(Path(root).expanduser())
+    return ("Download Dogs-vs-Cats yourself (lingerlab never downloads datasets) and pass its folder as "
+            "dogscats_root= (or set LINGERLAB_DOGSCATS): either Kaggle's train.zip from "
+            f"{KAGGLE_DOGSCATS_URL} unpacked as {r}/train/cat.0.jpg, {r}/train/dog.0.jpg, ... or Microsoft's "
+            f"kagglecatsanddogs archive from {MICROSOFT_DOGSCATS_URL} unpacked as {r}/PetImages/Cat/0.jpg and "
+            f"{r}/PetImages/Dog/0.jpg")
+
+
+def imagenet_help(root: str | os.PathLike | None = None) -> str:
+    """What to fetch for the ImageNet D^c images and where to put them (exact paths when ``root`` is known)."""
+    r = "<root>" if root is None else str(Path(root).expanduser())
+    return ("Provide ImageNet images for D^c yourself (lingerlab never downloads datasets) and pass their folder "
+            "as imagenet_root= (or set LINGERLAB_IMAGENET): ImageNetV2 matched-frequency "
+            f"({IMAGENETV2_URL}, from https://huggingface.co/datasets/vaishaal/ImageNetV2) unpacked as "
+            f"{r}/<class index>/*.jpeg (e.g. {r}/281/*.jpeg; the archive's folder "
+            "imagenetv2-matched-frequency-format-val/ is such a root), or the ILSVRC2012 validation set "
+            f"({ILSVRC2012_URL}, registration required) arranged as {r}/<wnid>/*.JPEG (or torchvision.datasets.ImageNet's "
+            f"{r}/val/<wnid>/*.JPEG)")
+
+
+DOGSCATS_HELP = dogscats_help()
+IMAGENET_HELP = imagenet_help()
+
+
+def resnet18_weights_path() -> Path:
+    """Where the ResNet-18 IMAGENET1K_V1 weights must be: torch hub's checkpoint folder
+    (``$TORCH_HOME/hub/checkpoints``, ``~/.cache/torch/hub/checkpoints`` by default)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
+
+
+def resnet18_source_model(download: bool = False) -> nn.Module:
     """M^s: torchvision's ResNet-18 with IMAGENET1K_V1 weights in ``Normalized`` (ImageNet mean/std).
 
-    Uses the torch hub cache; downloads only when the file is missing and ``allow_download``.
+    Reads the weights from torch hub's cache (``resnet18_weights_path()``) without touching the
+    network. When the file is missing: with ``download=False`` (the default) raises
+    FileNotFoundError naming the URL to fetch and the exact path to save it to; with
+    ``download=True`` fetches it from download.pytorch.org (hash-checked) into that path.
     """
+    check_bool("download", download)
     from torchvision.models import ResNet18_Weights, resnet18
     weights = ResNet18_Weights.IMAGENET1K_V1
-    fname = os.path.basename(weights.url)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / fname
-    help_msg = (f"ResNet-18 ImageNet weights are not available offline: download {weights.url} and save it as "
-                f"{path} (torch hub's checkpoint folder, ~/.cache/torch/hub/checkpoints by default), or pass "
-                "source_model=")
-    if not path.is_file() and not allow_download:
-        raise FileNotFoundError(help_msg)
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as e:  # noqa: BLE001 - URLError, socket errors, hash mismatch...
-        raise FileNotFoundError(f"{help_msg} (download failed: {e})") from e
+    path = resnet18_weights_path()
+    help_msg = (f"download {weights.url} and save it as {path} (torch hub's checkpoint folder: "
+                "$TORCH_HOME/hub/checkpoints, ~/.cache/torch/hub/checkpoints by default), pass download=True "
+                "to let lingerlab fetch it, or pass source_model=")
+    if path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated or corrupt file
+            raise OSError(f"ResNet-18 ImageNet weights at {path} cannot be read ({e}): delete the file and "
+                          f"{help_msg}") from e
+    elif not download:
+        raise FileNotFoundError(f"ResNet-18 ImageNet weights not found at {path} and download=False: {help_msg}")
+    else:
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=True)
+        except Exception as e:  # noqa: BLE001 - URLError, socket errors, hash mismatch...
+            raise FileNotFoundError(f"ResNet-18 ImageNet weights could not be downloaded ({e}): {help_msg}") from e
     model = resnet18()
     model.load_state_dict(state)
     return Normalized(model, IMAGENET_MEAN, IMAGENET_STD).eval()
 
 
-def _resolve_root(value: str | os.PathLike | None, env: str, help_msg: str, what: str) -> Path:
+def _resolve_root(value: str | os.PathLike | None, env: str, help_fn: Any, what: str) -> Path:
     raw = value if value is not None else os.environ.get(env)
     if not raw:
-        raise FileNotFoundError(f"no {what} folder given (parameter and ${env} are both unset). {help_msg}")
+        raise FileNotFoundError(f"no {what} folder given (parameter and ${env} are both unset). {help_fn()}")
     root = Path(raw).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"{what} folder {str(root)!r} does not exist. {help_msg}")
+        raise FileNotFoundError(f"{what} folder {str(root)!r} does not exist. {help_fn(root)}")
     return root
 
 
@@ -104,7 +147,7 @@ def dogscats_files(root: Path) -> tuple[str, list[Path], list[int]]:
                 labels += [label] * len(fs)
             return "microsoft", paths, labels
     found = ", ".join(sorted(p.name for p in root.iterdir())[:10]) or "nothing"
-    raise FileNotFoundError(f"dogscats_root {str(root)!r} has neither layout (found: {found}). {DOGSCATS_HELP}")
+    raise FileNotFoundError(f"dogscats_root {str(root)!r} has neither layout (found: {found}). {dogscats_help(root)}")
 
 
 def imagenet_wnids() -> list[str]:
@@ -141,7 +184,8 @@ def imagenet_files(root: Path, per_class: int, seed: int) -> tuple[str, list[Pat
         layout = "imagenetv2"
         classes = [(d, int(d.name)) for d in idx_dirs]
     else:
-        raise FileNotFoundError(f"imagenet_root {str(root)!r} has no <wnid>/ or <class index>/ folders. {IMAGENET_HELP}")
+        raise FileNotFoundError(f"imagenet_root {str(root)!r} has no <wnid>/ or <class index>/ folders. "
+                                f"{imagenet_help(root)}")
     g = torch.Generator().manual_seed(90_000 + seed)
     paths: list[Path] = []
     labels: list[int] = []
@@ -152,7 +196,7 @@ def imagenet_files(root: Path, per_class: int, seed: int) -> tuple[str, list[Pat
         paths += fs
         labels += [cid] * len(fs)
     if not paths:
-        raise FileNotFoundError(f"imagenet_root {str(root)!r} has class folders but no images. {IMAGENET_HELP}")
+        raise FileNotFoundError(f"imagenet_root {str(root)!r} has class folders but no images. {imagenet_help(root)}")
     return layout, paths, labels
 
 
@@ -168,20 +212,26 @@ class _MakeResNet18:
 
 def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module | None = None,
                dogscats_root: str | os.PathLike | None = None, imagenet_root: str | os.PathLike | None = None,
-               allow_download: bool = True, device: str | torch.device | None = None, progress: bool = True,
+               download: bool = False, device: str | torch.device | None = None, progress: bool = True,
                cache: bool = True) -> World:
     """Build the ``paper`` world (see the module docstring). ``source_model`` replaces the torchvision
-    ResNet-18 (it must take [0, 1] images and have 1000 outputs); nothing is downloaded then."""
+    ResNet-18 (it must take [0, 1] images and have 1000 outputs). Nothing touches the network unless
+    ``download=True`` (then only missing ResNet-18 weights are fetched; datasets never are): missing
+    data or weights raise FileNotFoundError naming what to fetch and the exact path to put it."""
     check_int_range("image_size", profile.image_size, 32, 1024)
     check_int_range("n_train", profile.n_train, 2)
     check_int_range("n_val", profile.n_val, 2)
     check_int_range("dc_per_class", profile.dc_per_class, 0)
     check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     check_int_range("seed", seed, 0)
-    dc_root = _resolve_root(dogscats_root, "LINGERLAB_DOGSCATS", DOGSCATS_HELP, "Dogs-vs-Cats")
-    in_root = _resolve_root(imagenet_root, "LINGERLAB_IMAGENET", IMAGENET_HELP, "ImageNet")
-
+    check_bool("download", download)
+    dc_root = _resolve_root(dogscats_root, "LINGERLAB_DOGSCATS", dogscats_help, "Dogs-vs-Cats")
+    in_root = _resolve_root(imagenet_root, "LINGERLAB_IMAGENET", imagenet_help, "ImageNet")
+    # everything that can be missing (folder layouts, then the weights) before the slow image scans
     layout, paths, labels = dogscats_files(dc_root)
+    in_layout, s_paths, s_labels = imagenet_files(in_root, profile.dc_per_class, seed)
+    source = source_model if source_model is not None else resnet18_source_model(download)
+
     good = set(scan_images(paths, what="Dogs-vs-Cats images", cache=cache)[0])
     g = torch.Generator().manual_seed(95_000 + seed)
     tr, va = [], []
@@ -198,33 +248,31 @@ def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module 
     target_train = ImageFiles([p for p, _ in tr], [y for _, y in tr], size, root=dc_root)
     target_val = ImageFiles([p for p, _ in va], [y for _, y in va], size, root=dc_root)
 
-    in_layout, s_paths, s_labels = imagenet_files(in_root, profile.dc_per_class, seed)
     s_good = set(scan_images(s_paths, what="ImageNet images", cache=cache)[0])
     keep = [(p, y) for p, y in zip(s_paths, s_labels) if p in s_good]
     source_data = ImageFiles([p for p, _ in keep], [y for _, y in keep], size, root=in_root)
 
-    source = source_model if source_model is not None else resnet18_source_model(allow_download)
     dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = source.to(dev).eval()
     classes = imagenet_classes()
-    finetune_defaults = {"num_classes": 2, "lr": profile.finetune_lr, "epochs": profile.finetune_epochs,
-                         "optimizer": profile.finetune_optimizer, "bn": profile.finetune_bn,
-                         "batch_size": profile.finetune_batch_size, "head": "model.fc",
-                         "num_workers": profile.num_workers}
-    scratch_defaults = {"lr": profile.scratch_lr, "epochs": profile.scratch_epochs, "optimizer": "adam",
-                        "batch_size": profile.scratch_batch_size, "head": "model.fc",
-                        "num_workers": profile.num_workers}
+    recipes = {
+        "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
+                      optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
+                      batch_size=profile.finetune_batch_size, head="model.fc", num_workers=profile.num_workers,
+                      description="standard fine-tuning of M^s on D^t, no augmentation"),
+        "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
+                      optimizer="adam", batch_size=profile.scratch_batch_size, head="model.fc",
+                      num_workers=profile.num_workers,
+                      description=f"scratch ResNet-18 on {len(target_train):,} images, no augmentation"),
+    }
     fp = _cache.fingerprint("paper", profile.__dict__, seed, weights_fingerprint(source),
                             [d.fingerprint for d in (source_data, target_train, target_val)])
-    extra: dict[str, Any] = {
-        "head": "model.fc", "cam_layer": "model.layer4", "arch": "ResNet-18",
-        "v_lo": round(profile.n_train / 1000),
-        "dogscats_layout": layout, "imagenet_layout": in_layout,
-        "skipped_files": sorted(str(p) for p in set(paths) - good) + sorted(str(p) for p in set(s_paths) - s_good),
-        "evaluate": evaluate,
-    }
+    spec = WorldSpec(
+        arch="ResNet-18", head="model.fc", cam_layer="model.layer4", input_size=size,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, recipes=recipes, v_lo=round(profile.n_train / 1000),
+        provenance={"dogscats_layout": layout, "imagenet_layout": in_layout,
+                    "skipped_files": (sorted(str(p) for p in set(paths) - good)
+                                      + sorted(str(p) for p in set(s_paths) - s_good))})
     return World(name="paper", profile=profile, seed=seed, source_model=source, source_classes=classes,
                  source_data=source_data, target_train=target_train, target_val=target_val,
-                 target_classes=list(TARGET_CLASSES), make_scratch=_MakeResNet18(),
-                 finetune_defaults=finetune_defaults, scratch_defaults=scratch_defaults,
-                 fingerprint=fp, extra=extra)
+                 target_classes=list(TARGET_CLASSES), make_scratch=_MakeResNet18(), spec=spec, fingerprint=fp)

@@ -1,16 +1,20 @@
-"""mitigation: the remedies of Sec. 5.1 / App. B on tiny random CNNs (properties, not numbers)."""
+"""remedies: the registry of named remedies, and their primitives (Sec. 5.1 / App. B) on tiny random CNNs
+(properties, not numbers)."""
 from __future__ import annotations
 
-
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lingerlab.mitigation import (ChannelMask, channel_sets, channels_to_prune, composite_augment, feature_set,
-                                  images_by_class, kl_to_uniform, l1_penultimate, penultimate_features,
-                                  prune_channels, unlearning_loss)
+from lingerlab import remedies, training
+from lingerlab.remedies import (REGISTRY, ChannelMask, CompositeAugment, L1Penultimate, NotFeasible, Remedy,
+                                UnlearningLoss, build, channel_sets, channels_to_prune, composite_augment,
+                                default_remedies, describe, feature_set, images_by_class, kl_to_uniform,
+                                l1_penultimate, penultimate_features, prune_channels, register, retrain_source,
+                                unlearning_loss)
 from lingerlab.models import Normalized, find_head, replace_head, source_target_model, split_model
 from lingerlab.training import finetune
 
@@ -273,3 +277,169 @@ def test_pruning_a_layer_twice_composes():
     twice = prune_channels(prune_channels(m, [2], layer="model.features.0"), [4], layer="model.features.0")
     got = twice.model.features[0]((x - 0.5) / 0.25)
     assert (got[:, [2, 4]] == 0).all() and (got[:, [0, 1, 3, 5]] != 0).any()
+
+
+# ------------------------------------------------------------------------------------- the registry
+
+KINDS = ("plain", "finetune", "l1", "prune", "prune_finetune", "retrain_source", "unlearning", "composites")
+
+
+def test_registry_lists_every_kind_with_a_description():
+    assert tuple(REGISTRY) == KINDS == remedies.kinds()
+    table = describe()
+    assert list(table.columns) == ["kind", "parameters", "description", "reference"]
+    assert list(table["kind"]) == list(KINDS)
+    assert (table["description"].str.len() > 10).all() and (table["reference"].str.len() > 0).all()
+    assert not table["description"].str.contains("\n").any()
+    assert table.set_index("kind").loc["l1", "parameters"] == "weight=0.05"
+    assert "lr" in table.set_index("kind").loc["finetune", "parameters"]
+    assert REGISTRY["unlearning"].defaults == {"weight": 1.0, "batch": 32}
+
+
+def test_remedy_validates_kind_and_parameters_up_front():
+    with pytest.raises(ValueError, match="kind must be one of 'plain', 'finetune', 'l1'.*'composites'"):
+        Remedy("x", "nope")
+    with pytest.raises(TypeError, match="kind"):
+        Remedy("x", 3)
+    with pytest.raises(ValueError, match="name"):
+        Remedy("", "plain")
+    with pytest.raises(ValueError, match="unknown parameter.*valid: weight"):
+        Remedy("x", "l1", {"wieght": 0.1})
+    with pytest.raises(ValueError, match="weight"):
+        Remedy("x", "l1", {"weight": -1.0})
+    with pytest.raises(TypeError, match="weight"):
+        Remedy("x", "l1", {"weight": "big"})
+    with pytest.raises(TypeError, match="batch"):
+        Remedy("x", "unlearning", {"batch": 2.0})
+    assert Remedy("x", "unlearning", {"batch": np.int64(8)}).params == {"batch": np.int64(8)}
+    with pytest.raises(ValueError, match="classes"):
+        Remedy("x", "prune", {"classes": "all"})
+    with pytest.raises(ValueError, match="a_t_quantile"):
+        Remedy("x", "prune_finetune", {"a_t_quantile": 1.5})
+    with pytest.raises(ValueError, match="p must"):
+        Remedy("x", "composites", {"p": 2.0})
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        Remedy("x", "finetune", {"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="bn"):
+        Remedy("x", "finetune", {"bn": "frozen"})
+    with pytest.raises(ValueError, match="init"):
+        Remedy("x", "finetune", {"init": "scratch"})
+    with pytest.raises(ValueError, match="parameter"):
+        Remedy("x", "plain", {"weight": 1.0})
+    assert Remedy("a", "prune", {"a_t_quantile": 0.25}).describe() == "a_t_quantile=0.25"
+
+
+def test_register_adds_a_kind_and_refuses_duplicates(monkeypatch):
+    monkeypatch.setattr(remedies.registry, "REGISTRY", dict(REGISTRY))
+
+    @register("noop", description="returns M^s itself", reference="test", strength=1)
+    def noop(audit, params, seed, memo):
+        return remedies.Arm(None, float(params["strength"]))
+
+    assert remedies.registry.REGISTRY["noop"].build is noop
+    r = Remedy("n", "noop")
+    assert build(None, r, 0).train_s == 1.0
+    assert build(None, Remedy("n", "noop", {"strength": 3}), 0).train_s == 3.0
+    with pytest.raises(ValueError, match="registered already"):
+        register("noop", description="again")(noop)
+    assert "noop" not in REGISTRY                        # the module's registry is back after the test
+
+
+# ------------------------------------------------------------------------------------- builders on a tiny world
+
+def _tiny_audit(retrainable: bool = True):
+    from test_sweeps import tiny_world
+    from lingerlab.audit import Audit
+    return Audit(tiny_world(retrainable=retrainable), v_lo=0, n_null=2, device="cpu", cache=False)
+
+
+def _old_finetune_kwargs(**overrides):
+    """What sweeps._finetune passed to training.finetune before the registry: the world's
+    ``finetune_defaults`` (here the tiny world's), the overrides, its ``finetune_subset``."""
+    from test_sweeps import MT
+    return {"num_classes": 2, **MT, **overrides, "train_subset": list(range(24))}
+
+
+def _recorded(audit, monkeypatch):
+    calls = []
+    train = audit.zoo.train
+
+    def spy(recipe, seed, source=None):
+        out = train(recipe, seed, source=source)
+        calls.append((recipe, seed, source, out))
+        return out
+
+    monkeypatch.setattr(audit.zoo, "train", spy)
+    return calls
+
+
+def test_default_remedies_are_the_books_ten_and_registered():
+    audit = _tiny_audit()
+    rs = default_remedies(audit)
+    assert [r.name for r in rs] == ["plain fine-tuning", "L1 penultimate", "prune (post-hoc)", "prune + fine-tune",
+                                    "retrain source without F", "unlearning", "bn=freeze", "lr x0.2", "lr x5",
+                                    "fine-tune on composites"]
+    assert all(r.kind in REGISTRY for r in rs)
+    params = {r.name: dict(r.params) for r in rs}
+    assert params["lr x0.2"] == {"lr": 0.05 * 0.2} and params["lr x5"] == {"lr": 0.05 * 5}
+    assert params["fine-tune on composites"] == {"p": 0.5, "scale": audit.scale}
+    assert params["L1 penultimate"] == {"weight": 0.05}
+
+
+@pytest.mark.parametrize("changes", [{"lr": 0.05 * 5}, {"bn": "freeze"}])
+def test_a_recipe_remedy_trains_exactly_mt_replaced(changes, monkeypatch):
+    audit = _tiny_audit()
+    calls = _recorded(audit, monkeypatch)
+    arm = build(audit, Remedy("r", "finetune", changes), 0)
+    [(recipe, seed, source, (model, hist))] = calls
+    assert recipe == audit.recipe("M^t").replace(**changes) and seed == 0 and source is None
+    assert arm.model is model and audit.target_model(0, **changes) is model      # one model, one recipe
+    # the same training arguments as before the registry: the same training.finetune cache key
+    w = audit.world
+    _, old = training.finetune(w.source_model, w.target_train, w.target_val, seed=0, device="cpu", cache=False,
+                               progress=False, **_old_finetune_kwargs(**changes))
+    assert hist.attrs["cache_key"] == old.attrs["cache_key"]
+
+
+def test_extra_loss_and_augment_remedies_change_only_their_field(monkeypatch):
+    audit = _tiny_audit()
+    mt = audit.recipe("M^t")
+    calls = _recorded(audit, monkeypatch)
+    build(audit, Remedy("l1", "l1"), 0)
+    build(audit, Remedy("u", "unlearning", {"batch": 4}), 0)
+    build(audit, Remedy("c", "composites", {"p": 0.5, "scale": audit.scale}), 0)
+    build(audit, Remedy("pf", "prune_finetune"), 0)
+    recipes = [c[0] for c in calls if c[0] != mt]        # (unlearning also trains plain M^t to find L)
+    l1, un, comp, pf = recipes
+    assert isinstance(l1.extra_loss, L1Penultimate) and l1 == mt.replace(extra_loss=l1.extra_loss)
+    assert l1.extra_loss.cache_key == ("l1_penultimate", 0.05, "model.fc")
+    assert isinstance(un.extra_loss, UnlearningLoss) and un == mt.replace(extra_loss=un.extra_loss)
+    assert un.extra_loss.batch == 4 and un.extra_loss.weight == 1.0
+    assert isinstance(comp.augment, CompositeAugment) and comp == mt.replace(augment=comp.augment)
+    assert comp.augment.scale == audit.scale
+    assert pf == mt.replace(head="model.fc.1")
+    pruned_source = [c[2] for c in calls if c[0] is pf][0]
+    assert isinstance(pruned_source.model.fc[0], ChannelMask)
+
+
+def test_retrain_source_repeats_the_source_recipe_without_F():
+    from test_sweeps import SOURCE
+    audit = _tiny_audit()
+    w = audit.world
+    F = audit.source_only().tolist()
+    assert F == [1, 2, 3, 4, 5]
+    model, hist = retrain_source(w, [0], cache=False, device="cpu")
+    keep = [i for i, c in enumerate(w.spec.source_train.tensors[1].tolist()) if c != 0]
+    val = w.source_data.tensors
+    sel = [i for i, c in enumerate(val[1].tolist()) if c != 0]
+    _, old = training.train_scratch(w.make_scratch, w.spec.source_train, TensorDataset(val[0][sel], val[1][sel]),
+                                    num_classes=6, seed=w.seed, device="cpu", cache=False, progress=False,
+                                    train_subset=keep, **SOURCE)
+    assert hist.attrs["cache_key"] == old.attrs["cache_key"]
+    assert model.model.fc.out_features == 6
+    with pytest.raises(NotFeasible, match="source training set"):
+        retrain_source(_tiny_audit(retrainable=False).world, F)
+    with pytest.raises(ValueError, match="every source class"):
+        retrain_source(w, range(6))
+    with pytest.raises(TypeError, match="exclude"):
+        retrain_source(w, ["a"])

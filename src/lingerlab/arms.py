@@ -1,0 +1,320 @@
+"""Arms: the models a comparison puts side by side, each trained by a named **recipe**.
+
+A :class:`Recipe` is data: where training starts (``init``: fine-tune M^s or train
+``world.make_scratch()`` from random weights), which target images, augmentation, epochs,
+optimiser, learning rate and schedule, BatchNorm policy, which layers stay fixed. Recipes are frozen
+and hashable; :func:`recipe_table` prints one row per arm, so every difference between arms is in
+the open. The paper's arms (Sec. 3.1):
+
+- ``M^t``: standard fine-tuning (SFT) of M^s on D^t: the world's ``spec.recipes["M^t"]``;
+- ``M^b (competent)``: the world's competent scratch recipe (``spec.recipes["M^b"]``);
+- ``M^b (same data)``: that recipe on exactly M^t's images, epochs scaled to keep the number of
+  optimisation steps (:func:`same_data`): the paper's own M^b, "the same model trained from scratch";
+- ``M^b (matched acc)``: that recipe on fewer images, sized by :func:`match_accuracy` so its target
+  accuracy matches M^t's.
+
+:class:`Zoo` trains (and remembers) the model of a recipe for a seed with ``training.finetune`` /
+``training.train_scratch``, which cache the weights on disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from . import training as _training
+from ._validation import check_choice, check_int_range, check_range
+
+__all__ = ["BUILTIN_ARMS", "Recipe", "Zoo", "recipe_table", "same_data", "match_accuracy", "subset_of", "target_indices"]
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def subset_of(indices: Any) -> tuple[int, ...] | None:
+    """Indices (a sequence, tensor or None) as a tuple of Python ints (None stays None)."""
+    if indices is None:
+        return None
+    if isinstance(indices, Tensor):
+        return tuple(int(i) for i in indices.flatten().tolist())
+    return tuple(int(i) for i in indices)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one arm is trained (the training-loop arguments of ``training.finetune`` and
+    ``training.train_scratch``, as data).
+
+    Attributes:
+        name: the arm's name in tables (``"M^t"``, ``"M^b (competent)"``, a remedy's name...).
+        init: ``"source"`` (fine-tune the source model with a new head) or ``"scratch"``
+            (``world.make_scratch()``, random weights).
+        train_subset: indices of ``world.target_train`` to train on; None: all of it.
+        augment: ``augment(x, generator) -> x`` on each training batch (None: no augmentation).
+        epochs, optimizer (``"sgd"``/``"adam"``), lr, lr_schedule (``"constant"``/``"cosine"``),
+        momentum (SGD only), weight_decay, batch_size: the optimisation.
+        bn: ``"update"`` (BatchNorm statistics follow the target data) or ``"freeze"``.
+        freeze: parameter-name prefixes kept fixed (which layers train: all others).
+        head: qualified name of the head (None: found by ``models.find_head``).
+        extra_loss: a term added to the cross-entropy (remedies: L1, unlearning, L2-SP...).
+        num_workers: data-loader workers (file-backed worlds).
+        description: one line for the recipe table.
+    """
+
+    name: str
+    init: str = "source"
+    train_subset: tuple[int, ...] | None = None
+    augment: Augment | None = None
+    epochs: int = 5
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    bn: str = "update"
+    freeze: tuple[str, ...] = ()
+    head: str | None = None
+    extra_loss: ExtraLoss | None = None
+    num_workers: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty string; got {self.name!r}")
+        check_choice("init", self.init, ("source", "scratch"))
+        check_int_range("epochs", self.epochs, 0)
+        check_choice("optimizer", self.optimizer, ("sgd", "adam"))
+        check_range("lr", self.lr, 0, None, lo_open=True)
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        check_int_range("batch_size", self.batch_size, 1)
+        check_choice("bn", self.bn, ("update", "freeze"))
+        object.__setattr__(self, "train_subset", subset_of(self.train_subset))
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        object.__setattr__(self, "epochs", int(self.epochs))
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with ``changes`` (field names of :class:`Recipe`)."""
+        bad = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if bad:
+            raise ValueError(f"unknown recipe field(s) {bad}; valid: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def training_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``training.finetune`` / ``training.train_scratch`` for this recipe."""
+        kw: dict[str, Any] = {
+            "lr": self.lr, "epochs": self.epochs, "optimizer": self.optimizer, "lr_schedule": self.lr_schedule,
+            "momentum": self.momentum, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
+            "bn": self.bn, "freeze": list(self.freeze), "head": self.head, "augment": self.augment,
+            "extra_loss": self.extra_loss, "num_workers": self.num_workers}
+        if self.train_subset is not None:
+            kw["train_subset"] = list(self.train_subset)
+        return kw
+
+    def row(self, n_images: int) -> dict[str, Any]:
+        """One row of :func:`recipe_table` (``n_images``: how many images ``train_subset`` None means)."""
+        aug = "none" if self.augment is None else getattr(self.augment, "label", type(self.augment).__name__)
+        return {"arm": self.name, "init": "M^s (fine-tuned)" if self.init == "source" else "random (scratch)",
+                "training images": n_images if self.train_subset is None else len(self.train_subset),
+                "augmentation": aug, "epochs": self.epochs, "optimiser": self.optimizer,
+                "lr": self.lr, "schedule": self.lr_schedule, "batch": self.batch_size, "BatchNorm": self.bn,
+                "frozen": ", ".join(self.freeze) or "none",
+                "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
+                "what it is": self.description}
+
+
+def target_indices(world: Any) -> list[int]:
+    """Indices of ``world.target_train`` that M^t trains on: D^t of Eqs. 1-2."""
+    sub = world.recipe("M^t").train_subset
+    return list(range(len(world.target_train))) if sub is None else list(sub)
+
+
+def recipe_table(recipes: Sequence[Recipe] | Mapping[str, Recipe], n_images: int) -> pd.DataFrame:
+    """One row per arm: what each recipe trains on and how (``n_images``: size of the full target set)."""
+    items = list(recipes.values()) if isinstance(recipes, Mapping) else list(recipes)
+    return pd.DataFrame([r.row(n_images) for r in items])
+
+
+def same_data(scratch: Recipe, subset: Sequence[int], n_full: int, *, name: str = "M^b (same data)",
+              max_factor: int = 10) -> Recipe:
+    """The scratch recipe on exactly ``subset`` (M^t's images), epochs scaled so the number of
+    optimisation steps matches the full recipe on ``n_full`` images (at most ``max_factor`` x its
+    epochs): fewer images must not also mean an unconverged model."""
+    idx = subset_of(subset) or ()
+    epochs = int(min(max_factor * scratch.epochs,
+                     max(scratch.epochs, math.ceil(scratch.epochs * n_full / max(1, len(idx))))))
+    return scratch.replace(name=name, train_subset=idx, epochs=epochs,
+                           description="scratch on M^t's training images, competent recipe, steps matched")
+
+
+def match_accuracy(accuracy_at: Callable[[int], float], n_max: int, target: float, tol: float, *,
+                   min_n: int = 32, max_tries: int = 7) -> dict[str, Any]:
+    """Find a training-set size n whose model is within ``tol`` of ``target`` accuracy.
+
+    ``accuracy_at(n)`` trains on the first n images of a fixed ordering and returns the validation
+    accuracy. n = ``n_max`` is tried first; then n is halved until the accuracy falls to
+    ``target + tol`` or below, then bisected (on log n) between the last too-accurate and the first
+    not-too-accurate n, at most ``max_tries`` calls in all. The n with the smallest gap wins (ties:
+    the larger n). If even n_max is below ``target - tol``, less data cannot match: n_max is
+    returned with ``within_tol`` False. Returns ``n_images, val_acc, gap, within_tol, tries``.
+    """
+    check_int_range("max_tries", max_tries, 1)
+    check_int_range("n_max", n_max, 1)
+    min_n = min(n_max, check_int_range("min_n", min_n, 1))
+    tries: list[dict[str, Any]] = []
+
+    def attempt(n: int) -> float:
+        acc = float(accuracy_at(n))
+        tries.append({"n_images": n, "val_acc": acc, "gap": acc - target})
+        return acc
+
+    n_hi = n_max  # largest n tried that is too accurate
+    acc = attempt(n_hi)
+    if acc > target + tol:
+        n_lo = None
+        n = n_hi
+        while len(tries) < max_tries and n > min_n:
+            n = max(min_n, n // 2)
+            acc = attempt(n)
+            if abs(acc - target) <= tol:
+                break
+            if acc < target - tol:
+                n_lo = n
+                break
+            n_hi = n
+        while (n_lo is not None and len(tries) < max_tries and n_hi - n_lo > 1
+               and all(abs(t["gap"]) > tol for t in tries)):
+            n = int(round(math.sqrt(n_hi * n_lo)))
+            n = min(max(n, n_lo + 1), n_hi - 1)
+            acc = attempt(n)
+            if acc > target + tol:
+                n_hi = n
+            elif acc < target - tol:
+                n_lo = n
+    best = min(tries, key=lambda t: (abs(t["gap"]), -t["n_images"]))
+    return {"target_acc": target, "n_images": best["n_images"], "val_acc": best["val_acc"], "gap": best["gap"],
+            "within_tol": abs(best["gap"]) <= tol, "tries": pd.DataFrame(tries)}
+
+
+#: Arm names a :class:`Zoo` resolves by itself; "M^b" is short for the competent baseline.
+BUILTIN_ARMS = ("M^s", "M^t", "M^b", "M^b (competent)", "M^b (same data)", "M^b (matched acc)")
+
+ModelFactory = Callable[[int], nn.Module]
+
+
+class Zoo:
+    """The model zoo of one world: arm name -> recipe -> model for a seed.
+
+    Resolves the built-in arms (:data:`BUILTIN_ARMS`) and arms added with :meth:`add` (a recipe, or
+    a ``factory(seed) -> nn.Module`` for a post-hoc remedy). Models are trained once per object
+    (weights cached on disk by ``training``). ``accuracy(model) -> float`` (target validation
+    accuracy) and ``stages`` (a ``cache.StageCache``) serve the accuracy-matched baseline.
+    """
+
+    def __init__(self, world: Any, *, device: torch.device, cache: bool = True, progress: bool = False,
+                 accuracy: Callable[[nn.Module], float] | None = None, stages: Any = None,
+                 match_tol: float = 0.02) -> None:
+        self.world, self.device, self.cache, self.progress = world, device, cache, progress
+        self.accuracy, self.stages, self.match_tol = accuracy, stages, match_tol
+        self._extra: dict[str, ModelFactory | Recipe] = {}
+        self._models: dict[tuple[Recipe, int, int], tuple[tuple[nn.Module, pd.DataFrame], Any]] = {}
+
+    def names(self) -> list[str]:
+        """Every arm name :meth:`model` resolves."""
+        return list(BUILTIN_ARMS) + list(self._extra)
+
+    def add(self, name: str, arm: ModelFactory | Recipe) -> None:
+        """Register an arm: a :class:`Recipe`, or ``factory(seed) -> nn.Module``."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string; got {name!r}")
+        if name in BUILTIN_ARMS:
+            raise ValueError(f"name {name!r} is a built-in arm; choose another (built-ins: {', '.join(BUILTIN_ARMS)})")
+        if not (isinstance(arm, Recipe) or callable(arm)):
+            raise TypeError(f"arm must be an arms.Recipe or a callable seed -> nn.Module; got {type(arm).__name__}")
+        self._extra[name] = arm
+
+    def recipe(self, name: str) -> Recipe:
+        """The recipe of arm ``name`` (M^t, each M^b regime, or a recipe added with :meth:`add`)."""
+        w = self.world
+        if name == "M^t":
+            return w.recipe("M^t")
+        if name in ("M^b", "M^b (competent)"):
+            return w.recipe("M^b")
+        if name == "M^b (same data)":
+            b = w.recipe("M^b")
+            n_full = len(w.target_train) if b.train_subset is None else len(b.train_subset)
+            return same_data(b, target_indices(w), n_full)
+        if name == "M^b (matched acc)":
+            return w.recipe("M^b").replace(name=name, train_subset=self.matched()["train_subset"],
+                                           description="scratch, competent recipe on fewer images, accuracy matched to M^t")
+        arm = self._extra.get(name)
+        if isinstance(arm, Recipe):
+            return arm
+        raise ValueError(f"name must be an arm with a recipe: {', '.join(map(repr, self.names()[1:]))}; got {name!r}")
+
+    def table(self, names: Sequence[str]) -> pd.DataFrame:
+        """:func:`recipe_table` of the arms ``names``."""
+        return recipe_table([self.recipe(n) for n in names], len(self.world.target_train))
+
+    def model(self, name: str | nn.Module, seed: int = 0) -> nn.Module:
+        """A model by arm name (eval mode, on the zoo's device), or ``name`` itself if a module."""
+        if isinstance(name, nn.Module):
+            return name
+        if name == "M^s":
+            return self.world.source_model.to(self.device).eval()
+        arm = self._extra.get(name)
+        if arm is not None and not isinstance(arm, Recipe):
+            model = arm(seed)
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"arm {name!r} returned {type(model).__name__}, not an nn.Module")
+            return model.to(self.device).eval()
+        if name not in self.names():
+            raise ValueError(f"model must be an nn.Module or one of {', '.join(map(repr, self.names()))}; got {name!r}")
+        return self.train(self.recipe(name), seed)[0]
+
+    def train(self, recipe: Recipe, seed: int, source: nn.Module | None = None) -> tuple[nn.Module, pd.DataFrame]:
+        """``(model, history)`` of ``recipe`` trained with ``seed``. ``source``: the model a
+        ``"source"`` recipe fine-tunes (default ``world.source_model``; remedies pass an edited one)."""
+        if not isinstance(recipe, Recipe):
+            raise TypeError(f"recipe must be an arms.Recipe; got {type(recipe).__name__}")
+        seed = check_int_range("seed", seed, 0)
+        key = (recipe, seed, id(source))
+        hit = self._models.get(key)
+        if hit is None or hit[1] is not source:
+            w = self.world
+            common = dict(seed=seed, device=self.device, cache=self.cache, progress=self.progress,
+                          num_classes=len(w.target_classes), **recipe.training_kwargs())
+            if recipe.init == "source":
+                out = _training.finetune(w.source_model if source is None else source, w.target_train,
+                                         w.target_val, **common)
+            else:
+                out = _training.train_scratch(w.make_scratch, w.target_train, w.target_val, **common)
+            self._models[key] = hit = (out, source)  # the source is kept alive, so its id stays its own
+        return hit[0]
+
+    def matched(self, seeds: Sequence[int] = (0, 1, 2), max_tries: int = 7) -> dict[str, Any]:
+        """How "M^b (matched acc)" trains: the competent recipe on a seeded ordering of its images, cut
+        to the size :func:`match_accuracy` finds (seed 0) within ``match_tol`` of M^t's accuracy (mean
+        over ``seeds``). Returns the choice, ``train_subset`` and every try (cached)."""
+        if self.accuracy is None or self.stages is None:
+            raise ValueError("this Zoo was built without accuracy= and stages=: it cannot match accuracy")
+        target = float(np.mean([self.accuracy(self.model("M^t", s)) for s in seeds]))
+        base = self.world.recipe("M^b")
+        pool = list(base.train_subset) if base.train_subset is not None else list(range(len(self.world.target_train)))
+        perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(12345)).tolist()
+        pool = [pool[i] for i in perm]
+
+        def compute() -> dict[str, Any]:
+            out = match_accuracy(lambda n: self.accuracy(self.train(base.replace(train_subset=sorted(pool[:n])), 0)[0]),
+                                 len(pool), target, self.match_tol, min_n=max(2 * base.batch_size, 32),
+                                 max_tries=max_tries)
+            return {**out, "train_subset": sorted(pool[:out["n_images"]])}
+
+        return self.stages.get("matched_recipe", (target, self.match_tol, max_tries, base, pool), compute)

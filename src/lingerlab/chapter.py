@@ -1,0 +1,57 @@
+"""One call sets up a notebook of the book: device, seeds, world and audit (:func:`chapter`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import warnings
+
+import torch
+
+from ._validation import check_int_range
+from .audit import Audit
+from .report import resolve_device
+from .worlds import load_world
+
+__all__ = ["Chapter", "chapter"]
+
+
+@dataclass
+class Chapter:
+    """What a chapter works with: ``device``, ``seeds`` (the arms' training seeds), ``world`` and
+    ``audit`` (None when the chapter loads no world)."""
+
+    device: torch.device
+    seed: int
+    seeds: tuple[int, ...]
+    profile: str
+    world: Any = None
+    audit: Any = None
+
+
+def _short_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:
+    """A warning as ``Category: message`` (without the file path of the machine that ran it)."""
+    return f"{category.__name__}: {message}\n"
+
+
+def chapter(world: str | None, profile: str = "smoke", seed: int = 0, device: str | torch.device = "auto", *,
+            n_seeds: int = 3, progress: bool = True, **audit_params: Any) -> Chapter:
+    """Set up a notebook: pick the device, seed torch's global generator with ``seed``, set pandas'
+    display so tables are not cut, print warnings without file paths, load ``world`` at ``profile`` (None: no world) and build its
+    ``Audit`` (``audit_params``: :class:`config.AuditConfig` fields). ``seeds`` are ``seed, seed + 1,
+    ...`` (``n_seeds`` of them), the training seeds of every arm."""
+    import pandas as pd
+
+    check_int_range("seed", seed, 0)
+    check_int_range("n_seeds", n_seeds, 1)
+    dev = resolve_device(device)
+    torch.manual_seed(int(seed))
+    pd.set_option("display.width", 160)
+    pd.set_option("display.max_columns", 20)
+    warnings.formatwarning = _short_warning
+    out = Chapter(device=dev, seed=int(seed), seeds=tuple(int(seed) + i for i in range(n_seeds)), profile=profile)
+    if world is not None:
+        out.world = load_world(world, profile=profile, seed=int(seed), progress=progress)
+        out.audit = Audit(out.world, device=dev, **audit_params)
+    return out

@@ -1,0 +1,225 @@
+"""The identity of code, for cache keys: :func:`code_hash` hashes a ``lingerlab`` module and every
+``lingerlab`` module it imports, transitively, from their ASTs with docstrings removed (comments and
+formatting never reach an AST), so an edit that changes what code computes changes the hash and an
+edit of its documentation does not."""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import inspect
+import types
+from pathlib import Path
+from typing import Any, Iterable
+
+
+__all__ = ["code_hash"]
+
+_PKG = __name__.rpartition(".")[0] or __name__          # "lingerlab"
+_PKG_DIR = Path(__file__).resolve().parent               # where its modules live (no import needed)
+
+# --------------------------------------------------------------------------------------------
+# code identity
+# --------------------------------------------------------------------------------------------
+
+def _in_pkg(name: str | None) -> bool:
+    return isinstance(name, str) and (name == _PKG or name.startswith(_PKG + "."))
+
+
+@functools.lru_cache(maxsize=None)
+def _module_file(name: str) -> tuple[Path, bool] | None:
+    """``(source file, is package)`` of the ``lingerlab`` module ``name``, or None if there is none."""
+    if not _in_pkg(name):
+        return None
+    parts = name.split(".")[1:]
+    base = _PKG_DIR.joinpath(*parts)
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py", True
+    if parts and base.with_suffix(".py").is_file():
+        return base.with_suffix(".py"), False
+    return None
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """Drop module, class and function docstrings (in place) so that they change no hash."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:]
+    return tree
+
+
+def _ast_digest(source: str) -> str:
+    """Hash of ``source``'s syntax tree without docstrings: formatting and comments change nothing."""
+    tree = _strip_docstrings(ast.parse(source))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
+def _resolve_imports(name: str, is_pkg: bool, tree: ast.AST) -> set[str]:
+    """The ``lingerlab`` modules that module ``name`` imports (anywhere in its body, functions included)."""
+    out: set[str] = set()
+    package = name.split(".") if is_pkg else name.split(".")[:-1]
+
+    def add(mod: str, names: Iterable[str] = ()) -> None:
+        if not _in_pkg(mod):
+            return
+        rest = [n for n in names if n != "*"]
+        subs = [f"{mod}.{n}" for n in rest if _module_file(f"{mod}.{n}") is not None]
+        out.update(subs)
+        if len(subs) < len(rest) or not rest:  # a name that is no submodule comes from mod itself
+            found = mod
+            while found and _module_file(found) is None:  # e.g. a missing optional module: its package
+                found = found.rpartition(".")[0]
+            if found:
+                out.add(found)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                base = node.module or ""
+            else:
+                up = node.level - 1
+                if up > len(package) - 1:
+                    continue  # above the top-level package
+                parts = package[:len(package) - up] if up else package
+                base = ".".join(parts + ([node.module] if node.module else []))
+            add(base, [a.name for a in node.names])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _in_pkg(node.value) \
+                and node.value != _PKG and _module_file(node.value) is not None:
+            out.add(node.value)  # importlib.import_module("lingerlab.worlds.shapes") registries
+    out.discard(name)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _module_info(name: str) -> tuple[str, frozenset[str]]:
+    """``(AST digest, imported lingerlab modules)`` of one module (memoised for the process)."""
+    found = _module_file(name)
+    if found is None:
+        raise ValueError(f"no module named {name!r} in the {_PKG} package ({_PKG_DIR})")
+    path, is_pkg = found
+    tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    digest = hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    return digest, frozenset(_resolve_imports(name, is_pkg, tree))
+
+
+@functools.lru_cache(maxsize=None)
+def _closure(name: str) -> frozenset[str]:
+    """``name`` and every ``lingerlab`` module it imports, transitively."""
+    seen = {name}
+    todo = [name]
+    while todo:
+        for dep in _module_info(todo.pop())[1]:
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return frozenset(seen)
+
+
+def _target_module(target: Any) -> str | None:
+    """The module name a ``code_hash`` target stands for (None: no module)."""
+    if isinstance(target, types.ModuleType):
+        return target.__name__
+    if isinstance(target, str):
+        return target
+    while isinstance(target, functools.partial):
+        target = target.func
+    target = getattr(target, "__func__", target)  # bound methods, classmethod/staticmethod objects
+    if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.isbuiltin(target)
+            or inspect.ismethoddescriptor(target) or callable(target)):
+        raise TypeError(f"code_hash targets are modules, module names or functions/classes; got "
+                        f"{type(target).__qualname__}")
+    mod = getattr(target, "__module__", None)
+    if not isinstance(mod, str) and not inspect.isclass(target):
+        mod = getattr(type(target), "__module__", None)  # a callable instance: its class's module
+    return mod if isinstance(mod, str) else None
+
+
+def code_hash(*targets: Any) -> str:
+    """Hash of the ``lingerlab`` code behind ``targets`` (16 hex characters).
+
+    A target is a module, a dotted module name, or a function/class/method (its defining module).
+    Each ``lingerlab`` module counts with the closure of the ``lingerlab`` modules it imports; each
+    module is hashed by its syntax tree without docstrings, so comments, docstrings and formatting
+    change nothing while any code change does. Modules outside ``lingerlab`` contribute nothing
+    (hash their version where it matters). Memoised per process.
+    """
+    names: set[str] = set()
+    for t in targets:
+        mod = _target_module(t)
+        if _in_pkg(mod):
+            names |= _closure(mod)  # type: ignore[arg-type]
+    return _hash_modules(frozenset(names))
+
+
+@functools.lru_cache(maxsize=None)
+def _hash_modules(names: frozenset[str]) -> str:
+    h = hashlib.sha256(b"code-v1")
+    for n in sorted(names):
+        h.update(f"{n}\0{_module_info(n)[0]}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def _code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
+    yield code
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            yield from _code_objects(c)
+
+
+def _referenced_modules(fn: Any, _seen: set[int] | None = None) -> set[str]:
+    """``lingerlab`` modules a function outside ``lingerlab`` reaches through its global names and
+    closure (modules, functions, classes or instances of ``lingerlab`` classes), following plain
+    functions of its own module, so a script's ``lambda: features.source_class_counts(...)`` is keyed
+    by ``features``' code."""
+    seen = set() if _seen is None else _seen
+    fn = getattr(fn, "__func__", fn)
+    if not inspect.isfunction(fn):
+        call = getattr(type(fn), "__call__", None)
+        if not inspect.isfunction(call):
+            return set()
+        fn = call
+    if id(fn) in seen:
+        return set()
+    seen.add(id(fn))
+    out: set[str] = set()
+    values: list[Any] = []
+    g = fn.__globals__
+    for code in _code_objects(fn.__code__):
+        values.extend(g[n] for n in code.co_names if n in g)
+    for cell in fn.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    for v in values:
+        if isinstance(v, types.ModuleType):
+            mod = v.__name__
+        elif inspect.isfunction(v) or inspect.isclass(v) or inspect.ismethod(v):
+            mod = getattr(v, "__module__", None)
+            if not _in_pkg(mod) and inspect.isfunction(v) and v.__globals__ is g:
+                out |= _referenced_modules(v, seen)
+        else:
+            mod = getattr(type(v), "__module__", None)
+        if _in_pkg(mod):
+            out.add(mod)  # type: ignore[arg-type]
+    return out
+
+
+def _code_targets(compute: Any) -> list[Any]:
+    """What ``compute``'s code identity is made of: its defining module (for a ``functools.partial``
+    its ``.func``'s) and, outside ``lingerlab``, the ``lingerlab`` modules it references."""
+    while isinstance(compute, functools.partial):
+        compute = compute.func
+    mod = _target_module(compute)
+    targets: list[Any] = [mod] if mod else []
+    if not _in_pkg(mod):
+        targets.extend(sorted(_referenced_modules(compute)))
+    return targets
+
+
