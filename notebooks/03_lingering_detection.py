@@ -299,9 +299,9 @@ pd.DataFrame({name: [int((P[name] > t).sum()) for t in thresholds] for name in P
 # fine-tuned models and the final accuracy of the scratch baseline (whose backbone fed the control):
 
 # %%
-hist = pd.concat({f"M^t, BN {done[policy]}": audit.history(seed, bn=policy)[["train_loss", "train_acc", "val_acc"]]
+hist = pd.concat({f"M^t, BN {done[policy]}": audit.history("M^t", seed, bn=policy)[["train_loss", "train_acc", "val_acc"]]
                   for policy in ("update", "freeze")}, axis=1)
-scratch_hist = audit.scratch_history(seed)
+scratch_hist = audit.history("M^b", seed)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 for policy, col in (("update", "tab:red"), ("freeze", "tab:blue")):
     h = hist[f"M^t, BN {done[policy]}"]

@@ -171,31 +171,31 @@ def test_corrupt_entry_is_recomputed(cache_root, world):
 
 def test_arms_and_errors(cache_root, world):
     a = _audit(world)
-    a.add_arm("remedy", lambda seed: a.target_model(seed, lr=0.02))
-    assert "remedy" in a.arms() and isinstance(a.model("remedy"), nn.Module)
+    a.zoo.add("remedy", lambda seed: a.target_model(seed, lr=0.02))
+    assert "remedy" in a.zoo.names() and isinstance(a.model("remedy"), nn.Module)
     with pytest.raises(ValueError, match="built-in"):
-        a.add_arm("M^t", lambda s: a.target_model(s))
+        a.zoo.add("M^t", lambda s: a.target_model(s))
     with pytest.raises(ValueError, match="model must be"):
         a.model("nope")
     for kw, word in [({"p_lo": 1.5}, "p_lo"), ({"k": 0}, "k"), ({"q": 1.0}, "q"), ({"scale": 0}, "scale"),
                      ({"v_lo": -1}, "v_lo"), ({"n_composites_per_class": 0}, "n_composites_per_class")]:
         with pytest.raises(ValueError, match=word):
             _audit(world, **kw)
-    with pytest.raises(ValueError, match="data"):
-        a.scratch_model(data="half")
+    with pytest.raises(ValueError, match="model must be"):
+        a.model("M^b (half)")
     with pytest.raises(ValueError, match="classes"):
         a.composites(classes=[99])
     with pytest.raises(TypeError, match="World"):
         Audit(object())
     # same-data baseline: M^t's images, epochs scaled to keep the step count
-    h = a.scratch_history(data="same")
+    h = a.history("M^b (same data)")
     assert len(h) == 2  # 40 full images, 1 epoch -> 20 images, 2 epochs
     assert a.v_lo == round(0.01 * 20)
 
 
 def test_matched_recipe(cache_root, world):
     a = _audit(world, match_tol=0.5)
-    r = a.matched_recipe(seeds=(0,))
+    r = a.zoo.matched(seeds=(0,))
     assert r["within_tol"] and abs(r["val_acc"] - r["target_acc"]) <= 0.5
     assert len(r["train_subset"]) == r["n_images"]
     assert isinstance(a.model("M^b (matched acc)"), nn.Module)
@@ -205,7 +205,7 @@ def test_matched_recipe_reuses_the_competent_run(cache_root, world):
     """The first try (all of the recipe's images) is the competent run itself: trained once, under
     one cache key, and a match at that size gives the competent model for every seed."""
     a = _audit(world, match_tol=1.0)  # every size is within tolerance: n = N wins
-    r = a.matched_recipe(seeds=(0,))
+    r = a.zoo.matched(seeds=(0,))
     assert r["n_images"] == len(world.target_train) and len(r["tries"]) == 1
     assert len(list((cache_root / "scratch").glob("*.pt"))) == 1
     for seed in (0, 1):

@@ -177,7 +177,7 @@ def test_train_subset(source, data):
     sub, h = finetune(source, train, val, train_subset=list(range(16)), **KW)
     full, h_full = finetune(source, train, val, **KW)
     assert not _same(sub, full)
-    # every index in order is no subset: the same run under the same cache key (Audit.matched_recipe's
+    # every index in order is no subset: the same run under the same cache key (arms.Zoo.matched's
     # first try is the competent baseline itself, trained once)
     every, h_every = finetune(source, train, val, train_subset=list(range(len(train))), **KW)
     assert _same(every, full) and h_every.attrs["cache_key"] == h_full.attrs["cache_key"]

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from . import arms as _arms
-from .arms import BUILTIN_ARMS, ModelFactory
+from .arms import BUILTIN_ARMS
 from . import training as _training
 from ._data import ImageData, gather, labels_of
 from ._validation import check_choice, check_int_range
@@ -39,7 +39,7 @@ from .models import source_target_model
 from .report import resolve_device
 from .worlds.base import World
 
-__all__ = ["Audit", "BUILTIN_ARMS", "ModelFactory"]
+__all__ = ["Audit", "BUILTIN_ARMS"]
 
 
 class Audit:
@@ -107,26 +107,18 @@ class Audit:
         idx = torch.nonzero(self.source_labels() == int(c)).flatten().tolist()
         return idx if n is None else idx[:n]
 
-    # ------------------------------------------------------------------ arms: M^s, M^t, M^b, M^st
-    def arms(self) -> list[str]:
-        """Names :meth:`model` resolves (``arms.BUILTIN_ARMS`` and those added with :meth:`add_arm`)."""
-        return self.zoo.names()
-
-    def add_arm(self, name: str, arm: ModelFactory | _arms.Recipe) -> None:
-        """Register an arm: an :class:`arms.Recipe`, or ``factory(seed) -> nn.Module`` (a remedy's model)."""
-        self.zoo.add(name, arm)
-
+    # ------------------------------------------------------------------ arms (trained by audit.zoo)
     def recipe(self, name: str) -> _arms.Recipe:
-        """The recipe of arm ``name``."""
+        """The recipe of arm ``name`` (``arms.BUILTIN_ARMS`` or one added with ``audit.zoo.add``)."""
         return self.zoo.recipe(name)
 
-    def recipe_table(self, names: Sequence[str] = ("M^t", "M^b (same data)", "M^b (competent)")) -> pd.DataFrame:
-        """One row per arm: training images, augmentation, epochs, optimiser, lr, BatchNorm policy."""
-        return self.zoo.table(names)
-
     def model(self, name: str | nn.Module, seed: int = 0) -> nn.Module:
-        """A model by arm name (see :meth:`arms`), or ``name`` itself if it is a module."""
+        """A model by arm name (``audit.zoo.names()``), or ``name`` itself if it is a module."""
         return self.zoo.model(name, seed)
+
+    def history(self, name: str = "M^t", seed: int = 0, **changes: Any) -> pd.DataFrame:
+        """Per-epoch training history of arm ``name`` (its recipe with ``changes`` to its fields)."""
+        return self.zoo.train(self.recipe(name).replace(**changes), seed)[1]
 
     def source_model(self) -> nn.Module:
         """M^s (on the audit's device, eval mode)."""
@@ -135,27 +127,6 @@ class Audit:
     def target_model(self, seed: int = 0, **changes: Any) -> nn.Module:
         """M^t: standard fine-tuning of M^s on D^t (the world's recipe, ``changes`` to its fields)."""
         return self.zoo.train(self.recipe("M^t").replace(**changes), seed)[0]
-
-    def history(self, seed: int = 0, **changes: Any) -> pd.DataFrame:
-        """Per-epoch history of :meth:`target_model` (same arguments)."""
-        return self.zoo.train(self.recipe("M^t").replace(**changes), seed)[1]
-
-    def scratch_model(self, seed: int = 0, data: str = "full", **changes: Any) -> nn.Module:
-        """M^b from random weights: ``data`` "full" (competent recipe), "same" (M^t's images, steps
-        matched) or "matched" (fewer images, accuracy matched to M^t); ``changes`` to the recipe."""
-        return self.zoo.train(self._scratch_recipe(data).replace(**changes), seed)[0]
-
-    def scratch_history(self, seed: int = 0, data: str = "full", **changes: Any) -> pd.DataFrame:
-        """Per-epoch history of :meth:`scratch_model` (same arguments)."""
-        return self.zoo.train(self._scratch_recipe(data).replace(**changes), seed)[1]
-
-    def _scratch_recipe(self, data: str) -> _arms.Recipe:
-        check_choice("data", data, ("full", "same", "matched"))
-        return self.recipe({"full": "M^b (competent)", "same": "M^b (same data)", "matched": "M^b (matched acc)"}[data])
-
-    def matched_recipe(self, seeds: Sequence[int] = (0, 1, 2), max_tries: int = 7) -> dict[str, Any]:
-        """The accuracy-matched baseline's choice (``arms.Zoo.matched``)."""
-        return self.zoo.matched(seeds, max_tries)
 
     def st_model(self, seed: int = 0, bn: str = "target") -> nn.Module:
         """M^st = B(M^t) + H(M^s) (Sec. 3.2); ``bn="source"`` restores M^s's BatchNorm statistics."""

@@ -20,7 +20,7 @@ and wrong more often than a model trained from scratch, M^b. Three things make t
    per-composite values averaged over seeds).
 3. **Baselines.** ``M^b (same data)``: the scratch recipe on exactly M^t's training images;
    ``M^b (competent)``: the world's competent scratch recipe; ``M^b (matched acc)``: the recipe on
-   fewer images so its validation accuracy matches M^t's (``Audit.matched_recipe``; default only for
+   fewer images so its validation accuracy matches M^t's (``arms.Zoo.matched``; default only for
    ``shapes``, where data are free). The ``baseline`` column says what each arm is.
 
 ``compare(audit)`` returns one tidy row per (arm, measure); ``verdict(table)`` says per measure and
@@ -150,7 +150,7 @@ def _arm_specs(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None)
     specs: dict[str, ArmSpec] = dict(arms) if isinstance(arms, Mapping) else {a: a for a in arms}
     if not specs:
         raise ValueError("arms is empty: pass at least one arm name (or name -> callable(seed))")
-    known = set(audit.arms())
+    known = set(audit.zoo.names())
     for name, spec in specs.items():
         if isinstance(spec, str) and spec not in known:
             raise ValueError(f"arms: unknown arm {spec!r}; known: {', '.join(sorted(known))} "

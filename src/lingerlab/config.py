@@ -52,7 +52,7 @@ class AuditConfig:
         v_lo = spec.v_lo if v_lo is None else v_lo
         v_lo = float(round(0.01 * n_target_train)) if v_lo is None else v_lo
         n = spec.n_composites_per_class if n_composites_per_class is None else n_composites_per_class
-        return cls(k=int(k), v_lo=float(check_range("v_lo", v_lo, 0)),
+        return cls(k=int(k), v_lo=check_range("v_lo", v_lo, 0),  # an int threshold stays an int (prints as one)
                    p_lo=float(check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)),
                    scale=float(check_range("scale", spec.composite_scale if scale is None else scale, 0, 1,
                                            lo_open=True)),

@@ -40,6 +40,14 @@ class ChannelMask(nn.Module):
         return f"channels={len(self.mask)}, pruned={int((self.mask == 0).sum())}"
 
 
+def _submodule(model: nn.Module, layer: str) -> nn.Module:
+    """``model``'s submodule ``layer``; ValueError naming the layer when there is none."""
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        raise ValueError(f"layer {layer!r} is not a submodule of {type(model).__name__}")
+    return modules[layer]
+
+
 @torch.no_grad()
 def penultimate_features(model: nn.Module, images: ImageData, layer: str | None = None, head: str | None = None,
                          batch_size: int = 64) -> Tensor:
@@ -54,10 +62,7 @@ def penultimate_features(model: nn.Module, images: ImageData, layer: str | None 
         _, mod = find_head(model, head)
         take_input = True
     else:
-        try:
-            mod = model.get_submodule(layer)
-        except AttributeError:
-            raise ValueError(f"layer {layer!r} is not a submodule of {type(model).__name__}") from None
+        mod = _submodule(model, layer)
         take_input = False
     got: list[Tensor] = []
 
@@ -139,10 +144,7 @@ def prune_channels(model: nn.Module, channels: Tensor | Iterable[int], layer: st
         name, mod = find_head(new, head)
         n_ch = mod.in_features
     else:
-        try:
-            mod = new.get_submodule(layer)
-        except AttributeError:
-            raise ValueError(f"layer {layer!r} is not a submodule of {type(model).__name__}") from None
+        mod = _submodule(new, layer)
         name = layer
         n_ch = _out_channels(new, mod, layer)
     idx = torch.as_tensor([int(c) for c in (channels.flatten().tolist() if isinstance(channels, Tensor)
