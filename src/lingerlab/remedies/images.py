@@ -6,22 +6,19 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .._data import ImageData, batches
+from .._data import ImageData, gather, num_items
 
 __all__ = ["images_by_class", "as_image_tensor"]
 
 
 def images_by_class(data: ImageData, classes: Iterable[int] | None = None) -> dict[int, Tensor]:
     """Split a labelled dataset into ``{class: images [n, 3, H, W]}`` (only ``classes``, if given)."""
-    xs, ys = [], []
-    for x, y in batches(data, 256):
-        if y is None:
-            raise ValueError("data has no labels: pass a Dataset of (image, class id) pairs")
-        xs.append(x)
-        ys.append(y)
-    if not xs:
+    if num_items(data) == 0:
         raise ValueError("data is empty: pass at least one image")
-    x, y = torch.cat(xs), torch.cat(ys).long()
+    x, y = gather(data)
+    if y is None:
+        raise ValueError("data has no labels: pass a Dataset of (image, class id) pairs")
+    y = y.long()
     wanted = sorted({int(c) for c in y.tolist()}) if classes is None else [int(c) for c in classes]
     return {c: x[y == c] for c in wanted}
 
@@ -33,12 +30,9 @@ def as_image_tensor(data: ImageData | Sequence[ImageData], name: str) -> Tensor:
     """
     if isinstance(data, (list, tuple)):
         parts = [as_image_tensor(d, name) for d in data]
-        return torch.cat(parts) if parts else torch.empty(0)
-    if isinstance(data, Tensor):
-        x = data
+        x = torch.cat(parts) if parts else torch.empty(0)
     else:
-        xs = [xb for xb, _ in batches(data, 256)]
-        x = torch.cat(xs) if xs else torch.empty(0)
+        x = gather(data)[0] if num_items(data) else torch.empty(0)
     if x.ndim != 4 or len(x) == 0:
         raise ValueError(f"{name} must hold at least one image [N, 3, H, W]; got shape {tuple(x.shape)}")
     return x
