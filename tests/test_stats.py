@@ -1,0 +1,470 @@
+"""Properties of lingerlab.stats: permutation test, bootstraps, Holm, verdict rule, compare_arms."""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+
+from lingerlab.stats import (bootstrap_diff_ci, cluster_bootstrap_ci, compare_arms, holm, holm_family,
+                             paired_cluster_bootstrap_ci, permutation_p, verdict)
+
+
+# ----------------------------------------------------------------------------- permutation_p
+def brute_force_p(a, b, alternative="two-sided"):
+    """The definition, one relabelling at a time."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    pooled = np.concatenate([a, b])
+    obs = a.mean() - b.mean()
+    tol = 1e-12 * np.abs(pooled).max()
+    hits = total = 0
+    for idx in itertools.combinations(range(len(pooled)), len(a)):
+        mask = np.zeros(len(pooled), bool)
+        mask[list(idx)] = True
+        d = pooled[mask].mean() - pooled[~mask].mean()
+        if alternative == "greater":
+            hits += d >= obs - tol
+        elif alternative == "less":
+            hits += d <= obs + tol
+        else:
+            hits += abs(d) >= abs(obs) - tol
+        total += 1
+    return hits / total
+
+
+def scipy_p(a, b, alternative):
+    res = sps.permutation_test((np.asarray(a, float), np.asarray(b, float)),
+                               lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                               permutation_type="independent", n_resamples=np.inf, vectorized=True,
+                               alternative=alternative)
+    return float(res.pvalue)
+
+
+SIZES = [(3, 3), (4, 5), (5, 4), (5, 5), (2, 6)]
+
+
+@pytest.mark.parametrize("na,nb", SIZES)
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_permutation_p_equals_brute_force(na, nb, alternative):
+    rng = np.random.default_rng(100 * na + nb)
+    for _ in range(5):
+        a, b = rng.normal(0.3, 1, na), rng.normal(0, 1, nb)
+        expected = brute_force_p(a, b, alternative)
+        assert permutation_p(a, b, alternative=alternative) == pytest.approx(expected, abs=1e-15)
+
+
+def test_permutation_p_brute_force_with_ties():
+    a, b = [1.0, 1.0, 2.0, 3.0], [1.0, 2.0, 2.0, 3.0, 3.0]     # many tied relabellings
+    for alt in ("two-sided", "greater", "less"):
+        assert permutation_p(a, b, alternative=alt) == pytest.approx(brute_force_p(a, b, alt), abs=1e-15)
+    a, b = [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]                     # float sums that tie only up to rounding
+    assert permutation_p(a, b) == pytest.approx(brute_force_p(a, b), abs=1e-15) == 1.0
+
+
+@pytest.mark.parametrize("na,nb", SIZES)
+def test_permutation_p_agrees_with_scipy(na, nb):
+    rng = np.random.default_rng(7 + na * nb)
+    for _ in range(3):
+        a, b = rng.normal(0.5, 1, na), rng.normal(0, 1, nb)
+        for alt in ("greater", "less"):
+            assert permutation_p(a, b, alternative=alt) == pytest.approx(scipy_p(a, b, alt), abs=1e-12)
+        if na == nb:  # symmetric null: P(|D| >= |d|) equals SciPy's 2 * min(one-sided p)
+            assert permutation_p(a, b) == pytest.approx(scipy_p(a, b, "two-sided"), abs=1e-12)
+
+
+def test_permutation_p_complete_separation_5_5():
+    hi, lo = [6.0, 7.5, 8.0, 9.1, 10.0], [1.0, 2.0, 3.3, 4.0, 5.0]
+    assert permutation_p(hi, lo) == 2 / 252
+    assert permutation_p(lo, hi) == 2 / 252
+    assert permutation_p(hi, lo, alternative="greater") == 1 / 252
+    assert permutation_p(lo, hi, alternative="less") == 1 / 252
+    assert permutation_p(hi, lo, alternative="less") == 1.0
+
+
+def test_permutation_p_identical_arms_give_one():
+    x = [0.3, 0.1, 0.7, 0.2, 0.9]
+    assert permutation_p(x, x) == 1.0
+    assert permutation_p([2.0] * 5, [2.0] * 5) == 1.0
+    assert permutation_p([0.0] * 3, [0.0] * 4) == 1.0
+
+
+def test_permutation_p_monte_carlo_branch_close_to_exact_and_seeded():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(1.0, 1, 6), rng.normal(0, 1, 6)
+    exact = permutation_p(a, b)
+    assert 0.01 < exact < 0.5
+    for alt in ("two-sided", "greater"):
+        mc = permutation_p(a, b, alternative=alt, max_exact=10, n_resamples=40_000, seed=11)
+        assert mc == pytest.approx(permutation_p(a, b, alternative=alt), abs=0.01)
+    p1 = permutation_p(a, b, max_exact=0, n_resamples=2000, seed=5)
+    assert p1 == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=5)
+    assert p1 == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=np.random.default_rng(5))
+    assert p1 == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=np.int64(5))
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert (permutation_p(a, b, max_exact=0, n_resamples=2000, seed=g1)
+            == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=g2))
+    # (hits + 1) / (n + 1): never zero, and the grid is the one of n_resamples + 1
+    p = permutation_p([10.0] * 8, [0.0] * 8, max_exact=0, n_resamples=999, seed=0)
+    assert p == pytest.approx(1 / 1000, abs=1e-3) and p > 0
+    assert round(p * 1000) == pytest.approx(p * 1000)
+
+
+def test_permutation_p_nan_dropped_and_empty_arm():
+    a, b = [1.0, 2.0, np.nan, 3.0], [np.nan, 0.5, 0.7]
+    assert permutation_p(a, b) == permutation_p([1.0, 2.0, 3.0], [0.5, 0.7])
+    assert math.isnan(permutation_p([np.nan, np.nan], [1.0, 2.0]))
+    assert permutation_p(torch.tensor([1.0, 2.0, 3.0]), np.array([0.5, 0.7])) == permutation_p([1, 2, 3], [0.5, 0.7])
+
+
+def test_permutation_p_10_10_is_fast():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.5, 1, 10), rng.normal(0, 1, 10)
+    permutation_p(a, b)  # warm-up
+    t0 = time.perf_counter()
+    p = permutation_p(a, b)
+    elapsed = time.perf_counter() - t0
+    assert math.comb(20, 10) == 184_756
+    assert p == pytest.approx(scipy_p(a, b, "two-sided"), abs=1e-12)
+    assert elapsed < 1.0, f"permutation_p on 10 + 10 took {elapsed:.2f} s"
+
+
+# ------------------------------------------------------------------------- bootstrap_diff_ci
+def test_bootstrap_diff_ci_contains_estimate_and_is_ordered():
+    rng = np.random.default_rng(1)
+    for s in range(10):
+        a, b = rng.normal(1, 1, 5 + s), rng.normal(0, 2, 6)
+        effect, lo, hi = bootstrap_diff_ci(a, b, n_boot=2000, seed=s)
+        assert effect == pytest.approx(a.mean() - b.mean())
+        assert lo <= effect <= hi
+
+
+def test_bootstrap_diff_ci_narrows_with_more_data():
+    rng = np.random.default_rng(2)
+    big_a, big_b = rng.normal(0, 1, 400), rng.normal(0, 1, 400)
+    _, lo_s, hi_s = bootstrap_diff_ci(big_a[:8], big_b[:8], seed=0)
+    _, lo_b, hi_b = bootstrap_diff_ci(big_a, big_b, seed=0)
+    assert hi_b - lo_b < 0.4 * (hi_s - lo_s)
+
+
+def test_bootstrap_diff_ci_deterministic_per_seed():
+    a, b = [0.2, 0.5, 0.1, 0.9, 0.4], [0.3, 0.3, 0.8, 0.0, 0.6]
+    assert bootstrap_diff_ci(a, b, seed=3) == bootstrap_diff_ci(a, b, seed=3)
+    assert bootstrap_diff_ci(a, b, seed=3) == bootstrap_diff_ci(a, b, seed=np.random.default_rng(3))
+    assert bootstrap_diff_ci(a, b, seed=3) != bootstrap_diff_ci(a, b, seed=4)
+    assert (bootstrap_diff_ci(a, b, seed=torch.Generator().manual_seed(1))
+            == bootstrap_diff_ci(a, b, seed=torch.Generator().manual_seed(1)))
+
+
+def test_bootstrap_diff_ci_shift_moves_every_endpoint():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0, 1, 7), rng.normal(0, 1, 5)
+    base = np.array(bootstrap_diff_ci(a, b, seed=8))
+    for c in (3.7, -12.25):
+        shifted = np.array(bootstrap_diff_ci(a + c, b, seed=8))
+        np.testing.assert_allclose(shifted - base, c, atol=1e-9)
+
+
+def test_bootstrap_diff_ci_nan_and_degenerate_arms():
+    a, b = [1.0, np.nan, 2.0, 3.0], [0.0, 1.0, np.nan]
+    assert bootstrap_diff_ci(a, b, seed=0) == bootstrap_diff_ci([1.0, 2.0, 3.0], [0.0, 1.0], seed=0)
+    effect, lo, hi = bootstrap_diff_ci([1.0], [0.0, 1.0])
+    assert effect == 0.5 and math.isnan(lo) and math.isnan(hi)
+    assert all(math.isnan(v) for v in bootstrap_diff_ci([], [1.0, 2.0]))
+
+
+# --------------------------------------------------------------------------------------- holm
+def test_holm_hand_example():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_properties_random():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        m = int(rng.integers(1, 12))
+        p = rng.uniform(0, 0.3, m) ** rng.uniform(0.5, 3)
+        adj = holm(p)
+        order = np.argsort(p, kind="stable")
+        assert np.all(np.diff(adj[order]) >= 0)                 # monotone in sorted order
+        assert np.all(adj >= p - 1e-15) and np.all(adj <= 1)    # >= raw p, capped at 1
+        # the definition: max over j <= i of min(1, (m - j + 1) p_(j))
+        s = p[order]
+        expect = np.array([max(min(1.0, (m - j) * s[j]) for j in range(i + 1)) for i in range(m)])
+        np.testing.assert_allclose(adj[order], expect)
+
+
+def test_holm_nan_single_cap_and_validation():
+    assert holm([0.2]).tolist() == [0.2]
+    out = holm([0.01, np.nan, 0.04])
+    assert math.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], holm([0.01, 0.04]))   # NaN does not count in m
+    assert np.isnan(holm([np.nan, np.nan])).all()
+    assert holm([0.6, 0.7]).tolist() == [1.0, 1.0]
+    assert holm([]).shape == (0,)
+    with pytest.raises(ValueError, match="pvalues"):
+        holm([0.5, 1.5])
+
+
+# ------------------------------------------------------------------------ cluster bootstrap
+def test_cluster_bootstrap_duplicating_rows_changes_nothing():
+    rng = np.random.default_rng(6)
+    clusters = np.repeat(np.arange(12), rng.integers(1, 6, 12))
+    values = rng.normal(0, 1, len(clusters))
+    base = cluster_bootstrap_ci(values, clusters, n_boot=3000, seed=2)
+    doubled = cluster_bootstrap_ci(np.repeat(values, 2), np.repeat(clusters, 2), n_boot=3000, seed=2)
+    np.testing.assert_allclose(doubled, base, rtol=1e-12, atol=1e-12)
+    # each cluster holding copies of one value, at equal sizes, is the bootstrap of one value per cluster
+    per_cluster = rng.normal(0, 1, 15)
+    rows = np.repeat(per_cluster, 4)
+    labels = [f"photo{i}" for i in np.repeat(np.arange(15), 4)]
+    np.testing.assert_allclose(cluster_bootstrap_ci(rows, labels, seed=1),
+                               cluster_bootstrap_ci(per_cluster, np.arange(15), seed=1), rtol=1e-12, atol=1e-12)
+
+
+def test_cluster_bootstrap_weights_by_cluster_size():
+    # identical values within clusters of unequal size: the estimate is the size-weighted mean
+    per_cluster, sizes = np.array([0.0, 1.0, 5.0]), np.array([1, 3, 6])
+    est, lo, hi = cluster_bootstrap_ci(np.repeat(per_cluster, sizes), np.repeat(["a", "b", "c"], sizes), seed=0)
+    assert est == pytest.approx((per_cluster * sizes).sum() / sizes.sum())
+    assert lo <= est <= hi
+
+
+def test_cluster_interval_wider_than_naive_when_rows_correlate():
+    rng = np.random.default_rng(7)
+    n_clusters, per = 20, 10
+    effect = rng.normal(0, 1, n_clusters)
+    clusters = np.repeat(np.arange(n_clusters), per)
+    values = effect[clusters] + rng.normal(0, 0.1, len(clusters))
+    _, clo, chi = cluster_bootstrap_ci(values, clusters, seed=0)
+    _, nlo, nhi = cluster_bootstrap_ci(values, np.arange(len(values)), seed=0)   # rows as independent
+    assert chi - clo > 2 * (nhi - nlo)
+
+
+def test_cluster_bootstrap_labels_nan_and_errors():
+    values = [0.1, 0.4, 0.2, 0.8, 0.9, 0.3]
+    ints = cluster_bootstrap_ci(values, [3, 3, 1, 1, 7, 7], seed=0)
+    strs = cluster_bootstrap_ci(values, ["x", "x", "y", "y", "z", "z"], seed=0)
+    assert ints == strs
+    assert ints[0] == pytest.approx(np.mean(values))
+    with_nan = cluster_bootstrap_ci([0.1, 0.4, np.nan, 0.2, 0.8, 0.9, 0.3], [3, 3, 5, 1, 1, 7, 7], seed=0)
+    assert with_nan == ints     # the NaN row (and its now empty cluster) is dropped
+    est, lo, hi = cluster_bootstrap_ci([1.0, 2.0], ["a", "a"])
+    assert est == 1.5 and math.isnan(lo) and math.isnan(hi)
+    with pytest.raises(ValueError, match="clusters"):
+        cluster_bootstrap_ci([1.0, 2.0], ["a"])
+    with pytest.raises(ValueError, match="statistic"):
+        cluster_bootstrap_ci([1.0, 2.0], ["a", "b"], statistic="median")
+
+
+def test_paired_cluster_bootstrap_is_cluster_bootstrap_of_differences():
+    rng = np.random.default_rng(8)
+    clusters = np.repeat(np.arange(10), 3)
+    a, b = rng.normal(0.5, 1, 30), rng.normal(0, 1, 30)
+    assert paired_cluster_bootstrap_ci(a, b, clusters, seed=4) == cluster_bootstrap_ci(a - b, clusters, seed=4)
+    a2 = a.copy()
+    a2[0] = np.nan
+    b2 = b.copy()
+    b2[5] = np.nan
+    keep = np.ones(30, bool)
+    keep[[0, 5]] = False
+    assert (paired_cluster_bootstrap_ci(a2, b2, clusters, seed=4)
+            == cluster_bootstrap_ci((a - b)[keep], clusters[keep], seed=4))
+    with pytest.raises(ValueError, match="a and b"):
+        paired_cluster_bootstrap_ci(a, b[:-1], clusters)
+
+
+# ------------------------------------------------------------------------------------ verdict
+NAN = float("nan")
+# (effect, ci_lo, ci_hi, p_adjusted, verdict) for paper_direction="higher"
+HIGHER_CASES = [
+    (0.5, 0.1, 0.9, 0.01, "holds"),
+    (0.5, -0.1, 0.9, 0.01, "holds"),            # p decides "holds", even if the interval touches 0
+    (0.5, 0.1, 0.9, 0.2, "inconclusive"),
+    (0.5, 0.1, 0.9, 0.05, "inconclusive"),      # p == alpha is not < alpha
+    (-0.5, -0.9, -0.1, 0.01, "does not hold"),
+    (-0.5, -0.9, -0.1, 0.9, "does not hold"),   # no p needed to rule the claim out
+    (-0.5, -0.9, 0.0, 0.5, "does not hold"),    # interval ending on zero excludes every effect > 0
+    (-0.5, -0.9, 0.1, 0.01, "inconclusive"),
+    (0.0, -0.1, 0.1, 0.01, "inconclusive"),     # an effect of exactly zero never holds
+    (0.0, 0.0, 0.0, 1.0, "does not hold"),      # identical constant arms
+    (0.0, -0.2, 0.0, 1.0, "does not hold"),
+    (NAN, NAN, NAN, NAN, "not measured"),
+    (NAN, -1.0, 1.0, 0.01, "not measured"),
+    (0.5, NAN, NAN, 0.01, "holds"),
+    (0.5, NAN, NAN, NAN, "inconclusive"),
+    (-0.5, NAN, NAN, NAN, "inconclusive"),
+    (0.5, 0.2, 0.8, NAN, "inconclusive"),
+    (0.5, -0.2, -0.1, 0.5, "inconclusive"),     # malformed (estimate outside its interval): never both
+]
+
+
+@pytest.mark.parametrize("effect,lo,hi,p,expected", HIGHER_CASES)
+def test_verdict_table_both_directions(effect, lo, hi, p, expected):
+    assert verdict(effect, lo, hi, p, paper_direction="higher") == expected
+    # the mirror image: negate the effect and the interval, predict "lower"
+    assert verdict(-effect, -hi, -lo, p, paper_direction="lower") == expected
+
+
+def test_verdict_alpha_and_validation():
+    assert verdict(0.5, 0.1, 0.9, 0.03, paper_direction="higher", alpha=0.01) == "inconclusive"
+    assert verdict(0.5, 0.1, 0.9, np.float64(0.03), paper_direction="higher", alpha=0.05) == "holds"
+    with pytest.raises(ValueError, match="ci_lo"):
+        verdict(0.5, 0.9, 0.1, 0.01, paper_direction="higher")
+    with pytest.raises(ValueError, match="paper_direction"):
+        verdict(0.5, 0.1, 0.9, 0.01, paper_direction="up")
+    with pytest.raises(ValueError, match="alpha"):
+        verdict(0.5, 0.1, 0.9, 0.01, paper_direction="higher", alpha=1.0)
+    with pytest.raises(TypeError, match="effect"):
+        verdict("0.5", 0.1, 0.9, 0.01, paper_direction="higher")
+    with pytest.raises(ValueError, match="p_adjusted"):
+        verdict(0.5, 0.1, 0.9, 1.5, paper_direction="higher")
+
+
+def test_verdict_holds_and_does_not_hold_are_exclusive():
+    """Randomised check of the proof in verdict's docstring.
+
+    With the brief's conditions, holds: s*effect > 0 and p < alpha; does not hold: the interval's end
+    on the paper's side is <= 0. For an interval containing its estimate both cannot be true, since
+    0 < s*effect <= (paper-side end) <= 0 is impossible. verdict adds "the effect does not point the
+    paper's way" to "does not hold", which makes the two exclusive for any input at all.
+    """
+    rng = np.random.default_rng(9)
+    grid = np.array([-1.0, -0.1, 0.0, 0.0, 0.1, 1.0])
+    for _ in range(4000):
+        direction = "higher" if rng.random() < 0.5 else "lower"
+        s = 1.0 if direction == "higher" else -1.0
+        raw = np.where(rng.random(3) < 0.3, rng.choice(grid, 3), rng.normal(0, 1, 3))
+        lo, effect, hi = np.sort(raw)              # a well-formed interval around its estimate
+        p = float(rng.choice([0.0, 0.01, 0.05, 0.5, 1.0, NAN]))
+        holds = s * effect > 0 and p < 0.05
+        excludes = (hi <= 0) if s > 0 else (lo >= 0)
+        assert not (holds and excludes)
+        expected = "holds" if holds else "does not hold" if excludes else "inconclusive"
+        assert verdict(effect, lo, hi, p, paper_direction=direction) == expected
+        # any input, also an estimate outside its interval, gets exactly one verdict by the rule
+        e2 = float(rng.normal(0, 1))
+        got = verdict(e2, lo, hi, p, paper_direction=direction)
+        holds2 = s * e2 > 0 and p < 0.05
+        dnh2 = not s * e2 > 0 and excludes
+        assert not (holds2 and dnh2)
+        assert got == ("holds" if holds2 else "does not hold" if dnh2 else "inconclusive")
+
+
+# ------------------------------------------------------------------------------- compare_arms
+def test_compare_arms_planted_effects():
+    rng = np.random.default_rng(10)
+    ref = rng.normal(1.0, 0.1, 5)
+    data = {"M^t": ref, "clear": rng.normal(0.0, 0.1, 5), "reverse": rng.normal(2.0, 0.1, 5),
+            "noise": ref[[2, 0, 4, 1, 3]] + np.array([0.05, -0.05, 0.02, -0.02, 0.0])}
+    df = compare_arms(data, "M^t", paper_direction="higher", n_boot=4000, seed=0)
+    assert list(df["arm"]) == ["clear", "reverse", "noise"]
+    v = dict(zip(df["arm"], df["verdict"]))
+    assert v == {"clear": "holds", "reverse": "does not hold", "noise": "inconclusive"}
+    clear = df.set_index("arm").loc["clear"]
+    assert clear["p_perm"] == 2 / 252 and clear["n_reference"] == 5 and clear["n_arm"] == 5
+    assert clear["effect"] == pytest.approx(ref.mean() - data["clear"].mean())
+    assert clear["mean_reference"] == pytest.approx(ref.mean())
+    assert (df["p_holm"] >= df["p_perm"]).all()
+    np.testing.assert_allclose(df["p_holm"], holm(df["p_perm"].to_numpy()))
+    # the same data, the paper predicting the other direction, swaps holds and does not hold
+    df_low = compare_arms(data, "M^t", paper_direction="lower", n_boot=4000, seed=0)
+    assert dict(zip(df_low["arm"], df_low["verdict"])) == {"clear": "does not hold", "reverse": "holds",
+                                                           "noise": "inconclusive"}
+
+
+def test_compare_arms_family_nan_and_holm_family():
+    base = {"ref": [1.0, 1.1, 0.9, 1.05, 0.95], "a": [0.0, 0.1, -0.1, 0.05, -0.05],
+            "empty": [np.nan] * 5}
+    df = compare_arms(base, "ref", paper_direction="higher", n_boot=1000, seed=np.int64(1))
+    empty = df.set_index("arm").loc["empty"]
+    assert empty["verdict"] == "not measured" and math.isnan(empty["p_perm"]) and math.isnan(empty["p_holm"])
+    assert df.set_index("arm").loc["a", "p_holm"] == 2 / 252     # the NaN row does not count in the family
+    wider = compare_arms(base, "ref", paper_direction="higher", n_boot=1000, seed=1, family=[0.01, 0.02, 0.5])
+    assert wider.set_index("arm").loc["a", "p_holm"] == pytest.approx(4 * 2 / 252)
+    assert wider.set_index("arm").loc["a", "verdict"] == "holds"
+    # a concatenated family across measures: Holm over all rows, verdicts redone from the new p
+    other = compare_arms({"ref": [0.5, 0.6, 0.4, 0.55, 0.45], "a": [0.3, 0.62, 0.2, 0.5, 0.41]}, "ref",
+                         paper_direction="lower", n_boot=1000, seed=1)
+    fam = holm_family(pd.concat([df.assign(measure="m1"), other.assign(measure="m2")], ignore_index=True))
+    before = pd.concat([df, other], ignore_index=True)["p_holm"]
+    assert (fam["p_holm"].isna() == before.isna()).all()
+    assert (fam["p_holm"].dropna() >= before.dropna() - 1e-15).all()
+    np.testing.assert_allclose(fam["p_holm"], holm(fam["p_perm"].to_numpy()))
+    for r in fam.itertuples():
+        assert r.verdict == verdict(r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction=r.paper_direction,
+                                    alpha=r.alpha)
+    # with a family so big that Holm lifts p above alpha, "holds" becomes "inconclusive"
+    big = holm_family(pd.concat([df] + [other] * 8, ignore_index=True))     # m = 9: 9 * 2/252 > 0.05
+    assert big.loc[big["arm"] == "a", "verdict"].iloc[0] == "inconclusive"
+    # a plain table: only the adjusted column is added
+    plain = holm_family(pd.DataFrame({"p": [0.01, 0.04]}), p_col="p", out_col="q")
+    np.testing.assert_allclose(plain["q"], [0.02, 0.04])
+
+
+def test_compare_arms_deterministic_and_errors():
+    data = {"ref": [1.0, 1.2, 0.8, 1.1, 0.9], "b": [0.5, 0.7, 0.6, 0.4, 0.8], "c": [1.0, 0.9, 1.3, 1.1, 0.7]}
+    one = compare_arms(data, "ref", paper_direction="higher", n_boot=500, seed=3)
+    pd.testing.assert_frame_equal(one, compare_arms(data, "ref", paper_direction="higher", n_boot=500, seed=3))
+    as_tensors = {k: torch.tensor(v, dtype=torch.float64) for k, v in data.items()}
+    tens = compare_arms(as_tensors, "ref", paper_direction="higher", n_boot=500, seed=3)
+    pd.testing.assert_frame_equal(one, tens)
+    with pytest.raises(ValueError, match="reference"):
+        compare_arms(data, "nope", paper_direction="higher")
+    with pytest.raises(ValueError, match="paper_direction"):
+        compare_arms(data, "ref", paper_direction="worse")
+    assert len(compare_arms({"ref": [1.0, 2.0]}, "ref", paper_direction="higher")) == 0
+
+
+# ---------------------------------------------------------------------------------- validation
+def test_numpy_integers_accepted():
+    a, b = [0.2, 0.5, 0.1, 0.9, 0.4], [0.3, 0.3, 0.8, 0.0, 0.6]
+    assert (bootstrap_diff_ci(a, b, n_boot=np.int64(500), seed=np.int32(2))
+            == bootstrap_diff_ci(a, b, n_boot=500, seed=2))
+    assert (cluster_bootstrap_ci(a, [0, 0, 1, 1, 2], n_boot=np.int64(500), seed=np.uint8(2))
+            == cluster_bootstrap_ci(a, [0, 0, 1, 1, 2], n_boot=500, seed=2))
+    assert permutation_p(a, b, max_exact=np.int64(0), n_resamples=np.int16(300), seed=np.int64(1)) == \
+        permutation_p(a, b, max_exact=0, n_resamples=300, seed=1)
+
+
+@pytest.mark.parametrize("call", [
+    lambda **kw: bootstrap_diff_ci([1.0, 2.0], [0.0, 1.0], **kw),
+    lambda **kw: cluster_bootstrap_ci([1.0, 2.0], ["a", "b"], **kw),
+    lambda **kw: paired_cluster_bootstrap_ci([1.0, 2.0], [0.0, 1.0], ["a", "b"], **kw),
+    lambda **kw: compare_arms({"r": [1.0, 2.0], "x": [0.0, 1.0]}, "r", paper_direction="higher", **kw),
+])
+def test_parameter_errors_name_the_parameter(call):
+    with pytest.raises(TypeError, match="n_boot"):
+        call(n_boot="100")
+    with pytest.raises(TypeError, match="n_boot"):
+        call(n_boot=100.0)
+    with pytest.raises(ValueError, match="n_boot"):
+        call(n_boot=0)
+    with pytest.raises(ValueError, match="level"):
+        call(level=1.5)
+    with pytest.raises(TypeError, match="level"):
+        call(level="0.95")
+    with pytest.raises(TypeError, match="seed"):
+        call(seed="0")
+    with pytest.raises(ValueError, match="seed"):
+        call(seed=-1)
+
+
+def test_permutation_p_parameter_errors():
+    with pytest.raises(ValueError, match="alternative"):
+        permutation_p([1.0], [2.0], alternative="both")
+    with pytest.raises(TypeError, match="max_exact"):
+        permutation_p([1.0], [2.0], max_exact=1.5)
+    with pytest.raises(ValueError, match="n_resamples"):
+        permutation_p([1.0], [2.0], n_resamples=0)
+    with pytest.raises(TypeError, match="seed"):
+        permutation_p([1.0], [2.0], seed=None)
+    with pytest.raises(ValueError, match="finite"):
+        permutation_p([1.0, np.inf], [2.0])
+    with pytest.raises(ValueError, match="1-D"):
+        permutation_p([[1.0, 2.0]], [2.0])
+    with pytest.raises(TypeError, match="a must"):
+        permutation_p("abc", [2.0])
