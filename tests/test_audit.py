@@ -290,3 +290,19 @@ def test_changing_eq1_code_recomputes_eq1_and_downstream_but_not_models(tmp_path
     assert changed["computed"]["composites"] == 1
     scratch_runs = list((tmp_path / "cache" / "finetune").glob("*.pt"))
     assert len(scratch_runs) == 1                                    # M^t was not trained again
+
+
+def test_a_given_target_model_is_measured_not_trained(cache_root):
+    """A user's own fine-tuned model (``spec.given["M^t"]``) is M^t for every seed: nothing is trained
+    for it, and Eq. 3 reads its backbone."""
+    torch.manual_seed(3)
+    mine = TinyNet(2).eval()
+    world = make_tiny_world(given={"M^t": mine})
+    a = _audit(world, v_lo=3)
+    assert a.target_model(0) is mine and a.target_model(1) is mine and a.model("M^t", 2) is mine
+    a.lingering()
+    assert not (cache_root / "finetune").exists() or not list((cache_root / "finetune").glob("*.pt"))
+    with pytest.raises(ValueError, match="given may hold only"):
+        make_tiny_world(given={"M^x": mine})
+    with pytest.raises(TypeError, match="nn.Module"):
+        make_tiny_world(given={"M^t": "model.pt"})

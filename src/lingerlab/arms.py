@@ -269,6 +269,9 @@ class Zoo:
             return name
         if name == "M^s":
             return self.world.source_model.to(self.device).eval()
+        given = self.world.spec.given.get("M^b" if name in ("M^b", "M^b (competent)") else name)
+        if given is not None:  # the user's own model: measured as it is, for every seed
+            return given.to(self.device).eval()
         arm = self._extra.get(name)
         if arm is not None and not isinstance(arm, Recipe):
             model = arm(seed)

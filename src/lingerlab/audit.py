@@ -125,7 +125,10 @@ class Audit:
         return self.zoo.model("M^s")
 
     def target_model(self, seed: int = 0, **changes: Any) -> nn.Module:
-        """M^t: standard fine-tuning of M^s on D^t (the world's recipe, ``changes`` to its fields)."""
+        """M^t: standard fine-tuning of M^s on D^t (the world's recipe, ``changes`` to its fields), or
+        the user's own fine-tuned model (``spec.given["M^t"]``) when no change is asked for."""
+        if not changes:
+            return self.zoo.model("M^t", seed)
         return self.zoo.train(self.recipe("M^t").replace(**changes), seed)[0]
 
     def st_model(self, seed: int = 0, bn: str = "target") -> nn.Module:

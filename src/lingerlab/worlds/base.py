@@ -61,6 +61,9 @@ class WorldSpec:
             photo are one cluster); None: every image is its own.
         make_cluttered: ``make_cluttered(seed)`` -> the target validation images with non-source
             clutter (a competence control), or None.
+        given: models the user already has, by arm name (``"M^t"``: their fine-tuned model,
+            ``"M^b"``: their own baseline): the audit measures them instead of training those arms
+            (every seed gives the same model). Empty: every arm is trained from its recipe.
         provenance: what the loader found, for display only (layouts, weights file, skipped files,
             source photos); the method never reads it.
     """
@@ -82,12 +85,19 @@ class WorldSpec:
     make_source: Callable[[], nn.Module] | None = None
     source_groups: tuple[str, ...] | None = None
     make_cluttered: Callable[[int], Dataset] | None = None
+    given: Mapping[str, nn.Module] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [k for k in ("M^t", "M^b") if k not in self.recipes]
         if missing:
             raise ValueError(f"recipes must define {missing} (the world's fine-tuning and scratch recipes)")
+        bad = sorted(set(self.given) - {"M^t", "M^b"})
+        if bad:
+            raise ValueError(f"given may hold only 'M^t' and 'M^b' (models the user supplies); got {bad}")
+        for k, m in self.given.items():
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"given[{k!r}] must be an nn.Module; got {type(m).__name__}")
 
 
 @dataclass
