@@ -13,10 +13,18 @@ All datasets are lazy (files are read on access) at ``image_size`` px with the s
 resize-to-256/224 and centre crop. The weights come from torchvision's cache
 (``~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth``, under ``$TORCH_HOME`` when set).
 
-Nothing touches the network unless ``download=True``: then only the missing ResNet-18 weights are
-fetched from download.pytorch.org. The datasets are never downloaded (Kaggle's copy needs an
-account; ImageNet a registration): a missing folder raises FileNotFoundError saying what to fetch,
-from where, and the exact path to unpack it to.
+Nothing touches the network unless ``download=True`` (the default is False: a missing folder or
+file raises FileNotFoundError saying what to fetch, from where, and the exact path to unpack it to).
+With ``download=True`` the missing pieces are fetched through ``lingerlab.downloads`` (resumable,
+sha256-checked, unpacked beside the target and renamed into place): the ResNet-18 weights from
+download.pytorch.org into torch hub's checkpoint folder, Microsoft's Dogs-vs-Cats zip into
+``dogscats_root`` and ImageNetV2 matched-frequency into ``imagenet_root`` (``dogscats_asset=`` /
+``imagenet_asset=`` pick another :class:`~lingerlab.downloads.Asset`, e.g. Kaggle's train.zip or an
+ImageNet validation archive from your own URL). The two archives' sha256 are not published, so
+their download is refused unless the hash is given (``$LINGERLAB_SHA256_DOGSCATS_MICROSOFT``,
+``$LINGERLAB_SHA256_IMAGENETV2_MATCHED_FREQUENCY``) or ``allow_unverified=True``. ``base_url=`` (or
+``$LINGERLAB_DOWNLOAD_BASE``) replaces the scheme and host of every download URL (a mirror; the
+tests' local server).
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ import torch
 from torch import nn
 
 from .. import cache as _cache
+from .. import downloads as _dl
 from .._validation import check_bool, check_choice, check_int_range
 from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized
 from ..profiles import PaperProfile
@@ -54,7 +63,7 @@ RESNET18_FILE = "resnet18-f37072fd.pth"
 def dogscats_help(root: str | os.PathLike | None = None) -> str:
     """What to fetch for Dogs-vs-Cats and where to put it (the exact paths when ``root`` is known)."""
     r = "<root>" if root is None else str(Path(root).expanduser())
-    return ("Download Dogs-vs-Cats yourself (lingerlab never downloads datasets) and pass its folder as "
+    return ("Download Dogs-vs-Cats (or pass download=True to fetch Microsoft's archive) and pass its folder as "
             "dogscats_root= (or set LINGERLAB_DOGSCATS): either Kaggle's train.zip from "
             f"{KAGGLE_DOGSCATS_URL} unpacked as {r}/train/cat.0.jpg, {r}/train/dog.0.jpg, ... or Microsoft's "
             f"kagglecatsanddogs archive from {MICROSOFT_DOGSCATS_URL} unpacked as {r}/PetImages/Cat/0.jpg and "
@@ -64,7 +73,7 @@ def dogscats_help(root: str | os.PathLike | None = None) -> str:
 def imagenet_help(root: str | os.PathLike | None = None) -> str:
     """What to fetch for the ImageNet D^c images and where to put them (exact paths when ``root`` is known)."""
     r = "<root>" if root is None else str(Path(root).expanduser())
-    return ("Provide ImageNet images for D^c yourself (lingerlab never downloads datasets) and pass their folder "
+    return ("Provide ImageNet images for D^c (or pass download=True to fetch ImageNetV2) and pass their folder "
             "as imagenet_root= (or set LINGERLAB_IMAGENET): ImageNetV2 matched-frequency "
             f"({IMAGENETV2_URL}, from https://huggingface.co/datasets/vaishaal/ImageNetV2) unpacked as "
             f"{r}/<class index>/*.jpeg (e.g. {r}/281/*.jpeg; the archive's folder "
@@ -83,13 +92,15 @@ def resnet18_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
 
 
-def resnet18_source_model(download: bool = False) -> nn.Module:
+def resnet18_source_model(download: bool = False, *, base_url: str | None = None, progress: bool = False) -> nn.Module:
     """M^s: torchvision's ResNet-18 with IMAGENET1K_V1 weights in ``Normalized`` (ImageNet mean/std).
 
     Reads the weights from torch hub's cache (``resnet18_weights_path()``) without touching the
     network. When the file is missing: with ``download=False`` (the default) raises
     FileNotFoundError naming the URL to fetch and the exact path to save it to; with
-    ``download=True`` fetches it from download.pytorch.org (hash-checked) into that path.
+    ``download=True`` fetches it (``downloads.ASSETS["resnet18-imagenet1k-v1"]``: resumable, checked
+    against torchvision's sha256 prefix ``f37072fd``) into that path; ``base_url`` (or
+    ``$LINGERLAB_DOWNLOAD_BASE``) replaces download.pytorch.org.
     """
     check_bool("download", download)
     from torchvision.models import ResNet18_Weights, resnet18
@@ -98,32 +109,80 @@ def resnet18_source_model(download: bool = False) -> nn.Module:
     help_msg = (f"download {weights.url} and save it as {path} (torch hub's checkpoint folder: "
                 "$TORCH_HOME/hub/checkpoints, ~/.cache/torch/hub/checkpoints by default), pass download=True "
                 "to let lingerlab fetch it, or pass source_model=")
-    if path.is_file():
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(f"ResNet-18 ImageNet weights not found at {path} and download=False: {help_msg}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - truncated or corrupt file
-            raise OSError(f"ResNet-18 ImageNet weights at {path} cannot be read ({e}): delete the file and "
-                          f"{help_msg}") from e
-    elif not download:
-        raise FileNotFoundError(f"ResNet-18 ImageNet weights not found at {path} and download=False: {help_msg}")
-    else:
-        try:
-            state = weights.get_state_dict(progress=False, check_hash=True)
-        except Exception as e:  # noqa: BLE001 - URLError, socket errors, hash mismatch...
+            _dl.fetch_asset(_dl.ASSETS["resnet18-imagenet1k-v1"], path, base_url=base_url, progress=progress)
+        except OSError as e:  # URLError, socket errors, interrupted transfers (a sha256 mismatch is a ValueError)
             raise FileNotFoundError(f"ResNet-18 ImageNet weights could not be downloaded ({e}): {help_msg}") from e
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt file
+        raise OSError(f"ResNet-18 ImageNet weights at {path} cannot be read ({e}): delete the file and "
+                      f"{help_msg}") from e
     model = resnet18()
     model.load_state_dict(state)
     return Normalized(model, IMAGENET_MEAN, IMAGENET_STD).eval()
 
 
-def _resolve_root(value: str | os.PathLike | None, env: str, help_fn: Any, what: str) -> Path:
+def _resolve_root(value: str | os.PathLike | None, env: str, help_fn: Any, what: str, must_exist: bool = True) -> Path:
     raw = value if value is not None else os.environ.get(env)
     if not raw:
         raise FileNotFoundError(f"no {what} folder given (parameter and ${env} are both unset). {help_fn()}")
     root = Path(raw).expanduser()
-    if not root.is_dir():
+    if must_exist and not root.is_dir():
         raise FileNotFoundError(f"{what} folder {str(root)!r} does not exist. {help_fn(root)}")
     return root
+
+
+def _pick_asset(what: str, value: Any, choices: tuple[str, ...]) -> _dl.Asset:
+    if isinstance(value, _dl.Asset):
+        return value
+    check_choice(what, value, choices)
+    return _dl.ASSETS[value]
+
+
+def _has_layout(root: Path, find: Any) -> bool:
+    if not root.is_dir():
+        return False
+    try:
+        find(root)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _download_data(jobs: list[tuple[str, Path, _dl.Asset]], *, base_url: str | None, allow_unverified: bool,
+                   progress: bool) -> None:
+    """Fetch and unpack each ``(what, root, asset)``; every URL, hash and target is checked before any
+    network access. The archive goes beside ``root`` and is deleted once unpacked (or found corrupt)."""
+    plans, problems = [], []
+    for what, root, asset in jobs:
+        try:
+            url = _dl.asset_url(asset, base_url)
+        except ValueError as e:
+            problems.append(f"{what}: {e}")
+            continue
+        sha = _dl.asset_sha256(asset)
+        if sha is None and not allow_unverified:
+            problems.append(f"{what}: no sha256 is known for {asset.name} ({url}): set "
+                            f"$LINGERLAB_SHA256_{_dl.env_name(asset.name)} to its sha256, or pass allow_unverified=True")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            problems.append(f"{what} folder {str(root)!r} exists, is not empty and has no usable layout: "
+                            "download=True unpacks only into a new or empty folder")
+        plans.append((what, root, asset, url, sha))
+    if problems:
+        raise ValueError("download=True cannot proceed (nothing was downloaded): " + "; ".join(problems))
+    for what, root, asset, url, sha in plans:
+        archive = root.parent / asset.filename
+        _dl.fetch(url, archive, sha256=sha, allow_unverified=allow_unverified, progress=progress, name=asset.name)
+        try:
+            _dl.extract(archive, root, expect=asset.expect, strip=asset.strip)
+        except _dl.ArchiveError as e:
+            archive.unlink(missing_ok=True)
+            raise _dl.ArchiveError(f"{what}: {e} (the archive was deleted; download=True fetches it again)") from e
+        archive.unlink(missing_ok=True)
 
 
 _KAGGLE = re.compile(r"^(cat|dog)\.\d+\.(jpe?g|png)$", re.IGNORECASE)
@@ -213,11 +272,18 @@ class _MakeResNet18:
 def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module | None = None,
                dogscats_root: str | os.PathLike | None = None, imagenet_root: str | os.PathLike | None = None,
                download: bool = False, device: str | torch.device | None = None, progress: bool = True,
-               cache: bool = True) -> World:
+               cache: bool = True, base_url: str | None = None, allow_unverified: bool = False,
+               dogscats_asset: str | _dl.Asset = "dogscats-microsoft",
+               imagenet_asset: str | _dl.Asset = "imagenetv2-matched-frequency") -> World:
     """Build the ``paper`` world (see the module docstring). ``source_model`` replaces the torchvision
     ResNet-18 (it must take [0, 1] images and have 1000 outputs). Nothing touches the network unless
-    ``download=True`` (then only missing ResNet-18 weights are fetched; datasets never are): missing
-    data or weights raise FileNotFoundError naming what to fetch and the exact path to put it."""
+    ``download=True``: missing data or weights raise FileNotFoundError naming what to fetch and the
+    exact path to put it. With ``download=True`` a missing (or empty) ``dogscats_root`` /
+    ``imagenet_root`` is filled from ``dogscats_asset`` (``"dogscats-microsoft"`` or
+    ``"dogscats-kaggle"``, or an :class:`~lingerlab.downloads.Asset`) / ``imagenet_asset``
+    (``"imagenetv2-matched-frequency"``, ``"imagenet-val"`` or an Asset), and missing weights are
+    fetched; ``base_url`` replaces every URL's scheme and host; ``allow_unverified=True`` accepts an
+    archive whose sha256 is not known (see ``lingerlab.downloads``)."""
     check_int_range("image_size", profile.image_size, 32, 1024)
     check_int_range("n_train", profile.n_train, 2)
     check_int_range("n_val", profile.n_val, 2)
@@ -225,12 +291,21 @@ def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module 
     check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     check_int_range("seed", seed, 0)
     check_bool("download", download)
-    dc_root = _resolve_root(dogscats_root, "LINGERLAB_DOGSCATS", dogscats_help, "Dogs-vs-Cats")
-    in_root = _resolve_root(imagenet_root, "LINGERLAB_IMAGENET", imagenet_help, "ImageNet")
+    check_bool("allow_unverified", allow_unverified)
+    dc_asset = _pick_asset("dogscats_asset", dogscats_asset, ("dogscats-microsoft", "dogscats-kaggle"))
+    in_asset = _pick_asset("imagenet_asset", imagenet_asset, ("imagenetv2-matched-frequency", "imagenet-val"))
+    dc_root = _resolve_root(dogscats_root, "LINGERLAB_DOGSCATS", dogscats_help, "Dogs-vs-Cats", not download)
+    in_root = _resolve_root(imagenet_root, "LINGERLAB_IMAGENET", imagenet_help, "ImageNet", not download)
+    if download:
+        jobs = [(what, root, asset) for what, root, asset, find in (
+            ("Dogs-vs-Cats", dc_root, dc_asset, dogscats_files),
+            ("ImageNet", in_root, in_asset, lambda r: imagenet_files(r, 1, 0))) if not _has_layout(root, find)]
+        _download_data(jobs, base_url=base_url, allow_unverified=allow_unverified, progress=progress)
     # everything that can be missing (folder layouts, then the weights) before the slow image scans
     layout, paths, labels = dogscats_files(dc_root)
     in_layout, s_paths, s_labels = imagenet_files(in_root, profile.dc_per_class, seed)
-    source = source_model if source_model is not None else resnet18_source_model(download)
+    source = (source_model if source_model is not None
+              else resnet18_source_model(download, base_url=base_url, progress=progress))
 
     good = set(scan_images(paths, what="Dogs-vs-Cats images", cache=cache)[0])
     g = torch.Generator().manual_seed(95_000 + seed)
