@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._data import ImageData, batches, model_device, num_items
+from . import distributed as _dist
+from .distributed import autocast_context, check_autocast
 from .models import unwrap
 
 __all__ = ["gradcam", "cam", "default_layer", "vit_reshape_transform", "CAM_METHODS"]
@@ -222,7 +224,7 @@ def _scale(cam_map: Tensor, size: tuple[int, int]) -> Tensor:
 # --------------------------------------------------------------------------- Grad-CAM
 
 def _gradcam_batch(model: nn.Module, x: Tensor, t: Tensor, layer: nn.Module, lname: str,
-                   reshape: ReshapeTransform | None) -> Tensor:
+                   reshape: ReshapeTransform | None, amp: str | None = None) -> Tensor:
     captured: list[Tensor] = []
 
     def hook(module: nn.Module, inputs: Any, out: Any) -> Tensor:
@@ -242,7 +244,7 @@ def _gradcam_batch(model: nn.Module, x: Tensor, t: Tensor, layer: nn.Module, lna
 
     handle = layer.register_forward_hook(hook)
     try:
-        with torch.no_grad():  # restores the grad mode the hook switched on
+        with torch.no_grad(), autocast_context(x.device, amp):  # no_grad restores the grad mode the hook set
             logits = model(x)
     finally:
         handle.remove()
@@ -273,7 +275,7 @@ def _gradcam_batch(model: nn.Module, x: Tensor, t: Tensor, layer: nn.Module, lna
 
 def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerSpec = None, *,
             reshape_transform: ReshapeTransform | None = None, batch_size: int | None = None,
-            channels_last: bool | None = None) -> Tensor:
+            channels_last: bool | None = None, autocast: str | None = None) -> Tensor:
     """Grad-CAM maps (Selvaraju et al., 2017): the paper's ``A(x, M, c)`` of Eq. 4.
 
     For each image, the gradient of the target logit with respect to ``layer``'s output is averaged
@@ -289,6 +291,20 @@ def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerS
     max-pools (not the default layers) such rounding can flip activation masks downstream and move
     maps by ~1e-3; pass ``channels_last=False`` to reproduce pytorch-grad-cam to ~1e-6 there.
 
+    ``autocast``: ``None``/``"fp32"`` (default) runs in float32; ``"bf16"`` runs the forward (and so
+    the backward to ``layer``) under bfloat16 autocast, for GPUs (ValueError where unsupported); the
+    channel weights, the map and its scaling are computed in float32 and the maps come back
+    float32. Stated tolerance of the scaled maps in [0, 1], checked by tests/test_precision.py on a
+    small random CNN (64 images at 32 px, 8x8 maps): mean |bf16 - fp32| over all pixels <= 0.01
+    (measured 0.003-0.004 over 20 seeds); per image max |diff| <= 0.05 on average over images
+    (measured 0.019-0.031) and <= 0.1 for 90% of images (measured <= 0.051; single images reach
+    0.21); top-20% masks (Eq. 4's P_0.8) with IoU >= 0.9 on average (measured 0.962-0.980) and
+    >= 0.8 for 95% of images (measured 98-100%).
+
+    In a distributed run (:mod:`lingerlab.distributed`) each process computes the maps of its
+    contiguous shard of the images, and the maps are gathered: every process returns all ``N``
+    maps in the original order, equal to one process's up to float rounding (a different batching).
+
     Returns float32 maps ``[N, H, W]`` in ``[0, 1]`` on the device of ``images`` (a tensor) or of
     the model (other data). The model runs in eval mode; its train/eval flags are restored, no
     parameter ``.grad`` is touched, and the backward pass stops at ``layer``.
@@ -299,17 +315,39 @@ def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerS
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}")
     dev = model_device(model)
+    amp = check_autocast(autocast, dev)
     if isinstance(images, Tensor):
         _check_images(images)
         out_dev = images.device
         n = images.shape[0]
-        bs = n if batch_size is None else batch_size
-        chunks = ((images[i:i + bs], None) for i in range(0, n, bs))
     else:
         out_dev = dev
         n = num_items(images)
-        chunks = batches(images, batch_size or 64)
     t_all = _targets_tensor(targets, n)
+    if not _dist.is_distributed():
+        return _gradcam_pass(model, images, t_all, lmod, lname, reshape, batch_size, channels_last, dev, out_dev, amp)
+    idx = _dist.shard_indices(n)
+    shard = _dist.shard_data(images, idx)
+    t_shard = t_all[idx.start:idx.stop]
+
+    def local() -> Tensor:
+        if len(idx) == 0:
+            return torch.empty(0, dtype=torch.float32, device=out_dev)
+        return _gradcam_pass(model, shard, t_shard, lmod, lname, reshape, batch_size, channels_last, dev, out_dev, amp)
+
+    return _dist.all_gather_cat(_dist.run_local(local), n)
+
+
+def _gradcam_pass(model: nn.Module, images: ImageData, t_all: Tensor, lmod: nn.Module, lname: str,
+                  reshape: ReshapeTransform | None, batch_size: int | None, channels_last: bool | None,
+                  dev: torch.device, out_dev: torch.device, amp: str | None) -> Tensor:
+    """Grad-CAM maps of all ``images`` (targets ``t_all``), batch by batch, concatenated."""
+    if isinstance(images, Tensor):
+        n = images.shape[0]
+        bs = n if batch_size is None else batch_size
+        chunks = ((images[i:i + bs], None) for i in range(0, n, bs))
+    else:
+        chunks = batches(images, batch_size or 64)
     modes = _save_modes(model)
     outs: list[Tensor] = []
     try:
@@ -324,7 +362,7 @@ def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerS
                 # oneDNN convolutions run ~20% faster on channels-last batches; the maps move by
                 # float rounding only (median 2e-6, worst 4e-5 seen on random ResNet-18 weights)
                 x = x.contiguous(memory_format=torch.channels_last)
-            outs.append(_gradcam_batch(model, x, t_all[i:i + len(x)], lmod, lname, reshape).to(out_dev))
+            outs.append(_gradcam_batch(model, x, t_all[i:i + len(x)], lmod, lname, reshape, amp).to(out_dev))
             i += len(x)
     finally:
         _restore_modes(modes)

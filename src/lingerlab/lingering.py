@@ -11,16 +11,15 @@ from torch import Tensor, nn
 
 from ._data import ImageData, batches, model_device
 from ._validation import check_int_range, check_range
+from . import distributed as _dist
+from .distributed import autocast_context, check_autocast
 from .models import eval_mode
 
 
-def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, num_classes: int | None,
-                           batch_size: int) -> tuple[list[Tensor], Tensor]:
-    """One pass over ``source_data``: per-class mean softmax p_c for each model, and per-class counts."""
-    check_int_range("batch_size", batch_size, 1)
-    if num_classes is not None:
-        check_int_range("num_classes", num_classes, 1)
-    devices = [model_device(m) for m in models]
+def _sum_pass(models: Sequence[nn.Module], source_data: ImageData, num_classes: int | None, batch_size: int,
+              devices: Sequence[torch.device], amps: Sequence[str | None]
+              ) -> tuple[list[Tensor] | None, Tensor | None]:
+    """One pass over ``source_data``: per-class sums of p_c (float64) for each model, and per-class counts."""
     sums: list[Tensor] | None = None
     counts: Tensor | None = None
     with eval_mode(*models), torch.no_grad():
@@ -29,7 +28,9 @@ def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, 
                 raise ValueError("source_data has no labels: pass a Dataset of (image, source class id) pairs")
             y = y.long()
             for i, (model, dev) in enumerate(zip(models, devices)):
-                p = model(x.to(dev)).float().softmax(dim=1)
+                with autocast_context(dev, amps[i]):
+                    out = model(x.to(dev))
+                p = out.float().softmax(dim=1)
                 if sums is None:
                     c = p.shape[1] if num_classes is None else num_classes
                     if c != p.shape[1]:
@@ -45,6 +46,38 @@ def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, 
                                          f"[{int(yd.min())}, {int(yd.max())}]")
                     counts += torch.bincount(yd, minlength=len(sums[0]))  # type: ignore[operator]
                 sums[i].index_add_(0, yd, p.gather(1, yd[:, None])[:, 0].double())
+    return sums, counts
+
+
+def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, num_classes: int | None,
+                           batch_size: int, autocast: str | None = None) -> tuple[list[Tensor], Tensor]:
+    """One pass over ``source_data``: per-class mean softmax p_c for each model, and per-class counts.
+
+    Distributed (:mod:`lingerlab.distributed`): each process sums over its shard of ``source_data``;
+    the float64 sums and int64 counts are summed over processes, then divided. Counts are exact; the
+    means equal one process's up to float rounding (the per-image probabilities of a different
+    batching, and float64 partial sums added in another order: |difference| <= 1e-6, in practice
+    0 or one float32 ulp).
+    """
+    check_int_range("batch_size", batch_size, 1)
+    if num_classes is not None:
+        check_int_range("num_classes", num_classes, 1)
+    devices = [model_device(m) for m in models]
+    amps = [check_autocast(autocast, d) for d in devices]
+    if not _dist.is_distributed():
+        sums, counts = _sum_pass(models, source_data, num_classes, batch_size, devices, amps)
+    else:
+        shard = _dist.shard_data(source_data)
+        sums, counts = _dist.run_local(lambda: _sum_pass(models, shard, num_classes, batch_size, devices, amps))
+        # a process whose shard is empty (N < processes) learns the number of classes from the others
+        c = int(_dist.all_reduce_max(torch.tensor([0 if counts is None else len(counts)], dtype=torch.long)))
+        if c > 0:
+            if sums is None or counts is None:
+                sums = [torch.zeros(c, dtype=torch.float64, device=d) for d in devices]
+                counts = torch.zeros(c, dtype=torch.long, device=devices[0])
+            for s in sums:
+                _dist.all_reduce_sum(s)
+            _dist.all_reduce_sum(counts)
     if sums is None or counts is None:
         raise ValueError("source_data is empty: pass at least one image")
     means = [(s / counts.to(s.device)).float() for s in sums]  # 0/0 -> NaN for classes without images
@@ -62,20 +95,29 @@ def default_p_lo(num_source_classes: int) -> float:
 
 
 def class_mean_probs(model: nn.Module, source_data: ImageData, num_classes: int | None = None,
-                     batch_size: int = 64) -> tuple[Tensor, Tensor]:
+                     batch_size: int = 64, *, autocast: str | None = None) -> tuple[Tensor, Tensor]:
     """For every class c: ``mean_{x in D^c} p_c(model(x))`` (the statistic of Eq. 3) and ``|D^c|``.
 
     ``source_data`` yields ``(image, source class id)``. Returns ``(mean_p [C], counts [C])`` on the
     model's device; classes without images get NaN.
+
+    ``autocast``: ``None``/``"fp32"`` (default) runs in float32; ``"bf16"`` runs the forward under
+    bfloat16 autocast (for GPUs; ValueError where unsupported); the softmax and the means stay
+    float32/float64, and the means come back float32. Stated tolerance, checked by
+    tests/test_precision.py on a small random CNN (64 images, 20 classes): every class mean within
+    0.005 (absolute) of float32 (measured 0.0004-0.0018 over 20 seeds); the counts are unchanged.
+
+    In a distributed run (:mod:`lingerlab.distributed`) each process sums its shard and the sums are
+    combined: the same counts, and means within 1e-6 of one process, on every process.
     """
-    means, counts = _class_mean_probs_many([model], source_data, num_classes, batch_size)
+    means, counts = _class_mean_probs_many([model], source_data, num_classes, batch_size, autocast)
     return means[0], counts.to(means[0].device)
 
 
 def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable[int], p_lo: float = 0.01, *,
               source_model: nn.Module | None = None, mst_source_bn: nn.Module | None = None,
               v: Tensor | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
-              batch_size: int = 64) -> pd.DataFrame:
+              batch_size: int = 64, autocast: str | None = None) -> pd.DataFrame:
     """Eq. 3: ``L = {c in F : mean_{x in D^c} p_c(M^st(x)) > p_lo}``, as a table with one row per class.
 
     ``classes`` is F (e.g. from ``features.source_only``). Columns: ``class``, ``name``, ``v`` (Eq. 1,
@@ -83,12 +125,13 @@ def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable
     ``p_st`` (under M^st), ``p_st_source_bn`` (under M^st with source BN statistics, when given) and
     ``lingering`` (``p_st > p_lo``). Columns for models not given hold NaN, so the schema is fixed.
     A class with no images gets ``n_images`` 0, NaN probabilities, ``lingering`` False and a warning.
-    All models are evaluated in one pass over ``source_data``.
+    All models are evaluated in one pass over ``source_data`` (split across processes in a
+    distributed run, as :func:`class_mean_probs`); ``autocast`` as in :func:`class_mean_probs`.
     """
     check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
     cls = [int(c) for c in (classes.flatten().tolist() if isinstance(classes, Tensor) else classes)]
     models = [mst] + [m for m in (source_model, mst_source_bn) if m is not None]
-    means, counts = _class_mean_probs_many(models, source_data, None, batch_size)
+    means, counts = _class_mean_probs_many(models, source_data, None, batch_size, autocast)
     n_classes = len(counts)
     bad = [c for c in cls if not 0 <= c < n_classes]
     if bad:
