@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: test-slow test-full all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
+.PHONY: test-slow test-full test-install all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
 
 all: book
 
@@ -51,7 +51,7 @@ book-full:
 # (about 2 min for shapes and 1 min for lite0 on 2 cores when the model cache is cold) and check
 # their competence and the planted-truth recovery; with a warm cache they take about 1.5 min.
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q -m "not render and not full" --durations=5
+	$(BIN)/python -m pytest tests -q -m "not render and not full and not install" --durations=5
 
 # Only the world-training tests, with their measured numbers printed.
 test-slow: $(STAMP)
@@ -60,6 +60,11 @@ test-slow: $(STAMP)
 # The world tests at profile full: competence, planted-truth recovery (Eqs. 1-2), lingering (Eq. 3).
 test-full: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m full -s --durations=5
+
+# The wheel as a user gets it: built, installed with [book] into a fresh venv (torch from the
+# constraints file, from local disk), notebook 1 run by papermill in a folder outside the repository.
+test-install: $(STAMP)
+	$(BIN)/python -m pytest tests/test_install.py -q -m install -s -p no:cacheprovider --durations=5
 
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \

@@ -277,13 +277,15 @@ def test_changing_eq1_code_recomputes_eq1_and_downstream_but_not_models(tmp_path
     assert first["module"].startswith(str(pkg))
     assert first["computed"]["counts"] == 1 and first["computed"]["class_probs"] == 1
     assert sum(run()["computed"].values()) == 0                      # warm: nothing recomputed
+    import re
+
     text = features.read_text()
     doc = '"""Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class c.'
-    assert doc in text and "    return counts.clone()\n" in text
-    features.write_text(text.replace(doc, doc + " (edited)").replace(
-        "    return counts.clone()\n", "    # a comment\n    return counts.clone()\n"))
+    ret = re.compile(r"(?m)^( *)return counts\.clone\(\)$")   # the single-process return of Eq. 1
+    assert doc in text and len(ret.findall(text)) == 1
+    features.write_text(ret.sub(lambda m: f"{m[1]}# a comment\n{m[0]}", text.replace(doc, doc + " (edited)")))
     assert sum(run()["computed"].values()) == 0                      # docstring and comment: nothing
-    features.write_text(features.read_text().replace("    return counts.clone()\n", "    return counts.clone() * 2\n"))
+    features.write_text(ret.sub(lambda m: f"{m[0]} * 2", features.read_text()))
     changed = run()
     assert changed["counts"] == [2 * c for c in first["counts"]]
     assert changed["computed"]["counts"] == 1 and changed["computed"]["class_probs"] == 1

@@ -366,7 +366,9 @@ def test_custom_world(custom_roots):
     assert scratch.model.fc.out_features == 2
     assert not torch.equal(scratch.model.fc.weight[:2], src.model.fc.weight[:2])
     _check_spec(world, "SmallNet", "model.fc", None, scratch_head=None)
-    assert world.spec.provenance == {"target_root": str(target_root), "source_root": str(source_root)}
+    assert world.spec.provenance == {"target_root": str(target_root), "source_root": str(source_root),
+                                     "skipped_files": [str(target_root / "bees" / "broken.jpg")]}
+    assert world.spec.given == {}
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
         w2 = load_world("custom", source_model=src, source_classes=classes, target_root=target_root,
                         source_root=source_root, image_size=SIZE, device="cpu", cam_layer="model.features.0")

@@ -9,6 +9,12 @@ source_root="imagenet_bits/", image_size=224)`` builds a World that an audit run
   (as in ``source_classes``) or its index.
 - ``source_model`` takes [0, 1] images (wrap it in ``models.Normalized``); ``make_scratch`` defaults
   to the same architecture, re-initialised, with one output per target class.
+- ``target_model`` (optional): the user's own fine-tuned M^t (same architecture as ``source_model``,
+  one output per target class, taking [0, 1] images). It goes to ``WorldSpec.given["M^t"]``: the
+  audit measures it as it is instead of fine-tuning M^s itself, and ``target_root``'s training
+  images are taken to be the D^t it was fine-tuned on. ``baseline_model`` (optional): the user's own
+  baseline M^b (any architecture, one output per target class), ``WorldSpec.given["M^b"]``.
+  Without them the world's recipes train both, as before.
 
 The world's recipes (``world.spec.recipes["M^t"]``, ``["M^b"]``) come from the profile's
 ``finetune_*`` / ``scratch_*`` fields. A ``World`` can also be built directly (see
@@ -30,7 +36,7 @@ from torch.utils.data import Dataset
 from .. import cache as _cache
 from .._validation import check_choice, check_int_range, check_range
 from ..arms import Recipe
-from ..models import find_head, replace_head, unwrap
+from ..models import batchnorm_layers, find_head, replace_head, unwrap
 from ..profiles import CustomProfile
 from ..training import weights_fingerprint
 from .base import World, WorldSpec
@@ -186,9 +192,11 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
                 source_classes: Sequence[str] | None = None, target_root: str | os.PathLike | None = None,
                 source_root: str | os.PathLike | None = None, make_scratch: Callable[[], nn.Module] | None = None,
                 head: str | None = None, cam_layer: str | None = None, name: str = "custom",
-                device: str | torch.device | None = None, progress: bool = True, cache: bool = True) -> World:
+                device: str | torch.device | None = None, progress: bool = True, cache: bool = True,
+                target_model: nn.Module | None = None, baseline_model: nn.Module | None = None) -> World:
     """Build a World from ``source_model`` + ``source_classes`` and the folders ``target_root`` and
-    ``source_root`` (see the module docstring). ``progress`` is accepted for symmetry."""
+    ``source_root`` (see the module docstring); ``target_model`` / ``baseline_model``: the user's own
+    M^t / M^b, measured instead of trained (``WorldSpec.given``). ``progress`` is accepted for symmetry."""
     missing = [n for n, v in (("source_model", source_model), ("source_classes", source_classes),
                               ("target_root", target_root), ("source_root", source_root)) if v is None]
     if missing:
@@ -198,6 +206,9 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     assert source_model is not None and source_classes is not None and target_root is not None and source_root is not None
     if not isinstance(source_model, nn.Module):
         raise ValueError(f"source_model must be an nn.Module; got {type(source_model).__name__}")
+    for flag, m in (("target_model", target_model), ("baseline_model", baseline_model)):
+        if m is not None and not isinstance(m, nn.Module):
+            raise ValueError(f"{flag} must be an nn.Module taking [0, 1] images (or None); got {type(m).__name__}")
     classes = [str(c) for c in source_classes]
     _, src_head = find_head(source_model, head)
     if src_head.out_features != len(classes):
@@ -222,14 +233,16 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
             return ps, ys
         tr_p, tr_y = flat(tr_folders)
         va_p, va_y = flat(va_folders)
-        good = set(scan_images(tr_p + va_p, what="target images", cache=cache)[0])
+        good_t, bad_t = scan_images(tr_p + va_p, what="target images", cache=cache)
+        good = set(good_t)
         tr = [(p, y) for p, y in zip(tr_p, tr_y) if p in good]
         va = [(p, y) for p, y in zip(va_p, va_y) if p in good]
     else:
         folders = list_image_folder(troot, what="target_root")
         target_classes = list(folders)
         ps = [p for c in target_classes for p in folders[c]]
-        good = set(scan_images(ps, what="target images", cache=cache)[0])
+        good_t, bad_t = scan_images(ps, what="target images", cache=cache)
+        good = set(good_t)
         items = [(p, target_classes.index(c)) for c in target_classes for p in folders[c] if p in good]
         tr_i, va_i = _stratified_split([y for _, y in items], profile.val_fraction, seed)
         tr, va = [items[i] for i in tr_i], [items[i] for i in va_i]
@@ -245,9 +258,11 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     sfolders = list_image_folder(sroot, what="source_root")
     s_items: list[tuple[Path, int]] = []
     g = torch.Generator().manual_seed(80_000 + seed)
+    skipped = [str(p) for p in bad_t]
     for fname, paths in sfolders.items():
         cid = _source_class_id(fname, classes, sroot)
-        good_s = scan_images(paths, what=f"source images of {fname!r}", cache=cache)[0]
+        good_s, bad_s = scan_images(paths, what=f"source images of {fname!r}", cache=cache)
+        skipped += [str(p) for p in bad_s]
         if profile.dc_per_class and len(good_s) > profile.dc_per_class:
             pick = sorted(torch.randperm(len(good_s), generator=g)[:profile.dc_per_class].tolist())
             good_s = [good_s[i] for i in pick]
@@ -261,22 +276,58 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     scratch = make_scratch if make_scratch is not None else ReinitCopy(source, len(target_classes), head)
     head_name = find_head(source, head)[0]
     arch = type(unwrap(source)[1]).__name__
+    given: dict[str, nn.Module] = {}
+    if target_model is not None:
+        try:
+            _, t_head = find_head(target_model, head_name)
+        except ValueError as e:
+            raise ValueError(f"target_model has no head where the source model has one ({head_name!r}): it must "
+                             f"be a fine-tuned copy of the source architecture ({e})") from None
+        if t_head.out_features != len(target_classes):
+            raise ValueError(f"target_model's head has {t_head.out_features} outputs but target_root has "
+                             f"{len(target_classes)} classes {target_classes}: pass one output per target class")
+        if t_head.in_features != src_head.in_features:
+            raise ValueError(f"target_model's backbone gives {t_head.in_features} features but the source head takes "
+                             f"{src_head.in_features}: it must be a fine-tuned copy of the source architecture")
+        bn_t, bn_s = set(batchnorm_layers(target_model)), set(batchnorm_layers(source))
+        if bn_t != bn_s:
+            raise ValueError(f"target_model's BatchNorm layers differ from the source model's (only in target_model: "
+                             f"{sorted(bn_t - bn_s)[:3]}, only in the source: {sorted(bn_s - bn_t)[:3]}): it must be "
+                             "a fine-tuned copy of the source architecture, wrapped the same way")
+        given["M^t"] = target_model.to(dev).eval()
+    if baseline_model is not None:
+        try:
+            _, b_head = find_head(baseline_model, head)
+        except ValueError:
+            _, b_head = find_head(baseline_model)  # a baseline of another architecture names its head its own way
+        if b_head.out_features != len(target_classes):
+            raise ValueError(f"baseline_model's head has {b_head.out_features} outputs but target_root has "
+                             f"{len(target_classes)} classes {target_classes}: pass one output per target class")
+        given["M^b"] = baseline_model.to(dev).eval()
     # no head in the scratch recipe (as before): models.find_head finds it in make_scratch()'s model
     recipes = {
         "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
                       optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
                       batch_size=profile.finetune_batch_size, head=head_name, num_workers=profile.num_workers,
-                      description="standard fine-tuning of M^s on D^t, no augmentation"),
+                      description="the user's fine-tuned model (given: measured, not trained)" if "M^t" in given
+                      else "standard fine-tuning of M^s on D^t, no augmentation"),
         "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
                       optimizer="adam", batch_size=profile.scratch_batch_size, num_workers=profile.num_workers,
-                      description=f"scratch {arch} on D^t, no augmentation"),
+                      description="the user's own baseline (given: measured, not trained)" if "M^b" in given
+                      else f"scratch {arch} on D^t, no augmentation"),
     }
     # mean/std: the source model normalises its own inputs and this loader cannot see how, so the
     # spec keeps WorldSpec's defaults (identity), which do not describe the model
+    provenance: dict[str, object] = {"target_root": str(troot), "source_root": str(sroot),
+                                     "skipped_files": sorted(skipped)}
+    provenance.update({f"given {k}": type(unwrap(m)[1]).__name__ for k, m in given.items()})
     spec = WorldSpec(arch=arch, head=head_name, cam_layer=cam_layer, input_size=size,
-                     recipes=recipes, provenance={"target_root": str(troot), "source_root": str(sroot)})
-    fp = _cache.fingerprint(name, profile.__dict__, seed, weights_fingerprint(source), classes,
-                            [d.fingerprint for d in (source_data, target_train, target_val)])
+                     recipes=recipes, given=given, provenance=provenance)
+    parts = [name, profile.__dict__, seed, weights_fingerprint(source), classes,
+             [d.fingerprint for d in (source_data, target_train, target_val)]]
+    if given:  # a world with the user's own models is another world (absent: the same key as before)
+        parts.append(sorted((k, weights_fingerprint(m)) for k, m in given.items()))
+    fp = _cache.fingerprint(*parts)
     return World(name=name, profile=profile, seed=seed, source_model=source, source_classes=classes,
                  source_data=source_data, target_train=target_train, target_val=target_val,
                  target_classes=target_classes, make_scratch=scratch, spec=spec, fingerprint=fp)

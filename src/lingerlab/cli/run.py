@@ -1,0 +1,257 @@
+"""One audit of the user's models: :class:`AuditRun` runs the stages and keeps their tables."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+from .args import PROG, Checked, UsageError
+from .loading import _Stages
+from .verdicts import _auroc_interval, _distraction_stats, _verdicts
+
+
+# --------------------------------------------------------------------------------------- the audit
+
+class AuditRun:
+    """Runs the stages on a loaded world and keeps every table, number and figure for the report."""
+
+    def __init__(self, checked: Checked, world: Any, models_info: dict[str, dict[str, Any]],
+                 warnings_seen: list[str]) -> None:
+        import torch
+
+        from ..audit import Audit
+
+        a = checked.args
+        self.checked, self.args, self.world = checked, a, world
+        self.models_info = models_info
+        self.warnings = warnings_seen
+        self.baseline = checked.baseline if isinstance(checked.baseline, str) else "given"
+        prof = world.profile
+        self.seeds = (list(range(a.baseline_seeds or (5 if a.profile == "full" else 3)))
+                      if self.baseline == "scratch" else [0])
+        params: dict[str, Any] = {}
+        for key, flag in (("k", "--k"), ("v_lo", "--v-lo"), ("p_lo", "--p-lo"), ("scale", "--scale")):
+            if getattr(a, key) is not None:
+                params[key] = getattr(a, key)
+        if "k" in params and params["k"] > len(world.source_classes):
+            raise UsageError("--k", f"must be at most the number of source classes ({len(world.source_classes)}); "
+                             f"got {params['k']}")
+        self.audit = Audit(world, device=a.device, cache=not a.no_cache, progress=not a.quiet, **params)
+        self.tables: dict[str, Any] = {}
+        self.results: dict[str, Any] = {}
+        self.figures: dict[str, str] = {}
+        self.notes: dict[str, list[str]] = {}
+        self.torch = torch
+        self.has_baseline = self.baseline != "none"
+        self.prof = prof
+
+    def note(self, section: str, text: str) -> None:
+        self.notes.setdefault(section, []).append(text)
+
+    # ---------------------------------------------------------------- stages
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        """The stages in order, by name (the report is written after them)."""
+        steps: list[tuple[str, Callable[[], None]]] = [("counts (Eq. 1)", self.counts),
+                                                       ("source-only (Eq. 2)", self.source_only)]
+        if self.baseline == "scratch":
+            steps.append((f"training M^b ({len(self.seeds)} seeds)", self.train_baseline))
+        steps += [("lingering (Eq. 3)", self.lingering), ("composites", self.composites),
+                  ("distraction (Eq. 4)", self.distraction), ("detection (Eq. 5)", self.detection)]
+        if self.has_baseline:
+            steps.append(("comparison with M^b", self.comparison))
+        return steps + [("verdicts", self.verdicts)]
+
+    def stage_names(self) -> list[str]:
+        return [name for name, _ in self.steps()] + ["report"]
+
+    def run(self, bar: _Stages) -> None:
+        for name, fn in self.steps():
+            bar.start(name)
+            fn()
+            bar.done()
+
+    def counts(self) -> None:
+        import pandas as pd
+
+        a = self.audit
+        v = a.counts()
+        n_img = self.torch.bincount(a.source_labels(), minlength=len(self.world.source_classes))
+        self.v = v
+        self.n_images = n_img
+        self.tables["counts"] = pd.DataFrame({
+            "class": range(len(v)), "name": self.world.source_classes, "v": v.tolist(),
+            "n_images": n_img.tolist()})
+        self.results["parameters_resolved"] = {"k": a.config.k, "v_lo": a.config.v_lo, "p_lo": a.config.p_lo,
+                                               "scale": a.config.scale, "q": a.config.q, "n_null": a.config.n_null}
+
+    def source_only(self) -> None:
+        F = [int(c) for c in self.audit.source_only().tolist()]
+        self.F = F
+        self.F_images = [c for c in F if int(self.n_images[c]) > 0]
+        t = self.tables["counts"]
+        t["in_F"] = t["class"].isin(set(F))
+        self.tables["source_only"] = t[t["in_F"]].reset_index(drop=True)
+        self.results["source_only"] = {"k": self.audit.config.k, "v_lo": self.audit.config.v_lo, "n_F": len(F),
+                                       "n_F_with_images": len(self.F_images), "n_source_classes": len(t),
+                                       "classes": F}
+        if not F:
+            self.note("source-only", f"F is empty: every source class is in the top-{self.audit.config.k} of more than "
+                      f"v_lo = {self.audit.config.v_lo:g} training images. Raise --v-lo to audit the rarest classes.")
+        elif not self.F_images:
+            self.note("source-only", f"none of the {len(F)} classes of F has images in --source-dir: add folders of "
+                      "source-only classes (the table lists them) to test them for lingering memories.")
+
+    def train_baseline(self) -> None:
+        table = self.audit.zoo.table(["M^b"])
+        self.tables["baseline_recipe"] = table
+        row = table.iloc[0].to_dict()
+        line = ", ".join(f"{k}={row[k]}" for k in ("init", "training images", "epochs", "optimiser", "lr",
+                                                  "batch", "augmentation"))
+        print(f"{PROG} audit: M^b recipe ({len(self.seeds)} seeds): {line}", flush=True)
+        acc = []
+        for s in self.seeds:
+            self.audit.model("M^b", s)
+            acc.append(self.audit.accuracy("M^b", s))
+        self.results["baseline_val_acc"] = acc
+
+    def _mb_models(self) -> list[Any]:
+        return [self.audit.model("M^b", s) for s in self.seeds] if self.has_baseline else []
+
+    def lingering(self) -> None:
+        import numpy as np
+
+        from ..lingering import class_mean_probs
+        from ..models import source_target_model
+
+        a = self.audit
+        table = a.lingering(0)
+        table["p_scratch_st"] = np.nan
+        if self.has_baseline and len(table):
+            try:
+                ms = a.source_model()
+                probs = []
+                for mb in self._mb_models():
+                    try:
+                        mbs = source_target_model(mb, ms, head=self.world.spec.head)
+                    except ValueError:
+                        mbs = source_target_model(mb, ms)
+                    probs.append(class_mean_probs(mbs, self.world.source_data)[0].cpu().double())
+                mean = self.torch.stack(probs).mean(0)
+                table["p_scratch_st"] = [float(mean[int(c)]) for c in table["class"]]
+            except ValueError as e:
+                self.note("lingering", f"the scratch-backbone control is not available: {e}")
+        self.L = a.lingering_classes(0)
+        self.tables["lingering"] = table
+        self.results["lingering"] = {
+            "p_lo": a.config.p_lo, "n_L": len(self.L), "classes": self.L,
+            "names": [self.world.source_classes[c] for c in self.L],
+            "n_tested": int(table["n_images"].gt(0).sum()) if len(table) else 0}
+
+    def composites(self) -> None:
+        import pandas as pd
+
+        if not self.F_images:
+            self.comp = None
+            self.note("composites", "no composites: " + ("F is empty." if not self.F else
+                                                            "no class of F has images in --source-dir."))
+            return
+        a = self.audit
+        comp = a.composites(self.F_images)
+        self.comp = comp
+        cs = a.composite_classes(comp)
+        paths = getattr(self.world.source_data, "paths", None)
+        self.tables["composites"] = pd.DataFrame({
+            "composite": range(len(comp)), "source_class": cs.tolist(),
+            "source_name": [self.world.source_classes[int(c)] for c in cs],
+            "source_image": [str(paths[int(i)]) if paths is not None else int(i) for i in comp.source_index],
+            "target_image": [str(self.world.target_val.paths[int(i)]) if hasattr(self.world.target_val, "paths")
+                             else int(i) for i in comp.target_index],
+            "target_label": [self.world.target_classes[int(y)] for y in comp.target_label],
+            "box_top": comp.boxes[:, 0].tolist(), "box_left": comp.boxes[:, 1].tolist(),
+            "box_height": comp.boxes[:, 2].tolist(), "box_width": comp.boxes[:, 3].tolist()})
+        self.results["composites"] = {"n": len(comp), "classes": self.F_images, "scale": a.config.scale,
+                                      "per_class": a.config.n_composites_per_class}
+
+    def distraction(self) -> None:
+        import pandas as pd
+
+        if self.comp is None:
+            self.note("distraction", "not measured: there are no composites.")
+            return
+        a = self.audit
+        frames = [a.distraction_table(0, ("M^t",), self.F_images)]
+        if self.has_baseline:
+            frames += [a.distraction_table(s, ("M^b",), self.F_images) for s in self.seeds]
+        dt = pd.concat(frames, ignore_index=True)
+        self.tables["distraction"] = dt
+        by_class, overall = _distraction_stats(dt)
+        self.tables["distraction_by_class"] = by_class
+        self.results["distraction"] = {r["model"]: {k: r[k] for k in ("n", "distraction", "ci_lo", "ci_hi", "null",
+                                                                      "excess", "excess_lo", "excess_hi", "error")}
+                                       for r in overall.to_dict("records")}
+        self.overall = overall
+        if len(self.comp) < 2:
+            self.note("distraction", "a single composite has no other to pair with: the null is not available.")
+
+    def detection(self) -> None:
+        import pandas as pd
+
+        from .._data import gather
+        from ..detection import energy_score, msp_score
+        from ..interference import interference_scores
+
+        if self.comp is None:
+            self.note("detection", "not measured: there are no composites.")
+            return
+        a = self.audit
+        det = a.detection(0, self.F_images)
+        table = det["table"]
+        self.tables["detection"] = table
+        x, _ = gather(self.world.target_val)
+        mst = a.st_model(0)
+        scores = {"eq5": (interference_scores(mst, x, self.L).cpu(), interference_scores(mst, self.comp.images, self.L).cpu()),
+                  "msp": (msp_score(a.logits("M^t")), msp_score(a.logits("M^t", self.comp.images))),
+                  "energy": (energy_score(a.logits("M^t")), energy_score(a.logits("M^t", self.comp.images)))}
+        self.scores = {k: (n.double().numpy(), p.double().numpy()) for k, (n, p) in scores.items()}
+        neg, pos = self.scores["eq5"]
+        lo, hi = _auroc_interval(neg, pos)
+        eq5 = float(table.loc[table["score"] == "eq5", "auroc"].iloc[0])
+        self.eq5_ci = (float(lo), float(hi))
+        rows = pd.DataFrame([{"split": "clean target val", "label": "negative", "score": k, "value": float(v)}
+                             for k, (n, _) in self.scores.items() for v in n] +
+                            [{"split": "composites", "label": "positive", "score": k, "value": float(v)}
+                             for k, (_, p) in self.scores.items() for v in p])
+        self.tables["detection_scores"] = rows
+        self.results["detection"] = {
+            "auroc": {r["score"]: r["auroc"] for r in table.to_dict("records")},
+            "fpr_at_95tpr": {r["score"]: r["fpr_at_95tpr"] for r in table.to_dict("records")},
+            "eq5_auroc_ci": list(self.eq5_ci), "eq5_auroc": eq5,
+            **{k: det[k] for k in ("flag_rate_clean", "flag_rate_composites", "error_flagged", "error_unflagged",
+                                   "errors_caught", "error_composites", "error_clean", "n_clean", "n_composites",
+                                   "n_lingering")}}
+        if not self.L:
+            self.note("detection", "L is empty: the Eq. 5 score is 0 for every image, so its AUROC is 0.5 by "
+                      "construction (nothing lingers to interfere).")
+
+    def comparison(self) -> None:
+        from .. import comparison
+
+        if self.comp is None:
+            self.note("verdicts", "the comparison with M^b needs composites: not measured.")
+            self.cmp = None
+            return
+        arms = {"M^t": "M^t", "M^b": "M^b"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = comparison.compare(self.audit, arms=arms, seeds=self.seeds, classes=self.F_images, n_perm=2000)
+            self.ctl = comparison.controls(self.audit, arms, self.seeds, self.F_images)
+        self.cmp = table
+        out = table.copy()
+        out["values"] = [";".join(f"{v:.6g}" for v in vals) for vals in out["values"]]
+        self.tables["comparison"] = out
+
+    def verdicts(self) -> None:
+        self.tables["verdicts"], self.protocol = _verdicts(self)
+        self.results["verdicts"] = self.tables["verdicts"].to_dict("records")
+        self.results["protocol"] = self.protocol
+
+
