@@ -19,18 +19,24 @@ from .run import AuditRun
 # ------------------------------------------------------------------------------------------ output
 
 def write_outputs(run: AuditRun, checked: Checked, data_info: dict[str, Any], wall_s: float,
-                  command: str) -> list[Path]:
-    """CSV per stage, ``results.json`` and ``report.html`` in ``--out``; returns the files written."""
+                  command: str, *, write: bool = True) -> list[Path]:
+    """CSV per stage, ``results.json`` and ``report.html`` in ``--out``; returns the files written.
+
+    ``write=False`` computes everything (the report's maps are collective passes under torchrun, so
+    every process must take part) and writes nothing: only the first process writes."""
     out = checked.out
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, table in run.tables.items():
         path = out / f"{name}.csv"
-        table.to_csv(path, index=False)
+        if write:
+            table.to_csv(path, index=False)
         files.append(path)
     for name in ("data_summary", "models", "skipped_files"):
         path = out / f"{name}.csv"
-        data_info[name].to_csv(path, index=False)
+        if write:
+            data_info[name].to_csv(path, index=False)
         files.append(path)
     html_path = out / "report.html"
     files.append(html_path)
@@ -54,8 +60,11 @@ def write_outputs(run: AuditRun, checked: Checked, data_info: dict[str, Any], wa
     results = _jsonable(results)
     from ..report_html import audit_page
 
-    html_path.write_text(audit_page(run, checked, data_info, results), encoding="utf-8")
-    json_path.write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
+    page = audit_page(run, checked, data_info, results)
+    if write:
+        html_path.write_text(page, encoding="utf-8")
+        json_path.write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
+    run.results_json = results
     return files
 
 
@@ -214,8 +223,8 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
                 bar.start("report")
                 data_info = data_inventory(checked, world)
                 # every process computed the same results: only the first writes them
-                files = (write_outputs(run, checked, data_info, time.perf_counter() - t0, command)
-                         if _dist.rank() == 0 else [])
+                files = write_outputs(run, checked, data_info, time.perf_counter() - t0, command,
+                                      write=_dist.rank() == 0)
                 bar.done()
             finally:
                 stage = bar.current or stage
@@ -238,8 +247,9 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
               + ("" if args.verbose else " (rerun with --verbose for the traceback)"), file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
-    res = json.loads((checked.out / "results.json").read_text())
-    det = res.get("detection") or {}
+    if _dist.rank() != 0:
+        return 0
+    det = run.results_json.get("detection") or {}
     print(f"{prog}: |F| = {len(run.F)}, |L| = {len(run.L)}, "
           f"Eq. 5 AUROC = {det.get('eq5_auroc', float('nan')) if det else 'n/a'}; "
           f"{len(files)} files in {checked.out} ({wall:.1f} s)")
