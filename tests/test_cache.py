@@ -73,13 +73,15 @@ def _edit_docstring_and_comment(path: Path, func: str) -> None:
 
 
 def _edit_return_plus_one(path: Path, func: str) -> None:
-    """``return EXPR`` -> ``return (EXPR) + 1`` for the last return of ``func``, whatever EXPR is."""
+    """``return EXPR`` -> ``return (EXPR) + 1`` for every value-returning ``return`` of ``func`` (one
+    per code path: single-process and distributed), whatever EXPR is."""
     src = path.read_text()
     rets = [n for n in ast.walk(_function(src, func)) if isinstance(n, ast.Return) and n.value is not None]
     assert rets, f"{func} has no return statement"
-    last = max(rets, key=lambda n: (n.lineno, n.col_offset))
-    expr = ast.get_source_segment(src, last.value)
-    path.write_text(_replace(src, last.value, f"({expr}) + 1"))
+    for ret in sorted(rets, key=lambda n: (n.lineno, n.col_offset), reverse=True):  # last first: offsets hold
+        expr = ast.get_source_segment(src, ret.value)
+        src = _replace(src, ret.value, f"({expr}) + 1")
+    path.write_text(src)
 
 
 def _append_code(path: Path) -> None:
