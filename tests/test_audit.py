@@ -308,3 +308,25 @@ def test_a_given_target_model_is_measured_not_trained(cache_root):
         make_tiny_world(given={"M^x": mine})
     with pytest.raises(TypeError, match="nn.Module"):
         make_tiny_world(given={"M^t": "model.pt"})
+
+
+def test_world_arms_and_the_comparison_reference(tmp_path, monkeypatch):
+    """A world's further recipes are arms of its zoo; the reference must be one of the comparison arms;
+    Eq. 3 runs for any fine-tuned arm (or model) and refuses a scratch one."""
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path))
+    base = tiny_spec()
+    extra = base.recipes["M^t"].replace(name="M^t (aug)", augment=None, lr=0.02)
+    w = make_tiny_world(recipes={**base.recipes, "M^t (aug)": extra},
+                        comparison_arms={"M^t (aug)": "M^t (aug)", "M^b (same data)": "M^b (same data)"},
+                        comparison_reference="M^t (aug)")
+    audit = Audit(w, device="cpu")
+    assert "M^t (aug)" in audit.zoo.names() and audit.recipe("M^t (aug)") is extra
+    assert w.spec.reference_arm == "M^t (aug)"
+    with pytest.raises(ValueError, match="built-in or world arm"):
+        audit.zoo.add("M^t (aug)", extra)
+    L = audit.lingering_classes(0, "M^t (aug)")
+    assert L == audit.lingering_classes(0, audit.model("M^t (aug)", 0))
+    with pytest.raises(ValueError, match="fine-tuned"):
+        audit.lingering(0, "M^b")
+    with pytest.raises(ValueError, match="comparison_reference"):
+        tiny_spec(comparison_reference="nope")

@@ -125,3 +125,106 @@ def test_without_a_shared_class_err_shared_is_nan_and_not_a_verdict(audit, monke
     v = verdict(table.reset_index()).set_index("measure")
     assert v.loc["err_shared", "summary"].startswith("not measured")
     assert not v.loc["err_shared", "holds"] and not v.loc["err_shared", "significant"]
+
+
+# ------------------------------------------------------------------ the fair test (issue 15)
+from lingerlab.comparison import FAMILY_MEASURES, CONTRAST_MEASURES, fair_test, subset_per_seed, summarize  # noqa: E402
+from lingerlab.stats import VERDICTS  # noqa: E402
+
+
+def test_fair_test_scores_L_and_its_contrast(audit):
+    arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)", "M^b (competent)": "M^b (competent)"}
+    ft = fair_test(audit, arms, seeds=(0, 1, 2), n_boot=500)
+    ctl = ft.controls
+    assert ft.reference == "M^t" and ft.baselines == ("M^b (same data)", "M^b (competent)")
+    # in_L is M^t's L of that seed, for every arm (scratch arms are scored on the reference's composites)
+    for s in (0, 1, 2):
+        L = set(audit.lingering_classes(s))
+        for arm in arms:
+            rows = ctl[(ctl.arm == arm) & (ctl.seed == s)]
+            assert set(rows.loc[rows.in_L, "source_class"]) == L & set(rows["source_class"])
+    # L and F \ L partition F: the F mean is the composite-weighted mean of the two
+    ps = subset_per_seed(ctl).set_index(["arm", "seed", "subset"])
+    for s in (0, 1, 2):
+        nl, nr = ps.loc[("M^t", s, "L"), "n_composites"], ps.loc[("M^t", s, "F \\ L"), "n_composites"]
+        assert nl + nr == ps.loc[("M^t", s, "F"), "n_composites"]
+        if nl and nr:
+            mix = (nl * ps.loc[("M^t", s, "L"), "err_source_only"] + nr * ps.loc[("M^t", s, "F \\ L"), "err_source_only"]) / (nl + nr)
+            assert mix == pytest.approx(ps.loc[("M^t", s, "F"), "err_source_only"])
+    t = ft.tests
+    assert len(t) == len(ft.baselines) * len(FAMILY_MEASURES) + len(CONTRAST_MEASURES)
+    assert set(t["verdict"]) <= set(VERDICTS)
+    ok = t["p_perm"].notna()
+    assert (t.loc[ok, "p_holm"] >= t.loc[ok, "p_perm"] - 1e-12).all()  # Holm never lowers a p
+    # an effect is the reference mean minus the baseline mean over seeds
+    r = t[(t.kind == "between arms") & (t.measure == "err_source_only")].iloc[0]
+    assert r.effect == pytest.approx(ft.value("M^t", "err_source_only") - ft.value(r.baseline, "err_source_only"),
+                                     nan_ok=True)
+    assert set(ft.verdicts().columns) == {"claim", "verdict", "effect [95% CI]", "p (permutation)", "p (Holm)"}
+    # leaving classes out (the sensitivity row) removes them from every test
+    gone = int(ctl["source_class"].iloc[0])
+    ft2 = summarize(ctl, exclude=[gone], n_boot=200)
+    assert gone not in set(ft2.controls["source_class"]) and ft2.excluded == (gone,)
+    with pytest.raises(ValueError, match="baselines"):
+        summarize(ctl, baselines=["nope"])
+
+
+def test_summarize_finds_a_planted_effect_and_a_planted_null():
+    """Synthetic controls: the reference is wrong on L composites far more often than the baseline."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm in ("ref", "base"):
+        for seed in range(5):
+            for comp in range(60):
+                c = comp % 6
+                in_L = c < 3
+                wrong = rng.random() < (0.6 if (arm == "ref" and in_L) else 0.1)
+                rows.append({"arm": arm, "seed": seed, "composite": comp, "source_class": c, "source_name": str(c),
+                             "cluster": comp, "in_L": in_L, "target_label": 0, "correct_source_only": not wrong,
+                             "correct_neutral": True, "correct_shared": True, "flip": wrong,
+                             "distraction": 0.2, "null": 0.2})
+    ctl = pd.DataFrame(rows)
+    ctl.attrs.update(reference="ref", fine_tuned={"ref": True, "base": False}, target_acc={})
+    ft = summarize(ctl, n_boot=2000)
+    t = ft.tests.set_index("claim")
+    assert t.loc["err_source_only on L: ref > base", "verdict"] == "holds"
+    assert t.loc["excess_error of ref: L > F \\ L", "verdict"] == "holds"
+    assert t.loc["err_source_only on L: ref > base", "p_perm"] == pytest.approx(2 / 252)  # exact, 5 + 5 seeds
+    # distraction equals its null everywhere: no effect, never "holds"
+    assert t.loc["distraction_excess on L: ref > base", "verdict"] != "holds"
+
+
+def test_recipe_table_and_describe(audit):
+    from lingerlab.comparison import describe, recipe_table
+
+    arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)", "M^b (competent)": "M^b (competent)"}
+    t = recipe_table(audit, arms, seeds=(0, 1))
+    assert list(t["arm"]) == list(arms) and (t["seeds"] == 2).all()
+    roles = dict(zip(t["arm"], t["role"]))
+    assert roles["M^t"].startswith("reference") and "paper's own M^b" in roles["M^b (same data)"]
+    assert list(t["training images"])[:2] == [20, 20]  # the same data, in the open
+    acc = [audit.accuracy("M^t", s) for s in (0, 1)]
+    assert t.loc[0, "target acc (mean)"] == pytest.approx(float(np.mean(acc)), abs=5e-4)
+    with pytest.raises(ValueError, match="callable"):
+        recipe_table(audit, {"M^t": "M^t", "x": lambda s: audit.model("M^t", s)}, seeds=(0,))
+    ft = fair_test(audit, arms, seeds=(0, 1), n_boot=200)
+    text = describe(ft)
+    assert text.startswith(f"Of {len(ft.tests)} tests:") and text.count("\n- ") == len(ft.tests)
+    for v in ft.tests["verdict"]:
+        assert f"**{v}**" in text
+
+
+def test_sensitivity_leaves_out_the_hidden_classes(audit):
+    from lingerlab.comparison import sensitivity
+
+    arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)"}
+    ft = fair_test(audit, arms, seeds=(0, 1), n_boot=200)
+    classes = sorted(set(ft.controls["source_class"]))
+    surv = pd.DataFrame({"source_class": classes, "survives": [True] * len(classes)})
+    assert sensitivity(ft, surv)[0] is None and "nothing out" in sensitivity(ft, surv)[1]
+    surv["survives"] = False
+    assert sensitivity(ft, surv)[0] is None and "no class is left" in sensitivity(ft, surv)[1]
+    surv.loc[0, "survives"] = True
+    sens, text = sensitivity(ft, surv)
+    assert set(sens.controls["source_class"]) == {classes[0]} and sens.baselines == ft.baselines
+    assert text.startswith(f"Without the {len(classes) - 1} classes")

@@ -133,3 +133,31 @@ def test_paired_test():
     assert nan_pair["n"] == 2
     with pytest.raises(ValueError, match="one value per composite"):
         paired_test(b, b[:3])
+
+
+def test_per_class_null_pairs_within_the_class():
+    """With groups, every shuffled partner comes from the same class: a class whose source maps all
+    agree with its target maps has null = distraction = 1, the others stay lower."""
+    from lingerlab.distraction import _partners, distraction_with_null
+
+    g = torch.tensor([0, 0, 0, 1, 1, 2, 0, 1])
+    part = _partners(len(g), 50, g, torch.Generator().manual_seed(0), torch.device("cpu"))
+    ok = part >= 0
+    assert torch.equal(g[part.clamp(min=0)][ok], g.expand_as(part)[ok])  # same group
+    assert not (part == torch.arange(len(g))).any()                     # never itself
+    assert (part[:, 5] == -1).all() and ok[:, [0, 1, 2, 3, 4, 6, 7]].all()  # class 2 is alone
+    # class 0's maps are one fixed blob for every image; class 1's are random
+    h = 8
+    blob = torch.zeros(h, h)
+    blob[:3, :3] = 1.0
+    gen = torch.Generator().manual_seed(1)
+    maps = torch.rand(len(g), h, h, generator=gen)
+    maps[g == 0] = blob
+    masks = torch.zeros(len(g), h, h, dtype=torch.bool)
+    d, null = distraction_with_null(maps, maps.clone(), masks, q=0.8, n_null=30, seed=0, groups=g)
+    assert torch.allclose(null[g == 0], torch.ones(int((g == 0).sum())))
+    assert torch.isnan(null[5])
+    assert float(null[g == 1].mean()) < 0.9
+    # without groups the null mixes classes and is lower for class 0
+    _, pooled = distraction_with_null(maps, maps.clone(), masks, q=0.8, n_null=30, seed=0)
+    assert float(pooled[g == 0].mean()) < 1.0

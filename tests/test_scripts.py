@@ -112,3 +112,4 @@ def test_gpu_run_figures_are_the_notebooks_outputs():
         assert f"gpu_run/figures/{png.name}" in page
     with pytest.raises(ValueError, match="PNG output"):
         summarize_run.figure_bytes(RUN / "04_distraction.ipynb", 11, 5)
+

@@ -468,3 +468,30 @@ def test_permutation_p_parameter_errors():
         permutation_p([[1.0, 2.0]], [2.0])
     with pytest.raises(TypeError, match="a must"):
         permutation_p("abc", [2.0])
+
+
+def test_group_permutation_p_moves_whole_groups():
+    from lingerlab.stats import group_permutation_p
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(10), 20)
+    strata = np.zeros(len(groups), dtype=int)
+    v = rng.normal(size=len(groups))
+    v[groups < 3] += 2.0                       # the planted set of 3 of 10 groups is higher
+    stat, p = group_permutation_p(v, groups, groups < 3, strata, seed=0)
+    assert stat == pytest.approx(v[groups < 3].mean() - v[groups >= 3].mean())
+    assert p < 0.02 and p >= 1 / 10_001          # never 0; only C(10, 3) = 120 relabellings exist
+    _, p_null = group_permutation_p(rng.normal(size=len(groups)), groups, groups < 3, strata, seed=0)
+    assert p_null > 0.05
+    # two strata: the statistic is the mean of the per-stratum differences; a stratum with an empty side drops out
+    s2 = np.r_[strata, strata + 1]
+    g2, v2 = np.r_[groups, groups], np.r_[v, v + 10]
+    stat2, _ = group_permutation_p(v2, g2, np.r_[groups < 3, groups < 3], s2, seed=1)
+    assert stat2 == pytest.approx(stat)
+    stat3, _ = group_permutation_p(v2, g2, np.r_[groups < 3, np.zeros(len(groups), bool)], s2, seed=1)
+    assert stat3 == pytest.approx(stat)
+    assert np.isnan(group_permutation_p(v, groups, np.zeros(len(v), bool), strata)[1])
+    with pytest.raises(ValueError, match="same for every row of a group"):
+        group_permutation_p(v, groups, np.arange(len(v)) % 2 == 0, strata)
+    with pytest.raises(ValueError, match="one entry per row"):
+        group_permutation_p(v, groups[:-1], groups < 3, strata)

@@ -130,11 +130,22 @@ def test_remedy_table_validates():
 
 def test_size_sweep_rows_and_nested_subsets():
     audit = _audit(tiny_world())
-    t = size_sweep(audit, sizes=[8, 16], seeds=(0,), n_boot=50)
-    assert list(t["n_train"]) == [8, 16]
-    assert {"target_acc", "composite_acc", "distraction", "n_lingering", "train_s"} <= set(t.columns)
+    t = size_sweep(audit, sizes=[8, 16], seeds=(0, 1))
+    assert list(t["n_train"]) == [8, 8, 16, 16] and list(t["seed"]) == [0, 1, 0, 1]
+    assert {"target_acc", "distraction", "distraction_null", "excess_error", "flip_rate", "n_lingering",
+            "mean_p_st", "n_composites_L", "train_s"} <= set(t.columns)
+    # each model's measures are over its own lingering set: no L, no composites, NaN measures
+    for r in t.itertuples():
+        assert (r.n_composites_L == 0) == (r.n_lingering == 0)
+        assert np.isnan(r.distraction) == (r.n_composites_L == 0)
     with pytest.raises(ValueError, match="sizes"):
         size_sweep(audit, sizes=[1000], seeds=(0,))
+    # the subsets grow from M^t's own D^t: nested, and n = |D^t| is M^t itself
+    from lingerlab.sweeps import _growth_order
+    own = audit.recipe("M^t").train_subset
+    order = _growth_order(own, len(audit.world.target_train), 0)
+    assert sorted(order) == list(range(len(audit.world.target_train)))
+    assert sorted(order[:len(own)]) == sorted(own) and order == _growth_order(own, len(audit.world.target_train), 0)
 
 
 # ------------------------------------------------------------------------------------- worlds.load_arch

@@ -111,13 +111,18 @@ def test_tiny_world_spec_is_complete(tiny):
     assert spec.arch == "SmallResNet" and spec.input_size == 32
     assert spec.mean == tuple(w.source_model.mean.flatten().tolist())
     assert spec.std == tuple(w.source_model.std.flatten().tolist())
-    assert spec.comparison_arms == ("M^t", "M^b (same data)", "M^b (competent)", "M^b (matched acc)")
+    assert list(spec.comparison) == ["M^t (zoom-out)", "M^t (no aug.)", *w.profile.comparison_baselines]
+    assert spec.comparison["M^t (no aug.)"] == "M^t" and spec.reference_arm == "M^t (zoom-out)"
     assert spec.n_composites_per_class == w.profile.n_composites_per_class
     assert all(isinstance(r, Recipe) for r in spec.recipes.values())
     assert len({spec.recipes["M^t"], spec.recipes["M^b"]}) == 2  # hashable (frozen)
     assert isinstance(hash(spec.recipes["M^t"]), int) and w.recipe("M^b") is spec.recipes["M^b"]
+    # the fair partner differs from M^t only in M^b's augmentation
+    zoom = spec.recipes["M^t (zoom-out)"]
+    assert zoom.augment is spec.recipes["M^b"].augment and zoom.augment is not None
+    assert zoom.replace(augment=None, name="M^t", description=spec.recipes["M^t"].description) == spec.recipes["M^t"]
     table = recipe_table(spec.recipes.values(), len(w.target_train))
-    assert len(table) == 2 and list(table["training images"]) == [16, 48]
+    assert len(table) == 3 and list(table["training images"]) == [16, 48, 16]
     assert table["augmentation"].iloc[1] == "zoom-out to 35-80% of the side, p=0.5"
     # M^s is trained from its recipe: fields other than these keep train_scratch's defaults
     p, sr = w.profile, spec.source_recipe
@@ -251,3 +256,13 @@ def test_planted_source_only_classes_linger(trained):
           f"mean p_c {float(p_control.mean()):.3f}")
     assert n_linger >= 1 and n_linger > n_control
     assert float(p_st.mean()) > float(p_control.mean())
+
+
+def test_comparison_baselines_are_profile_data():
+    from lingerlab.worlds.shapes import _check_profile
+
+    assert get_profile("shapes", "smoke").comparison_baselines == ("M^b (same data)",)
+    assert "M^b (matched acc)" in get_profile("shapes", "full").comparison_baselines
+    for bad in ((), ("M^b (nope)",)):
+        with pytest.raises(ValueError, match="comparison_baselines"):
+            _check_profile(get_profile("shapes", "smoke", comparison_baselines=bad))

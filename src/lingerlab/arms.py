@@ -7,6 +7,8 @@ and hashable; :func:`recipe_table` prints one row per arm, so every difference b
 the open. The paper's arms (Sec. 3.1):
 
 - ``M^t``: standard fine-tuning (SFT) of M^s on D^t: the world's ``spec.recipes["M^t"]``;
+- further arms of the world (``spec.recipes``), e.g. ``shapes``' ``M^t (zoom-out)``: M^t with the
+  scratch arms' augmentation, so the comparison differs only in the initialisation;
 - ``M^b (competent)``: the world's competent scratch recipe (``spec.recipes["M^b"]``);
 - ``M^b (same data)``: that recipe on exactly M^t's images, epochs scaled to keep the number of
   optimisation steps (:func:`same_data`): the paper's own M^b, "the same model trained from scratch";
@@ -227,15 +229,20 @@ class Zoo:
         self._models: dict[tuple[Recipe, int, int], tuple[tuple[nn.Module, pd.DataFrame], Any]] = {}
 
     def names(self) -> list[str]:
-        """Every arm name :meth:`model` resolves."""
-        return list(BUILTIN_ARMS) + list(self._extra)
+        """Every arm name :meth:`model` resolves: the built-ins, the world's further recipes
+        (``spec.recipes`` beyond M^t and M^b) and the arms added with :meth:`add`."""
+        return list(BUILTIN_ARMS) + self._world_arms() + list(self._extra)
+
+    def _world_arms(self) -> list[str]:
+        return [k for k in self.world.spec.recipes if k not in ("M^t", "M^b") and k not in BUILTIN_ARMS]
 
     def add(self, name: str, arm: ModelFactory | Recipe) -> None:
         """Register an arm: a :class:`Recipe`, or ``factory(seed) -> nn.Module``."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string; got {name!r}")
-        if name in BUILTIN_ARMS:
-            raise ValueError(f"name {name!r} is a built-in arm; choose another (built-ins: {', '.join(BUILTIN_ARMS)})")
+        if name in BUILTIN_ARMS or name in self._world_arms():
+            raise ValueError(f"name {name!r} is a built-in or world arm; choose another (taken: "
+                             f"{', '.join(list(BUILTIN_ARMS) + self._world_arms())})")
         if not (isinstance(arm, Recipe) or callable(arm)):
             raise TypeError(f"arm must be an arms.Recipe or a callable seed -> nn.Module; got {type(arm).__name__}")
         self._extra[name] = arm
@@ -253,7 +260,10 @@ class Zoo:
             return same_data(b, target_indices(w), n_full)
         if name == "M^b (matched acc)":
             return w.recipe("M^b").replace(name=name, train_subset=self.matched()["train_subset"],
-                                           description="scratch, competent recipe on fewer images, accuracy matched to M^t")
+                                           description="scratch, competent recipe on fewer images, accuracy "
+                                                       f"matched to {w.spec.reference_arm}")
+        if name in self._world_arms():
+            return w.spec.recipes[name]
         arm = self._extra.get(name)
         if isinstance(arm, Recipe):
             return arm
@@ -304,11 +314,12 @@ class Zoo:
 
     def matched(self, seeds: Sequence[int] = (0, 1, 2), max_tries: int = 7) -> dict[str, Any]:
         """How "M^b (matched acc)" trains: the competent recipe on a seeded ordering of its images, cut
-        to the size :func:`match_accuracy` finds (seed 0) within ``match_tol`` of M^t's accuracy (mean
-        over ``seeds``). Returns the choice, ``train_subset`` and every try (cached)."""
+        to the size :func:`match_accuracy` finds (seed 0) within ``match_tol`` of the accuracy of the
+        world's reference fine-tuned arm (``spec.reference_arm``, mean over ``seeds``). Returns the
+        choice, ``train_subset`` and every try (cached)."""
         if self.accuracy is None or self.stages is None:
             raise ValueError("this Zoo was built without accuracy= and stages=: it cannot match accuracy")
-        target = float(np.mean([self.accuracy(self.model("M^t", s)) for s in seeds]))
+        target = float(np.mean([self.accuracy(self.model(self.world.spec.reference_arm, s)) for s in seeds]))
         base = self.world.recipe("M^b")
         pool = list(base.train_subset) if base.train_subset is not None else list(range(len(self.world.target_train)))
         perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(12345)).tolist()

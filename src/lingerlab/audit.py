@@ -95,8 +95,9 @@ class Audit:
 
     def target_data(self) -> Dataset:
         """D^t: M^t's training images."""
-        sub = self.world.recipe("M^t").train_subset
-        return self.world.target_train if sub is None else Subset(self.world.target_train, list(sub))
+        if self.world.recipe("M^t").train_subset is None:
+            return self.world.target_train
+        return Subset(self.world.target_train, self.target_train_indices())
 
     def source_labels(self) -> Tensor:
         """Source class id of every image of ``world.source_data`` (D^c = images with label c)."""
@@ -131,10 +132,18 @@ class Audit:
             return self.zoo.model("M^t", seed)
         return self.zoo.train(self.recipe("M^t").replace(**changes), seed)[0]
 
-    def st_model(self, seed: int = 0, bn: str = "target") -> nn.Module:
-        """M^st = B(M^t) + H(M^s) (Sec. 3.2); ``bn="source"`` restores M^s's BatchNorm statistics."""
+    def st_model(self, seed: int = 0, bn: str = "target", arm: str | nn.Module = "M^t") -> nn.Module:
+        """M^st = B(M^t) + H(M^s) (Sec. 3.2) for the fine-tuned ``arm`` (default M^t);
+        ``bn="source"`` restores M^s's BatchNorm statistics."""
         check_choice("bn", bn, ("target", "source"))
-        return source_target_model(self.target_model(seed), self.source_model(), bn=bn, head=self.world.spec.head)
+        return source_target_model(self._fine_tuned(arm, seed), self.source_model(), bn=bn, head=self.world.spec.head)
+
+    def _fine_tuned(self, arm: str | nn.Module, seed: int) -> nn.Module:
+        if isinstance(arm, nn.Module):
+            return arm
+        if arm != "M^t" and self.recipe(arm).init != "source":
+            raise ValueError(f"arm must be a fine-tuned arm (its recipe starts from M^s) for Eq. 3; got {arm!r}")
+        return self.target_model(seed) if arm == "M^t" else self.model(arm, seed)
 
     # ------------------------------------------------------------------ predictions and maps (cached)
     def logits(self, model: str | nn.Module, images: Tensor | Dataset | None = None, seed: int = 0) -> Tensor:
@@ -181,30 +190,32 @@ class Audit:
         """Eq. 2: ``F = {c : v(c) <= v_lo}`` (ascending class ids)."""
         return source_only(self.counts(), self.config.v_lo)
 
-    def _class_probs(self, seed: int) -> pd.DataFrame:
+    def _class_probs(self, seed: int, arm: str | nn.Module = "M^t") -> pd.DataFrame:
         """Per-class mean p_c over D^c under M^st, M^s and M^st with source BN stats (all classes)."""
         def compute() -> pd.DataFrame:
-            return _lingering_table(self.st_model(seed, "target"), self.world.source_data,
+            return _lingering_table(self.st_model(seed, "target", arm), self.world.source_data,
                                     list(range(len(self.world.source_classes))), p_lo=self.config.p_lo,
-                                    source_model=self.source_model(), mst_source_bn=self.st_model(seed, "source"),
+                                    source_model=self.source_model(), mst_source_bn=self.st_model(seed, "source", arm),
                                     class_names=list(self.world.source_classes))
 
-        return self.stages.get("class_probs", (self.model_fingerprint(self.target_model(seed)), self.world.spec.head),
-                               compute)
+        key = (self.model_fingerprint(self._fine_tuned(arm, seed)), self.world.spec.head)
+        return self.stages.get("class_probs", key, compute)
 
-    def lingering(self, seed: int = 0) -> pd.DataFrame:
-        """Eq. 3 table over F: ``class, name, v, n_images, p_source, p_st, p_st_source_bn, lingering``
-        (``p_st > p_lo``; changing ``p_lo`` or ``v_lo`` only re-thresholds cached means)."""
-        full = self._class_probs(seed)
+    def lingering(self, seed: int = 0, arm: str | nn.Module = "M^t") -> pd.DataFrame:
+        """Eq. 3 table over F for the fine-tuned ``arm`` (default M^t; an arm name or a fine-tuned
+        model): ``class, name, v, n_images,
+        p_source, p_st, p_st_source_bn, lingering`` (``p_st > p_lo``; changing ``p_lo`` or ``v_lo``
+        only re-thresholds cached means)."""
+        full = self._class_probs(seed, arm)
         table = full[full["class"].isin(set(self.source_only().tolist()))].reset_index(drop=True).copy()
         v = self.counts()
         table["v"] = pd.array([int(v[c]) for c in table["class"]], dtype="Int64")
         table["lingering"] = np.nan_to_num(table["p_st"].to_numpy(dtype=float), nan=-1.0) > self.config.p_lo
         return table
 
-    def lingering_classes(self, seed: int = 0) -> list[int]:
-        """L (Eq. 3): the source-only classes whose mean p_c under M^st exceeds p_lo."""
-        t = self.lingering(seed)
+    def lingering_classes(self, seed: int = 0, arm: str | nn.Module = "M^t") -> list[int]:
+        """L (Eq. 3): the source-only classes whose mean p_c under M^st of ``arm`` exceeds p_lo."""
+        t = self.lingering(seed, arm)
         return [int(c) for c in t.loc[t["lingering"], "class"]]
 
     # ------------------------------------------------------------------ Sec. 4: composites and Eq. 4
@@ -242,7 +253,8 @@ class Audit:
                           classes: Iterable[int] | None = None, composites_seed: int = 0) -> pd.DataFrame:
         """Eq. 4 per (composite, model): ``composite, source_class, source_name, lingering`` (c_s in L
         of M^t(seed)), ``target_label, model, seed, pred, correct, distraction`` (IoU of the top-(1-q)
-        background pixels of A(x, model, c_t) and A(x, M^s, c_s)) and its chance level ``null``."""
+        background pixels of A(x, model, c_t) and A(x, M^s, c_s)) and its chance level ``null``
+        (shuffled pairs within the composite's source class: the per-class null)."""
         comp = self.composites(classes, composites_seed)
         cs = self.composite_classes(comp)
         ms = self.maps("M^s", comp, cs)
@@ -251,7 +263,7 @@ class Audit:
         frames = []
         for j, name in enumerate(models):
             d, null = distraction_with_null(self.maps(name, comp, comp.target_label, seed), ms, comp.masks.cpu(),
-                                            self.config.q, self.config.n_null, seed)
+                                            self.config.q, self.config.n_null, seed, groups=cs)
             pred = self.logits(name, comp.images, seed).argmax(1)
             frames.append(pd.DataFrame({
                 "composite": np.arange(len(comp)), "source_class": cs.numpy(),

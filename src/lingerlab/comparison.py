@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
@@ -40,17 +41,20 @@ from scipy import stats
 from torch import nn
 
 from . import cache as _cache
+from . import stats as _stats
 from ._data import gather
 from ._validation import check_choice, check_int_range, check_range
+from .arms import Recipe
 from .audit import Audit
 from .composites import Composites, neutral_backgrounds, paste
 from .distraction import distraction_with_null, paired_test
 from .models import as_generator
 
-__all__ = ["DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
+__all__ = ["FairTest", "fair_test", "summarize", "sensitivity", "recipe_table", "describe", "subset_per_seed", "SUBSETS", "FAMILY_MEASURES",
+           "CONTRAST_MEASURES", "DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
            "by_class", "compare", "verdict", "model_level_test"]
 
-ArmSpec = Union[str, Callable[[int], nn.Module]]
+ArmSpec = Union[str, Recipe, Callable[[int], nn.Module]]
 
 DEFAULT_ARMS = ("M^t", "M^b (same data)", "M^b (competent)", "M^b (matched acc)")
 
@@ -76,10 +80,10 @@ _BASELINE = {
 }
 
 
-def default_arms(audit: Audit) -> tuple[str, ...]:
-    """The arms a world compares by default (``spec.comparison_arms``: the accuracy-matched baseline
-    only where target data are free to draw, as in ``shapes``)."""
-    return tuple(audit.world.spec.comparison_arms)
+def default_arms(audit: Audit) -> dict[str, str]:
+    """The arms a world compares by default, label -> arm (``spec.comparison_arms``: the
+    accuracy-matched baseline only where target data are free to draw, as in ``shapes``)."""
+    return audit.world.spec.comparison
 
 
 def _shared_pool(audit: Audit) -> list[int]:
@@ -136,6 +140,8 @@ def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_
 
 
 def _resolve(audit: Audit, arm: str, spec: ArmSpec, seed: int) -> nn.Module:
+    if isinstance(spec, Recipe):
+        return audit.zoo.train(spec, seed)[0].to(audit.device).eval()
     if callable(spec) and not isinstance(spec, str):
         model = spec(seed)
         if not isinstance(model, nn.Module):
@@ -165,14 +171,45 @@ def _seeds(seeds: Sequence[int]) -> list[int]:
     return s
 
 
+def _fine_tuned(audit: Audit, spec: ArmSpec) -> bool:
+    """Whether an arm starts from M^s (it then has lingering memories of its own, Eq. 3): a recipe
+    with ``init="source"``, or the name of one; a callable arm (a remedy) is not treated as one."""
+    if isinstance(spec, Recipe):
+        return spec.init == "source"
+    if not isinstance(spec, str) or spec == "M^s":
+        return False
+    if spec in ("M^b", "M^b (competent)", "M^b (same data)", "M^b (matched acc)"):
+        return False
+    try:
+        return audit.recipe(spec).init == "source"
+    except ValueError:  # an arm added as a callable: no recipe
+        return False
+
+
+def _clusters(audit: Audit, comp: Composites) -> np.ndarray:
+    """The source photo of every composite (``spec.source_groups``; else its source image)."""
+    groups = audit.world.spec.source_groups
+    idx = comp.source_index.cpu().numpy()
+    return np.asarray([groups[i] for i in idx], dtype=object) if groups is not None else idx.astype(object)
+
+
 def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None, seeds: Sequence[int] = (0, 1, 2),
-             classes: Iterable[int] | None = None, composites_seed: int = 0, neutral: str = "blur") -> pd.DataFrame:
+             classes: Iterable[int] | None = None, composites_seed: int = 0, neutral: str = "blur",
+             reference: str | None = None) -> pd.DataFrame:
     """One row per (arm, seed, composite): correctness on the three paired sets, the flip, Eq. 4 and
-    its null on the source-only composite. Columns: ``arm, seed, composite, source_class,
-    source_name, target_label, correct_source_only, correct_neutral, correct_shared, flip,
-    distraction, null``; ``attrs["target_acc"]`` maps (arm, seed) to validation accuracy."""
+    its per-class null (shuffled pairs within the source class) on the source-only composite.
+
+    Columns: ``arm, seed, composite, source_class, source_name, cluster`` (the source photo: views of
+    one photo share it), ``in_L`` (c_s is in the lingering set L of that seed: the arm's own L when
+    the arm is fine-tuned from M^s, else the L of ``reference`` at that seed, so a scratch baseline is
+    scored on the same composites as the model it is compared with), ``target_label,
+    correct_source_only, correct_neutral, correct_shared, flip, distraction, null``;
+    ``attrs["target_acc"]`` maps (arm, seed) to validation accuracy. ``reference``: a label of
+    ``arms`` (default: the world's ``spec.comparison_reference`` when it is one, else the first
+    fine-tuned arm, else M^t)."""
     specs = _arm_specs(audit, arms)
     seed_list = _seeds(seeds)
+    ref = _reference(audit, specs, reference)
     sets = control_sets(audit, classes, composites_seed, neutral)
     comp = sets["source_only"]
     cs = audit.composite_classes(comp)
@@ -180,23 +217,54 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
     masks = comp.masks.cpu()
     y = comp.target_label.cpu()
     names = list(audit.world.source_classes)
+    clusters = _clusters(audit, comp)
     frames, acc = [], {}
+    ref_L = {seed: _lingering_of(audit, ref, specs[ref], seed) for seed in seed_list} if ref in specs else {}
     for arm, spec in specs.items():
         for seed in seed_list:
             model = _resolve(audit, arm, spec, seed)
             correct = {k: (audit.logits(model, s.images).argmax(1) == y).numpy() for k, s in sets.items()}
-            d, null = distraction_with_null(audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed)
+            d, null = distraction_with_null(audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed,
+                                            groups=cs)
             acc[(arm, seed)] = audit.accuracy(model)
+            L = _lingering_of(audit, arm, spec, seed) if _fine_tuned(audit, spec) else ref_L.get(seed, set())
             frames.append(pd.DataFrame({
                 "arm": arm, "seed": seed, "composite": np.arange(len(comp)), "source_class": cs.numpy(),
-                "source_name": [names[int(c)] for c in cs], "target_label": y.numpy(),
+                "source_name": [names[int(c)] for c in cs], "cluster": clusters,
+                "in_L": np.isin(cs.numpy(), sorted(L)), "target_label": y.numpy(),
                 "correct_source_only": correct["source_only"], "correct_neutral": correct["neutral"],
                 "correct_shared": correct["shared"] if "shared" in correct else np.full(len(comp), np.nan),
                 "flip": correct["neutral"] & ~correct["source_only"],
                 "distraction": d.double().numpy(), "null": null.double().numpy()}))
     out = pd.concat(frames, ignore_index=True)
     out.attrs["target_acc"] = acc
+    out.attrs["reference"] = ref
+    out.attrs["fine_tuned"] = {arm: _fine_tuned(audit, spec) for arm, spec in specs.items()}
+    out.attrs["lingering"] = {seed: sorted(L) for seed, L in ref_L.items()}
     return out
+
+
+def _reference(audit: Audit, specs: Mapping[str, ArmSpec], reference: str | None) -> str:
+    if reference is not None:
+        if reference not in specs:
+            raise ValueError(f"reference must be one of the arms {list(specs)}; got {reference!r}")
+        return reference
+    spec = audit.world.spec
+    if spec.comparison_reference in specs:
+        return spec.comparison_reference
+    tuned = [a for a, sp in specs.items() if _fine_tuned(audit, sp)]
+    if not tuned:
+        raise ValueError(f"reference: none of the arms {list(specs)} is fine-tuned from M^s and the world's "
+                         f"reference {spec.comparison_reference!r} is not among them; pass reference=")
+    return tuned[0]
+
+
+def _lingering_of(audit: Audit, arm: str, spec: ArmSpec, seed: int) -> set[int]:
+    """L (Eq. 3) of a fine-tuned arm at ``seed`` (empty for an arm that is not fine-tuned)."""
+    if not _fine_tuned(audit, spec):
+        return set()
+    target = spec if isinstance(spec, str) else _resolve(audit, arm, spec, seed)
+    return set(audit.lingering_classes(seed, target))
 
 
 def _composite_values(ctl: pd.DataFrame) -> pd.DataFrame:
@@ -274,7 +342,7 @@ def _t_interval(v: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None, seeds: Sequence[int] = (0, 1, 2),
-            *, reference: str = "M^t", classes: Iterable[int] | None = None, composites_seed: int = 0,
+            *, reference: str | None = None, classes: Iterable[int] | None = None, composites_seed: int = 0,
             neutral: str = "blur", level: float = 0.95, n_perm: int = 5000) -> pd.DataFrame:
     """The comparison table: one row per (arm, measure) of :data:`MEASURES`.
 
@@ -282,7 +350,7 @@ def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = N
     ``level`` t-interval over seeds: the spread between *models*), ``min, max, sd_seeds``,
     ``se_composites`` (mean over seeds of the standard error over composites: the spread between
     *composites*), ``n_seeds, n_composites, values`` (per-seed values, in ``seeds`` order),
-    and against ``reference`` (default M^t): ``diff_vs_ref`` (reference minus arm), ``p_welch`` and
+    and against ``reference`` (default: the world's ``spec.comparison_reference``): ``diff_vs_ref`` (reference minus arm), ``p_welch`` and
     ``p_perm`` (model level, see :func:`model_level_test`), ``p_composite`` (paired sign-flip test
     over composites of the seed-averaged per-composite values; NaN for ``target_acc``), and
     ``baseline`` (what the arm is). ``arms``: names known to the audit, or a mapping name ->
@@ -290,10 +358,9 @@ def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = N
     """
     check_range("level", level, 0, 1, lo_open=True, hi_open=True)
     specs = _arm_specs(audit, arms)
-    if reference not in specs:
-        raise ValueError(f"reference must be one of the arms {list(specs)}; got {reference!r}")
+    reference = _reference(audit, specs, reference)
     seed_list = _seeds(seeds)
-    ctl = controls(audit, specs, seed_list, classes, composites_seed, neutral)
+    ctl = controls(audit, specs, seed_list, classes, composites_seed, neutral, reference=reference)
     ps = per_seed(ctl)
     vals = _composite_values(ctl)
     vals[["arm", "seed", "composite"]] = ctl[["arm", "seed", "composite"]]
@@ -369,3 +436,280 @@ def verdict(table: pd.DataFrame, reference: str | None = None, alpha: float = 0.
                          "significant": sig,
                          "summary": f"{word}{' in every seed' if every else ''}{', significant' if sig else ''}: {detail}"})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# the fair test (issue 15): Eq. 4 over L, F \ L as the contrast, seeds, Holm, one verdict rule
+# --------------------------------------------------------------------------------------------
+
+#: the subsets of composites a measure is reported on: L (c_s lingers in that seed's model, the
+#: paper's Fig. 3a), F \ L (source-only but not lingering: the within-model contrast) and all of F
+SUBSETS = ("L", "F \\ L", "F")
+
+#: the measures of the family of tests, each in the direction the paper predicts for M^t ("higher":
+#: the fine-tuned arm's value is higher than the baseline's, or higher on L than on F \ L)
+FAMILY_MEASURES = ("err_source_only", "excess_error", "flip_rate", "distraction_excess")
+#: the measures of the within-model contrast L vs F \ L
+CONTRAST_MEASURES = ("excess_error", "distraction_excess")
+
+
+def subset_per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arm, seed, subset of :data:`SUBSETS`): every measure of :data:`MEASURES` (mean
+    over that seed's composites in the subset; NaN when the subset is empty), ``n_composites`` and
+    ``n_classes``."""
+    vals = _composite_values(ctl)
+    vals[["arm", "seed", "source_class"]] = ctl[["arm", "seed", "source_class"]]
+    acc = ctl.attrs.get("target_acc", {})
+    frames = []
+    for subset, rows in (("L", ctl["in_L"].to_numpy(bool)), ("F \\ L", ~ctl["in_L"].to_numpy(bool)),
+                         ("F", np.ones(len(ctl), dtype=bool))):
+        sub = vals[rows]
+        g = sub.groupby(["arm", "seed"], sort=False)
+        m = g.mean(numeric_only=True).drop(columns="source_class")
+        m["n_composites"] = g.size()
+        m["n_classes"] = g["source_class"].nunique()
+        full = pd.MultiIndex.from_frame(ctl[["arm", "seed"]].drop_duplicates())
+        m = m.reindex(full)
+        m["n_composites"] = m["n_composites"].fillna(0).astype(int)
+        m["n_classes"] = m["n_classes"].fillna(0).astype(int)
+        m.insert(0, "subset", subset)
+        frames.append(m.reset_index())
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(3, "target_acc", [acc.get((a, s_), float("nan")) for a, s_ in zip(out["arm"], out["seed"])])
+    return out
+
+
+def _seed_interval(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean of per-seed values and its percentile bootstrap-over-seeds interval."""
+    v = values[~np.isnan(values)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    return _stats.cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=seed)
+
+
+@dataclass
+class FairTest:
+    """The fair test of the paper's claim on one world (:func:`fair_test`).
+
+    Attributes:
+        controls: one row per (arm, seed, composite) (:func:`controls`).
+        per_seed: one row per (arm, seed, subset) (:func:`subset_per_seed`).
+        table: one row per (arm, subset, measure): ``mean`` over seeds, ``ci_lo, ci_hi`` (95%
+            bootstrap over seeds), ``n_seeds`` and the per-seed ``values``.
+        tests: the family of tests of the world, one row each: ``claim, kind`` ("between arms" or
+            "within model"), ``reference, baseline, measure, subset, effect, ci_lo, ci_hi, p_perm,
+            p_holm, verdict, n_reference, n_baseline``.
+        reference: the fine-tuned arm every baseline is tested against.
+        baselines: the arms of the between-arm tests.
+        excluded: source classes left out (a sensitivity analysis).
+    """
+
+    controls: pd.DataFrame
+    per_seed: pd.DataFrame
+    table: pd.DataFrame
+    tests: pd.DataFrame
+    reference: str
+    baselines: tuple[str, ...]
+    excluded: tuple[int, ...] = ()
+
+    def verdicts(self) -> pd.DataFrame:
+        """The tests as the book shows them: claim, verdict, effect [interval], Holm-adjusted p."""
+        t = self.tests
+        return pd.DataFrame({
+            "claim": t["claim"], "verdict": t["verdict"],
+            "effect [95% CI]": [f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(t["effect"], t["ci_lo"], t["ci_hi"])],
+            "p (permutation)": t["p_perm"].round(4), "p (Holm)": t["p_holm"].round(4)})
+
+    def value(self, arm: str, measure: str, subset: str = "L") -> float:
+        """The mean over seeds of ``measure`` for ``arm`` on ``subset``."""
+        r = self.table[(self.table.arm == arm) & (self.table.measure == measure) & (self.table.subset == subset)]
+        if r.empty:
+            raise ValueError(f"no row for arm {arm!r}, measure {measure!r}, subset {subset!r}")
+        return float(r["mean"].iloc[0])
+
+
+def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Sequence[str] | None = None,
+              exclude: Iterable[int] = (), alpha: float = 0.05, n_boot: int = 10_000, seed: int = 0,
+              n_resamples: int = 10_000) -> FairTest:
+    """The fair test from the rows of :func:`controls` (cheap: no model runs).
+
+    The family of tests, fixed before any number is seen (issue 15), one world at a time:
+
+    - **between arms**, for every baseline (default: every arm that is not fine-tuned from M^s) and
+      every measure of :data:`FAMILY_MEASURES`, on the composites of L (that seed's lingering set
+      of the reference): effect = mean over seeds of the reference minus mean over seeds of the
+      baseline; a 95% bootstrap-over-seeds interval (``stats.bootstrap_diff_ci``); the exact
+      two-sided permutation p over the seeds (``stats.permutation_p``);
+    - **within the reference model**, for every measure of :data:`CONTRAST_MEASURES`: effect = mean
+      over seeds of (mean over L composites - mean over F \\ L composites); a 95% bootstrap-over-seeds
+      interval of that mean; p from relabelling which classes are in L within each seed
+      (``stats.group_permutation_p``: classes move whole, so composites of a class are one cluster).
+
+    The paper predicts every effect > 0. All p-values of the family are Holm-adjusted together
+    (``stats.holm``) and each test gets ``stats.verdict(effect, ci_lo, ci_hi, p_holm,
+    paper_direction="higher", alpha=alpha)``: holds / does not hold / inconclusive. ``exclude``: source
+    classes left out of every test (the sensitivity row of the survival check).
+    """
+    excl = tuple(sorted({int(c) for c in exclude}))
+    if excl:
+        attrs = dict(ctl.attrs)
+        ctl = ctl[~ctl["source_class"].isin(excl)].copy()
+        ctl.attrs.update(attrs)
+        if ctl.empty:
+            raise ValueError(f"exclude removes every source class of the controls ({list(excl)}): nothing is left "
+                             "to test")
+    arms = list(dict.fromkeys(ctl["arm"]))
+    ref = reference or ctl.attrs.get("reference") or arms[0]
+    if ref not in arms:
+        raise ValueError(f"reference must be one of the arms {arms}; got {ref!r}")
+    tuned = ctl.attrs.get("fine_tuned", {})
+    base = tuple(baselines) if baselines is not None else tuple(a for a in arms if a != ref and not tuned.get(a, False))
+    bad = [b for b in base if b not in arms or b == ref]
+    if bad:
+        raise ValueError(f"baselines must be arms of the controls other than the reference {ref!r}; got {bad}")
+    ps = subset_per_seed(ctl)
+    seeds = list(dict.fromkeys(ctl["seed"]))
+
+    rows = []
+    for arm in arms:
+        for subset in SUBSETS:
+            sub = ps[(ps.arm == arm) & (ps.subset == subset)].set_index("seed").reindex(seeds)
+            for measure in ["target_acc", *MEASURES]:
+                if measure not in sub:
+                    continue
+                v = sub[measure].to_numpy(dtype=float)
+                mean, lo, hi = _seed_interval(v, n_boot, seed)
+                rows.append({"arm": arm, "subset": subset, "measure": measure, "mean": mean, "ci_lo": lo, "ci_hi": hi,
+                             "n_seeds": int((~np.isnan(v)).sum()), "values": tuple(float(x) for x in v)})
+    table = pd.DataFrame(rows)
+
+    rng = np.random.default_rng(seed)
+    tests = []
+
+    def seed_values(arm: str, subset: str, measure: str) -> np.ndarray:
+        return ps[(ps.arm == arm) & (ps.subset == subset)].set_index("seed").reindex(seeds)[measure].to_numpy(float)
+
+    for b in base:
+        for measure in FAMILY_MEASURES:
+            a_v, b_v = seed_values(ref, "L", measure), seed_values(b, "L", measure)
+            effect, lo, hi = _stats.bootstrap_diff_ci(a_v, b_v, n_boot=n_boot, seed=rng)
+            p = _stats.permutation_p(a_v, b_v, seed=rng)
+            tests.append({"claim": f"{measure} on L: {ref} > {b}", "kind": "between arms", "reference": ref,
+                          "baseline": b, "measure": measure, "subset": "L", "effect": effect, "ci_lo": lo, "ci_hi": hi,
+                          "p_perm": p, "n_reference": int((~np.isnan(a_v)).sum()), "n_baseline": int((~np.isnan(b_v)).sum())})
+    r_ctl = ctl[ctl["arm"] == ref]
+    r_vals = _composite_values(r_ctl)
+    for measure in CONTRAST_MEASURES:
+        d = seed_values(ref, "L", measure) - seed_values(ref, "F \\ L", measure)
+        effect, lo, hi = _seed_interval(d, n_boot, int(rng.integers(2 ** 31)))
+        _, p = _stats.group_permutation_p(r_vals[measure].to_numpy(float), r_ctl["source_class"].to_numpy(),
+                                          r_ctl["in_L"].to_numpy(bool), r_ctl["seed"].to_numpy(),
+                                          n_resamples=n_resamples, seed=rng)
+        tests.append({"claim": f"{measure} of {ref}: L > F \\ L", "kind": "within model", "reference": ref,
+                      "baseline": ref, "measure": measure, "subset": "L vs F \\ L", "effect": effect, "ci_lo": lo,
+                      "ci_hi": hi, "p_perm": p, "n_reference": int((~np.isnan(d)).sum()),
+                      "n_baseline": int((~np.isnan(d)).sum())})
+    tests_df = pd.DataFrame(tests)
+    tests_df["p_holm"] = _stats.holm(tests_df["p_perm"].to_numpy(float))
+    tests_df["verdict"] = [_stats.verdict(e, lo, hi, p, paper_direction="higher", alpha=alpha)
+                           for e, lo, hi, p in zip(tests_df["effect"], tests_df["ci_lo"], tests_df["ci_hi"],
+                                                   tests_df["p_holm"])]
+    return FairTest(controls=ctl, per_seed=ps, table=table, tests=tests_df, reference=ref, baselines=base,
+                    excluded=excl)
+
+
+def fair_test(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
+              seeds: Sequence[int] = (0, 1, 2, 3, 4), *, reference: str | None = None,
+              baselines: Sequence[str] | None = None, composites_seed: int = 0, neutral: str = "blur",
+              alpha: float = 0.05, n_boot: int = 10_000) -> FairTest:
+    """:func:`controls` over F for every arm and seed, then :func:`summarize`: the world's fair test
+    of the paper's claim. ``arms`` default: ``spec.comparison_arms`` (labels -> arms); ``reference``
+    default: ``spec.comparison_reference``."""
+    ctl = controls(audit, arms, seeds, None, composites_seed, neutral, reference=reference)
+    return summarize(ctl, reference=reference, baselines=baselines, alpha=alpha, n_boot=n_boot)
+
+
+def recipe_table(audit: Audit, arms: Mapping[str, str] | Sequence[str] | None = None,
+                 seeds: Sequence[int] = (0, 1, 2, 3, 4), reference: str | None = None) -> pd.DataFrame:
+    """One row per arm, every difference between arms in the open: its recipe
+    (``arms.Recipe.row``: init, training images, augmentation, epochs, optimiser, lr, schedule,
+    batch, BatchNorm), the target validation accuracy (mean and range over ``seeds``) and its
+    ``role`` in the fair test (the reference, the paper's own M^b, a baseline, or context)."""
+    specs = _arm_specs(audit, arms)
+    ref = _reference(audit, specs, reference)
+    seed_list = _seeds(seeds)
+    rows = []
+    for label, spec in specs.items():
+        if not isinstance(spec, (str, Recipe)):
+            raise ValueError(f"recipe_table needs arms with recipes; {label!r} is a callable")
+        recipe = spec if isinstance(spec, Recipe) else audit.recipe(spec)
+        acc = [audit.accuracy(_resolve(audit, label, spec, s)) for s in seed_list]
+        if label == ref:
+            role = "reference: fine-tuned, same augmentation as the scratch arms"
+        elif _fine_tuned(audit, spec):
+            role = "context: another fine-tuning recipe (not in the tests)"
+        elif spec == "M^b (same data)":
+            role = "baseline: the paper's own M^b (scratch on M^t's training images)"
+        else:
+            role = "baseline"
+        row = recipe.row(len(audit.world.target_train))
+        row["arm"] = label
+        row.update({"target acc (mean)": round(float(np.mean(acc)), 3),
+                    "target acc (min-max)": f"{min(acc):.3f}-{max(acc):.3f}", "seeds": len(acc), "role": role})
+        row.pop("what it is", None)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_CLAIM_WORDS = {
+    "err_source_only": "is wrong more often on L composites than",
+    "excess_error": "has a larger excess error (source object vs blurred background) on L composites than",
+    "flip_rate": "is flipped by the source object more often on L composites than",
+    "distraction_excess": "is more distracted (Eq. 4 above its per-class null) on L composites than",
+}
+_CONTRAST_WORDS = {
+    "excess_error": "its excess error is larger on L composites than on F \\ L composites",
+    "distraction_excess": "its Eq. 4 distraction above the null is larger on L composites than on F \\ L composites",
+}
+
+
+def describe(ft: FairTest) -> str:
+    """The fair test's findings as Markdown bullets, one per test, each with the verdict of
+    ``stats.verdict``, the effect, its 95% interval and the Holm-adjusted p (text from code: the
+    book glues it instead of typing numbers)."""
+    lines = []
+    for r in ft.tests.itertuples():
+        if r.kind == "between arms":
+            what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}"
+        else:
+            what = f"within {r.reference}, {_CONTRAST_WORDS.get(r.measure, r.measure)}"
+        if r.verdict == "not measured":
+            why = ("F \\ L is empty in every seed: every source-only class with images lingers"
+                   if r.kind == "within model" else "no seed has composites of a lingering class")
+            lines.append(f"- {what}: **not measured** ({why})")
+            continue
+        lines.append(f"- {what}: **{r.verdict}** (effect {r.effect:+.3f}, 95% CI [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], "
+                     f"Holm-adjusted p = {r.p_holm:.3g}, {r.n_reference} + {r.n_baseline} seeds)")
+    counts = ft.tests["verdict"].value_counts()
+    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "does not hold", "inconclusive")
+                     if v != "not measured")
+    if counts.get("not measured", 0):
+        head += f", {int(counts['not measured'])} not measured"
+    return f"Of {len(ft.tests)} tests: {head}.\n\n" + "\n".join(lines)
+
+
+def sensitivity(ft: FairTest, survival: pd.DataFrame) -> tuple[FairTest | None, str]:
+    """The sensitivity analysis of the survival check (``checks.source_survival``): the fair test again
+    without the classes whose source object the overlay hides (``survives`` False), as a Holm family
+    of its own. Returns ``(FairTest or None, text)``: None, with the reason, when no class is hidden or
+    every class is; else the new test and its findings (:func:`describe`) as Markdown."""
+    hidden = survival.loc[~survival["survives"].astype(bool), "source_class"].astype(int).tolist()
+    kept = sorted(set(ft.controls["source_class"]) - set(hidden))
+    if not hidden:
+        return None, "No class is hidden by the overlay, so the sensitivity analysis leaves nothing out."
+    if not kept:
+        return None, (f"The overlay hides the source object in all {len(hidden)} classes, so no class is left "
+                      "to repeat the tests on.")
+    sens = summarize(ft.controls, reference=ft.reference, baselines=ft.baselines, exclude=hidden)
+    return sens, (f"Without the {len(hidden)} classes the overlay hides ({len(kept)} classes left; a Holm "
+                  f"family of its own): {describe(sens)}")

@@ -11,7 +11,7 @@ Negatives are clean target images, positives composites (a target image on a sou
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from .composites import Composites
 from .interference import interference_scores
 from .training import predict
 
-__all__ = ["auroc", "fpr_at_tpr", "evaluate_detection", "msp_score", "energy_score"]
+__all__ = ["detection_over_seeds", "auroc", "fpr_at_tpr", "evaluate_detection", "msp_score", "energy_score"]
 
 
 def _as_np(x: Tensor | np.ndarray | Iterable[float], name: str) -> np.ndarray:
@@ -149,3 +149,45 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
         "error_clean": float((lg_clean.argmax(1) != clean_labels).double().mean()),
         "n_clean": len(s_clean), "n_composites": len(s_comp), "n_lingering": len(L),
     }
+
+
+def detection_over_seeds(audit: Any, seeds: Sequence[int], *, arm: str = "M^t", n_boot: int = 10_000,
+                         composites_seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Eq. 5 scored fairly (issue 15): for each seed, positives are the composites of *that seed's*
+    lingering classes L (Eq. 3 of M^t), negatives the clean target validation images, and every
+    score (Eq. 5, and M^t's max-softmax and energy) ranks the same positives.
+
+    Returns ``per_seed`` (one row per (seed, score): ``auroc, fpr_at_95tpr, n_lingering,
+    n_positives``, plus the Eq. 5 flag's rates) and ``summary`` (one row per score: mean AUROC and
+    FPR@95 over the seeds with a non-empty L, each with a 95% bootstrap-over-seeds interval, and the
+    chance levels: AUROC 0.5, FPR 0.95 for a random score at 95% TPR). Seeds with an empty L have
+    no positives and are left out (``n_lingering`` 0 in ``per_seed``)."""
+    from .stats import cluster_bootstrap_ci
+
+    if arm != "M^t":
+        raise ValueError(f"arm must be 'M^t' (Eq. 5 reads M^st = B(M^t) + H(M^s)); got {arm!r}")
+    rows = []
+    for seed in seeds:
+        L = audit.lingering_classes(seed)
+        if not L:
+            rows.append({"seed": seed, "score": "eq5", "auroc": float("nan"), "fpr_at_95tpr": float("nan"),
+                         "n_lingering": 0, "n_positives": 0})
+            continue
+        det = audit.detection(seed, classes=L, composites_seed=composites_seed)
+        extra = {k: det[k] for k in ("flag_rate_clean", "flag_rate_composites", "errors_caught")}
+        for r in det["table"].to_dict("records"):
+            rows.append({"seed": seed, **r, "n_lingering": len(L), "n_positives": det["n_composites"],
+                         **(extra if r["score"] == "eq5" else {})})
+    per_seed = pd.DataFrame(rows)
+    out = []
+    for score, g in per_seed.dropna(subset=["auroc"]).groupby("score", sort=False):
+        row: dict[str, Any] = {"score": score, "seeds": len(g)}
+        for col in ("auroc", "fpr_at_95tpr"):
+            v = g[col].to_numpy(float)
+            mean, lo, hi = cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0)
+            row.update({col: mean, f"{col}_ci_lo": lo, f"{col}_ci_hi": hi})
+        out.append(row)
+    summary = pd.DataFrame(out)
+    summary["auroc_chance"] = 0.5
+    summary["fpr_chance"] = 0.95
+    return {"per_seed": per_seed, "summary": summary}

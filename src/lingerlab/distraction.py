@@ -14,6 +14,7 @@ numbers as a single process, with no communication.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import torch
 from torch import Tensor
@@ -86,25 +87,52 @@ def distraction(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0
     return _iou(a, b)
 
 
+def _partners(n: int, n_perm: int, groups: Tensor | None, gen: torch.Generator | None, device: torch.device) -> Tensor:
+    """``[n_perm, n]`` partner indices j != i, uniform among the other images (of the same group when
+    ``groups`` is given; -1 for an image alone in its group)."""
+    gen_device = gen.device if gen is not None else torch.device("cpu")
+    if groups is None:
+        offsets = torch.randint(1, n, (n_perm, n), generator=gen, device=gen_device).to(device)
+        return (torch.arange(n, device=device) + offsets) % n
+    g = torch.as_tensor(groups).flatten().cpu()
+    if len(g) != n:
+        raise ValueError(f"groups must have one entry per map ({n}); got {len(g)}")
+    order = torch.argsort(g, stable=True)
+    _, inverse, counts = torch.unique(g[order], return_inverse=True, return_counts=True)
+    start = torch.cumsum(counts, 0) - counts                    # first sorted position of each group
+    size = counts[inverse]                                      # group size of each sorted position
+    rank = torch.arange(n) - start[inverse]                     # position within its group
+    u = torch.rand(n_perm, n, generator=gen, device=gen_device).cpu()
+    offset = 1 + (u * (size - 1).clamp(min=1)).long().clamp(max=(size - 2).clamp(min=0))
+    partner_sorted = order[start[inverse] + (rank + offset) % size]
+    out = torch.empty(n_perm, n, dtype=torch.long)
+    out[:, order] = torch.where(size > 1, partner_sorted, torch.full_like(partner_sorted, -1))
+    return out.to(device)
+
+
 def distraction_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8, n_perm: int = 20,
-                     generator: torch.Generator | int | None = None) -> Tensor:
+                     generator: torch.Generator | int | None = None, groups: Tensor | None = None) -> Tensor:
     """Chance level of Eq. 4: the same IoU for unrelated pairs (``map_t[i]`` vs ``map_s[j]``, j != i,
     j uniform, with image i's overlay mask), ``n_perm`` draws per image.
 
-    Returns ``[n_perm, N]``; ``.mean(0)`` is a per-image chance level paired with ``distraction``,
-    ``.nanmean()`` the overall one. Needs at least two images.
+    ``groups`` (one id per image, e.g. the source class c_s): j is drawn among the *other images of
+    i's group*, so each class is measured against its own chance level (a class whose source maps
+    all sit in one place has a higher null than one whose maps spread); an image alone in its group
+    gets NaN. Returns ``[n_perm, N]``; ``.mean(0)`` is a per-image chance level paired with
+    ``distraction``, ``.nanmean()`` the overall one. Needs at least two images.
     """
     check_int_range("n_perm", n_perm, 1)
     _check_maps("map_t", map_t)
     n = map_t.shape[0]
     if n < 2:
         raise ValueError(f"map_t must hold at least 2 maps to shuffle pairs; got {n}")
-    gen = as_generator(generator)
-    gen_device = gen.device if gen is not None else torch.device("cpu")
-    offsets = torch.randint(1, n, (n_perm, n), generator=gen, device=gen_device).to(map_t.device)
-    base = torch.arange(n, device=map_t.device)
+    partners = _partners(n, n_perm, groups, as_generator(generator), map_t.device)
     map_s = map_s.to(map_t.device)
-    return torch.stack([distraction(map_t, map_s[(base + off) % n], overlay_mask, q) for off in offsets])
+    out = []
+    for j in partners:
+        d = distraction(map_t, map_s[j.clamp(min=0)], overlay_mask, q)
+        out.append(torch.where(j >= 0, d, torch.full_like(d, float("nan"))))
+    return torch.stack(out)
 
 
 def null_seed(seed: int) -> int:
@@ -114,15 +142,19 @@ def null_seed(seed: int) -> int:
 
 
 def distraction_with_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8, n_null: int = 20,
-                          seed: int = 0) -> tuple[Tensor, Tensor]:
+                          seed: int = 0, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Eq. 4 per composite and its chance level: ``(distraction, null)``, where ``null`` is the mean
-    over ``n_null`` shuffled pairs (:func:`distraction_null`, generator :func:`null_seed` of ``seed``;
-    NaN for a single composite, which has no other to pair with)."""
+    over ``n_null`` shuffled pairs (:func:`distraction_null`, within ``groups`` when given: the
+    per-class null; generator :func:`null_seed` of ``seed``; NaN for a composite with no other to
+    pair with)."""
     d = distraction(map_t, map_s, overlay_mask, q)
     if len(map_t) < 2:
         return d, torch.full((len(map_t),), float("nan"), dtype=d.dtype)
-    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=null_seed(seed)).nanmean(0)
-    return d, null
+    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=null_seed(seed),
+                            groups=groups)
+    with warnings.catch_warnings():  # an image alone in its group: all-NaN column, NaN mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return d, null.nanmean(0)
 
 
 def _finite(values: Tensor, name: str) -> Tensor:

@@ -1,4 +1,5 @@
-"""Figures the notebooks share: images, Grad-CAM overlays, image grids, the remedy table (matplotlib only)."""
+"""Figures the notebooks share: images, Grad-CAM overlays, image grids, the remedy table, the fair
+test (matplotlib only), and `Findings`, Markdown text the book glues."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -118,3 +119,131 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
 
 def _nz(v: float) -> float:
     return 0.0 if v is None or not np.isfinite(v) else float(v)
+
+
+# ------------------------------------------------------------------ the fair test (notebook 4)
+_ARM_COLOURS = ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown")
+
+
+def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> pd.DataFrame:
+    """Per (arm, source class): Eq. 4 and its per-class null over the seeds in which the class is in L
+    (Fig. 3a is over L; a class in L in no seed is measured over all seeds and marked ``F \\ L``), the
+    cluster-bootstrap 95% interval of Eq. 4 (by source photo, per-composite values averaged over
+    those seeds first), ``share_L`` (in how many of the seeds the class is in L) and ``subset``."""
+    from .stats import cluster_bootstrap_ci
+
+    ctl = ft.controls
+    rows = []
+    for arm in arms:
+        a = ctl[ctl.arm == arm]
+        n_seeds = a["seed"].nunique()
+        for (c, name), g in a.groupby(["source_class", "source_name"], sort=True):
+            share = g.groupby("seed")["in_L"].first().sum() / n_seeds
+            use = g[g["in_L"]] if share > 0 else g
+            per_comp = use.groupby("composite").agg(d=("distraction", "mean"), cluster=("cluster", "first"))
+            mean, lo, hi = cluster_bootstrap_ci(per_comp["d"].to_numpy(float), per_comp["cluster"].tolist(),
+                                                n_boot=n_boot, seed=int(c))
+            rows.append({"arm": arm, "source_class": int(c), "source_name": name, "distraction": mean,
+                         "ci_lo": lo, "ci_hi": hi, "null": float(use["null"].mean()), "share_L": float(share),
+                         "subset": "L" if share > 0 else "F \\ L"})
+    return pd.DataFrame(rows)
+
+
+def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None = None) -> Any:
+    """Figure 3a, per source-only class: Eq. 4 of each arm over the seeds in which the class lingers
+    (dot, cluster-bootstrap 95% interval) next to its own per-class null (grey tick); classes ordered
+    by how often they are in L (left: in L in every seed), with that share printed under each label;
+    classes in L in no seed (``F \\ L``, the contrast) hollow, at the right."""
+    import matplotlib.pyplot as plt
+
+    pc = per_class_distraction(ft, arms)
+    order = (pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"]
+             .tolist())
+    pos = {c: i for i, c in enumerate(order)}
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(order) + 2), 3.8))
+    width = 0.8 / len(arms)
+    for j, arm in enumerate(arms):
+        sub = pc[pc.arm == arm]
+        x = np.array([pos[c] for c in sub["source_class"]]) - 0.4 + width * (j + 0.5)
+        colour = _ARM_COLOURS[j % len(_ARM_COLOURS)]
+        for subset, face in (("L", colour), ("F \\ L", "white")):
+            m = (sub["subset"] == subset).to_numpy()
+            if m.any():
+                d = sub[m]
+                ax.errorbar(x[m], d["distraction"], yerr=[d["distraction"] - d["ci_lo"], d["ci_hi"] - d["distraction"]],
+                            fmt="o", ms=4, lw=0.8, color=colour, mfc=face,
+                            label=f"{arm}: Eq. 4" + (" (F \\ L: hollow)" if subset != "L" else ""))
+        ax.scatter(x, sub["null"], marker="_", s=120, color="grey", zorder=3,
+                   label="per-class null (shuffled pairs)" if j == 0 else None)
+    names = pc[pc.arm == arms[0]].set_index("source_class")
+    ax.set_xticks(range(len(order)), [f"{names.loc[c, 'source_name']}\n" + (f"L {names.loc[c, 'share_L']:.0%}"
+                                                                            if names.loc[c, "share_L"] > 0 else "F \\ L")
+                                      for c in order], rotation=90, fontsize=7)
+    ax.set(ylabel="distraction (Eq. 4, IoU)", title=title or "Eq. 4 per source-only class, against its own null")
+    top = float(np.nanmax(pc["ci_hi"].to_numpy(float))) if len(pc) else 1.0
+    ax.set_ylim(top=top * 1.25)  # room for the legend above the intervals
+    ax.legend(fontsize=7, loc="upper left", ncol=len(arms) + 1)
+    return ax
+
+
+def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]],
+                  fig: Any = None) -> Any:
+    """One row per world, one column per measure: each arm's mean over seeds on L composites with its
+    bootstrap-over-seeds 95% interval; for Eq. 4 the per-class null beside it (hollow). ``tests``:
+    world -> FairTest; ``arms``: world -> arms to show; ``measures``: (measure, axis label)."""
+    import matplotlib.pyplot as plt
+
+    worlds = list(tests)
+    if fig is None:
+        fig, axes = plt.subplots(len(worlds), len(measures), figsize=(4.2 * len(measures), 2.9 * len(worlds)),
+                                 squeeze=False)
+    else:
+        axes = np.asarray(fig.axes).reshape(len(worlds), len(measures))
+    for i, w in enumerate(worlds):
+        ft = tests[w]
+        t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
+        for j, (measure, label) in enumerate(measures):
+            ax = axes[i, j]
+            for k, arm in enumerate(arms[w]):
+                r = t.loc[(arm, measure)]
+                colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
+                ax.errorbar([k], [r["mean"]], yerr=[[r["mean"] - r["ci_lo"]], [r["ci_hi"] - r["mean"]]], fmt="o",
+                            color=colour, capsize=3)
+                if measure == "distraction":
+                    n = t.loc[(arm, "distraction_null")]
+                    ax.errorbar([k + 0.25], [n["mean"]], yerr=[[n["mean"] - n["ci_lo"]], [n["ci_hi"] - n["mean"]]],
+                                fmt="o", mfc="white", color="grey", capsize=2)
+            if measure != "distraction":
+                ax.axhline(0, color="k", lw=0.6)
+            ax.set_xticks(range(len(arms[w])), list(arms[w]), rotation=20, fontsize=7)
+            ax.set_xlim(-0.5, len(arms[w]) - 0.3)
+            ax.set_title(f"{w}: {label}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+class Findings:
+    """Markdown text that displays as Markdown in a notebook and as HTML elsewhere: glue it, and the
+    book can paste it on the same page (``{glue:md}``, text/markdown) and on another one (``{glue}``
+    with ``:doc:``, which pastes text/html)."""
+
+    def __init__(self, markdown: str) -> None:
+        if not isinstance(markdown, str):
+            raise TypeError(f"markdown must be a str; got {type(markdown).__name__}")
+        self.markdown = markdown
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def _repr_html_(self) -> str:
+        try:
+            from markdown_it import MarkdownIt
+        except ImportError:  # pragma: no cover - markdown-it-py comes with the book's extras
+            import html
+
+            return f"<pre>{html.escape(self.markdown)}</pre>"
+        return MarkdownIt("commonmark").render(self.markdown)
+
+    def __repr__(self) -> str:
+        return self.markdown

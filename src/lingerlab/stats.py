@@ -37,7 +37,7 @@ import torch
 
 from ._validation import check_choice, check_int_range, check_range
 
-__all__ = ["permutation_p", "bootstrap_diff_ci", "holm", "holm_family", "cluster_bootstrap_ci",
+__all__ = ["permutation_p", "group_permutation_p", "bootstrap_diff_ci", "holm", "holm_family", "cluster_bootstrap_ci",
            "paired_cluster_bootstrap_ci", "verdict", "compare_arms", "VERDICTS", "ALTERNATIVES"]
 
 Seed = Union[int, np.integer, np.random.Generator, torch.Generator]
@@ -176,6 +176,68 @@ def permutation_p(a: ArrayLike, b: ArrayLike, *, alternative: str = "two-sided",
         d = _diffs_for(pooled, idx, k, total, sign)
         hits += int(_extreme(d, obs, tol, alternative).sum())
     return (hits + 1) / (n_resamples + 1)
+
+
+def group_permutation_p(values: ArrayLike, groups: Sequence[Hashable] | np.ndarray, in_set: ArrayLike,
+                        strata: Sequence[Hashable] | np.ndarray, *, alternative: str = "two-sided",
+                        n_resamples: int = 10_000, seed: Seed = 0) -> tuple[float, float]:
+    """``(statistic, p)``: is a set of *groups* different from the other groups, over several strata?
+
+    Each row is one observation (a composite) with its ``group`` (its source class), whether that group
+    is in the set within the row's stratum (``in_set``: the class is in L of that seed's model) and
+    its ``stratum`` (the seed). The statistic is the mean over strata of ``mean(values in the set) -
+    mean(values outside it)``; strata where either side is empty are left out. Under H0 set
+    membership is exchangeable between the groups of a stratum: each of ``n_resamples`` draws
+    relabels, independently in every stratum, which groups are in the set (keeping its size), so
+    whole groups move together and the observations of one group are never split (a group is a
+    cluster). ``p = (hits + 1) / (n_resamples + 1)`` (Phipson and Smyth 2010); ``alternative`` as in
+    :func:`permutation_p`. NaN values are dropped first; no usable stratum gives ``(nan, nan)``.
+    """
+    alternative = check_choice("alternative", alternative, ALTERNATIVES)
+    n_resamples = check_int_range("n_resamples", n_resamples, 1)
+    rng = _rng(seed)
+    v = _values("values", values, drop_nan=False)
+    flag = np.asarray(in_set)
+    if flag.dtype != bool:
+        flag = _values("in_set", in_set, drop_nan=False) > 0.5
+    g_lab, s_lab = np.asarray(groups, dtype=object), np.asarray(strata, dtype=object)
+    if not len(v) == len(flag) == len(g_lab) == len(s_lab):
+        raise ValueError("values, groups, in_set and strata must have one entry per row; got lengths "
+                         f"{len(v)}, {len(g_lab)}, {len(flag)}, {len(s_lab)}")
+    keep = ~np.isnan(v)
+    v, flag, g_lab, s_lab = v[keep], flag[keep], g_lab[keep], s_lab[keep]
+    parts = []  # per stratum: group sums, group sizes, observed membership of each group
+    for s_ in pd.unique(pd.Series(s_lab, dtype=object)):
+        rows = s_lab == s_
+        codes, _ = pd.factorize(pd.Series(g_lab[rows], dtype=object))
+        sums = np.bincount(codes, weights=v[rows])
+        sizes = np.bincount(codes).astype(np.float64)
+        member = np.zeros(len(sizes), dtype=bool)
+        member[codes[flag[rows]]] = True
+        if np.any(member[codes] != flag[rows]):
+            raise ValueError(f"in_set must be the same for every row of a group within a stratum (stratum {s_!r})")
+        if 0 < member.sum() < len(member):
+            parts.append((sums, sizes, member))
+    if not parts:
+        return float("nan"), float("nan")
+
+    def stat(sums: np.ndarray, sizes: np.ndarray, member: np.ndarray) -> np.ndarray:
+        ins = (member * sums).sum(-1) / (member * sizes).sum(-1)
+        outs = (~member * sums).sum(-1) / (~member * sizes).sum(-1)
+        return ins - outs
+
+    obs = float(np.mean([stat(*p) for p in parts]))
+    tol = _TIE_RTOL * max(1.0, float(np.abs(v).max()))
+    draws = np.zeros(n_resamples)
+    for sums, sizes, member in parts:
+        k, g = int(member.sum()), len(member)
+        keys = rng.random((n_resamples, g))
+        chosen = np.zeros((n_resamples, g), dtype=bool)
+        np.put_along_axis(chosen, np.argpartition(keys, k - 1, axis=1)[:, :k], True, axis=1)
+        draws += stat(sums[None, :], sizes[None, :], chosen)
+    draws /= len(parts)
+    hits = int(_extreme(draws, obs, tol, alternative).sum())
+    return obs, (hits + 1) / (n_resamples + 1)
 
 
 # ------------------------------------------------------------------------------------ bootstrap

@@ -194,36 +194,60 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
 # Fig. 7: training-set size; Fig. 8: architectures
 # --------------------------------------------------------------------------------------------
 
+def _growth_order(own: Sequence[int] | None, n_all: int, seed: int) -> list[int]:
+    """The order in which :func:`size_sweep` adds images: the arm's own training images first (a seeded
+    permutation of them), then the rest of ``target_train`` (a seeded permutation), so the subsets are
+    nested and the size of the arm's own set is the arm itself."""
+    g = torch.Generator().manual_seed(seed)
+    first = list(range(n_all)) if own is None else list(own)
+    rest = sorted(set(range(n_all)) - set(first))
+    return ([first[i] for i in torch.randperm(len(first), generator=g).tolist()]
+            + [rest[i] for i in torch.randperm(len(rest), generator=g).tolist()])
+
+
 def size_sweep(audit: Any, sizes: Sequence[int], seeds: Sequence[int] = (0, 1, 2), subset_seed: int = 0,
-               epochs: int | None = None, n_boot: int = 1000) -> pd.DataFrame:
-    """App. B, Fig. 7 measured: fine-tune on the first ``n`` images of one seeded permutation of
-    ``world.target_train`` (nested subsets) for each ``n`` in ``sizes``, with the world's recipe
-    (``audit.recipe("M^t")`` with ``train_subset`` replaced).
+               epochs: int | None = None, arm: str = "M^t") -> pd.DataFrame:
+    """App. B, Fig. 7 measured on distraction: fine-tune on the first ``n`` images of one seeded
+    ordering of ``world.target_train`` (:func:`_growth_order`: the arm's own D^t first, so the subsets
+    are nested and ``n = |D^t|`` is the arm itself) for each ``n`` in ``sizes``, with the recipe of
+    ``arm`` (default M^t; ``train_subset`` replaced).
 
     The number of epochs stays the recipe's (``epochs`` overrides it), so a larger set also means more
-    steps, as it would in practice. F (Eq. 2) is the audit's, fixed across sizes, so the lingering
-    counts compare the same classes. One row per (size, seed): ``n_train`` plus the metrics of
-    :func:`measure` and ``train_s``.
+    steps, as it would in practice. F (Eq. 2) is the audit's, fixed across sizes. One row per (size,
+    seed): ``n_train, seed, target_acc``; Eq. 3: ``n_lingering`` (|L| of that model) and ``mean_p_st``
+    (mean p_c over F under its M^st); and on the composites of *its own* L (``comparison.controls``):
+    ``distraction``, its per-class ``distraction_null``, ``distraction_excess``, ``err_source_only``,
+    ``excess_error``, ``flip_rate`` and ``n_composites_L`` (NaN measures where L is empty);
+    ``train_s``.
     """
+    from . import comparison
+
     seeds = _check_seeds(seeds)
-    n_boot = check_int_range("n_boot", n_boot, 1)
     n_all = len(audit.world.target_train)
     sizes = [check_int_range("sizes", n, 2, n_all) for n in sizes]
     if not sizes:
         raise ValueError("sizes is empty: pass at least one training-set size")
     subset_seed = check_int_range("subset_seed", subset_seed, 0)
-    perm = torch.randperm(n_all, generator=torch.Generator().manual_seed(subset_seed)).tolist()
+    perm = _growth_order(audit.recipe(arm).train_subset, n_all, subset_seed)
     changes: dict[str, Any] = {}
     if epochs is not None:
         changes["epochs"] = check_int_range("epochs", epochs, 1)
+    recipes = {f"n={n}": audit.recipe(arm).replace(name=f"{arm}, n={n}", train_subset=sorted(perm[:n]), **changes)
+               for n in sizes}
+    ctl = comparison.controls(audit, recipes, seeds, reference=next(iter(recipes)))
+    ps = comparison.subset_per_seed(ctl)
+    ps = ps[ps.subset == "L"].set_index(["arm", "seed"])
     rows = []
-    for n in sizes:
-        sub = sorted(perm[:n])
+    for n, (label, recipe) in zip(sizes, recipes.items()):
         for seed in seeds:
-            m, h = audit.zoo.train(audit.recipe("M^t").replace(train_subset=sub, **changes), seed)
-            row = {"n_train": n, "seed": seed, "train_s": _wall(h)}
-            row.update(measure(audit, m, seed, n_boot=n_boot))
-            rows.append(row)
+            model, hist = audit.zoo.train(recipe, seed)
+            table = audit.lingering(seed, model)
+            r = ps.loc[(label, seed)]
+            rows.append({"n_train": n, "seed": seed, "target_acc": audit.accuracy(model),
+                         "n_lingering": int(table["lingering"].sum()), "mean_p_st": float(table["p_st"].mean()),
+                         **{k: float(r[k]) for k in ("distraction", "distraction_null", "distraction_excess",
+                                                     "err_source_only", "excess_error", "flip_rate")},
+                         "n_composites_L": int(r["n_composites"]), "train_s": _wall(hist)})
     return pd.DataFrame(rows)
 
 

@@ -47,8 +47,12 @@ class WorldSpec:
         input_size: image side in pixels that the models take.
         mean, std: the normalisation inside the models (``models.Normalized``); images are in [0, 1].
         recipes: the world's own arms by name: ``"M^t"`` (standard fine-tuning) and ``"M^b"`` (the
-            competent scratch baseline), as :class:`arms.Recipe`.
-        comparison_arms: the arms ``comparison.compare`` uses by default in this world.
+            competent scratch baseline), as :class:`arms.Recipe`, and any further arm the world
+            defines (``shapes``: ``"M^t (zoom-out)"``, M^t's recipe with M^b's augmentation).
+        comparison_arms: the arms ``comparison.compare`` uses by default in this world: arm names, or
+            a mapping table label -> arm name (a label says what the arm is, e.g. ``"M^t (no aug.)"``).
+        comparison_reference: the label (of ``comparison_arms``) of the fine-tuned arm every baseline
+            is tested against: the one trained with the same augmentation as the scratch arms.
         composite_scale: overlay scale of the composites along each side (paper: 0.4).
         v_lo: Eq. 2's threshold for this world (None: 1% of D^t).
         n_composites_per_class: |I(c)| by default (None: every image of D^c).
@@ -75,7 +79,8 @@ class WorldSpec:
     input_size: int = 224
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    comparison_arms: tuple[str, ...] = ("M^t", "M^b (same data)", "M^b (competent)")
+    comparison_arms: tuple[str, ...] | Mapping[str, str] = ("M^t", "M^b (same data)", "M^b (competent)")
+    comparison_reference: str = "M^t"
     composite_scale: float = 0.4
     v_lo: float | None = None
     n_composites_per_class: int | None = None
@@ -98,6 +103,20 @@ class WorldSpec:
         for k, m in self.given.items():
             if not isinstance(m, nn.Module):
                 raise TypeError(f"given[{k!r}] must be an nn.Module; got {type(m).__name__}")
+        if self.comparison_reference not in self.comparison:
+            raise ValueError(f"comparison_reference must be a label of comparison_arms {list(self.comparison)}; "
+                             f"got {self.comparison_reference!r}")
+
+    @property
+    def comparison(self) -> dict[str, str]:
+        """``comparison_arms`` as a mapping table label -> arm name."""
+        arms = self.comparison_arms
+        return dict(arms) if isinstance(arms, Mapping) else {a: a for a in arms}
+
+    @property
+    def reference_arm(self) -> str:
+        """The arm name of ``comparison_reference``."""
+        return self.comparison[self.comparison_reference]
 
 
 @dataclass
@@ -145,7 +164,7 @@ class World:
         return None if self.spec.planted is None else self.spec.planted.source_only
 
     def recipe(self, name: str) -> Recipe:
-        """The world's recipe ``name`` (``"M^t"`` or ``"M^b"``)."""
+        """The world's recipe ``name`` (a key of ``spec.recipes``: ``"M^t"``, ``"M^b"``, ...)."""
         if name not in self.spec.recipes:
             raise ValueError(f"name must be one of {', '.join(map(repr, self.spec.recipes))}; got {name!r}")
         return self.spec.recipes[name]

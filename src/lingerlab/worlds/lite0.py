@@ -246,6 +246,11 @@ def load_lite0(profile: Lite0Profile, seed: int = 0, *, source_model: nn.Module 
     spec = WorldSpec(
         arch="EfficientNet-Lite0", head="model._fc", cam_layer="model._conv_head", input_size=size,
         mean=LITE0_MEAN, std=LITE0_STD, recipes=recipes, v_lo=0, source_groups=tuple(origin),
+        # M^b trains on all of D^t, as M^t does, and neither augments: "same data" is the competent arm
+        comparison_arms=("M^t", "M^b (same data)"),
+        # |I(c)|: two of each photo's views (views of one photo are one cluster in every interval, so
+        # more views add little information and cost Grad-CAM passes on every model and seed)
+        n_composites_per_class=min(2, profile.dc_per_class),
         provenance={"source_photos": [(name, label, classes[label]) for name, _, label in photos],
                     "weights_path": str(lite0_weights_path()) if source_model is None else None})
     fp = _cache.fingerprint("lite0", profile.__dict__, seed, weights_fingerprint(source),

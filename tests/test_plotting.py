@@ -1,0 +1,39 @@
+"""plotting: what the notebooks show and glue into the book."""
+from __future__ import annotations
+
+import pytest
+
+
+def test_findings_display_as_markdown_and_html():
+    from lingerlab.plotting import Findings
+
+    f = Findings("- a **bold** claim\n- another")
+    assert f._repr_markdown_() == "- a **bold** claim\n- another"
+    html = f._repr_html_()
+    assert "<li>a <strong>bold</strong> claim</li>" in html and html.count("<li>") == 2
+    with pytest.raises(TypeError, match="markdown"):
+        Findings(3)
+
+
+def test_per_class_distraction_is_over_the_seeds_where_the_class_lingers():
+    import numpy as np
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from lingerlab.plotting import per_class_distraction, plot_fig3a
+
+    rows = []
+    for seed in range(5):
+        for comp in range(8):
+            c = comp % 2                              # class 0 lingers in seeds 0-1 only; class 1 never
+            in_L = c == 0 and seed < 2
+            rows.append({"arm": "ref", "seed": seed, "composite": comp, "source_class": c, "source_name": f"c{c}",
+                         "cluster": comp, "in_L": in_L, "distraction": 1.0 if in_L else 0.0, "null": 0.5})
+    ft = SimpleNamespace(controls=pd.DataFrame(rows))
+    pc = per_class_distraction(ft, ["ref"], n_boot=100).set_index("source_class")
+    assert pc.loc[0, "distraction"] == 1.0 and pc.loc[0, "share_L"] == 0.4 and pc.loc[0, "subset"] == "L"
+    assert pc.loc[1, "distraction"] == 0.0 and pc.loc[1, "subset"] == "F \\ L"
+    ax = plot_fig3a(ft, ["ref"])
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["c0\nL 40%", "c1\nF \\ L"]
+    assert np.isfinite(ax.get_ylim()).all()
