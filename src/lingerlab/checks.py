@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from . import stats as _stats
 from ._data import gather
 from ._validation import check_int_range, check_range
+from .comparison import composite_clusters
 from .models import as_generator
 from .training import predict
 
@@ -76,7 +77,7 @@ def source_survival(audit: object, composites: object, ratio: float = SURVIVAL_R
     out = _per_class(frame, ["p_alone", "p_composite"])
     out["ratio"] = out["p_composite"] / out["p_alone"].where(out["p_alone"] > 0)
     out["survives"] = out["ratio"] >= ratio
-    clusters = _clusters_of(audit, comp)
+    clusters = composite_clusters(audit, comp)
     out.attrs["overall"] = {k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000)
                             for k in ("p_alone", "p_composite")}
     return out
@@ -99,16 +100,10 @@ def neutral_check(audit: object, composites: object, neutral: object, ratio: flo
     out["chance"] = 1.0 / len(names)
     out["ratio"] = out["p_neutral"] / out["chance"]
     out["neutral"] = out["ratio"] <= ratio
-    clusters = _clusters_of(audit, composites)
+    clusters = composite_clusters(audit, composites)
     out.attrs["overall"] = {k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000)
                             for k in ("p_composite", "p_neutral")}
     return out
-
-
-def _clusters_of(audit: object, comp: object) -> np.ndarray:
-    groups = audit.world.spec.source_groups  # type: ignore[attr-defined]
-    idx = comp.source_index.cpu().numpy()  # type: ignore[attr-defined]
-    return np.asarray([groups[i] for i in idx], dtype=object) if groups is not None else idx.astype(object)
 
 
 def delete_pixels(images: Tensor, order_scores: Tensor, frac: float) -> Tensor:
@@ -182,7 +177,7 @@ def faithfulness(audit: object, arms: dict[str, str], seeds: Sequence[int], comp
     :func:`deletion_summary`. The random deletions are seeded by the model's training seed."""
     comp = composites
     cs = audit.composite_classes(comp)  # type: ignore[attr-defined]
-    clusters = _clusters_of(audit, comp)
+    clusters = composite_clusters(audit, comp)
     y = comp.target_label.cpu()  # type: ignore[attr-defined]
     rows = []
     jobs = [("M^s", "M^s", 0, cs)] + [(label, arm, s, y) for label, arm in arms.items() for s in seeds]

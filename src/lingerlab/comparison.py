@@ -50,7 +50,8 @@ from .composites import Composites, neutral_backgrounds, paste
 from .distraction import distraction_with_null, paired_test
 from .models import as_generator
 
-__all__ = ["FairTest", "fair_test", "summarize", "sensitivity", "recipe_table", "describe", "subset_per_seed", "SUBSETS", "FAMILY_MEASURES",
+__all__ = ["FairTest", "fair_test", "summarize", "sensitivity", "recipe_table", "describe", "subset_per_seed",
+           "composite_clusters", "SUBSETS", "FAMILY_MEASURES",
            "CONTRAST_MEASURES", "DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
            "by_class", "compare", "verdict", "model_level_test"]
 
@@ -186,7 +187,7 @@ def _fine_tuned(audit: Audit, spec: ArmSpec) -> bool:
         return False
 
 
-def _clusters(audit: Audit, comp: Composites) -> np.ndarray:
+def composite_clusters(audit: Audit, comp: Composites) -> np.ndarray:
     """The source photo of every composite (``spec.source_groups``; else its source image)."""
     groups = audit.world.spec.source_groups
     idx = comp.source_index.cpu().numpy()
@@ -217,9 +218,11 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
     masks = comp.masks.cpu()
     y = comp.target_label.cpu()
     names = list(audit.world.source_classes)
-    clusters = _clusters(audit, comp)
+    clusters = composite_clusters(audit, comp)
+    tuned = {arm: _fine_tuned(audit, spec) for arm, spec in specs.items()}
     frames, acc = [], {}
-    ref_L = {seed: _lingering_of(audit, ref, specs[ref], seed) for seed in seed_list} if ref in specs else {}
+    ref_L = {seed: _lingering_of(audit, _resolve(audit, ref, specs[ref], seed), seed) if tuned[ref] else set()
+             for seed in seed_list}
     for arm, spec in specs.items():
         for seed in seed_list:
             model = _resolve(audit, arm, spec, seed)
@@ -227,7 +230,7 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
             d, null = distraction_with_null(audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed,
                                             groups=cs)
             acc[(arm, seed)] = audit.accuracy(model)
-            L = _lingering_of(audit, arm, spec, seed) if _fine_tuned(audit, spec) else ref_L.get(seed, set())
+            L = _lingering_of(audit, model, seed) if tuned[arm] and arm != ref else ref_L[seed]
             frames.append(pd.DataFrame({
                 "arm": arm, "seed": seed, "composite": np.arange(len(comp)), "source_class": cs.numpy(),
                 "source_name": [names[int(c)] for c in cs], "cluster": clusters,
@@ -239,7 +242,7 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
     out = pd.concat(frames, ignore_index=True)
     out.attrs["target_acc"] = acc
     out.attrs["reference"] = ref
-    out.attrs["fine_tuned"] = {arm: _fine_tuned(audit, spec) for arm, spec in specs.items()}
+    out.attrs["fine_tuned"] = tuned
     out.attrs["lingering"] = {seed: sorted(L) for seed, L in ref_L.items()}
     return out
 
@@ -259,12 +262,9 @@ def _reference(audit: Audit, specs: Mapping[str, ArmSpec], reference: str | None
     return tuned[0]
 
 
-def _lingering_of(audit: Audit, arm: str, spec: ArmSpec, seed: int) -> set[int]:
-    """L (Eq. 3) of a fine-tuned arm at ``seed`` (empty for an arm that is not fine-tuned)."""
-    if not _fine_tuned(audit, spec):
-        return set()
-    target = spec if isinstance(spec, str) else _resolve(audit, arm, spec, seed)
-    return set(audit.lingering_classes(seed, target))
+def _lingering_of(audit: Audit, model: nn.Module, seed: int) -> set[int]:
+    """L (Eq. 3) of a model fine-tuned from M^s (trained with ``seed``)."""
+    return set(audit.lingering_classes(seed, model))
 
 
 def _composite_values(ctl: pd.DataFrame) -> pd.DataFrame:
@@ -460,6 +460,7 @@ def subset_per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
     vals = _composite_values(ctl)
     vals[["arm", "seed", "source_class"]] = ctl[["arm", "seed", "source_class"]]
     acc = ctl.attrs.get("target_acc", {})
+    full = pd.MultiIndex.from_frame(ctl[["arm", "seed"]].drop_duplicates())
     frames = []
     for subset, rows in (("L", ctl["in_L"].to_numpy(bool)), ("F \\ L", ~ctl["in_L"].to_numpy(bool)),
                          ("F", np.ones(len(ctl), dtype=bool))):
@@ -468,7 +469,6 @@ def subset_per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
         m = g.mean(numeric_only=True).drop(columns="source_class")
         m["n_composites"] = g.size()
         m["n_classes"] = g["source_class"].nunique()
-        full = pd.MultiIndex.from_frame(ctl[["arm", "seed"]].drop_duplicates())
         m = m.reindex(full)
         m["n_composites"] = m["n_composites"].fillna(0).astype(int)
         m["n_classes"] = m["n_classes"].fillna(0).astype(int)

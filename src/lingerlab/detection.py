@@ -151,7 +151,7 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
     }
 
 
-def detection_over_seeds(audit: Any, seeds: Sequence[int], *, arm: str = "M^t", n_boot: int = 10_000,
+def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_000,
                          composites_seed: int = 0) -> dict[str, pd.DataFrame]:
     """Eq. 5 scored fairly (issue 15): for each seed, positives are the composites of *that seed's*
     lingering classes L (Eq. 3 of M^t), negatives the clean target validation images, and every
@@ -164,8 +164,6 @@ def detection_over_seeds(audit: Any, seeds: Sequence[int], *, arm: str = "M^t", 
     no positives and are left out (``n_lingering`` 0 in ``per_seed``)."""
     from .stats import cluster_bootstrap_ci
 
-    if arm != "M^t":
-        raise ValueError(f"arm must be 'M^t' (Eq. 5 reads M^st = B(M^t) + H(M^s)); got {arm!r}")
     rows = []
     for seed in seeds:
         L = audit.lingering_classes(seed)

@@ -243,7 +243,7 @@ def size_sweep(audit: Any, sizes: Sequence[int], seeds: Sequence[int] = (0, 1, 2
             model, hist = audit.zoo.train(recipe, seed)
             table = audit.lingering(seed, model)
             r = ps.loc[(label, seed)]
-            rows.append({"n_train": n, "seed": seed, "target_acc": audit.accuracy(model),
+            rows.append({"n_train": n, "seed": seed, "target_acc": float(r["target_acc"]),
                          "n_lingering": int(table["lingering"].sum()), "mean_p_st": float(table["p_st"].mean()),
                          **{k: float(r[k]) for k in ("distraction", "distraction_null", "distraction_excess",
                                                      "err_source_only", "excess_error", "flip_rate")},
