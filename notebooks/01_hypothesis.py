@@ -51,7 +51,7 @@ import torch
 import lingerlab as ll
 from lingerlab.attribution import gradcam
 from lingerlab.plotting import show_cam, show_image, topk_labels
-from lingerlab.worlds.lite0 import imagenet_classes, lite0_source_model
+from lingerlab.worlds.lite import imagenet_classes, lite0_source_model
 
 ch = ll.chapter(world, profile, seed, device)  # device, seeds, the world of Part B and its audit
 dev = ch.device

@@ -11,7 +11,7 @@ from lingerlab.worlds import available_worlds, load_world
 
 
 def test_every_world_has_smoke_and_full():
-    assert set(available_worlds()) == {"shapes", "lite0", "paper", "custom"}
+    assert set(available_worlds()) == {"shapes", "lite0", "lite1", "lite2", "paper", "custom"}
     for world, profiles in available_worlds().items():
         assert {"smoke", "full"} <= set(profiles)
         for name, prof in PROFILES[world].items():

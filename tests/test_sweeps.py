@@ -156,7 +156,7 @@ def _fake_loaders(monkeypatch, tmp_path, **loaders):
     mod = types.ModuleType("fake_worlds")
     for name, fn in loaders.items():
         setattr(mod, f"load_{name}", fn)
-        monkeypatch.setitem(worlds._LOADERS, name, ("fake_worlds", f"load_{name}"))
+        monkeypatch.setitem(worlds._LOADERS, name, ("fake_worlds", f"load_{name}", {}))
     monkeypatch.setitem(sys.modules, "fake_worlds", mod)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     return mod

