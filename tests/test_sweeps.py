@@ -248,12 +248,41 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
         raise AssertionError("resnet18 weights are not cached here: the loader must not run")
 
     _fake_loaders(monkeypatch, tmp_path, shapes=own_only, paper=paper)
-    kw = dict(audit_kwargs={"v_lo": 0, "n_null": 2, "device": "cpu", "cache": False}, n_boot=50)
-    t = arch_comparison([("shapes", None), ("shapes", "Tiny"), ("shapes", "resnet50"), ("paper", "resnet18")], **kw)
+    kw = dict(audit_kwargs={"v_lo": 0, "n_null": 2, "device": "cpu", "cache": False}, n_boot=50, seeds=(0, 1))
+    res = arch_comparison([("shapes", None), ("shapes", "Tiny"), ("shapes", "resnet50"), ("paper", "resnet18")], **kw)
+    t = res.table
     assert list(t["available"]) == [True, True, False, False]
     assert "offers only" in t.loc[2, "note"] and t.loc[3, "note"].startswith("FileNotFoundError")
-    assert t.loc[0, "arch"] == "Tiny" and 0 <= t.loc[0, "target_acc"] <= 1
-    assert t.loc[0, "target_acc"] == t.loc[1, "target_acc"]
+    assert t.loc[0, "arch"] == "Tiny" and 0 <= t.loc[0, "acc_reference"] <= 1
+    # the same world twice: the same numbers, |L| <= |F with images| <= |F| = 5, and a perfect overlap
+    for col in ("n_F", "n_L", "acc_reference", "acc_baseline", "distraction_reference", "excess_error_baseline"):
+        assert t.loc[0, col] == t.loc[1, col] or (np.isnan(t.loc[0, col]) and np.isnan(t.loc[1, col])), col
+    assert t.loc[0, "n_F"] == 5 and t.loc[0, "n_L_min"] <= t.loc[0, "n_L"] <= t.loc[0, "n_L_max"] <= t.loc[0, "n_F_images"]
+    assert list(t["label"]) == ["shapes", "shapes: Tiny", "shapes: resnet50", "paper: resnet18"]
+    assert set(res.tests) == {"shapes", "shapes: Tiny"}
+    assert len(res.overlap) == 1
+    o = res.overlap.iloc[0]
+    assert o.jaccard_F == 1.0 and (o.jaccard_L == 1.0 or (np.isnan(o.jaccard_L) and o.n_L_common == 0))
+    for label, L in res.lingering.items():
+        assert sorted(L) == [0, 1]
+        ctl = res.tests[label].controls
+        assert set(ctl.loc[ctl.in_L, "source_class"]) <= set().union(*map(set, L.values()))
+    verdicts = {"holds", "does not hold", "inconclusive", "not measured"}
+    assert {t.loc[0, "distraction_excess_verdict"], t.loc[0, "excess_error_verdict"]} <= verdicts
+    # labelled specs with world options; a baseline the world does not compare is an error naming the arms
+    # (p_lo ~ 0: every class of F with images lingers, so L is F's classes with images in every seed)
+    kw0 = {**kw, "audit_kwargs": {**kw["audit_kwargs"], "p_lo": 1e-9}}
+    res = arch_comparison({"A": ("shapes", None, {}), "B": ("shapes", None, {"device": "cpu"})}, **kw0)
+    assert list(res.table["label"]) == ["A", "B"] and list(res.overlap[["a", "b"]].iloc[0]) == ["A", "B"]
+    assert (res.table["n_L"] == res.table["n_F_images"]).all() and res.table.loc[0, "n_L"] > 0
+    assert res.overlap.loc[0, "jaccard_L"] == 1.0 and res.overlap.loc[0, "n_L_common"] == res.table.loc[0, "n_L"]
+    from lingerlab.plotting import plot_arch
+    fig = plot_arch(res)
+    assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1     # one overlap bar: A vs B
+    with pytest.raises(ValueError, match="repeat the label"):
+        arch_comparison([("shapes", None), ("shapes", None)], **kw)
+    with pytest.raises(ValueError, match="baseline must be an arm"):
+        arch_comparison([("shapes", None)], baseline="M^b (nope)", **kw)
 
     def broken(profile, seed, *, device=None):
         raise ValueError("a bug, not a missing file")
@@ -263,3 +292,5 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
         arch_comparison([("shapes", None)], **kw)
     with pytest.raises(TypeError, match="pairs"):
         arch_comparison(["shapes"], **kw)
+    with pytest.raises(TypeError, match="triples"):
+        arch_comparison([("shapes", None, "width=8")], **kw)

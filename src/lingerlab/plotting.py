@@ -223,6 +223,54 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
     return fig
 
 
+def plot_arch(comparison: Any, fig: Any = None) -> Any:
+    """Figure 8 from ``sweeps.arch_comparison``: per architecture, |F with images| and |L| (range over
+    seeds); Eq. 4 on L of the fine-tuned arm and the scratch baseline with their 95% bootstrap-over-seeds
+    intervals and the per-class null (hollow); the same for the excess error; and the Jaccard overlap
+    of the lingering sets between architectures of one world (one cell per pair)."""
+    import matplotlib.pyplot as plt
+
+    t = comparison.table[comparison.table["available"].astype(bool)].reset_index(drop=True)
+    if fig is None:
+        fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    else:
+        axes = fig.axes
+    x = np.arange(len(t))
+    ax = axes[0]
+    ax.bar(x - 0.2, t["n_F_images"], 0.4, color="lightgrey", label="|F| with D^c images")
+    ax.bar(x + 0.2, t["n_L"], 0.4, color="tab:red", yerr=[t["n_L"] - t["n_L_min"], t["n_L_max"] - t["n_L"]],
+           capsize=3, label="|L| (mean, range over seeds)")
+    ax.set(title="source-only classes with images, and those that linger", ylabel="classes")
+    ax.legend(fontsize=7)
+    for ax, name, label in ((axes[1], "distraction", "Eq. 4 on L (hollow: per-class null)"),
+                            (axes[2], "excess_error", "excess error on L (source-only - neutral)")):
+        for k, (tag, colour) in enumerate((("reference", "tab:red"), ("baseline", "tab:blue"))):
+            m, lo, hi = (t[f"{name}_{tag}{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
+            ax.errorbar(x + (k - 0.5) * 0.3, m, yerr=[m - lo, hi - m], fmt="o", color=colour, capsize=3,
+                        label="fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)")
+            if name == "distraction":
+                n = t[f"null_{tag}"].to_numpy(float)
+                ax.scatter(x + (k - 0.5) * 0.3 + 0.12, n, marker="o", facecolor="white", edgecolor=colour, zorder=3)
+        if name != "distraction":
+            ax.axhline(0, color="k", lw=0.6)
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in axes[:3]:
+        ax.set_xticks(x, t["label"], rotation=20, fontsize=7)
+    ax = axes[3]
+    o = comparison.overlap
+    if len(o):
+        ax.barh(np.arange(len(o)), o["jaccard_L"], xerr=[o["jaccard_L"] - o["jaccard_L_min"],
+                                                         o["jaccard_L_max"] - o["jaccard_L"]], color="tab:purple",
+                capsize=3, label="L (same seed; range over seeds)")
+        ax.scatter(o["jaccard_F"], np.arange(len(o)), marker="|", s=200, color="k", zorder=3, label="F")
+        ax.set_yticks(np.arange(len(o)), [f"{a} vs {b}" for a, b in zip(o["a"], o["b"])], fontsize=7)
+        ax.legend(fontsize=7)
+    ax.set(xlim=(0, 1.05), xlabel="Jaccard overlap", title="do the architectures keep the same memories?")
+    fig.tight_layout()
+    return fig
+
+
 class Findings:
     """Markdown text that displays as Markdown in a notebook and as HTML elsewhere: glue it, and the
     book can paste it on the same page (``{glue:md}``, text/markdown) and on another one (``{glue}``
