@@ -2,7 +2,8 @@
 
     python benchmarks/cold_budgets.py                 # the three stages below, in a fresh temporary cache
     python benchmarks/cold_budgets.py --stages remedies --cache /tmp/c
-    python benchmarks/cold_budgets.py --stages notebooks   # the whole book, cold (about 9 minutes)
+    python benchmarks/cold_budgets.py --stages notebooks   # the whole book, cold
+    python benchmarks/cold_budgets.py --stages arch        # notebook 5's Figure 8, cold
 
 Stages, in order, sharing one model cache (``--cache``, default: a new temporary folder, so the
 first stage that needs a model trains it):
@@ -10,7 +11,11 @@ first stage that needs a model trains it):
 - ``shapes``: the ``shapes`` smoke world (data, M^s) plus M^t and M^b, seed 0; budget 3 min.
 - ``remedies``: ``sweeps.remedy_table`` for seeds 0-2 (every remedy, its trainings and measurements;
   the world models of ``shapes`` are cached by the stage before); budget 8 min.
-- ``lite0``: the ``lite0`` smoke world plus M^t and M^b, seed 0; budget 4 min.
+- ``lite0``, ``lite1``, ``lite2``: that smoke world (EfficientNet-Lite0/1/2 with its source photos and
+  the LFW task) plus M^t and M^b, seed 0; budget 4 min each.
+- ``arch`` (only when asked for): notebook 5's architecture comparison (``sweeps.arch_comparison`` over
+  Lite0/1/2 and the shapes CNN at widths 8 and 16, three seeds, every model and measure) in a model
+  cache of its own that starts empty; budget 6 min.
 - ``notebooks`` (only when asked for): every notebook of ``_toc.yml`` executed by
   ``scripts/execute.py`` at profile ``smoke`` into a temporary folder (the stored notebooks are not
   touched), in a model cache of its own that starts empty whatever ``--cache`` says: the first run of
@@ -32,7 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-BUDGETS = {"shapes": 180.0, "remedies": 480.0, "lite0": 240.0, "notebooks": 720.0}
+BUDGETS = {"shapes": 180.0, "remedies": 480.0, "lite0": 240.0, "lite1": 240.0, "lite2": 240.0, "arch": 360.0,
+           "notebooks": 720.0}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,9 +72,28 @@ def _notebooks() -> None:
         print("  per notebook: " + ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in per.items()), flush=True)
 
 
+def _arch() -> None:
+    """Notebook 5's Figure 8 call, cold: the same specs and seeds, in an empty cache of its own."""
+    from lingerlab import sweeps
+    from lingerlab.worlds.lite import VARIANTS
+    with tempfile.TemporaryDirectory(prefix="lingerlab-arch-") as tmp:
+        old = os.environ["LINGERLAB_CACHE"]
+        os.environ["LINGERLAB_CACHE"] = tmp
+        try:
+            for specs in ({v.arch: (v.name, None) for v in VARIANTS.values()},
+                          {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, 16)}):
+                t = time.perf_counter()
+                res = sweeps.arch_comparison(specs, profile="smoke", seeds=(0, 1, 2), audit_kwargs={"device": "cpu"})
+                print(f"  {', '.join(specs)}: {time.perf_counter() - t:.0f} s; |L| " +
+                      ", ".join(f"{r.label} {r.n_L:.1f}" for r in res.table.itertuples()), flush=True)
+        finally:
+            os.environ["LINGERLAB_CACHE"] = old
+
+
 STAGES = {"shapes": lambda: _world_models("shapes"), "remedies": _remedies, "lite0": lambda: _world_models("lite0"),
+          "lite1": lambda: _world_models("lite1"), "lite2": lambda: _world_models("lite2"), "arch": _arch,
           "notebooks": _notebooks}
-DEFAULT_STAGES = ["shapes", "remedies", "lite0"]
+DEFAULT_STAGES = ["shapes", "remedies", "lite0", "lite1", "lite2"]
 
 
 def main() -> None:

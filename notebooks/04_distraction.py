@@ -311,6 +311,18 @@ print(f"{other}: |F| = {len(audit_o.source_only())}, |L| per seed = "
 ll.glue(f"nb04_{other}_verdicts", ft_o.verdicts(), display=False)
 ft_o.verdicts()
 
+# %% [markdown]
+# Figure 3a on real photos: Eq. 4 per lingering class of $M^t$ and of the scratch baseline, each
+# against its own per-class null, with cluster-bootstrap intervals (views of one photo are one cluster).
+
+# %%
+fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * ft_o.controls["source_class"].nunique() + 2), 4))
+plot_fig3a(ft_o, [ref_o, *ft_o.baselines[:1]], ax=ax,
+           title=f"{other} ({audit_o.world.spec.arch}, real photos): Eq. 4 per source-only class, against its own null")
+fig.tight_layout()
+ll.savefig(fig, f"04_{other}_fig3a")
+plt.show()
+
 # %%
 report_world(other, ft_o, surv_o, neut_o, faith_o)
 

@@ -37,3 +37,29 @@ def test_per_class_distraction_is_over_the_seeds_where_the_class_lingers():
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels == ["c0\nL 40%", "c1\nF \\ L"]
     assert np.isfinite(ax.get_ylim()).all()
+
+
+def test_a_class_with_one_source_photo_gets_an_interval_over_seeds():
+    """lite0: each class is one photo (its views share a cluster), so there is no spread between
+    photos to resample; the interval is then a bootstrap over the seeds' class means."""
+    import numpy as np
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from lingerlab.plotting import per_class_distraction, plot_fig3a
+
+    rows = []
+    for seed in range(5):
+        for comp in range(4):
+            c = comp % 2                     # class 0: four views of one photo; class 1: two photos
+            rows.append({"arm": "ref", "seed": seed, "composite": comp, "source_class": c, "source_name": f"c{c}",
+                         "cluster": "p0" if c == 0 else f"p{comp}", "in_L": True,
+                         "distraction": 0.1 * seed + (0.05 * comp if c else 0.0), "null": 0.2})
+    ft = SimpleNamespace(controls=pd.DataFrame(rows))
+    pc = per_class_distraction(ft, ["ref"], n_boot=500).set_index("source_class")
+    assert pc.loc[0, "interval_over"] == "seeds" and pc.loc[1, "interval_over"] == "source photos"
+    assert np.isclose(pc.loc[0, "distraction"], 0.2)                  # mean of 0.0, 0.1, ..., 0.4
+    assert 0.0 <= pc.loc[0, "ci_lo"] < 0.2 < pc.loc[0, "ci_hi"] <= 0.4
+    assert np.isfinite(pc[["ci_lo", "ci_hi"]].to_numpy()).all()
+    ax = plot_fig3a(ft, ["ref"])
+    assert np.isfinite(ax.get_ylim()).all()

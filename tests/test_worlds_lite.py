@@ -181,3 +181,18 @@ def test_scratch_baseline_learns(world):
     acc = evaluate(mb, world.target_val)
     print(f"\nlite0 smoke scratch: val acc {acc:.3f}, {hist['wall_s'].iloc[-1]:.0f}s")
     assert acc >= 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_lite1_lite2_fine_tune_and_keep_memories(variant):
+    """The same recipe serves the larger models: M^t learns the task and source-only classes linger."""
+    from lingerlab.audit import Audit
+    audit = Audit(load_world(variant, "smoke", device="cpu", progress=False), device="cpu")
+    acc = audit.accuracy("M^t", 0)
+    table = audit.lingering(0)
+    tested = table[table["n_images"] > 0]
+    print(f"\n{variant} smoke: M^t val acc {acc:.3f}; {int(tested.lingering.sum())} of {len(tested)} testable "
+          "source-only classes linger")
+    assert acc >= 0.8
+    assert len(tested) >= 15 and tested["lingering"].mean() >= 0.5

