@@ -279,6 +279,10 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
     from lingerlab.plotting import plot_arch
     fig = plot_arch(res)
     assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1     # one overlap bar: A vs B
+    # other source images (another world, not another model of one world): no overlap row
+    _fake_loaders(monkeypatch, tmp_path, shapes=own_only, lite0=lambda profile, seed, *, device=None: tiny_world(seed=1))
+    res = arch_comparison({"A": ("shapes", None), "C": ("lite0", None)}, **kw0)
+    assert res.table["available"].all() and res.overlap.empty
     with pytest.raises(ValueError, match="repeat the label"):
         arch_comparison([("shapes", None), ("shapes", None)], **kw)
     with pytest.raises(ValueError, match="baseline must be an arm"):

@@ -231,6 +231,13 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
     return fig
 
 
+def _spread(mean: Any, lo: Any, hi: Any) -> list[np.ndarray]:
+    """Error-bar lengths below and above ``mean`` (clipped at 0: a mean of equal values may sit an ulp
+    above their maximum)."""
+    m, lo, hi = (np.asarray(v, dtype=float) for v in (mean, lo, hi))
+    return [np.clip(m - lo, 0, None), np.clip(hi - m, 0, None)]
+
+
 def plot_arch(comparison: Any, fig: Any = None) -> Any:
     """Figure 8 from ``sweeps.arch_comparison``: per architecture, |F with images| and |L| (range over
     seeds); Eq. 4 on L of the fine-tuned arm and the scratch baseline with their 95% bootstrap-over-seeds
@@ -246,15 +253,16 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
     x = np.arange(len(t))
     ax = axes[0]
     ax.bar(x - 0.2, t["n_F_images"], 0.4, color="lightgrey", label="|F| with D^c images")
-    ax.bar(x + 0.2, t["n_L"], 0.4, color="tab:red", yerr=[t["n_L"] - t["n_L_min"], t["n_L_max"] - t["n_L"]],
+    ax.bar(x + 0.2, t["n_L"], 0.4, color="tab:red", yerr=_spread(t["n_L"], t["n_L_min"], t["n_L_max"]),
            capsize=3, label="|L| (mean, range over seeds)")
-    ax.set(title="source-only classes with images, and those that linger", ylabel="classes")
-    ax.legend(fontsize=7)
+    ax.set_title("|F| with images, and |L|", fontsize=9)
+    ax.set_ylabel("source-only classes")
+    ax.legend(fontsize=7, loc="lower right")
     for ax, name, label in ((axes[1], "distraction", "Eq. 4 on L (hollow: per-class null)"),
                             (axes[2], "excess_error", "excess error on L (source-only - neutral)")):
         for k, (tag, colour) in enumerate((("reference", "tab:red"), ("baseline", "tab:blue"))):
             m, lo, hi = (t[f"{name}_{tag}{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
-            ax.errorbar(x + (k - 0.5) * 0.3, m, yerr=[m - lo, hi - m], fmt="o", color=colour, capsize=3,
+            ax.errorbar(x + (k - 0.5) * 0.3, m, yerr=_spread(m, lo, hi), fmt="o", color=colour, capsize=3,
                         label="fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)")
             if name == "distraction":
                 n = t[f"null_{tag}"].to_numpy(float)
@@ -268,13 +276,15 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
     ax = axes[3]
     o = comparison.overlap
     if len(o):
-        ax.barh(np.arange(len(o)), o["jaccard_L"], xerr=[o["jaccard_L"] - o["jaccard_L_min"],
-                                                         o["jaccard_L_max"] - o["jaccard_L"]], color="tab:purple",
+        ax.barh(np.arange(len(o)), o["jaccard_L"], xerr=_spread(o["jaccard_L"], o["jaccard_L_min"], o["jaccard_L_max"]),
+                color="tab:purple",
                 capsize=3, label="L (same seed; range over seeds)")
         ax.scatter(o["jaccard_F"], np.arange(len(o)), marker="|", s=200, color="k", zorder=3, label="F")
-        ax.set_yticks(np.arange(len(o)), [f"{a} vs {b}" for a, b in zip(o["a"], o["b"])], fontsize=7)
-        ax.legend(fontsize=7)
-    ax.set(xlim=(0, 1.05), xlabel="Jaccard overlap", title="do the architectures keep the same memories?")
+        ax.set_yticks(np.arange(len(o)), [f"{a}\nvs {b}" for a, b in zip(o["a"], o["b"])], fontsize=7)
+        ax.set_ylim(-0.6, len(o) - 0.4 + 0.6)
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set(xlim=(0, 1.05), xlabel="Jaccard overlap")
+    ax.set_title("the same memories? (overlap of L and of F)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import cache as _cache
 from ._validation import check_bool, check_int_range
 from .distraction import bootstrap_ci
 from .lingering import lingering as _lingering
@@ -272,8 +273,9 @@ class ArchComparison:
             bootstrap-over-seeds ``lo``/``hi``; the between-arm tests of the fair test
             (``comparison.summarize``) on ``distraction_excess`` and ``excess_error``: ``effect``,
             ``lo``, ``hi``, ``p_holm`` and ``verdict``.
-        overlap: one row per pair of architectures with the same source classes and D^c labels (the
-            same world up to its model): ``jaccard_L`` (mean over seeds of |L_a ∩ L_b| / |L_a ∪ L_b|,
+        overlap: one row per pair of architectures with the same source classes and the same D^c
+            images (the same world up to its model; a photo labelled by M^s's top-1 may get another
+            label from another model): ``jaccard_L`` (mean over seeds of |L_a ∩ L_b| / |L_a ∪ L_b|,
             same seed), its min and max, ``jaccard_F``, and ``n_L_common`` (the mean size of the
             intersection).
         tests: label -> ``comparison.FairTest``, the whole fair test of each architecture.
@@ -357,7 +359,12 @@ def arch_comparison(specs: Mapping[str, tuple] | Sequence[tuple], profile: Any =
         lingering[label] = L
         F = [int(c) for c in audit.source_only().tolist()]
         with_images = set(audit.source_labels().tolist())
-        keys[label] = (tuple(world.source_classes), tuple(sorted(with_images)), set(F))
+        # the same world up to its model: the same source classes and the same source photos and views
+        # (labels of unlabelled photos come from each model's own top-1, so they may differ)
+        tensors = getattr(world.source_data, "tensors", None)  # a folder dataset: its photo names and size
+        images = (_cache.fingerprint(tensors[0]) if tensors is not None
+                  else _cache.fingerprint(world.spec.source_groups, len(world.source_data)))
+        keys[label] = (tuple(world.source_classes), images, set(F))
         sizes = [len(v) for v in L.values()]
         acc = ft.controls.attrs["target_acc"]
         row = {**base, "available": True, "note": "", "n_F": len(F), "n_F_images": len(set(F) & with_images),
