@@ -208,17 +208,11 @@ arch_specs = {
 }
 arch = {name: sweeps.arch_comparison(specs, profile=profile, seeds=seeds, audit_kwargs={"device": dev})
         for name, specs in arch_specs.items()}
-arch_cols = ["label", "n_F", "n_F_images", "n_L", "n_L_min", "n_L_max", "acc_reference", "acc_baseline",
-             "distraction_reference", "distraction_reference_lo", "distraction_reference_hi", "null_reference",
-             "distraction_baseline", "null_baseline", "excess_error_reference", "excess_error_reference_lo",
-             "excess_error_reference_hi", "excess_error_baseline", "distraction_excess_effect",
-             "distraction_excess_verdict", "excess_error_effect", "excess_error_effect_lo", "excess_error_effect_hi",
-             "excess_error_verdict"]
-arch_table = pd.concat([a.table[arch_cols].assign(task=name) for name, a in arch.items()], ignore_index=True)
+arch_table = pd.concat([a.view().assign(task=name) for name, a in arch.items()], ignore_index=True)
 arch_overlap = pd.concat([a.overlap.assign(task=name) for name, a in arch.items()], ignore_index=True)
-ll.glue("nb05_arch_table", arch_table.round(3), display=False)
+ll.glue("nb05_arch_table", arch_table, display=False)
 ll.glue("nb05_arch_overlap", arch_overlap.round(3), display=False)
-arch_table.round(3)
+arch_table
 
 # %%
 for name, a in arch.items():

@@ -276,6 +276,10 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
     assert list(res.table["label"]) == ["A", "B"] and list(res.overlap[["a", "b"]].iloc[0]) == ["A", "B"]
     assert (res.table["n_L"] == res.table["n_F_images"]).all() and res.table.loc[0, "n_L"] > 0
     assert res.overlap.loc[0, "jaccard_L"] == 1.0 and res.overlap.loc[0, "n_L_common"] == res.table.loc[0, "n_L"]
+    v = res.view()
+    assert list(v["architecture"]) == ["A", "B"] and v.loc[0, "|F|"] == 5 and len(v.columns) == 11
+    assert v.loc[0, "excess error, M^t - M^b"].endswith(res.table.loc[0, "excess_error_verdict"])
+    assert v.loc[0, "excess error on L, M^t"].startswith(f"{res.table.loc[0, 'excess_error_reference']:.3f} [")
     from lingerlab.plotting import plot_arch
     fig = plot_arch(res)
     assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1     # one overlap bar: A vs B

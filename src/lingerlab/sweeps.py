@@ -287,6 +287,26 @@ class ArchComparison:
     tests: dict[str, Any]
     lingering: dict[str, dict[int, list[int]]]
 
+    def view(self) -> pd.DataFrame:
+        """The table as the book shows it, one row per available architecture: each number with its
+        95% interval in brackets (Eq. 4 also with its per-class null) and each test with its verdict."""
+        def ci(r: Any, key: str) -> str:
+            return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
+
+        rows = []
+        for _, r in self.table[self.table["available"].astype(bool)].iterrows():
+            rows.append({
+                "architecture": r["label"], "|F|": int(r["n_F"]), "|F| with photos": int(r["n_F_images"]),
+                "|L| mean (min-max)": f"{r['n_L']:.1f} ({int(r['n_L_min'])}-{int(r['n_L_max'])})",
+                "val acc M^t / M^b": f"{r['acc_reference']:.3f} / {r['acc_baseline']:.3f}",
+                "Eq. 4 on L, M^t (null)": f"{ci(r, 'distraction_reference')} ({r['null_reference']:.3f})",
+                "Eq. 4 on L, M^b (null)": f"{ci(r, 'distraction_baseline')} ({r['null_baseline']:.3f})",
+                "excess error on L, M^t": ci(r, "excess_error_reference"),
+                "excess error on L, M^b": ci(r, "excess_error_baseline"),
+                "Eq. 4 above null, M^t - M^b": f"{ci(r, 'distraction_excess_effect')}: {r['distraction_excess_verdict']}",
+                "excess error, M^t - M^b": f"{ci(r, 'excess_error_effect')}: {r['excess_error_verdict']}"})
+        return pd.DataFrame(rows)
+
 
 def _jaccard(a: set[int], b: set[int]) -> float:
     return len(a & b) / len(a | b) if a | b else float("nan")
