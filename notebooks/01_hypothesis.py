@@ -141,7 +141,7 @@ part_b.round(3)
 # ## Part C: real photos through fine-tuned models (`lite0`)
 #
 # The same two figures with a real ImageNet model. World `lite0`: $M^s$ is EfficientNet-Lite0, fine-tuned
-# on faces vs non-faces (scikit-image's LFW thumbnails). Three photos shipped with scikit-image and
+# on faces vs non-faces (scikit-image's LFW thumbnails). Some photos shipped with scikit-image and
 # matplotlib show a face *and* other ImageNet things: they are real target-class images, like the
 # paper's dog photo with an espresso cup. The object to occlude is picked by rule: the most probable
 # class of $M^s$'s top 5 that is source-only (in $F$, Eq. 2); its region is the smallest top part of

@@ -176,13 +176,15 @@ size.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 # against the spread between seeds before reading a trend.
 #
 # The same sweep with a real ImageNet model and real photos (`lite0`): EfficientNet-Lite0 fine-tuned
-# on nested subsets of its 140 LFW training images, halving down to what still holds both classes.
+# on nested subsets of its LFW training images, from all of them down by halving four times (the
+# sizes are printed with the figure).
 
 # %%
 audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
 n_full = len(audit_r.target_train_indices())
 sizes_r = sorted({max(4, round(n_full / 2 ** i)) for i in range(5)})
 size_r = sweeps.size_sweep(audit_r, sizes=sizes_r, seeds=seeds)
+print(f"{real_world}: sizes {sizes_r} of {n_full} target training images, seeds {list(seeds)}")
 fig = ll.plotting.plot_size_sweep(size_r, f"{real_world} ({audit_r.world.spec.arch}): fine-tuning on more target images")
 ll.savefig(fig, f"05_{real_world}_size_sweep")
 ll.glue(f"nb05_{real_world}_size_fig", fig, display=False)
