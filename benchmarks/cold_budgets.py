@@ -75,13 +75,12 @@ def _notebooks() -> None:
 def _arch() -> None:
     """Notebook 5's Figure 8 call, cold: the same specs and seeds, in an empty cache of its own."""
     from lingerlab import sweeps
-    from lingerlab.worlds.lite import VARIANTS
+    from lingerlab.profiles import get_profile
     with tempfile.TemporaryDirectory(prefix="lingerlab-arch-") as tmp:
         old = os.environ["LINGERLAB_CACHE"]
         os.environ["LINGERLAB_CACHE"] = tmp
         try:
-            for specs in ({v.arch: (v.name, None) for v in VARIANTS.values()},
-                          {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, 16)}):
+            for specs in sweeps.figure8_specs(get_profile("shapes", "smoke").width).values():
                 t = time.perf_counter()
                 res = sweeps.arch_comparison(specs, profile="smoke", seeds=(0, 1, 2), audit_kwargs={"device": "cpu"})
                 print(f"  {', '.join(specs)}: {time.perf_counter() - t:.0f} s; |L| " +

@@ -52,7 +52,6 @@ import pandas as pd
 
 import lingerlab as ll
 from lingerlab import sweeps
-from lingerlab.worlds.lite import VARIANTS
 
 ch = ll.chapter(world, profile, seed, device, n_seeds=5)
 dev, world_, audit = ch.device, ch.world, ch.audit
@@ -205,10 +204,7 @@ size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 # run through the same call.
 
 # %%
-arch_specs = {
-    "real photos": {v.arch: (v.name, None) for v in VARIANTS.values()},
-    "shapes": {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, audit.world.profile.width)},
-}
+arch_specs = sweeps.figure8_specs(shapes_width=audit.world.profile.width)
 arch = {name: sweeps.arch_comparison(specs, profile=profile, seeds=seeds, audit_kwargs={"device": dev})
         for name, specs in arch_specs.items()}
 arch_table = pd.concat([a.view().assign(task=name) for name, a in arch.items()], ignore_index=True)

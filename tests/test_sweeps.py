@@ -302,3 +302,14 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
         arch_comparison(["shapes"], **kw)
     with pytest.raises(TypeError, match="triples"):
         arch_comparison([("shapes", None, "width=8")], **kw)
+
+
+def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
+    from lingerlab.sweeps import _as_spec, figure8_specs
+    from lingerlab.worlds.lite import VARIANTS
+    specs = figure8_specs(24)
+    assert list(specs["real photos"].values()) == [(name, None) for name in VARIANTS]
+    assert [opts["width"] for _, _, opts in map(_as_spec, specs["shapes"].values())] == [8, 24]
+    assert all(_as_spec(s_) for group in specs.values() for s_ in group.values())
+    with pytest.raises(ValueError, match="shapes_width"):
+        figure8_specs(0)

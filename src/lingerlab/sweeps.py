@@ -36,7 +36,7 @@ from .plotting import plot_remedies
 from .remedies import NotFeasible, Remedy, build, choose, default_remedies, remedy_arms, retrain_source
 
 __all__ = ["Remedy", "NotFeasible", "default_remedies", "remedy_table", "summarize_remedies", "plot_remedies",
-           "size_sweep", "arch_comparison", "ArchComparison", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS"]
+           "size_sweep", "arch_comparison", "ArchComparison", "figure8_specs", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS"]
 
 #: Columns of :func:`remedy_table`, in order.
 REMEDY_COLUMNS = ["remedy", "kind", "params", "seed", "feasible", "target_acc", "composite_acc", "distraction",
@@ -318,6 +318,16 @@ def _as_spec(spec: Any) -> tuple[str, str | None, dict[str, Any]]:
         return spec[0], spec[1], dict(spec[2]) if len(spec) == 3 else {}
     raise TypeError("specs must hold (world name, arch name or None) pairs or (world, arch, world options) "
                     f"triples; got {spec!r}")
+
+
+def figure8_specs(shapes_width: int = 16) -> dict[str, dict[str, tuple]]:
+    """The architectures of the book's offline Figure 8, by task: EfficientNet-Lite0/1/2 on the faces
+    task (``worlds.lite.VARIANTS``), and the ``shapes`` CNN at width 8 and at ``shapes_width`` (the
+    profile's own width). Each value is a ``specs`` mapping for :func:`arch_comparison`."""
+    from .worlds.lite import VARIANTS
+    shapes_width = check_int_range("shapes_width", shapes_width, 1)
+    return {"real photos": {v.arch: (v.name, None) for v in VARIANTS.values()},
+            "shapes": {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, shapes_width)}}
 
 
 def arch_comparison(specs: Mapping[str, tuple] | Sequence[tuple], profile: Any = "smoke",
