@@ -9,8 +9,9 @@ Stages, in order, sharing one model cache (``--cache``, default: a new temporary
 first stage that needs a model trains it):
 
 - ``shapes``: the ``shapes`` smoke world (data, M^s) plus M^t and M^b, seed 0; budget 3 min.
-- ``remedies``: ``sweeps.remedy_table`` for seeds 0-2 (every remedy, its trainings and measurements;
-  the world models of ``shapes`` are cached by the stage before); budget 8 min.
+- ``remedies``: notebook 5's remedy section, ``sweeps.remedy_table`` and ``sweeps.remedy_tests`` for
+  seeds 0-2 (every remedy of ``default_remedies``, its trainings and measurements, and the tests on
+  plain M^t's L composites; the world models of ``shapes`` are cached by the stage before); budget 8 min.
 - ``lite0``, ``lite1``, ``lite2``: that smoke world (EfficientNet-Lite0/1/2 with its source photos and
   the LFW task) plus M^t and M^b, seed 0; budget 4 min each.
 - ``arch`` (only when asked for): notebook 5's architecture comparison (``sweeps.arch_comparison`` over
@@ -57,7 +58,9 @@ def _remedies() -> None:
     from lingerlab import load_world, sweeps
     from lingerlab.audit import Audit
     audit = Audit(load_world("shapes", "smoke", device="cpu", progress=False), device="cpu")
-    sweeps.remedy_table(audit, seeds=(0, 1, 2))
+    built: dict = {}
+    sweeps.remedy_table(audit, seeds=(0, 1, 2), memo=built)
+    sweeps.remedy_tests(audit, seeds=(0, 1, 2), memo=built)
 
 
 def _notebooks() -> None:

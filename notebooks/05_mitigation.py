@@ -30,8 +30,8 @@ if "google.colab" in sys.modules:
 # measured, each as an option of fine-tuning, on the same composites and seeds:
 #
 # 1. **Detection** (Eq. 5): flag an input when $M^{st}$ gives a lingering class more than $p^{lo}$; how
-#    well does that separate clean target images from composites, against the max-softmax and energy
-#    scores of $M^t$, and how much of $M^t$'s damage does the flag catch?
+#    well does that separate clean target images from composites, against the out-of-distribution
+#    detectors of pytorch-ood on $M^t$, and how much of $M^t$'s damage does each flag catch?
 # 2. **Remedies**: an L1 penalty on the penultimate activations; pruning the channels that fire for
 #    source-only classes but not for target classes (Appendix B, Eqs. 6-7); a source model without the
 #    source-only classes; an unlearning term; BatchNorm policy and learning rate; fine-tuning on
@@ -53,6 +53,8 @@ import pandas as pd
 import lingerlab as ll
 from lingerlab import sweeps
 
+pd.set_option("display.max_rows", 200)       # the remedy tables are long: show every row, never "..."
+pd.set_option("display.max_colwidth", 200)
 ch = ll.chapter(world, profile, seed, device, n_seeds=5)
 dev, world_, audit = ch.device, ch.world, ch.audit
 det_seeds = ch.seeds          # Eq. 5: five seeds of M^t (the models of notebook 4)
@@ -67,9 +69,14 @@ audit
 # *linger* in that seed's $M^t$ (L, Eq. 3), the inputs Eq. 5 is built to flag. Every score ranks the
 # same positives. A score is better when it ranks composites above clean images (AUROC; 0.5 is
 # chance) and keeps few clean images above the threshold that catches 95% of composites (FPR at
-# 95% TPR; 0.95 is chance). The baselines use only $M^t$: its maximum softmax probability and its
-# energy (both oriented so that higher means more suspicious). Means over five seeds of $M^t$ with
-# 95% bootstrap-over-seeds intervals.
+# 95% TPR; 0.95 is chance).
+#
+# The baselines are the field's out-of-distribution detectors from
+# [pytorch-ood](https://github.com/kkirchheim/pytorch-ood), each reading $M^t$ only: MaxSoftmax,
+# MaxLogit and EnergyBased from its logits; Mahalanobis, KNN, ViM and ReAct from its penultimate
+# features, fitted on the features of $M^t$'s own clean training images (`lingerlab.ood`). Every
+# score is an *outlier score*: higher means more suspicious. Means over five seeds of $M^t$ with 95%
+# bootstrap-over-seeds intervals.
 
 # %%
 det = ll.detection.detection_over_seeds(audit, det_seeds)
@@ -78,32 +85,61 @@ ll.glue(f"nb05_{world_.name}_detection", det_summary, display=False)
 det_summary
 
 # %%
+fig = ll.plotting.plot_detection(det["summary"], title=f"{world_.name}: Eq. 5 against pytorch-ood's detectors")
+ll.savefig(fig, f"05_{world_.name}_detection")
+ll.glue(f"nb05_{world_.name}_detection_fig", fig, display=False)
+plt.show()
+
+# %%
 det["per_seed"].round(3)
 
 # %% [markdown]
-# `flag_rate_clean` is the Eq. 5 flag's false-positive rate at the world's $p^{lo}$,
-# `flag_rate_composites` its true-positive rate, `errors_caught` the share of $M^t$'s errors on the
-# L composites that it flags. Whether Eq. 5 beats the baselines is read from the intervals above:
-# where they overlap, it does not beat them.
+# The right panel asks what a flag is worth: each score flags the composites above the value that
+# flags 5% of clean images, and $M^t$'s error is compared on the composites it flags and on those
+# it lets through. A useful flag has a high error among flagged inputs and a low one among the
+# rest. In the per-seed table, `p_lo_flag_rate_clean` is the Eq. 5 flag's false-positive rate at the
+# world's own $p^{lo}$, `p_lo_flag_rate_composites` its true-positive rate and `p_lo_errors_caught`
+# the share of $M^t$'s errors on the L composites that it flags. Whether Eq. 5 beats a baseline is
+# read from the intervals: where they overlap, it does not beat it.
 
 # %% [markdown]
 # ## 2. Remedies: what each costs and what it buys
 #
+# Three families, each remedy one entry of the registry `lingerlab.remedies` (its parameters and
+# paper in `ll.remedies.describe()`, printed below):
+#
+# - **the paper's** (Sec. 5.1, App. B): an L1 penalty on the penultimate activations; pruning the
+#   channels that fire for source-only classes but not for target classes (Eqs. 6-7), post hoc or
+#   before fine-tuning, unbounded as in the paper and **capped** at 5%, 10% and 25% of the layer
+#   (the channels in the most source-only classes' sets go first); a source model retrained without
+#   F; an unlearning term;
+# - **settings of fine-tuning**: the other BatchNorm policy, a 5x smaller and a 5x larger learning
+#   rate, fine-tuning on composites;
+# - **the field's remedies for negative transfer and feature distortion**: L2-SP (Li et al. 2018),
+#   BSS (Chen et al. 2019), LP-FT (Kumar et al. 2022), WiSE-FT at three interpolation weights
+#   (Wortsman et al. 2022), last-layer retraining on held-out clean images and composites (DFR,
+#   Kirichenko et al. 2023) and Co-Tuning (You et al. 2020), which keeps the source classes' outputs
+#   alive and so might be expected to make lingering worse.
+#
 # Every remedy is trained with the same three seeds as plain fine-tuning, and measured on the same
 # composites: target validation accuracy (the cost), accuracy on composites and distraction above
-# its shuffled-pair null (what it buys), the number of lingering classes (Eq. 3), and training time
-# relative to plain fine-tuning. Columns ending in `_sd` are the standard deviation over the three
-# seeds (the spread between models); `d_` columns are the paired change against plain fine-tuning
-# with the same seed. Each seed's row of the full table also carries a bootstrap 95% interval of
-# Eq. 4 over composites (`distraction_ci_lo`, `distraction_ci_hi`, shown below). A remedy that cannot
+# its shuffled-pair null (what it buys), the number of lingering classes (Eq. 3), the share of the
+# layer a pruning remedy removed, and training time relative to plain fine-tuning. Columns ending in
+# `_sd` are the standard deviation over the three seeds (the spread between models); `d_` columns
+# are the paired change against plain fine-tuning with the same seed. `at_chance` marks a remedy
+# whose mean target accuracy is within 0.05 of chance: a lesion, not a remedy. A remedy that cannot
 # run in a world (retraining an ImageNet source model, say) keeps its row with the reason.
 
 # %%
-table = sweeps.remedy_table(audit, seeds=seeds)
+ll.remedies.describe()
+
+# %%
+built = {}  # the remedied models, shared with the tests below
+table = sweeps.remedy_table(audit, seeds=seeds, memo=built)
 summary_r = sweeps.summarize_remedies(table)
-cols = ["remedy", "feasible", "target_acc", "target_acc_sd", "composite_acc", "composite_acc_sd", "distraction",
-        "distraction_null", "distraction_excess", "distraction_excess_sd", "n_lingering", "d_target_acc",
-        "d_composite_acc", "d_distraction_excess", "d_n_lingering"]
+cols = ["remedy", "feasible", "at_chance", "target_acc", "target_acc_sd", "composite_acc", "composite_acc_sd",
+        "distraction", "distraction_null", "distraction_excess", "distraction_excess_sd", "n_lingering",
+        "pruned_fraction", "d_target_acc", "d_composite_acc", "d_distraction_excess", "d_n_lingering"]
 summary_r[cols].round(3)
 
 # %% [markdown]
@@ -113,7 +149,7 @@ summary_r[cols].round(3)
 # %%
 # NBVAL_IGNORE_OUTPUT
 timing = summary_r[["remedy", "time_overhead", "time_overhead_sd"]].round(2)
-ll.glue(f"nb05_{world_.name}_remedies", summary_r[cols[:11] + ["time_overhead"] + cols[11:]].round(3),
+ll.glue(f"nb05_{world_.name}_remedies", summary_r[cols[:13] + ["time_overhead"] + cols[13:]].round(3),
         display=False)
 timing
 
@@ -124,7 +160,33 @@ table[["remedy", "seed", "distraction", "distraction_ci_lo", "distraction_ci_hi"
 # %%
 fig = sweeps.plot_remedies(table)
 ll.savefig(fig, f"05_{world_.name}_remedies")
+ll.glue(f"nb05_{world_.name}_remedies_fig", fig, display=False)
 plt.show()
+
+# %% [markdown]
+# ### Each remedy against plain fine-tuning, on the memories it should remove
+#
+# The table above averages over the composites of every source-only class. The test below asks the
+# sharper question: on the composites of the classes that linger in *plain* $M^t$ (L, Eq. 3, the
+# same composites for every remedy), does the remedy lower $M^t$'s error, its excess error over a
+# blurred background, its flip rate, or its distraction above the null? Effect = remedy minus plain
+# (negative: the remedy lowers it), with a 95% bootstrap-over-seeds interval and the exact
+# permutation p over seeds, Holm-adjusted across the whole table.
+
+# %%
+rtests = sweeps.remedy_tests(audit, seeds=seeds, memo=built)
+ll.glue(f"nb05_{world_.name}_remedy_tests", rtests.round(3), display=False)
+ll.glue(f"nb05_{world_.name}_remedy_p_floor", float(rtests.attrs["p_floor"]), display=False)
+print(f"{len(seeds)} seeds per arm: the smallest exact permutation p is {rtests.attrs['p_floor']:.3f}, so no "
+      f"remedy can reach 'lowers it' after Holm across {len(rtests)} tests; read the intervals")
+rtests.round(3)
+
+# %%
+err = rtests[rtests.measure == "err_source_only"].set_index("remedy")
+helps = err[err.ci_hi < 0].index.tolist()
+hurts = err[err.ci_lo > 0].index.tolist()
+print("interval of the change in error on L composites below 0 (the remedy lowers it):", ", ".join(helps) or "none")
+print("interval above 0 (the remedy raises it):", ", ".join(hurts) or "none")
 
 # %%
 notes = summary_r.loc[summary_r.note != "", ["remedy", "note"]]
@@ -132,26 +194,47 @@ for _, r in notes.iterrows():
     print(f"{r.remedy}: {r.note}")
 
 # %% [markdown]
-# What the remedy table says in `shapes` at profile `smoke`, the run stored in this book (the numbers
-# are the printed tables above; "SD" is over the three seeds; at `full`, on
-# [the GPU-run page](../book/gpu_run.md), both pruning remedies bring $M^t$ to chance):
+# ### What to try first
 #
-# - **Fine-tuning on composites** buys by far the most composite accuracy, paid for with a little
-#   target accuracy. It treats the symptom (pasted targets on other backgrounds), and the number of
-#   lingering classes does not fall.
-# - **A larger learning rate** erases the lingering classes and buys some composite accuracy at no
-#   cost in target accuracy; **a smaller one** keeps more of them and loses composite accuracy: the
-#   learning rate is a cause as much as a cure.
-# - **Pruning** and **unlearning** do what they are built for, they remove lingering classes
-#   (Eq. 3), but buy little or no composite accuracy (post-hoc pruning gains a couple of points, with
-#   target accuracy that varies widely between seeds; pruning before fine-tuning and unlearning lose
-#   composite accuracy, unlearning also target accuracy).
-# - **L1** and **BatchNorm frozen** change little beyond the spread between seeds; **retraining the
-#   source without F** costs a few points of target accuracy and buys no composite accuracy.
-# - Distraction above its null (Eq. 4) is small for every remedy, about two points at most on
-#   average over seeds; only
-#   fine-tuning on composites lowers it in every seed, to its null. In this world, distraction is not
-#   what separates the remedies.
+# One rule, written before the table was read: among the feasible remedies that are not at chance,
+# cost at most one point of target accuracy (paired mean over seeds) and at most twice the training
+# time of plain fine-tuning, try first the one with the largest gain in composite accuracy; a remedy
+# *removes memories* when its mean |L| is at most half of plain fine-tuning's. The cell prints what
+# the rule picks in this world and profile.
+
+# %%
+eligible = summary_r[summary_r.feasible & ~summary_r.at_chance & (summary_r.remedy != "plain fine-tuning")
+                     & (summary_r.d_target_acc >= -0.01) & (summary_r.time_overhead <= 2.0)]
+first = eligible.sort_values("d_composite_acc", ascending=False).head(3)
+plain_L = float(summary_r.set_index("remedy").loc["plain fine-tuning", "n_lingering"])
+removes = summary_r[summary_r.feasible & (summary_r.n_lingering <= 0.5 * plain_L)].remedy.tolist()
+lesions = summary_r[summary_r.at_chance].remedy.tolist()
+advice = pd.DataFrame({
+    "question": ["try first (largest composite-accuracy gain within the costs)", "then", "then",
+                 "removes lingering memories (|L| at most half of plain's)", "at chance: lesions, not remedies"],
+    "answer": [*(f"{r.remedy} ({r.d_composite_acc:+.3f} composite acc., {r.d_target_acc:+.3f} target acc., "
+                 f"x{r.time_overhead:.2f} time)" for r in first.itertuples()),
+               *[""] * (3 - len(first)), ", ".join(removes) or "none", ", ".join(lesions) or "none"]})
+ll.glue(f"nb05_{world_.name}_advice", advice, display=False)
+advice
+
+# %% [markdown]
+# How to read it, in `shapes` at profile `smoke` (the run stored in this book; at `full`, on
+# [the GPU-run page](../book/gpu_run.md), the unbounded pruning remedies bring $M^t$ to chance, which
+# is why the capped ones exist). Remedies that act on the *head* or on *what the model sees* (last-layer
+# retraining on composites, fine-tuning on composites) are the ones that buy composite accuracy;
+# remedies that act on the *memories* (pruning, unlearning, a larger learning rate, Co-Tuning) remove
+# lingering classes (Eq. 3) without buying much accuracy on the composites; the regularisers that keep
+# the backbone near the source (L2-SP, BSS, LP-FT, WiSE-FT) keep the memories, as they are built to.
+# Distraction above its null (Eq. 4) is small for every remedy, so in this world it is not what
+# separates them. The tables above carry the numbers behind each of these sentences.
+#
+# A caution on the two that buy the most: last-layer retraining and fine-tuning on composites are
+# trained on composites built the way the test composites are (target images pasted on held-out
+# images of the source-only classes). They show what a practitioner gains who can foresee the kind of
+# object that will hijack the model; against objects of another kind the gain may not carry over.
+# Remedies are measured here in `shapes` only: the same table in `lite0` would add many minutes of
+# CPU training to the book.
 
 # %% [markdown]
 # ## 3. Training-set size (Figure 7)
@@ -248,6 +331,7 @@ ref = summary_r.set_index("remedy")
 best = summary_r[summary_r.feasible & (summary_r.remedy != "plain fine-tuning")].sort_values("d_composite_acc",
                                                                                              ascending=False)
 ds = det["summary"].set_index("score")
+best_det = ds.drop(index="eq5")["auroc"].idxmax()
 
 
 def auroc(score):
@@ -258,8 +342,8 @@ def auroc(score):
 summary = pd.Series({
     "world": world_.name,
     "Eq. 5 AUROC, positives = L composites (mean over seeds [95% CI])": auroc("eq5"),
-    "MSP AUROC": auroc("msp"),
-    "energy AUROC": auroc("energy"),
+    "best pytorch-ood detector by AUROC": best_det,
+    "its AUROC": auroc(best_det),
     "AUROC of a random score": 0.5,
     "plain fine-tuning: composite accuracy": round(float(ref.loc["plain fine-tuning", "composite_acc"]), 3),
     "best remedy by composite accuracy": best.remedy.iloc[0] if len(best) else "none",

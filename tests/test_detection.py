@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lingerlab.composites import make_composites
-from lingerlab.detection import auroc, energy_score, evaluate_detection, fpr_at_tpr, msp_score
+from lingerlab.detection import auroc, energy_score, evaluate_detection, fpr_at_tpr, msp_score, threshold_at_fpr
 from lingerlab.models import source_target_model
 
 from test_audit import N_SRC, TinyNet
@@ -56,6 +56,33 @@ def test_scores_orientation():
     assert energy_score(torch.tensor([[-5.0, -5.0]])) > energy_score(torch.tensor([[5.0, 5.0]]))
 
 
+def test_scores_are_pytorch_ood_and_match_their_formulas():
+    logits = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(msp_score(logits), -logits.softmax(1).amax(1))
+    assert torch.allclose(energy_score(logits), -torch.logsumexp(logits, 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auroc_and_fpr_agree_with_pytorch_ood(seed):
+    from pytorch_ood.metrics import AUROC, FPRAtTPR
+    g = torch.Generator().manual_seed(seed)
+    neg = torch.randn(200, generator=g).round(decimals=1)  # rounded: ties, which both count half
+    pos = (torch.randn(150, generator=g) + 0.8).round(decimals=1)
+    scores, labels = torch.cat([neg, pos]), torch.cat([torch.zeros(200, dtype=torch.long), -torch.ones(150, dtype=torch.long)])
+    assert auroc(neg, pos) == pytest.approx(AUROC().update(scores, labels).compute()["AUROC"], abs=1e-9)
+    lib = FPRAtTPR(tpr=0.95).update(scores, labels).compute()
+    assert fpr_at_tpr(neg, pos, 0.95) == pytest.approx(next(iter(lib.values())), abs=1e-9)
+
+
+def test_threshold_at_fpr_bounds_the_clean_flag_rate():
+    neg = torch.arange(100, dtype=torch.float64)
+    t = threshold_at_fpr(neg, 0.05)
+    assert float((neg > t).double().mean()) == 0.05  # exact on these negatives
+    assert threshold_at_fpr(neg, 0.0) == 99.0 and float((neg > threshold_at_fpr(neg, 0.0)).sum()) == 0
+    with pytest.raises(ValueError, match="fpr"):
+        threshold_at_fpr(neg, 1.0)
+
+
 def test_evaluate_detection_on_tiny_models():
     torch.manual_seed(0)
     src, tgt = TinyNet(N_SRC).eval(), TinyNet(2).eval()
@@ -66,7 +93,9 @@ def test_evaluate_detection_on_tiny_models():
     comp = make_composites(torch.rand(15, 3, 16, 16, generator=g), clean, generator=0, target_labels=labels)
     out = evaluate_detection(mst, tgt, clean, labels, comp, [2, 3], p_lo=0.01)
     t = out["table"]
-    assert list(t["score"]) == ["eq5", "msp", "energy"]
+    assert list(t["score"]) == ["eq5", "MaxSoftmax", "MaxLogit", "EnergyBased"]  # no training images: no fitted ones
+    assert set(out["skipped"]) == set()  # only the logit detectors were asked for
+    assert t["error_flagged"].dropna().between(0, 1).all() and set(out["scores"]) == set(t["score"])
     assert t["auroc"].between(0, 1).all() and t["fpr_at_95tpr"].between(0, 1).all()
     assert out["n_clean"] == 20 and out["n_composites"] == 15 and out["n_lingering"] == 2
     # damage bookkeeping is consistent with the raw predictions

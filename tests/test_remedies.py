@@ -281,7 +281,8 @@ def test_pruning_a_layer_twice_composes():
 
 # ------------------------------------------------------------------------------------- the registry
 
-KINDS = ("plain", "finetune", "l1", "prune", "prune_finetune", "retrain_source", "unlearning", "composites")
+KINDS = ("plain", "finetune", "l1", "prune", "prune_finetune", "retrain_source", "unlearning", "composites",
+         "l2_sp", "bss", "lp_ft", "wise_ft", "dfr", "co_tuning")
 
 
 def test_registry_lists_every_kind_with_a_description():
@@ -373,12 +374,15 @@ def _recorded(audit, monkeypatch):
     return calls
 
 
-def test_default_remedies_are_the_books_ten_and_registered():
+def test_default_remedies_are_the_books_and_registered():
     audit = _tiny_audit()
     rs = default_remedies(audit)
-    assert [r.name for r in rs] == ["plain fine-tuning", "L1 penultimate", "prune (post-hoc)", "prune + fine-tune",
+    assert [r.name for r in rs] == ["plain fine-tuning", "L1 penultimate", "prune (post-hoc)",
+                                    "prune (post-hoc, <= 5%)", "prune (post-hoc, <= 10%)", "prune (post-hoc, <= 25%)",
+                                    "prune + fine-tune", "prune + fine-tune (<= 10%)",
                                     "retrain source without F", "unlearning", "bn=freeze", "lr x0.2", "lr x5",
-                                    "fine-tune on composites"]
+                                    "fine-tune on composites", "L2-SP", "BSS", "LP-FT", "WiSE-FT alpha=0.25",
+                                    "WiSE-FT alpha=0.5", "WiSE-FT alpha=0.75", "DFR (last layer)", "Co-Tuning"]
     assert all(r.kind in REGISTRY for r in rs)
     params = {r.name: dict(r.params) for r in rs}
     assert params["lr x0.2"] == {"lr": 0.05 * 0.2} and params["lr x5"] == {"lr": 0.05 * 5}

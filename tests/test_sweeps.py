@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab.arms import Recipe
-from lingerlab import worlds
+from lingerlab import sweeps, worlds
 from lingerlab.audit import Audit
 from lingerlab.models import Normalized
 from lingerlab.sweeps import (REMEDY_COLUMNS, NotFeasible, Remedy, arch_comparison, default_remedies,
@@ -313,3 +313,24 @@ def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
     assert all(_as_spec(s_) for group in specs.values() for s_ in group.values())
     with pytest.raises(ValueError, match="shapes_width"):
         figure8_specs(0)
+
+
+def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
+    from lingerlab import comparison
+    # p_lo below M^s's own p_c: every source-only class lingers, so L is not empty
+    audit = Audit(tiny_world(), v_lo=0, n_null=2, device="cpu", cache=False, p_lo=1e-7)
+    rems = [Remedy("plain fine-tuning", "plain"), Remedy("lr x5", "finetune", {"lr": 0.25}),
+            Remedy("WiSE", "wise_ft", {"alpha": 0.5})]
+    memo: dict = {}
+    table = sweeps.remedy_table(audit, rems, seeds=(0, 1, 2), n_boot=50, memo=memo)
+    n_built = len(memo)
+    out = sweeps.remedy_tests(audit, rems, seeds=(0, 1, 2), n_boot=200, memo=memo)
+    assert len(memo) == n_built                               # the table's models, not new ones
+    assert set(out["remedy"]) == {"lr x5", "WiSE"} and len(out) == 2 * len(comparison.FAMILY_MEASURES)
+    assert (out["p_holm"] >= out["p_perm"] - 1e-12).all()
+    assert set(out["verdict"]) <= {"lowers it", "does not lower it", "inconclusive", "not measured"}
+    assert out.attrs["p_floor"] == pytest.approx(0.1)
+    r = out.set_index(["remedy", "measure"]).loc[("lr x5", "err_source_only")]
+    assert r.effect == pytest.approx(r.remedy_value - r.plain, abs=1e-9)
+    assert r.ci_lo <= r.effect <= r.ci_hi
+    assert "pruned_fraction" in table and "at_chance" in table

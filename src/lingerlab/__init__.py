@@ -27,7 +27,7 @@ from .audit import Audit
 from .comparison import compare, verdict
 from .detection import auroc, evaluate_detection, fpr_at_tpr
 from .lingering import default_p_lo
-from . import figures, plotting
+from . import figures, ood, plotting
 
 __version__ = "0.1.0"
 

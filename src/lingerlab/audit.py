@@ -274,16 +274,21 @@ class Audit:
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------------ Eq. 5 and planted truth
-    def detection(self, seed: int = 0, classes: Iterable[int] | None = None, composites_seed: int = 0
-                  ) -> dict[str, Any]:
+    def detection(self, seed: int = 0, classes: Iterable[int] | None = None, composites_seed: int = 0,
+                  detectors: Sequence[str] | None = None) -> dict[str, Any]:
         """Eq. 5 as a flag (``detection.evaluate_detection``): clean target validation images vs
-        composites over ``classes`` (default F), with M^t(seed) and L(seed)."""
+        composites over ``classes`` (default F), with M^t(seed) and L(seed), against pytorch-ood's
+        ``detectors`` (None: all of ``ood.DETECTORS``) on M^t, fitted on M^t's own training images."""
         from .detection import evaluate_detection
+        from .ood import OODBaselines
 
+        mt = self.target_model(seed)
+        xt, yt = gather(self.world.target_train, _arms.target_indices(self.world))
+        baselines = OODBaselines(mt, torch.utils.data.TensorDataset(xt, yt), yt, head=self.world.spec.head,
+                                 detectors=detectors)
         x, y = gather(self.world.target_val)
-        return evaluate_detection(self.st_model(seed), self.target_model(seed), x, y,
-                                  self.composites(classes, composites_seed), self.lingering_classes(seed),
-                                  p_lo=self.config.p_lo)
+        return evaluate_detection(self.st_model(seed), mt, x, y, self.composites(classes, composites_seed),
+                                  self.lingering_classes(seed), p_lo=self.config.p_lo, baselines=baselines)
 
     def planted_recovery(self, seed: int = 0) -> pd.DataFrame:
         """Precision and recall of F (Eq. 2) and L (Eq. 3) against the planted source-only classes."""

@@ -1,13 +1,18 @@
 """Eq. 5 as a deployable check: how well does the interference flag separate inputs that carry a
-lingering source object from clean target inputs, and how much of M^t's damage does it catch?
+lingering source object from clean target inputs, against the field's out-of-distribution detectors,
+and how much of M^t's damage does each flag catch?
 
-Scores are oriented so that *higher means more suspicious* everywhere:
+Scores are outlier scores, oriented so that *higher means more suspicious* everywhere (pytorch-ood's
+convention, :mod:`lingerlab.ood`):
 
 - ``eq5``: ``max_{c in L} p_c(M^st(x))`` (the score Eq. 5 thresholds at ``p_lo``);
-- ``msp``: ``1 - max_y softmax(M^t(x))_y`` (maximum softmax probability, Hendrycks & Gimpel 2017);
-- ``energy``: ``-logsumexp(M^t(x))`` (free energy at T = 1, Liu et al. 2020).
+- the baselines of :data:`lingerlab.ood.DETECTORS` (pytorch-ood), each reading M^t only: MaxSoftmax,
+  MaxLogit, EnergyBased; and, fitted on M^t's own clean training images, Mahalanobis, KNN, ViM, ReAct.
 
 Negatives are clean target images, positives composites (a target image on a source-only image).
+Each score is also turned into a flag at the threshold that flags 5% of the clean images
+(``flag_fpr``), so M^t's error on flagged and on unflagged composites compares the scores at one
+false-positive rate.
 """
 from __future__ import annotations
 
@@ -22,9 +27,10 @@ from ._data import ImageData, labels_of
 from ._validation import check_range, check_same_length
 from .composites import Composites
 from .interference import interference_scores
-from .training import predict
+from .ood import DETECTORS, OODBaselines, features_and_logits
 
-__all__ = ["detection_over_seeds", "auroc", "fpr_at_tpr", "evaluate_detection", "msp_score", "energy_score"]
+__all__ = ["detection_over_seeds", "auroc", "fpr_at_tpr", "evaluate_detection", "msp_score", "energy_score",
+           "threshold_at_fpr"]
 
 
 def _as_np(x: Tensor | np.ndarray | Iterable[float], name: str) -> np.ndarray:
@@ -75,37 +81,56 @@ def fpr_at_tpr(negatives: Tensor | np.ndarray | Iterable[float], positives: Tens
 
 
 def msp_score(logits: Tensor) -> Tensor:
-    """``1 - max softmax``: higher = less confident = more suspicious."""
-    return 1 - logits.float().softmax(1).amax(1)
+    """pytorch-ood's ``MaxSoftmax`` score, ``-max_y softmax(logits)_y``: higher = less confident."""
+    from pytorch_ood.detector import MaxSoftmax
+    return MaxSoftmax.score(logits.float())
 
 
 def energy_score(logits: Tensor) -> Tensor:
-    """``-logsumexp(logits)`` (energy, T = 1): higher = more suspicious."""
-    return -torch.logsumexp(logits.float(), dim=1)
+    """pytorch-ood's ``EnergyBased`` score, ``-logsumexp(logits)`` (T = 1): higher = more suspicious."""
+    from pytorch_ood.detector import EnergyBased
+    return EnergyBased.score(logits.float())
+
+
+def threshold_at_fpr(negatives: Tensor | np.ndarray | Iterable[float], fpr: float = 0.05) -> float:
+    """The threshold ``t`` such that ``score > t`` flags at most ``fpr`` of ``negatives``: their
+    ``1 - fpr`` quantile (the higher order statistic, so the bound holds exactly on these negatives)."""
+    check_range("fpr", fpr, 0, 1, hi_open=True)
+    neg = np.sort(_as_np(negatives, "negatives"))
+    k = int(np.ceil((1 - fpr) * len(neg))) - 1
+    return float(neg[min(max(k, 0), len(neg) - 1)])
 
 
 def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: ImageData,
                        clean_labels: Tensor | None, composites: Composites | Tensor,
                        lingering_classes: Tensor | Iterable[int], p_lo: float = 0.01, *,
-                       composite_labels: Tensor | None = None, tpr: float = 0.95) -> dict[str, Any]:
-    """Eq. 5 as a detector of composites among clean target images, against M^t's own uncertainty.
+                       composite_labels: Tensor | None = None, tpr: float = 0.95,
+                       baselines: OODBaselines | None = None, head: str | None = None,
+                       flag_fpr: float = 0.05) -> dict[str, Any]:
+    """Eq. 5 as a detector of composites among clean target images, against pytorch-ood's detectors on M^t.
 
     Args:
         mst: M^st = B(M^t) + H(M^s) (``models.source_target_model``).
-        target_model: M^t (its logits give the MSP and energy baselines and the damage).
+        target_model: M^t (its logits and features feed the baselines; its errors are the damage).
         clean_images, clean_labels: clean target images (negatives) and their labels (None: taken
             from a labelled dataset).
         composites: positives; a ``Composites`` (labels = ``target_label``) or images with
             ``composite_labels``.
         lingering_classes: L (Eq. 3). With an empty L the Eq. 5 score is 0 everywhere (AUROC 0.5).
         p_lo: Eq. 5's threshold.
+        baselines: an :class:`lingerlab.ood.OODBaselines` built over ``target_model`` (fitted on its
+            training images); None: the detectors that need no fitting (MaxSoftmax, MaxLogit,
+            EnergyBased). ``head`` names M^t's head for them.
+        flag_fpr: each score's flag is ``score > threshold_at_fpr(clean scores, flag_fpr)``.
 
-    Returns a dict: ``table`` (DataFrame, one row per score ``eq5``/``msp``/``energy`` with ``auroc``
-    and ``fpr_at_95tpr``), and for the Eq. 5 flag at ``p_lo``: ``flag_rate_clean`` (its false-positive
-    rate), ``flag_rate_composites`` (its true-positive rate), ``error_flagged``/``error_unflagged``
-    (M^t's error rate on flagged / unflagged composites), ``errors_caught`` (share of M^t's composite
-    errors that are flagged), ``error_composites``, ``error_clean`` and the counts ``n_clean``,
-    ``n_composites``, ``n_lingering``.
+    Returns a dict: ``table`` (DataFrame, one row per score, ``eq5`` first: ``auroc``, ``fpr_at_95tpr``,
+    and for its flag at ``flag_fpr``: ``flag_rate_composites``, ``error_flagged``, ``error_unflagged``
+    (M^t's error rate on flagged / unflagged composites) and ``errors_caught`` (share of M^t's composite
+    errors flagged)); for the Eq. 5 flag at ``p_lo``: ``flag_rate_clean`` (its false-positive rate),
+    ``flag_rate_composites`` (its true-positive rate), ``error_flagged``, ``error_unflagged``,
+    ``errors_caught``; ``scores`` (name -> (clean scores, composite scores), for ROC curves);
+    ``error_composites``, ``error_clean``, ``skipped`` (baselines this model does
+    not allow, with the reason) and the counts ``n_clean``, ``n_composites``, ``n_lingering``.
     """
     check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
     if isinstance(composites, Composites):
@@ -122,46 +147,59 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
     check_same_length("clean_images", clean_images, "clean_labels", clean_labels)  # type: ignore[arg-type]
     L = [int(c) for c in (lingering_classes.flatten().tolist() if isinstance(lingering_classes, Tensor)
                           else lingering_classes)]
-    s_clean = interference_scores(mst, clean_images, L).cpu()
-    s_comp = interference_scores(mst, comp_x, L).cpu()
-    lg_clean, _ = predict(target_model, clean_images)
-    lg_comp, _ = predict(target_model, comp_x)
-    rows = []
-    for name, neg, pos in (("eq5", s_clean, s_comp), ("msp", msp_score(lg_clean), msp_score(lg_comp)),
-                           ("energy", energy_score(lg_clean), energy_score(lg_comp))):
-        rows.append({"score": name, "auroc": auroc(neg, pos), "fpr_at_95tpr": fpr_at_tpr(neg, pos, tpr)})
-    table = pd.DataFrame(rows)
-    flag_clean, flag_comp = s_clean > p_lo, s_comp > p_lo
+    if baselines is None:
+        baselines = OODBaselines(target_model, None, None, head=head,
+                                 detectors=[n for n, d in DETECTORS.items() if d.reads == "logits"])
+    f_clean, lg_clean = features_and_logits(target_model, clean_images, baselines.head)
+    f_comp, lg_comp = features_and_logits(target_model, comp_x, baselines.head)
+    scores = {"eq5": (interference_scores(mst, clean_images, L).cpu(), interference_scores(mst, comp_x, L).cpu())}
+    b_clean, b_comp = baselines.scores(f_clean, lg_clean), baselines.scores(f_comp, lg_comp)
+    scores.update({n: (b_clean[n], b_comp[n]) for n in b_clean})
     wrong = lg_comp.argmax(1) != comp_y
     n_wrong = int(wrong.sum())
 
     def rate(mask: Tensor) -> float:
         return float(wrong[mask].double().mean()) if bool(mask.any()) else float("nan")
 
+    def flag_stats(flag: Tensor) -> dict[str, float]:
+        return {"flag_rate_composites": float(flag.double().mean()), "error_flagged": rate(flag),
+                "error_unflagged": rate(~flag),
+                "errors_caught": float((wrong & flag).sum()) / n_wrong if n_wrong else float("nan")}
+
+    rows = []
+    for name, (neg, pos) in scores.items():
+        flag = pos.double() > threshold_at_fpr(neg, flag_fpr)
+        rows.append({"score": name, "auroc": auroc(neg, pos), "fpr_at_95tpr": fpr_at_tpr(neg, pos, tpr),
+                     **flag_stats(flag)})
+    table = pd.DataFrame(rows)
+    s_clean, s_comp = scores["eq5"]
     return {
         "table": table,
-        "flag_rate_clean": float(flag_clean.double().mean()),
-        "flag_rate_composites": float(flag_comp.double().mean()),
-        "error_flagged": rate(flag_comp),
-        "error_unflagged": rate(~flag_comp),
-        "errors_caught": float((wrong & flag_comp).sum()) / n_wrong if n_wrong else float("nan"),
+        "flag_rate_clean": float((s_clean > p_lo).double().mean()),
+        **flag_stats(s_comp > p_lo),
         "error_composites": float(wrong.double().mean()),
         "error_clean": float((lg_clean.argmax(1) != clean_labels).double().mean()),
+        "skipped": dict(baselines.skipped),
+        "scores": {name: (neg, pos) for name, (neg, pos) in scores.items()},
         "n_clean": len(s_clean), "n_composites": len(s_comp), "n_lingering": len(L),
     }
 
 
 def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_000,
-                         composites_seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Eq. 5 scored fairly (issue 15): for each seed, positives are the composites of *that seed's*
-    lingering classes L (Eq. 3 of M^t), negatives the clean target validation images, and every
-    score (Eq. 5, and M^t's max-softmax and energy) ranks the same positives.
+                         composites_seed: int = 0, detectors: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Eq. 5 scored fairly (issue 15) against pytorch-ood's detectors (issue 17): for each seed,
+    positives are the composites of *that seed's* lingering classes L (Eq. 3 of M^t), negatives the
+    clean target validation images, and every score (Eq. 5, and each of ``detectors`` on M^t, fitted
+    on M^t's own training images; None: all of ``ood.DETECTORS``) ranks the same positives.
 
-    Returns ``per_seed`` (one row per (seed, score): ``auroc, fpr_at_95tpr, n_lingering,
-    n_positives``, plus the Eq. 5 flag's rates) and ``summary`` (one row per score: mean AUROC and
-    FPR@95 over the seeds with a non-empty L, each with a 95% bootstrap-over-seeds interval, and the
-    chance levels: AUROC 0.5, FPR 0.95 for a random score at 95% TPR). Seeds with an empty L have
-    no positives and are left out (``n_lingering`` 0 in ``per_seed``)."""
+    Returns ``per_seed`` (one row per (seed, score): ``auroc, fpr_at_95tpr``, the flag at 5% clean
+    FPR (``flag_rate_composites, error_flagged, error_unflagged, errors_caught``), ``n_lingering,
+    n_positives``, and for ``eq5`` the flag at ``p_lo``: ``p_lo_flag_rate_clean,
+    p_lo_flag_rate_composites, p_lo_errors_caught``) and ``summary`` (one row per score: the mean over
+    the seeds with a non-empty L of AUROC, FPR@95, and M^t's error on flagged and on unflagged
+    composites, each with a 95% bootstrap-over-seeds interval; the chance levels AUROC 0.5 and FPR
+    0.95 for a random score at 95% TPR). Seeds with an empty L have no positives and are left out
+    (``n_lingering`` 0 in ``per_seed``)."""
     from .stats import cluster_bootstrap_ci
 
     rows = []
@@ -171,8 +209,8 @@ def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_0
             rows.append({"seed": seed, "score": "eq5", "auroc": float("nan"), "fpr_at_95tpr": float("nan"),
                          "n_lingering": 0, "n_positives": 0})
             continue
-        det = audit.detection(seed, classes=L, composites_seed=composites_seed)
-        extra = {k: det[k] for k in ("flag_rate_clean", "flag_rate_composites", "errors_caught")}
+        det = audit.detection(seed, classes=L, composites_seed=composites_seed, detectors=detectors)
+        extra = {f"p_lo_{k}": det[k] for k in ("flag_rate_clean", "flag_rate_composites", "errors_caught")}
         for r in det["table"].to_dict("records"):
             rows.append({"seed": seed, **r, "n_lingering": len(L), "n_positives": det["n_composites"],
                          **(extra if r["score"] == "eq5" else {})})
@@ -180,9 +218,11 @@ def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_0
     out = []
     for score, g in per_seed.dropna(subset=["auroc"]).groupby("score", sort=False):
         row: dict[str, Any] = {"score": score, "seeds": len(g)}
-        for col in ("auroc", "fpr_at_95tpr"):
+        for col in ("auroc", "fpr_at_95tpr", "error_flagged", "error_unflagged"):
             v = g[col].to_numpy(float)
-            mean, lo, hi = cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0)
+            v = v[np.isfinite(v)]
+            mean, lo, hi = (cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0) if len(v)
+                            else (float("nan"),) * 3)
             row.update({col: mean, f"{col}_ci_lo": lo, f"{col}_ci_hi": hi})
         out.append(row)
     summary = pd.DataFrame(out)

@@ -63,7 +63,8 @@ def topk_labels(logits: Tensor, names: Sequence[str], k: int = 5) -> list[list[t
 def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax: Any = None) -> Any:
     """What each remedy buys against what it costs (paired with ``reference``, mean ± SD over seeds).
 
-    Panels: gain in composite accuracy (buys) vs drop in target accuracy (costs); change in
+    Panels: gain in composite accuracy (buys) vs drop in target accuracy (costs; a remedy whose
+    target accuracy is at chance, ``at_chance``, is drawn hollow and labelled so); change in
     distraction above its null (Eq. 4); change in mean p_c(M^st) over F and in |L| (Eq. 3), negative
     is better; training-time overhead (x plain fine-tuning, log scale). ``ax``: four axes, or None.
     Returns the figure.
@@ -75,20 +76,24 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     s = summarize_remedies(table, reference)
     s = s[s["feasible"] & (s["remedy"] != reference)].reset_index(drop=True)
     if ax is None:
-        fig, axes = plt.subplots(1, 4, figsize=(18, 4.6), gridspec_kw={"width_ratios": [1.2, 1, 1, 0.8]})
+        fig, axes = plt.subplots(1, 4, figsize=(18, 8.5), gridspec_kw={"width_ratios": [1.2, 1, 1, 0.8]})
     else:
         axes = ax
         fig = axes[0].figure
-    colours = plt.get_cmap("tab10")(np.arange(len(s)) % 10)
+    colours = plt.get_cmap("tab20")(np.arange(len(s)) % 20)
+    markers = "osD^v"
     a = axes[0]
     for i, r in s.iterrows():
+        lesion = bool(r.get("at_chance", False))  # target accuracy at chance: a lesion, drawn hollow
         a.errorbar(-r["d_target_acc"], r["d_composite_acc"], xerr=_nz(r["d_target_acc_sd"]),
-                   yerr=_nz(r["d_composite_acc_sd"]), fmt="o", color=colours[i], capsize=3, label=r["remedy"])
+                   yerr=_nz(r["d_composite_acc_sd"]), fmt=markers[i % len(markers)], color=colours[i],
+                   capsize=3, mfc="none" if lesion else colours[i],
+                   label=r["remedy"] + (" (target acc. at chance)" if lesion else ""))
     a.axhline(0, color="grey", lw=0.8)
     a.axvline(0, color="grey", lw=0.8)
     a.set_xlabel("cost: target accuracy drop vs plain")
     a.set_ylabel("buys: composite accuracy gain vs plain")
-    a.legend(fontsize=7, loc="best")
+    a.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
     a.set_title("accuracy")
     y = np.arange(len(s))
     b = axes[1]
@@ -109,10 +114,47 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     c = axes[3]
     c.barh(y, s["time_overhead"], xerr=s["time_overhead_sd"].fillna(0), color=colours)
     c.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    c.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
+    c.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis overlap
     c.axvline(1, color="grey", lw=0.8)
     c.set_yticks(y, [""] * len(s))
     c.set_xlabel("cost: training time (x plain fine-tuning)")
     c.set_title("time")
+    fig.tight_layout()
+    return fig
+
+
+def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
+    """Eq. 5 against pytorch-ood's detectors (``detection.detection_over_seeds(...)["summary"]``): AUROC
+    with its 95% bootstrap-over-seeds interval and the chance line (left); M^t's error on composites
+    each score flags and on those it lets through, at 5% clean false positives (right). One row per
+    score, Eq. 5 first. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    s = summary.reset_index(drop=True)
+    y = np.arange(len(s))[::-1]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.42 * len(s) + 2.4), sharey=True)
+    colours = ["tab:red" if n == "eq5" else "tab:blue" for n in s["score"]]
+    err = _spread(s["auroc"], s["auroc_ci_lo"], s["auroc_ci_hi"])
+    for i, c in enumerate(colours):
+        a.errorbar(s["auroc"].iloc[i], y[i], xerr=[[err[0][i]], [err[1][i]]], fmt="o", color=c, capsize=3)
+    a.axvline(0.5, color="grey", ls="--", lw=1, label="chance (0.5)")
+    a.set_yticks(y, ["Eq. 5 (ours)" if n == "eq5" else n for n in s["score"]])
+    a.set_xlim(0, 1)
+    a.set_xlabel("AUROC: L composites vs clean target images")
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=9, frameon=False)
+    for col, off, mk, lab in (("error_flagged", 0.12, "o", "flagged"), ("error_unflagged", -0.12, "s", "not flagged")):
+        b.errorbar(s[col], y + off, xerr=_spread(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"]), fmt=mk,
+                   capsize=3, label=lab, color="tab:purple" if col == "error_flagged" else "tab:gray")
+    b.set_xlim(-0.02, 1.02)
+    b.set_xlabel("$M^t$ error on L composites (flag at 5% clean FPR)")
+    b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)
+    for ax in (a, b):
+        ax.tick_params(labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

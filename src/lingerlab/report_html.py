@@ -391,7 +391,9 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
         lo, hi = d["eq5_auroc_ci"]
         s.p(f"Eq. 5 flags x when max over c in L of p_c(M^st(x)) > p_lo. Negatives: {d['n_clean']} clean target "
             f"validation images; positives: {d['n_composites']} composites. Eq. 5's AUROC: {d['eq5_auroc']:.3f} "
-            f"(95% bootstrap interval {lo:.3f} to {hi:.3f}), against M^t's own uncertainty (msp, energy).")
+            f"(95% bootstrap interval {lo:.3f} to {hi:.3f}), against the out-of-distribution detectors of pytorch-ood on M^t (MaxSoftmax, MaxLogit, "
+            f"EnergyBased; Mahalanobis, KNN, ViM and ReAct fitted on M^t's training images). Every score is "
+            f"an outlier score: higher means more suspicious.")
         s.add(table_html(run.tables["detection"]))
         s.add(img(roc_figure({k: (*roc_curve(n, p), float(run.tables["detection"].set_index("score").loc[k, "auroc"]))
                                     for k, (n, p) in run.scores.items()}), "ROC curves"))

@@ -36,12 +36,18 @@ from .plotting import plot_remedies
 from .remedies import NotFeasible, Remedy, build, choose, default_remedies, remedy_arms, retrain_source
 
 __all__ = ["Remedy", "NotFeasible", "default_remedies", "remedy_table", "summarize_remedies", "plot_remedies",
-           "size_sweep", "arch_comparison", "ArchComparison", "figure8_specs", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS"]
+           "size_sweep", "arch_comparison", "remedy_tests", "AT_CHANCE_MARGIN", "ArchComparison", "figure8_specs", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS"]
 
 #: Columns of :func:`remedy_table`, in order.
 REMEDY_COLUMNS = ["remedy", "kind", "params", "seed", "feasible", "target_acc", "composite_acc", "distraction",
                   "distraction_ci_lo", "distraction_ci_hi", "distraction_null", "distraction_excess",
-                  "n_lingering", "n_source_only", "mean_p_st", "n_pruned", "train_s", "time_overhead", "note"]
+                  "n_lingering", "n_source_only", "mean_p_st", "n_pruned", "pruned_fraction", "at_chance", "train_s",
+                  "time_overhead", "note"]
+
+#: a model whose target accuracy is within this of chance (1 / number of target classes) is a lesion,
+#: not a remedy: ``at_chance`` marks such rows of :func:`remedy_table` and, on the mean over seeds, the
+#: remedies of :func:`summarize_remedies` (the rule was fixed before any table was read)
+AT_CHANCE_MARGIN = 0.05
 
 
 def _wall(hist: pd.DataFrame | None) -> float:
@@ -119,14 +125,17 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
 
 
 def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, seeds: Sequence[int] = (0, 1, 2),
-                 n_boot: int = 1000) -> pd.DataFrame:
+                 n_boot: int = 1000, memo: dict | None = None) -> pd.DataFrame:
     """Measure every remedy for every seed: one tidy row each, columns :data:`REMEDY_COLUMNS`.
 
     ``remedies``: :class:`Remedy` objects, or names from :func:`default_remedies` (None: all of them).
     Each is built through the registry (``remedies.build``). A remedy that cannot run in this world
     (:class:`NotFeasible`, e.g. retraining an ImageNet source) gets ``feasible=False``, NaN metrics and
     the reason in ``note``. ``time_overhead`` is a row's ``train_s`` divided by plain fine-tuning's for
-    the same seed (plain is trained when absent).
+    the same seed (plain is trained when absent). ``pruned_fraction``: the share of the layer's
+    channels a pruning remedy removed; ``at_chance``: target accuracy within :data:`AT_CHANCE_MARGIN`
+    of chance (a lesion, not a remedy). ``memo``: a dict that keeps every built model, so
+    :func:`remedy_tests` on the same dict measures the same models without building them again.
     """
     seeds = _check_seeds(seeds)
     n_boot = check_int_range("n_boot", n_boot, 1)
@@ -135,14 +144,14 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     if len(set(names)) != len(names):
         raise ValueError(f"remedies must have distinct names; got {names}")
     plain_s: dict[int, float] = {}
-    memo: dict = {}
+    memo = {} if memo is None else memo
     rows = []
     for seed in seeds:
         plain_s[seed] = build(audit, Remedy("plain fine-tuning", "plain"), seed, memo).train_s
         for r in chosen:
             row: dict[str, Any] = {"remedy": r.name, "kind": r.kind, "params": r.describe(), "seed": seed}
             try:
-                arm = build(audit, r, seed, memo)
+                arm = _built(audit, r, seed, memo)
             except NotFeasible as e:
                 row.update(feasible=False, note=f"not feasible here: {e}")
                 rows.append(row)
@@ -150,22 +159,91 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
             assert arm.model is not None
             row.update(feasible=True, note=arm.note, train_s=arm.train_s,
                        time_overhead=arm.train_s / plain_s[seed] if plain_s[seed] > 0 else float("nan"),
-                       n_pruned=arm.n_pruned)
+                       n_pruned=arm.n_pruned,
+                       pruned_fraction=arm.pruned_fraction if arm.pruned_fraction is not None else float("nan"))
             row.update(measure(audit, arm.model, seed, arm.source, arm.lingering_defined, n_boot))
+            row["at_chance"] = bool(row["target_acc"] <= 1 / len(audit.world.target_classes) + AT_CHANCE_MARGIN)
             rows.append(row)
     table = pd.DataFrame(rows)
     for c in REMEDY_COLUMNS:
         if c not in table:
             table[c] = np.nan
     table["feasible"] = table["feasible"].astype(bool)
+    table["at_chance"] = table["at_chance"].astype("boolean")
     table["note"] = table["note"].fillna("")
     table["n_pruned"] = pd.array([None if (v is None or (isinstance(v, float) and math.isnan(v))) else int(v)
                                   for v in table["n_pruned"]], dtype="Int64")
-    return table[REMEDY_COLUMNS]
+    table = table[REMEDY_COLUMNS]
+    table.attrs["chance"] = 1 / len(audit.world.target_classes)
+    return table
+
+
+def _built(audit: Any, remedy: Remedy, seed: int, memo: dict) -> Any:
+    """``build(audit, remedy, seed, memo)``, once per (remedy, seed) of ``memo``."""
+    key = ("arm", remedy.name, remedy.kind, tuple(sorted(remedy.params.items(), key=lambda kv: kv[0])), seed)
+    if key not in memo:
+        memo[key] = build(audit, remedy, seed, memo)
+    return memo[key]
+
+
+def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, seeds: Sequence[int] = (0, 1, 2),
+                 n_boot: int = 10_000, memo: dict | None = None, reference: str = "plain fine-tuning") -> pd.DataFrame:
+    """Each remedy against plain fine-tuning on the composites of L, Holm-corrected (issue 9's protocol).
+
+    The composites are those of the lingering classes L of *plain* M^t at each seed (Eq. 3), the same
+    for every remedy, so each remedy is scored on the memories it is meant to remove. For every
+    feasible remedy and every measure of ``comparison.FAMILY_MEASURES`` (error on the composite, excess
+    error over a blurred background, flip rate, Eq. 4 above its per-class null) the difference
+    remedy minus plain over the seeds, its 95% bootstrap-over-seeds interval and the exact
+    permutation p; all p-values of the table are Holm-adjusted together. Verdict, from
+    ``stats.verdict`` (the paper's side being "the remedy lowers it"): ``"lowers it"`` (p_holm < 0.05
+    and the effect negative), ``"does not lower it"`` (the interval excludes every lowering) or
+    ``"inconclusive"``. With 3 seeds per arm the smallest exact permutation p is 0.1, so no remedy can
+    reach "lowers it"; the intervals carry the information. ``memo``: the dict given to
+    :func:`remedy_table` (its models are reused). Columns: ``remedy, measure, plain, remedy_value,
+    effect, ci_lo, ci_hi, p_perm, p_holm, verdict, seeds``.
+    """
+    from . import comparison as _cmp
+    from . import stats as _stats
+
+    seed_list = _check_seeds(seeds)
+    memo = {} if memo is None else memo
+    chosen = choose(audit, remedies)
+    # plain fine-tuning is the world's M^t arm (a named, fine-tuned arm: controls computes its L per seed)
+    arms: dict[str, Any] = {reference: "M^t"}
+    for r in chosen:
+        if r.kind == "plain":
+            continue
+        try:
+            _built(audit, r, seed_list[0], memo)
+        except NotFeasible:
+            continue
+        arms[r.name] = (lambda seed, r=r: _built(audit, r, seed, memo).model)
+    ctl = _cmp.controls(audit, arms, seed_list, reference=reference)
+    ft = _cmp.summarize(ctl, reference=reference, baselines=[a for a in arms if a != reference], n_boot=n_boot)
+    t = ft.tests[ft.tests.kind == "between arms"].copy()
+    means = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])["mean"]
+    rows = []
+    for r in t.itertuples():
+        # summarize's effect is plain minus remedy; a remedy that lowers a measure has a negative remedy - plain
+        effect, lo, hi = -r.effect, -r.ci_hi, -r.ci_lo
+        rows.append({"remedy": r.baseline, "measure": r.measure, "plain": float(means.get((reference, r.measure), np.nan)),
+                     "remedy_value": float(means.get((r.baseline, r.measure), np.nan)), "effect": effect,
+                     "ci_lo": lo, "ci_hi": hi, "p_perm": r.p_perm, "seeds": min(r.n_reference, r.n_baseline)})
+    out = pd.DataFrame(rows, columns=["remedy", "measure", "plain", "remedy_value", "effect", "ci_lo", "ci_hi", "p_perm",
+                                      "seeds"])
+    out["p_holm"] = _stats.holm(out["p_perm"].to_numpy(float)) if len(out) else []
+    words = {"holds": "lowers it", "does not hold": "does not lower it", "inconclusive": "inconclusive",
+             "not measured": "not measured"}
+    out["verdict"] = [words[_stats.verdict(e, lo, hi, p, paper_direction="lower")]
+                      for e, lo, hi, p in zip(out["effect"], out["ci_lo"], out["ci_hi"], out["p_holm"])]
+    out.attrs["p_floor"] = _stats.permutation_p(np.arange(len(seed_list), dtype=float),
+                                                np.arange(len(seed_list), dtype=float) + 1e6)
+    return out
 
 
 _METRICS = ("target_acc", "composite_acc", "distraction", "distraction_null", "distraction_excess", "n_lingering",
-            "mean_p_st", "time_overhead")
+            "mean_p_st", "pruned_fraction", "time_overhead")
 
 
 def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning") -> pd.DataFrame:
@@ -189,6 +267,9 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
             d = vals.to_numpy() - r
             row[f"d_{m}"] = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
             row[f"d_{m}_sd"] = float(np.nanstd(d, ddof=1)) if np.isfinite(d).sum() > 1 else float("nan")
+        chance = table.attrs.get("chance")
+        row["at_chance"] = (bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN)
+                            if chance is not None and np.isfinite(row["target_acc"]) else False)
         out.append(row)
     return pd.DataFrame(out)
 

@@ -195,10 +195,6 @@ class AuditRun:
     def detection(self) -> None:
         import pandas as pd
 
-        from .._data import gather
-        from ..detection import energy_score, msp_score
-        from ..interference import interference_scores
-
         if self.comp is None:
             self.note("detection", "not measured: there are no composites.")
             return
@@ -206,11 +202,9 @@ class AuditRun:
         det = a.detection(0, self.F_images)
         table = det["table"]
         self.tables["detection"] = table
-        x, _ = gather(self.world.target_val)
-        mst = a.st_model(0)
-        scores = {"eq5": (interference_scores(mst, x, self.L).cpu(), interference_scores(mst, self.comp.images, self.L).cpu()),
-                  "msp": (msp_score(a.logits("M^t")), msp_score(a.logits("M^t", self.comp.images))),
-                  "energy": (energy_score(a.logits("M^t")), energy_score(a.logits("M^t", self.comp.images)))}
+        scores = det["scores"]
+        for name, why in det["skipped"].items():
+            self.note("detection", f"{name} not measured: {why}")
         self.scores = {k: (n.double().numpy(), p.double().numpy()) for k, (n, p) in scores.items()}
         neg, pos = self.scores["eq5"]
         lo, hi = _auroc_interval(neg, pos)

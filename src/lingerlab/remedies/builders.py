@@ -7,6 +7,7 @@ for the fields it changes, so plain fine-tuning and its remedies differ only whe
 """
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -16,11 +17,14 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from .. import training as _training
-from .._data import labels_of
+from .._data import gather, labels_of
+from ..composites import make_composites
 from .._validation import check_choice, check_int_range, check_probability, check_range
 from ..arms import Recipe
 from ..models import find_head, split_model
+from ..training import weights_fingerprint
 from .augment import composite_augment
+from .established import BSS, L2SP, CoTuning, category_relationship, fit_linear_head, interpolate_weights, with_head
 from .images import images_by_class
 from .penalties import l1_penultimate, unlearning_loss
 from .pruning import channel_sets, channels_to_prune, penultimate_features, prune_channels
@@ -101,7 +105,28 @@ def _prune_sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, An
     a_t = _a_t(model, audit, params, head)
     s_sets = channel_sets(model, src, a_t, head=head)
     t_sets = channel_sets(model, _target_by_class(audit), a_t, head=head)
-    return channels_to_prune(s_sets, t_sets), a_t, note
+    chans = channels_to_prune(s_sets, t_sets)
+    cap = params["max_fraction"]
+    if cap is not None:
+        n_max = int(float(cap) * find_head(model, head)[1].in_features)
+        if len(chans) > n_max:
+            chans = cap_channels(chans, s_sets, n_max)
+            note = _join(f"capped at max_fraction={float(cap):g}: the {n_max} channels in the most source-only "
+                         "classes' sets", note)
+    return chans, a_t, note
+
+
+def cap_channels(channels: Tensor, source_sets: Mapping[int, Tensor], n_max: int) -> Tensor:
+    """The ``n_max`` of ``channels`` that lie in the most source-only classes' sets F^c (ties: lower
+    index first), ascending: a bounded App. B pruning that removes the most shared memories first."""
+    n_max = check_int_range("n_max", n_max, 0)
+    count = {int(c): 0 for c in channels.tolist()}
+    for s in source_sets.values():
+        for c in torch.as_tensor(s).flatten().tolist():
+            if int(c) in count:
+                count[int(c)] += 1
+    keep = sorted(count, key=lambda c: (-count[c], c))[:n_max]
+    return torch.as_tensor(sorted(keep), dtype=torch.long)
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,6 +148,8 @@ def _check_weight(p: Mapping[str, Any]) -> None:
 
 
 def _check_prune(p: Mapping[str, Any]) -> None:
+    if p["max_fraction"] is not None:
+        check_range("max_fraction", p["max_fraction"], 0, 1)
     if p["a_t"] is not None:
         check_range("a_t", p["a_t"])
     check_probability("a_t_quantile", p["a_t_quantile"])
@@ -166,11 +193,12 @@ def _l1(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     return Arm(m, _wall(h))
 
 
-_PRUNE = dict(check=_check_prune, a_t=None, a_t_quantile=0.5, classes="source_only")
+_PRUNE = dict(check=_check_prune, a_t=None, a_t_quantile=0.5, classes="source_only", max_fraction=None)
 
 
 @register("prune", description="after fine-tuning, zero the channels above a_t on every image of a source-only "
-          "class but of no target class", reference="App. B, Eqs. 6-7", **_PRUNE)
+          "class but of no target class (at most max_fraction of the layer: None = no bound)",
+          reference="App. B, Eqs. 6-7", **_PRUNE)
 def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head = _head(audit)
     mt, h = plain_model(audit, seed, memo)
@@ -178,7 +206,8 @@ def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     chans, a_t, note = _prune_sets(mt, audit, seed, p, head)
     pruned = prune_channels(mt, chans, head=head)
     note = _join(f"a_t={a_t:.3g}, {len(chans)} channels pruned after fine-tuning", note)
-    return Arm(pruned, _wall(h) + (_now() - t0), note=note, n_pruned=len(chans))
+    return Arm(pruned, _wall(h) + (_now() - t0), note=note, n_pruned=len(chans),
+               n_channels=find_head(mt, head)[1].in_features)
 
 
 @register("prune_finetune", description="the same channel sets computed on M^s and pruned there, then "
@@ -194,7 +223,7 @@ def _prune_finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None)
     new_head = find_head(pruned_src, find_head(src, head)[0] + ".1")[0]
     m, h = _train(audit, seed, source=pruned_src, head=new_head)
     note = _join(f"a_t={a_t:.3g}, {len(chans)} channels of M^s pruned before fine-tuning", note)
-    return Arm(m, _wall(h) + t_sets, note=note, n_pruned=len(chans))
+    return Arm(m, _wall(h) + t_sets, note=note, n_pruned=len(chans), n_channels=find_head(src, head)[1].in_features)
 
 
 @register("retrain_source", description="M^s retrained without the source-only classes F (its own recipe), then "
@@ -245,6 +274,134 @@ def _composites(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# the field's remedies for negative transfer and feature distortion (.established)
+# --------------------------------------------------------------------------------------------
+
+def _check_l2_sp(p: Mapping[str, Any]) -> None:
+    check_range("alpha", p["alpha"], 0)
+    check_range("beta", p["beta"], 0)
+
+
+def _check_bss(p: Mapping[str, Any]) -> None:
+    check_range("eta", p["eta"], 0)
+    check_int_range("k", p["k"], 1)
+
+
+def _check_alpha(p: Mapping[str, Any]) -> None:
+    check_range("alpha", p["alpha"], 0, 1)
+
+
+def _check_probe(p: Mapping[str, Any]) -> None:
+    check_range("C", p["C"], 0, None, lo_open=True)
+
+
+def _check_dfr(p: Mapping[str, Any]) -> None:
+    check_range("C", p["C"], 0, None, lo_open=True)
+    check_int_range("n_per_kind", p["n_per_kind"], 2)
+
+
+@register("l2_sp", description="L2-SP: alpha/2 ||w - w_source||^2 on the backbone + beta/2 ||w||^2 on the new head",
+          reference="Li, Grandvalet & Davoine, ICML 2018", check=_check_l2_sp, alpha=0.01, beta=0.01)
+def _l2_sp(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
+    extra = L2SP(audit.world.source_model, float(p["alpha"]), float(p["beta"]), head=_head(audit))
+    m, h = _train(audit, seed, extra_loss=extra)
+    return Arm(m, _wall(h))
+
+
+@register("bss", description="BSS: eta x the k smallest squared singular values of the batch's penultimate features",
+          reference="Chen et al., NeurIPS 2019", check=_check_bss, eta=0.001, k=1)
+def _bss(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
+    with BSS(float(p["eta"]), int(p["k"]), head=_head(audit)) as extra:
+        m, h = _train(audit, seed, extra_loss=extra)
+    return Arm(m, _wall(h))
+
+
+def _features_of(model: nn.Module, data: Any, head: str) -> tuple[Tensor, Tensor]:
+    x, y = gather(data)
+    return penultimate_features(model, x, head=head), torch.as_tensor(y).long()
+
+
+class _Fixed:
+    """``make_model`` for ``training.train_scratch`` that returns a copy of one model (LP-FT's probe)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.cpu()
+        self.cache_key = ("fixed_model", weights_fingerprint(self.model))
+
+    def __call__(self) -> nn.Module:
+        return copy.deepcopy(self.model)
+
+
+@register("lp_ft", description="LP-FT: a logistic-regression head on frozen M^s features of D^t, then the whole "
+          "model fine-tuned from it (M^t's recipe)", reference="Kumar et al., ICLR 2022",
+          check=_check_probe, C=1.0)
+def _lp_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
+    head, w = _head(audit), audit.world
+    t0 = _now()
+    z, y = _features_of(w.source_model, audit.target_data(), head)
+    probe = with_head(w.source_model, fit_linear_head(z, y, len(w.target_classes), float(p["C"]), seed), head)
+    t_probe = _now() - t0
+    kw = {**audit.recipe("M^t").training_kwargs(), "seed": seed, "device": audit.device, "cache": audit.cache,
+          "progress": audit.progress, "num_classes": None}
+    m, h = _training.train_scratch(_Fixed(probe), w.target_train, w.target_val, **kw)
+    return Arm(m, _wall(h) + t_probe, note="the fine-tuning starts from the probe's head instead of a random one")
+
+
+@register("wise_ft", description="WiSE-FT: backbone weights (1 - alpha) x M^s + alpha x M^t, the head of M^t",
+          reference="Wortsman et al., CVPR 2022", check=_check_alpha, alpha=0.5)
+def _wise_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
+    mt, h = plain_model(audit, seed, memo)
+    t0 = _now()
+    m = interpolate_weights(audit.world.source_model, mt, float(p["alpha"]), head=_head(audit))
+    return Arm(m, _wall(h) + (_now() - t0), note="post hoc: time is plain fine-tuning's plus the interpolation")
+
+
+@register("dfr", description="DFR: M^t's head refitted (logistic regression on its frozen features) on held-out "
+          "images, half clean target images, half composites", reference="Kirichenko, Izmailov & Wilson, ICLR 2023",
+          check=_check_dfr, C=1.0, n_per_kind=200)
+def _dfr(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
+    head, w = _head(audit), audit.world
+    held = sorted(set(range(len(w.target_train))) - set(audit.target_train_indices()))
+    if len(held) < 2:
+        raise NotFeasible("every target training image is in D^t: no held-out target images to refit the head on")
+    F = audit.source_only().tolist()
+    imgs, note = _held_out_source(audit, F)
+    if not imgs:
+        raise NotFeasible("no source-only images to make held-out composites from")
+    mt, h = plain_model(audit, seed, memo)
+    t0 = _now()
+    g = torch.Generator().manual_seed(seed)
+    n = min(int(p["n_per_kind"]), len(held))
+    pick = [held[i] for i in torch.randperm(len(held), generator=g)[:n].tolist()]
+    xc, yc = gather(w.target_train, pick)
+    bg = torch.cat(list(imgs.values()))
+    bg = bg[torch.randint(len(bg), (n,), generator=g)]
+    order = torch.randperm(n, generator=g)
+    comp = make_composites(bg, xc[order], scale=audit.scale, generator=seed, target_labels=torch.as_tensor(yc)[order])
+    z = penultimate_features(mt, torch.cat([xc, comp.images]), head=head)
+    y = torch.cat([torch.as_tensor(yc).long(), comp.target_label.long()])
+    m = with_head(mt, fit_linear_head(z, y, len(w.target_classes), float(p["C"]), seed), head)
+    return Arm(m, _wall(h) + (_now() - t0),
+               note=_join(f"head refitted on {n} held-out clean images + {n} composites", note))
+
+
+@register("co_tuning", description="Co-Tuning: M^s's head kept (frozen) on the new features and trained towards "
+          "p(y_s | y_t), M^s's mean prediction per target class", reference="You et al., NeurIPS 2020",
+          check=_check_weight, weight=2.3)
+def _co_tuning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
+    head, w = _head(audit), audit.world
+    t0 = _now()
+    x, y = gather(audit.target_data())
+    probs = _training.predict(w.source_model, x, device=audit.device)[0].softmax(1)
+    rel = category_relationship(probs, torch.as_tensor(y), len(w.target_classes))
+    _, s_head = split_model(w.source_model, head)
+    t_rel = _now() - t0
+    with CoTuning(s_head, rel, float(p["weight"]), head=head) as extra:
+        m, h = _train(audit, seed, extra_loss=extra)
+    return Arm(m, _wall(h) + t_rel, note="the source head stays frozen (the paper also fine-tunes it)")
+
+
+# --------------------------------------------------------------------------------------------
 # retraining the source (Sec. 5.1)
 # --------------------------------------------------------------------------------------------
 
@@ -286,23 +443,35 @@ def retrain_source(world: Any, exclude: Iterable[int], *, seed: int | None = Non
 # --------------------------------------------------------------------------------------------
 
 def default_remedies(audit: Any) -> list[Remedy]:
-    """The remedies measured in the book: plain, L1, pruning (post-hoc and before fine-tuning),
-    retraining the source, unlearning, the other BatchNorm policy, a 5x smaller and a 5x larger
-    learning rate than the world's, and fine-tuning on composites."""
+    """The remedies measured in the book: plain; the paper's (L1, pruning post hoc, unbounded and
+    capped at 5%, 10% and 25% of the layer, and before fine-tuning, unbounded and capped at 10%;
+    retraining the source; unlearning); the other BatchNorm policy, a 5x smaller and a 5x larger
+    learning rate than the world's; fine-tuning on composites; and the field's: L2-SP, BSS, LP-FT,
+    WiSE-FT at alpha 0.25, 0.5 and 0.75, DFR and Co-Tuning."""
     mt = audit.recipe("M^t")
     lr = float(mt.lr)
     other_bn = "freeze" if mt.bn == "update" else "update"
+    prune = {"a_t_quantile": 0.5, "classes": "source_only"}
     return [
         Remedy("plain fine-tuning", "plain"),
         Remedy("L1 penultimate", "l1", {"weight": 0.05}),
-        Remedy("prune (post-hoc)", "prune", {"a_t_quantile": 0.5, "classes": "source_only"}),
-        Remedy("prune + fine-tune", "prune_finetune", {"a_t_quantile": 0.5, "classes": "source_only"}),
+        Remedy("prune (post-hoc)", "prune", prune),
+        *[Remedy(f"prune (post-hoc, <= {int(100 * f)}%)", "prune", {**prune, "max_fraction": f})
+          for f in (0.05, 0.1, 0.25)],
+        Remedy("prune + fine-tune", "prune_finetune", prune),
+        Remedy("prune + fine-tune (<= 10%)", "prune_finetune", {**prune, "max_fraction": 0.1}),
         Remedy("retrain source without F", "retrain_source"),
         Remedy("unlearning", "unlearning", {"weight": 1.0, "batch": 32}),
         Remedy(f"bn={other_bn}", "finetune", {"bn": other_bn}),
         Remedy("lr x0.2", "finetune", {"lr": lr * 0.2}),
         Remedy("lr x5", "finetune", {"lr": lr * 5}),
         Remedy("fine-tune on composites", "composites", {"p": 0.5, "scale": audit.scale}),
+        Remedy("L2-SP", "l2_sp", {"alpha": 0.01, "beta": 0.01}),
+        Remedy("BSS", "bss", {"eta": 0.001, "k": 1}),
+        Remedy("LP-FT", "lp_ft", {"C": 1.0}),
+        *[Remedy(f"WiSE-FT alpha={a:g}", "wise_ft", {"alpha": a}) for a in (0.25, 0.5, 0.75)],
+        Remedy("DFR (last layer)", "dfr", {"C": 1.0, "n_per_kind": 200}),
+        Remedy("Co-Tuning", "co_tuning", {"weight": 2.3}),
     ]
 
 

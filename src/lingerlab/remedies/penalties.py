@@ -27,7 +27,7 @@ from ..cache import fingerprint
 from ..models import find_head
 from .images import as_image_tensor
 
-__all__ = ["L1Penultimate", "l1_penultimate", "UnlearningLoss", "unlearning_loss", "kl_to_uniform"]
+__all__ = ["HeadFeatures", "L1Penultimate", "l1_penultimate", "UnlearningLoss", "unlearning_loss", "kl_to_uniform"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,22 +95,18 @@ def _keep_bn_stats(model: nn.Module) -> Iterator[None]:
             setattr(m, k, b)
 
 
-class L1Penultimate:
-    """``weight * mean(|B(M)(x)|)``: the L1 activation penalty of App. B on the head's input.
+class HeadFeatures:
+    """The head's input B(M)(x) during training, for penalties on the penultimate features.
 
-    Called as ``extra_loss(model, x, y)`` by :func:`lingerlab.training.finetune` right after the
-    loop's ``model(x)``. On the first call it hooks the model's head (found by
-    :func:`lingerlab.models.find_head`, or ``head``); from then on it reuses the features the loop's
-    own forward pass produced (no second forward). Only that first step, before the hook exists,
-    runs one extra forward pass (with BatchNorm statistics left untouched). The mean runs over the
-    batch and the feature dimension, so ``weight`` does not scale with the backbone's width.
+    On the first call it hooks the model's head (found by :func:`lingerlab.models.find_head`, or
+    ``head``); from then on it reuses the features the training loop's own forward pass produced (no
+    second forward). Only that first step, before the hook exists, runs one extra forward pass (with
+    BatchNorm statistics left untouched). A context manager: leaving it removes the hooks.
     """
 
-    def __init__(self, weight: float, head: str | None = None) -> None:
-        self.weight = float(check_range("weight", weight, 0))
+    def __init__(self, head: str | None = None) -> None:
         self.head = head
         self._cap = _HeadInput()
-        self.cache_key = ("l1_penultimate", self.weight, head)
 
     def features(self, model: nn.Module, x: Tensor) -> Tensor:
         """The head's input for ``model(x)``: from the hook when that forward just ran, else recomputed."""
@@ -124,20 +120,34 @@ class L1Penultimate:
         assert f is not None
         return f
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
-        if self.weight == 0:
-            return x.new_zeros(())
-        return self.weight * self.features(model, x).abs().mean()
-
     def remove(self) -> None:
         """Remove the hooks from the model they were attached to."""
         self._cap.remove()
 
-    def __enter__(self) -> "L1Penultimate":
+    def __enter__(self) -> "HeadFeatures":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.remove()
+
+
+class L1Penultimate(HeadFeatures):
+    """``weight * mean(|B(M)(x)|)``: the L1 activation penalty of App. B on the head's input.
+
+    Called as ``extra_loss(model, x, y)`` by :func:`lingerlab.training.finetune` right after the
+    loop's ``model(x)``; the features come from :class:`HeadFeatures`. The mean runs over the batch
+    and the feature dimension, so ``weight`` does not scale with the backbone's width.
+    """
+
+    def __init__(self, weight: float, head: str | None = None) -> None:
+        super().__init__(head)
+        self.weight = float(check_range("weight", weight, 0))
+        self.cache_key = ("l1_penultimate", self.weight, head)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.weight == 0:
+            return x.new_zeros(())
+        return self.weight * self.features(model, x).abs().mean()
 
 
 def l1_penultimate(weight: float, head: str | None = None) -> L1Penultimate:

@@ -38,6 +38,7 @@ class Arm:
         source: the source model whose head makes M^st for Eq. 3 (None: the world's M^s).
         note: one line for the table's ``note`` column.
         n_pruned: how many channels were pruned (pruning remedies), else None.
+        n_channels: how many channels the pruned layer has (pruning remedies), else None.
         lingering_defined: False where Eq. 3 means nothing (a source retrained without F).
     """
 
@@ -47,6 +48,12 @@ class Arm:
     note: str = ""
     n_pruned: int | None = None
     lingering_defined: bool = True
+    n_channels: int | None = None
+
+    @property
+    def pruned_fraction(self) -> float | None:
+        """``n_pruned / n_channels`` (pruning remedies), else None."""
+        return None if self.n_pruned is None or not self.n_channels else self.n_pruned / self.n_channels
 
 
 #: ``builder(audit, params, seed, memo) -> Arm``; ``params`` holds every parameter (defaults filled in),
