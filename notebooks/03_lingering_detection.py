@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -246,9 +248,9 @@ ll.savefig(fig, f"03_{world_.name}_batchnorm")
 plt.show()
 
 # %% [markdown]
-# What the numbers say about DESIGN.md's lead (from an earlier trial: BN frozen keeps most memories,
-# BN updated loses most, restoring the source statistics brings them back), computed from the table
-# above rather than asserted. The last lines give one quantity that bears on it: BatchNorm's running
+# A natural hypothesis about BatchNorm: freezing its statistics keeps most memories, updating them
+# loses most, and restoring the source statistics brings them back. The lines below test each part
+# of it on the table above rather than assert it. The last lines give one quantity that bears on it: BatchNorm's running
 # averages move by `momentum` per training step, so after $s$ steps a fraction $(1 - \text{momentum})^s$
 # of the source statistics is still in them.
 
@@ -278,13 +280,13 @@ for m in momenta:
 # %% [markdown]
 # How to read these lines. When the remaining fraction printed last is large, "BN updated" still
 # carries most of the source statistics: the updated and the restored rows can then hardly differ,
-# and the earlier trial's contrast (which needs statistics that actually moved: a larger momentum or
+# and the hypothesis's contrast (which needs statistics that actually moved: a larger momentum or
 # many more steps) cannot appear. Freezing the statistics does not freeze the network either: the
 # convolutions and BatchNorm's affine weights still train, so "BN frozen" can lose memories too.
 # Conversely, when the statistics did move (a remaining fraction near 0), the fine-tuned weights have
 # adapted to the new statistics, and putting the old ones back can hurt both the memories and the
 # target task (the accuracy column of the table shows the latter).
-# Where a line says NO, DESIGN.md's lead did not reproduce with this world's recipe.
+# Where a line says NO, that part of the hypothesis does not hold with this world's recipe.
 
 # %% [markdown]
 # ## The size of L against $p^{lo}$

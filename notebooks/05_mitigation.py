@@ -181,6 +181,16 @@ print(f"{len(seeds)} seeds per arm: the smallest exact permutation p is {rtests.
       f"remedy can reach 'lowers it' after Holm across {len(rtests)} tests; read the intervals")
 rtests.round(3)
 
+# %% [markdown]
+# The same composites arm by arm: accuracy on the L composites, Eq. 4 over them beside its
+# shuffled-pair null, and the excess error over a blurred background, each with its 95%
+# bootstrap-over-seeds interval (`_lo`, `_hi`).
+
+# %%
+on_L = rtests.attrs["on_L"].round(3)
+ll.glue(f"nb05_{world_.name}_remedies_on_L", on_L, display=False)
+on_L
+
 # %%
 err = rtests[rtests.measure == "err_source_only"].set_index("remedy")
 helps = err[err.ci_hi < 0].index.tolist()

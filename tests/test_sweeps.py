@@ -334,3 +334,7 @@ def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
     assert r.effect == pytest.approx(r.remedy_value - r.plain, abs=1e-9)
     assert r.ci_lo <= r.effect <= r.ci_hi
     assert "pruned_fraction" in table and "at_chance" in table
+    on_L = out.attrs["on_L"].set_index("remedy")
+    assert list(on_L.index) == ["plain fine-tuning", "lr x5", "WiSE"]
+    assert on_L.loc["lr x5", "composite_acc_L"] == pytest.approx(1 - r.remedy_value, abs=1e-9)
+    assert (on_L["composite_acc_L_lo"] <= on_L["composite_acc_L"] + 1e-12).all()

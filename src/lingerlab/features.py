@@ -19,7 +19,7 @@ def default_k(num_source_classes: int) -> int:
     The paper uses top-5 over ImageNet's 1000 classes (0.5% of the label space). Kept fixed at 5
     over a few dozen classes, top-5 is a fifth of the label space: nearly every class lands in
     some image's top 5 by chance, v(c) is high everywhere and the source-only tail is flooded
-    (DESIGN.md, second trial: recall 0.20-0.25 with top-5 over 24 classes, 0.70-0.90 with top-1).
+    (notebook 2 measures recall against k on the planted truth).
     Scaling keeps the same fraction: 5 for 1000 classes, 1 for tens of classes.
     """
     check_int_range("num_source_classes", num_source_classes, 1)

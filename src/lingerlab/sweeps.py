@@ -201,7 +201,10 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     ``"inconclusive"``. With 3 seeds per arm the smallest exact permutation p is 0.1, so no remedy can
     reach "lowers it"; the intervals carry the information. ``memo``: the dict given to
     :func:`remedy_table` (its models are reused). Columns: ``remedy, measure, plain, remedy_value,
-    effect, ci_lo, ci_hi, p_perm, p_holm, verdict, seeds``.
+    effect, ci_lo, ci_hi, p_perm, p_holm, verdict, seeds``. ``attrs["on_L"]``: one row per arm (plain
+    fine-tuning first) with its accuracy on the L composites, Eq. 4 over them and its shuffled-pair
+    null, and its excess error, each with a 95% bootstrap-over-seeds interval (``_lo``, ``_hi``);
+    ``attrs["p_floor"]``: the smallest exact permutation p these seeds allow.
     """
     from . import comparison as _cmp
     from . import stats as _stats
@@ -237,6 +240,22 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
              "not measured": "not measured"}
     out["verdict"] = [words[_stats.verdict(e, lo, hi, p, paper_direction="lower")]
                       for e, lo, hi, p in zip(out["effect"], out["ci_lo"], out["ci_hi"], out["p_holm"])]
+    # every arm on the L composites: accuracy, Eq. 4 with its null, excess error (mean, 95% CI over seeds)
+    wide = []
+    for arm in arms:
+        row: dict[str, Any] = {"remedy": arm}
+        for measure, name in (("err_source_only", "composite_acc_L"), ("distraction", "distraction_L"),
+                              ("distraction_null", "null_L"), ("excess_error", "excess_error_L")):
+            sel = ft.table[(ft.table.subset == "L") & (ft.table.arm == arm) & (ft.table.measure == measure)]
+            if sel.empty:
+                continue
+            r = sel.iloc[0]
+            m, lo, hi = float(r["mean"]), float(r["ci_lo"]), float(r["ci_hi"])
+            if measure == "err_source_only":  # accuracy = 1 - error: the interval flips
+                m, lo, hi = 1 - m, 1 - hi, 1 - lo
+            row.update({name: m, f"{name}_lo": lo, f"{name}_hi": hi})
+        wide.append(row)
+    out.attrs["on_L"] = pd.DataFrame(wide)
     out.attrs["p_floor"] = _stats.permutation_p(np.arange(len(seed_list), dtype=float),
                                                 np.arange(len(seed_list), dtype=float) + 1e6)
     return out

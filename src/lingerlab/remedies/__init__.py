@@ -1,4 +1,4 @@
-"""Remedies for lingering memories (paper, Sec. 5.1 and Appendix B; DESIGN.md), as options of
+"""Remedies for lingering memories (paper, Sec. 5.1 and Appendix B; and the field's), as options of
 fine-tuning, in one registry.
 
 - :mod:`.registry`: :data:`REGISTRY` (kind -> builder, parameters, description), :func:`register`,

@@ -1,4 +1,4 @@
-"""Fine-tuning on composites (DESIGN.md, second trial): a target image pasted on a source image,
+"""Fine-tuning on composites (a settings-level remedy measured in notebook 5): a target image pasted on a source image,
 with the target label, as an ``augment`` of :func:`lingerlab.training.finetune`."""
 from __future__ import annotations
 

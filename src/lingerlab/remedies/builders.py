@@ -1,4 +1,4 @@
-"""The remedies of the paper (Sec. 5.1, App. B) and of DESIGN.md as registered builders, and the ten
+"""The remedies of the paper (Sec. 5.1, App. B) and the field's as registered builders, and the ones
 the book measures (:func:`default_remedies`).
 
 A remedy that changes how M^t is trained is ``audit.recipe("M^t").replace(...)`` trained by
@@ -178,7 +178,7 @@ def _plain(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
 
 
 @register("finetune", description="M^t's recipe with some fields changed (BatchNorm policy, learning rate...)",
-          reference="Sec. 5.1 (not named there); DESIGN.md", check=_check_recipe_changes,
+          reference="Sec. 5.1 (not named there); settings of fine-tuning", check=_check_recipe_changes,
           open_params="fields of arms.Recipe to change (bn, lr, epochs, weight_decay, freeze, ...)")
 def _finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     m, h = _train(audit, seed, **p)
@@ -258,7 +258,7 @@ def _unlearning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> 
 
 
 @register("composites", description="fine-tune on composites: the target image pasted on held-out images of F "
-          "(scale None: the audit's)", reference="DESIGN.md, second trial",
+          "(scale None: the audit's)", reference="data augmentation on the kind of input that hijacks M^t (notebook 5)",
           check=_check_composites, p=0.5, scale=None)
 def _composites(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     F = audit.source_only().tolist()

@@ -69,7 +69,7 @@ class RemedyKind:
         kind: the registry key.
         build: the builder (see :data:`Builder`).
         description: one line: what the remedy does.
-        reference: where it comes from (paper section, DESIGN.md).
+        reference: where it comes from (paper section, or the paper that proposed it).
         defaults: parameter name -> default value (the parameters the kind takes).
         check: ``check(params)`` raises TypeError/ValueError for a bad value (params complete), or None.
         open_params: a text that replaces ``defaults`` when the kind takes free-form parameters
