@@ -45,7 +45,7 @@ profile = "smoke"
 seed = 0
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import skimage.data
@@ -65,7 +65,7 @@ dev = ch.device
 # The composite follows the paper's recipe: the cat image scaled to 40% of each side (16% of the
 # area) and pasted at a random place on the espresso image.
 
-# %%
+# %% tags=["hide-input"]
 M_s = lite0_source_model(224).to(dev).eval()
 names = imagenet_classes()
 cat = ll.as_image(skimage.data.chelsea(), 224)
@@ -84,7 +84,7 @@ pd.DataFrame({lab: [f"{n} ({p:.2f})" for n, p in t] for lab, t in zip(labels, to
 # the top-1 class; on the composite we map both the cat's and the espresso's top class, so the two
 # memories can be seen side by side.
 
-# %%
+# %% tags=["hide-input"]
 cat_class = int(logits_s[0].argmax())
 espresso_class = int(logits_s[1].argmax())
 targets = torch.tensor([cat_class, espresso_class, cat_class, espresso_class], device=dev)
@@ -100,7 +100,7 @@ fig.tight_layout()
 ll.savefig(fig, "01_source_model_cams")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 p_comp = torch.softmax(logits_s[2].float(), 0)
 summary_a = pd.Series({
     "chelsea top-1": names[cat_class],
@@ -149,7 +149,7 @@ part_b.round(3)
 # occlusion with the photo's mean colour halves $M^s$'s probability of it (`object_removed` says
 # whether any did).
 
-# %%
+# %% tags=["hide-input"]
 from lingerlab.worlds.lite import target_photos
 
 audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
@@ -188,7 +188,7 @@ fig2_r.round(3)
 # class, many composites and several seeds, against a shuffled-pair null and with paired controls.
 # The numbers this page contributes to the results page:
 
-# %%
+# %% tags=["hide-input"]
 summary = {
     "lite0 M^s top-1 on composite": summary_a["composite top-1"],
     f"{world_.name}: |F|": len(table),

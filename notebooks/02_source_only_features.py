@@ -48,7 +48,7 @@ profile = "smoke"
 seed = 0
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -78,7 +78,7 @@ if truth is not None:
 # logits; the counts for any $k$ then come from the same logits (`Audit.logits` caches them, so the
 # model never runs twice). The audit's own `counts()` (Eq. 1 at the default $k$) must agree.
 
-# %%
+# %% tags=["hide-input"]
 logits_s = audit.logits("M^s", D_t)  # [|D^t|, #source classes], one forward pass, cached on disk
 
 
@@ -94,7 +94,7 @@ print(f"sum of v(c) = {int(v.sum())} = k x |D^t| = {audit.k} x {len(D_t)}")
 print(f"classes with v(c) = 0: {int((v == 0).sum())} of {n_src}; |F| at v_lo = {audit.v_lo:g}: {len(F)}")
 
 
-# %%
+# %% tags=["hide-input"]
 def status_of(c: int) -> str:
     """Planted status of source class c (shapes); 'unknown' in worlds without planted truth."""
     if truth is None:
@@ -120,7 +120,7 @@ v_table.head(12)
 # left, above the dashed $v^{lo}$ line, and the source-only classes on the right, below it. Whether
 # they do is the first check of Eq. 1.
 
-# %%
+# %% tags=["hide-input"]
 colours = {"source-only": "tab:blue", "shared: look-alike": "tab:red", "shared: co-occurring": "tab:orange",
            "unknown": "tab:gray"}
 shown = v_table.head(40)  # every class in shapes; the 40 most prevalent of ImageNet's 1000 in lite0
@@ -157,7 +157,7 @@ plt.show()
 # "appears in" test is. Both move $|F|$ in the same direction: a larger $v^{lo}$ admits more classes,
 # a larger $k$ raises every $v(c)$ (the counts always sum to $k\,|D^t|$) and pushes classes out.
 
-# %%
+# %% tags=["hide-input"]
 k_grid = sorted({1, 2, 3, 5, audit.k} - {k for k in (1, 2, 3, 5) if k > n_src})
 v_lo_grid = sorted({0, 1, 2, 5, 10, 20, int(audit.v_lo)})
 V = {k: counts_at(k) for k in k_grid}  # Eq. 1 once per k, from the same logits
@@ -200,7 +200,7 @@ plt.show()
 # `lite0`: which ImageNet classes does $M^s$ find in grey face thumbnails (this task's kerchiefs and
 # tennis balls), and which of the classes of the world's real photos never show up?
 
-# %%
+# %% tags=["hide-input"]
 audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
 v_r = audit_r.counts()
 F_r = audit_r.source_only()
@@ -241,7 +241,7 @@ top_r
 # 5 for ImageNet, 1 for the 24 classes of `shapes` at profile smoke. The grids below show what that
 # choice buys.
 
-# %%
+# %% tags=["hide-input"]
 if truth is not None:
     n_truth = len(truth)
     p, r = ll.precision_recall(F, truth)
@@ -288,7 +288,7 @@ else:
 # count $v(c)$ at each $k$, and the median rank $M^s$ gives it on exactly the images that contain it:
 # Eq. 1 only counts a class that makes the top $k$.
 
-# %%
+# %% tags=["hide-input"]
 planted = world_.spec.planted  # None in worlds without planted ground truth
 co = sorted(planted.co_occurring) if planted is not None else []
 planted_in = planted.target_train_shared_class if planted is not None else None
@@ -324,7 +324,7 @@ else:
 # themselves are all found: $M^s$ names each of them as top-1 on a good part of the images that
 # contain it, mostly those in which the object is the subject.
 
-# %%
+# %% tags=["hide-input"]
 summary = {
     "world": world_.name,
     "source classes": n_src,

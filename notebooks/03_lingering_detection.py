@@ -54,7 +54,7 @@ profile = "smoke"
 seed = 0
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 import copy
 import warnings
 
@@ -93,7 +93,7 @@ print(f"Eq. 2: k = {audit.k}, v_lo = {audit.v_lo:g}; fine-tuning recipe: "
 # rest say why they are left out. Each photo enters $D^c$ as its centre crop plus seeded augmented
 # views, and every interval over composites treats the views of one photo as one cluster.
 
-# %%
+# %% tags=["hide-input"]
 photos = pd.DataFrame(world_.spec.provenance.get("photo_table", []))
 if len(photos):
     n_views = len(world_.source_data) // max(1, int((photos["use"] == "source").sum()))
@@ -126,7 +126,7 @@ tested[["class", "name", "v", "n_images", "p_source", "p_st", "lingering"]].roun
 # and under $M^{st}$ (what is left). The dashed line is $p^{lo}$, the dotted one chance, $1/n$.
 # The axis is logarithmic because the interesting range runs from chance to nearly 1.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(max(6, 0.42 * len(tested) + 2), 4))
 x = np.arange(len(tested))
 floor = 1e-5
@@ -156,7 +156,7 @@ plt.show()
 # images near chance and find (almost) no lingering classes. Its $|L|$ is the empirical null for
 # $|L|$.
 
-# %%
+# %% tags=["hide-input"]
 M_s = audit.source_model()
 M_b = audit.model("M^b", seed)
 try:
@@ -193,7 +193,7 @@ def mean_p(model: torch.nn.Module) -> np.ndarray:
 # of $M^t$ with the source statistics copied in for the restored rows (what the restoration would
 # cost the target task), and of $M^b$ for the control.
 
-# %%
+# %% tags=["hide-input"]
 done = {"update": "updated", "freeze": "frozen"}
 models = {"M^s": M_s}
 accuracy = {"M^s": float("nan")}  # target validation accuracy of the M^t each row's backbone comes from
@@ -226,7 +226,7 @@ bn_table.round(3)
 # %% [markdown]
 # The strip plot shows the same numbers per class: one column per class, one colour per model.
 
-# %%
+# %% tags=["hide-input"]
 style = {"M^s": ("tab:gray", "o"), "M^st, BN updated": ("tab:red", "o"),
          "M^st, BN updated, source stats restored": ("tab:orange", "^"), "M^st, BN frozen": ("tab:blue", "s"),
          "M^st, BN frozen, source stats restored": ("tab:cyan", "x"), "control: B(M^b) + H(M^s)": ("k", "v")}
@@ -254,7 +254,7 @@ plt.show()
 # averages move by `momentum` per training step, so after $s$ steps a fraction $(1 - \text{momentum})^s$
 # of the source statistics is still in them.
 
-# %%
+# %% tags=["hide-input"]
 L_of = {name: int((P[name] > audit.p_lo).sum()) for name in P.columns}
 n = len(tested)
 upd, frz, rst = "M^st, BN updated", "M^st, BN frozen", "M^st, BN updated, source stats restored"
@@ -296,7 +296,7 @@ for m in momenta:
 # floor). A gap between the $M^{st}$ curves and the control over a wide range of thresholds means
 # the conclusion does not hinge on the exact choice of $p^{lo}$.
 
-# %%
+# %% tags=["hide-input"]
 p_grid = np.logspace(-5, 0, 101)
 fig, ax = plt.subplots(figsize=(7, 4))
 for name in P.columns:
@@ -323,7 +323,7 @@ pd.DataFrame({name: [int((P[name] > t).sum()) for t in thresholds] for name in P
 # A lingering memory only matters in a model that learned its target task. The histories of the two
 # fine-tuned models and the final accuracy of the scratch baseline (whose backbone fed the control):
 
-# %%
+# %% tags=["hide-input"]
 hist = pd.concat({f"M^t, BN {done[policy]}": audit.history("M^t", seed, bn=policy)[["train_loss", "train_acc", "val_acc"]]
                   for policy in ("update", "freeze")}, axis=1)
 scratch_hist = audit.history("M^b", seed)
@@ -351,7 +351,7 @@ hist.round(3)
 # The numbers this page contributes to the results page, each next to its reference: $|L|$ next to
 # the number of testable classes and to the control's $|L|$, mean $p_c$ next to chance.
 
-# %%
+# %% tags=["hide-input"]
 ctrl = "control: B(M^b) + H(M^s)"
 summary = {
     "world": world_.name,

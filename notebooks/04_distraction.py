@@ -55,7 +55,7 @@ profile = "smoke"
 seed = 0
 device = "auto"
 
-# %%
+# %% tags=["hide-input"]
 import sys
 
 import matplotlib.pyplot as plt
@@ -100,7 +100,7 @@ recipes
 # distraction at a scale where a model reads the patch on a neutral background; `shapes` (32 px
 # images) uses 60%, the other worlds the paper's 40%.
 
-# %%
+# %% tags=["hide-input"]
 scale_rows = []
 base_arm = "M^b (same data)"  # the paper's own M^b
 for s_ in (0.4, 0.5, 0.6):
@@ -119,7 +119,7 @@ pd.DataFrame(scale_rows).pivot_table(index="scale", columns="model", sort=False)
 # the images of $D^c$ at `audit.scale` of each side. All of F is composited once; each seed of the
 # reference model then splits F into its own lingering set L (Eq. 3) and the rest, $F \setminus L$.
 
-# %%
+# %% tags=["hide-input"]
 comp = audit.composites(seed=0)
 cls = audit.composite_classes(comp)
 F = audit.source_only().tolist()
@@ -161,7 +161,7 @@ view.pivot_table(index=["subset", "measure"], columns="arm", values="value", agg
 # Each cell: mean over five seeds [95% bootstrap-over-seeds interval]. `distraction_null` is the
 # per-class shuffled-pair chance level of Eq. 4; `distraction_excess` is Eq. 4 minus that null.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(F) + 2), 4))
 plot_fig3a(ft, [ref, *ft.baselines[:1]], ax=ax,
            title=f"{world_.name}: Eq. 4 per source-only class (95% cluster-bootstrap CI; grey: its own null)")
@@ -178,7 +178,7 @@ plt.show()
 # **The blur is neutral**: M^s's probability of the source class on the blurred copy of the
 # source image; neutral when it is at most `checks.NEUTRAL_RATIO` times chance, $1/|C(D^s)|$.
 
-# %%
+# %% tags=["hide-input"]
 sets = comparison.control_sets(audit)
 surv = checks.source_survival(audit, comp)
 neut = checks.neutral_check(audit, comp, sets["neutral"])
@@ -213,7 +213,7 @@ faith_view
 ll.glue(f"nb04_{world_.name}_verdicts", ft.verdicts(), display=False)
 ft.verdicts()
 
-# %%
+# %% tags=["hide-input"]
 def report_world(name, ft_, surv_, neut_, faith_):
     """Glue and show a world's sensitivity analysis; return (and glue) its findings as Markdown."""
     sens_, sens_text_ = comparison.sensitivity(ft_, surv_)
@@ -239,7 +239,7 @@ report_world(world_.name, ft, surv, neut, faith)
 # pasted target image.
 
 
-# %%
+# %% tags=["hide-input"]
 def show_class(c: int, n: int = 3, model_seed: int = seed):
     idx = np.flatnonzero(cls.numpy() == c)[:n]
     sub = comp.subset(torch.as_tensor(idx))
@@ -266,7 +266,7 @@ for c in list(ranked.index[:2]) + list(ranked.index[-1:]):
 # In Jupyter or Colab, an explorer shows the same three maps for any source-only class (the rendered
 # book shows the static figures above instead).
 
-# %%
+# %% tags=["hide-input"]
 def explorer():
     """Pick a source-only class, see its composites with the three maps (needs Jupyter or Colab)."""
     import ipywidgets as widgets
@@ -299,7 +299,7 @@ recipes_o = comparison.recipe_table(audit_o, arms_o, seeds)
 ll.glue(f"nb04_{other}_recipes", recipes_o, display=False)
 recipes_o
 
-# %%
+# %% tags=["hide-input"]
 comp_o = audit_o.composites(seed=0)
 surv_o = checks.source_survival(audit_o, comp_o)
 neut_o = checks.neutral_check(audit_o, comp_o, comparison.control_sets(audit_o)["neutral"])
@@ -315,7 +315,7 @@ ft_o.verdicts()
 # Figure 3a on real photos: Eq. 4 per lingering class of $M^t$ and of the scratch baseline, each
 # against its own per-class null, with cluster-bootstrap intervals (views of one photo are one cluster).
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * ft_o.controls["source_class"].nunique() + 2), 4))
 plot_fig3a(ft_o, [ref_o, *ft_o.baselines[:1]], ax=ax,
            title=f"{other} ({audit_o.world.spec.arch}, real photos): Eq. 4 per source-only class, against its own null")
@@ -362,7 +362,7 @@ plt.show()
 # rules the paper's direction out; **inconclusive** means neither. The recipe table says what
 # differs between each pair; the checks say whether the composites and maps can carry the measure.
 
-# %%
+# %% tags=["hide-input"]
 def cell(ft_, arm, measure, subset="L"):
     r = ft_.table[(ft_.table.arm == arm) & (ft_.table.measure == measure) & (ft_.table.subset == subset)].iloc[0]
     return f"{r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]"
