@@ -33,16 +33,16 @@ if "google.colab" in sys.modules:
 #
 # This notebook tests that claim so that only the claim can make the difference:
 #
-# 1. **the arms in the open**: one row per model arm with its full recipe; the fine-tuned arm the
+# 1. **the arms in the open**: one row per model {term}`arm` with its full recipe; the fine-tuned arm the
 #    tests use is trained with the *same augmentation* as the scratch arms;
 # 2. **Eq. 4 over L**, per seed of the fine-tuned model (L depends on it), with a **per-class null**
 #    (shuffled pairs within each class); $F \setminus L$ (source-only, not lingering) is the
 #    within-model contrast: if lingering memories cause distraction, it is higher on L;
 # 3. **paired controls**: the same target patch at the same place on a blurred copy of the source
-#    image (object removed): *excess error* and *flip rate* isolate the source object;
+#    image (object removed): {term}`excess error` and {term}`flip rate` isolate the source object;
 # 4. **three checks** the measure needs: the source object survives the overlay, the blur is
 #    neutral, Grad-CAM is faithful (deletion test);
-# 5. **five seeds per arm**, effects with bootstrap-over-seeds intervals, exact permutation
+# 5. **five seeds per arm**, effects with {term}`bootstrap over seeds` intervals, exact permutation
 #    p-values, Holm across the world's family of tests, and verdicts from one rule in code
 #    (`lingerlab.stats.verdict`), written before the numbers were seen.
 #

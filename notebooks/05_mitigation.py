@@ -67,15 +67,15 @@ audit
 #
 # Negatives are clean target validation images; positives are the composites of the classes that
 # *linger* in that seed's $M^t$ (L, Eq. 3), the inputs Eq. 5 is built to flag. Every score ranks the
-# same positives. A score is better when it ranks composites above clean images (AUROC; 0.5 is
-# chance) and keeps few clean images above the threshold that catches 95% of composites (FPR at
-# 95% TPR; 0.95 is chance).
+# same positives. A score is better when it ranks composites above clean images ({term}`AUROC`; 0.5
+# is chance) and keeps few clean images above the threshold that catches 95% of composites
+# ({term}`FPR@95`; 0.95 is chance).
 #
 # The baselines are the field's out-of-distribution detectors from
 # [pytorch-ood](https://github.com/kkirchheim/pytorch-ood), each reading $M^t$ only: MaxSoftmax,
 # MaxLogit and EnergyBased from its logits; Mahalanobis, KNN, ViM and ReAct from its penultimate
 # features, fitted on the features of $M^t$'s own clean training images (`lingerlab.ood`). Every
-# score is an *outlier score*: higher means more suspicious. Means over five seeds of $M^t$ with 95%
+# score is an {term}`outlier score`: higher means more suspicious. Means over five seeds of $M^t$ with 95%
 # bootstrap-over-seeds intervals.
 
 # %%
@@ -115,10 +115,10 @@ det["per_seed"].round(3)
 #   F; an unlearning term;
 # - **settings of fine-tuning**: the other BatchNorm policy, a 5x smaller and a 5x larger learning
 #   rate, fine-tuning on composites;
-# - **the field's remedies for negative transfer and feature distortion**: L2-SP (Li et al. 2018),
-#   BSS (Chen et al. 2019), LP-FT (Kumar et al. 2022), WiSE-FT at three interpolation weights
-#   (Wortsman et al. 2022), last-layer retraining on held-out clean images and composites (DFR,
-#   Kirichenko et al. 2023) and Co-Tuning (You et al. 2020), which keeps the source classes' outputs
+# - **the field's remedies for negative transfer and feature distortion**: {term}`L2-SP` (Li et al.
+#   2018), {term}`BSS` (Chen et al. 2019), {term}`LP-FT` (Kumar et al. 2022), {term}`WiSE-FT` at
+#   three interpolation weights (Wortsman et al. 2022), last-layer retraining on held-out clean
+#   images and composites ({term}`DFR`, Kirichenko et al. 2023) and {term}`Co-Tuning` (You et al. 2020), which keeps the source classes' outputs
 #   alive and so might be expected to make lingering worse.
 #
 # Every remedy is trained with the same three seeds as plain fine-tuning, and measured on the same
