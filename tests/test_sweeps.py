@@ -338,3 +338,13 @@ def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
     assert list(on_L.index) == ["plain fine-tuning", "lr x5", "WiSE"]
     assert on_L.loc["lr x5", "composite_acc_L"] == pytest.approx(1 - r.remedy_value, abs=1e-9)
     assert (on_L["composite_acc_L_lo"] <= on_L["composite_acc_L"] + 1e-12).all()
+
+
+def test_summarize_remedies_marks_a_remedy_at_chance_from_the_table_itself():
+    metrics = {m: 0.5 for m in ("composite_acc", "distraction", "distraction_null", "distraction_excess",
+                                 "n_lingering", "mean_p_st", "pruned_fraction", "time_overhead")}
+    rows = [{"remedy": name, "seed": s, "feasible": True, "note": "", "chance": 0.5, "target_acc": acc, **metrics}
+            for name, acc in (("plain fine-tuning", 0.9), ("lesion", 0.52)) for s in (0, 1)]
+    table = pd.concat([pd.DataFrame(rows[:2]), pd.DataFrame(rows[2:])], ignore_index=True)  # no attrs survive
+    s = summarize_remedies(table).set_index("remedy")
+    assert bool(s.loc["lesion", "at_chance"]) and not bool(s.loc["plain fine-tuning", "at_chance"])

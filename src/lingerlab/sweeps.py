@@ -41,7 +41,7 @@ __all__ = ["Remedy", "NotFeasible", "default_remedies", "remedy_table", "summari
 #: Columns of :func:`remedy_table`, in order.
 REMEDY_COLUMNS = ["remedy", "kind", "params", "seed", "feasible", "target_acc", "composite_acc", "distraction",
                   "distraction_ci_lo", "distraction_ci_hi", "distraction_null", "distraction_excess",
-                  "n_lingering", "n_source_only", "mean_p_st", "n_pruned", "pruned_fraction", "at_chance", "train_s",
+                  "n_lingering", "n_source_only", "mean_p_st", "n_pruned", "pruned_fraction", "chance", "at_chance", "train_s",
                   "time_overhead", "note"]
 
 #: a model whose target accuracy is within this of chance (1 / number of target classes) is a lesion,
@@ -133,8 +133,8 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     (:class:`NotFeasible`, e.g. retraining an ImageNet source) gets ``feasible=False``, NaN metrics and
     the reason in ``note``. ``time_overhead`` is a row's ``train_s`` divided by plain fine-tuning's for
     the same seed (plain is trained when absent). ``pruned_fraction``: the share of the layer's
-    channels a pruning remedy removed; ``at_chance``: target accuracy within :data:`AT_CHANCE_MARGIN`
-    of chance (a lesion, not a remedy). ``memo``: a dict that keeps every built model, so
+    channels a pruning remedy removed; ``chance``: 1 / number of target classes; ``at_chance``: target
+    accuracy within :data:`AT_CHANCE_MARGIN` of it (a lesion, not a remedy). ``memo``: a dict that keeps every built model, so
     :func:`remedy_tests` on the same dict measures the same models without building them again.
     """
     seeds = _check_seeds(seeds)
@@ -145,11 +145,13 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
         raise ValueError(f"remedies must have distinct names; got {names}")
     plain_s: dict[int, float] = {}
     memo = {} if memo is None else memo
+    chance = 1 / len(audit.world.target_classes)
     rows = []
     for seed in seeds:
         plain_s[seed] = build(audit, Remedy("plain fine-tuning", "plain"), seed, memo).train_s
         for r in chosen:
-            row: dict[str, Any] = {"remedy": r.name, "kind": r.kind, "params": r.describe(), "seed": seed}
+            row: dict[str, Any] = {"remedy": r.name, "kind": r.kind, "params": r.describe(), "seed": seed,
+                                   "chance": chance}
             try:
                 arm = _built(audit, r, seed, memo)
             except NotFeasible as e:
@@ -162,7 +164,7 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
                        n_pruned=arm.n_pruned,
                        pruned_fraction=arm.pruned_fraction if arm.pruned_fraction is not None else float("nan"))
             row.update(measure(audit, arm.model, seed, arm.source, arm.lingering_defined, n_boot))
-            row["at_chance"] = bool(row["target_acc"] <= 1 / len(audit.world.target_classes) + AT_CHANCE_MARGIN)
+            row["at_chance"] = bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN)
             rows.append(row)
     table = pd.DataFrame(rows)
     for c in REMEDY_COLUMNS:
@@ -174,7 +176,6 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     table["n_pruned"] = pd.array([None if (v is None or (isinstance(v, float) and math.isnan(v))) else int(v)
                                   for v in table["n_pruned"]], dtype="Int64")
     table = table[REMEDY_COLUMNS]
-    table.attrs["chance"] = 1 / len(audit.world.target_classes)
     return table
 
 
@@ -225,7 +226,8 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     ctl = _cmp.controls(audit, arms, seed_list, reference=reference)
     ft = _cmp.summarize(ctl, reference=reference, baselines=[a for a in arms if a != reference], n_boot=n_boot)
     t = ft.tests[ft.tests.kind == "between arms"].copy()
-    means = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])["mean"]
+    on_L = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])  # every arm on the L composites
+    means = on_L["mean"]
     rows = []
     for r in t.itertuples():
         # summarize's effect is plain minus remedy; a remedy that lowers a measure has a negative remedy - plain
@@ -246,10 +248,9 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
         row: dict[str, Any] = {"remedy": arm}
         for measure, name in (("err_source_only", "composite_acc_L"), ("distraction", "distraction_L"),
                               ("distraction_null", "null_L"), ("excess_error", "excess_error_L")):
-            sel = ft.table[(ft.table.subset == "L") & (ft.table.arm == arm) & (ft.table.measure == measure)]
-            if sel.empty:
+            if (arm, measure) not in on_L.index:
                 continue
-            r = sel.iloc[0]
+            r = on_L.loc[(arm, measure)]
             m, lo, hi = float(r["mean"]), float(r["ci_lo"]), float(r["ci_hi"])
             if measure == "err_source_only":  # accuracy = 1 - error: the interval flips
                 m, lo, hi = 1 - m, 1 - hi, 1 - lo
@@ -286,9 +287,8 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
             d = vals.to_numpy() - r
             row[f"d_{m}"] = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
             row[f"d_{m}_sd"] = float(np.nanstd(d, ddof=1)) if np.isfinite(d).sum() > 1 else float("nan")
-        chance = table.attrs.get("chance")
-        row["at_chance"] = (bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN)
-                            if chance is not None and np.isfinite(row["target_acc"]) else False)
+        chance = float(g["chance"].iloc[0]) if "chance" in g else float("nan")
+        row["at_chance"] = bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN) if np.isfinite(row["target_acc"]) else False
         out.append(row)
     return pd.DataFrame(out)
 
