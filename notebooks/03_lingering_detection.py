@@ -41,12 +41,23 @@ if "google.colab" in sys.modules:
 # the source head expects, $M^{st}$ still gives $c$ a large probability on its own images: the memory
 # *lingers*. The paper's $p^{lo} = 0.01$ is ten times the chance score $1/1000$ of a no-skill ImageNet
 # classifier; `lingering.default_p_lo` keeps that ratio for any label space, $p^{lo} = 10/n$ (capped
-# at 0.5). Over the 24 classes of `shapes`, an absolute 0.01 would sit below chance ($1/24$) and flag
-# every class.
+# at $0.5$). Over the $n = 24$ classes of `shapes`, an absolute $0.01$ would sit below chance ($1/24$)
+# and flag every class.
 #
 # This notebook measures $p_c$ under $M^s$ and $M^{st}$, the size of $L$ against $p^{lo}$, a control
 # that rules out the head as the source of the signal, and the role of BatchNorm statistics, which
 # the paper does not discuss.
+#
+# :::{admonition} What you will learn
+# :class: tip
+# - how Eq. 3 reads the fine-tuned backbone through the source head ({term}`M^st`) to find the
+#   lingering set {term}`L`, and how its threshold {term}`p_lo` scales with the label space;
+# - why a control with a scratch backbone is the null for $|L|$;
+# - what BatchNorm's running statistics do to memories, tested rather than assumed.
+#
+# **Assumes:** notebook 2 (the set {term}`F`); what a BatchNorm layer computes in train and eval mode.
+# Terms: {term}`D^c`, {term}`M^b`.
+# :::
 
 # %% tags=["parameters"]
 world = "lite0"
@@ -86,7 +97,7 @@ print(f"Eq. 2: k = {audit.k}, v_lo = {audit.v_lo:g}; fine-tuning recipe: "
 # ## The source photos $D^c$
 #
 # Eq. 3 needs images of each source class. A world that is built from photos shipped by installed
-# packages lists every candidate (`spec.provenance["photo_table"]`): `foolbox`'s 20 ImageNet
+# packages lists every candidate (`spec.provenance["photo_table"]`): `foolbox`'s ImageNet
 # validation photos keep the class their file names; the sample photos of scikit-image and matplotlib
 # that show one ImageNet object are labelled by $M^s$'s top-1, whose probability `p_label` is kept;
 # photos that show a face are target-class images (notebook 1's Figure 1) and stay out of $D^c$; the
@@ -106,11 +117,12 @@ else:
 display_photos.round(3)
 
 # %% [markdown]
+# (nb03-eq3)=
 # ## Eq. 3: mean $p_c$ under $M^s$ and under $M^{st}$
 #
 # `Audit.lingering` builds $M^{st}$ from the cached $M^t$ and scores every class of $F$ on its own
 # images. A class of $F$ can only be tested if the world has images of it: in `lite0` the source
-# images are the photos above, so most of $F$ (which spans nearly all of ImageNet's 1000 classes)
+# images are the photos above, so most of $F$ (which spans nearly all of ImageNet's classes)
 # has no $D^c$.
 
 # %%
@@ -124,27 +136,43 @@ tested[["class", "name", "v", "n_images", "p_source", "p_st", "lingering"]].roun
 # %% [markdown]
 # Each class is a pair of dots: its mean $p_c$ under the source model (what there was to remember)
 # and under $M^{st}$ (what is left). The dashed line is $p^{lo}$, the dotted one chance, $1/n$.
-# The axis is logarithmic because the interesting range runs from chance to nearly 1.
+# The axis is logarithmic because the interesting range runs from chance to nearly one.
 
-# %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(max(6, 0.42 * len(tested) + 2), 4))
-x = np.arange(len(tested))
+# %% tags=["hide-input", "remove-output"]
+fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(tested) + 1.8))
+x = np.arange(len(tested))  # one row per class (categorical axis: points, no lines between classes)
 floor = 1e-5
 ps, pst = tested["p_source"].clip(lower=floor), tested["p_st"].clip(lower=floor)
-ax.vlines(x, np.minimum(ps, pst), np.maximum(ps, pst), color="lightgray", lw=2)
-ax.plot(x, ps, "o", color="tab:gray", label="M^s")
-ax.plot(x, pst, "o", color="tab:red", label="M^st = B(M^t) + H(M^s)")
-ax.axhline(audit.p_lo, ls="--", c="k", lw=1, label=f"p_lo = {audit.p_lo:g}")
-ax.axhline(chance, ls=":", c="k", lw=1, label=f"chance = 1/{n_src}")
-ax.set_yscale("log")
-ax.set_ylim(floor / 2, 1.5)
-ax.set_xticks(x, [n[:18] for n in tested["name"]], rotation=70, fontsize=7)
-ax.set_ylabel("mean p_c over D^c")
-ax.set_title(f"{world_.name}: source-only classes under M^s and M^st (Eq. 3)")
-ax.legend(fontsize=8, loc="lower left")
-fig.tight_layout()
-ll.savefig(fig, f"03_{world_.name}_p_source_vs_st")
-plt.show()
+ax.hlines(x, np.minimum(ps, pst), np.maximum(ps, pst), color="lightgray", lw=2)
+ax.plot(ps, x, "o", color="tab:gray", label="M^s")
+ax.plot(pst, x, "o", color="tab:red", label="M^st = B(M^t) + H(M^s)")
+
+
+def class_rows(ax, title: str, labels: bool = True) -> None:
+    """The axes of a per-class plot of mean p_c: one row per testable class, p_lo (dashed) and chance
+    (dotted) lines, a log axis, the legend below."""
+    ax.axvline(audit.p_lo, ls="--", c="k", lw=1, label=f"p_lo = {audit.p_lo:g}" if labels else None)
+    ax.axvline(chance, ls=":", c="k", lw=1, label=f"chance = 1/{n_src}" if labels else None)
+    ax.set(xscale="log", xlim=(floor / 2, 1.5), ylim=(len(tested) - 0.5, -0.5), xlabel="mean p_c over D^c (log scale)")
+    ax.set_yticks(x, [n[:24] for n in tested["name"]])
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.09 - 1.0 / max(len(tested), 1)), ncol=2,
+              frameon=False)
+    ax.figure.tight_layout()
+
+
+class_rows(ax, f"{world_.name}: source-only classes under M^s and M^st (Eq. 3)")
+ll.publish(fig, f"03_{world_.name}_p_source_vs_st", key="nb03_eq3_fig")
+
+# %% [markdown]
+# ```{glue:figure} nb03_eq3_fig
+# :name: fig-nb03-eq3
+#
+# **Eq. 3: what there was to remember and what is left.** For each testable source-only class (with
+# {term}`D^c` photos), its mean $p_c$ over its own images under {term}`M^s` (grey) and under
+# {term}`M^st` (red; log scale). Dashed: {term}`p_lo`, above which a class is in {term}`L`; dotted:
+# chance, $1/n$.
+# ```
 
 # %% [markdown]
 # ## A control: is the signal in the backbone or in the head?
@@ -173,6 +201,7 @@ def mean_p(model: torch.nn.Module) -> np.ndarray:
 
 
 # %% [markdown]
+# (nb03-bn)=
 # ## BatchNorm statistics: lost, or only masked?
 #
 # A BatchNorm layer normalises each channel with a running mean and variance. During fine-tuning in
@@ -226,26 +255,26 @@ bn_table.round(3)
 # %% [markdown]
 # The strip plot shows the same numbers per class: one column per class, one colour per model.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-output"]
 style = {"M^s": ("tab:gray", "o"), "M^st, BN updated": ("tab:red", "o"),
          "M^st, BN updated, source stats restored": ("tab:orange", "^"), "M^st, BN frozen": ("tab:blue", "s"),
          "M^st, BN frozen, source stats restored": ("tab:cyan", "x"), "control: B(M^b) + H(M^s)": ("k", "v")}
-fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(tested) + 3), 4.2))
+fig, ax = plt.subplots(figsize=(7.5, 0.36 * len(tested) + 2.6))
 for j, name in enumerate(P.columns):
     col, marker = style.get(name, ("tab:purple", "d"))
-    ax.plot(x + (j - len(P.columns) / 2) * 0.1, P[name].clip(lower=floor), marker, color=col, ms=5, label=name,
+    ax.plot(P[name].clip(lower=floor), x + (j - len(P.columns) / 2) * 0.1, marker, color=col, ms=5, label=name,
             ls="none")
-ax.axhline(audit.p_lo, ls="--", c="k", lw=1)
-ax.axhline(chance, ls=":", c="k", lw=1)
-ax.set_yscale("log")
-ax.set_ylim(floor / 2, 1.5)
-ax.set_xticks(x, [n[:18] for n in tested["name"]], rotation=70, fontsize=7)
-ax.set_ylabel("mean p_c over D^c")
-ax.set_title(f"{world_.name}: BatchNorm policy and the control (dashed: p_lo, dotted: chance)")
-ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-fig.tight_layout()
-ll.savefig(fig, f"03_{world_.name}_batchnorm")
-plt.show()
+class_rows(ax, f"{world_.name}: BatchNorm policy and the control\n(dashed: p_lo, dotted: chance)", labels=False)
+ll.publish(fig, f"03_{world_.name}_batchnorm", key="nb03_bn_fig")
+
+# %% [markdown]
+# ```{glue:figure} nb03_bn_fig
+# :name: fig-nb03-bn
+#
+# **BatchNorm policy and the control, per class.** Mean $p_c$ of each testable class of {term}`F` under
+# {term}`M^s`, under {term}`M^st` for the two BatchNorm policies (with and without the source running
+# statistics copied back), and under the control $B(M^b) + H(M^s)$. Dashed: {term}`p_lo`; dotted: chance.
+# ```
 
 # %% [markdown]
 # A natural hypothesis about BatchNorm: freezing its statistics keeps most memories, updating them
@@ -283,7 +312,7 @@ for m in momenta:
 # and the hypothesis's contrast (which needs statistics that actually moved: a larger momentum or
 # many more steps) cannot appear. Freezing the statistics does not freeze the network either: the
 # convolutions and BatchNorm's affine weights still train, so "BN frozen" can lose memories too.
-# Conversely, when the statistics did move (a remaining fraction near 0), the fine-tuned weights have
+# Conversely, when the statistics did move (a remaining fraction near zero), the fine-tuned weights have
 # adapted to the new statistics, and putting the old ones back can hurt both the memories and the
 # target task (the accuracy column of the table shows the latter).
 # Where a line says NO, that part of the hypothesis does not hold with this world's recipe.
@@ -296,9 +325,9 @@ for m in momenta:
 # floor). A gap between the $M^{st}$ curves and the control over a wide range of thresholds means
 # the conclusion does not hinge on the exact choice of $p^{lo}$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-output"]
 p_grid = np.logspace(-5, 0, 101)
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = plt.subplots(figsize=(7.5, 4.6))
 for name in P.columns:
     col, _ = style.get(name, ("tab:purple", "d"))
     ax.step(p_grid, [(P[name] > t).sum() for t in p_grid], where="post", color=col, label=name,
@@ -308,11 +337,22 @@ ax.axvline(chance, ls=":", c="k", lw=1)
 ax.set_xscale("log")
 ax.set_xlabel("p_lo")
 ax.set_ylabel("|L|")
-ax.set_title(f"{world_.name}: |L| against p_lo ({n} testable classes; dashed: p_lo, dotted: chance)")
-ax.legend(fontsize=7)
+ax.set_title(f"{world_.name}: |L| against p_lo ({n} testable classes)\ndashed: the audit's p_lo, dotted: chance",
+             fontsize=10)
+ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=2, frameon=False)
 fig.tight_layout()
-ll.savefig(fig, f"03_{world_.name}_L_vs_p_lo")
-plt.show()
+ll.publish(fig, f"03_{world_.name}_L_vs_p_lo", key="nb03_L_vs_p_lo_fig")
+
+# %% [markdown]
+# ```{glue:figure} nb03_L_vs_p_lo_fig
+# :name: fig-nb03-L-vs-p-lo
+#
+# **The size of {term}`L` against the threshold of Eq. 3.** The number of testable classes whose mean
+# $p_c$ exceeds each threshold, per model (dashed lines: source statistics restored). Vertical lines:
+# the audit's {term}`p_lo` (dashed) and chance (dotted). The counts at a few thresholds:
+# ```
+
+# %% tags=["hide-input"]
 thresholds = sorted({chance, 0.01, audit.p_lo, 0.1, 0.5})
 pd.DataFrame({name: [int((P[name] > t).sum()) for t in thresholds] for name in P.columns},
              index=pd.Index([f"{t:.4g}" for t in thresholds], name="p_lo")).T
@@ -323,32 +363,43 @@ pd.DataFrame({name: [int((P[name] > t).sum()) for t in thresholds] for name in P
 # A lingering memory only matters in a model that learned its target task. The histories of the two
 # fine-tuned models and the final accuracy of the scratch baseline (whose backbone fed the control):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-output"]
 hist = pd.concat({f"M^t, BN {done[policy]}": audit.history("M^t", seed, bn=policy)[["train_loss", "train_acc", "val_acc"]]
                   for policy in ("update", "freeze")}, axis=1)
 scratch_hist = audit.history("M^b", seed)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
 for policy, col in (("update", "tab:red"), ("freeze", "tab:blue")):
     h = hist[f"M^t, BN {done[policy]}"]
     axes[0].plot(h.index, h["train_loss"], "o-", color=col, label=f"M^t, BN {done[policy]}")
     axes[1].plot(h["val_acc"].dropna(), "o-", color=col, label=f"M^t, BN {done[policy]}")
 axes[1].plot(scratch_hist["val_acc"].dropna(), ".-", color="k", label="M^b (scratch)")  # validated 4 times
 axes[0].set_ylabel("training loss")
+axes[1].axhline(1 / len(world_.target_classes), ls=":", c="k", lw=1, label="chance")
 axes[1].set_ylabel("target validation accuracy")
 for ax in axes:
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
 fig.tight_layout()
-ll.savefig(fig, f"03_{world_.name}_histories")
-plt.show()
+ll.publish(fig, f"03_{world_.name}_histories", key="nb03_histories_fig")
+
+# %% [markdown]
+# ```{glue:figure} nb03_histories_fig
+# :name: fig-nb03-histories
+#
+# **The fine-tuning runs.** Training loss per epoch (left) and target validation accuracy (right) of
+# the two fine-tuned models ({term}`M^t` with BatchNorm statistics updated or frozen), and the
+# validation accuracy of the scratch baseline {term}`M^b` whose backbone fed the control.
+# ```
+
+# %%
 print(f"M^b (scratch) final validation accuracy: {audit.accuracy(M_b):.3f} after {len(scratch_hist)} epochs")
 hist.round(3)
 
 # %% [markdown]
-# ## Summary
+# ## The numbers of this page
 #
-# The numbers this page contributes to the results page, each next to its reference: $|L|$ next to
+# The numbers this page contributes to the [results page](06_results.ipynb), each next to its reference: $|L|$ next to
 # the number of testable classes and to the control's $|L|$, mean $p_c$ next to chance.
 
 # %% tags=["hide-input"]
@@ -380,4 +431,63 @@ ll.glue("nb03_L_bn_updated", L_of["M^st, BN updated"], display=False)
 ll.glue("nb03_L_bn_frozen", L_of["M^st, BN frozen"], display=False)
 ll.glue("nb03_L_source_stats", L_of["M^st, BN updated, source stats restored"], display=False)
 ll.glue("nb03_testable", n, display=False)
+from lingerlab import coverage  # noqa: E402  (this page's rows of the results page's coverage matrix)
+
+n_ctrl = L_of[ctrl] if control is not None else None
+coverage.glue_claims("nb03_claims", [
+    coverage.claim(4, "Some source-only classes linger in the fine-tuned backbone", "Eq. 3", world_.name,
+                   coverage.count_status(L_of[upd], n_ctrl) if control is not None else "inconclusive",
+                   f"|L| = {L_of[upd]} of {n} testable classes with BatchNorm updated; control (scratch backbone) "
+                   f"{n_ctrl if control is not None else 'not available'}", "03_lingering_detection", "nb03-eq3"),
+    coverage.claim(5, "Updating BatchNorm statistics erases memories (this book's hypothesis)", "Eq. 3", world_.name,
+                   coverage.majority_status("holds" if h else "does not hold" for _, h in lead),
+                   "; ".join(f"{c}: {'yes' if h else 'no'}" for c, h in lead), "03_lingering_detection", "nb03-bn"),
+])
 summary
+
+# %% [markdown]
+# ## Summary
+#
+# - Eq. 3 reads the fine-tuned backbone through the source head: with BatchNorm statistics updated,
+#   {glue:text}`nb03_L_bn_updated` of the {glue:text}`nb03_testable` testable source-only classes stay
+#   above {term}`p_lo` ({numref}`fig-nb03-eq3`); the control with a scratch backbone is the null for
+#   that count (table above).
+# - The BatchNorm hypothesis is tested, not assumed: BN frozen keeps {glue:text}`nb03_L_bn_frozen`, and
+#   restoring the source statistics gives {glue:text}`nb03_L_source_stats` ({numref}`fig-nb03-bn`).
+# - The conclusion does not hinge on the exact threshold when the curves of {numref}`fig-nb03-L-vs-p-lo`
+#   stay apart from the control over a wide range.
+#
+# ## Exercises
+#
+# 1. Use the paper's absolute threshold, $p^{lo} = 0.01$, in `shapes`. How many classes linger, and why
+#    is that count meaningless there?
+#
+#    :::{admonition} Solution
+#    :class: dropdown
+#    Run with `world = "shapes"` and read the column `|L| (p_lo = 0.01)` of the BatchNorm table. Over a
+#    few dozen classes chance is far above an absolute $0.01$, so the control passes it too: a
+#    threshold only means something relative to chance, which is why `default_p_lo` scales it.
+#    :::
+#
+# 2. Why does the control use the backbone of the scratch baseline rather than a randomly initialised
+#    backbone?
+#
+#    :::{admonition} Solution
+#    :class: dropdown
+#    A random backbone gives features the head has never seen *and* no trained structure; the scratch
+#    backbone is trained on the same target task as {term}`M^t` but never saw the source data. Any
+#    lingering it shows comes from the head and the task, not from memories, so it is the right null.
+#    :::
+#
+# 3. Compute the fraction of source running statistics left after fine-tuning if BatchNorm's momentum
+#    were ten times larger. Would you expect the "restored" row to differ more from "BN updated"?
+#
+#    :::{admonition} Solution
+#    :class: dropdown
+#    ```python
+#    m = 10 * momenta[0]
+#    (1 - m) ** steps
+#    ```
+#    The smaller the remaining fraction, the more the updated statistics have moved away from the source
+#    ones, and the more restoring them can change $p_c$ (and the target accuracy).
+#    :::

@@ -48,6 +48,20 @@ if "google.colab" in sys.modules:
 #
 # The prose below describes the profile this book was built with (`smoke`, a CPU); the
 # [GPU-run page](../book/gpu_run.md) keeps its own verdicts at paper scale.
+#
+# :::{admonition} What you will learn
+# :class: tip
+# - what Eq. 4 measures (the overlap of two Grad-CAM maps) and why it needs a per-class {term}`null`;
+# - how to make a comparison of {term}`arm`s fair: same augmentation, data and budget, differences
+#   shown in a recipe table;
+# - how paired controls ({term}`excess error`, {term}`flip rate`) separate the source object from the
+#   mere act of pasting;
+# - how five seeds, {term}`bootstrap over seeds` intervals, {term}`permutation p` values and
+#   {term}`Holm` correction turn into one verdict per test.
+#
+# **Assumes:** notebooks 2 and 3 (the sets {term}`F` and {term}`L`); Grad-CAM; what a p-value and a
+# confidence interval are.
+# :::
 
 # %% tags=["parameters"]
 world = "shapes"
@@ -81,10 +95,10 @@ audit
 # optimised, its BatchNorm policy, and its accuracy on the clean target validation images (mean and
 # range over the five seeds). `role` says how the tests use the arm: every *baseline* is tested
 # against the *reference*; the row marked "the paper's own M^b" is the paper's scratch model on the
-# same target data. A scratch arm trained on every target training image (the world's competent
+# same target data. A scratch arm trained on every target training image (the world's {term}`competent`
 # `M^b`, used in notebook 1) differs from $M^t$ in its data as well as its initialisation, so it is
 # not a baseline of the fair test. The baselines are profile data (`comparison_baselines`): at
-# `smoke` the paper's own M^b (the CPU budget of the book); at `full` also the accuracy-matched arm,
+# `smoke` the paper's own M^b (the CPU budget of the book); at `full` also the accuracy-{term}`matched` arm,
 # trained on fewer images until its accuracy matches the reference's.
 
 # %%
@@ -98,7 +112,7 @@ recipes
 # Accuracy on pasted target patches over a blurred, object-free copy of each background, at three
 # scales, for the reference and the paper's M^b (seed 0). A composite only tests
 # distraction at a scale where a model reads the patch on a neutral background; `shapes` (32 px
-# images) uses 60%, the other worlds the paper's 40%.
+# images) uses `scale = 0.6`, the other worlds the paper's `scale = 0.4`.
 
 # %% tags=["hide-input"]
 scale_rows = []
@@ -113,13 +127,14 @@ for s_ in (0.4, 0.5, 0.6):
 pd.DataFrame(scale_rows).pivot_table(index="scale", columns="model", sort=False)
 
 # %% [markdown]
+# (nb04-composites)=
 # ## 3. Composites, and which classes linger
 #
 # For every source-only class $c \in F$ (Eq. 2), $I(c)$ pastes a random target validation image onto
 # the images of $D^c$ at `audit.scale` of each side. All of F is composited once; each seed of the
 # reference model then splits F into its own lingering set L (Eq. 3) and the rest, $F \setminus L$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-output"]
 comp = audit.composites(seed=0)
 cls = audit.composite_classes(comp)
 F = audit.source_only().tolist()
@@ -130,10 +145,20 @@ linger_view = pd.DataFrame({"seed": list(Ls), "|L|": [len(v) for v in Ls.values(
 print(f"|F| = {len(F)} source-only classes, {len(comp)} composites ({len(comp) // max(1, len(F))} per class)")
 first = [int(np.flatnonzero(cls.numpy() == c)[0]) for c in F[:8]]
 fig = ll.plotting.image_grid(comp.images[first], [names[int(cls[i])] + (" (L)" if int(cls[i]) in Ls[seed] else "")
-                                                  for i in first], ncols=8, size=1.6,
-                             suptitle=f"composites: a target image pasted on a source-only image ((L): lingers in seed {seed})")
-ll.savefig(fig, f"04_{world_.name}_composites")
-plt.show()
+                                                  for i in first], ncols=4, size=1.8,
+                             suptitle=f"composites: a target image pasted on a source-only image\n((L): lingers in seed {seed})")
+ll.publish(fig, f"04_{world_.name}_composites", key="nb04_composites_fig")
+
+# %% [markdown]
+# ```{glue:figure} nb04_composites_fig
+# :name: fig-nb04-composites
+#
+# **Composites $I(c)$.** A target validation image pasted on an image of each of the first source-only
+# classes; "(L)" marks the classes that linger in the reference model of seed 0. Which classes linger
+# in each seed:
+# ```
+
+# %%
 linger_view
 
 # %% [markdown]
@@ -144,14 +169,18 @@ linger_view
 # tests. Its docstring states the family and the rule; in short, for each baseline and each of
 # four measures on L composites (error, excess error, flip rate, Eq. 4 above its null): the effect
 # is the reference's mean over seeds minus the baseline's, with a 95% bootstrap-over-seeds interval
-# and an exact permutation p-value over the 5 + 5 seeds (smallest possible: 2/252, about 0.008);
+# and an exact permutation p-value over the seeds of the two arms (smallest possible here:
+# {glue:text}`nb04_p_floor:.4f`);
 # within the reference model, L against $F \setminus L$ for excess error and Eq. 4 (p from
 # relabelling which classes linger, within each seed). All p-values of the world are Holm-adjusted
 # together, and `stats.verdict` turns each test into **holds** (the paper's direction and adjusted
 # p < 0.05), **does not hold** (the interval excludes the paper's direction) or **inconclusive**.
+# A table that also reports a {term}`Welch` t-test shows it as a cross-check; the verdicts use the
+# exact permutation p.
 
 # %%
 ft = comparison.fair_test(audit, arms, seeds)
+ll.glue("nb04_p_floor", comparison.smallest_p(len(seeds), len(seeds)), display=False)
 view = ft.table[ft.table.measure.isin(["target_acc", "err_source_only", "err_neutral", "excess_error", "flip_rate",
                                        "distraction", "distraction_null", "distraction_excess"])]
 view = view.assign(value=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(view["mean"], view["ci_lo"], view["ci_hi"])])
@@ -161,13 +190,22 @@ view.pivot_table(index=["subset", "measure"], columns="arm", values="value", agg
 # Each cell: mean over five seeds [95% bootstrap-over-seeds interval]. `distraction_null` is the
 # per-class shuffled-pair chance level of Eq. 4; `distraction_excess` is Eq. 4 minus that null.
 
-# %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(F) + 2), 4))
-plot_fig3a(ft, [ref, *ft.baselines[:1]], ax=ax,
-           title=f"{world_.name}: Eq. 4 per source-only class (95% cluster-bootstrap CI; grey: its own null)")
+# %% tags=["hide-input", "remove-output"]
+fig = plot_fig3a(ft, [ref, *ft.baselines[:1]],
+                 title=f"{world_.name}: Eq. 4 per source-only class\n(95% cluster-bootstrap CI; grey: its own null)").figure
 fig.tight_layout()
-ll.savefig(fig, f"04_{world_.name}_fig3a")
-plt.show()
+ll.publish(fig, f"04_{world_.name}_fig3a", key="nb04_fig3a")
+
+# %% [markdown]
+# ```{glue:figure} nb04_fig3a
+# :name: fig-nb04-fig3a
+#
+# **The paper's Figure 3a, measured per class (`shapes`).** Eq. 4 for the reference and the paper's
+# {term}`M^b` on the composites of each source-only class, over the seeds in which the class is in
+# {term}`L` (95% cluster-bootstrap interval), beside each class's own shuffled-pair {term}`null` (grey
+# tick). Classes in L in every seed are at the left, with the share of seeds printed under the name;
+# hollow: classes of $F \setminus L$.
+# ```
 
 # %% [markdown]
 # ## 5. The checks the measure needs
@@ -190,9 +228,9 @@ print(f"classes the overlay hides: {[names[c] for c in hidden] or 'none'}; "
 check_view
 
 # %% [markdown]
-# **Grad-CAM is faithful** for each model: deleting the 20% of pixels a map ranks highest (filled
+# **Grad-CAM is faithful** for each model: deleting the fifth of the pixels a map ranks highest (filled
 # with the image's mean colour) lowers the model's log-probability of the class the map explains by
-# more than deleting a random 20%. `gain` is that difference (with a cluster-bootstrap 95%
+# more than deleting a random fifth. `gain` is that difference (with a cluster-bootstrap 95%
 # interval); a model's maps count as faithful when the interval lies above zero.
 
 # %%
@@ -203,6 +241,7 @@ faith_view = faith.groupby("model", sort=False).agg(
 faith_view
 
 # %% [markdown]
+# (nb04-verdicts)=
 # ## 6. Verdicts
 #
 # The family of tests of this world, each verdict from `stats.verdict` on the Holm-adjusted p. The
@@ -239,13 +278,13 @@ report_world(world_.name, ft, surv, neut, faith)
 # pasted target image.
 
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-output"]
 def show_class(c: int, n: int = 3, model_seed: int = seed):
     idx = np.flatnonzero(cls.numpy() == c)[:n]
     sub = comp.subset(torch.as_tensor(idx))
     maps = {"M^s": audit.maps("M^s", sub, int(c)), ref: audit.maps(arms[ref], sub, sub.target_label, model_seed),
             ft.baselines[0]: audit.maps(arms[ft.baselines[0]], sub, sub.target_label, model_seed)}
-    fig, axes = plt.subplots(len(idx), 4, figsize=(8, 2.1 * len(idx)), squeeze=False)
+    fig, axes = plt.subplots(len(idx), 4, figsize=(7.4, 2.0 * len(idx)), squeeze=False)
     for r in range(len(idx)):
         show_image(axes[r, 0], sub.images[r], world_.source_classes[c] if r == 0 else None)
         for j, (name, mp) in enumerate(maps.items(), start=1):
@@ -257,10 +296,32 @@ def show_class(c: int, n: int = 3, model_seed: int = seed):
 pc = ll.plotting.per_class_distraction(ft, [ref, ft.baselines[0]]).pivot_table(
     index="source_class", columns="arm", values="distraction")
 ranked = (pc[ref] - pc[ft.baselines[0]]).sort_values(ascending=False)  # largest gap first
-for c in list(ranked.index[:2]) + list(ranked.index[-1:]):
+for rank_, c in zip(("first", "second", "last"), list(ranked.index[:2]) + list(ranked.index[-1:])):
     fig = show_class(int(c))
-    ll.savefig(fig, f"04_{world_.name}_maps_{c}")
-    plt.show()
+    ll.publish(fig, f"04_{world_.name}_maps_{c}", key=f"nb04_maps_{rank_}")
+    ll.glue(f"nb04_maps_{rank_}_name", world_.source_classes[int(c)], display=False)
+
+# %% [markdown]
+# ```{glue:figure} nb04_maps_first
+# :name: fig-nb04-maps-first
+#
+# **The three maps where the reference is most distracted relative to the paper's {term}`M^b`**
+# (class {glue:text}`nb04_maps_first_name`). Columns: the composite, {term}`M^s`'s map for the source
+# class, the reference's and the baseline's maps for the true target class (seed 0); white outline: the
+# pasted target image.
+# ```
+#
+# ```{glue:figure} nb04_maps_second
+# :name: fig-nb04-maps-second
+#
+# **The same for the class with the second-largest gap** ({glue:text}`nb04_maps_second_name`).
+# ```
+#
+# ```{glue:figure} nb04_maps_last
+# :name: fig-nb04-maps-last
+#
+# **The same for the class with the smallest gap** ({glue:text}`nb04_maps_last_name`): the contrast.
+# ```
 
 # %% [markdown]
 # In Jupyter or Colab, an explorer shows the same three maps for any source-only class (the rendered
@@ -282,10 +343,11 @@ else:
     print("In Jupyter or Colab, run explorer() in a cell to browse every source-only class.")
 
 # %% [markdown]
+# (nb04-real)=
 # ## 7. The same test on real photos: `lite0`
 #
 # The procedural world has planted truth; `lite0` has a real ImageNet model (EfficientNet-Lite0) and
-# real photos (faces vs non-faces) at the paper's 40% composite scale. Neither of its arms augments,
+# real photos (faces vs non-faces) at the paper's composite scale (`scale = 0.4`). Neither of its arms augments,
 # and its scratch arm trains on exactly $M^t$'s images: it *is* the paper's M^b. Augmented views of
 # one source photo share a cluster in every composite-level interval.
 
@@ -315,49 +377,62 @@ ft_o.verdicts()
 # Figure 3a on real photos: Eq. 4 per lingering class of $M^t$ and of the scratch baseline, each
 # against its own per-class null, with cluster-bootstrap intervals (views of one photo are one cluster).
 
-# %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * ft_o.controls["source_class"].nunique() + 2), 4))
-plot_fig3a(ft_o, [ref_o, *ft_o.baselines[:1]], ax=ax,
-           title=f"{other} ({audit_o.world.spec.arch}, real photos): Eq. 4 per source-only class, against its own null")
+# %% tags=["hide-input", "remove-output"]
+fig = plot_fig3a(ft_o, [ref_o, *ft_o.baselines[:1]],
+                 title=f"{other} ({audit_o.world.spec.arch}, real photos):\nEq. 4 per source-only class, against its own null").figure
 fig.tight_layout()
-ll.savefig(fig, f"04_{other}_fig3a")
-plt.show()
+ll.publish(fig, f"04_{other}_fig3a", key="nb04_other_fig3a")
+
+# %% [markdown]
+# ```{glue:figure} nb04_other_fig3a
+# :name: fig-nb04-real-fig3a
+#
+# **Figure 3a on real photos (`lite0`).** As {numref}`fig-nb04-fig3a`, for EfficientNet-Lite0
+# fine-tuned on faces ({term}`M^t`) and its scratch baseline; each interval clusters the augmented views
+# of one source photo.
+# ```
 
 # %%
 report_world(other, ft_o, surv_o, neut_o, faith_o)
 
 # %% [markdown]
+# (nb04-headline)=
 # ## 8. The answer in one figure
 #
 # Both worlds, on composites of the lingering classes L: Eq. 4 for each arm with its per-class null
 # (hollow, grey), and the excess error due to the source object; means over five seeds with 95%
 # bootstrap-over-seeds intervals.
 
-# %%
+# %% tags=["remove-output"]
 tests_ = {world_.name: ft, other: ft_o}
 shown = {world_.name: [ref, *ft.baselines], other: [ref_o, *ft_o.baselines]}
 fig = plot_headline(tests_, shown, [("distraction", "Eq. 4 on L (hollow: per-class null)"),
                                     ("excess_error", "excess error on L")])
-ll.savefig(fig, "04_headline")
-ll.glue("nb04_headline_fig", fig, display=False)
-plt.show()
+ll.publish(fig, "04_headline", key="nb04_headline_fig")
+headline = Findings("\n\n".join(comparison.headline(t_, w_) for w_, t_ in tests_.items()))
+ll.glue("nb04_headline", headline, display=False)
+headline
+
+# %% [markdown]
+# ```{glue:figure} nb04_headline_fig
+# :name: fig-nb04-headline
+#
+# **The answer in one figure.** On composites of the lingering classes {term}`L`, in each world (rows):
+# Eq. 4 of each arm beside its per-class {term}`null` (hollow, grey), and the {term}`excess error` due to
+# the source object (error with the object minus error on the blurred copy without it); means over the
+# seeds with 95% {term}`bootstrap over seeds` intervals. The verdict of the central test in each world:
+# ```
+#
+# ```{glue:md} nb04_headline
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## What this says
 #
-# The verdicts above are the rule's, not ours; in `shapes` (this notebook's first world):
-#
-# ```{glue:md} nb04_shapes_findings
-# :format: myst
-# ```
-#
-# and in `lite0`:
-#
-# ```{glue:md} nb04_lite0_findings
-# :format: myst
-# ```
-#
-# Reading them: a **holds** needs the paper's direction *and* a Holm-adjusted p below 0.05, which
+# The verdicts of sections 6 and 7 are the rule's, not ours (the findings printed under each world's
+# verdict table say them in words, with the checks); the [results page](06_results.ipynb) puts them
+# beside every other claim. Reading them: a **holds** needs the paper's direction *and* a Holm-adjusted p < 0.05, which
 # five seeds per arm allow only for a large, consistent effect; **does not hold** means the interval
 # rules the paper's direction out; **inconclusive** means neither. The recipe table says what
 # differs between each pair; the checks say whether the composites and maps can carry the measure.
@@ -384,4 +459,53 @@ for name_, ft_ in tests_.items():
     }
 summary = pd.DataFrame(summary)
 ll.glue("nb04_summary", summary, display=False)
+ll.coverage.glue_claims("nb04_claims", [
+    *comparison.claims(ft, world_.name, anchor="nb04-verdicts"),
+    *comparison.claims(ft_o, other, anchor="nb04-real"),
+    ll.coverage.claim(4, "Some source-only classes linger in the fine-tuned backbone", "Eq. 3", world_.name, "measured",
+                      f"|L| per seed {[len(v) for v in Ls.values()]} of |F| = {len(F)} (no control in this world)",
+                      "04_distraction", "nb04-composites")])
 summary
+
+# %% [markdown]
+# ## Summary
+#
+# - The central claim, tested in each world, is answered under {numref}`fig-nb04-headline`: one
+#   sentence per world with Eq. 4 on L, its null, the interval and the rule's verdict.
+# - A fair test needs arms that differ only in what is compared (the recipe table), a per-class null
+#   for Eq. 4, paired controls for the error, and checks that the composites and maps can carry the
+#   measure; every verdict comes from `stats.verdict` on Holm-adjusted exact permutation p-values.
+# - The full family of tests and the sensitivity analysis are on the [results page](06_results.ipynb).
+#
+# ## Exercises
+#
+# 1. Why is the exact permutation p-value of a five-against-five comparison never below the floor
+#    printed in section 4, whatever the effect? What would ten seeds per arm change?
+#
+#    :::{admonition} Solution
+#    :class: dropdown
+#    The test relabels which seeds belong to which arm; with five seeds per arm there are only
+#    $\binom{10}{5}$ labellings, and the observed one is at best the most extreme of two (both
+#    directions). `comparison.smallest_p(10, 10)` gives the floor for ten seeds per arm: far smaller, so
+#    smaller effects can reach "holds" after Holm.
+#    :::
+#
+# 2. Train the reference arm *without* the scratch arms' augmentation and rerun the test. Which row of
+#    the recipe table changes, and why does that make the comparison unfair?
+#
+#    :::{admonition} Solution
+#    :class: dropdown
+#    Give `comparison.fair_test` an `arms` dictionary whose reference is the plain fine-tuning recipe
+#    (`"M^t"`) instead of `world_.spec.comparison[ref]`. The augmentation column then differs between
+#    the arms, so any difference in Eq. 4 may come from the augmentation (zoom-out teaches a model to
+#    read small patches) rather than from the initialisation, which is what the claim is about.
+#    :::
+#
+# 3. Eq. 4 is the overlap of two maps. Why is a raw Eq. 4 value meaningless without its per-class null?
+#
+#    :::{admonition} Solution
+#    :class: dropdown
+#    Two Grad-CAM maps overlap by chance: both favour the centre, both cover a fixed share of the
+#    pixels. The null pairs each composite's map with the source map of *another* image of the same
+#    class, so Eq. 4 above it is overlap that the source object explains (`distraction_excess`).
+#    :::

@@ -59,6 +59,16 @@ def strip_widgets(path: Path, name: str | None = None) -> int:
     return dropped
 
 
+def _parameters_cell(nb: Path) -> str:
+    """The source of the notebook's cell tagged ``parameters`` ('' if none)."""
+    import nbformat
+
+    for cell in nbformat.read(nb, as_version=4).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            return cell.source
+    return ""
+
+
 def parameters(profile: str, device: str) -> dict[str, str]:
     """Papermill parameters: none for the default (smoke, auto), so the stored notebooks keep no
     injected-parameters cell; otherwise ``profile`` and ``device``."""
@@ -124,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         out = nb if args.output_dir is None else args.output_dir / nb.name
         print(f"== papermill {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} "
               f"(profile={args.profile}, device={args.device})", flush=True)
-        seconds, error = run_one(nb, out, params, args.kernel)
+        # A notebook that reads the others' outputs (the results page: `claims_dir`) reads them where
+        # this run writes them.
+        nb_params = dict(params)
+        if args.output_dir is not None and re.search(r"^claims_dir\s*=", _parameters_cell(nb), re.M):
+            nb_params["claims_dir"] = str(args.output_dir.resolve())
+        seconds, error = run_one(nb, out, nb_params, args.kernel)
         timings[nb.stem] = {"seconds": seconds, "ok": error is None, **({"error": error} if error else {})}
         print(f"   {seconds:.0f} s{'' if error is None else '  FAILED: ' + error}", flush=True)
         if args.timings is not None:  # written after every notebook: a run cut short keeps what finished

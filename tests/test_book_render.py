@@ -46,3 +46,39 @@ def test_equations_render_offline(tmp_path):
     dom = _chromium(tmp_path, "--dump-dom", (HTML / "book" / "method.html").as_uri()).stdout
     assert "_static/mathjax/tex-chtml.js" in dom
     assert dom.count("<mjx-container") >= 5, "MathJax did not typeset the method page's equations"
+
+
+_SCROLL_CHECK = """<script>
+window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });   // hidden cells, opened
+  document.querySelectorAll(".toggle-hidden, .tag_hide-input .cell_input").forEach(e => { e.style.display = "block"; });
+  const bad = [];
+  document.querySelectorAll("div.cell pre, div.highlight pre").forEach(p => {
+    if (p.getClientRects().length && p.scrollWidth > p.clientWidth + 1) bad.push(p.textContent.trim().slice(0, 60));
+  });
+  const out = document.createElement("div");
+  out.id = "lingerlab-scroll-check";
+  out.setAttribute("data-bad", JSON.stringify(bad));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_code_cell_scrolls_sideways(page, tmp_path):
+    """Issue 20, point 8: at a laptop window width, no code cell or text output of a page (hidden cells
+    opened) is wider than the content column; book/_static/lingerlab.css wraps them."""
+    import html as _html
+    import json
+
+    src = HTML / f"{page}.html"
+    probe = src.with_name(src.stem + ".scrollcheck.html")  # beside the page, so its assets load
+    probe.write_text(src.read_text().replace("</body>", _SCROLL_CHECK + "</body>"))
+    try:
+        dom = _chromium(tmp_path, "--window-size=1280,2400", "--dump-dom", probe.as_uri()).stdout
+    finally:
+        probe.unlink()
+    m = re.search(r'id="lingerlab-scroll-check" data-bad="([^"]*)"', dom)
+    assert m, f"{page}: the scroll check did not run"
+    bad = json.loads(_html.unescape(m.group(1)))
+    assert not bad, f"{page}: code cells wider than the content column: {bad}"

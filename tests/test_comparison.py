@@ -193,6 +193,21 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     # distraction equals its null everywhere: no effect, never "holds"
     assert t.loc["distraction_excess on L: ref > base", "verdict"] != "holds"
 
+    # the intro's sentence and the coverage rows carry the rule's verdicts and the numbers
+    from lingerlab.comparison import COVERAGE_CLAIMS, claims, headline, smallest_p
+
+    line = headline(ft, "toy", measure="err_source_only")
+    assert line.startswith("`toy`: ref is wrong more often on L composites than base: **holds**")
+    assert f"{ft.value('ref', 'distraction'):.3f}" in line and "5 + 5 seeds" in line
+    with pytest.raises(ValueError, match="measure"):
+        headline(ft, "toy", measure="nope")
+    rows = claims(ft, "toy", anchor="a")
+    assert len(rows) == len(COVERAGE_CLAIMS) and {r["world"] for r in rows} == {"toy"}
+    by_order = {r["order"]: r for r in rows}
+    assert by_order[6]["status"] == "holds" and "[" in by_order[6]["evidence"]
+    assert smallest_p(5, 5) == pytest.approx(2 / 252)  # the floor the planted effect reached above
+    assert smallest_p(3, 3) == pytest.approx(0.1) and smallest_p(np.int64(4), 4) == pytest.approx(2 / 70)
+
 
 def test_recipe_table_and_describe(audit):
     from lingerlab.comparison import describe, recipe_table

@@ -18,10 +18,10 @@ def _cells(nb):
     return [(c.cell_type, c.source.strip()) for c in nb.cells]
 
 
-def test_toc_lists_the_five_sections():
+def test_toc_lists_the_five_sections_and_the_results_page():
     assert [Path(n).name for n in NOTEBOOKS] == [
         "01_hypothesis", "02_source_only_features", "03_lingering_detection", "04_distraction",
-        "05_mitigation"]
+        "05_mitigation", "06_results"]
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)
@@ -141,3 +141,16 @@ def test_no_absolute_paths_in_notebooks(ipynb):
     nb = json.loads(ipynb.read_text(encoding="utf-8"))
     hits = absolute_paths(nb)
     assert not hits, f"{ipynb.name} holds {len(hits)} absolute path(s):\n" + "\n".join(hits[:20])
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_no_table_is_cut(stem):
+    """Issue 20: pandas never truncates a table the book shows (no "..." row or column)."""
+    nb = nbformat.read(ROOT / f"{stem}.ipynb", as_version=4)
+    for i, c in enumerate(nb.cells):
+        for out in c.get("outputs", []):
+            for mime, text in out.get("data", {}).items():
+                if mime.endswith("text/html"):
+                    text = "".join(text) if isinstance(text, list) else text
+                    assert not re.search(r"<t[dh][^>]*>\.\.\.</t[dh]>", text), (
+                        f"{stem}.ipynb cell {i}: a table is cut with '...'; raise pandas' display limits")

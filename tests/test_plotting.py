@@ -34,8 +34,8 @@ def test_per_class_distraction_is_over_the_seeds_where_the_class_lingers():
     assert pc.loc[0, "distraction"] == 1.0 and pc.loc[0, "share_L"] == 0.4 and pc.loc[0, "subset"] == "L"
     assert pc.loc[1, "distraction"] == 0.0 and pc.loc[1, "subset"] == "F \\ L"
     ax = plot_fig3a(ft, ["ref"])
-    labels = [t.get_text() for t in ax.get_xticklabels()]
-    assert labels == ["c0\nL 40%", "c1\nF \\ L"]
+    labels = [t.get_text() for t in ax.get_yticklabels()]  # one row per class, top down
+    assert labels == ["c0 (L 40%)", "c1 (F \\ L)"]
     assert np.isfinite(ax.get_ylim()).all()
 
 
@@ -63,3 +63,30 @@ def test_a_class_with_one_source_photo_gets_an_interval_over_seeds():
     assert np.isfinite(pc[["ci_lo", "ci_hi"]].to_numpy()).all()
     ax = plot_fig3a(ft, ["ref"])
     assert np.isfinite(ax.get_ylim()).all()
+
+
+def test_publish_checks_type_size_saves_and_closes(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lingerlab.plotting import BOOK_WIDTH_IN, MIN_FONT_PT, PAGE_WIDTH_IN, publish, shown_scale, small_text
+
+    monkeypatch.setenv("LINGERLAB_FIGURES", str(tmp_path))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("too small", fontsize=MIN_FONT_PT - 1)
+    assert small_text(fig) == [f"'too small' ({MIN_FONT_PT - 1:g} pt)"]
+    with pytest.raises(ValueError, match="too small"):
+        publish(fig, "tiny")
+    assert not (tmp_path / "tiny.png").exists()  # nothing written for an illegible figure
+    ax.set_title("legible", fontsize=MIN_FONT_PT)
+    assert small_text(fig) == []
+    fig.set_size_inches(2 * PAGE_WIDTH_IN, 3)  # twice the page: shown at half size, so half the type
+    assert 0.45 < shown_scale(fig) < 0.7  # the tight bbox crops the empty margin
+    assert "'legible'" in " ".join(small_text(fig)) and small_text(fig, page_width_in=None) == []
+    fig.set_size_inches(BOOK_WIDTH_IN, 3)
+    path = publish(fig, "ok", key="fig_ok")
+    assert path == tmp_path / "ok.png" and path.stat().st_size > 1000
+    assert not plt.fignum_exists(fig.number)  # closed: the inline backend will not show it twice

@@ -13,7 +13,7 @@ from .audit import Audit
 from .report import resolve_device
 from .worlds import load_world
 
-__all__ = ["Chapter", "chapter"]
+__all__ = ["Chapter", "chapter", "profile_table"]
 
 
 @dataclass
@@ -48,10 +48,34 @@ def chapter(world: str | None, profile: str = "smoke", seed: int = 0, device: st
     dev = resolve_device(device)
     torch.manual_seed(int(seed))
     pd.set_option("display.width", 160)
-    pd.set_option("display.max_columns", 20)
+    pd.set_option("display.max_columns", None)  # the book never shows a table cut with "..."
+    pd.set_option("display.max_rows", 500)
+    pd.set_option("display.max_colwidth", 200)
     warnings.formatwarning = _short_warning
     out = Chapter(device=dev, seed=int(seed), seeds=tuple(int(seed) + i for i in range(n_seeds)), profile=profile)
     if world is not None:
         out.world = load_world(world, profile=profile, seed=int(seed), progress=progress)
         out.audit = Audit(out.world, device=dev, **audit_params)
     return out
+
+
+def profile_table(worlds: Any = ("shapes", "lite0", "lite1", "lite2", "paper")) -> Any:
+    """What profile ``full`` changes against ``smoke``: one row per (world, field) whose value differs
+    between the two, read from ``profiles.PROFILES`` (the numbers are the dataclasses', not typed)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from .profiles import PROFILES
+
+    rows = []
+    for w in worlds:
+        if w not in PROFILES or not {"smoke", "full"} <= set(PROFILES[w]):
+            raise ValueError(f"worlds must name worlds with a smoke and a full profile, from "
+                             f"{', '.join(map(repr, PROFILES))}; got {w!r}")
+        smoke, full = PROFILES[w]["smoke"], PROFILES[w]["full"]
+        for f in dataclasses.fields(smoke):
+            a, b = getattr(smoke, f.name), getattr(full, f.name)
+            if f.name != "name" and a != b:
+                rows.append({"world": w, "setting": f.name, "smoke": a, "full": b})
+    return pd.DataFrame(rows, columns=["world", "setting", "smoke", "full"])

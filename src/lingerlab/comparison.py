@@ -50,7 +50,8 @@ from .composites import Composites, neutral_backgrounds, paste
 from .distraction import distraction_with_null, paired_test
 from .models import as_generator
 
-__all__ = ["FairTest", "fair_test", "summarize", "sensitivity", "recipe_table", "describe", "subset_per_seed",
+__all__ = ["FairTest", "fair_test", "summarize", "sensitivity", "headline", "smallest_p", "claims",
+           "COVERAGE_CLAIMS", "recipe_table", "describe", "subset_per_seed",
            "composite_clusters", "SUBSETS", "FAMILY_MEASURES",
            "CONTRAST_MEASURES", "DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
            "by_class", "compare", "verdict", "model_level_test"]
@@ -696,6 +697,71 @@ def describe(ft: FairTest) -> str:
     if counts.get("not measured", 0):
         head += f", {int(counts['not measured'])} not measured"
     return f"Of {len(ft.tests)} tests: {head}.\n\n" + "\n".join(lines)
+
+
+def smallest_p(n_reference: int, n_baseline: int) -> float:
+    """The smallest exact two-sided permutation p that ``n_reference`` against ``n_baseline`` seeds
+    allow (``stats.permutation_p`` on two fully separated samples): with fewer relabellings than
+    ``1 / alpha``, no test can reach "holds", however large the effect."""
+    a = np.arange(int(n_reference), dtype=float)
+    return float(_stats.permutation_p(a, np.arange(int(n_baseline), dtype=float) + a.size + 1e6))
+
+
+#: The paper's claims the fair test decides, as rows of the coverage matrix: (kind, measure) ->
+#: (row order, claim, where in the paper).
+COVERAGE_CLAIMS = {
+    ("between arms", "err_source_only"): (6, "M^t is wrong more often than a scratch M^b on composites of L", "Fig. 3"),
+    ("between arms", "excess_error"): (7, "... and the source object causes it (excess error over a blurred copy)",
+                                       "Fig. 3, Fig. 1c"),
+    ("between arms", "flip_rate"): (8, "The source object flips M^t's prediction more often than M^b's", "Fig. 1c"),
+    ("between arms", "distraction_excess"): (9, "M^t is distracted more than M^b (Eq. 4 over L, above its null)",
+                                             "Eq. 4, Fig. 3a"),
+    ("within model", "distraction_excess"): (10, "M^t is distracted more on L than on F \\ L", "Eq. 4, Fig. 3a"),
+}
+
+
+def claims(ft: FairTest, world: str, page: str = "04_distraction", anchor: str = "") -> list[dict[str, Any]]:
+    """The fair test's verdicts on the paper's claims (:data:`COVERAGE_CLAIMS`) as rows of the
+    coverage matrix (``coverage.claim``); between arms against the first baseline (the paper's M^b)."""
+    from . import coverage
+
+    rows = []
+    for r in ft.tests.itertuples():
+        key = (r.kind, r.measure)
+        if key not in COVERAGE_CLAIMS or (r.kind == "between arms" and r.baseline != ft.baselines[0]):
+            continue
+        order, text, paper = COVERAGE_CLAIMS[key]
+        evidence = ("not measured: the set is empty" if r.verdict == "not measured" else
+                    f"effect {r.effect:+.3f} [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], Holm-adjusted p {r.p_holm:.3g}, "
+                    f"{r.n_reference} + {r.n_baseline} seeds")
+        rows.append(coverage.claim(order, text, paper, world, coverage.from_verdict(r.verdict), evidence, page, anchor))
+    return rows
+
+
+def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> str:
+    """The paper's central claim (Fig. 3a, Eq. 4 over L) in one sentence for one world: the reference
+    against the first baseline (the paper's M^b) on ``measure``, with both arms' Eq. 4 on L and their
+    per-class nulls (means over seeds, 95% bootstrap-over-seeds intervals), the verdict of
+    ``stats.verdict`` and the Holm-adjusted p. Markdown, from code (the intro glues it)."""
+    base = ft.baselines[0]
+    rows = ft.tests[(ft.tests["kind"] == "between arms") & (ft.tests["measure"] == measure)
+                    & (ft.tests["baseline"] == base)]
+    if rows.empty:
+        raise ValueError(f"no between-arms test of measure {measure!r} against {base!r}; "
+                         f"measures tested: {sorted(set(ft.tests['measure']))}")
+    r = rows.iloc[0]
+
+    def cell(arm: str, m: str) -> str:
+        t = ft.table[(ft.table.arm == arm) & (ft.table.measure == m) & (ft.table.subset == "L")].iloc[0]
+        return f"{t['mean']:.3f} [{t['ci_lo']:.3f}, {t['ci_hi']:.3f}]"
+
+    if r["verdict"] == "not measured":
+        return f"`{world}`: {ft.reference} against {base}: **not measured** (no seed has composites of a lingering class)."
+    return (f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}: **{r['verdict']}** "
+            f"(Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
+            f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
+            f"{cell(base, 'distraction_null')}; effect {r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}], "
+            f"Holm-adjusted p = {r['p_holm']:.3g}, {int(r['n_reference'])} + {int(r['n_baseline'])} seeds).")
 
 
 def sensitivity(ft: FairTest, survival: pd.DataFrame) -> tuple[FairTest | None, str]:

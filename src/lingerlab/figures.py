@@ -49,9 +49,8 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     (Eq. 4's top-quantile mask P_q with q = 1 - area), filled with the photo's mean colour
     (``composites.occlude``), for the first of ``areas`` at which M^s's probability of ``c_o`` falls
     below half of what it was (``object_removed``; else the last area, and ``object_removed`` is
-    False). Returns the figure (one row per photo:
-    the photo with M^s's map for ``c_o``, each model's map for its prediction, the occluded photo, each
-    model's map on it) and a table: ``photo, object, object_in_F_rank`` (its rank in M^s's top k),
+    False). Returns the figure (one column per photo: the photo with M^s's map for ``c_o``, each
+    model's map for its prediction, the occluded photo, each model's map on it) and a table: ``photo, object, object_in_F_rank`` (its rank in M^s's top k),
     ``object_has_images`` (c_o has D^c images, so Eq. 3 can test it), ``object_in_L``, ``area``
     (occluded fraction of the pixels), ``object_removed``, ``p_object`` and ``p_object_occluded`` (M^s), and per model ``p_label``,
     ``p_label_occluded``, ``prediction`` and ``prediction_occluded``.
@@ -76,7 +75,8 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     x = torch.stack(list(photos.values())).to(dev)
     ps = _probs(m_s, x)
     ncols = 2 + 2 * len(models)
-    fig, axes = plt.subplots(len(photos), ncols, figsize=(2.3 * ncols, 2.5 * len(photos)), squeeze=False)
+    # one column per photo (rows: the photo and each model's map, then the same occluded): a book-page width
+    fig, axes = plt.subplots(ncols, len(photos), figsize=(2.4 * len(photos), 2.3 * ncols), squeeze=False)
     rows = []
     for i, name in enumerate(photos):
         top = ps[i].topk(k).indices.tolist()
@@ -96,25 +96,25 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
             row.update(object=names[c_o], object_in_F_rank=top.index(c_o) + 1, object_has_images=c_o in with_images,
                        object_in_L=c_o in L, area=float(mask.float().mean()), object_removed=removed,
                        p_object=float(ps[i, c_o]), p_object_occluded=float(p_occ[c_o]))
-            show_cam(axes[i, 0], xi[0].cpu(), cam_s, f"{name.split('.')[-1]}\nM^s: {names[c_o]} ({ps[i, c_o]:.2f})",
+            show_cam(axes[0, i], xi[0].cpu(), cam_s, f"{name.split('.')[-1]}\nM^s: {_short(names[c_o])} ({ps[i, c_o]:.2f})",
                      mask=mask)
-            show_image(axes[i, 1 + len(models)], x_occ[0].cpu(), f"occluded\nM^s: {names[c_o]} ({p_occ[c_o]:.2f})")
+            show_image(axes[1 + len(models), i], x_occ[0].cpu(), f"occluded\nM^s: {_short(names[c_o])} ({p_occ[c_o]:.2f})")
         else:
             x_occ = None
             row.update(object=None, object_in_F_rank=None, object_has_images=False, object_in_L=False,
                        area=float("nan"), object_removed=False, p_object=float("nan"), p_object_occluded=float("nan"))
-            show_image(axes[i, 0], xi[0].cpu(), f"{name.split('.')[-1]}\nno class of F in M^s's top {k}")
-            axes[i, 1 + len(models)].set_axis_off()
+            show_image(axes[0, i], xi[0].cpu(), f"{name.split('.')[-1]}\nno class of F in M^s's top {k}")
+            axes[1 + len(models), i].set_axis_off()
         for j, m in enumerate(models):
             for x_in, col, tag in ((xi, 1 + j, ""), (x_occ, 2 + len(models) + j, "_occluded")):
                 if x_in is None:
-                    axes[i, col].set_axis_off()
+                    axes[col, i].set_axis_off()
                     row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float("nan"), None
                     continue
                 p = _probs(trained[m], x_in)[0]
                 pred = int(p.argmax())
                 cam_m = gradcam(trained[m], x_in, torch.tensor([pred], device=dev), layer)[0].cpu()
-                show_cam(axes[i, col], x_in[0].cpu(), cam_m,
+                show_cam(axes[col, i], x_in[0].cpu(), cam_m,
                          f"{m}{' (occluded)' if tag else ''}\n{t_names[pred]} ({p[pred]:.2f})")
                 row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float(p[label]), t_names[pred]
         rows.append(row)
@@ -152,7 +152,8 @@ def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | No
     trained = {m: audit.model(m, seed) for m in models}
     layer = world.spec.cam_layer
     c_t = int(y_t)
-    fig, axes = plt.subplots(len(inputs), 2 + len(models), figsize=(3 * (2 + len(models)), 3 * len(inputs)))
+    ncol = 2 + len(models)
+    fig, axes = plt.subplots(len(inputs), ncol, figsize=(7.4, 7.4 / ncol * 1.15 * len(inputs)))
     records = []
     for r, (row_name, (x, mask)) in enumerate(inputs.items()):
         x = x.to(dev)
@@ -171,8 +172,8 @@ def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | No
             records.append({"input": row_name, "model": m, "prediction": t_names[pred],
                             "p(true target class)": float(p[c_t]) if r else float("nan"),
                             "p(source class)": float("nan")})
-    fig.suptitle(f"world {world.name}: Grad-CAM of M^s (class {names[source_class]!r}) and of "
-                 f"{', '.join(models)} (their predicted class); white outline = pasted target image ({t_names[c_t]!r})")
+    fig.suptitle(f"{world.name}: Grad-CAM of M^s ({_short(names[source_class])}) and of {', '.join(models)}\n"
+                 f"(their predictions); white outline: the pasted {t_names[c_t]!r} image", fontsize=10)
     fig.tight_layout()
     return fig, pd.DataFrame(records)
 
@@ -181,7 +182,7 @@ def _short(s: str, n: int = 22) -> str:
     return s if len(s) <= n else s[:n - 1] + "…"
 
 
-def figure4(audit: Any, ncol: int = 6) -> tuple[Any, pd.DataFrame]:
+def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
     """Figure 4: which source classes Eq. 1 finds in the target data and which never appear.
 
     Top row: a D^c image of each of the ``ncol`` source-only classes (``v <= v_lo``, with D^c images)
@@ -209,7 +210,7 @@ def figure4(audit: Any, ncol: int = 6) -> tuple[Any, pd.DataFrame]:
     fig_rows = ["source-only\n(D^c)", "shared\n(D^c)", "target images where\nthe shared class manifests"]
     if not any(has_images[c] for c in shared):
         fig_rows.pop(1)
-    fig, axes = plt.subplots(len(fig_rows), ncol, figsize=(1.9 * ncol, 2.2 * len(fig_rows)), squeeze=False)
+    fig, axes = plt.subplots(len(fig_rows), ncol, figsize=(1.55 * ncol, 2.1 * len(fig_rows)), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
 
@@ -227,7 +228,7 @@ def figure4(audit: Any, ncol: int = 6) -> tuple[Any, pd.DataFrame]:
                 show_image(axes[1, j], source_image(c), f"{_short(names[c])}\nv = {int(v[c])}")
             else:
                 axes[1, j].text(0.5, 0.5, f"{_short(names[c])}\nv = {int(v[c])}\n(no D^c image)", ha="center",
-                                va="center", fontsize=8, transform=axes[1, j].transAxes)
+                                va="center", fontsize=9, transform=axes[1, j].transAxes)
         x_t, y_t = D_t[best[c]]
         title = f"a {world.target_classes[int(y_t)]!r} image\np_c under M^s = {float(p_s[best[c], c]):.2f}"
         if len(fig_rows) == 2:
@@ -235,7 +236,8 @@ def figure4(audit: Any, ncol: int = 6) -> tuple[Any, pd.DataFrame]:
         show_image(axes[-1, j], x_t, title)
     for r, label in enumerate(fig_rows):
         axes[r, 0].text(-0.15, 0.5, label, ha="right", va="center", fontsize=9, transform=axes[r, 0].transAxes)
-    fig.suptitle(f"{world.name}: source-only classes (v <= {audit.v_lo:g}), shared classes and where they appear in D^t")
+    fig.suptitle(f"{world.name}: source-only classes (v <= {audit.v_lo:g}),\nshared classes and where they appear in D^t",
+                 fontsize=10)
     fig.tight_layout()
     rows = [{"row": row, "class": c, "name": names[c], "v": int(v[c]), "has_images": bool(has_images[c]),
              "p_max": float(p_s[best[c], c]), "best_target": best[c]}

@@ -1,13 +1,74 @@
 """Figures the notebooks share: images, Grad-CAM overlays, image grids, the remedy table, the fair
-test (matplotlib only), and `Findings`, Markdown text the book glues."""
+test (matplotlib only), `publish` (every figure of the book: legible, saved, glued), and `Findings`,
+Markdown text the book glues."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+
+
+#: The smallest type a figure of the book may carry *as the page shows it* (issue 20: legible at page
+#: width).
+MIN_FONT_PT = 9.0
+#: The width the book's pages give a figure: the content column of the book's theme is at most 774 CSS
+#: px wide (measured in Chromium), and the notebooks' inline figures are drawn at 100 dpi, so a
+#: figure wider than this many inches is shown scaled down, and its type with it.
+PAGE_WIDTH_IN = 7.74
+#: The width the book's figures are designed at (inches): within the page, so shown at full size.
+BOOK_WIDTH_IN = 7.5
+
+
+def shown_scale(fig: Any, page_width_in: float = PAGE_WIDTH_IN) -> float:
+    """How much the page scales ``fig`` down: ``min(1, page width / the figure's tight width)``."""
+    fig.canvas.draw()
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, as bbox_inches="tight" saves it
+    return min(1.0, page_width_in / max(width, 1e-9))
+
+
+def small_text(fig: Any, min_pt: float = MIN_FONT_PT, page_width_in: float | None = PAGE_WIDTH_IN) -> list[str]:
+    """The visible texts of a matplotlib figure (titles, labels, tick labels, legends, annotations) whose
+    type is smaller than ``min_pt`` points as the page shows it (its size times :func:`shown_scale`;
+    ``page_width_in=None``: as drawn), each as ``'<text>' (<size> pt)``."""
+    from matplotlib.text import Text
+
+    scale = 1.0 if page_width_in is None else shown_scale(fig, page_width_in)
+    return [f"{t.get_text()[:30]!r} ({t.get_fontsize() * scale:.3g} pt)" for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < min_pt - 0.05]  # 0.05 pt: rounding
+
+
+def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> Path:
+    """Show one figure of the book: check that its type is legible (:data:`MIN_FONT_PT`), save it as
+    ``<figures_dir>/<name>.png``, glue it as ``key`` (default ``fig_<name>``; the page numbers and
+    captions it with ``{glue:figure}``, and the cell that calls this carries ``remove-output`` so the
+    book shows it once), and close it. Outside the book's environment (no myst-nb) it is displayed.
+
+    Raises ``ValueError`` naming the texts that are too small, before anything is written."""
+    import matplotlib.pyplot as plt
+
+    from .report import glue, savefig
+
+    small = small_text(fig)
+    if small:
+        raise ValueError(f"figure {name!r}: text below {MIN_FONT_PT:g} pt at page width ({PAGE_WIDTH_IN:g} in; "
+                         f"the figure is shown at {shown_scale(fig):.2f} of its size) is not legible: "
+                         + ", ".join(small[:8]) + (" ..." if len(small) > 8 else "")
+                         + f"; make it at most {BOOK_WIDTH_IN:g} in wide or its type larger")
+    path = savefig(fig, name, dpi=dpi)
+    try:
+        import myst_nb  # noqa: F401
+    except ImportError:  # pragma: no cover - Colab without the book's extras
+        from IPython.display import display
+
+        display(fig)
+    else:
+        glue(key or f"fig_{name}", fig, display=True)
+    plt.close(fig)
+    return path
 
 
 def to_numpy_image(img: Tensor) -> np.ndarray:
@@ -76,7 +137,11 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     s = summarize_remedies(table, reference)
     s = s[s["feasible"] & (s["remedy"] != reference)].reset_index(drop=True)
     if ax is None:
-        fig, axes = plt.subplots(1, 4, figsize=(18, 8.5), gridspec_kw={"width_ratios": [1.2, 1, 1, 0.8]})
+        fig = plt.figure(figsize=(BOOK_WIDTH_IN, 4.0 + 0.26 * len(s) + 1.2))
+        grid = fig.add_gridspec(2, 3, height_ratios=[4.0, 0.26 * len(s) + 1.2], width_ratios=[1, 1, 1])
+        axes = [fig.add_subplot(grid[0, :])]
+        axes.append(fig.add_subplot(grid[1, 0]))
+        axes += [fig.add_subplot(grid[1, k], sharey=axes[1]) for k in (1, 2)]
     else:
         axes = ax
         fig = axes[0].figure
@@ -93,24 +158,24 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     a.axvline(0, color="grey", lw=0.8)
     a.set_xlabel("cost: target accuracy drop vs plain")
     a.set_ylabel("buys: composite accuracy gain vs plain")
-    a.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
+    handles, labels = a.get_legend_handles_labels()
     a.set_title("accuracy")
     y = np.arange(len(s))
     b = axes[1]
     b.barh(y, s["d_distraction_excess"], xerr=s["d_distraction_excess_sd"].fillna(0), color=colours)
-    b.set_yticks(y, s["remedy"], fontsize=8)
+    b.set_yticks(y, s["remedy"], fontsize=9)
     b.axvline(0, color="grey", lw=0.8)
-    b.set_xlabel("change in distraction above null (Eq. 4 IoU)")
-    b.set_title("buys: less distraction (negative)", fontsize=9)
+    b.set_xlabel("Eq. 4 above null, change")
+    b.set_title("distraction (< 0 buys)", fontsize=9)
     e = axes[2]
     e.barh(y, s["d_mean_p_st"], xerr=s["d_mean_p_st_sd"].fillna(0), color=colours)
     for i, r in s.iterrows():
         if np.isfinite(r["d_n_lingering"]):
-            e.annotate(f"{r['d_n_lingering']:+.0f} L", (0, i), xytext=(3, -3), textcoords="offset points", fontsize=7)
-    e.set_yticks(y, [""] * len(s))
+            e.annotate(f"{r['d_n_lingering']:+.0f} L", (0, i), xytext=(3, -3), textcoords="offset points", fontsize=9)
+    e.tick_params(labelleft=False)
     e.axvline(0, color="grey", lw=0.8)
-    e.set_xlabel("change in mean p_c(M^st) over F (Eq. 3)")
-    e.set_title("buys: weaker memories (negative); +n L = change in |L|", fontsize=9)
+    e.set_xlabel("mean p_c(M^st), change")
+    e.set_title("memories, Eq. 3 (< 0 buys)", fontsize=9)
     c = axes[3]
     c.barh(y, s["time_overhead"], xerr=s["time_overhead_sd"].fillna(0), color=colours)
     c.set_xscale("log")
@@ -118,10 +183,12 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     c.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
     c.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis overlap
     c.axvline(1, color="grey", lw=0.8)
-    c.set_yticks(y, [""] * len(s))
-    c.set_xlabel("cost: training time (x plain fine-tuning)")
-    c.set_title("time")
+    c.tick_params(labelleft=False)
+    c.set_xlabel("x plain fine-tuning")
+    c.set_title("cost: training time", fontsize=9)
+    b.invert_yaxis()  # the registry's order, top down (the axes share it)
     fig.tight_layout()
+    fig.legend(handles, labels, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     return fig
 
 
@@ -134,7 +201,7 @@ def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
 
     s = summary.reset_index(drop=True)
     y = np.arange(len(s))[::-1]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.42 * len(s) + 2.4), sharey=True)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 0.36 * len(s) + 2.2), sharey=True)
     colours = ["tab:red" if n == "eq5" else "tab:blue" for n in s["score"]]
     err = _spread(s["auroc"], s["auroc_ci_lo"], s["auroc_ci_hi"])
     for i, c in enumerate(colours):
@@ -142,13 +209,13 @@ def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
     a.axvline(0.5, color="grey", ls="--", lw=1, label="chance (0.5)")
     a.set_yticks(y, ["Eq. 5 (ours)" if n == "eq5" else n for n in s["score"]])
     a.set_xlim(0, 1)
-    a.set_xlabel("AUROC: L composites vs clean target images")
+    a.set_xlabel("AUROC, L composites vs clean")
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=9, frameon=False)
     for col, off, mk, lab in (("error_flagged", 0.12, "o", "flagged"), ("error_unflagged", -0.12, "s", "not flagged")):
         b.errorbar(s[col], y + off, xerr=_spread(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"]), fmt=mk,
                    capsize=3, label=lab, color="tab:purple" if col == "error_flagged" else "tab:gray")
     b.set_xlim(-0.02, 1.02)
-    b.set_xlabel("$M^t$ error on L composites (flag at 5% clean FPR)")
+    b.set_xlabel("$M^t$ error on L composites\n(flag at 5% clean FPR)")
     b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)
     for ax in (a, b):
         ax.tick_params(labelsize=9)
@@ -199,10 +266,10 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
 
 
 def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None = None) -> Any:
-    """Figure 3a, per source-only class: Eq. 4 of each arm over the seeds in which the class lingers
-    (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null (grey tick); classes ordered
-    by how often they are in L (left: in L in every seed), with that share printed under each label;
-    classes in L in no seed (``F \\ L``, the contrast) hollow, at the right."""
+    """Figure 3a, per source-only class (one row each): Eq. 4 of each arm over the seeds in which the
+    class lingers (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null
+    (grey tick); classes ordered by how often they are in L (top: in L in every seed), with that share
+    printed beside each name; classes in L in no seed (``F \\ L``, the contrast) hollow, at the bottom."""
     import matplotlib.pyplot as plt
 
     pc = per_class_distraction(ft, arms)
@@ -210,31 +277,36 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
              .tolist())
     pos = {c: i for i, c in enumerate(order)}
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(order) + 2), 3.8))
-    width = 0.8 / len(arms)
+        _, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 0.32 * len(order) + 1.6))
+    height = 0.8 / len(arms)
     for j, arm in enumerate(arms):
         sub = pc[pc.arm == arm]
-        x = np.array([pos[c] for c in sub["source_class"]]) - 0.4 + width * (j + 0.5)
+        y = np.array([pos[c] for c in sub["source_class"]]) - 0.4 + height * (j + 0.5)
         colour = _ARM_COLOURS[j % len(_ARM_COLOURS)]
         for subset, face in (("L", colour), ("F \\ L", "white")):
             m = (sub["subset"] == subset).to_numpy()
             if m.any():
                 d = sub[m]
-                ax.errorbar(x[m], d["distraction"], yerr=[d["distraction"] - d["ci_lo"], d["ci_hi"] - d["distraction"]],
+                ax.errorbar(d["distraction"], y[m], xerr=[d["distraction"] - d["ci_lo"], d["ci_hi"] - d["distraction"]],
                             fmt="o", ms=4, lw=0.8, color=colour, mfc=face,
                             label=f"{arm}: Eq. 4" + (" (F \\ L: hollow)" if subset != "L" else ""))
-        ax.scatter(x, sub["null"], marker="_", s=120, color="grey", zorder=3,
+        ax.scatter(sub["null"], y, marker="|", s=120, color="grey", zorder=3,
                    label="per-class null (shuffled pairs)" if j == 0 else None)
     names = pc[pc.arm == arms[0]].set_index("source_class")
-    ax.set_xticks(range(len(order)), [f"{names.loc[c, 'source_name']}\n" + (f"L {names.loc[c, 'share_L']:.0%}"
-                                                                            if names.loc[c, "share_L"] > 0 else "F \\ L")
-                                      for c in order], rotation=90, fontsize=7)
-    ax.set(ylabel="distraction (Eq. 4, IoU)", title=title or "Eq. 4 per source-only class, against its own null")
-    tops = np.concatenate([pc[c].to_numpy(float) for c in ("ci_hi", "distraction", "null")]) if len(pc) else np.ones(1)
-    top = float(np.nanmax(tops)) if np.isfinite(tops).any() else 1.0
-    ax.set_ylim(top=max(top, 1e-3) * 1.25)  # room for the legend above the intervals
-    ax.legend(fontsize=7, loc="upper left", ncol=len(arms) + 1)
+    ax.set_yticks(range(len(order)), [f"{names.loc[c, 'source_name']} " + (f"(L {names.loc[c, 'share_L']:.0%})"
+                                                                         if names.loc[c, "share_L"] > 0 else "(F \\ L)")
+                                      for c in order])
+    ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
+    ax.set(xlabel="distraction (Eq. 4, IoU)")
+    ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.12 - 0.6 / max(len(order), 1)), ncol=2,
+              frameon=False)
     return ax
+
+
+#: The y-axis label (quantity and unit) of each measure the fair-test figures draw.
+_UNITS = {"distraction": "Eq. 4 (IoU)", "excess_error": "error difference", "err_source_only": "error rate",
+          "flip_rate": "flip rate"}
 
 
 def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]],
@@ -246,7 +318,7 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
 
     worlds = list(tests)
     if fig is None:
-        fig, axes = plt.subplots(len(worlds), len(measures), figsize=(4.2 * len(measures), 2.9 * len(worlds)),
+        fig, axes = plt.subplots(len(worlds), len(measures), figsize=(BOOK_WIDTH_IN, 3.0 * len(worlds)),
                                  squeeze=False)
     else:
         axes = np.asarray(fig.axes).reshape(len(worlds), len(measures))
@@ -266,8 +338,9 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
                                 fmt="o", mfc="white", color="grey", capsize=2)
             if measure != "distraction":
                 ax.axhline(0, color="k", lw=0.6)
-            ax.set_xticks(range(len(arms[w])), list(arms[w]), rotation=20, fontsize=7)
+            ax.set_xticks(range(len(arms[w])), list(arms[w]), rotation=20, fontsize=9)
             ax.set_xlim(-0.5, len(arms[w]) - 0.3)
+            ax.set_ylabel(_UNITS.get(measure, measure))
             ax.set_title(f"{w}: {label}", fontsize=9)
     fig.tight_layout()
     return fig
@@ -280,6 +353,13 @@ def _spread(mean: Any, lo: Any, hi: Any) -> list[np.ndarray]:
     return [np.clip(m - lo, 0, None), np.clip(hi - m, 0, None)]
 
 
+def _legend_above(ax: Any, room: float = 0.45, ncol: int = 1) -> None:
+    """A legend in headroom added above the data (``room``: a share of the y range), so it covers none."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + room * (hi - lo))
+    ax.legend(fontsize=9, loc="upper left", ncol=ncol, frameon=False)
+
+
 def plot_arch(comparison: Any, fig: Any = None) -> Any:
     """Figure 8 from ``sweeps.arch_comparison``: per architecture, |F with images| and |L| (range over
     seeds); Eq. 4 on L of the fine-tuned arm and the scratch baseline with their 95% bootstrap-over-seeds
@@ -289,7 +369,8 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
 
     t = comparison.table[comparison.table["available"].astype(bool)].reset_index(drop=True)
     if fig is None:
-        fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+        fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 7.0))
+        axes = list(axes.flat)
     else:
         axes = fig.axes
     x = np.arange(len(t))
@@ -299,9 +380,9 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
            capsize=3, label="|L| (mean, range over seeds)")
     ax.set_title("|F| with images, and |L|", fontsize=9)
     ax.set_ylabel("source-only classes")
-    ax.legend(fontsize=7, loc="lower right")
-    for ax, name, label in ((axes[1], "distraction", "Eq. 4 on L (hollow: per-class null)"),
-                            (axes[2], "excess_error", "excess error on L (source-only - neutral)")):
+    _legend_above(ax)
+    for ax, name, label in ((axes[1], "distraction", "Eq. 4 on L (hollow: null)"),
+                            (axes[2], "excess_error", "excess error on L")):
         for k, (tag, colour) in enumerate((("reference", "tab:red"), ("baseline", "tab:blue"))):
             m, lo, hi = (t[f"{name}_{tag}{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
             ax.errorbar(x + (k - 0.5) * 0.3, m, yerr=_spread(m, lo, hi), fmt="o", color=colour, capsize=3,
@@ -311,10 +392,11 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
                 ax.scatter(x + (k - 0.5) * 0.3 + 0.12, n, marker="o", facecolor="white", edgecolor=colour, zorder=3)
         if name != "distraction":
             ax.axhline(0, color="k", lw=0.6)
+        ax.set_ylabel(_UNITS[name])
         ax.set_title(label, fontsize=9)
-        ax.legend(fontsize=7)
+        _legend_above(ax, room=0.5)
     for ax in axes[:3]:
-        ax.set_xticks(x, t["label"], rotation=20, fontsize=7)
+        ax.set_xticks(x, t["label"], rotation=20, fontsize=9)
     ax = axes[3]
     o = comparison.overlap
     if len(o):
@@ -322,11 +404,11 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
                 color="tab:purple",
                 capsize=3, label="L (same seed; range over seeds)")
         ax.scatter(o["jaccard_F"], np.arange(len(o)), marker="|", s=200, color="k", zorder=3, label="F")
-        ax.set_yticks(np.arange(len(o)), [f"{a}\nvs {b}" for a, b in zip(o["a"], o["b"])], fontsize=7)
-        ax.set_ylim(-0.6, len(o) - 0.4 + 0.6)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_yticks(np.arange(len(o)), [f"{a}\nvs {b}" for a, b in zip(o["a"], o["b"])], fontsize=9)
+        ax.set_ylim(-0.6, len(o) - 0.4)
+        _legend_above(ax, room=0.35)
     ax.set(xlim=(0, 1.05), xlabel="Jaccard overlap")
-    ax.set_title("the same memories? (overlap of L and of F)", fontsize=9)
+    ax.set_title("the same memories? (overlap)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -336,17 +418,17 @@ def plot_size_sweep(size: pd.DataFrame, title: str) -> Any:
     flip rate on L against the number of target training images; mean ± SD over seeds."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 5.6))
     g = size.groupby("n_train")
-    for ax, (col, label) in zip(axes, [("n_lingering", "|L| (Eq. 3)"), ("distraction", "Eq. 4 on L"),
+    for ax, (col, label) in zip(axes.flat, [("n_lingering", "|L| (Eq. 3)"), ("distraction", "Eq. 4 on L"),
                                        ("excess_error", "excess error on L"), ("flip_rate", "flip rate on L")]):
         m, sd = g[col].mean(), g[col].std()
-        ax.errorbar(m.index, m, yerr=sd, fmt="o-", capsize=3)
+        ax.errorbar(m.index, m, yerr=sd, fmt="o-", capsize=3, label="fine-tuned M^t")
+        ax.set(xscale="log", xlabel="target training images", ylabel=label)
         if col == "distraction":
             ax.plot(m.index, g["distraction_null"].mean(), "o--", color="grey", mfc="white", label="per-class null")
-            ax.legend(fontsize=7)
-        ax.set(xscale="log", xlabel="target training images", ylabel=label)
-    fig.suptitle(f"{title} (mean ± SD over {size['seed'].nunique()} seeds)")
+            _legend_above(ax, room=0.5, ncol=2)
+    fig.suptitle(f"{title}\n(mean ± SD over {size['seed'].nunique()} seeds)", fontsize=10)
     fig.tight_layout()
     return fig
 
