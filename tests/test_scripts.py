@@ -20,6 +20,13 @@ RUN = ROOT / "book" / "gpu_run"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
+def test_the_results_page_reads_where_a_run_writes():
+    """scripts/execute.py passes --output-dir as `claims_dir` only to a notebook whose parameters cell
+    defines it (the results page reads the other notebooks' outputs from there)."""
+    assert 'claims_dir = "."' in execute._parameters_cell(ROOT / "notebooks" / "06_results.ipynb")
+    assert "claims_dir" not in execute._parameters_cell(ROOT / "notebooks" / "04_distraction.ipynb")
+
+
 def test_toc_notebooks_follow_the_toc():
     """The same notebooks, in the same order, as the pair tests read from _toc.yml (which pin the five)."""
     from test_notebook_pairs import NOTEBOOKS
