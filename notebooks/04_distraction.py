@@ -438,22 +438,17 @@ headline
 # differs between each pair; the checks say whether the composites and maps can carry the measure.
 
 # %% tags=["hide-input"]
-def cell(ft_, arm, measure, subset="L"):
-    r = ft_.table[(ft_.table.arm == arm) & (ft_.table.measure == measure) & (ft_.table.subset == subset)].iloc[0]
-    return f"{r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]"
-
-
 summary = {}
 for name_, ft_ in tests_.items():
     base_ = ft_.baselines[0]
     counts_ = ft_.tests["verdict"].value_counts()
     summary[name_] = {
         "reference arm": ft_.reference, "paper's M^b": base_, "seeds per arm": int(ft_.controls["seed"].nunique()),
-        "Eq. 4 on L, reference": cell(ft_, ft_.reference, "distraction"),
-        "Eq. 4 per-class null, reference": cell(ft_, ft_.reference, "distraction_null"),
-        "Eq. 4 on L, paper's M^b": cell(ft_, base_, "distraction"),
-        "excess error on L, reference": cell(ft_, ft_.reference, "excess_error"),
-        "excess error on L, paper's M^b": cell(ft_, base_, "excess_error"),
+        "Eq. 4 on L, reference": ft_.interval(ft_.reference, "distraction"),
+        "Eq. 4 per-class null, reference": ft_.interval(ft_.reference, "distraction_null"),
+        "Eq. 4 on L, paper's M^b": ft_.interval(base_, "distraction"),
+        "excess error on L, reference": ft_.interval(ft_.reference, "excess_error"),
+        "excess error on L, paper's M^b": ft_.interval(base_, "excess_error"),
         "tests: holds / does not hold / inconclusive": " / ".join(str(int(counts_.get(v, 0))) for v in
                                                                   ("holds", "does not hold", "inconclusive")),
     }

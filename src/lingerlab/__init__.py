@@ -39,6 +39,6 @@ __all__ = [
     "Composites", "Normalized", "batchnorm_layers", "bootstrap_ci", "class_mean_probs", "default_k",
     "distraction", "distraction_null", "find_head", "glue", "interference", "interference_scores",
     "lingering", "lingering_classes", "make_composites", "neutral_backgrounds", "occlude", "paired_test",
-    "paste", "precision_recall", "publish", "publish", "replace_head", "resolve_device", "savefig", "source_class_counts",
+    "paste", "precision_recall", "publish", "replace_head", "resolve_device", "savefig", "source_class_counts",
     "source_only", "source_target_model", "split_model", "top_quantile_mask",
 ]

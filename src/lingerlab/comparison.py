@@ -521,12 +521,21 @@ class FairTest:
             "effect [95% CI]": [f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(t["effect"], t["ci_lo"], t["ci_hi"])],
             "p (permutation)": t["p_perm"].round(4), "p (Holm)": t["p_holm"].round(4)})
 
-    def value(self, arm: str, measure: str, subset: str = "L") -> float:
-        """The mean over seeds of ``measure`` for ``arm`` on ``subset``."""
+    def _row(self, arm: str, measure: str, subset: str) -> pd.Series:
         r = self.table[(self.table.arm == arm) & (self.table.measure == measure) & (self.table.subset == subset)]
         if r.empty:
             raise ValueError(f"no row for arm {arm!r}, measure {measure!r}, subset {subset!r}")
-        return float(r["mean"].iloc[0])
+        return r.iloc[0]
+
+    def value(self, arm: str, measure: str, subset: str = "L") -> float:
+        """The mean over seeds of ``measure`` for ``arm`` on ``subset``."""
+        return float(self._row(arm, measure, subset)["mean"])
+
+    def interval(self, arm: str, measure: str, subset: str = "L") -> str:
+        """``mean [ci_lo, ci_hi]`` of ``measure`` for ``arm`` on ``subset`` (95% bootstrap over seeds),
+        as the book prints it."""
+        r = self._row(arm, measure, subset)
+        return f"{r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]"
 
 
 def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Sequence[str] | None = None,
@@ -750,11 +759,7 @@ def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> s
         raise ValueError(f"no between-arms test of measure {measure!r} against {base!r}; "
                          f"measures tested: {sorted(set(ft.tests['measure']))}")
     r = rows.iloc[0]
-
-    def cell(arm: str, m: str) -> str:
-        t = ft.table[(ft.table.arm == arm) & (ft.table.measure == m) & (ft.table.subset == "L")].iloc[0]
-        return f"{t['mean']:.3f} [{t['ci_lo']:.3f}, {t['ci_hi']:.3f}]"
-
+    cell = ft.interval
     if r["verdict"] == "not measured":
         return f"`{world}`: {ft.reference} against {base}: **not measured** (no seed has composites of a lingering class)."
     return (f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}: **{r['verdict']}** "

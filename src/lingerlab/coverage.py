@@ -95,6 +95,11 @@ def read_claims(notebooks: Iterable[str | Path], suffix: str = "_claims") -> pd.
     return pd.DataFrame(rows, columns=list(_FIELDS))
 
 
+def _cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (claim, world), the last one glued where a notebook states a cell twice."""
+    return rows.drop_duplicates(["claim", "world"], keep="last").set_index(["claim", "world"])
+
+
 def matrix(rows: pd.DataFrame, worlds: Sequence[str] | None = None) -> pd.DataFrame:
     """Paper claim x world: where the claim is in the paper (column ``in the paper``) and its status in
     each world ("" where a world does not test it).
@@ -102,9 +107,9 @@ def matrix(rows: pd.DataFrame, worlds: Sequence[str] | None = None) -> pd.DataFr
     worlds = list(worlds) if worlds is not None else list(dict.fromkeys(rows["world"]))
     claims = rows.sort_values("order", kind="stable").drop_duplicates("claim")
     out = pd.DataFrame({"in the paper": claims["paper"].to_numpy()}, index=pd.Index(claims["claim"], name="claim"))
+    status = _cells(rows)["status"]
     for w in worlds:
-        sub = rows[rows.world == w].drop_duplicates("claim", keep="last").set_index("claim")["status"]
-        out[w] = [sub.get(c, "") for c in out.index]
+        out[w] = [status.get((c, w), "") for c in out.index]
     return out
 
 
@@ -116,16 +121,16 @@ def matrix_html(rows: pd.DataFrame, worlds: Sequence[str] | None = None, href: s
     (``href`` formats ``page`` and ``anchor``) and carries the evidence as its tooltip."""
     m = matrix(rows, worlds)
     worlds = list(m.columns[1:])
+    by_cell = _cells(rows)
     head = "".join(f"<th>{html.escape(w)}</th>" for w in ["claim of the paper", "in the paper", *worlds])
     body = []
     for c, r in m.iterrows():
         cells = [f"<td>{html.escape(str(c))}</td>", f"<td>{html.escape(r['in the paper'])}</td>"]
         for w in worlds:
-            hit = rows[(rows.claim == c) & (rows.world == w)]
-            if hit.empty:
+            if (c, w) not in by_cell.index:
                 cells.append("<td></td>")
                 continue
-            h = hit.iloc[-1]
+            h = by_cell.loc[(c, w)]
             link = href.format(page=h["page"], anchor=h["anchor"]).rstrip("#")
             colour = _COLOURS.get(h["status"], "#57606a")
             cells.append(f'<td><a href="{html.escape(link)}" title="{html.escape(h["evidence"])}">'

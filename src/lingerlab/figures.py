@@ -50,8 +50,8 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     (``composites.occlude``), for the first of ``areas`` at which M^s's probability of ``c_o`` falls
     below half of what it was (``object_removed``; else the last area, and ``object_removed`` is
     False). Returns the figure (one column per photo: the photo with M^s's map for ``c_o``, each
-    model's map for its prediction, the occluded photo, each model's map on it) and a table: ``photo, object, object_in_F_rank`` (its rank in M^s's top k),
-    ``object_has_images`` (c_o has D^c images, so Eq. 3 can test it), ``object_in_L``, ``area``
+    model's map for its prediction, the occluded photo, each model's map on it) and a table:
+    ``photo, object, object_in_F_rank`` (its rank in M^s's top k), ``object_has_images`` (c_o has D^c images, so Eq. 3 can test it), ``object_in_L``, ``area``
     (occluded fraction of the pixels), ``object_removed``, ``p_object`` and ``p_object_occluded`` (M^s), and per model ``p_label``,
     ``p_label_occluded``, ``prediction`` and ``prediction_occluded``.
     """
