@@ -263,9 +263,10 @@ ll.glue(f"nb05_{world_.name}_advice", advice, display=False)
 advice
 
 # %% [markdown]
-# How to read it, in `shapes` at profile `smoke` (the run stored in this book; at `full`, on
-# [the GPU-run page](../book/gpu_run.md), the unbounded pruning remedies bring $M^t$ to chance, which
-# is why the capped ones exist). Remedies that act on the *head* or on *what the model sees* (last-layer
+# How to read it, in `shapes` at profile `smoke` (the run stored in this book). Unbounded pruning can
+# bring $M^t$ to chance (at `full`, on [the GPU-run page](../book/gpu_run.md), both unbounded pruning
+# remedies did), which is why the capped ones exist; the last row of the rule's table names the
+# remedies at chance in this run. Remedies that act on the *head* or on *what the model sees* (last-layer
 # retraining on composites, fine-tuning on composites) are the ones that buy composite accuracy;
 # remedies that act on the *memories* (pruning, unlearning, a larger learning rate, Co-Tuning) remove
 # lingering classes (Eq. 3) without buying much accuracy on the composites; the regularisers that keep

@@ -52,6 +52,33 @@ def test_top_quantile_mask():
     assert not top_quantile_mask(torch.ones(2, H, W), 0.8).any()  # a constant map has no top set
 
 
+@pytest.mark.parametrize("q", [0.8, 0.5, 0.07, 0.93])
+def test_top_quantile_mask_is_numpys_threshold_exactly(q):
+    """Regions of different sizes (one empty, one a single pixel) and tied values: the mask is exactly
+    ``map > np.quantile(map[region], q)`` per map (the partial top-k picks numpy's order statistics)."""
+    g = torch.Generator().manual_seed(3)
+    maps = (torch.rand(6, 9, 7, generator=g) * 10).round() / 10  # many ties
+    region = torch.rand(6, 9, 7, generator=g) < torch.tensor([0.0, 0.02, 0.3, 0.6, 0.9, 1.0])[:, None, None]
+    region[1] = False
+    region[1, 4, 3] = True
+    got = top_quantile_mask(maps, q, region)
+    for i in range(6):
+        vals = maps[i][region[i]].numpy().astype(np.float64)
+        want = (np.zeros((9, 7), bool) if len(vals) == 0
+                else (maps[i].numpy().astype(np.float64) > np.quantile(vals, q)) & region[i].numpy())
+        assert np.array_equal(got[i].numpy(), want), i
+
+
+def test_null_is_eq4_of_the_shuffled_pairs():
+    """distraction_null reuses map_t's mask across draws: each draw equals Eq. 4 of the pairs (i, j)."""
+    from lingerlab.distraction import _partners
+    groups = torch.arange(N) % 3
+    null = distraction_null(MAP_T, MAP_S, MASK, 0.8, n_perm=5, generator=11, groups=groups)
+    partners = _partners(N, 5, groups, torch.Generator().manual_seed(11), MAP_T.device)
+    for row, j in zip(null, partners):
+        assert torch.equal(row, distraction(MAP_T, MAP_S[j], MASK, 0.8))
+
+
 def test_invariances():
     d = distraction(MAP_T, MAP_S, MASK)
     torch.testing.assert_close(d, distraction(MAP_S, MAP_T, MASK))  # symmetric

@@ -101,3 +101,18 @@ def test_lingering_validation():
         lingering(_model(0), data, [7])
     with pytest.raises(ValueError, match="class_names"):
         lingering(_model(0), data, [0], class_names=["a"])
+
+
+def test_precomputed_source_means_give_the_same_table():
+    """``p_source`` (M^s's class means, computed once per world) stands in for ``source_model``."""
+    mst, src, bn = _model(0), _model(1), _model(2)
+    data = _data([c for c in LABELS if c != 3] + [3])
+    cls = [0, 1, 2, 3, 5]
+    t1 = lingering(mst, data, cls, 0.2, source_model=src, mst_source_bn=bn, batch_size=4)
+    t2 = lingering(mst, data, cls, 0.2, p_source=class_mean_probs(src, data, batch_size=4)[0], mst_source_bn=bn,
+                   batch_size=4)
+    pd.testing.assert_frame_equal(t1, t2)
+    with pytest.raises(ValueError, match="not both"):
+        lingering(mst, data, cls, 0.2, source_model=src, p_source=t1["p_source"])
+    with pytest.raises(ValueError, match="one mean per source class"):
+        lingering(mst, data, cls, 0.2, p_source=torch.zeros(3))

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab.models import Normalized
-from lingerlab.training import callable_key, evaluate, finetune, predict, train_scratch
+from lingerlab.training import callable_key, evaluate, finetune, precise_bn_statistics, predict, train_scratch
 
 
 class Tiny(nn.Module):
@@ -245,3 +245,46 @@ def test_validation_schedule_never_changes_the_weights(source, data):
     assert once[1]["val_acc"].iloc[-1] == every[1]["val_acc"].iloc[-1]
     with pytest.raises(ValueError, match="val_every"):
         finetune(source, train, val, val_every=0, **kw)
+
+
+def test_precise_bn_statistics_are_the_mean_of_batch_statistics():
+    """Wu & Johnson (2021): the running mean becomes the mean of the batch means (equal batches: the
+    data mean), the running variance the mean of the unbiased batch variances; weights, momentum and
+    training flags are left as they were; a trailing batch of one is skipped."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(65, 3, 4, 4, generator=g) * torch.tensor([1.0, 2.0, 3.0])[:, None, None] + 5
+    net = nn.Sequential(nn.BatchNorm2d(3, momentum=0.3), nn.Conv2d(3, 2, 1))
+    net.eval()
+    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    precise_bn_statistics(net, TensorDataset(x, torch.zeros(65, dtype=torch.long)), batch_size=16, device="cpu",
+                          layout="contiguous")
+    bn = net[0]
+    batches = x[:64].split(16)
+    want_mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)
+    want_var = torch.stack([b.transpose(0, 1).flatten(1).var(1, unbiased=True) for b in batches]).mean(0)
+    assert torch.allclose(bn.running_mean, want_mean, atol=1e-5)
+    assert torch.allclose(bn.running_var, want_var, atol=1e-4)
+    assert bn.momentum == 0.3 and not net.training and not bn.training
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_precise_bn_replaces_the_lagging_running_average(data):
+    """After four steps at momentum 0.1 the running mean is a third of the way to the data; with
+    precise_bn=True it is the mean of the BatchNorm layer's input over the training images (weights
+    barely move at lr 1e-9); bn='freeze' with it, or a non-bool, is refused."""
+    train, val = data
+    kw = dict(epochs=1, lr=1e-9, batch_size=8, seed=0, cache=False, progress=False, device="cpu", layout="contiguous")
+    m0, _ = train_scratch(make_tiny, train, val, **kw)
+    m1, _ = train_scratch(make_tiny, train, val, precise_bn=True, **kw)
+    seen = []
+    hook = m1.model.bn.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    with torch.no_grad():
+        m1(train.tensors[0])
+    hook.remove()
+    want = seen[0].mean((0, 2, 3))
+    assert torch.allclose(m1.model.bn.running_mean, want, atol=1e-5)
+    assert not torch.allclose(m0.model.bn.running_mean, want, atol=1e-2)
+    with pytest.raises(ValueError, match="precise_bn"):
+        train_scratch(make_tiny, train, val, bn="freeze", precise_bn=True, **kw)
+    with pytest.raises(TypeError, match="precise_bn"):
+        train_scratch(make_tiny, train, val, precise_bn="yes", **kw)

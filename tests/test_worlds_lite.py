@@ -128,6 +128,8 @@ def test_world_spec_is_complete(world):
         lr_schedule="constant", augment=None, head="model._fc", momentum=0.9, weight_decay=0.0, freeze=[],
         num_workers=0)
     assert "train_subset" not in kt and "train_subset" not in kb
+    # the scratch net gets precise BatchNorm statistics (a three-epoch run's running averages lag); M^t does not
+    assert (kt["precise_bn"], kb["precise_bn"]) == (False, p.scratch_precise_bn) == (False, True)
 
 
 def test_world_is_deterministic(world):

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from . import training as _training
-from ._validation import check_choice, check_int_range, check_range
+from ._validation import check_bool, check_choice, check_int_range, check_range
 
 __all__ = ["BUILTIN_ARMS", "Recipe", "Zoo", "recipe_table", "same_data", "match_accuracy", "subset_of", "target_indices"]
 
@@ -62,6 +62,8 @@ class Recipe:
         epochs, optimizer (``"sgd"``/``"adam"``), lr, lr_schedule (``"constant"``/``"cosine"``),
         momentum (SGD only), weight_decay, batch_size: the optimisation.
         bn: ``"update"`` (BatchNorm statistics follow the target data) or ``"freeze"``.
+        precise_bn: recompute the BatchNorm statistics on the training images after the last step
+            (``training.precise_bn_statistics``; a short scratch run needs it).
         freeze: parameter-name prefixes kept fixed (which layers train: all others).
         head: qualified name of the head (None: found by ``models.find_head``).
         extra_loss: a term added to the cross-entropy (remedies: L1, unlearning, L2-SP...).
@@ -81,6 +83,7 @@ class Recipe:
     weight_decay: float = 0.0
     batch_size: int = 32
     bn: str = "update"
+    precise_bn: bool = False
     freeze: tuple[str, ...] = ()
     head: str | None = None
     extra_loss: ExtraLoss | None = None
@@ -97,6 +100,7 @@ class Recipe:
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         check_int_range("batch_size", self.batch_size, 1)
         check_choice("bn", self.bn, ("update", "freeze"))
+        object.__setattr__(self, "precise_bn", check_bool("precise_bn", self.precise_bn))
         object.__setattr__(self, "train_subset", subset_of(self.train_subset))
         object.__setattr__(self, "freeze", tuple(self.freeze))
         object.__setattr__(self, "epochs", int(self.epochs))
@@ -114,7 +118,7 @@ class Recipe:
         kw: dict[str, Any] = {
             "lr": self.lr, "epochs": self.epochs, "optimizer": self.optimizer, "lr_schedule": self.lr_schedule,
             "momentum": self.momentum, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
-            "bn": self.bn, "freeze": list(self.freeze), "head": self.head, "augment": self.augment,
+            "bn": self.bn, "precise_bn": self.precise_bn, "freeze": list(self.freeze), "head": self.head, "augment": self.augment,
             "extra_loss": self.extra_loss, "num_workers": self.num_workers}
         if self.train_subset is not None:
             kw["train_subset"] = list(self.train_subset)
@@ -126,7 +130,8 @@ class Recipe:
         return {"arm": self.name, "init": "M^s (fine-tuned)" if self.init == "source" else "random (scratch)",
                 "training images": n_images if self.train_subset is None else len(self.train_subset),
                 "augmentation": aug, "epochs": self.epochs, "optimiser": self.optimizer,
-                "lr": self.lr, "schedule": self.lr_schedule, "batch": self.batch_size, "BatchNorm": self.bn,
+                "lr": self.lr, "schedule": self.lr_schedule, "batch": self.batch_size,
+                "BatchNorm": self.bn + (", precise statistics" if self.precise_bn else ""),
                 "frozen": ", ".join(self.freeze) or "none",
                 "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
                 "what it is": self.description}

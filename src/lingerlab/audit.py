@@ -34,6 +34,7 @@ from .composites import Composites, make_composites
 from .config import AuditConfig
 from .distraction import distraction_with_null
 from .features import precision_recall, source_class_counts, source_only
+from .lingering import class_mean_probs
 from .lingering import lingering as _lingering_table
 from .models import source_target_model
 from .report import resolve_device
@@ -195,11 +196,17 @@ class Audit:
         def compute() -> pd.DataFrame:
             return _lingering_table(self.st_model(seed, "target", arm), self.world.source_data,
                                     list(range(len(self.world.source_classes))), p_lo=self.config.p_lo,
-                                    source_model=self.source_model(), mst_source_bn=self.st_model(seed, "source", arm),
+                                    p_source=self.source_class_probs(), mst_source_bn=self.st_model(seed, "source", arm),
                                     class_names=list(self.world.source_classes))
 
         key = (self.model_fingerprint(self._fine_tuned(arm, seed)), self.world.spec.head)
         return self.stages.get("class_probs", key, compute)
+
+    def source_class_probs(self) -> Tensor:
+        """Mean p_c of M^s over D^c for every source class (Eq. 3's statistic for the source model; CPU),
+        computed once per world and shared by every fine-tuned model's Eq. 3 table."""
+        return self.stages.get("source_probs", (), lambda: class_mean_probs(self.source_model(),
+                                                                             self.world.source_data)[0].cpu())
 
     def lingering(self, seed: int = 0, arm: str | nn.Module = "M^t") -> pd.DataFrame:
         """Eq. 3 table over F for the fine-tuned ``arm`` (default M^t; an arm name or a fine-tuned

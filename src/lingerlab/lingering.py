@@ -117,7 +117,7 @@ def class_mean_probs(model: nn.Module, source_data: ImageData, num_classes: int 
 def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable[int], p_lo: float = 0.01, *,
               source_model: nn.Module | None = None, mst_source_bn: nn.Module | None = None,
               v: Tensor | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
-              batch_size: int = 64, autocast: str | None = None) -> pd.DataFrame:
+              batch_size: int = 64, autocast: str | None = None, p_source: Tensor | None = None) -> pd.DataFrame:
     """Eq. 3: ``L = {c in F : mean_{x in D^c} p_c(M^st(x)) > p_lo}``, as a table with one row per class.
 
     ``classes`` is F (e.g. from ``features.source_only``). Columns: ``class``, ``name``, ``v`` (Eq. 1,
@@ -127,12 +127,18 @@ def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable
     A class with no images gets ``n_images`` 0, NaN probabilities, ``lingering`` False and a warning.
     All models are evaluated in one pass over ``source_data`` (split across processes in a
     distributed run, as :func:`class_mean_probs`); ``autocast`` as in :func:`class_mean_probs`.
+    ``p_source``: M^s's per-class means already computed (``class_mean_probs(source_model,
+    source_data)[0]``, the same for every fine-tuned model), in place of ``source_model``.
     """
     check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
+    if p_source is not None and source_model is not None:
+        raise ValueError("pass source_model or its class means p_source, not both")
     cls = [int(c) for c in (classes.flatten().tolist() if isinstance(classes, Tensor) else classes)]
     models = [mst] + [m for m in (source_model, mst_source_bn) if m is not None]
     means, counts = _class_mean_probs_many(models, source_data, None, batch_size, autocast)
     n_classes = len(counts)
+    if p_source is not None and tuple(p_source.shape) != (n_classes,):
+        raise ValueError(f"p_source must hold one mean per source class ({n_classes}); got shape {tuple(p_source.shape)}")
     bad = [c for c in cls if not 0 <= c < n_classes]
     if bad:
         raise ValueError(f"classes must be in [0, {n_classes - 1}]; got {bad[:10]}")
@@ -148,7 +154,7 @@ def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable
         return t.detach().cpu()[idx].double().numpy()
 
     it = iter(means[1:])
-    p_source = next(it) if source_model is not None else None
+    p_source = next(it) if source_model is not None else p_source
     p_bn = next(it) if mst_source_bn is not None else None
     n_img = counts.cpu()[idx].numpy()
     p_st = col(means[0])
