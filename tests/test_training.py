@@ -288,3 +288,5 @@ def test_precise_bn_replaces_the_lagging_running_average(data):
         train_scratch(make_tiny, train, val, bn="freeze", precise_bn=True, **kw)
     with pytest.raises(TypeError, match="precise_bn"):
         train_scratch(make_tiny, train, val, precise_bn="yes", **kw)
+    with pytest.raises(ValueError, match="batch_size >= 2"):  # before training, not after its last epoch
+        train_scratch(make_tiny, train, val, precise_bn=True, **{**kw, "batch_size": 1})

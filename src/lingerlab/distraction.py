@@ -129,11 +129,10 @@ def distraction_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: floa
     ``distraction``, ``.nanmean()`` the overall one. Needs at least two images.
     """
     check_int_range("n_perm", n_perm, 1)
-    _check_maps("map_t", map_t)
+    background = _background(map_t, map_s, overlay_mask, q)
     n = map_t.shape[0]
     if n < 2:
         raise ValueError(f"map_t must hold at least 2 maps to shuffle pairs; got {n}")
-    background = _background(map_t, map_s, overlay_mask, q)
     partners = _partners(n, n_perm, groups, as_generator(generator), map_t.device)
     map_s = map_s.to(map_t.device)
     top_t = top_quantile_mask(map_t, q, background)  # image i's own map and background: the same in every draw

@@ -335,6 +335,9 @@ def _prepare(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: floa
     check_range("weight_decay", weight_decay, 0, None)
     check_range("momentum", momentum, 0, 1, hi_open=True)
     check_int_range("batch_size", batch_size, 1)
+    if precise_bn and batch_size < 2:  # refused here, not after the last epoch
+        raise ValueError(f"precise_bn=True needs batch_size >= 2 (a batch of one has no BatchNorm variance); "
+                         f"got batch_size={batch_size}")
     check_int_range("seed", seed, 0)
     check_int_range("num_workers", num_workers, 0)
     check_nonempty("train", train)  # type: ignore[arg-type]

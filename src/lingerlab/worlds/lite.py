@@ -405,9 +405,8 @@ def load_lite(profile: LiteProfile, seed: int = 0, *, variant: str | LiteVariant
         "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
                       optimizer="adam", batch_size=profile.scratch_batch_size, head="model._fc",
                       precise_bn=profile.scratch_precise_bn,
-                      description=f"scratch {v.arch} (BatchNorm momentum {profile.scratch_bn_momentum:g}"
-                                  + (", precise statistics" if profile.scratch_precise_bn else "")
-                                  + f") on {len(target_train)} images, no augmentation"),
+                      description=f"scratch {v.arch} (BatchNorm momentum {profile.scratch_bn_momentum:g}) "
+                                  f"on {len(target_train)} images, no augmentation"),
     }
     spec = WorldSpec(
         arch=v.arch, head="model._fc", cam_layer="model._conv_head", input_size=size,
