@@ -2,6 +2,8 @@
 image, so F = {1, ..., 5}): what each table says is checked against a direct computation."""
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib
 import numpy as np
 import pytest
@@ -109,7 +111,7 @@ def test_figure2_rows_and_probabilities(audit):
     c = 3
     fig, rec = figures.figure2(audit, c, seed=0, target_index=1)
     assert list(rec["input"].unique()) == ["source-only image", "target image", "composite", "source object blurred"]
-    assert len(rec) == 4 * 3 and list(rec["model"].unique()) == ["M^s", "M^t", "M^b"]
+    assert len(rec) == 4 * 3 and list(rec["model"].unique()) == ["M^s", "M^t", "M^b (same data)"]
     assert rec.loc[rec.input == "source-only image", "p(true target class)"].isna().all()
     assert rec.loc[(rec.input != "source-only image") & (rec.model != "M^s"), "p(true target class)"].between(0, 1).all()
     x_src = audit.world.source_data[audit.class_images(c)[0]][0]
@@ -125,6 +127,14 @@ def test_figure2_rows_and_probabilities(audit):
     plt.close(fig)
     with pytest.raises(ValueError, match="target_index"):
         figures.figure2(audit, c, target_index=len(audit.world.target_val))
+
+
+def test_paper_arms_are_mt_and_the_fair_tests_first_scratch_arm(audit):
+    assert figures.paper_arms(audit) == ("M^t", "M^b (same data)")
+    w = audit.world
+    fine_tuned_only = dataclasses.replace(w, spec=dataclasses.replace(w.spec, comparison_arms=("M^t",)))
+    with pytest.raises(ValueError, match="no scratch arm"):
+        figures.paper_arms(Audit(fine_tuned_only, device="cpu", cache=False))
 
 
 def test_figure4_rows_follow_eq1(audit):

@@ -348,3 +348,21 @@ def test_summarize_remedies_marks_a_remedy_at_chance_from_the_table_itself():
     table = pd.concat([pd.DataFrame(rows[:2]), pd.DataFrame(rows[2:])], ignore_index=True)  # no attrs survive
     s = summarize_remedies(table).set_index("remedy")
     assert bool(s.loc["lesion", "at_chance"]) and not bool(s.loc["plain fine-tuning", "at_chance"])
+
+
+def test_measure_reads_eq3_from_F_images_only_and_agrees_with_the_full_pass():
+    from lingerlab.lingering import lingering
+    from lingerlab.models import source_target_model
+
+    audit = _audit(tiny_world())
+    F = audit.source_only().tolist()
+    assert 0 < len(F) < len(audit.world.source_classes)      # class 0 is shared: its images are left out
+    model = audit.model("M^t", 0)
+    row = sweeps.measure(audit, model, 0, n_boot=20)
+    sub = sweeps._images_of(audit, F)
+    assert set(sub.tensors[1].tolist()) == set(F) and len(sub) == sum(len(audit.class_images(c)) for c in F)
+    full = lingering(source_target_model(model, audit.source_model()), audit.world.source_data, F, p_lo=audit.p_lo)
+    assert row["n_lingering"] == int(full["lingering"].sum())
+    assert np.isclose(row["mean_p_st"], float(full["p_st"].mean()), rtol=0, atol=1e-6)
+    # no class of the list has images: the whole of D^c is read, and Eq. 3 marks each untestable
+    assert sweeps._images_of(audit, [len(audit.world.source_classes) + 5]) is audit.world.source_data

@@ -27,7 +27,7 @@ from .composites import make_composites, neutral_backgrounds, occlude, paste
 from .distraction import top_quantile_mask
 from .plotting import show_cam, show_image
 
-__all__ = ["figure1", "figure2", "figure4"]
+__all__ = ["paper_arms", "figure1", "figure2", "figure4"]
 
 
 def _probs(model: torch.nn.Module, x: Tensor) -> Tensor:
@@ -38,8 +38,19 @@ def _probs(model: torch.nn.Module, x: Tensor) -> Tensor:
 OCCLUSION_AREAS = (0.2, 0.3, 0.4, 0.5, 0.6)  # the top parts of M^s's map figure1 tries, smallest first
 
 
+def paper_arms(audit: Any) -> tuple[str, str]:
+    """The arms the figures show by default, the paper's M^t and M^b: the world's fine-tuning recipe
+    ``M^t`` and the first scratch arm of its fair test (``spec.comparison``). In the embedded worlds
+    that is ``M^b (same data)``, trained from scratch on exactly M^t's images, as in the paper."""
+    scratch = [arm for arm in audit.world.spec.comparison.values() if audit.recipe(arm).init == "scratch"]
+    if not scratch:
+        raise ValueError(f"world {audit.world.name!r} has no scratch arm in spec.comparison_arms "
+                         f"({list(audit.world.spec.comparison)}); pass models=")
+    return "M^t", scratch[0]
+
+
 def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0, k: int = 5,
-            models: Sequence[str] = ("M^t", "M^b"), areas: Sequence[float] = OCCLUSION_AREAS
+            models: Sequence[str] | None = None, areas: Sequence[float] = OCCLUSION_AREAS
             ) -> tuple[Any, pd.DataFrame]:
     """Figure 1 on real photos of target class ``label`` (``photos``: name -> [3, H, W] in [0, 1] at the
     world's input size).
@@ -53,7 +64,8 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     model's map for its prediction, the occluded photo, each model's map on it) and a table:
     ``photo, object, object_in_F_rank`` (its rank in M^s's top k), ``object_has_images`` (c_o has D^c images, so Eq. 3 can test it), ``object_in_L``, ``area``
     (occluded fraction of the pixels), ``object_removed``, ``p_object`` and ``p_object_occluded`` (M^s), and per model ``p_label``,
-    ``p_label_occluded``, ``prediction`` and ``prediction_occluded``.
+    ``p_label_occluded``, ``prediction`` and ``prediction_occluded``. ``models``: arm names (None:
+    :func:`paper_arms`).
     """
     import matplotlib.pyplot as plt
 
@@ -70,6 +82,7 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     L = set(audit.lingering_classes(seed))
     with_images = set(audit.source_labels().tolist())
     m_s = audit.source_model()
+    models = paper_arms(audit) if models is None else tuple(models)
     trained = {m: audit.model(m, seed) for m in models}
     layer = audit.world.spec.cam_layer
     x = torch.stack(list(photos.values())).to(dev)
@@ -123,13 +136,14 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
 
 
 def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | None = None,
-            models: Sequence[str] = ("M^t", "M^b")) -> tuple[Any, pd.DataFrame]:
+            models: Sequence[str] | None = None) -> tuple[Any, pd.DataFrame]:
     """Figure 2: the first D^c image of ``source_class`` alone, a target validation image (index
     ``target_index``; None: drawn with ``seed``), their composite (``audit.scale``, pasted at a place
     drawn with ``seed``) and the composite on the blurred source image, through M^s (map for
     ``source_class``) and each of ``models`` (map for its prediction; the pasted patch outlined).
     Returns the figure and one row per (input, model): ``prediction``, ``p(true target class)`` (NaN
-    on the source-only image, which has none) and, for M^s, ``p(source class)``."""
+    on the source-only image, which has none) and, for M^s, ``p(source class)``. ``models``: arm names
+    (None: :func:`paper_arms`)."""
     import matplotlib.pyplot as plt
 
     world = audit.world
@@ -149,6 +163,7 @@ def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | No
     blurred = paste(neutral_backgrounds(x_src[None], "blur"), comp)
     inputs = {"source-only image": (x_src[None], None), "target image": (x_t[None], None),
               "composite": (comp.images, comp.masks[0]), "source object blurred": (blurred.images, comp.masks[0])}
+    models = paper_arms(audit) if models is None else tuple(models)
     trained = {m: audit.model(m, seed) for m in models}
     layer = world.spec.cam_layer
     c_t = int(y_t)

@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from . import cache as _cache
+from ._data import gather
 from ._validation import check_bool, check_int_range
 from .distraction import bootstrap_ci
 from .lingering import lingering as _lingering
@@ -87,13 +89,23 @@ def measure(audit: Any, model: nn.Module, seed: int = 0, source: nn.Module | Non
     if F and lingering_defined:
         src = audit.source_model() if source is None else source.to(audit.device).eval()
         mst = source_target_model(model, src, head=_st_head(audit, model, src))
-        lt = _lingering(mst, audit.world.source_data, F, p_lo=audit.p_lo)
+        lt = _lingering(mst, _images_of(audit, F), F, p_lo=audit.p_lo)
         row["n_lingering"] = int(lt["lingering"].sum())
         row["mean_p_st"] = float(lt["p_st"].mean())
     else:
         row["n_lingering"] = float("nan") if not lingering_defined else 0
         row["mean_p_st"] = float("nan")
     return row
+
+
+def _images_of(audit: Any, classes: Sequence[int]) -> Any:
+    """The D^c images of ``classes`` only (Eq. 3 over F reads no other class's images); all of D^c when
+    none of ``classes`` has images (Eq. 3 then marks each untestable, with its warning)."""
+    idx = torch.nonzero(torch.isin(audit.source_labels(), torch.as_tensor(list(classes)))).flatten().tolist()
+    if not idx:
+        return audit.world.source_data
+    x, y = gather(audit.world.source_data, idx)
+    return TensorDataset(x, torch.as_tensor(y))
 
 
 def _st_head(audit: Any, model: nn.Module, source: nn.Module) -> str | None:
