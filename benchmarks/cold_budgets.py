@@ -41,8 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-BUDGETS = {"shapes": 180.0, "remedies": 480.0, "remedies-lite0": 480.0, "lite0": 240.0, "lite1": 240.0, "lite2": 240.0, "arch": 360.0,
-           "notebooks": 720.0}
+BUDGETS = {"shapes": 180.0, "remedies": 480.0, "remedies-lite0": 480.0, "lite0": 240.0, "lite1": 240.0,
+           "lite2": 240.0, "arch": 360.0, "notebooks": 720.0}
 ROOT = Path(__file__).resolve().parents[1]
 
 
