@@ -27,6 +27,14 @@ first stage that needs a model trains it):
 
 For each stage: the measured seconds, the budget and their ratio (< 1 holds). Run it on a quiet
 machine: the times are wall-clock on whatever else shares the CPU.
+
+The speed of this shared machine drifts between sessions (the cold book of nearly the same code took
+716 s in the morning of 2026-12-02 and 1020 s in its afternoon). So the script also times a fixed
+reference workload before the first stage and after the last (:func:`_reference_ms`: 20 Adam steps of
+five ``shapes`` CNNs at width 16, batch 64, ``seed_batching.py``'s sequential variant), prints its
+factor against the value ``seed_batching.py`` measured on 2026-12-01 (:data:`REFERENCE_MS`), and each
+stage's ratio also at that speed (seconds / factor / budget). The plain ratio is the budget check; the
+second says how much of a miss is the machine's rather than the code's.
 """
 from __future__ import annotations
 
@@ -44,6 +52,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 BUDGETS = {"shapes": 180.0, "remedies": 480.0, "remedies-lite0": 480.0, "lite0": 240.0, "lite1": 240.0,
            "lite2": 240.0, "arch": 360.0, "notebooks": 720.0}
 ROOT = Path(__file__).resolve().parents[1]
+#: the reference workload of :func:`_reference_ms` as ``seed_batching.py`` measured it on 2026-12-01
+#: (its sequential variant, the same workload): 216 ms per step of all five
+REFERENCE_MS = 216.0
+
+
+def _reference_ms(steps: int = 20, k: int = 5) -> float:
+    """Milliseconds per optimisation step of all ``k`` copies of ``shapes``' ``SmallResNet(width=16)``
+    (batch 64 of 32 px, channels-last, Adam), one after another: a fixed measure of this CPU's speed."""
+    import torch
+    import torch.nn.functional as F
+
+    from lingerlab.worlds.shapes import SmallResNet
+    g = torch.Generator().manual_seed(0)
+    xs = torch.rand(k, 64, 3, 32, 32, generator=g)
+    ys = torch.randint(0, 2, (k, 64), generator=g)
+    torch.manual_seed(0)
+    models = [SmallResNet(2, 16).to(memory_format=torch.channels_last) for _ in range(k)]
+    opts = [torch.optim.Adam(m.parameters(), 1e-3) for m in models]
+
+    def step() -> None:
+        for m, o, x, y in zip(models, opts, xs, ys):
+            o.zero_grad()
+            F.cross_entropy(m(x.contiguous(memory_format=torch.channels_last)), y).backward()
+            o.step()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t) / steps * 1000
 
 
 def _world_models(name: str) -> None:
@@ -118,11 +156,21 @@ def main() -> None:
     os.environ["LINGERLAB_CACHE"] = args.cache or tmp.name  # type: ignore[union-attr]
     import torch
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, cache {os.environ['LINGERLAB_CACHE']}")
+    before = _reference_ms()
+    print(f"reference workload: {before:.0f} ms (2026-12-01: {REFERENCE_MS:.0f} ms)", flush=True)
+    measured = {}
     for name in args.stages:
         t = time.perf_counter()
         STAGES[name]()
-        s = time.perf_counter() - t
+        measured[name] = s = time.perf_counter() - t
         print(f"{name}: {s:.0f} s, budget {BUDGETS[name]:.0f} s, ratio {s / BUDGETS[name]:.2f}", flush=True)
+    after = _reference_ms()
+    factor = (before + after) / 2 / REFERENCE_MS
+    print(f"reference workload: {before:.0f} ms before, {after:.0f} ms after the stages: this machine ran at "
+          f"{factor:.2f}x the time of 2026-12-01")
+    for name, s in measured.items():
+        print(f"{name}: ratio {s / BUDGETS[name]:.2f}; at the speed of 2026-12-01 about {s / factor:.0f} s, "
+              f"ratio {s / factor / BUDGETS[name]:.2f}")
     if tmp is not None:
         tmp.cleanup()
 

@@ -184,3 +184,22 @@ def test_bounded_pruning_never_prunes_more_than_its_fraction(cap):
     assert arm.n_pruned == min(free.n_pruned, int(cap * arm.n_channels))
     with pytest.raises(ValueError, match="max_fraction"):
         Remedy("p", "prune", {"max_fraction": 1.5})
+
+
+def test_capped_variants_share_one_computation_of_the_channel_sets(monkeypatch):
+    """With one memo (as the remedy table passes), the channel sets of a model are computed once for
+    its uncapped and capped variants; each arm prunes what it prunes alone and is charged their time."""
+    import lingerlab.remedies.builders as B
+    audit = _tiny_audit()
+    kinds = [("prune", {"a_t_quantile": 0.1}), ("prune", {"a_t_quantile": 0.1, "max_fraction": 0.34}),
+             ("prune_finetune", {"a_t_quantile": 0.1}), ("prune_finetune", {"a_t_quantile": 0.1, "max_fraction": 0.34})]
+    alone = [build(audit, Remedy("p", k, p), 0) for k, p in kinds]
+    calls = []
+    real = B.channel_sets
+    monkeypatch.setattr(B, "channel_sets", lambda *a, **k: calls.append(1) or real(*a, **k))
+    memo: dict = {}
+    shared = [build(audit, Remedy("p", k, p), 0, memo) for k, p in kinds]
+    assert len(calls) == 4          # source and target sets of M^t once, of M^s once
+    for a, b in zip(alone, shared):
+        assert (a.n_pruned, a.note) == (b.n_pruned, b.note) and b.train_s > 0
+        assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))

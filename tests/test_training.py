@@ -10,7 +10,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab.models import Normalized
-from lingerlab.training import callable_key, evaluate, finetune, precise_bn_statistics, predict, train_scratch
+from lingerlab.training import (CPU_EVAL_BATCH, EVAL_BATCH, callable_key, eval_batch_size, evaluate, finetune,
+                                precise_bn_statistics, predict, train_scratch)
 
 
 class Tiny(nn.Module):
@@ -170,6 +171,20 @@ def test_layout_is_an_argument_and_part_of_the_key(source, data):
                                                                                if k != "num_classes"})):
         with pytest.raises(ValueError, match="layout"):
             bad()
+
+
+def test_predict_does_not_depend_on_the_batch_size(source, data):
+    x = torch.cat([data[0].tensors[0], data[1].tensors[0]])               # 48 images
+    ref = torch.cat([source(x[i:i + 1]) for i in range(len(x))]).detach()  # one image at a time
+    for bs in (None, 1, 5, 32, 256):
+        assert torch.allclose(predict(source, x, batch_size=bs)[0], ref, atol=1e-5)
+    assert evaluate(source, data[1], batch_size=3) == evaluate(source, data[1])
+    assert eval_batch_size("cpu") == eval_batch_size(None) == CPU_EVAL_BATCH
+    assert eval_batch_size(torch.device("cuda", 0)) == eval_batch_size("mps") == EVAL_BATCH
+    assert predict(source, x, batch_size=__import__("numpy").int64(7))[0].shape == (48, 4)  # NumPy ints accepted
+    for bad, err in ((0, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(err, match="batch_size"):
+            predict(source, x, batch_size=bad)
 
 
 def test_train_subset(source, data):

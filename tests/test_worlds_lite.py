@@ -14,7 +14,7 @@ from lingerlab.models import batchnorm_layers, source_target_model
 from lingerlab.training import evaluate, finetune, predict, train_scratch
 from lingerlab.worlds import load_world
 from lingerlab.worlds.lite import (LITE0_MEAN, LITE0_STD, SAMPLE_PHOTOS, VARIANTS, _center_crop, _resize, _to_tensor,
-                                  foolbox_photos, imagenet_classes, lite0_source_model, lite0_weights_path,
+                                  fold_same_padding, foolbox_photos, imagenet_classes, lite0_source_model, lite0_weights_path,
                                   lite_source_model, photo_table, target_photos, weights_path)
 
 
@@ -37,6 +37,32 @@ def test_source_model_sees_real_photos(variant, size):
     with torch.no_grad():
         top1 = model(x).argmax(1).tolist()
     assert [names[i] for i in top1] == ["Egyptian cat", "espresso"]
+
+
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_folded_padding_gives_the_packages_outputs(variant):
+    """make_lite folds the symmetric 'same' paddings into the convolutions: the package's own model
+    (pads kept) with the same weights gives the same logits, in train mode and in eval mode."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+    torch.manual_seed(0)
+    ours = lite_source_model(variant, 112)
+    theirs = EfficientNet.from_name(VARIANTS[variant].model_name, image_size=112)
+    theirs.load_state_dict(ours.model.state_dict())
+    pads = [m for m in theirs.modules() if isinstance(m, Conv2dStaticSamePadding)
+            and isinstance(m.static_padding, torch.nn.ZeroPad2d)]
+    kept = [m for m in ours.modules() if isinstance(m, Conv2dStaticSamePadding)
+            and isinstance(m.static_padding, torch.nn.ZeroPad2d)]
+    assert 0 < len(kept) < len(pads) and fold_same_padding(ours.model) == 0   # folded once, idempotent
+    x = torch.rand(4, 3, 112, 112)
+    xn = (x - torch.tensor(LITE0_MEAN).view(1, 3, 1, 1)) / torch.tensor(LITE0_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), theirs.eval()(xn), atol=1e-4)
+        outs = []
+        for net, inp in ((ours, x), (theirs, xn)):   # train mode: the same dropout and drop-connect draws
+            torch.manual_seed(1)
+            outs.append(net.train()(inp))
+        assert torch.allclose(*outs, atol=1e-4)
 
 
 def test_variants_are_data():

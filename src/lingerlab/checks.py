@@ -45,8 +45,9 @@ NEUTRAL_RATIO = 2.0
 
 
 def class_probability(model: nn.Module, images: Tensor, classes: Tensor, *, device: torch.device | None = None,
-                      batch_size: int = 256) -> Tensor:
-    """``softmax(model(x_i))[classes_i]`` for every image (CPU, float64)."""
+                      batch_size: int | None = None) -> Tensor:
+    """``softmax(model(x_i))[classes_i]`` for every image (CPU, float64; ``batch_size`` as in
+    :func:`lingerlab.training.predict`)."""
     logits, _ = predict(model, images, device=device, batch_size=batch_size)
     p = torch.softmax(logits.double(), dim=1)
     return p.gather(1, torch.as_tensor(classes, dtype=torch.long).view(-1, 1).cpu()).flatten()
@@ -124,7 +125,7 @@ def delete_pixels(images: Tensor, order_scores: Tensor, frac: float) -> Tensor:
 
 def deletion_test(model: nn.Module, images: Tensor, maps: Tensor, targets: Tensor | Sequence[int], *,
                   frac: float = 0.2, generator: torch.Generator | int | None = 0,
-                  device: torch.device | None = None, batch_size: int = 256) -> pd.DataFrame:
+                  device: torch.device | None = None, batch_size: int | None = None) -> pd.DataFrame:
     """The deletion test of one model's maps: per image, ``p`` (the model's probability of
     ``targets`` on the intact image), ``p_top`` (after deleting the ``frac`` share of pixels the map
     ranks highest), ``p_random`` (after deleting the ``frac`` share that the map of another image,
@@ -133,7 +134,8 @@ def deletion_test(model: nn.Module, images: Tensor, maps: Tensor, targets: Tenso
     ``drop_random = log p - log p_random`` and ``gain = drop_top - drop_random``. A faithful map has
     ``gain > 0`` on average."""
     check_range("frac", frac, 0, 1, lo_open=True, hi_open=True)
-    check_int_range("batch_size", batch_size, 1)
+    if batch_size is not None:
+        check_int_range("batch_size", batch_size, 1)
     images = images.cpu()
     maps = maps.cpu()
     if len(maps) != len(images):

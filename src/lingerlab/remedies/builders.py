@@ -95,16 +95,40 @@ def _a_t(model: nn.Module, audit: Any, params: Mapping[str, Any], head: str) -> 
     return float(torch.quantile(acts.flatten().double(), float(params["a_t_quantile"])))
 
 
-def _prune_sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str
-                ) -> tuple[Tensor, float, str]:
+def _sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str, memo: dict | None
+          ) -> tuple[dict[int, Tensor], dict[int, Tensor], float, str, float] | None:
+    """App. B's channel sets of ``model`` (Eq. 6 per source class of ``params["classes"]``, per target
+    class), its a_t, the note and the seconds they took; None when there is no class to prune for.
+    Computed once per ``memo`` for the same weights and set parameters: the capped variants differ
+    only in which of these channels they keep (:func:`cap_channels`)."""
     which = params["classes"]
+    key = ("channel_sets", weights_fingerprint(model), head, which, seed if which == "lingering" else None,
+           params["a_t"], params["a_t_quantile"])
+    if memo is not None and key in memo:
+        return memo[key]
     cls = audit.source_only().tolist() if which == "source_only" else audit.lingering_classes(seed)
-    if not cls:
-        return torch.zeros(0, dtype=torch.long), float("nan"), f"no {which} classes: nothing to prune"
-    src, note = _held_out_source(audit, cls)
-    a_t = _a_t(model, audit, params, head)
-    s_sets = channel_sets(model, src, a_t, head=head)
-    t_sets = channel_sets(model, _target_by_class(audit), a_t, head=head)
+    out = None
+    if cls:
+        t0 = _now()
+        src, note = _held_out_source(audit, cls)
+        a_t = _a_t(model, audit, params, head)
+        s_sets = channel_sets(model, src, a_t, head=head)
+        t_sets = channel_sets(model, _target_by_class(audit), a_t, head=head)
+        out = (s_sets, t_sets, a_t, note, _now() - t0)
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def _prune_sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str,
+                memo: dict | None = None) -> tuple[Tensor, float, str, float]:
+    """The channels App. B prunes in ``model`` (Eq. 7, capped at ``max_fraction`` of the layer), a_t,
+    the note and the seconds the channel sets took (counted in full in every row that uses them, as
+    if the remedy ran alone)."""
+    sets = _sets(model, audit, seed, params, head, memo)
+    if sets is None:
+        return torch.zeros(0, dtype=torch.long), float("nan"), f"no {params['classes']} classes: nothing to prune", 0.0
+    s_sets, t_sets, a_t, note, seconds = sets
     chans = channels_to_prune(s_sets, t_sets)
     cap = params["max_fraction"]
     if cap is not None:
@@ -113,7 +137,7 @@ def _prune_sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, An
             chans = cap_channels(chans, s_sets, n_max)
             note = _join(f"capped at max_fraction={float(cap):g}: the {n_max} channels in the most source-only "
                          "classes' sets", note)
-    return chans, a_t, note
+    return chans, a_t, note, seconds
 
 
 def cap_channels(channels: Tensor, source_sets: Mapping[int, Tensor], n_max: int) -> Tensor:
@@ -202,11 +226,11 @@ _PRUNE = dict(check=_check_prune, a_t=None, a_t_quantile=0.5, classes="source_on
 def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head = _head(audit)
     mt, h = plain_model(audit, seed, memo)
+    chans, a_t, note, t_sets = _prune_sets(mt, audit, seed, p, head, memo)
     t0 = _now()
-    chans, a_t, note = _prune_sets(mt, audit, seed, p, head)
     pruned = prune_channels(mt, chans, head=head)
     note = _join(f"a_t={a_t:.3g}, {len(chans)} channels pruned after fine-tuning", note)
-    return Arm(pruned, _wall(h) + (_now() - t0), note=note, n_pruned=len(chans),
+    return Arm(pruned, _wall(h) + t_sets + (_now() - t0), note=note, n_pruned=len(chans),
                n_channels=find_head(mt, head)[1].in_features)
 
 
@@ -215,10 +239,10 @@ def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
 def _prune_finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head = _head(audit)
     src = audit.world.source_model
+    chans, a_t, note, t_sets = _prune_sets(src, audit, seed, p, head, memo)
     t0 = _now()
-    chans, a_t, note = _prune_sets(src, audit, seed, p, head)
     pruned_src = prune_channels(src, chans, head=head)
-    t_sets = _now() - t0
+    t_sets += _now() - t0
     # the head now sits behind the mask: nn.Sequential(ChannelMask, head) at the head's name
     new_head = find_head(pruned_src, find_head(src, head)[0] + ".1")[0]
     m, h = _train(audit, seed, source=pruned_src, head=new_head)

@@ -49,7 +49,7 @@ from ..training import weights_fingerprint
 from .base import World, WorldSpec
 
 __all__ = ["LITE0_MEAN", "LITE0_STD", "LiteVariant", "VARIANTS", "SamplePhoto", "SAMPLE_PHOTOS", "imagenet_classes",
-           "weights_path", "make_lite", "lite_source_model", "lite0_weights_path", "lite0_source_model", "make_lite0",
+           "weights_path", "make_lite", "fold_same_padding", "lite_source_model", "lite0_weights_path", "lite0_source_model", "make_lite0",
            "foolbox_photos", "photo_table", "target_photos", "augmented_views", "load_lite", "load_lite0"]
 
 LITE0_MEAN = (127 / 255,) * 3
@@ -107,13 +107,33 @@ def weights_path(variant: str | LiteVariant = "lite0") -> Path:
     return path
 
 
+def fold_same_padding(net: nn.Module) -> int:
+    """Move every *symmetric* static 'same' padding of ``net`` into its convolution's own ``padding``
+    (in place; returns how many). The outputs are the same zeros-padded convolution, bit for bit on
+    this machine's oneDNN, without the separate pad, which copies the activation (in ``channels_last``,
+    into NCHW): EfficientNet-Lite0/2 training steps at 112 px are 8-12% faster. The asymmetric paddings
+    of stride-2 convolutions (one more row and column at the bottom right) stay as they are."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+    n = 0
+    for m in net.modules():
+        if isinstance(m, Conv2dStaticSamePadding) and isinstance(m.static_padding, nn.ZeroPad2d):
+            left, right, top, bottom = m.static_padding.padding
+            if left == right and top == bottom and m.padding == (0, 0):
+                m.padding = (top, left)
+                m.static_padding = nn.Identity()
+                n += 1
+    return n
+
+
 def make_lite(variant: str | LiteVariant, image_size: int, num_classes: int = 1000,
               bn_momentum: float = 0.01) -> nn.Module:
-    """A randomly initialised EfficientNet-Lite ``variant`` (static 'same' padding for ``image_size``) in
-    ``Normalized``; ``bn_momentum`` is PyTorch's convention (the package's default is 0.01)."""
+    """A randomly initialised EfficientNet-Lite ``variant`` (static 'same' padding for ``image_size``,
+    symmetric ones folded into the convolutions: :func:`fold_same_padding`) in ``Normalized``;
+    ``bn_momentum`` is PyTorch's convention (the package's default is 0.01)."""
     from efficientnet_lite_pytorch import EfficientNet
     net = EfficientNet.from_name(_variant(variant).model_name, image_size=image_size, num_classes=num_classes,
                                  batch_norm_momentum=1.0 - bn_momentum)
+    fold_same_padding(net)
     return Normalized(net, LITE0_MEAN, LITE0_STD)
 
 
