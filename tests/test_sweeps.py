@@ -350,6 +350,48 @@ def test_summarize_remedies_marks_a_remedy_at_chance_from_the_table_itself():
     assert bool(s.loc["lesion", "at_chance"]) and not bool(s.loc["plain fine-tuning", "at_chance"])
 
 
+def _planted_summary() -> pd.DataFrame:
+    """A remedy table with planted paired changes (2 seeds), summarised."""
+    planted = {  # remedy: (target_acc, composite_acc, n_lingering, time_overhead, feasible)
+        "plain fine-tuning": (0.90, 0.50, 10, 1.0, True), "gainer": (0.895, 0.60, 9, 1.5, True),
+        "small gainer": (0.90, 0.52, 10, 1.0, True), "costly": (0.80, 0.70, 10, 1.0, True),
+        "slow": (0.90, 0.70, 10, 3.0, True), "eraser": (0.90, 0.50, 4, 1.0, True),
+        "lesion": (0.52, 0.55, 0, 1.0, True), "absent": (np.nan, np.nan, np.nan, np.nan, False)}
+    rows = []
+    for name, (acc, comp, nl, t, ok) in planted.items():
+        for s_, jitter in ((0, -0.001), (1, 0.001)):
+            rows.append({"remedy": name, "seed": s_, "feasible": ok, "note": "", "chance": 0.5,
+                         "target_acc": acc, "composite_acc": comp + (jitter if name == "small gainer" else 0.0)
+                         + (0.02 * (2 * s_ - 1) if name == "small gainer" else 0.0),
+                         "distraction": 0.1, "distraction_null": 0.1, "distraction_excess": 0.0, "n_lingering": nl,
+                         "mean_p_st": 0.3, "pruned_fraction": np.nan, "time_overhead": t})
+    return summarize_remedies(pd.DataFrame(rows))
+
+
+def test_remedy_advice_applies_its_rule_to_planted_changes():
+    adv = sweeps.remedy_advice(_planted_summary())
+    answers = adv.answer.tolist()
+    # within the costs (>= -0.01 target accuracy, <= 2x time): gainer (+0.1), then small gainer, then eraser (0)
+    assert answers[0].startswith("gainer (+0.100 composite acc., -0.005 target acc.)")
+    assert answers[1].startswith("small gainer") and answers[2].startswith("eraser")
+    assert answers[3] == "eraser, lesion"             # |L| <= 5 = half of plain's 10
+    assert answers[4] == "lesion"
+    assert not any(a.startswith(("costly", "slow")) for a in answers[:3])
+
+
+def test_remedy_effects_by_world_gives_one_verdict_per_remedy_and_world():
+    sm = _planted_summary()
+    t = sweeps.remedy_effects_by_world({"a": sm, "b": sm[sm.remedy != "gainer"]})
+    assert list(t.columns.get_level_values(0).unique()) == ["a", "b"]
+    v = t[("a", "verdict")]
+    assert v["plain fine-tuning"] == "reference" and v["gainer"] == "try" and v["costly"] == "costs too much"
+    assert v["slow"] == "costs too much" and v["eraser"] == "gain within its SD; removes memories"
+    assert v["lesion"] == "lesion" and v["absent"] == "not feasible"
+    assert v["small gainer"] == "gain within its SD"             # +0.02 mean with an SD over seeds of about 0.03
+    assert t.loc["gainer", ("a", "d_composite_acc")] == pytest.approx(0.1)
+    assert pd.isna(t.loc["gainer", ("b", "verdict")])  # not measured in world b
+
+
 def test_measure_reads_eq3_from_F_images_only_and_agrees_with_the_full_pass():
     from lingerlab.lingering import lingering
     from lingerlab.models import source_target_model

@@ -38,7 +38,8 @@ from .plotting import plot_remedies
 from .remedies import NotFeasible, Remedy, build, choose, default_remedies, remedy_arms, retrain_source
 
 __all__ = ["Remedy", "NotFeasible", "default_remedies", "remedy_table", "summarize_remedies", "plot_remedies",
-           "size_sweep", "arch_comparison", "remedy_tests", "AT_CHANCE_MARGIN", "ArchComparison", "figure8_specs", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS"]
+           "size_sweep", "arch_comparison", "remedy_tests", "AT_CHANCE_MARGIN", "ArchComparison", "figure8_specs", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS",
+           "remedy_advice", "remedy_effects_by_world", "MAX_TARGET_COST", "MAX_TIME_OVERHEAD", "REMOVES_SHARE"]
 
 #: Columns of :func:`remedy_table`, in order.
 REMEDY_COLUMNS = ["remedy", "kind", "params", "seed", "feasible", "target_acc", "composite_acc", "distraction",
@@ -304,6 +305,75 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
         row["at_chance"] = bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN) if np.isfinite(row["target_acc"]) else False
         out.append(row)
     return pd.DataFrame(out)
+
+
+#: the rule of :func:`remedy_advice`, fixed before any remedy table was read: a remedy may cost at most
+#: this much target accuracy (paired mean over seeds) ...
+MAX_TARGET_COST = 0.01
+#: ... and at most this multiple of plain fine-tuning's training time; it *removes memories* when its
+#: mean |L| is at most this share of plain fine-tuning's
+MAX_TIME_OVERHEAD = 2.0
+REMOVES_SHARE = 0.5
+
+
+def _eligible(summary: pd.DataFrame, reference: str) -> pd.Series:
+    return (summary.feasible & ~summary.at_chance & (summary.remedy != reference)
+            & (summary.d_target_acc >= -MAX_TARGET_COST) & (summary.time_overhead <= MAX_TIME_OVERHEAD))
+
+
+def remedy_advice(summary: pd.DataFrame, reference: str = "plain fine-tuning", n_first: int = 3) -> pd.DataFrame:
+    """What to try first, by one rule (:data:`MAX_TARGET_COST`, :data:`MAX_TIME_OVERHEAD`,
+    :data:`REMOVES_SHARE`): among the feasible remedies not at chance that cost at most one point of
+    target accuracy and at most twice plain fine-tuning's time, the ``n_first`` with the largest gain in
+    composite accuracy; the remedies whose mean |L| is at most half of plain's; those at chance.
+    ``summary``: :func:`summarize_remedies`. Columns ``question, answer``."""
+    first = summary[_eligible(summary, reference)].sort_values("d_composite_acc", ascending=False).head(n_first)
+    plain_L = float(summary.set_index("remedy").loc[reference, "n_lingering"])
+    removes = summary[summary.feasible & (summary.n_lingering <= REMOVES_SHARE * plain_L)].remedy.tolist()
+    lesions = summary[summary.at_chance].remedy.tolist()
+    questions = ["try first (largest composite-accuracy gain within the costs)"] + ["then"] * (n_first - 1)
+    return pd.DataFrame({
+        "question": questions + ["removes lingering memories (|L| at most half of plain's)",
+                                 "at chance: lesions, not remedies"],
+        "answer": [*(f"{r.remedy} ({r.d_composite_acc:+.3f} composite acc., {r.d_target_acc:+.3f} target acc.)"
+                     for r in first.itertuples()),
+                   *[""] * (n_first - len(first)), ", ".join(removes) or "none", ", ".join(lesions) or "none"]})
+
+
+def remedy_effects_by_world(summaries: Mapping[str, pd.DataFrame], reference: str = "plain fine-tuning"
+                            ) -> pd.DataFrame:
+    """Which remedies help in which world: per remedy (rows) and world (column groups), the paired change
+    against ``reference`` in composite and target accuracy (mean over seeds +- SD) and in |L|, and
+    ``verdict``: ``"try"`` (within :func:`remedy_advice`'s costs, and a composite gain larger than its
+    SD over seeds), ``"gain within its SD"`` (within the costs, a gain no larger than its SD: no
+    better than seed noise), ``"costs too much"``, each with
+    ``"; removes memories"`` when its mean |L| is at most half of plain's; or ``"lesion"`` (at chance),
+    ``"not feasible"``, ``"reference"``. ``summaries``: world name -> :func:`summarize_remedies`."""
+    cols = {}
+    for world, sm in summaries.items():
+        ok = _eligible(sm, reference)
+        plain_L = float(sm.set_index("remedy").loc[reference, "n_lingering"])
+        verdicts = []
+        for r, e in zip(sm.itertuples(), ok):
+            if r.remedy == reference:
+                verdicts.append("reference")
+            elif not r.feasible:
+                verdicts.append("not feasible")
+            elif r.at_chance:
+                verdicts.append("lesion")
+            else:
+                sd = r.d_composite_acc_sd if np.isfinite(r.d_composite_acc_sd) else 0.0
+                v = "costs too much" if not e else "try" if r.d_composite_acc > sd else "gain within its SD"
+                verdicts.append(v + ("; removes memories" if r.n_lingering <= REMOVES_SHARE * plain_L else ""))
+        t = sm.set_index("remedy")
+        cols[(world, "d_composite_acc")] = t.d_composite_acc
+        cols[(world, "d_composite_acc_sd")] = t.d_composite_acc_sd
+        cols[(world, "d_target_acc")] = t.d_target_acc
+        cols[(world, "d_n_lingering")] = t.d_n_lingering
+        cols[(world, "verdict")] = pd.Series(verdicts, index=t.index)
+    out = pd.DataFrame(cols)
+    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["world", "measure"])
+    return out
 
 
 # --------------------------------------------------------------------------------------------
