@@ -15,8 +15,9 @@ first stage that needs a model trains it):
 - ``lite0``, ``lite1``, ``lite2``: that smoke world (EfficientNet-Lite0/1/2 with its source photos and
   the LFW task) plus M^t and M^b, seed 0; budget 4 min each.
 - ``remedies-lite0`` (only when asked for): the same remedy section in ``lite0`` (EfficientNet-Lite0 on
-  the faces task; its M^t and M^s are trained or read in the same cache); not in the book, which measures
-  remedies in ``shapes`` only; budget as the remedy table's, 8 min.
+  the faces task; its M^t and M^s are trained or read in the same cache); in notebook 5 only when its
+  ``remedy_worlds`` names ``lite0`` (by default at profile ``full``), not in the smoke book; budget as
+  the remedy table's, 8 min.
 - ``arch`` (only when asked for): notebook 5's architecture comparison (``sweeps.arch_comparison`` over
   Lite0/1/2 and the shapes CNN at widths 8 and 16, three seeds, every model and measure) in a model
   cache of its own that starts empty; budget 6 min.
