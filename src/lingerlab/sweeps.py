@@ -321,6 +321,12 @@ def _eligible(summary: pd.DataFrame, reference: str) -> pd.Series:
             & (summary.d_target_acc >= -MAX_TARGET_COST) & (summary.time_overhead <= MAX_TIME_OVERHEAD))
 
 
+def _removes(summary: pd.DataFrame, reference: str) -> pd.Series:
+    """Feasible remedies whose mean |L| is at most :data:`REMOVES_SHARE` of ``reference``'s."""
+    plain_L = float(summary.set_index("remedy").loc[reference, "n_lingering"])
+    return summary.feasible & (summary.n_lingering <= REMOVES_SHARE * plain_L)
+
+
 def remedy_advice(summary: pd.DataFrame, reference: str = "plain fine-tuning", n_first: int = 3) -> pd.DataFrame:
     """What to try first, by one rule (:data:`MAX_TARGET_COST`, :data:`MAX_TIME_OVERHEAD`,
     :data:`REMOVES_SHARE`): among the feasible remedies not at chance that cost at most one point of
@@ -328,8 +334,7 @@ def remedy_advice(summary: pd.DataFrame, reference: str = "plain fine-tuning", n
     composite accuracy; the remedies whose mean |L| is at most half of plain's; those at chance.
     ``summary``: :func:`summarize_remedies`. Columns ``question, answer``."""
     first = summary[_eligible(summary, reference)].sort_values("d_composite_acc", ascending=False).head(n_first)
-    plain_L = float(summary.set_index("remedy").loc[reference, "n_lingering"])
-    removes = summary[summary.feasible & (summary.n_lingering <= REMOVES_SHARE * plain_L)].remedy.tolist()
+    removes = summary[_removes(summary, reference)].remedy.tolist()
     lesions = summary[summary.at_chance].remedy.tolist()
     questions = ["try first (largest composite-accuracy gain within the costs)"] + ["then"] * (n_first - 1)
     return pd.DataFrame({
@@ -351,10 +356,8 @@ def remedy_effects_by_world(summaries: Mapping[str, pd.DataFrame], reference: st
     ``"not feasible"``, ``"reference"``. ``summaries``: world name -> :func:`summarize_remedies`."""
     cols = {}
     for world, sm in summaries.items():
-        ok = _eligible(sm, reference)
-        plain_L = float(sm.set_index("remedy").loc[reference, "n_lingering"])
         verdicts = []
-        for r, e in zip(sm.itertuples(), ok):
+        for r, e, rm in zip(sm.itertuples(), _eligible(sm, reference), _removes(sm, reference)):
             if r.remedy == reference:
                 verdicts.append("reference")
             elif not r.feasible:
@@ -364,7 +367,7 @@ def remedy_effects_by_world(summaries: Mapping[str, pd.DataFrame], reference: st
             else:
                 sd = r.d_composite_acc_sd if np.isfinite(r.d_composite_acc_sd) else 0.0
                 v = "costs too much" if not e else "try" if r.d_composite_acc > sd else "gain within its SD"
-                verdicts.append(v + ("; removes memories" if r.n_lingering <= REMOVES_SHARE * plain_L else ""))
+                verdicts.append(v + ("; removes memories" if rm else ""))
         t = sm.set_index("remedy")
         cols[(world, "d_composite_acc")] = t.d_composite_acc
         cols[(world, "d_composite_acc_sd")] = t.d_composite_acc_sd

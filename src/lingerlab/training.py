@@ -109,9 +109,9 @@ def _nhwc(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-#: images per inference batch on a CPU: EfficientNet-Lite0 at 112 px runs 5.5-5.8 ms per image at 32 and
-#: 10-11 ms at 256 on the 2-core CPU (the activations of a large batch leave the caches); the shapes CNN
-#: is flat from 16 to 256 (about 0.3 ms). Accelerators keep large batches.
+#: images per inference batch on a CPU: EfficientNet-Lite0 at 112 px runs 5.37 ms per image at 32 and
+#: 10.01 ms at 256 on the 2-core CPU (``benchmarks/lite_speed.py``; the activations of a large batch
+#: leave the caches); the shapes CNN is flat from 16 to 256 (about 0.3 ms). Accelerators keep large batches.
 CPU_EVAL_BATCH = 32
 EVAL_BATCH = 256
 

@@ -109,10 +109,11 @@ def weights_path(variant: str | LiteVariant = "lite0") -> Path:
 
 def fold_same_padding(net: nn.Module) -> int:
     """Move every *symmetric* static 'same' padding of ``net`` into its convolution's own ``padding``
-    (in place; returns how many). The outputs are the same zeros-padded convolution, bit for bit on
-    this machine's oneDNN, without the separate pad, which copies the activation (in ``channels_last``,
-    into NCHW): EfficientNet-Lite0/2 training steps at 112 px are 8-12% faster. The asymmetric paddings
-    of stride-2 convolutions (one more row and column at the bottom right) stay as they are."""
+    (in place; returns how many). The outputs are the same zeros-padded convolution (within 1e-4 of
+    the package's model in ``tests/test_worlds_lite.py``) without the separate pad, which copies the
+    activation: a training step at 112 px takes 0.93x (Lite0) and 0.94x (Lite2) the package's time
+    (``benchmarks/lite_speed.py``). The asymmetric paddings of stride-2 convolutions (one more row and
+    column at the bottom right) stay as they are."""
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
     n = 0
     for m in net.modules():
