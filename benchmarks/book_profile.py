@@ -35,10 +35,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", type=Path, help="jupytext .py sources (default: every notebook of _toc.yml)")
     ap.add_argument("--out", type=Path, default=None, help="also write the cells and misses as JSON here")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="model cache to use (default: an empty one; a run's cache, to profile later notebooks)")
     args = ap.parse_args()
     paths = [p.resolve() for p in args.notebooks] or _notebooks()
     tmp = tempfile.mkdtemp(prefix="lingerlab-profile-")
-    os.environ["LINGERLAB_CACHE"] = str(Path(tmp) / "cache")
+    os.environ["LINGERLAB_CACHE"] = str(args.cache.resolve() if args.cache else Path(tmp) / "cache")
     os.environ["LINGERLAB_FIGURES"] = str(Path(tmp) / "figures")
     import matplotlib
     matplotlib.use("Agg")

@@ -65,6 +65,31 @@ def test_a_class_with_one_source_photo_gets_an_interval_over_seeds():
     assert np.isfinite(ax.get_ylim()).all()
 
 
+def test_fig3a_fits_the_page_whatever_the_names_and_subsets():
+    """The legend grows with the arms' names and with F \\ L being present in each arm; the figure must
+    still be shown at full size (publish refuses it otherwise), with one legend entry for the hollow dots."""
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from lingerlab.plotting import PAGE_WIDTH_IN, plot_fig3a, shown_scale, small_text
+
+    arms = ["M^t (zoom-out, a long recipe name)", "M^b (same data, another long name)"]
+    rows = []
+    for arm in arms:
+        for seed in range(3):
+            for comp in range(6):
+                c = comp % 3                      # class 2 lingers in no seed: hollow in both arms
+                rows.append({"arm": arm, "seed": seed, "composite": comp, "source_class": c,
+                             "source_name": f"German short-haired pointer {c}", "cluster": comp,
+                             "in_L": c != 2, "distraction": 0.3 + 0.1 * c, "null": 0.2})
+    ft = SimpleNamespace(controls=pd.DataFrame(rows))
+    ax = plot_fig3a(ft, arms)
+    fig = ax.figure
+    assert shown_scale(fig, PAGE_WIDTH_IN) == 1.0 and small_text(fig) == []
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sum("hollow" in t for t in labels) == 1 and len(labels) == len(arms) + 2
+
+
 def test_publish_checks_type_size_saves_and_closes(tmp_path, monkeypatch):
     import matplotlib
 

@@ -269,16 +269,20 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
     """Figure 3a, per source-only class (one row each): Eq. 4 of each arm over the seeds in which the
     class lingers (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null
     (grey tick); classes ordered by how often they are in L (top: in L in every seed), with that share
-    printed beside each name; classes in L in no seed (``F \\ L``, the contrast) hollow, at the bottom."""
+    printed beside each name; classes in L in no seed (``F \\ L``, the contrast) hollow, at the bottom.
+    With ``ax`` None the figure is laid out (``tight_layout``) and its legend takes one column where two
+    would be wider than the book's page."""
     import matplotlib.pyplot as plt
 
     pc = per_class_distraction(ft, arms)
     order = (pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"]
              .tolist())
     pos = {c: i for i, c in enumerate(order)}
-    if ax is None:
+    created = ax is None
+    if created:
         _, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 0.32 * len(order) + 1.6))
     height = 0.8 / len(arms)
+    hollow = False
     for j, arm in enumerate(arms):
         sub = pc[pc.arm == arm]
         y = np.array([pos[c] for c in sub["source_class"]]) - 0.4 + height * (j + 0.5)
@@ -287,9 +291,10 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
             m = (sub["subset"] == subset).to_numpy()
             if m.any():
                 d = sub[m]
+                hollow |= subset != "L"
                 ax.errorbar(d["distraction"], y[m], xerr=[d["distraction"] - d["ci_lo"], d["ci_hi"] - d["distraction"]],
                             fmt="o", ms=4, lw=0.8, color=colour, mfc=face,
-                            label=f"{arm}: Eq. 4" + (" (F \\ L: hollow)" if subset != "L" else ""))
+                            label=f"{arm}: Eq. 4" if subset == "L" else None)
         ax.scatter(sub["null"], y, marker="|", s=120, color="grey", zorder=3,
                    label="per-class null (shuffled pairs)" if j == 0 else None)
     names = pc[pc.arm == arms[0]].set_index("source_class")
@@ -299,8 +304,19 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
     ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
     ax.set(xlabel="distraction (Eq. 4, IoU)")
     ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
-    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.12 - 0.6 / max(len(order), 1)), ncol=2,
-              frameon=False)
+    if hollow:  # one entry for every arm's hollow dots, so the legend's width does not grow with the arms' names
+        from matplotlib.lines import Line2D
+
+        ax.add_line(Line2D([], [], marker="o", ms=4, ls="", color="grey", mfc="white",
+                           label="hollow: in F \\ L (lingers in no seed)"))
+    anchor = (0.0, -0.12 - 0.6 / max(len(order), 1))
+    for ncol in (2, 1):  # long class or arm names: one column keeps the figure within the page
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=anchor, ncol=ncol, frameon=False)
+        if not created:
+            break
+        ax.figure.tight_layout()
+        if shown_scale(ax.figure, BOOK_WIDTH_IN) == 1.0:
+            break
     return ax
 
 

@@ -102,10 +102,12 @@ def _sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], he
     Computed once per ``memo`` for the same weights and set parameters: the capped variants differ
     only in which of these channels they keep (:func:`cap_channels`)."""
     which = params["classes"]
-    key = ("channel_sets", weights_fingerprint(model), head, which, seed if which == "lingering" else None,
-           params["a_t"], params["a_t_quantile"])
-    if memo is not None and key in memo:
-        return memo[key]
+    key = None  # the weights are fingerprinted only where a memo can use the key
+    if memo is not None:
+        key = ("channel_sets", weights_fingerprint(model), head, which, seed if which == "lingering" else None,
+               params["a_t"], params["a_t_quantile"])
+        if key in memo:
+            return memo[key]
     cls = audit.source_only().tolist() if which == "source_only" else audit.lingering_classes(seed)
     out = None
     if cls:
@@ -115,8 +117,8 @@ def _sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], he
         s_sets = channel_sets(model, src, a_t, head=head)
         t_sets = channel_sets(model, _target_by_class(audit), a_t, head=head)
         out = (s_sets, t_sets, a_t, note, _now() - t0)
-    if memo is not None:
-        memo[key] = out
+    if key is not None:
+        memo[key] = out  # type: ignore[index]
     return out
 
 
