@@ -1,4 +1,4 @@
-"""Cold-cache wall times of the smoke profile against the issues' CPU budgets.
+"""Cold-cache wall times of the smoke profile against its CPU budgets.
 
     python benchmarks/cold_budgets.py                 # the three stages below, in a fresh temporary cache
     python benchmarks/cold_budgets.py --stages remedies --cache /tmp/c
@@ -29,7 +29,7 @@ first stage that needs a model trains it):
 For each stage: the measured seconds, the budget and their ratio (< 1 holds). Run it on a quiet
 machine: the times are wall-clock on whatever else shares the CPU.
 
-The speed of this shared machine drifts between sessions (the cold book of nearly the same code took
+The speed of a shared machine drifts from hour to hour (the cold book of nearly the same code took
 716 s in the morning of 2026-12-02 and 1020 s in its afternoon). So the script also times a fixed
 reference workload before the first stage and after the last (:func:`_reference_ms`: 20 Adam steps of
 five ``shapes`` CNNs at width 16, batch 64, ``seed_batching.py``'s sequential variant), prints its

@@ -5,7 +5,7 @@
 
 1. **Inference batch** (``training.predict``'s default on a CPU, ``training.CPU_EVAL_BATCH``): eval-mode
    milliseconds per image of M^s (1000 classes) over 256 images in batches of ``CPU_EVAL_BATCH``
-   against batches of 256 (the default before session 13); ratio small / large (< 1: the small batch
+   against batches of 256; ratio small / large (< 1: the small batch
    is faster).
 2. **Folded 'same' padding** (``worlds.lite.fold_same_padding``, applied by ``make_lite``): milliseconds
    per Adam step (batch 16, 2 classes, channels-last, train mode) of the model as ``make_lite`` builds

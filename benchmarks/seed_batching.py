@@ -1,4 +1,4 @@
-"""Would training the seeds of one arm together be faster than one after another? (issue 15's lever)
+"""Would training the seeds of one arm together be faster than one after another?
 
     python benchmarks/seed_batching.py            # K = 5 seeds of the shapes smoke CNN, 30 steps each
     python benchmarks/seed_batching.py --k 3 --steps 50 --width 16
@@ -6,7 +6,7 @@
 Two ways of running K independent copies of ``shapes``' ``SmallResNet`` (each with its own weights,
 its own batch of 64 images of 32 px, forward + backward + Adam step), timed in the same process:
 
-- ``sequential``: K models, one after the other (what ``arms.Zoo`` does now);
+- ``sequential``: K models, one after the other (what ``arms.Zoo`` does);
 - ``grouped``: one model whose convolutions have ``groups=K`` (the K copies' channels side by side),
   BatchNorm over the K x C channels (per channel, so per copy), and a grouped head: the K copies in
   one set of kernels, which is exactly K independent models fed K batches.

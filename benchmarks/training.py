@@ -7,7 +7,7 @@ Trains the embedded worlds' architectures for one epoch through :func:`lingerlab
 Adam, as the smoke fine-tuning) and EfficientNet-Lite0 at 128 px (batch 16, as the ``lite0`` world).
 Each repeat times both layouts in turn; the medians and their ratio (contiguous / channels-last, > 1
 means channels-last is faster) are printed. Then the ``shapes`` CNN at the smoke profile's width
-against width 24 (the smoke width until the cold first run had to fit 12 minutes), both channels-last,
+against width 24 (``SmallResNet``'s default width), both channels-last,
 in turn in the same run: the ratio (width 24 / smoke width, > 1 means the smoke width is faster).
 """
 from __future__ import annotations

@@ -246,7 +246,7 @@ for _, r in notes.iterrows():
 # %% [markdown]
 # ### What to try first
 #
-# One rule, written before the table was read: among the feasible remedies that are not at chance,
+# One rule in code: among the feasible remedies that are not at chance,
 # cost at most one point of target accuracy (paired mean over seeds) and at most twice the training
 # time of plain fine-tuning, try first the one with the largest gain in composite accuracy; a remedy
 # *removes memories* when its mean |L| is at most half of plain fine-tuning's. The cell prints what
@@ -259,8 +259,7 @@ advice
 
 # %% [markdown]
 # How to read it, in `shapes` at profile `smoke` (the run stored in this book). Unbounded pruning can
-# bring $M^t$ to chance (at `full`, on [the GPU-run page](../book/gpu_run.md), both unbounded pruning
-# remedies did), which is why the capped ones exist; the last row of the rule's table names the
+# bring $M^t$ to chance, which is why the capped ones exist; the last row of the rule's table names the
 # remedies at chance in this run. Remedies that act on the *head* or on *what the model sees* (last-layer
 # retraining on composites, fine-tuning on composites) are the ones that buy composite accuracy;
 # remedies that act on the *memories* (pruning, unlearning, a larger learning rate, Co-Tuning) remove
@@ -503,7 +502,7 @@ summary.to_frame("value")
 # - As a detector, Eq. 5 reaches an AUROC of {glue:text}`nb05_eq5_auroc` against chance 0.5; the best
 #   of pytorch-ood's detectors here, {glue:text}`nb05_best_detector`, reaches
 #   {glue:text}`nb05_best_detector_auroc` ({numref}`fig-nb05-detection`).
-# - What to try first comes from one rule fixed before the table was read (section 2). In `shapes` at
+# - What to try first comes from one rule in code (section 2). In `shapes` at
 #   profile `smoke` (this build), the remedies that buy composite accuracy act on the head or on what
 #   the model sees, those that remove lingering classes act on the memories ({numref}`fig-nb05-remedies`).
 #   The verdicts per world stand side by side in one table ({ref}`nb05-remedies-real`); the stored run

@@ -29,14 +29,15 @@ if "google.colab" in sys.modules:
 # This page trains nothing. It reads the claims that notebooks 1-5 decided, with the status each got
 # from its rule in code, out of their executed outputs (`lingerlab.coverage`), and shows them as one
 # matrix: a row per claim of the paper, a column per world. Every status links to the section that
-# measured it; hover over it for the numbers behind it. Statuses: **holds**, **does not hold** and
-# **inconclusive** come from `stats.verdict` (the paper's direction and a Holm-adjusted p < 0.05;
-# an interval that excludes the paper's direction; neither) or, for a claim measured without a test
-# over seeds, from the rule named in its evidence; *example* marks a single illustration, *measured* a
-# sweep with no test defined, *not testable* a world without the ground truth the claim needs.
-# The worlds `lite1` and `lite2` enter through the architecture comparison (Figure 8, in the `lite0`
-# column). Profile `smoke`, a CPU; the [GPU-run page](../book/gpu_run.md) keeps one archived run at
-# paper scale, whose verdicts partly differ (it says how).
+# measured it; hover over it for the numbers behind it. The fair test's statuses come from
+# `stats.verdict`: **holds** (the paper's direction and a Holm-adjusted one-sided p < 0.05), **does
+# not hold** (the 90% interval inside the claim's equivalence margin, or the paper's direction
+# excluded with Holm control), **inconclusive** (neither; its evidence gives the smallest effect the
+# design could have detected at 80% power) and **not testable** (a precondition failed; its evidence
+# names the gate). A claim measured without a test over seeds takes the rule named in its evidence;
+# *example* marks a single illustration, *measured* a sweep with no test defined. The worlds `lite1`
+# and `lite2` enter through the architecture comparison (Figure 8, in the `lite0` column). Profile
+# `smoke`, a CPU.
 
 # %% tags=["parameters", "remove-cell"]
 world = None          # this page loads no world: it reads the other notebooks' outputs
@@ -57,8 +58,8 @@ pd.set_option("display.max_colwidth", 300)
 sources = ["01_hypothesis", "02_source_only_features", "03_lingering_detection", "04_distraction", "05_mitigation"]
 claims = ll.coverage.read_claims(Path(claims_dir) / f"{name}.ipynb" for name in sources)
 offline = claims.drop_duplicates("claim").assign(
-    world="paper", status="not run here", page="../book/gpu_run", anchor="",
-    evidence="ResNet-18 and Dogs-vs-Cats need downloads and a GPU: see the GPU-run page")
+    world="paper", status="not run here", page="../book/run_it_yourself", anchor="",
+    evidence="ResNet-18 and Dogs-vs-Cats need downloads and a GPU: see how to run it yourself")
 claims = pd.concat([claims, offline], ignore_index=True)
 worlds = ["shapes", "lite0", "paper"]
 matrix = HTML(ll.coverage.matrix_html(claims, worlds))
@@ -126,7 +127,21 @@ tidy
 # :doc: 04_distraction.ipynb
 # ```
 #
-# The family of tests of each world, Holm-adjusted together; each verdict from `stats.verdict`.
+# The gates of each world (`lingerlab.gates`): a claim whose gate fails is *not testable*.
+# `shapes`:
+#
+# ```{glue} nb04_shapes_gates
+# :doc: 04_distraction.ipynb
+# ```
+#
+# `lite0`:
+#
+# ```{glue} nb04_lite0_gates
+# :doc: 04_distraction.ipynb
+# ```
+#
+# The family of tests of each world, Holm-adjusted together (classes whose source object the overlay
+# hides left out); each verdict from `stats.verdict`, beside its failed gate or its detectable effect.
 # `shapes`:
 #
 # ```{glue} nb04_shapes_verdicts
@@ -136,19 +151,6 @@ tidy
 # `lite0`:
 #
 # ```{glue} nb04_lite0_verdicts
-# :doc: 04_distraction.ipynb
-# ```
-#
-# The sensitivity analysis: the same tests without the classes whose source object the overlay hides
-# (notebook 4's survival check; a Holm family of its own). `shapes`:
-#
-# ```{glue} nb04_shapes_sensitivity
-# :doc: 04_distraction.ipynb
-# ```
-#
-# `lite0`:
-#
-# ```{glue} nb04_lite0_sensitivity
 # :doc: 04_distraction.ipynb
 # ```
 #
@@ -173,7 +175,7 @@ tidy
 # :doc: 05_mitigation.ipynb
 # ```
 #
-# What to try first, by the rule of notebook 5 (fixed before the table was read):
+# What to try first, by the rule of notebook 5 (`sweeps.remedy_advice`):
 #
 # ```{glue} nb05_shapes_advice
 # :doc: 05_mitigation.ipynb
@@ -245,5 +247,5 @@ tidy
 # (notebook 2's Eq. 1 table) and a composite is an easy case: a grey square on a colour photo. Only
 # the classes of the world's real photos (notebook 3's table) can be tested for lingering at all, so
 # $L$ and $F \setminus L$ are small sets (where every testable class lingers, $F \setminus L$ is empty
-# and the within-model contrast is *not measured*), and the intervals say how little a handful of
-# classes can settle.
+# and the within-model contrast is *not testable* by its contrast-size gate), and the intervals say
+# how little a handful of classes can settle.

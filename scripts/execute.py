@@ -10,20 +10,31 @@ virtual environment (a GPU box or Colab)::
 
 Progress bars that ran as widgets (a cold cache trains models inside the kernel) leave ipywidgets
 state in the notebook; it is dropped, so the book's pages load nothing from a CDN. The wall time of
-each notebook is printed and, with ``--timings FILE``, written as JSON. A notebook that fails does
-not overwrite its output: the executed copy is left as ``<name>.failed.ipynb``.
+each notebook is printed and, with ``--timings FILE``, written as JSON.
+
+A notebook's output is replaced only when every cell ran (see :func:`run_one`): one that fails leaves
+its executed copy as ``<name>.failed.ipynb``; an interrupt (Ctrl-C, SIGTERM) leaves the stored
+notebook as it was. Each executed notebook records in its ``lingerlab`` metadata whether the model
+cache was cold or warm and the machine it ran on; after a run over the book's own notebooks (no
+``--output-dir``), the book's execution-statistics page is regenerated from the stored notebooks.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+STATS = ROOT / "book" / "generated" / "execution_statistics.md"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -37,13 +48,15 @@ def toc_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
     return [ROOT / f"{n.removesuffix('.ipynb')}.ipynb" for n in names]
 
 
-def strip_widgets(path: Path, name: str | None = None) -> int:
+def strip_widgets(path: Path, name: str | None = None, meta: dict[str, Any] | None = None) -> int:
     """Drop ipywidgets state and widget-view outputs from the notebook at ``path``; return how many.
     Papermill's record of the input and output paths keeps only the file ``name`` (no absolute path
-    of the machine that ran it)."""
+    of the machine that ran it); ``meta``, if given, is stored as the notebook's ``lingerlab`` metadata."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    if meta is not None:
+        nb.metadata["lingerlab"] = meta
     dropped = int(nb.metadata.pop("widgets", None) is not None)
     pm_meta = nb.metadata.get("papermill")
     if pm_meta is not None:
@@ -75,36 +88,106 @@ def parameters(profile: str, device: str) -> dict[str, str]:
     return {} if (profile, device) == ("smoke", "auto") else {"profile": profile, "device": device}
 
 
-def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3") -> tuple[float, str | None]:
+# Papermill runs in a child process: while a kernel runs it replaces the SIGINT/SIGTERM handlers of
+# its process, so an interrupt would not reach this script; here the parent keeps them and stops the child.
+_PAPERMILL = """\
+import json, sys
+import papermill as pm
+nb, out, params, kernel, cwd = json.loads(sys.argv[1])
+try:
+    pm.execute_notebook(nb, out, parameters=params, kernel_name=kernel, cwd=cwd, progress_bar=False)
+except Exception as exc:
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    print(f"{type(exc).__name__}: {last}")
+    sys.exit(1)
+"""
+
+
+def _papermill(nb: Path, out: Path, params: dict[str, str], kernel: str) -> str | None:
+    """Execute ``nb`` into ``out`` with papermill in a child process; return its error, or None.
+
+    An interrupt (SIGINT, or SIGTERM while :func:`_terminate_raises` is in force) stops the child,
+    waits for it to end and re-raises."""
+    args = json.dumps([str(nb), str(out), params, kernel, str(nb.parent)])
+    child = subprocess.Popen([sys.executable, "-c", _PAPERMILL, args], stdout=subprocess.PIPE, text=True)
+    try:
+        stdout, _ = child.communicate()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    if child.returncode == 0:
+        return None
+    lines = stdout.strip().splitlines()
+    return lines[-1] if lines else f"papermill exited with status {child.returncode}"
+
+
+@contextlib.contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt, as SIGINT does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3", *,
+            profile: str = "smoke", device: str = "auto") -> tuple[float, str | None]:
     """Execute ``nb`` into ``out`` with papermill; return (seconds, error or None).
 
-    The notebook is written to ``<out>.running.ipynb`` first and moved onto ``out`` only when every
-    cell ran, so a failure never overwrites a good notebook: the executed copy, with the traceback,
-    is left as ``<stem>.failed.ipynb`` beside ``out``."""
-    import papermill as pm
+    Papermill writes ``<stem>.running.ipynb`` beside ``out``, which replaces ``out`` (``os.replace``)
+    only when every cell ran, so ``out`` is never left half-written: after a failure the executed
+    copy, with the traceback, is left as ``<stem>.failed.ipynb``; after an interrupt (SIGINT, SIGTERM,
+    KeyboardInterrupt) the running copy is removed and the interrupt re-raised. Only a process killed
+    outright (SIGKILL) leaves ``<stem>.running.ipynb`` behind; ``out`` is unchanged either way.
+    The notebook's ``lingerlab`` metadata records the model cache (cold or warm) and the machine
+    (:func:`lingerlab.execstats.run_metadata`)."""
+    from lingerlab import execstats
 
     tmp = out.with_name(f"{out.stem}.running.ipynb")
     failed = out.with_name(f"{out.stem}.failed.ipynb")
-    start = time.perf_counter()
-    error = None
     try:
-        pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel, cwd=str(nb.parent),
-                            progress_bar=False)
-    except Exception as exc:  # papermill has written the notebook, with the error, to `tmp`
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        error = f"{type(exc).__name__}: {last}"
-    except BaseException:  # interrupted: leave nothing half-written behind
-        tmp.unlink(missing_ok=True)
-        raise
-    seconds = round(time.perf_counter() - start, 1)
-    if tmp.is_file():
-        strip_widgets(tmp, nb.name)
-        os.replace(tmp, out if error is None else failed)
-        if error is not None:
-            error += f" (executed copy: {failed})"
+        with _terminate_raises():
+            before = execstats.cache_entries()
+            start = time.perf_counter()
+            error = _papermill(nb, tmp, params, kernel)
+            seconds = round(time.perf_counter() - start, 1)
+            if tmp.is_file():
+                meta = execstats.run_metadata(before, execstats.cache_entries(), profile=profile, device=device)
+                strip_widgets(tmp, nb.name, meta)
+                os.replace(tmp, out if error is None else failed)
+                if error is not None:
+                    error += f" (executed copy: {failed})"
+    finally:
+        tmp.unlink(missing_ok=True)  # present only if interrupted before the replace
     if error is None:
         failed.unlink(missing_ok=True)  # an older failure of this notebook is stale now
     return seconds, error
+
+
+def write_stats(page: Path = STATS) -> bool:
+    """Regenerate the execution-statistics page from the stored notebooks of ``_toc.yml``; return
+    whether it changed."""
+    from lingerlab import execstats
+
+    text = execstats.page(toc_notebooks())
+    if page.is_file() and page.read_text() == text:
+        return False
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(text)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,28 +213,35 @@ def main(argv: list[str] | None = None) -> int:
     params = parameters(args.profile, args.device)
     timings: dict[str, dict[str, object]] = {}
     failed = []
-    for nb in notebooks:
-        out = nb if args.output_dir is None else args.output_dir / nb.name
-        print(f"== papermill {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} "
-              f"(profile={args.profile}, device={args.device})", flush=True)
-        # A notebook that reads the others' outputs (the results page: `claims_dir`) reads them where
-        # this run writes them.
-        nb_params = dict(params)
-        if args.output_dir is not None and re.search(r"^claims_dir\s*=", _parameters_cell(nb), re.M):
-            nb_params["claims_dir"] = str(args.output_dir.resolve())
-        seconds, error = run_one(nb, out, nb_params, args.kernel)
-        timings[nb.stem] = {"seconds": seconds, "ok": error is None, **({"error": error} if error else {})}
-        print(f"   {seconds:.0f} s{'' if error is None else '  FAILED: ' + error}", flush=True)
-        if args.timings is not None:  # written after every notebook: a run cut short keeps what finished
-            args.timings.write_text(json.dumps(timings, indent=1) + "\n")
-        if error is not None:
-            failed.append(nb.stem)
-            if not args.keep_going:
-                break
+    interrupted = False
+    try:
+        for nb in notebooks:
+            out = nb if args.output_dir is None else args.output_dir / nb.name
+            print(f"== papermill {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} "
+                  f"(profile={args.profile}, device={args.device})", flush=True)
+            # A notebook that reads the others' outputs (the results page: `claims_dir`) reads them where
+            # this run writes them.
+            nb_params = dict(params)
+            if args.output_dir is not None and re.search(r"^claims_dir\s*=", _parameters_cell(nb), re.M):
+                nb_params["claims_dir"] = str(args.output_dir.resolve())
+            seconds, error = run_one(nb, out, nb_params, args.kernel, profile=args.profile, device=args.device)
+            timings[nb.stem] = {"seconds": seconds, "ok": error is None, **({"error": error} if error else {})}
+            print(f"   {seconds:.0f} s{'' if error is None else '  FAILED: ' + error}", flush=True)
+            if args.timings is not None:  # written after every notebook: a run cut short keeps what finished
+                args.timings.write_text(json.dumps(timings, indent=1) + "\n")
+            if error is not None:
+                failed.append(nb.stem)
+                if not args.keep_going:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        print("   interrupted: the notebook it was running is left as it was", flush=True)
     total = sum(float(t["seconds"]) for t in timings.values())  # type: ignore[arg-type]
     print(f"== {len(timings) - len(failed)}/{len(notebooks)} notebooks ran, {total:.0f} s in all"
           + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
-    return 1 if failed else 0
+    if args.output_dir is None and set(notebooks) & set(toc_notebooks()) and write_stats():
+        print(f"== {STATS.relative_to(ROOT)} regenerated", flush=True)
+    return 130 if interrupted else 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ window.addEventListener("load", () => {
 
 @pytest.mark.parametrize("page", PAGES)
 def test_no_code_cell_scrolls_sideways(page, tmp_path):
-    """Issue 20, point 8: at a laptop window width, no code cell or text output of a page (hidden cells
+    """At a laptop window width, no code cell or text output of a page (hidden cells
     opened) is wider than the content column; book/_static/lingerlab.css wraps them."""
     import html as _html
     import json

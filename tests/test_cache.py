@@ -9,9 +9,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import hashlib
 import importlib.util
+import io
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -395,7 +399,8 @@ def test_cached_recomputes_a_corrupt_entry(tmp_path):
     (entry,) = _files(tmp_path)
     assert torch.equal(cached("stage", "key", compute, root=tmp_path)["v"], first["v"]) and len(calls) == 1
     entry.write_bytes(b"not a torch file")
-    again = cached("stage", "key", compute, root=tmp_path)
+    with pytest.warns(RuntimeWarning, match=f"{entry.name}.*recomputed"):
+        again = cached("stage", "key", compute, root=tmp_path)
     assert len(calls) == 2 and torch.equal(again["v"], first["v"])
     assert _files(tmp_path) == [entry]                                          # rewritten in place
     assert torch.equal(_cache.load(entry)["v"], first["v"])
@@ -456,3 +461,215 @@ def test_dataclass_and_cache_key_fingerprints_in_process():
             self.cache_key = ("k", v)
 
     assert fingerprint(K(1)) == fingerprint(K(1)) != fingerprint(K(2))
+
+
+# --------------------------------------------------------------------------------------------
+# the stored format: safe to load (weights_only), checked, written atomically
+# --------------------------------------------------------------------------------------------
+
+def _stage_values() -> dict:
+    """One value of each kind the package stores (training, worlds, audit, comparison, arms)."""
+    from lingerlab.composites import Composites
+
+    g = torch.Generator().manual_seed(0)
+    comp = Composites(images=torch.rand(2, 3, 4, 4, generator=g), masks=torch.rand(2, 4, 4, generator=g) > 0.5,
+                      target_index=torch.tensor([3, 1]), target_label=torch.tensor([0, -1]),
+                      source_index=torch.tensor([5, 7]), boxes=torch.zeros(2, 4, dtype=torch.long))
+    lingering = pd.DataFrame({                                          # lingering.lingering's columns
+        "class": pd.array([1, 4], dtype="int64"), "name": ["cat", "dog"],
+        "v": pd.array([3, pd.NA], dtype="Int64"), "n_images": np.array([10, 0], dtype="int64"),
+        "p_source": [0.25, np.nan], "lingering": [True, False]})
+    lingering.attrs["reference"] = "M^t"
+    return {
+        "finetune": {"state_dict": nn.Linear(2, 3).state_dict(), "key": "k" * 24,
+                     "history": {"epoch": [1, 2], "train_loss": [0.5, 0.25], "val_acc": [float("nan"), 0.75]}},
+        "image_scan": [True, False, True],
+        "shapes_data": {"x": torch.randint(0, 255, (2, 3, 4, 4), dtype=torch.uint8), "finetune_subset": [0, 2],
+                        "val_params": {"which": torch.tensor([1, -1])}},
+        "logits": torch.randn(3, 2, generator=g, dtype=torch.float64),
+        "class_probs": lingering,
+        "composites": comp,
+        "control_sets": {"source_only": comp, "neutral": comp.subset([1])},
+        "matched_recipe": {"target_acc": 0.8, "n_images": 64, "within_tol": True, "train_subset": [0, 3],
+                           "tries": pd.DataFrame([{"n_images": 128, "val_acc": 0.9, "gap": 0.1},
+                                                  {"n_images": 64, "val_acc": 0.81, "gap": 0.01}])},
+        "other": (np.arange(3.0), np.int64(7), np.float32(0.5), {(1, "a"): None},
+                  pd.Series([1.5, 2.5], index=["a", "b"], name="s"), b"raw"),
+    }
+
+
+def _assert_same(a, b) -> None:
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+        assert a.attrs == b.attrs
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif dataclasses.is_dataclass(a):
+        _assert_same(dataclasses.asdict(a), dataclasses.asdict(b))
+    elif isinstance(a, float) and a != a:
+        assert b != b
+    else:
+        assert a == b
+
+
+def test_every_stored_type_round_trips_through_weights_only_loading(tmp_path, monkeypatch):
+    values = _stage_values()
+
+    def compute(value, fail: bool):  # the same code and captured values both times: the same entry
+        def run():
+            if fail:
+                raise AssertionError("recomputed")
+            return value
+        return run
+
+    for stage, value in values.items():
+        cached(stage, "key", compute(value, False), root=tmp_path)
+    loads: list[dict] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw) or real_load(*a, **kw))
+    for stage, value in values.items():
+        _assert_same(cached(stage, "key", compute(value, True), root=tmp_path), value)
+    assert len(loads) == len(values) and all(kw["weights_only"] is True for kw in loads)
+    state = cached("finetune", "key", compute(values["finetune"], True), root=tmp_path)["state_dict"]
+    assert state._metadata == values["finetune"]["state_dict"]._metadata     # a state dict's versions
+    allowed = [g[0] if isinstance(g, tuple) else g for g in torch.serialization.get_safe_globals()]
+    assert not [g for g in allowed if str(getattr(g, "__module__", "")).startswith(("lingerlab", "pandas", "numpy"))]
+
+
+def test_a_value_of_another_type_is_refused_and_nothing_is_written(tmp_path):
+    with pytest.raises(TypeError, match="_Cfg"):
+        cached("stage", "key", lambda: {"cfg": _Cfg(1, [2])}, root=tmp_path)
+    with pytest.raises(TypeError, match="object"):
+        _cache.save([object()], tmp_path / "x.pt")
+    assert _files(tmp_path) == []
+
+
+class _Evil:
+    """Unpickling it creates the file ``marker``: what a malicious cache entry would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_malicious_entry_is_never_unpickled_but_reported_and_recomputed(tmp_path, monkeypatch):
+    cached("stage", "key", lambda: {"v": torch.arange(3)}, root=tmp_path)
+    (entry,) = _files(tmp_path / "stage")
+    marker = tmp_path / "pwned"
+    # the payloads really are malicious: an unsafe load would create the marker
+    proof = tmp_path / "proof"
+    buf = io.BytesIO()
+    torch.save(_Evil(proof), buf)
+    torch.load(io.BytesIO(buf.getvalue()), weights_only=False).close()
+    assert proof.exists()
+
+    buf = io.BytesIO()
+    torch.save({"v": _Evil(marker)}, buf)
+    as_torch_file = buf.getvalue()                          # an old-format entry (torch.save, no header)
+    with_header = _cache._FORMAT + b" " + hashlib.sha256(as_torch_file).hexdigest().encode() + b"\n" + as_torch_file
+    loads: list[bool] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw["weights_only"]) or real_load(*a, **kw))
+    # a pickle, an old-format entry: not even opened with torch.load; with a valid header: refused
+    for payload, opened in ((pickle.dumps(_Evil(marker)), []), (as_torch_file, []), (with_header, [True])):
+        entry.write_bytes(payload)
+        loads.clear()
+        with pytest.warns(RuntimeWarning, match=f"cache entry .*{entry.name}.*recomputed"):
+            value = cached("stage", "key", lambda: {"v": torch.arange(3)}, root=tmp_path)
+        assert not marker.exists() and loads == opened
+        assert torch.equal(value["v"], torch.arange(3))
+        assert torch.equal(_cache.load(entry)["v"], torch.arange(3))    # rewritten in the safe format
+
+
+def test_a_corrupt_entry_is_named_in_a_warning_and_recomputed(tmp_path):
+    calls: list[int] = []
+
+    def compute():
+        calls.append(1)
+        return {"t": torch.arange(1000), "df": pd.DataFrame({"a": [1.0, 2.0]})}
+
+    cached("stage", "key", compute, root=tmp_path)
+    (entry,) = _files(tmp_path)
+    good = entry.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    for bad in (b"", b"\x00garbage\xff" * 100, good[:len(good) // 2], good[:40], bytes(flipped),
+                good + b"trailing"):
+        entry.write_bytes(bad)
+        with pytest.warns(RuntimeWarning, match=f"{entry.name}.*recomputed"):
+            value = cached("stage", "key", compute, root=tmp_path)
+        assert torch.equal(value["t"], torch.arange(1000)) and value["df"]["a"].tolist() == [1.0, 2.0]
+        assert entry.read_bytes() == good                                   # rewritten whole
+    assert len(calls) == 7
+    with pytest.raises(_cache.CacheEntryError, match="checksum"):
+        entry.write_bytes(bytes(flipped))
+        _cache.load(entry)
+
+
+def test_an_interrupted_write_leaves_no_entry_and_no_temporary_file(tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def save_then_die(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        cached("stage", "key", lambda: {"v": torch.arange(3)}, root=tmp_path)
+    assert _files(tmp_path) == []
+    monkeypatch.setattr(torch, "save", real_save)
+
+    cached("stage", "key", lambda: {"v": torch.arange(3)}, root=tmp_path)
+    (entry,) = _files(tmp_path)
+    good = entry.read_bytes()
+
+    def die_in_write(fd, *a):                         # killed after part of the bytes reached the disk
+        os.write(fd, b"lingerlab-cache/2 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", die_in_write)
+    with pytest.raises(KeyboardInterrupt):
+        _cache.save({"v": torch.arange(4)}, entry)
+    monkeypatch.undo()
+    assert _files(tmp_path) == [entry] and entry.read_bytes() == good      # the old entry, whole
+
+
+KILLED_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import torch
+    from lingerlab import cache
+    os.replace = lambda *a: os._exit(3)                   # the process dies between write and rename
+    cache.save({"v": torch.arange(3)}, Path(sys.argv[1]))
+""")
+
+
+def test_a_killed_write_leaves_no_entry_and_the_next_write_removes_its_temporary_file(tmp_path):
+    entry = tmp_path / "stage" / "key-0123.pt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", KILLED_SCRIPT, str(entry)], env=env, capture_output=True,
+                         timeout=300)
+    assert out.returncode == 3, out.stderr.decode()[-2000:]
+    (tmp,) = _files(tmp_path)
+    assert not entry.exists() and tmp.name.startswith(f".{entry.name}.") and tmp.name.endswith(".tmp")
+    live = tmp.with_name(f".{entry.name}.another-writer.tmp")
+    live.write_bytes(b"a write in progress")
+    os.utime(tmp, (1e9, 1e9))                                               # left there long ago
+    _cache.save({"v": torch.arange(3)}, entry)
+    assert _files(tmp_path) == sorted([entry, live])                        # stale one removed
+    assert torch.equal(_cache.load(entry)["v"], torch.arange(3))

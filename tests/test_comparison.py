@@ -127,7 +127,7 @@ def test_without_a_shared_class_err_shared_is_nan_and_not_a_verdict(audit, monke
     assert not v.loc["err_shared", "holds"] and not v.loc["err_shared", "significant"]
 
 
-# ------------------------------------------------------------------ the fair test (issue 15)
+# ------------------------------------------------------------------ the fair test
 from lingerlab.comparison import FAMILY_MEASURES, CONTRAST_MEASURES, fair_test, subset_per_seed, summarize  # noqa: E402
 from lingerlab.stats import VERDICTS  # noqa: E402
 
@@ -160,8 +160,11 @@ def test_fair_test_scores_L_and_its_contrast(audit):
     r = t[(t.kind == "between arms") & (t.measure == "err_source_only")].iloc[0]
     assert r.effect == pytest.approx(ft.value("M^t", "err_source_only") - ft.value(r.baseline, "err_source_only"),
                                      nan_ok=True)
-    assert set(ft.verdicts().columns) == {"claim", "verdict", "effect [95% CI]", "p (permutation)", "p (Holm)"}
-    # leaving classes out (the sensitivity row) removes them from every test
+    assert set(ft.verdicts().columns) == {"claim", "verdict", "effect [95% CI]", "margin", "p (one-sided)", "p (Holm)"}
+    # the gates ran on the same composites and every untestable claim names its gate
+    assert ft.gates is not None and set(ft.gates.table["gate"]) <= set(__import__("lingerlab").gates.GATES)
+    assert (t.loc[t.verdict == "not testable", "gate"] != "").all() and (t.loc[t.verdict != "not testable", "gate"] == "").all()
+    # leaving classes out removes them from every test
     gone = int(ctl["source_class"].iloc[0])
     ft2 = summarize(ctl, exclude=[gone], n_boot=200)
     assert gone not in set(ft2.controls["source_class"]) and ft2.excluded == (gone,)
@@ -189,7 +192,7 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     t = ft.tests.set_index("claim")
     assert t.loc["err_source_only on L: ref > base", "verdict"] == "holds"
     assert t.loc["excess_error of ref: L > F \\ L", "verdict"] == "holds"
-    assert t.loc["err_source_only on L: ref > base", "p_perm"] == pytest.approx(2 / 252)  # exact, 5 + 5 seeds
+    assert t.loc["err_source_only on L: ref > base", "p_perm"] == pytest.approx(1 / 252)  # exact one-sided, 5 + 5 seeds
     # distraction equals its null everywhere: no effect, never "holds"
     assert t.loc["distraction_excess on L: ref > base", "verdict"] != "holds"
 
@@ -199,13 +202,17 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     line = headline(ft, "toy", measure="err_source_only")
     assert line.startswith("`toy`: ref is wrong more often on L composites than base: **holds**")
     assert f"{ft.value('ref', 'distraction'):.3f}" in line and "5 + 5 seeds" in line
+    # no effect on Eq. 4 and a tight interval: the symmetric rule says "does not hold" (equivalence)
+    assert t.loc["distraction_excess on L: ref > base", "verdict"] == "does not hold"
     with pytest.raises(ValueError, match="measure"):
         headline(ft, "toy", measure="nope")
     rows = claims(ft, "toy", anchor="a")
     assert len(rows) == len(COVERAGE_CLAIMS) and {r["world"] for r in rows} == {"toy"}
     by_order = {r["order"]: r for r in rows}
     assert by_order[6]["status"] == "holds" and "[" in by_order[6]["evidence"]
-    assert smallest_p(5, 5) == pytest.approx(2 / 252)  # the floor the planted effect reached above
+    assert smallest_p(5, 5) == pytest.approx(2 / 252)  # the two-sided floor
+    assert smallest_p(5, 5, "greater") == pytest.approx(1 / 252)  # the one-sided floor the planted effect reached
+    assert smallest_p(10, 10, "greater") == pytest.approx(1 / 184_756)
     assert smallest_p(3, 3) == pytest.approx(0.1) and smallest_p(np.int64(4), 4) == pytest.approx(2 / 70)
 
 
@@ -224,22 +231,7 @@ def test_recipe_table_and_describe(audit):
         recipe_table(audit, {"M^t": "M^t", "x": lambda s: audit.model("M^t", s)}, seeds=(0,))
     ft = fair_test(audit, arms, seeds=(0, 1), n_boot=200)
     text = describe(ft)
+    assert "clean accuracy M^t" in text  # the transfer-helps gate beside every between-arm verdict
     assert text.startswith(f"Of {len(ft.tests)} tests:") and text.count("\n- ") == len(ft.tests)
     for v in ft.tests["verdict"]:
         assert f"**{v}**" in text
-
-
-def test_sensitivity_leaves_out_the_hidden_classes(audit):
-    from lingerlab.comparison import sensitivity
-
-    arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)"}
-    ft = fair_test(audit, arms, seeds=(0, 1), n_boot=200)
-    classes = sorted(set(ft.controls["source_class"]))
-    surv = pd.DataFrame({"source_class": classes, "survives": [True] * len(classes)})
-    assert sensitivity(ft, surv)[0] is None and "nothing out" in sensitivity(ft, surv)[1]
-    surv["survives"] = False
-    assert sensitivity(ft, surv)[0] is None and "no class is left" in sensitivity(ft, surv)[1]
-    surv.loc[0, "survives"] = True
-    sens, text = sensitivity(ft, surv)
-    assert set(sens.controls["source_class"]) == {classes[0]} and sens.baselines == ft.baselines
-    assert text.startswith(f"Without the {len(classes) - 1} classes")

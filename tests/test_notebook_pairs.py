@@ -145,7 +145,7 @@ def test_no_absolute_paths_in_notebooks(ipynb):
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)
 def test_no_table_is_cut(stem):
-    """Issue 20: pandas never truncates a table the book shows (no "..." row or column)."""
+    """Pandas never truncates a table the book shows (no "..." row or column)."""
     nb = nbformat.read(ROOT / f"{stem}.ipynb", as_version=4)
     for i, c in enumerate(nb.cells):
         for out in c.get("outputs", []):

@@ -1,10 +1,12 @@
-"""scripts/: the notebook runner (execute.py) and the run summariser (summarize_run.py), and the GPU run
-they produced (book/gpu_run): its transcript is generated, and every number on its page is in it."""
+"""scripts/execute.py: the notebook runner (order, parameters, widgets, nothing lost on failure or kill)."""
 from __future__ import annotations
 
 import json
-import re
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -14,9 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import execute  # noqa: E402
-import summarize_run  # noqa: E402
 
-RUN = ROOT / "book" / "gpu_run"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
@@ -63,33 +63,6 @@ def test_bad_profile_is_refused(capsys):
     assert "--profile must be 'smoke' or 'full'" in capsys.readouterr().err
 
 
-def test_gpu_run_is_complete():
-    """Every notebook of the archived run ran; the one it lacks is the results page, added after that run,
-    which trains nothing (it reads the other notebooks' outputs)."""
-    timings = json.loads((RUN / "timings.json").read_text())
-    ran = [p for p in execute.toc_notebooks() if (RUN / p.name).is_file()]
-    assert list(timings) == [p.stem for p in ran]
-    assert {p.stem for p in execute.toc_notebooks()} - {p.stem for p in ran} <= {"06_results"}
-    assert all(t["ok"] for t in timings.values())
-    for p in ran:
-        s = summarize_run.summarize(RUN / p.name)
-        assert s["errors"] == [] and 'profile = "full"' in s["parameters"] and 'device = "cuda"' in s["parameters"]
-
-
-def test_gpu_run_transcript_is_generated():
-    """book/gpu_run/summary.md is exactly what summarize_run writes from the stored notebooks."""
-    assert (RUN / "summary.md").read_text() == summarize_run.markdown(RUN)
-
-
-def test_every_number_on_the_gpu_page_is_in_the_transcript():
-    page = (ROOT / "book" / "gpu_run.md").read_text()
-    transcript = (RUN / "summary.md").read_text()
-    numbers = set(re.findall(r"(?<![\d.])\d+\.\d+(?![\d])", page))
-    assert len(numbers) > 40
-    missing = sorted(n for n in numbers if not re.search(rf"(?<![\d.]){re.escape(n)}(?!\d)", transcript))
-    assert not missing, f"numbers on book/gpu_run.md that the run's outputs do not contain: {missing}"
-
-
 def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
     good = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
                                                              "display_name": "Python 3"}})
@@ -107,20 +80,104 @@ def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
     assert any(o.output_type == "error" and "boom" in o.evalue for o in failed.cells[-1].outputs)
     ran = nbformat.read(ok_path, as_version=4)
     assert "42" in "".join(o.get("text", "") for o in ran.cells[-1].outputs)
+    assert ran.metadata["lingerlab"]["profile"] == "smoke" and ran.metadata["lingerlab"]["cache"] in ("cold", "warm")
     t = json.loads(timings.read_text())
     assert not t["bad"]["ok"] and "ValueError: boom" in t["bad"]["error"] and t["ok"]["ok"]
     assert "bad.failed.ipynb" in t["bad"]["error"]
     assert not list(tmp_path.glob("*.running.ipynb"))
 
 
-def test_gpu_run_figures_are_the_notebooks_outputs():
-    figures = sorted((RUN / "figures").glob("*.png"))
-    assert len(figures) == 3
-    page = (ROOT / "book" / "gpu_run.md").read_text()
-    for png in figures:
-        name, cell, k = re.fullmatch(r"(.+)-cell(\d+)-(\d+)", png.stem).groups()
-        assert png.read_bytes() == summarize_run.figure_bytes(RUN / f"{name}.ipynb", int(cell), int(k))
-        assert f"gpu_run/figures/{png.name}" in page
-    with pytest.raises(ValueError, match="PNG output"):
-        summarize_run.figure_bytes(RUN / "04_distraction.ipynb", 11, 5)
+def _sleeping_notebook(path: Path, marker: Path) -> bytes:
+    """A notebook whose cell writes its kernel's pid to ``marker``, then sleeps; return its bytes."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell(f"import os, pathlib, time\n"
+                                          f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+                                          "time.sleep(120)")]
+    nbformat.write(nb, path)
+    return path.read_bytes()
 
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # zombie: ended
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_killed_run_leaves_the_stored_notebook_unchanged(tmp_path, sig):
+    """Killing execute.py while a cell runs stops the notebook and its kernel, leaves the stored notebook
+    byte-identical and removes the running copy."""
+    nb, marker = tmp_path / "slow.ipynb", tmp_path / "kernel.pid"
+    before = _sleeping_notebook(nb, marker)
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r}); import execute; from pathlib import Path; "
+            f"p = Path({str(nb)!r}); execute.run_one(p, p, {{}})")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "LINGERLAB_CACHE": str(tmp_path / "c")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (marker.is_file() and marker.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the notebook's cell never started"
+            time.sleep(0.1)
+        assert (tmp_path / "slow.running.ipynb").is_file()  # papermill writes its copy, not the notebook
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        proc.kill()
+    assert nb.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.glob("*.ipynb")) == ["slow.ipynb"]
+    kernel, deadline = int(marker.read_text()), time.monotonic() + 20
+    while not _gone(kernel) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(kernel), "the kernel outlived the run"
+
+
+def _stored(path: Path) -> bytes:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('stored')")]
+    nbformat.write(nb, path)
+    return path.read_bytes()
+
+
+def test_an_interrupt_after_papermill_wrote_part_leaves_nothing(tmp_path, monkeypatch):
+    nb = tmp_path / "n.ipynb"
+    before = _stored(nb)
+
+    def interrupted(src, out, params, kernel):
+        out.write_text("{ half a notebook")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "_papermill", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute.run_one(nb, nb, {})
+    assert nb.read_bytes() == before and sorted(tmp_path.iterdir()) == [nb]
+
+
+def test_a_run_replaces_the_notebook_and_records_cache_and_machine(tmp_path, monkeypatch):
+    nb, cache = tmp_path / "n.ipynb", tmp_path / "cache"
+    _stored(nb)
+    (tmp_path / "n.failed.ipynb").write_text("{}")  # an older failure
+    monkeypatch.setenv("LINGERLAB_CACHE", str(cache))
+
+    def trains(src, out, params, kernel):
+        (cache / "stage").mkdir(parents=True)
+        (cache / "stage" / "key-code.pt").write_bytes(b"model")
+        ran = nbformat.read(src, as_version=4)
+        ran.metadata["papermill"] = {"duration": 1.5, "start_time": "2026-01-02T03:04:05+00:00",
+                                     "input_path": str(src), "output_path": str(out)}
+        nbformat.write(ran, out)
+
+    monkeypatch.setattr(execute, "_papermill", trains)
+    seconds, error = execute.run_one(nb, nb, {}, profile="smoke", device="cpu")
+    assert error is None and sorted(tmp_path.glob("*.ipynb")) == [nb]
+    meta = nbformat.read(nb, as_version=4).metadata
+    assert meta["papermill"]["input_path"] == "n.ipynb"
+    run = meta["lingerlab"]
+    assert run["cache"] == "cold" and run["cache_entries"] == {"before": 0, "after": 1}
+    assert run["profile"] == "smoke" and run["device"] == "cpu" and run["machine"]["device"] == "cpu"
+    monkeypatch.setattr(execute, "_papermill", lambda src, out, params, kernel: nbformat.write(
+        nbformat.read(src, as_version=4), out))
+    execute.run_one(nb, nb, {}, device="cpu")
+    assert nbformat.read(nb, as_version=4).metadata["lingerlab"]["cache"] == "warm"

@@ -495,3 +495,64 @@ def test_group_permutation_p_moves_whole_groups():
         group_permutation_p(v, groups, np.arange(len(v)) % 2 == 0, strata)
     with pytest.raises(ValueError, match="one entry per row"):
         group_permutation_p(v, groups[:-1], groups < 3, strata)
+
+
+# ------------------------------------------------- the symmetric rule, the two-stage bootstrap, power
+from lingerlab.stats import hierarchical_bootstrap, minimum_detectable_effect  # noqa: E402
+
+
+def test_symmetric_verdict_equivalence_and_opposite_direction():
+    kw = {"paper_direction": "higher", "margin": 0.05}
+    # equivalence: the 90% interval inside +/- margin -> does not hold, even with a positive effect
+    assert verdict(0.01, -0.05, 0.07, 0.3, ci90=(-0.04, 0.045), **kw) == "does not hold"
+    # the same effect with an interval poking past the margin -> inconclusive
+    assert verdict(0.01, -0.05, 0.07, 0.3, ci90=(-0.04, 0.06), **kw) == "inconclusive"
+    # the paper's direction excluded with Holm control -> does not hold
+    assert verdict(-0.2, -0.3, -0.1, 1.0, ci90=(-0.28, -0.12), p_against=0.01, **kw) == "does not hold"
+    # an interval below zero alone is not enough under the symmetric rule
+    assert verdict(-0.2, -0.3, -0.1, 1.0, ci90=(-0.28, -0.12), p_against=0.2, **kw) == "inconclusive"
+    # holds needs the Holm-adjusted one-sided p
+    assert verdict(0.2, 0.1, 0.3, 0.01, ci90=(0.12, 0.28), p_against=1.0, **kw) == "holds"
+    # a failed gate wins over everything
+    assert verdict(0.2, 0.1, 0.3, 0.01, gate="contrast size (L)", **kw) == "not testable"
+    with pytest.raises(ValueError, match="margin"):
+        verdict(0.0, -0.1, 0.1, 0.5, paper_direction="higher", margin=0.0)
+    with pytest.raises(ValueError, match="p_against"):
+        verdict(0.0, -0.1, 0.1, 0.5, paper_direction="higher", margin=0.1, p_against=2.0)
+
+
+def test_hierarchical_bootstrap_endpoints_and_spread():
+    # one class per seed and identical seeds: no spread at all
+    same = [(np.array([0.3]),)] * 4
+    assert np.allclose(hierarchical_bootstrap(same, n_boot=200, seed=0), 0.3)
+    # a contrast of constants is exact
+    units = [(np.array([0.5, 0.5]), np.array([0.2, 0.2, 0.2]))] * 3
+    assert np.allclose(hierarchical_bootstrap(units, n_boot=200, seed=1), 0.3)
+    # seeds with an empty group drop out; none left -> NaN
+    assert np.isnan(hierarchical_bootstrap([(np.array([]),)], n_boot=10, seed=0)).all()
+    mixed = [(np.array([1.0]),), (np.array([]),)]
+    assert np.allclose(hierarchical_bootstrap(mixed, n_boot=50, seed=0), 1.0)
+    # spread between classes counts even when seeds agree: wider than the seed-only bootstrap (0)
+    rng = np.random.default_rng(0)
+    classes = rng.normal(0.5, 0.2, size=8)
+    draws = hierarchical_bootstrap([(classes,)] * 5, n_boot=4000, seed=2)
+    assert draws.mean() == pytest.approx(classes.mean(), abs=0.02)
+    # standard error of a mean of 8 classes, resampled within each of 5 identical seeds
+    assert draws.std() == pytest.approx(classes.std() / np.sqrt(8 * 5), rel=0.25)
+    # deterministic given the seed
+    assert np.array_equal(draws, hierarchical_bootstrap([(classes,)] * 5, n_boot=4000, seed=2))
+    with pytest.raises(ValueError, match="one or two"):
+        hierarchical_bootstrap([(classes, classes, classes)], n_boot=10)
+
+
+def test_minimum_detectable_effect_matches_the_normal_formula_and_the_floor():
+    from scipy.stats import norm
+
+    se = 0.04
+    assert minimum_detectable_effect(se, alpha=0.05) == pytest.approx((norm.ppf(0.95) + norm.ppf(0.8)) * se)
+    # the textbook value: 2.486 standard errors at one-sided 5% and 80% power
+    assert minimum_detectable_effect(1.0) == pytest.approx(2.486, abs=1e-3)
+    assert minimum_detectable_effect(se, alpha=0.01) > minimum_detectable_effect(se, alpha=0.05)
+    # a design whose smallest p is not below alpha can detect nothing
+    assert minimum_detectable_effect(se, alpha=0.005, p_floor=1 / 70) == float("inf")
+    assert np.isnan(minimum_detectable_effect(float("nan")))

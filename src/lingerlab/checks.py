@@ -1,11 +1,11 @@
-"""Checks the distraction measure needs before it can mean anything (issue 15, point 5).
+"""Checks the distraction measure needs before it can mean anything (``gates`` turns them into rules).
 
 Eq. 4 compares Grad-CAM maps on composites. Three things must hold for that comparison to say
 something about lingering memories, and each has a function here, with its rule written down:
 
 - :func:`source_survival`: the source object survives the overlay. M^s's probability of the
   source class c_s on the composite vs on the source image alone; a class whose object the pasted
-  target hides is flagged (and left out in a sensitivity analysis).
+  target hides is flagged (and left out of the tests).
 - :func:`neutral_check`: the blurred control is neutral. M^s's probability of c_s on the blurred
   background (``composites.neutral_backgrounds(kind="blur")``) falls to near chance ``1 / |C(D^s)|``
   (at most twice it).
@@ -29,19 +29,25 @@ from torch import Tensor, nn
 from . import stats as _stats
 from ._data import gather
 from ._validation import check_int_range, check_range
-from .comparison import composite_clusters
 from .models import as_generator
 from .training import predict
 
-__all__ = ["SURVIVAL_RATIO", "NEUTRAL_RATIO", "class_probability", "source_survival", "neutral_check", "faithfulness", "describe",
+__all__ = ["composite_clusters", "SURVIVAL_RATIO", "NEUTRAL_RATIO", "class_probability", "source_survival", "neutral_check", "faithfulness", "describe",
            "delete_pixels", "deletion_test", "deletion_summary"]
 
 #: a class survives the overlay when M^s's mean p(c_s) on its composites is at least this share of
 #: its mean p(c_s) on the same source images alone
 SURVIVAL_RATIO = 0.5
 #: the blurred control is neutral for a class when M^s's mean p(c_s) on it is at most this multiple
-#: of chance, ``1 / |C(D^s)|`` (issue 15: "falls to near chance")
+#: of chance, ``1 / |C(D^s)|`` ("falls to near chance")
 NEUTRAL_RATIO = 2.0
+
+
+def composite_clusters(audit: object, comp: object) -> np.ndarray:
+    """The source photo of every composite (``spec.source_groups``; else its source image)."""
+    groups = audit.world.spec.source_groups  # type: ignore[attr-defined]
+    idx = comp.source_index.cpu().numpy()  # type: ignore[attr-defined]
+    return np.asarray([groups[i] for i in idx], dtype=object) if groups is not None else idx.astype(object)
 
 
 def class_probability(model: nn.Module, images: Tensor, classes: Tensor, *, device: torch.device | None = None,

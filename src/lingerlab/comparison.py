@@ -41,6 +41,8 @@ from scipy import stats
 from torch import nn
 
 from . import cache as _cache
+from . import checks as _checks
+from . import gates as _gates
 from . import stats as _stats
 from ._data import gather
 from ._validation import check_choice, check_int_range, check_range
@@ -48,11 +50,12 @@ from .arms import Recipe
 from .audit import Audit
 from .composites import Composites, neutral_backgrounds, paste
 from .distraction import distraction_with_null, paired_test
+from .checks import composite_clusters
 from .models import as_generator
 
-__all__ = ["FairTest", "fair_test", "summarize", "sensitivity", "headline", "smallest_p", "claims",
+__all__ = ["FairTest", "fair_test", "summarize", "headline", "findings", "smallest_p", "claims",
            "COVERAGE_CLAIMS", "recipe_table", "describe", "subset_per_seed",
-           "composite_clusters", "SUBSETS", "FAMILY_MEASURES",
+           "composite_clusters", "SUBSETS", "FAMILY_MEASURES", "MARGINS",
            "CONTRAST_MEASURES", "DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
            "by_class", "compare", "verdict", "model_level_test"]
 
@@ -186,13 +189,6 @@ def _fine_tuned(audit: Audit, spec: ArmSpec) -> bool:
         return audit.recipe(spec).init == "source"
     except ValueError:  # an arm added as a callable: no recipe
         return False
-
-
-def composite_clusters(audit: Audit, comp: Composites) -> np.ndarray:
-    """The source photo of every composite (``spec.source_groups``; else its source image)."""
-    groups = audit.world.spec.source_groups
-    idx = comp.source_index.cpu().numpy()
-    return np.asarray([groups[i] for i in idx], dtype=object) if groups is not None else idx.astype(object)
 
 
 def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None, seeds: Sequence[int] = (0, 1, 2),
@@ -440,7 +436,7 @@ def verdict(table: pd.DataFrame, reference: str | None = None, alpha: float = 0.
 
 
 # --------------------------------------------------------------------------------------------
-# the fair test (issue 15): Eq. 4 over L, F \ L as the contrast, seeds, Holm, one verdict rule
+# the fair test: Eq. 4 over L, F \ L as the contrast, seeds, Holm, one verdict rule
 # --------------------------------------------------------------------------------------------
 
 #: the subsets of composites a measure is reported on: L (c_s lingers in that seed's model, the
@@ -452,6 +448,10 @@ SUBSETS = ("L", "F \\ L", "F")
 FAMILY_MEASURES = ("err_source_only", "excess_error", "flip_rate", "distraction_excess")
 #: the measures of the within-model contrast L vs F \ L
 CONTRAST_MEASURES = ("excess_error", "distraction_excess")
+#: equivalence margins of the symmetric verdict rule, fixed in code before any run: an effect whose 90%
+#: interval lies inside +/- margin is too small to matter. Five points of error, excess error or flip
+#: rate; five hundredths of IoU above the null for Eq. 4 (the gaps in the paper's Figure 3a are tenths).
+MARGINS = {"err_source_only": 0.05, "excess_error": 0.05, "flip_rate": 0.05, "distraction_excess": 0.05}
 
 
 def subset_per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
@@ -498,11 +498,15 @@ class FairTest:
         table: one row per (arm, subset, measure): ``mean`` over seeds, ``ci_lo, ci_hi`` (95%
             bootstrap over seeds), ``n_seeds`` and the per-seed ``values``.
         tests: the family of tests of the world, one row each: ``claim, kind`` ("between arms" or
-            "within model"), ``reference, baseline, measure, subset, effect, ci_lo, ci_hi, p_perm,
-            p_holm, verdict, n_reference, n_baseline``.
+            "within model"), ``reference, baseline, measure, subset, effect, ci_lo, ci_hi`` (95%),
+            ``ci90_lo, ci90_hi, se`` (hierarchical bootstrap), ``p_perm`` (one-sided, the paper's
+            direction), ``p_against`` (one-sided, the other way), ``p_holm, p_against_holm, margin,
+            mde`` (at 80% power), ``gate`` (the failed precondition or ""), ``verdict, n_reference,
+            n_baseline``.
         reference: the fine-tuned arm every baseline is tested against.
         baselines: the arms of the between-arm tests.
-        excluded: source classes left out (a sensitivity analysis).
+        excluded: source classes left out (hidden by the overlay, or a sensitivity analysis).
+        gates: the preconditions (``gates.Gates``), when the test was gated.
     """
 
     controls: pd.DataFrame
@@ -512,14 +516,16 @@ class FairTest:
     reference: str
     baselines: tuple[str, ...]
     excluded: tuple[int, ...] = ()
+    gates: Any = None
 
     def verdicts(self) -> pd.DataFrame:
-        """The tests as the book shows them: claim, verdict, effect [interval], Holm-adjusted p."""
+        """The tests as the book shows them: claim, verdict (with the failed gate or the minimum
+        detectable effect), effect [95% interval], one-sided p and its Holm adjustment."""
         t = self.tests
         return pd.DataFrame({
-            "claim": t["claim"], "verdict": t["verdict"],
+            "claim": t["claim"], "verdict": [_verdict_text(r) for r in t.itertuples()],
             "effect [95% CI]": [f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(t["effect"], t["ci_lo"], t["ci_hi"])],
-            "p (permutation)": t["p_perm"].round(4), "p (Holm)": t["p_holm"].round(4)})
+            "margin": t["margin"], "p (one-sided)": t["p_perm"].round(4), "p (Holm)": t["p_holm"].round(4)})
 
     def _row(self, arm: str, measure: str, subset: str) -> pd.Series:
         r = self.table[(self.table.arm == arm) & (self.table.measure == measure) & (self.table.subset == subset)]
@@ -538,29 +544,63 @@ class FairTest:
         return f"{r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]"
 
 
+def _verdict_text(r: Any) -> str:
+    """A verdict with what it needs beside it: the failed gate, or the minimum detectable effect."""
+    if r.verdict == "not testable":
+        return f"not testable: {r.gate}"
+    if r.verdict == "inconclusive":
+        return f"inconclusive (detectable: {r.mde:.3f})"
+    return str(r.verdict)
+
+
+def _class_units(vals: pd.DataFrame, arm: str, measure: str, seeds: Sequence[int],
+                 contrast: bool) -> list[tuple[np.ndarray, ...]]:
+    """Per seed, the class means of ``measure`` for ``arm`` on L (and on F \\ L when ``contrast``)."""
+    units = []
+    for s_ in seeds:
+        g = vals[(vals["arm"] == arm) & (vals["seed"] == s_)].groupby("source_class")
+        m = g[measure].mean()
+        in_l = g["in_L"].first().astype(bool)
+        units.append((m[in_l].to_numpy(float), m[~in_l].to_numpy(float)) if contrast else (m[in_l].to_numpy(float),))
+    return units
+
+
+def _draw_summary(draws: np.ndarray) -> dict[str, float]:
+    """95% and 90% percentile intervals and the standard error of bootstrap draws (NaN when empty)."""
+    d = draws[~np.isnan(draws)]
+    if len(d) < 2:
+        return dict.fromkeys(("ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se"), float("nan"))
+    lo, lo90, hi90, hi = np.quantile(d, [0.025, 0.05, 0.95, 0.975])
+    return {"ci_lo": float(lo), "ci_hi": float(hi), "ci90_lo": float(lo90), "ci90_hi": float(hi90),
+            "se": float(d.std(ddof=1))}
+
+
 def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Sequence[str] | None = None,
-              exclude: Iterable[int] = (), alpha: float = 0.05, n_boot: int = 10_000, seed: int = 0,
-              n_resamples: int = 10_000) -> FairTest:
+              exclude: Iterable[int] = (), gates: Any = None, alpha: float = 0.05, n_boot: int = 4000,
+              seed: int = 0, n_resamples: int = 10_000) -> FairTest:
     """The fair test from the rows of :func:`controls` (cheap: no model runs).
 
-    The family of tests, fixed before any number is seen (issue 15), one world at a time:
+    The family of tests, one world at a time:
 
     - **between arms**, for every baseline (default: every arm that is not fine-tuned from M^s) and
-      every measure of :data:`FAMILY_MEASURES`, on the composites of L (that seed's lingering set
-      of the reference): effect = mean over seeds of the reference minus mean over seeds of the
-      baseline; a 95% bootstrap-over-seeds interval (``stats.bootstrap_diff_ci``); the exact
-      two-sided permutation p over the seeds (``stats.permutation_p``);
+      every measure of :data:`FAMILY_MEASURES`, on the composites of L (that seed's lingering set of
+      the reference): effect = mean over seeds of the mean over L's classes, reference minus baseline;
+      its 95% and 90% intervals from a hierarchical bootstrap (seeds, then classes within each seed:
+      ``stats.hierarchical_bootstrap``); the exact one-sided permutation p over the seeds, in the
+      paper's direction and against it (``stats.permutation_p``);
     - **within the reference model**, for every measure of :data:`CONTRAST_MEASURES`: effect = mean
-      over seeds of (mean over L composites - mean over F \\ L composites); a 95% bootstrap-over-seeds
-      interval of that mean; p from relabelling which classes are in L within each seed
-      (``stats.group_permutation_p``: classes move whole, so composites of a class are one cluster).
+      over seeds of (mean over L's classes - mean over F \\ L's classes), the same hierarchical
+      bootstrap; p from relabelling which classes are in L within each seed, one-sided each way
+      (``stats.group_permutation_p``).
 
-    The paper predicts every effect > 0. All p-values of the family are Holm-adjusted together
-    (``stats.holm``) and each test gets ``stats.verdict(effect, ci_lo, ci_hi, p_holm,
-    paper_direction="higher", alpha=alpha)``: holds / does not hold / inconclusive. ``exclude``: source
-    classes left out of every test (the sensitivity row of the survival check).
+    The paper predicts every effect > 0. The p-values of each direction are Holm-adjusted across the
+    family (``stats.holm``); each test gets ``stats.verdict`` with its margin (:data:`MARGINS`), its
+    failed gate, if any (``gates.Gates.failed``), and, where inconclusive, the minimum detectable effect
+    at 80% power at Holm's strictest level ``alpha / m`` (``stats.minimum_detectable_effect``).
+    ``gates``: the world's ``gates.Gates`` (its hidden classes are left out of every test);
+    ``exclude``: further source classes to leave out (a sensitivity analysis).
     """
-    excl = tuple(sorted({int(c) for c in exclude}))
+    excl = tuple(sorted({int(c) for c in exclude} | set(gates.hidden if gates is not None else ())))
     if excl:
         attrs = dict(ctl.attrs)
         ctl = ctl[~ctl["source_class"].isin(excl)].copy()
@@ -594,49 +634,82 @@ def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Seq
     table = pd.DataFrame(rows)
 
     rng = np.random.default_rng(seed)
+    vals = _composite_values(ctl)
+    vals[["arm", "seed", "source_class", "in_L"]] = ctl[["arm", "seed", "source_class", "in_L"]]
     tests = []
 
     def seed_values(arm: str, subset: str, measure: str) -> np.ndarray:
         return ps[(ps.arm == arm) & (ps.subset == subset)].set_index("seed").reindex(seeds)[measure].to_numpy(float)
 
+    def effect_of(units: list[tuple[np.ndarray, ...]]) -> float:
+        per = [u[0].mean() - (u[1].mean() if len(u) > 1 else 0.0) for u in units if all(len(g) for g in u)]
+        return float(np.mean(per)) if per else float("nan")
+
     for b in base:
         for measure in FAMILY_MEASURES:
+            ua, ub = _class_units(vals, ref, measure, seeds, False), _class_units(vals, b, measure, seeds, False)
+            draws = (_stats.hierarchical_bootstrap(ua, n_boot=n_boot, seed=rng)
+                     - _stats.hierarchical_bootstrap(ub, n_boot=n_boot, seed=rng))
             a_v, b_v = seed_values(ref, "L", measure), seed_values(b, "L", measure)
-            effect, lo, hi = _stats.bootstrap_diff_ci(a_v, b_v, n_boot=n_boot, seed=rng)
-            p = _stats.permutation_p(a_v, b_v, seed=rng)
+            n_a, n_b = int((~np.isnan(a_v)).sum()), int((~np.isnan(b_v)).sum())
             tests.append({"claim": f"{measure} on L: {ref} > {b}", "kind": "between arms", "reference": ref,
-                          "baseline": b, "measure": measure, "subset": "L", "effect": effect, "ci_lo": lo, "ci_hi": hi,
-                          "p_perm": p, "n_reference": int((~np.isnan(a_v)).sum()), "n_baseline": int((~np.isnan(b_v)).sum())})
+                          "baseline": b, "measure": measure, "subset": "L", "effect": effect_of(ua) - effect_of(ub),
+                          **_draw_summary(draws),
+                          "p_perm": _stats.permutation_p(a_v, b_v, alternative="greater", seed=rng),
+                          "p_against": _stats.permutation_p(a_v, b_v, alternative="less", seed=rng),
+                          "p_floor": 1.0 / math.comb(n_a + n_b, n_a) if n_a and n_b else 1.0,
+                          "n_reference": n_a, "n_baseline": n_b})
     r_ctl = ctl[ctl["arm"] == ref]
-    r_vals = _composite_values(r_ctl)
+    r_vals = vals[vals["arm"] == ref]
     for measure in CONTRAST_MEASURES:
-        d = seed_values(ref, "L", measure) - seed_values(ref, "F \\ L", measure)
-        effect, lo, hi = _seed_interval(d, n_boot, int(rng.integers(2 ** 31)))
-        _, p = _stats.group_permutation_p(r_vals[measure].to_numpy(float), r_ctl["source_class"].to_numpy(),
-                                          r_ctl["in_L"].to_numpy(bool), r_ctl["seed"].to_numpy(),
-                                          n_resamples=n_resamples, seed=rng)
+        units = _class_units(vals, ref, measure, seeds, True)
+        draws = _stats.hierarchical_bootstrap(units, n_boot=n_boot, seed=rng)
+        n = sum(1 for u in units if all(len(g) for g in u))
+        args = (r_vals[measure].to_numpy(float), r_ctl["source_class"].to_numpy(), r_ctl["in_L"].to_numpy(bool),
+                r_ctl["seed"].to_numpy())
+        _, p = _stats.group_permutation_p(*args, alternative="greater", n_resamples=n_resamples, seed=rng)
+        _, p_against = _stats.group_permutation_p(*args, alternative="less", n_resamples=n_resamples, seed=rng)
         tests.append({"claim": f"{measure} of {ref}: L > F \\ L", "kind": "within model", "reference": ref,
-                      "baseline": ref, "measure": measure, "subset": "L vs F \\ L", "effect": effect, "ci_lo": lo,
-                      "ci_hi": hi, "p_perm": p, "n_reference": int((~np.isnan(d)).sum()),
-                      "n_baseline": int((~np.isnan(d)).sum())})
-    tests_df = pd.DataFrame(tests)
-    tests_df["p_holm"] = _stats.holm(tests_df["p_perm"].to_numpy(float))
-    tests_df["verdict"] = [_stats.verdict(e, lo, hi, p, paper_direction="higher", alpha=alpha)
-                           for e, lo, hi, p in zip(tests_df["effect"], tests_df["ci_lo"], tests_df["ci_hi"],
-                                                   tests_df["p_holm"])]
-    return FairTest(controls=ctl, per_seed=ps, table=table, tests=tests_df, reference=ref, baselines=base,
-                    excluded=excl)
+                      "baseline": ref, "measure": measure, "subset": "L vs F \\ L", "effect": effect_of(units),
+                      **_draw_summary(draws), "p_perm": p, "p_against": p_against, "p_floor": 1.0 / (n_resamples + 1),
+                      "n_reference": n, "n_baseline": n})
+    t = pd.DataFrame(tests)
+    t["p_holm"] = _stats.holm(t["p_perm"].to_numpy(float))
+    t["p_against_holm"] = _stats.holm(t["p_against"].to_numpy(float))
+    t["margin"] = [MARGINS[m] for m in t["measure"]]
+    m = int(t["p_perm"].notna().sum())
+    t["mde"] = [_stats.minimum_detectable_effect(se, alpha=alpha / max(1, m), p_floor=fl)
+                for se, fl in zip(t["se"], t["p_floor"])]
+    t["gate"] = ["" if gates is None else (gates.failed(r.kind, r.measure, r.reference, r.baseline) or "")
+                 for r in t.itertuples()]
+    t["verdict"] = [_stats.verdict(r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction="higher", alpha=alpha,
+                                   margin=r.margin, ci90=(r.ci90_lo, r.ci90_hi), p_against=r.p_against_holm,
+                                   gate=r.gate or None) for r in t.itertuples()]
+    return FairTest(controls=ctl, per_seed=ps, table=table, tests=t, reference=ref, baselines=base,
+                    excluded=excl, gates=gates)
 
 
 def fair_test(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
               seeds: Sequence[int] = (0, 1, 2, 3, 4), *, reference: str | None = None,
               baselines: Sequence[str] | None = None, composites_seed: int = 0, neutral: str = "blur",
-              alpha: float = 0.05, n_boot: int = 10_000) -> FairTest:
-    """:func:`controls` over F for every arm and seed, then :func:`summarize`: the world's fair test
-    of the paper's claim. ``arms`` default: ``spec.comparison_arms`` (labels -> arms); ``reference``
-    default: ``spec.comparison_reference``."""
-    ctl = controls(audit, arms, seeds, None, composites_seed, neutral, reference=reference)
-    return summarize(ctl, reference=reference, baselines=baselines, alpha=alpha, n_boot=n_boot)
+              gated: bool = True, alpha: float = 0.05, n_boot: int = 4000) -> FairTest:
+    """The paper's test on one world: :func:`controls` over F for every arm and seed, the survival
+    check and the deletion test on the same composites (``checks``), the gates (``gates.evaluate``),
+    then :func:`summarize` without the hidden classes, each claim whose gate fails "not testable".
+    ``arms`` default: ``spec.comparison_arms`` (labels -> arms); ``reference`` default:
+    ``spec.comparison_reference``. ``gated=False`` skips the checks (every gate counts as passed)."""
+    specs = _arm_specs(audit, arms)
+    ctl = controls(audit, specs, seeds, None, composites_seed, neutral, reference=reference)
+    ref = ctl.attrs["reference"]
+    tuned = ctl.attrs.get("fine_tuned", {})
+    base = tuple(baselines) if baselines is not None else tuple(a for a in specs if a != ref and not tuned.get(a, False))
+    g = None
+    if gated:
+        comp = audit.composites(seed=composites_seed)
+        survival = _checks.source_survival(audit, comp)
+        faith = _checks.faithfulness(audit, {a: specs[a] for a in (ref, *base)}, _seeds(seeds), comp)
+        g = _gates.evaluate(ctl, survival, faith, ref, base)
+    return summarize(ctl, reference=ref, baselines=base, gates=g, alpha=alpha, n_boot=n_boot)
 
 
 def recipe_table(audit: Audit, arms: Mapping[str, str] | Sequence[str] | None = None,
@@ -683,37 +756,61 @@ _CONTRAST_WORDS = {
 }
 
 
+def _evidence(r: Any) -> str:
+    """A test's numbers in one clause: effect, 95% interval, Holm-adjusted p, seeds, and the margin or
+    minimum detectable effect its verdict needs."""
+    if r.verdict == "not testable":
+        return f"the gate {r.gate} fails"
+    if r.verdict == "not measured":
+        return "the set is empty"
+    text = (f"effect {r.effect:+.3f}, 95% CI [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], one-sided Holm-adjusted p = "
+            f"{r.p_holm:.3g}, {r.n_reference} + {r.n_baseline} seeds")
+    if r.verdict == "inconclusive":
+        text += f"; smallest effect detectable at 80% power {r.mde:.3f}, margin {r.margin:g}"
+    elif r.verdict == "does not hold":
+        text += f"; 90% CI [{r.ci90_lo:+.3f}, {r.ci90_hi:+.3f}] against the margin +/-{r.margin:g}"
+    return text
+
+
+def _transfer(ft: FairTest, baseline: str) -> str:
+    """The transfer-helps gate's value for ``baseline`` (M^t's clean accuracy against it), or ''."""
+    g = ft.gates
+    if g is None:
+        return ""
+    row = g.table[(g.table["gate"] == "transfer helps") & (g.table["subject"] == baseline)]
+    return "" if row.empty else f" ({row['value'].iloc[0]})"
+
+
 def describe(ft: FairTest) -> str:
-    """The fair test's findings as Markdown bullets, one per test, each with the verdict of
-    ``stats.verdict``, the effect, its 95% interval and the Holm-adjusted p (text from code: the
-    book glues it instead of typing numbers)."""
+    """The fair test's findings as Markdown bullets, one per test: the verdict of ``stats.verdict``
+    with its failed gate or its numbers (:func:`_evidence`), and for between-arm tests the clean
+    accuracy of both arms (text from code: the book glues it instead of typing numbers)."""
     lines = []
     for r in ft.tests.itertuples():
         if r.kind == "between arms":
-            what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}"
+            what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}{_transfer(ft, r.baseline)}"
         else:
             what = f"within {r.reference}, {_CONTRAST_WORDS.get(r.measure, r.measure)}"
-        if r.verdict == "not measured":
-            why = ("F \\ L is empty in every seed: every source-only class with images lingers"
-                   if r.kind == "within model" else "no seed has composites of a lingering class")
-            lines.append(f"- {what}: **not measured** ({why})")
-            continue
-        lines.append(f"- {what}: **{r.verdict}** (effect {r.effect:+.3f}, 95% CI [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], "
-                     f"Holm-adjusted p = {r.p_holm:.3g}, {r.n_reference} + {r.n_baseline} seeds)")
+        lines.append(f"- {what}: **{r.verdict}** ({_evidence(r)})")
     counts = ft.tests["verdict"].value_counts()
-    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "does not hold", "inconclusive")
-                     if v != "not measured")
-    if counts.get("not measured", 0):
-        head += f", {int(counts['not measured'])} not measured"
+    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "does not hold", "inconclusive", "not testable"))
     return f"Of {len(ft.tests)} tests: {head}.\n\n" + "\n".join(lines)
 
 
-def smallest_p(n_reference: int, n_baseline: int) -> float:
-    """The smallest exact two-sided permutation p that ``n_reference`` against ``n_baseline`` seeds
-    allow (``stats.permutation_p`` on two fully separated samples): with fewer relabellings than
-    ``1 / alpha``, no test can reach "holds", however large the effect."""
+def findings(ft: FairTest) -> str:
+    """The fair test in words (:func:`describe`) followed by its gates (``gates.Gates.describe``)."""
+    text = describe(ft)
+    return text if ft.gates is None else f"{text}\n\nThe gates:\n\n{ft.gates.describe()}"
+
+
+def smallest_p(n_reference: int, n_baseline: int, alternative: str = "two-sided") -> float:
+    """The smallest exact permutation p that ``n_reference`` against ``n_baseline`` seeds allow
+    (``stats.permutation_p`` on two fully separated samples; ``alternative="greater"`` for the fair
+    test's one-sided tests): with fewer relabellings than ``1 / alpha``, no test can reach "holds",
+    however large the effect."""
     a = np.arange(int(n_reference), dtype=float)
-    return float(_stats.permutation_p(a, np.arange(int(n_baseline), dtype=float) + a.size + 1e6))
+    return float(_stats.permutation_p(a + int(n_baseline) + 1e6, np.arange(int(n_baseline), dtype=float),
+                                      alternative=alternative))
 
 
 #: The paper's claims the fair test decides, as rows of the coverage matrix: (kind, measure) ->
@@ -740,47 +837,28 @@ def claims(ft: FairTest, world: str, page: str = "04_distraction", anchor: str =
         if key not in COVERAGE_CLAIMS or (r.kind == "between arms" and r.baseline != ft.baselines[0]):
             continue
         order, text, paper = COVERAGE_CLAIMS[key]
-        evidence = ("not measured: the set is empty" if r.verdict == "not measured" else
-                    f"effect {r.effect:+.3f} [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], Holm-adjusted p {r.p_holm:.3g}, "
-                    f"{r.n_reference} + {r.n_baseline} seeds")
-        rows.append(coverage.claim(order, text, paper, world, coverage.from_verdict(r.verdict), evidence, page, anchor))
+        extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
+        rows.append(coverage.claim(order, text, paper, world, coverage.from_verdict(r.verdict), _evidence(r) + extra,
+                                   page, anchor))
     return rows
 
 
 def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> str:
     """The paper's central claim (Fig. 3a, Eq. 4 over L) in one sentence for one world: the reference
     against the first baseline (the paper's M^b) on ``measure``, with both arms' Eq. 4 on L and their
-    per-class nulls (means over seeds, 95% bootstrap-over-seeds intervals), the verdict of
-    ``stats.verdict`` and the Holm-adjusted p. Markdown, from code (the intro glues it)."""
+    per-class nulls (means over seeds, 95% bootstrap-over-seeds intervals) and the verdict of
+    ``stats.verdict`` with its numbers or its failed gate. Markdown, from code (the intro glues it)."""
     base = ft.baselines[0]
     rows = ft.tests[(ft.tests["kind"] == "between arms") & (ft.tests["measure"] == measure)
                     & (ft.tests["baseline"] == base)]
     if rows.empty:
         raise ValueError(f"no between-arms test of measure {measure!r} against {base!r}; "
                          f"measures tested: {sorted(set(ft.tests['measure']))}")
-    r = rows.iloc[0]
+    r = next(rows.itertuples())
     cell = ft.interval
-    if r["verdict"] == "not measured":
-        return f"`{world}`: {ft.reference} against {base}: **not measured** (no seed has composites of a lingering class)."
-    return (f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}: **{r['verdict']}** "
-            f"(Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
+    said = f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}"
+    if r.verdict in ("not testable", "not measured"):
+        return f"{said}: **{r.verdict}** ({_evidence(r)}){_transfer(ft, base)}."
+    return (f"{said}: **{r.verdict}** (Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
             f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
-            f"{cell(base, 'distraction_null')}; effect {r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}], "
-            f"Holm-adjusted p = {r['p_holm']:.3g}, {int(r['n_reference'])} + {int(r['n_baseline'])} seeds).")
-
-
-def sensitivity(ft: FairTest, survival: pd.DataFrame) -> tuple[FairTest | None, str]:
-    """The sensitivity analysis of the survival check (``checks.source_survival``): the fair test again
-    without the classes whose source object the overlay hides (``survives`` False), as a Holm family
-    of its own. Returns ``(FairTest or None, text)``: None, with the reason, when no class is hidden or
-    every class is; else the new test and its findings (:func:`describe`) as Markdown."""
-    hidden = survival.loc[~survival["survives"].astype(bool), "source_class"].astype(int).tolist()
-    kept = sorted(set(ft.controls["source_class"]) - set(hidden))
-    if not hidden:
-        return None, "No class is hidden by the overlay, so the sensitivity analysis leaves nothing out."
-    if not kept:
-        return None, (f"The overlay hides the source object in all {len(hidden)} classes, so no class is left "
-                      "to repeat the tests on.")
-    sens = summarize(ft.controls, reference=ft.reference, baselines=ft.baselines, exclude=hidden)
-    return sens, (f"Without the {len(hidden)} classes the overlay hides ({len(kept)} classes left; a Holm "
-                  f"family of its own): {describe(sens)}")
+            f"{cell(base, 'distraction_null')}; {_evidence(r)}){_transfer(ft, base)}.")

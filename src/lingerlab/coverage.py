@@ -1,12 +1,12 @@
 """The book's coverage matrix: which of the paper's claims each world tests, and with what status.
 
-Each notebook states its claims as rows (:func:`claim`) with a status from one of the rules below,
-fixed before the numbers were read, and glues them (:func:`glue_claims`); the results page reads the
+Each notebook states its claims as rows (:func:`claim`) with a status from one of the rules below
+and glues them (:func:`glue_claims`); the results page reads the
 rows back from the executed notebooks (:func:`read_claims`) and shows them as one matrix (paper
 claim x world, :func:`matrix_html`), each status linking to the section that measured it.
 
 Statuses. A claim tested across seeds takes the verdict of ``stats.verdict`` (``holds``, ``does not
-hold``, ``inconclusive``; issue 9's rule). A claim measured without a test across seeds takes one of
+hold``, ``inconclusive`` or ``not testable``, the last when a precondition of ``gates`` fails). A claim measured without a test across seeds takes one of
 the rules :func:`recovery_status`, :func:`above_null_status`, :func:`beats_status`,
 :func:`majority_status`; ``example`` marks a single illustration, ``measured`` a sweep with no test
 defined, ``not testable`` a claim the world has no ground truth for, ``not measured`` a test whose

@@ -187,7 +187,7 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
 
 def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_000,
                          composites_seed: int = 0, detectors: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
-    """Eq. 5 scored fairly (issue 15) against pytorch-ood's detectors (issue 17): for each seed,
+    """Eq. 5 scored fairly against pytorch-ood's detectors: for each seed,
     positives are the composites of *that seed's* lingering classes L (Eq. 3 of M^t), negatives the
     clean target validation images, and every score (Eq. 5, and each of ``detectors`` on M^t, fitted
     on M^t's own training images; None: all of ``ood.DETECTORS``) ranks the same positives.

@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 
-#: The smallest type a figure of the book may carry *as the page shows it* (issue 20: legible at page
-#: width).
+#: The smallest type a figure of the book may carry *as the page shows it* (legible at page width).
 MIN_FONT_PT = 9.0
 #: The width the book's pages give a figure: the content column of the book's theme is at most 774 CSS
 #: px wide (measured in Chromium), and the notebooks' inline figures are drawn at 100 dpi, so a

@@ -1,4 +1,4 @@
-"""Statistics for comparing training arms with several seeds each (the comparison protocol, issue 15).
+"""Statistics for comparing training arms with several seeds each (the comparison protocol).
 
 The unit of a model-level test is the *seed*: each arm gives one value per trained model, and
 two arms are compared by the difference of their means with
@@ -11,7 +11,12 @@ two arms are compared by the difference of their means with
   replacement independently (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13);
 - :func:`holm` / :func:`holm_family`: Holm's step-down correction across the family of tests of one
   world (Holm 1979);
-- :func:`verdict`: the one rule that turns (effect, interval, adjusted p) into a verdict;
+- :func:`hierarchical_bootstrap`: bootstrap draws of a mean over seeds of per-seed class means,
+  resampling seeds and then the classes within each drawn seed (Davison and Hinkley 1997, sec. 3.8),
+  because which classes a seed's L holds is a large part of what varies;
+- :func:`minimum_detectable_effect`: the smallest true effect a one-sided test detects with 80% power;
+- :func:`verdict`: the one rule that turns (effect, intervals, adjusted p-values, gate) into one of
+  the four verdicts;
 - :func:`compare_arms`: all of it for one measure, one row per arm against a reference arm.
 
 Composite-level intervals use the cluster bootstrap (:func:`cluster_bootstrap_ci`,
@@ -37,13 +42,13 @@ import torch
 
 from ._validation import check_choice, check_int_range, check_range
 
-__all__ = ["permutation_p", "group_permutation_p", "bootstrap_diff_ci", "holm", "holm_family", "cluster_bootstrap_ci",
+__all__ = ["hierarchical_bootstrap", "minimum_detectable_effect", "permutation_p", "group_permutation_p", "bootstrap_diff_ci", "holm", "holm_family", "cluster_bootstrap_ci",
            "paired_cluster_bootstrap_ci", "verdict", "compare_arms", "VERDICTS", "ALTERNATIVES"]
 
 Seed = Union[int, np.integer, np.random.Generator, torch.Generator]
 ArrayLike = Union[Sequence[float], np.ndarray, torch.Tensor]
 
-VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
+VERDICTS = ("holds", "does not hold", "inconclusive", "not testable", "not measured")
 ALTERNATIVES = ("two-sided", "greater", "less")
 DIRECTIONS = ("higher", "lower")
 
@@ -359,27 +364,80 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     return out
 
 
+# -------------------------------------------------------------------------- hierarchical bootstrap
+def hierarchical_bootstrap(units: Sequence[Sequence[ArrayLike]], *, n_boot: int = 4000, seed: Seed = 0) -> np.ndarray:
+    """Bootstrap draws of ``mean over seeds of [mean(g_0) - mean(g_1)]`` (or ``mean(g_0)``).
+
+    ``units`` holds one entry per seed: a tuple of one or two 1-D arrays of class means (``g_0``: the
+    classes of the set measured, e.g. L; ``g_1``, optional: the contrast set, e.g. F \\ L). Each draw
+    resamples the seeds with replacement and then, independently for every drawn seed, the classes of
+    each of its groups with replacement (a two-stage bootstrap: Davison and Hinkley 1997, sec. 3.8).
+    Seeds with an empty group drop out. Returns ``n_boot`` draws (all NaN when no seed is left).
+    """
+    n_boot = check_int_range("n_boot", n_boot, 1)
+    rng = _rng(seed)
+    kept = []
+    for i, unit in enumerate(units):
+        groups = [_values(f"units[{i}][{j}]", g) for j, g in enumerate(unit)]
+        if not 1 <= len(groups) <= 2:
+            raise ValueError(f"units[{i}] must hold one or two arrays of class means; got {len(groups)}")
+        if all(len(g) for g in groups):
+            kept.append(groups)
+    if not kept:
+        return np.full(n_boot, np.nan)
+    s = len(kept)
+    pick = rng.integers(0, s, size=(n_boot, s))
+    total = np.zeros(n_boot)
+    for j in range(s):
+        for u, groups in enumerate(kept):
+            rows = np.flatnonzero(pick[:, j] == u)
+            if len(rows) == 0:
+                continue
+            value = np.zeros(len(rows))
+            for sign, g in zip((1.0, -1.0), groups):
+                value += sign * g[rng.integers(0, len(g), size=(len(rows), len(g)))].mean(axis=1)
+            total[rows] += value
+    return total / s
+
+
+def minimum_detectable_effect(se: float, *, alpha: float = 0.05, power: float = 0.8, p_floor: float = 0.0) -> float:
+    """The smallest true effect that a one-sided test at level ``alpha`` detects with probability
+    ``power``, for an estimate with standard error ``se`` (normal approximation: ``(z_{1-alpha} +
+    z_{power}) * se``; Cohen 1988, ch. 2). ``p_floor``: the smallest p-value the design can give (a
+    permutation test over few seeds); when it is not below ``alpha`` no effect is detectable and the
+    result is ``inf``. NaN ``se`` gives NaN."""
+    from scipy.stats import norm
+
+    alpha = check_range("alpha", alpha, 0, 1, lo_open=True, hi_open=True)
+    power = check_range("power", power, 0, 1, lo_open=True, hi_open=True)
+    se = _real("se", se)
+    if math.isnan(se):
+        return float("nan")
+    if p_floor >= alpha:
+        return float("inf")
+    return float((norm.ppf(1 - alpha) + norm.ppf(power)) * abs(se))
+
+
 # -------------------------------------------------------------------------------------- verdict
 def verdict(effect: float, ci_lo: float, ci_hi: float, p_adjusted: float, *, paper_direction: str,
-            alpha: float = 0.05) -> str:
-    """The verdict on one claim, from one rule fixed before any number is seen.
+            alpha: float = 0.05, margin: float | None = None, ci90: tuple[float, float] | None = None,
+            p_against: float | None = None, gate: str | None = None) -> str:
+    """The verdict on one claim, from one rule fixed in code.
 
-    Rule. ``paper_direction`` is the sign of the effect the paper predicts: ``"higher"`` means
-    effect > 0, ``"lower"`` means effect < 0. ``[ci_lo, ci_hi]`` is the interval of the effect and
-    ``p_adjusted`` its Holm-adjusted p-value. In this order:
+    ``paper_direction`` is the sign of the effect the paper predicts (``"higher"``: effect > 0,
+    ``"lower"``: effect < 0); ``[ci_lo, ci_hi]`` the effect's 95% interval and ``p_adjusted`` its
+    Holm-adjusted one-sided p in the paper's direction. In this order:
 
-    1. effect is NaN -> ``"not measured"``.
-    2. The effect points the paper's way (effect > 0 for "higher", effect < 0 for "lower") AND
-       p_adjusted < alpha -> ``"holds"``.
-    3. The effect does not point the paper's way AND the interval excludes every effect in the
-       paper's direction (ci_hi <= 0 for "higher", ci_lo >= 0 for "lower"; an interval that ends on
-       zero counts as excluding it) -> ``"does not hold"``.
-    4. Otherwise (including a NaN p_adjusted or a NaN interval end) -> ``"inconclusive"``.
+    1. ``gate`` names a failed precondition -> ``"not testable"``.
+    2. effect is NaN -> ``"not measured"``.
+    3. The effect points the paper's way AND p_adjusted < alpha -> ``"holds"``.
+    4. With a ``margin`` (the symmetric rule): the 90% interval ``ci90`` lies inside ``[-margin,
+       +margin]`` (equivalence, two one-sided tests at 5%: Schuirmann 1987) OR the Holm-adjusted
+       one-sided p against the paper's direction ``p_against`` is below alpha -> ``"does not hold"``.
+       Without a margin: the effect does not point the paper's way and the 95% interval excludes
+       every effect in the paper's direction -> ``"does not hold"``.
+    5. Otherwise -> ``"inconclusive"`` (NaN p-values and interval ends compare False).
 
-    "holds" and "does not hold" exclude each other for every input, so the order of 2 and 3 does not
-    matter: 2 needs the effect on the paper's side of zero (strictly), 3 needs it on zero or the other
-    side. For an interval that contains its estimate (ci_lo <= effect <= ci_hi) the first clause of 3
-    follows from the second (effect <= ci_hi <= 0 for "higher"), so it only guards malformed input.
     An effect of exactly 0 never "holds". ``ci_lo > ci_hi`` raises ValueError.
     """
     paper_direction = check_choice("paper_direction", paper_direction, DIRECTIONS)
@@ -388,16 +446,24 @@ def verdict(effect: float, ci_lo: float, ci_hi: float, p_adjusted: float, *, pap
                          _real("p_adjusted", p_adjusted))
     if lo > hi:
         raise ValueError(f"ci_lo must not exceed ci_hi; got ci_lo={lo!r}, ci_hi={hi!r}")
-    if not math.isnan(p) and not 0.0 <= p <= 1.0:
-        raise ValueError(f"p_adjusted must lie in [0, 1] (or be NaN); got {p!r}")
+    for name, value in (("p_adjusted", p), ("p_against", p_against)):
+        if value is not None and not math.isnan(value) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1] (or be NaN); got {value!r}")
+    if gate:
+        return "not testable"
     if math.isnan(effect):
         return "not measured"
-    # Express everything as "the paper predicts > 0": flip the sign for "lower".
     s = 1.0 if paper_direction == "higher" else -1.0
     e, upper = s * effect, (hi if s > 0 else -lo)   # upper: the interval's end on the paper's side
     paper_way = e > 0
     if paper_way and p < alpha:            # NaN p compares False
         return "holds"
+    if margin is not None:
+        margin = check_range("margin", margin, 0, None, lo_open=True)
+        lo90, hi90 = ci90 if ci90 is not None else (float("nan"), float("nan"))
+        if (-margin <= lo90 and hi90 <= margin) or (p_against is not None and p_against < alpha):
+            return "does not hold"
+        return "inconclusive"
     if not paper_way and upper <= 0:       # NaN end compares False
         return "does not hold"
     return "inconclusive"

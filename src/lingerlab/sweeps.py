@@ -49,7 +49,7 @@ REMEDY_COLUMNS = ["remedy", "kind", "params", "seed", "feasible", "target_acc", 
 
 #: a model whose target accuracy is within this of chance (1 / number of target classes) is a lesion,
 #: not a remedy: ``at_chance`` marks such rows of :func:`remedy_table` and, on the mean over seeds, the
-#: remedies of :func:`summarize_remedies` (the rule was fixed before any table was read)
+#: remedies of :func:`summarize_remedies` (a constant of the rule, the same for every table)
 AT_CHANCE_MARGIN = 0.05
 
 
@@ -202,7 +202,7 @@ def _built(audit: Any, remedy: Remedy, seed: int, memo: dict) -> Any:
 
 def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, seeds: Sequence[int] = (0, 1, 2),
                  n_boot: int = 10_000, memo: dict | None = None, reference: str = "plain fine-tuning") -> pd.DataFrame:
-    """Each remedy against plain fine-tuning on the composites of L, Holm-corrected (issue 9's protocol).
+    """Each remedy against plain fine-tuning on the composites of L, Holm-corrected.
 
     The composites are those of the lingering classes L of *plain* M^t at each seed (Eq. 3), the same
     for every remedy, so each remedy is scored on the memories it is meant to remove. For every
@@ -307,7 +307,7 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
     return pd.DataFrame(out)
 
 
-#: the rule of :func:`remedy_advice`, fixed before any remedy table was read: a remedy may cost at most
+#: the rule of :func:`remedy_advice`, the same for every remedy table: a remedy may cost at most
 #: this much target accuracy (paired mean over seeds) ...
 MAX_TARGET_COST = 0.01
 #: ... and at most this multiple of plain fine-tuning's training time; it *removes memories* when its

@@ -68,6 +68,8 @@ class WorldSpec:
         given: models the user already has, by arm name (``"M^t"``: their fine-tuned model,
             ``"M^b"``: their own baseline): the audit measures them instead of training those arms
             (every seed gives the same model). Empty: every arm is trained from its recipe.
+        companion: the world the book shows beside this one in the fair test (``shapes`` beside a
+            real-photo world, ``lite0`` beside ``shapes``).
         provenance: what the loader found, for display only (layouts, weights file, skipped files,
             source photos); the method never reads it.
     """
@@ -91,6 +93,7 @@ class WorldSpec:
     source_groups: tuple[str, ...] | None = None
     make_cluttered: Callable[[int], Dataset] | None = None
     given: Mapping[str, nn.Module] = field(default_factory=dict)
+    companion: str = "shapes"
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

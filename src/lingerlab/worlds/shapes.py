@@ -292,7 +292,7 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
         composite_scale=0.6,
         v_lo=shapes_v_lo(profile), n_composites_per_class=profile.n_composites_per_class, planted=planted,
         source_train=source_train, source_recipe=source_recipe, make_source=make_source,
-        make_cluttered=make_cluttered,
+        make_cluttered=make_cluttered, companion="lite0",
         provenance={"source_history": source_history,
                     "source_accuracy": (float(source_history["val_acc"].iloc[-1]) if len(source_history)
                                         else float("nan"))})
