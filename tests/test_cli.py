@@ -1,7 +1,8 @@
 """``lingerlab audit`` end to end: a subprocess runs the command on fixtures built here (a torchvision
 ResNet-18 "source" and a 2-class "fine-tuned" copy saved as state dicts, tiny ImageFolders with a
-corrupt, a greyscale and a CMYK image), checks the report, results.json and CSVs, and that every
-bad argument gives exit status 2 and one line."""
+corrupt, a greyscale and a CMYK image), checks the report, results.json and CSVs, that every
+bad argument gives exit status 2 and one line, that no file is unpickled without --trust-pickle, and
+that the head and the Grad-CAM layer are found when not given."""
 from __future__ import annotations
 
 import json
@@ -42,6 +43,22 @@ def _resnet(num_classes: int, seed: int):
     return torchvision.models.resnet18(weights=None, num_classes=num_classes).eval()
 
 
+def _sequential(num_classes: int) -> torch.nn.Sequential:
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes)).eval()
+
+
+class _Payload:
+    """A pickle whose unpickling creates the file ``marker`` (it runs ``open(marker, "w")``)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli")
@@ -55,6 +72,13 @@ def fixtures(tmp_path_factory) -> dict[str, Path]:
             p.add_(0.01 * torch.randn_like(p))
     torch.save(tuned.state_dict(), root / "target.pt")
     torch.save(tuned, root / "target_full.pt")
+    torch.manual_seed(2)
+    seq_source, seq_target = _sequential(N_SOURCE), _sequential(2)
+    torch.save(seq_source, root / "seq_source.pt")
+    torch.save(seq_target, root / "seq_target.pt")
+    torch.jit.save(torch.jit.script(seq_target), root / "seq_target_script.pt")
+    torch.jit.save(torch.jit.trace(tuned, torch.zeros(1, 3, SIZE, SIZE)), root / "target_traced.pt")
+    torch.save({"model": _Payload(root / "unpickled")}, root / "payload.pt")
     for split, n in (("train", 12), ("val", 5)):
         for c in ("cats", "dogs"):
             d = root / "target" / split / c
@@ -76,6 +100,9 @@ def fixtures(tmp_path_factory) -> dict[str, Path]:
     (root / "empty_source" / "0").mkdir()
     return {"root": root, "source_w": root / "source.pt", "target_w": root / "target.pt",
             "target_full": root / "target_full.pt", "target": root / "target", "source": root / "source",
+            "seq_source": root / "seq_source.pt", "seq_target": root / "seq_target.pt",
+            "seq_script": root / "seq_target_script.pt", "target_traced": root / "target_traced.pt",
+            "payload": root / "payload.pt", "marker": root / "unpickled",
             "classes": root / "classes.txt", "classes5": root / "classes5.txt", "empty": root / "empty_source"}
 
 
@@ -141,7 +168,7 @@ def no_baseline_run(fixtures, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run_none")
     out = tmp / "out"
     t0 = time.perf_counter()
-    r = _run(_args(fixtures, out), tmp)
+    r = _run(_args(fixtures, out, **{"--cam-layer": None}), tmp)  # head and Grad-CAM layer found
     return r, out, time.perf_counter() - t0
 
 
@@ -151,6 +178,11 @@ def test_audit_end_to_end_no_baseline(no_baseline_run):
     assert "Traceback" not in r.stderr and "error" not in r.stderr.lower()
     assert "report: " in r.stdout
     res = _check_outputs(out, "none")
+    # at 32 px layer4's map is 1x1, so the last spatial map before global pooling is layer3's
+    assert "lingerlab audit: head: fc (nn.Linear 512->10, found)" in r.stdout.splitlines()
+    assert "lingerlab audit: cam layer: layer3 (output 256x2x2, found)" in r.stdout.splitlines()
+    assert res["head"] == {"name": "fc", "how": "found", "module": "nn.Linear 512->10"}
+    assert res["cam_layer"] == {"name": "layer3", "how": "found", "output": "256x2x2"}
     assert res["protocol"]["kind"].startswith("no baseline")
     assert res["source_only"]["n_F"] >= 1 and res["composites"]["n"] >= 3
     print(f"end-to-end (no baseline): {wall:.1f} s")
@@ -158,11 +190,14 @@ def test_audit_end_to_end_no_baseline(no_baseline_run):
 
 def test_audit_end_to_end_scratch_baseline(fixtures, tmp_path):
     out = tmp_path / "out"
-    r = _run(_args(fixtures, out, **{"--baseline": "scratch", "--baseline-seeds": "2", "--batch-size": "8"}),
-             tmp_path)
+    r = _run(_args(fixtures, out, **{"--baseline": "scratch", "--baseline-seeds": "2", "--batch-size": "8",
+                                     "--head": "fc"}), tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "M^b recipe (2 seeds)" in r.stdout
+    assert "lingerlab audit: head: fc (nn.Linear 512->10, given)" in r.stdout.splitlines()
+    assert "lingerlab audit: cam layer: layer3 (given)" in r.stdout.splitlines()
     res = _check_outputs(out, "scratch")
+    assert res["head"]["how"] == res["cam_layer"]["how"] == "given" and res["cam_layer"]["name"] == "layer3"
     assert res["protocol"]["kind"].startswith("n seeds of M^b")
     assert (out / "comparison.csv").exists() and (out / "baseline_recipe.csv").exists()
     assert len(res["target_val_acc"]["M^b"]) == 2
@@ -173,7 +208,7 @@ def test_audit_end_to_end_scratch_baseline(fixtures, tmp_path):
 def test_audit_with_a_pickled_model_and_a_given_baseline(fixtures, tmp_path):
     out = tmp_path / "out"
     r = _run(_args(fixtures, out, **{"--target-model": str(fixtures["target_full"]), "--target-weights": None,
-                                     "--baseline": str(fixtures["target_full"])}), tmp_path)
+                                     "--baseline": str(fixtures["target_full"])}) + ["--trust-pickle"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["baseline"] == "given" and res["protocol"]["kind"].startswith("two single given models")
@@ -188,6 +223,8 @@ BAD = {
     "unknown architecture": ({"--target-model": "torchvision:resnet_nope"}, "--target-model", "no classification model"),
     "bad number": ({"--p-lo": "2"}, "--p-lo", "must be a number in (0, 1)"),
     "missing weights": ({"--target-weights": None}, "--target-weights", "names an architecture only"),
+    "pickle without --trust-pickle": ({"--target-model": "target_full", "--target-weights": None}, "--target-model",
+                                      "unpickling runs code from the file"),
 }
 
 
@@ -201,6 +238,91 @@ def test_bad_arguments_exit_2_with_one_line(case, fixtures, tmp_path):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("lingerlab audit: error: ") and flag in lines[0] and text in lines[0], lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def _main(args: list[str], monkeypatch, tmp_path, capsys) -> tuple[int, list[str]]:
+    """``lingerlab`` in this process: exit status and the lines on stderr."""
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
+    rc = cli.main(args + ["--quiet"])
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("flags", [{"--target-model": "payload", "--target-weights": None},
+                                   {"--target-weights": "payload"}], ids=["as model", "as weights"])
+def test_no_file_is_unpickled_without_trust_pickle(flags, fixtures, monkeypatch, tmp_path, capsys):
+    """A pickle that would create a file when unpickled: refused (exit 2) and the file is never created."""
+    changes = {k: (str(fixtures[v]) if v in fixtures else v) for k, v in flags.items()}
+    rc, err = _main(_args(fixtures, tmp_path / "out", **changes), monkeypatch, tmp_path, capsys)
+    flag = next(iter(flags))
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"lingerlab audit: error: {flag}: {str(fixtures['payload'])!r} holds pickled")
+    assert "--trust-pickle" in err[0] and "weights_only=True" in err[0] and "state dict" in err[0]
+    assert not fixtures["marker"].exists(), "the pickle was run"
+    assert not (tmp_path / "out").exists()
+
+
+def test_torchscript_loads_without_trust_pickle(fixtures, monkeypatch, tmp_path, capsys):
+    """TorchScript weights need no flag; a TorchScript model file is refused for what it is, not as a pickle."""
+    from lingerlab.cli.loading import load_model
+
+    spec = cli.parse_model_spec("torchvision:resnet18", "--target-model")
+    model, info = load_model(spec, str(fixtures["target_traced"]), flag="--target-model", wflag="--target-weights",
+                             head=None, download=False, normalize=True, image_size=SIZE)
+    assert info["head"] == "model.fc" and info["head_how"] == "found" and info["outputs"] == 2
+    x = torch.rand(2, 3, SIZE, SIZE)
+    ref = torch.jit.load(fixtures["target_traced"])
+    assert torch.allclose(model.model(x), ref(x), atol=1e-5)
+    rc, err = _main(_args(fixtures, tmp_path / "out", **{"--target-model": str(fixtures["seq_script"]),
+                                                         "--target-weights": None}), monkeypatch, tmp_path, capsys)
+    assert rc == 2 and "is TorchScript" in err[0] and "--trust-pickle" not in err[0], err
+
+
+def test_audit_finds_the_head_and_cam_layer_of_a_sequential(fixtures, tmp_path):
+    """nn.Sequential models saved with torch.save(model): loaded with --trust-pickle, head and layer found."""
+    out = tmp_path / "out"
+    r = _run(_args(fixtures, out, **{"--source-model": str(fixtures["seq_source"]), "--source-weights": None,
+                                     "--target-model": str(fixtures["seq_target"]), "--target-weights": None,
+                                     "--cam-layer": None}) + ["--trust-pickle", "--quiet"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    # the head: the last nn.Linear with one output per class; the layer: the last ReLU, 16 x 16 x 16 at 32 px
+    assert "lingerlab audit: head: 6 (nn.Linear 16->10, found)" in lines, r.stdout
+    assert "lingerlab audit: cam layer: 3 (output 16x16x16, found)" in lines, r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["head"] == {"name": "6", "how": "found", "module": "nn.Linear 16->10"}
+    assert res["cam_layer"] == {"name": "3", "how": "found", "output": "16x16x16"}
+    assert res["models"]["M^t (target)"]["format"] == "torch.save(model)"
+
+
+def _choices(fixtures, tmp_path, **changes: str | None) -> dict:
+    """What the audit chooses for these arguments (models loaded, nothing run)."""
+    from lingerlab.cli.main import _load
+
+    args = cli.build_parser().parse_args(_args(fixtures, tmp_path / "out", **changes))
+    checked = cli.validate(args)
+    _load(checked)
+    return checked.choices
+
+
+def test_resnet18_head_and_cam_layer_at_64px(fixtures, monkeypatch, tmp_path):
+    """torchvision ResNet-18 at 64 px: head fc, layer4 (2 x 2, the last map before global pooling)."""
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
+    got = _choices(fixtures, tmp_path, **{"--cam-layer": None, "--image-size": "64"})
+    assert got["head"] == {"name": "fc", "how": "found", "module": "nn.Linear 512->10"}
+    assert got["cam_layer"] == {"name": "layer4", "how": "found", "output": "512x2x2"}
+
+
+def test_timm_resnet18_head_and_cam_layer(fixtures, monkeypatch, tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=N_SOURCE).state_dict(), tmp_path / "s.pt")
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), tmp_path / "t.pt")
+    monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
+    got = _choices(fixtures, tmp_path, **{"--source-model": "timm:resnet18", "--source-weights": str(tmp_path / "s.pt"),
+                                          "--target-model": "timm:resnet18", "--target-weights": str(tmp_path / "t.pt"),
+                                          "--cam-layer": None, "--image-size": "64"})
+    assert got["head"] == {"name": "fc", "how": "found", "module": "nn.Linear 512->10"}
+    assert got["cam_layer"] == {"name": "layer4", "how": "found", "output": "512x2x2"}
 
 
 def test_a_failure_during_the_audit_exits_1(monkeypatch, fixtures, tmp_path, capsys):

@@ -27,9 +27,10 @@ from torch import Tensor, nn
 from ._data import ImageData, batches, model_device, num_items
 from . import distributed as _dist
 from .distributed import autocast_context, check_autocast
+from ._validation import check_int_range
 from .models import unwrap
 
-__all__ = ["gradcam", "cam", "default_layer", "vit_reshape_transform", "CAM_METHODS"]
+__all__ = ["gradcam", "cam", "default_layer", "locate_layer", "vit_reshape_transform", "CAM_METHODS"]
 
 LayerSpec = Union[nn.Module, str, None]
 Targets = Union[Tensor, Sequence[int], int]
@@ -168,6 +169,42 @@ def default_layer(model: nn.Module) -> str:
     the network in ``.model`` (``lingerlab.models.Normalized``) or ``.module`` is seen through.
     """
     return _resolve(model, None)[1]
+
+
+def locate_layer(model: nn.Module, image_size: int = 224) -> tuple[str, tuple[int, int, int]]:
+    """The layer Grad-CAM reads, found from outputs: ``(qualified name, (C, H, W) of its output)``.
+
+    Forward hooks on every leaf and ``nn.Sequential`` module record their outputs on one zero image
+    ``[1, 3, image_size, image_size]`` (eval mode, no gradients; modes restored after). The layer is
+    the last module, in execution order, whose output is a map ``[1, C, H, W]`` with ``H * W > 1``:
+    the last spatial map before global pooling (as torchcam's ``locate_candidate_layer``). Raises
+    ValueError when no module gives one.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
+    check_int_range("image_size", image_size, 1)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    handles = [m.register_forward_hook(lambda _m, _i, out, n=n: seen.append(
+                   (n, tuple(out.shape) if isinstance(out, Tensor) else ())))
+               for n, m in model.named_modules()
+               if n and (isinstance(m, nn.Sequential) or next(m.children(), None) is None)]
+    modes = _save_modes(model)
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, 3, image_size, image_size, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None and param.is_floating_point() else None)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        _restore_modes(modes)
+    for name, shape in reversed(seen):
+        if len(shape) == 4 and shape[2] * shape[3] > 1:
+            return name, (shape[1], shape[2], shape[3])
+    raise ValueError(f"no layer of {type(unwrap(model)[1]).__name__} gives a spatial map [1, C, H, W] with H * W > 1 "
+                     f"on a {image_size} px image; candidates: {', '.join(_candidates(model))}")
 
 
 # --------------------------------------------------------------------------- shared helpers

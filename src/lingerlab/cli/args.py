@@ -19,7 +19,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 IMAGEFOLDER_HELP = "an ImageFolder: DIR/<class>/<images>, or DIR/train/<class>/... and DIR/val/<class>/..."
 SPEC_HELP = ("torchvision:<name> or timm:<name> (with --{role}-weights FILE, a state dict{download}), or the path "
-             "of a file saved with torch.save(model)")
+             "of a file saved with torch.save(model) (with --trust-pickle)")
 
 EXAMPLES = """\
 examples:
@@ -32,23 +32,30 @@ examples:
       --target-dir data/pets --source-dir data/imagenet_bits --source-classes imagenet \\
       --image-size 224 --profile full --out audit_pets
 
-  # 2. A fine-tuned model saved whole with torch.save(model), the source weights from a local
-  #    state dict, your own class list (one name per line, in output order), no baseline, CPU.
+  # 2. A fine-tuned model saved whole with torch.save(model) (a pickle: --trust-pickle, for files you
+  #    trust), the source weights from a local state dict, your own class list (one name per line, in
+  #    output order), no baseline, CPU.
   lingerlab audit \\
       --source-model torchvision:resnet50 --source-weights resnet50_in1k.pth \\
-      --target-model my_finetuned_model.pt --baseline none \\
+      --target-model my_finetuned_model.pt --trust-pickle --baseline none \\
       --target-dir data/xray --source-dir data/source_images --source-classes classes.txt \\
       --device cpu --out audit_xray
 
 model specs: torchvision:<name> (torchvision.models.get_model) or timm:<name> (timm.create_model) with
   --*-weights FILE: a state dict (also a checkpoint dict holding one under "state_dict" or "model", a
-  file saved with torch.save(model), or a TorchScript file, whose weights are read into the named
-  architecture); its head is resized to the state dict's (--head names it where it cannot be found).
-  Or the path of a file saved with torch.save(model) (unpickled: pass only files you trust). A bare
-  TorchScript file cannot be audited: the method splits the model into backbone and head and hooks a
-  layer for Grad-CAM, which TorchScript does not allow; name its architecture and pass it as weights.
+  TorchScript file, or with --trust-pickle a file saved with torch.save(model), whose weights are read
+  into the named architecture); its head is resized to the state dict's. Or the path of a file saved
+  with torch.save(model), which loads only with --trust-pickle: unpickling runs code from the file
+  (PyTorch loads with weights_only=True for this reason). A bare TorchScript file cannot be audited:
+  the method splits the model into backbone and head and hooks a layer for Grad-CAM, which TorchScript
+  does not allow; name its architecture and pass it as weights.
   Named pretrained weights (torchvision:<name> without --source-weights) are used from the torch hub
   cache, and fetched only with --download.
+head and Grad-CAM layer: without --head, the head is the last nn.Linear whose outputs are the model's
+  (one per class); without --cam-layer, the layer is the last one whose output is a spatial map
+  [C, H, W] before global pooling (ViT/Swin: their known token layer). Both are found on one zero
+  image of --image-size px, printed, and written to results.json; a choice that is not unique is an
+  error listing the candidates.
 images: every image is converted to RGB (greyscale, CMYK, palette, alpha), resized and centre-cropped
   to --image-size and fed in [0, 1]; models get ImageNet normalisation (models.Normalized) unless
   --no-normalize (then they must normalise their own inputs). A file that does not decode is skipped
@@ -134,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baseline-seeds", type=_int_at_least(1), metavar="N",
                    help="seeds of the scratch baseline (default: 5 with --profile full, 3 with smoke)")
     g.add_argument("--head", metavar="NAME", help="qualified name of the classification head (the final "
-                   "nn.Linear, e.g. fc or classifier.1) where it cannot be found")
-    g.add_argument("--cam-layer", metavar="NAME", help="layer Grad-CAM reads (e.g. layer4) where it cannot be found")
+                   "nn.Linear, e.g. fc or classifier.1; default: the last nn.Linear with one output per class)")
+    g.add_argument("--cam-layer", metavar="NAME", help="layer Grad-CAM reads (e.g. layer4; default: the last layer "
+                   "whose output is a spatial map, before global pooling)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="allow model files saved with torch.save(model): unpickling runs code from the file, so "
+                   "pass only files you trust (state dicts and TorchScript need no flag)")
     g.add_argument("--download", action="store_true", help="fetch named pretrained weights (torch hub / Hugging Face)")
     g.add_argument("--no-normalize", action="store_true",
                    help="do not wrap models in ImageNet normalisation: they take [0, 1] images as they are")
@@ -309,6 +320,7 @@ class Checked:
     class_names: list[str] | None      # None: 'imagenet' or not given (resolved once torch is imported)
     out: Path
     models_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    choices: dict[str, dict[str, Any]] = field(default_factory=dict)  # head and cam_layer: name, how
 
 
 def validate(args: argparse.Namespace) -> Checked:
@@ -335,7 +347,8 @@ def validate(args: argparse.Namespace) -> Checked:
         if wtext is None:
             if spec is not None and spec.kind != "file" and mflag != "--source-model":
                 raise UsageError(wflag, f"{mflag} {spec.text} names an architecture only: pass its weights with "
-                                 f"{wflag} FILE (a state dict, or a file saved with torch.save(model) or TorchScript)")
+                                 f"{wflag} FILE (a state dict or TorchScript, or with --trust-pickle a file saved with "
+                                 "torch.save(model))")
             continue
         if spec is None:
             raise UsageError(wflag, f"is only for {mflag} torchvision:<name> or timm:<name>; --baseline is "

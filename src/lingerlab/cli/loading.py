@@ -18,9 +18,9 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".strip()
 
 
-def _read_file(path: str, flag: str) -> Any:
-    """The object in a model/weights file: a state dict (weights only), a TorchScript module, or a
-    pickled object (``torch.save(model)``)."""
+def _read_file(path: str, flag: str, trust_pickle: bool = False) -> Any:
+    """The object in a model/weights file: a state dict (``weights_only=True``), a TorchScript module,
+    or, only with ``trust_pickle``, a pickled object (``torch.save(model)``)."""
     import zipfile
 
     import torch
@@ -29,13 +29,20 @@ def _read_file(path: str, flag: str) -> Any:
         warnings.simplefilter("ignore")
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - not a plain state dict: try the other formats
-            pass
+        except Exception as e:  # noqa: BLE001 - not a plain state dict: try the other formats
+            first = e
         if zipfile.is_zipfile(path):
             try:
                 return torch.jit.load(path, map_location="cpu")
             except Exception:  # noqa: BLE001 - a torch.save archive, not TorchScript
                 pass
+        if not trust_pickle:  # a torch.save archive with more than tensors, or not a torch file at all
+            what = (f"is neither a state dict nor TorchScript ({type(first).__name__})" if not zipfile.is_zipfile(path)
+                    else "holds pickled Python objects (e.g. a model saved with torch.save(model)), not only weights")
+            raise UsageError(flag, f"{path!r} {what}. Loading it means unpickling it, and unpickling runs code from "
+                             "the file, which is why PyTorch loads with weights_only=True by default. Pass "
+                             "--trust-pickle if you trust the file, or save a state dict (torch.save("
+                             "model.state_dict(), FILE)) or TorchScript (torch.jit.save) instead") from None
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001
@@ -109,9 +116,61 @@ def _hub_cached(name: str) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(w.url).path).name).is_file()
 
 
+def _plain(model: Any, name: str) -> str:
+    """``name`` relative to the network inside ``model``'s wrappers (as the user names it)."""
+    from ..models import unwrap
+
+    prefix, _ = unwrap(model)
+    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
+def find_head_by_outputs(model: Any, image_size: int) -> tuple[str, Any]:
+    """The classification head found from outputs: ``(qualified name, nn.Linear)``.
+
+    One zero image ``[1, 3, image_size, image_size]`` runs through ``model`` (already in eval mode; no
+    gradients) with forward hooks on its ``nn.Linear`` layers. The head is the last of them, in execution order,
+    whose ``out_features`` is the width of the model's output (its number of classes). Where several
+    layers have that width, the last must give the model's output itself, else ValueError lists them.
+    """
+    import torch
+    from torch import nn
+
+    from ..models import _candidates
+
+    calls: list[tuple[str, Any, Any]] = []
+    handles = [m.register_forward_hook(lambda mod, _i, out, n=n: calls.append((n, mod, out)))
+               for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, 3, image_size, image_size, device=param.device if param is not None else None)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise ValueError(f"its output is {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not logits "
+                         "[N, classes]")
+    width = int(out.shape[1])
+    cands = [(n, m, o) for n, m, o in calls if m.out_features == width]
+    if not cands:
+        raise ValueError(f"no nn.Linear has {width} outputs (the model's output width): pass --head NAME; "
+                         f"{_candidates(model)}")
+    name, mod, last_out = cands[-1]
+    names = list(dict.fromkeys(n for n, _, _ in cands))
+    if len(names) > 1 and not (isinstance(last_out, torch.Tensor) and last_out.shape == out.shape
+                               and torch.equal(last_out, out)):
+        raise ValueError(f"{len(names)} nn.Linear layers have {width} outputs and the last, {name!r}, does not give "
+                         f"the model's output: pass --head with one of {', '.join(map(repr, names))}")
+    return name, mod
+
+
 def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, head: str | None,
-               download: bool, normalize: bool) -> tuple[Any, dict[str, Any]]:
-    """A model taking [0, 1] images, and what was found about it (for the report)."""
+               download: bool, normalize: bool, image_size: int = 224,
+               trust_pickle: bool = False) -> tuple[Any, dict[str, Any]]:
+    """A model taking [0, 1] images, and what was found about it (for the report). Without ``head``
+    the head is found from outputs on one ``image_size`` px image (:func:`find_head_by_outputs`);
+    a pickled file loads only with ``trust_pickle``."""
     from torch import nn
 
     from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized, find_head, replace_head
@@ -119,7 +178,7 @@ def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, h
     info: dict[str, Any] = {"spec": spec.text, "weights": weights}
     norm = None
     if spec.kind == "file":
-        obj = _read_file(spec.name, flag)
+        obj = _read_file(spec.name, flag, trust_pickle)
         if isinstance(obj, dict):
             raise UsageError(flag, f"{spec.text!r} is a state dict, not a model: name its architecture and pass the file "
                              f"as weights ({flag} torchvision:<name> {wflag} {spec.text})")
@@ -135,7 +194,7 @@ def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, h
         info["format"] = "torch.save(model)"
     elif weights is not None:
         model = _architecture(spec, flag, pretrained=False)
-        sd, norm = _state_dict(_read_file(weights, wflag), weights, wflag)
+        sd, norm = _state_dict(_read_file(weights, wflag, trust_pickle), weights, wflag)
         try:
             hname, hmod = find_head(model, head)
         except ValueError as e:
@@ -171,13 +230,23 @@ def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, h
     else:
         info["normalisation"] = "none (--no-normalize: the model takes [0, 1] images as they are)"
     model.eval()
-    try:
-        hname, hmod = find_head(model, head)
-    except ValueError as e:
-        raise UsageError("--head", str(e)) from None
+    if head is not None:
+        try:
+            hname, hmod = find_head(model, head)
+        except ValueError as e:
+            raise UsageError("--head", str(e)) from None
+    else:
+        try:
+            hname, hmod = find_head_by_outputs(model, image_size)
+        except ValueError as e:
+            raise UsageError("--head", f"cannot find the head of {spec.text}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - the model does not run on such an image
+            raise UsageError(flag, f"{spec.text} does not run on a zero {image_size} px image "
+                             f"({_first_line(e)}): check --image-size") from None
     from ..models import unwrap
     info.update(architecture=type(unwrap(model)[1]).__name__, head=hname, outputs=int(hmod.out_features),
-                parameters=int(sum(p.numel() for p in model.parameters())))
+                parameters=int(sum(p.numel() for p in model.parameters())),
+                head_how="given" if head is not None else "found")
     return model, info
 
 
@@ -196,31 +265,51 @@ def _resolve_layer(model: Any, name: str) -> str | None:
     return None
 
 
-def check_cam_layer(models: dict[str, Any], layer: str | None) -> str | None:
-    """The Grad-CAM layer for every model (``None``: each model's default, which must exist)."""
-    from ..attribution import _candidates, default_layer
+def check_cam_layer(models: dict[str, Any], layer: str | None,
+                    image_size: int = 224) -> tuple[str | None, dict[str, Any]]:
+    """The Grad-CAM layer for every model, as ``load_world`` takes it (None: attribution's default),
+    and how it was chosen: ``given`` (``layer``), ``found`` (:func:`attribution.locate_layer` on one
+    ``image_size`` px image; one answer for all models) or ``known`` (token models, ViT and Swin,
+    whose maps ``attribution.default_layer`` reshapes)."""
+    from ..attribution import _candidates, _resolve, locate_layer
     from ..models import unwrap
 
-    if layer is None:
+    first = next(iter(models.values()))
+    if layer is not None:
+        resolved = None
         for role, m in models.items():
-            try:
-                default_layer(m)
-            except ValueError as e:
-                raise UsageError("--cam-layer", f"no default Grad-CAM layer for the {role} model: {e}") from None
-        return None
-    resolved = None
+            r = _resolve_layer(m, layer)
+            if r is None:
+                prefix, inner = unwrap(m)
+                raise UsageError("--cam-layer", f"{layer!r} is not a layer of the {role} model "
+                                 f"({type(inner).__name__}); candidates: {', '.join(_candidates(inner))}")
+            if resolved is None:
+                resolved = r
+            elif r != resolved:
+                raise UsageError("--cam-layer", f"{layer!r} resolves to {resolved!r} in one model and {r!r} in "
+                                 "another: pass the full qualified name")
+        return resolved, {"name": _plain(first, str(resolved)), "how": "given", "output": None}
+    found: dict[str, tuple[str | None, str, str | None]] = {}  # role: (name for load_world, name, output C x H x W)
     for role, m in models.items():
-        r = _resolve_layer(m, layer)
-        if r is None:
-            prefix, inner = unwrap(m)
-            raise UsageError("--cam-layer", f"{layer!r} is not a layer of the {role} model "
-                             f"({type(inner).__name__}); candidates: {', '.join(_candidates(inner))}")
-        if resolved is None:
-            resolved = r
-        elif r != resolved:
-            raise UsageError("--cam-layer", f"{layer!r} resolves to {resolved!r} in one model and {r!r} in another: "
-                             "pass the full qualified name")
-    return resolved
+        try:
+            _, name, reshape = _resolve(m, None)
+        except ValueError:
+            reshape = None
+        if reshape is not None:  # tokens or channels-last maps: Grad-CAM reshapes them at the known layer
+            found[role] = (None, name, None)
+            continue
+        try:
+            name, (c, h, w) = locate_layer(m, image_size)
+        except ValueError as e:
+            raise UsageError("--cam-layer", f"cannot find the Grad-CAM layer of the {role} model: {e}; pass "
+                             "--cam-layer NAME") from None
+        found[role] = (name, name, f"{c}x{h}x{w}")
+    if len({v[1] for v in found.values()}) > 1:
+        raise UsageError("--cam-layer", "the Grad-CAM layer found differs between the models ("
+                         + ", ".join(f"{role}: {_plain(models[role], v[1])!r}" for role, v in found.items())
+                         + "): pass --cam-layer NAME")
+    world_name, name, shape = next(iter(found.values()))
+    return world_name, {"name": _plain(first, name), "how": "found" if world_name else "known", "output": shape}
 
 
 # ----------------------------------------------------------------------------------------- helpers

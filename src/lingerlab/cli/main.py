@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .args import PROG, Checked, ModelSpec, UsageError, build_parser, check_folder_names, validate
-from .loading import _Stages, _first_line, _jsonable, _versions, check_cam_layer, load_model
+from .loading import _plain, _Stages, _first_line, _jsonable, _versions, check_cam_layer, load_model
 from .run import AuditRun
 
 
@@ -47,6 +47,7 @@ def write_outputs(run: AuditRun, checked: Checked, data_info: dict[str, Any], wa
         "status": "ok", "wall_s": wall_s,
         "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(checked.args).items()},
         "models": run.models_info,
+        **checked.choices,
         "data": data_info["json"],
         "baseline": run.baseline, "baseline_seeds": run.seeds if run.baseline == "scratch" else None,
         "target_val_acc": {"M^t": run.audit.accuracy("M^t"),
@@ -116,8 +117,12 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
     if a.device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device", "'mps' was asked for but MPS is not available: use cpu or auto")
     normalize = not a.no_normalize
+    from ..profiles import get_profile
+
+    size = a.image_size if a.image_size is not None else get_profile("custom", a.profile).image_size
+    opts: dict[str, Any] = dict(normalize=normalize, image_size=size, trust_pickle=a.trust_pickle)
     source, s_info = load_model(checked.source, a.source_weights, flag="--source-model", wflag="--source-weights",
-                                head=a.head, download=a.download, normalize=normalize)
+                                head=a.head, download=a.download, **opts)
     n_out = s_info["outputs"]
     if a.source_classes is None or a.source_classes == "imagenet":
         if a.source_classes is None and n_out != 1000:
@@ -138,7 +143,10 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
     if a.k is not None and a.k > n_out:
         raise UsageError("--k", f"must be at most the number of source classes ({n_out}); got {a.k}")
     target, t_info = load_model(checked.target, a.target_weights, flag="--target-model", wflag="--target-weights",
-                                head=a.head, download=False, normalize=normalize)
+                                head=a.head, download=False, **opts)
+    if _plain(target, t_info["head"]) != _plain(source, s_info["head"]):
+        raise UsageError("--head", f"the head found in the target model ({_plain(target, t_info['head'])!r}) is not "
+                         f"the source model's ({_plain(source, s_info['head'])!r}): pass --head NAME")
     n_t = len(checked.target_dir["classes"])
     if t_info["outputs"] != n_t:
         raise UsageError("--target-model", f"has {t_info['outputs']} outputs but --target-dir has {n_t} classes "
@@ -148,7 +156,7 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
     baseline = None
     if isinstance(checked.baseline, ModelSpec):
         baseline, b_info = load_model(checked.baseline, a.baseline_weights, flag="--baseline", wflag="--baseline-weights",
-                                      head=None, download=False, normalize=normalize)
+                                      head=None, download=False, **opts)
         if b_info["outputs"] != n_t:
             raise UsageError("--baseline", f"has {b_info['outputs']} outputs but --target-dir has {n_t} classes: "
                              "M^b must have one output per target class folder")
@@ -158,7 +166,11 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
         infos["M^b (baseline, scratch)"] = {"spec": "scratch: the source architecture, re-initialised",
                                             "format": "trained here", "architecture": s_info["architecture"],
                                             "head": s_info["head"], "outputs": n_t}
-    cam_layer = check_cam_layer(models, a.cam_layer)
+    cam_layer, cam_choice = check_cam_layer(models, a.cam_layer, size)
+    s_head = source.get_submodule(s_info["head"])
+    checked.choices = {"head": {"name": _plain(source, s_info["head"]), "how": s_info["head_how"],
+                                "module": f"nn.Linear {s_head.in_features}->{s_head.out_features}"},
+                       "cam_layer": cam_choice}
     from ..training import weights_fingerprint
 
     for role, key in (("source", "M^s (source)"), ("target", "M^t (target)"), ("baseline", "M^b (baseline, given)")):
@@ -211,6 +223,11 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
         return 2
     for text in seen:
         print(f"{prog}: warning: {text}", file=sys.stderr)
+    if _dist.rank() == 0:
+        head, cam = checked.choices["head"], checked.choices["cam_layer"]
+        print(f"{prog}: head: {head['name']} ({head['module']}, {head['how']})")
+        shape = f"output {cam['output']}, " if cam["output"] else ""
+        print(f"{prog}: cam layer: {cam['name']} ({shape}{cam['how']})", flush=True)
     stage = "setup"
     try:
         run = AuditRun(checked, world, infos, seen)
