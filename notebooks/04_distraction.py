@@ -33,8 +33,9 @@ if "google.colab" in sys.modules:
 #
 # This notebook tests that claim so that only the claim can make the difference:
 #
-# 1. **the arms in the open**: one row per model {term}`arm` with its full recipe; the fine-tuned arm the
-#    tests use is trained with the *same augmentation* as the scratch arms;
+# 1. **the arms in the open**: one row per model {term}`arm` with its full recipe; the arms compared
+#    differ only in their initialisation: the same images, augmentation, number of steps and schedule,
+#    each learning rate picked by the same search;
 # 2. **Eq. 4 over L**, per seed of the fine-tuned model (L depends on it), with a **per-class null**
 #    (shuffled pairs within each class); $F \setminus L$ (source-only, not lingering) is the
 #    within-model contrast: if lingering memories cause distraction, it is higher on L;
@@ -56,8 +57,8 @@ if "google.colab" in sys.modules:
 # :::{admonition} What you will learn
 # :class: tip
 # - what Eq. 4 measures (the overlap of two Grad-CAM maps) and why it needs a per-class {term}`null`;
-# - how to make a comparison of {term}`arm`s fair: same augmentation, data and budget, differences
-#   shown in a recipe table;
+# - how to make a comparison of {term}`arm`s fair: same augmentation, data, steps and tuning search,
+#   differences shown in a recipe table;
 # - how paired controls ({term}`excess error`, {term}`flip rate`) separate the source object from the
 #   mere act of pasting;
 # - why a measure needs its preconditions checked (gates) before its verdict is believed;
@@ -97,12 +98,13 @@ audit
 # ## 1. Every arm's recipe
 #
 # One row per arm: what it starts from, which images, which augmentation, how long and how it is
-# optimised, its BatchNorm policy, and its accuracy on the clean target validation images (mean and
-# range over the ten seeds). `role` says how the tests use the arm: every *baseline* is tested
-# against the *reference*; the row marked "the paper's own M^b" is the paper's scratch model on the
-# same target data. A scratch arm trained on every target training image (the world's {term}`competent`
-# `M^b`, used in notebook 1) differs from $M^t$ in its data as well as its initialisation, so it is
-# not a baseline of the fair test. The baselines are profile data (`comparison_baselines`): at
+# optimised, its BatchNorm policy, the learning-rate search that picked its rate (every rate tried,
+# its validation accuracy at seed 0, the pick; the same grid for every arm, `spec.lr_search`), and its
+# accuracy on the clean target validation images (mean and range over the ten seeds). `role` says how
+# the tests use the arm: every *baseline* is tested against the *reference*; the paper's own M^b is
+# the reference's recipe from random weights. A scratch arm trained on every target training image
+# (the world's {term}`competent` `M^b`, used in notebook 1) differs from $M^t$ in its data as well as
+# its initialisation, so it is not a baseline of the fair test. The baselines are profile data (`comparison_baselines`): at
 # `smoke` the paper's own M^b (the CPU budget of the book); at `full` also the accuracy-{term}`matched` arm,
 # trained on fewer images until its accuracy matches the reference's.
 
@@ -116,8 +118,8 @@ recipes
 #
 # Accuracy on pasted target patches over a blurred, object-free copy of each background, at three
 # scales, for the reference and the paper's M^b (seed 0). A composite only tests
-# distraction at a scale where a model reads the patch on a neutral background; `shapes` (32 px
-# images) uses `scale = 0.6`, the other worlds the paper's `scale = 0.4`.
+# distraction at a scale where a model reads the patch on a neutral background. Every world uses the
+# paper's `scale = 0.4`; the competence gate of section 5 checks it.
 
 # %% tags=["hide-input"]
 scale_rows = []
@@ -326,9 +328,9 @@ else:
 # ## 7. The same test on real photos: `lite0`
 #
 # The procedural world has planted truth; `lite0` has a real ImageNet model (EfficientNet-Lite0) and
-# real photos (faces vs non-faces) at the paper's composite scale (`scale = 0.4`). Neither of its arms augments,
-# and its scratch arm trains on exactly $M^t$'s images: it *is* the paper's M^b. Augmented views of
-# one source photo share a cluster in every composite-level interval.
+# real photos (faces vs non-faces) at the paper's composite scale. Neither of its arms augments, and its
+# scratch arm is $M^t$'s recipe from random weights: it *is* the paper's M^b. Augmented views of one
+# source photo share a cluster in every composite-level interval.
 
 # %%
 other = world_.spec.companion
@@ -466,8 +468,8 @@ summary
 #    could reach "holds".
 #    :::
 #
-# 2. Train the reference arm *without* the scratch arms' augmentation and rerun the test. Which row of
-#    the recipe table changes, and why does that make the comparison unfair?
+# 2. Test plain $M^t$ (no augmentation) against the scratch arm, which augments. Which row of the
+#    recipe table changes, and why does that make the comparison unfair?
 #
 #    :::{admonition} Solution
 #    :class: dropdown

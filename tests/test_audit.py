@@ -188,9 +188,12 @@ def test_arms_and_errors(cache_root, world):
         a.composites(classes=[99])
     with pytest.raises(TypeError, match="World"):
         Audit(object())
-    # same-data baseline: M^t's images, epochs scaled to keep the step count
-    h = a.history("M^b (same data)")
-    assert len(h) == 2  # 40 full images, 1 epoch -> 20 images, 2 epochs
+    # same-data baseline: the reference's recipe from random weights (same images, epochs, schedule)
+    ref, base = a.recipe(world.spec.reference_arm), a.recipe("M^b (same data)")
+    assert base.init == "scratch" and ref.init == "source"
+    assert (base.train_subset, base.epochs, base.batch_size, base.lr_schedule, base.augment) == (
+        ref.train_subset, ref.epochs, ref.batch_size, ref.lr_schedule, ref.augment)
+    assert len(a.history("M^b (same data)")) == ref.epochs
     assert a.v_lo == round(0.01 * 20)
 
 
@@ -331,3 +334,22 @@ def test_world_arms_and_the_comparison_reference(tmp_path, monkeypatch):
         audit.lingering(0, "M^b")
     with pytest.raises(ValueError, match="comparison_reference"):
         tiny_spec(comparison_reference="nope")
+
+
+def test_every_compared_arm_goes_through_the_same_lr_search(cache_root):
+    w = make_tiny_world(lr_search=(0.003, 0.05))
+    a = _audit(w)
+    ref, base = a.recipe(w.spec.reference_arm), a.recipe("M^b (same data)")
+    s = a.zoo.searches()
+    assert sorted(set(s["arm"])) == sorted({ref.name, base.name})
+    for recipe in (ref, base):
+        trials = s[s["arm"] == recipe.name]
+        assert list(trials["lr"]) == [0.003, 0.05] and int(trials["picked"].sum()) == 1
+        best = trials.loc[trials["picked"]].iloc[0]
+        assert recipe.lr == best["lr"] and best["val_acc"] == trials["val_acc"].max()
+        # the picked trial is the arm's seed-0 model: its accuracy is what the search saw
+        assert a.accuracy(a.zoo.train(recipe, 0)[0]) == pytest.approx(best["val_acc"])
+    # arms outside the comparison keep their own rate; without a grid nothing is searched
+    assert a.recipe("M^b").lr == w.recipe("M^b").lr
+    plain = _audit(make_tiny_world())
+    assert plain.recipe("M^t").lr == 0.01 and plain.zoo.searches().empty

@@ -10,13 +10,16 @@ the open. The paper's arms (Sec. 3.1):
 - further arms of the world (``spec.recipes``), e.g. ``shapes``' ``M^t (zoom-out)``: M^t with the
   scratch arms' augmentation, so the comparison differs only in the initialisation;
 - ``M^b (competent)``: the world's competent scratch recipe (``spec.recipes["M^b"]``);
-- ``M^b (same data)``: that recipe on exactly M^t's images, epochs scaled to keep the number of
-  optimisation steps (:func:`same_data`): the paper's own M^b, "the same model trained from scratch";
+- ``M^b (same data)``: the reference fine-tuning recipe (``spec.reference_arm``) from random weights:
+  the same images, augmentation, steps and schedule; the paper's own M^b, "the same model trained
+  from scratch" (:func:`from_scratch`);
 - ``M^b (matched acc)``: that recipe on fewer images, sized by :func:`match_accuracy` so its target
   accuracy matches M^t's.
 
 :class:`Zoo` trains (and remembers) the model of a recipe for a seed with ``training.finetune`` /
-``training.train_scratch``, which cache the weights on disk.
+``training.train_scratch``, which cache the weights on disk. Where the world names a learning-rate
+grid (``spec.lr_search``), every arm of its comparison picks its rate by the same search
+(:meth:`Zoo.search`): one run per rate at seed 0, the best validation accuracy wins.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from torch import Tensor, nn
 from . import training as _training
 from ._validation import check_bool, check_choice, check_int_range, check_range
 
-__all__ = ["BUILTIN_ARMS", "Recipe", "Zoo", "recipe_table", "same_data", "match_accuracy", "subset_of", "target_indices"]
+__all__ = ["BUILTIN_ARMS", "Recipe", "Zoo", "recipe_table", "from_scratch", "match_accuracy", "subset_of", "target_indices"]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -149,16 +152,14 @@ def recipe_table(recipes: Sequence[Recipe] | Mapping[str, Recipe], n_images: int
     return pd.DataFrame([r.row(n_images) for r in items])
 
 
-def same_data(scratch: Recipe, subset: Sequence[int], n_full: int, *, name: str = "M^b (same data)",
-              max_factor: int = 10) -> Recipe:
-    """The scratch recipe on exactly ``subset`` (M^t's images), epochs scaled so the number of
-    optimisation steps matches the full recipe on ``n_full`` images (at most ``max_factor`` x its
-    epochs): fewer images must not also mean an unconverged model."""
-    idx = subset_of(subset) or ()
-    epochs = int(min(max_factor * scratch.epochs,
-                     max(scratch.epochs, math.ceil(scratch.epochs * n_full / max(1, len(idx))))))
-    return scratch.replace(name=name, train_subset=idx, epochs=epochs,
-                           description="scratch on M^t's training images, competent recipe, steps matched")
+def from_scratch(recipe: Recipe, *, name: str = "M^b (same data)", precise_bn: bool = False) -> Recipe:
+    """``recipe`` trained from random weights instead of M^s: the same images, augmentation, epochs,
+    optimiser, schedule and batch (so the same number of steps). ``precise_bn``: recompute the
+    BatchNorm statistics after the last step, which a short scratch run needs (the world's scratch
+    recipe says so); the recipe table shows it."""
+    return recipe.replace(name=name, init="scratch", precise_bn=recipe.precise_bn or precise_bn,
+                          description=f"{recipe.name}'s recipe from random weights: same images, augmentation "
+                                      "and steps")
 
 
 def match_accuracy(accuracy_at: Callable[[int], float], n_max: int, target: float, tol: float, *,
@@ -232,6 +233,7 @@ class Zoo:
         self.accuracy, self.stages, self.match_tol = accuracy, stages, match_tol
         self._extra: dict[str, ModelFactory | Recipe] = {}
         self._models: dict[tuple[Recipe, int, int], tuple[tuple[nn.Module, pd.DataFrame], Any]] = {}
+        self._searches: dict[tuple[str, Recipe], tuple[Recipe, pd.DataFrame]] = {}
 
     def names(self) -> list[str]:
         """Every arm name :meth:`model` resolves: the built-ins, the world's further recipes
@@ -256,23 +258,52 @@ class Zoo:
         """The recipe of arm ``name`` (M^t, each M^b regime, or a recipe added with :meth:`add`)."""
         w = self.world
         if name == "M^t":
-            return w.recipe("M^t")
+            return self._tuned(w.recipe("M^t")) if name == w.spec.reference_arm else w.recipe("M^t")
         if name in ("M^b", "M^b (competent)"):
             return w.recipe("M^b")
         if name == "M^b (same data)":
-            b = w.recipe("M^b")
-            n_full = len(w.target_train) if b.train_subset is None else len(b.train_subset)
-            return same_data(b, target_indices(w), n_full)
+            ref = w.spec.reference_arm
+            base = w.recipe("M^t") if ref in BUILTIN_ARMS else w.spec.recipes[ref]
+            return self._tuned(from_scratch(base, precise_bn=w.recipe("M^b").precise_bn))
         if name == "M^b (matched acc)":
             return w.recipe("M^b").replace(name=name, train_subset=self.matched()["train_subset"],
                                            description="scratch, competent recipe on fewer images, accuracy "
                                                        f"matched to {w.spec.reference_arm}")
         if name in self._world_arms():
-            return w.spec.recipes[name]
+            return self._tuned(w.spec.recipes[name]) if name == w.spec.reference_arm else w.spec.recipes[name]
         arm = self._extra.get(name)
         if isinstance(arm, Recipe):
             return arm
         raise ValueError(f"name must be an arm with a recipe: {', '.join(map(repr, self.names()[1:]))}; got {name!r}")
+
+    def search(self, recipe: Recipe) -> pd.DataFrame:
+        """The learning-rate search of ``recipe``: one run per rate of ``spec.lr_search`` at seed 0,
+        the target validation accuracy of each and the pick (best accuracy; ties: the smaller rate).
+        Every arm of a comparison goes through the same search; its runs are cached like any model
+        (the picked run is the arm's seed-0 model)."""
+        if self.accuracy is None:
+            raise ValueError("this Zoo was built without accuracy=: it cannot search learning rates")
+        rows = [{"arm": recipe.name, "lr": lr, "val_acc": float(self.accuracy(self.train(recipe.replace(lr=lr), 0)[0]))}
+                for lr in self.world.spec.lr_search]
+        out = pd.DataFrame(rows, columns=["arm", "lr", "val_acc"])
+        best = max(rows, key=lambda r: (r["val_acc"], -r["lr"])) if rows else None
+        out["picked"] = [best is not None and r["lr"] == best["lr"] for r in rows]
+        return out
+
+    def _tuned(self, recipe: Recipe) -> Recipe:
+        """``recipe`` with the learning rate :meth:`search` picks (unchanged without ``spec.lr_search``)."""
+        if not self.world.spec.lr_search:
+            return recipe
+        key = ("tuned", recipe)
+        if key not in self._searches:
+            table = self.search(recipe)
+            self._searches[key] = (recipe.replace(lr=float(table.loc[table["picked"], "lr"].iloc[0])), table)
+        return self._searches[key][0]
+
+    def searches(self) -> pd.DataFrame:
+        """Every learning-rate search this zoo ran, one row per trial."""
+        frames = [t for _, t in self._searches.values()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["arm", "lr", "val_acc", "picked"])
 
     def table(self, names: Sequence[str]) -> pd.DataFrame:
         """:func:`recipe_table` of the arms ``names``."""

@@ -79,7 +79,7 @@ WORSE_IF = {k: v[1] for k, v in MEASURES.items()}
 
 _BASELINE = {
     "M^t": "fine-tuned M^s on D^t (the world's recipe \"M^t\")",
-    "M^b (same data)": "scratch on M^t's training images, competent recipe, steps matched",
+    "M^b (same data)": "the reference's recipe from random weights: same images, augmentation and steps",
     "M^b (competent)": "scratch, the world's competent recipe \"M^b\"",
     "M^b (matched acc)": "scratch, competent recipe on fewer images, val acc matched to M^t",
 }
@@ -716,8 +716,10 @@ def recipe_table(audit: Audit, arms: Mapping[str, str] | Sequence[str] | None = 
                  seeds: Sequence[int] = (0, 1, 2, 3, 4), reference: str | None = None) -> pd.DataFrame:
     """One row per arm, every difference between arms in the open: its recipe
     (``arms.Recipe.row``: init, training images, augmentation, epochs, optimiser, lr, schedule,
-    batch, BatchNorm), the target validation accuracy (mean and range over ``seeds``) and its
-    ``role`` in the fair test (the reference, the paper's own M^b, a baseline, or context)."""
+    batch, BatchNorm), the learning-rate search that picked its lr (``arms.Zoo.search``: every
+    rate tried, its validation accuracy at seed 0, the pick), the target validation accuracy (mean
+    and range over ``seeds``) and its ``role`` in the fair test (the reference, the paper's own M^b, a
+    baseline, or context)."""
     specs = _arm_specs(audit, arms)
     ref = _reference(audit, specs, reference)
     seed_list = _seeds(seeds)
@@ -727,17 +729,22 @@ def recipe_table(audit: Audit, arms: Mapping[str, str] | Sequence[str] | None = 
             raise ValueError(f"recipe_table needs arms with recipes; {label!r} is a callable")
         recipe = spec if isinstance(spec, Recipe) else audit.recipe(spec)
         acc = [audit.accuracy(_resolve(audit, label, spec, s)) for s in seed_list]
+        searches = audit.zoo.searches()
         if label == ref:
-            role = "reference: fine-tuned, same augmentation as the scratch arms"
+            role = "reference: fine-tuned"
         elif _fine_tuned(audit, spec):
             role = "context: another fine-tuning recipe (not in the tests)"
         elif spec == "M^b (same data)":
-            role = "baseline: the paper's own M^b (scratch on M^t's training images)"
+            role = "baseline: the reference's recipe from random weights (the paper's own M^b)"
         else:
             role = "baseline"
         row = recipe.row(len(audit.world.target_train))
         row["arm"] = label
-        row.update({"target acc (mean)": round(float(np.mean(acc)), 3),
+        trials = searches[searches["arm"] == recipe.name] if len(searches) else searches
+        row.update({"lr search (val acc, seed 0)": ", ".join(
+                        f"{t.lr:g}: {t.val_acc:.3f}{' (picked)' if t.picked else ''}" for t in trials.itertuples())
+                    or "none (the recipe's own rate)",
+                    "target acc (mean)": round(float(np.mean(acc)), 3),
                     "target acc (min-max)": f"{min(acc):.3f}-{max(acc):.3f}", "seeds": len(acc), "role": role})
         row.pop("what it is", None)
         rows.append(row)

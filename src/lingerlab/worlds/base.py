@@ -68,6 +68,9 @@ class WorldSpec:
         given: models the user already has, by arm name (``"M^t"``: their fine-tuned model,
             ``"M^b"``: their own baseline): the audit measures them instead of training those arms
             (every seed gives the same model). Empty: every arm is trained from its recipe.
+        lr_search: the learning rates every arm of the comparison is tuned over (the same grid, one run
+            per rate at seed 0, picked by target validation accuracy: ``arms.Zoo.search``); empty: each
+            recipe keeps its own rate.
         companion: the world the book shows beside this one in the fair test (``shapes`` beside a
             real-photo world, ``lite0`` beside ``shapes``).
         provenance: what the loader found, for display only (layouts, weights file, skipped files,
@@ -93,6 +96,7 @@ class WorldSpec:
     source_groups: tuple[str, ...] | None = None
     make_cluttered: Callable[[int], Dataset] | None = None
     given: Mapping[str, nn.Module] = field(default_factory=dict)
+    lr_search: tuple[float, ...] = ()
     companion: str = "shapes"
     provenance: Mapping[str, Any] = field(default_factory=dict)
 

@@ -433,7 +433,7 @@ def load_lite(profile: LiteProfile, seed: int = 0, *, variant: str | LiteVariant
         arch=v.arch, head="model._fc", cam_layer="model._conv_head", input_size=size,
         mean=LITE0_MEAN, std=LITE0_STD, recipes=recipes, v_lo=0, source_groups=tuple(origin),
         # M^b trains on all of D^t, as M^t does, and neither augments: "same data" is the competent arm
-        comparison_arms=("M^t", "M^b (same data)"),
+        comparison_arms=("M^t", "M^b (same data)"), lr_search=tuple(profile.lr_search),
         # |I(c)|: two of each photo's views (views of one photo are one cluster in every interval, so
         # more views add little information and cost Grad-CAM passes on every model and seed)
         n_composites_per_class=min(2, profile.dc_per_class),
