@@ -1,6 +1,6 @@
 # lingerlab: two commands.
 #   make book   set up .venv, execute every notebook (profile=smoke), build the site into _build/html
-#   make test   set up .venv, unit tests, nbval on every notebook, pair check, book build with -W
+#   make test   set up .venv, ruff, unit tests, nbval on every notebook, pair check, book build with -W
 # Both run offline once .venv exists, on a CPU. `make book-full` runs the notebooks at paper scale (GPU).
 
 PYTHON    ?= python3.11
@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: test-slow test-full test-install all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
+.PHONY: lint test-slow test-full test-install all venv sync execute book book-full html test unit nbval pairs bookcheck render lock clean clean-cache
 
 all: book
 
@@ -78,7 +78,12 @@ bookcheck: $(STAMP)
 render: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m render
 
-test: unit nbval bookcheck render
+# ruff's checks and formatting, with the configuration in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+
+test: lint unit nbval bookcheck render
 
 lock:
 	rm -rf /tmp/lingerlab-lock && $(PYTHON) -m venv /tmp/lingerlab-lock

@@ -32,6 +32,7 @@ resident set size (Linux ``VmHWM``, reset per stage through ``/proc/self/clear_r
 page that tensors touch, not only Python objects. Where the reset is not allowed a background thread
 samples the RSS (psutil, else ``/proc/self/statm``) every 2 ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,12 +61,13 @@ from lingerlab.features import source_class_counts  # noqa: E402
 from lingerlab.lingering import default_p_lo, lingering  # noqa: E402
 from lingerlab.models import replace_head, source_target_model  # noqa: E402
 
-MB = 2 ** 20
+MB = 2**20
 STAGES = ("eq1", "eq3", "composites", "maps", "eq4")
 SCALING_NS = (1000, 2000, 4000, 8000)
 
 
 # --------------------------------------------------------------------------- data and models
+
 
 class SyntheticImages(Dataset):
     """``n`` images ``[3, size, size]`` in [0, 1] with labels ``labels[i % len(labels)]``; item i is
@@ -98,11 +100,17 @@ def build(name: str, num_classes: int, seed: int) -> torch.nn.Module:
 def make_models(name: str) -> dict[str, torch.nn.Module]:
     ms = build(name, 1000, seed=0)
     mt = replace_head(ms, 2, generator=1)
-    return {"M^s": ms, "M^t": mt, "M^b": build(name, 2, seed=2),
-            "M^st": source_target_model(mt, ms), "M^st(source BN)": source_target_model(mt, ms, bn="source")}
+    return {
+        "M^s": ms,
+        "M^t": mt,
+        "M^b": build(name, 2, seed=2),
+        "M^st": source_target_model(mt, ms),
+        "M^st(source BN)": source_target_model(mt, ms, bn="source"),
+    }
 
 
 # --------------------------------------------------------------------------- peak memory
+
 
 def _rss() -> int:
     with open("/proc/self/statm") as f:
@@ -168,9 +176,20 @@ class PeakRSS:
 
 # --------------------------------------------------------------------------- the audit
 
-def run_audit(models: dict[str, torch.nn.Module], n: int, s: int, c: int, pool: int, size: int, bs: int,
-              n_classes_src: int = 10, n_null: int = 20, mem: PeakRSS | None = None,
-              between: Callable[[], None] | None = None) -> dict:
+
+def run_audit(
+    models: dict[str, torch.nn.Module],
+    n: int,
+    s: int,
+    c: int,
+    pool: int,
+    size: int,
+    bs: int,
+    n_classes_src: int = 10,
+    n_null: int = 20,
+    mem: PeakRSS | None = None,
+    between: Callable[[], None] | None = None,
+) -> dict:
     """Every stage once; per stage its time, image-passes, items and peak RSS (absolute and above
     the RSS at its start). ``between`` runs before the first stage and after each one (untimed)."""
     ms, mt, mb = models["M^s"], models["M^t"], models["M^b"]
@@ -185,12 +204,21 @@ def run_audit(models: dict[str, torch.nn.Module], n: int, s: int, c: int, pool: 
         state["v"] = source_class_counts(ms, target, batch_size=bs)
 
     def eq3():
-        state["table"] = lingering(models["M^st"], source, classes, p_lo=default_p_lo(k_src), source_model=ms,
-                                   mst_source_bn=models["M^st(source BN)"], v=state["v"], batch_size=bs)
+        state["table"] = lingering(
+            models["M^st"],
+            source,
+            classes,
+            p_lo=default_p_lo(k_src),
+            source_model=ms,
+            mst_source_bn=models["M^st(source BN)"],
+            v=state["v"],
+            batch_size=bs,
+        )
 
     def comps():
-        state["comp"] = make_composites(Subset(source, range(min(c, s))), Subset(target, range(min(pool, n))),
-                                        scale=0.4, generator=0)
+        state["comp"] = make_composites(
+            Subset(source, range(min(c, s))), Subset(target, range(min(pool, n))), scale=0.4, generator=0
+        )
 
     def maps():
         comp = state["comp"]
@@ -204,9 +232,13 @@ def run_audit(models: dict[str, torch.nn.Module], n: int, s: int, c: int, pool: 
         state["d_b"] = distraction_with_null(state["A_b"], state["A_s"], masks, 0.8, n_null, seed=0)
 
     c_eff = min(c, s)
-    plan = {"eq1": (eq1, n, n, "images"), "eq3": (eq3, 3 * s, s, "images x 3 models"),
-            "composites": (comps, 0, c_eff, "composites"), "maps": (maps, 3 * c_eff, 3 * c_eff, "maps"),
-            "eq4": (eq4, 0, 2 * c_eff, "composite-model pairs")}
+    plan = {
+        "eq1": (eq1, n, n, "images"),
+        "eq3": (eq3, 3 * s, s, "images x 3 models"),
+        "composites": (comps, 0, c_eff, "composites"),
+        "maps": (maps, 3 * c_eff, 3 * c_eff, "maps"),
+        "eq4": (eq4, 0, 2 * c_eff, "composite-model pairs"),
+    }
     if between is not None:
         between()
     for name, (fn, passes, items, unit) in plan.items():
@@ -251,20 +283,27 @@ def warm_up(models: dict[str, torch.nn.Module], size: int, bs: int) -> None:
 
 # --------------------------------------------------------------------------- output
 
+
 def print_stages(r: dict, fwd: float) -> float:
-    print(f"  {'stage':<11}{'time s':>9}{'passes':>8}  {'items/s':>9}  {'items':<22}{'passes/s':>9}"
-          f"{'/ fwd':>7}{'peak RSS MB':>13}{'+ start':>9}")
+    print(
+        f"  {'stage':<11}{'time s':>9}{'passes':>8}  {'items/s':>9}  {'items':<22}{'passes/s':>9}"
+        f"{'/ fwd':>7}{'peak RSS MB':>13}{'+ start':>9}"
+    )
     for name in STAGES:
         st = r[name]
         pr = st["passes"] / st["s"]
         per = f"{pr:9.1f}{pr / fwd:7.1%}" if st["passes"] else f"{'-':>9}{'-':>7}"
-        print(f"  {name:<11}{st['s']:9.2f}{st['passes']:8d}  {st['items'] / st['s']:9.1f}  {st['unit']:<22}{per}"
-              f"{st['peak'] / MB:13.0f}{(st['peak'] - st['base']) / MB:9.0f}")
+        print(
+            f"  {name:<11}{st['s']:9.2f}{st['passes']:8d}  {st['items'] / st['s']:9.1f}  {st['unit']:<22}{per}"
+            f"{st['peak'] / MB:13.0f}{(st['peak'] - st['base']) / MB:9.0f}"
+        )
     total_s = sum(r[k]["s"] for k in STAGES)
     passes = sum(r[k]["passes"] for k in STAGES)
     rate = passes / total_s
-    print(f"  {'audit':<11}{total_s:9.2f}{passes:8d}  {'':9}  {'':22}{rate:9.1f}{rate / fwd:7.1%}"
-          f"{max(r[k]['peak'] for k in STAGES) / MB:13.0f}")
+    print(
+        f"  {'audit':<11}{total_s:9.2f}{passes:8d}  {'':9}  {'':22}{rate:9.1f}{rate / fwd:7.1%}"
+        f"{max(r[k]['peak'] for k in STAGES) / MB:13.0f}"
+    )
     return rate / fwd
 
 
@@ -278,13 +317,24 @@ def main() -> None:
     ap.add_argument("--composites", type=int, default=128, help="composites C (three maps each)")
     ap.add_argument("--pool", type=int, default=512, help="target images the composites draw from (P)")
     ap.add_argument("--n-null", type=int, default=20)
-    ap.add_argument("--fwd-batches", type=int, default=2,
-                    help="batches per forward-only sample (one sample before the audit and after each stage)")
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                    help="torch CPU threads (default: the CPUs this process may use)")
+    ap.add_argument(
+        "--fwd-batches",
+        type=int,
+        default=2,
+        help="batches per forward-only sample (one sample before the audit and after each stage)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch CPU threads (default: the CPUs this process may use)",
+    )
     ap.add_argument("--quick", action="store_true", help="small run: N = 128, C = 32, 1 batch per forward sample")
-    ap.add_argument("--scaling", action="store_true",
-                    help="run N = 1k, 2k, 4k, 8k (each in a fresh process): wall time and peak RSS")
+    ap.add_argument(
+        "--scaling",
+        action="store_true",
+        help="run N = 1k, 2k, 4k, 8k (each in a fresh process): wall time and peak RSS",
+    )
     ap.add_argument("--ns", type=int, nargs="+", default=list(SCALING_NS), help="the N of --scaling")
     ap.add_argument("--profile", action="store_true", help="cProfile the audit and print the top functions")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -306,15 +356,35 @@ def main() -> None:
     fwd_only = ForwardOnly(models["M^s"], target, args.batch_size, args.fwd_batches)
     if args.child:
         base = mem.reset()
-        r = run_audit(models, args.n, s, args.composites, args.pool, size, args.batch_size, n_null=args.n_null,
-                      mem=mem, between=fwd_only)
-        print("JSON " + json.dumps({"n": args.n, "s": s, "wall": sum(v["s"] for v in r.values()), "base": base,
-                                    "peak": max(v["peak"] for v in r.values()),
-                                    "stages": {k: v["s"] for k, v in r.items()},
-                                    "stage_peaks": {k: v["peak"] for k, v in r.items()},
-                                    "passes": {k: v["passes"] for k, v in r.items()},
-                                    "fwd": max(statistics.median(v) for v in fwd_only.rates.values()),
-                                    "method": mem.method}))
+        r = run_audit(
+            models,
+            args.n,
+            s,
+            args.composites,
+            args.pool,
+            size,
+            args.batch_size,
+            n_null=args.n_null,
+            mem=mem,
+            between=fwd_only,
+        )
+        print(
+            "JSON "
+            + json.dumps(
+                {
+                    "n": args.n,
+                    "s": s,
+                    "wall": sum(v["s"] for v in r.values()),
+                    "base": base,
+                    "peak": max(v["peak"] for v in r.values()),
+                    "stages": {k: v["s"] for k, v in r.items()},
+                    "stage_peaks": {k: v["peak"] for k, v in r.items()},
+                    "passes": {k: v["passes"] for k, v in r.items()},
+                    "fwd": max(statistics.median(v) for v in fwd_only.rates.values()),
+                    "method": mem.method,
+                }
+            )
+        )
         return
 
     prof = cProfile.Profile() if args.profile else None
@@ -326,22 +396,36 @@ def main() -> None:
         if prof:
             prof.enable()
 
-    r = run_audit(models, args.n, s, args.composites, args.pool, size, args.batch_size, n_null=args.n_null, mem=mem,
-                  between=between)
+    r = run_audit(
+        models,
+        args.n,
+        s,
+        args.composites,
+        args.pool,
+        size,
+        args.batch_size,
+        n_null=args.n_null,
+        mem=mem,
+        between=between,
+    )
     if prof:
         prof.disable()
     rates = {k: statistics.median(v) for k, v in fwd_only.rates.items()}
     ref_layout = max(rates, key=rates.get)
     fwd = rates[ref_layout]
 
-    print(f"{args.model} @ {size}px, batch {args.batch_size}, cpu, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; N = {args.n}, S = {s}, C = {min(args.composites, s)}, "
-          f"P = {min(args.pool, args.n)}, n_null = {args.n_null}")
+    print(
+        f"{args.model} @ {size}px, batch {args.batch_size}, cpu, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; N = {args.n}, S = {s}, C = {min(args.composites, s)}, "
+        f"P = {min(args.pool, args.n)}, n_null = {args.n_null}"
+    )
     for k, v in rates.items():
         lo, hi = min(fwd_only.rates[k]), max(fwd_only.rates[k])
-        print(f"  forward only, {k:<13}: {v:7.1f} img/s (median of {len(fwd_only.rates[k])} samples, "
-              f"one before the audit and one after each stage: {lo:.1f} to {hi:.1f})"
-              + ("  <- reference" if k == ref_layout else ""))
+        print(
+            f"  forward only, {k:<13}: {v:7.1f} img/s (median of {len(fwd_only.rates[k])} samples, "
+            f"one before the audit and one after each stage: {lo:.1f} to {hi:.1f})"
+            + ("  <- reference" if k == ref_layout else "")
+        )
     ratio = print_stages(r, fwd)
     print(f"  ratio = (N + 3 S + 3 C) / audit time / forward-only img/s = {ratio:.1%}  (goal >= 25%)")
     print(f"  peak memory: {mem.method}; '+ start' = peak minus the RSS when the stage began")
@@ -352,15 +436,36 @@ def main() -> None:
 
 def scaling(args, size: int) -> None:
     rows = []
-    cmd0 = [sys.executable, __file__, "--child", "--model", args.model, "--size", str(size),
-            "--batch-size", str(args.batch_size), "--composites", str(args.composites), "--pool", str(args.pool),
-            "--n-null", str(args.n_null), "--threads", str(args.threads), "--fwd-batches", str(args.fwd_batches)]
-    print(f"{args.model} @ {size}px, batch {args.batch_size}, cpu, {args.threads} threads; S = N / 2, "
-          f"C = {args.composites}, P = {args.pool}, n_null = {args.n_null}; each N in a fresh process")
-    print(f"  {'':>6}{'':>8}{'':>8}{'eq1+eq3':>9}{'':>9}{'fixed':>7}{'eq1+eq3':>9}{'':>8}"
-          f"{'peak RSS MB':^29}")
-    print(f"  {'N':>6}{'passes':>8}{'wall s':>8}{'s':>9}{'s / 1k N':>9}{'s':>7}{'/ fwd':>9}{'ratio':>8}"
-          f"{'eq1':>7}{'eq3':>7}{'rest':>7}{'all':>8}")
+    cmd0 = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--model",
+        args.model,
+        "--size",
+        str(size),
+        "--batch-size",
+        str(args.batch_size),
+        "--composites",
+        str(args.composites),
+        "--pool",
+        str(args.pool),
+        "--n-null",
+        str(args.n_null),
+        "--threads",
+        str(args.threads),
+        "--fwd-batches",
+        str(args.fwd_batches),
+    ]
+    print(
+        f"{args.model} @ {size}px, batch {args.batch_size}, cpu, {args.threads} threads; S = N / 2, "
+        f"C = {args.composites}, P = {args.pool}, n_null = {args.n_null}; each N in a fresh process"
+    )
+    print(f"  {'':>6}{'':>8}{'':>8}{'eq1+eq3':>9}{'':>9}{'fixed':>7}{'eq1+eq3':>9}{'':>8}{'peak RSS MB':^29}")
+    print(
+        f"  {'N':>6}{'passes':>8}{'wall s':>8}{'s':>9}{'s / 1k N':>9}{'s':>7}{'/ fwd':>9}{'ratio':>8}"
+        f"{'eq1':>7}{'eq3':>7}{'rest':>7}{'all':>8}"
+    )
     for n in args.ns:
         cmd = cmd0 + ["--n", str(n)] + (["--s", str(args.s)] if args.s is not None else [])
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -374,19 +479,25 @@ def scaling(args, size: int) -> None:
         rate = (ps["eq1"] + ps["eq3"]) / grow / d["fwd"]
         ratio = sum(ps.values()) / d["wall"] / d["fwd"]
         rest = max(pk[k] for k in STAGES[2:])
-        print(f"  {n:6d}{sum(ps.values()):8d}{d['wall']:8.1f}{grow:9.1f}{grow / n * 1000:9.2f}{d['wall'] - grow:7.1f}"
-              f"{rate:9.1%}{ratio:8.1%}{pk['eq1'] / MB:7.0f}{pk['eq3'] / MB:7.0f}{rest / MB:7.0f}{d['peak'] / MB:8.0f}",
-              flush=True)
+        print(
+            f"  {n:6d}{sum(ps.values()):8d}{d['wall']:8.1f}{grow:9.1f}{grow / n * 1000:9.2f}{d['wall'] - grow:7.1f}"
+            f"{rate:9.1%}{ratio:8.1%}{pk['eq1'] / MB:7.0f}{pk['eq3'] / MB:7.0f}{rest / MB:7.0f}{d['peak'] / MB:8.0f}",
+            flush=True,
+        )
     a, b = rows[0], rows[-1]
     ga, gb = a["stages"]["eq1"] + a["stages"]["eq3"], b["stages"]["eq1"] + b["stages"]["eq3"]
     pa, pb = (max(r["stage_peaks"]["eq1"], r["stage_peaks"]["eq3"]) for r in (a, b))
-    print(f"  N x{b['n'] / a['n']:g}: eq1 + eq3 time x{gb / ga:.2f} (x{gb * b['fwd'] / (ga * a['fwd']):.2f} at "
-          f"equal forward-only speed), their peak RSS {(pb - pa) / MB:+.0f} MB, "
-          f"the whole audit's {(b['peak'] - a['peak']) / MB:+.0f} MB")
-    print(f"  peak memory: {rows[0]['method']}, per stage, after a warm-up. 'wall s': the stage times "
-          "(forward-only samples excluded); 'rest': composites, maps and Eq. 4 (C and P do not grow with N); "
-          "'eq1+eq3 / fwd': their passes/s over the forward-only img/s measured in the same process (constant: "
-          "time linear in N at a given machine speed); 'ratio': as in the default run")
+    print(
+        f"  N x{b['n'] / a['n']:g}: eq1 + eq3 time x{gb / ga:.2f} (x{gb * b['fwd'] / (ga * a['fwd']):.2f} at "
+        f"equal forward-only speed), their peak RSS {(pb - pa) / MB:+.0f} MB, "
+        f"the whole audit's {(b['peak'] - a['peak']) / MB:+.0f} MB"
+    )
+    print(
+        f"  peak memory: {rows[0]['method']}, per stage, after a warm-up. 'wall s': the stage times "
+        "(forward-only samples excluded); 'rest': composites, maps and Eq. 4 (C and P do not grow with N); "
+        "'eq1+eq3 / fwd': their passes/s over the forward-only img/s measured in the same process (constant: "
+        "time linear in N at a given machine speed); 'ratio': as in the default run"
+    )
 
 
 if __name__ == "__main__":

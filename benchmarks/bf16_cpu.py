@@ -8,6 +8,7 @@ trains: the ``shapes`` CNN at 32 px (batch 32 as fine-tuning, batch 64 as the sc
 EfficientNet-Lite0 at 128 px (batch 16). Prints images/s and the ratio bf16 / fp32 (> 1: bf16 is
 faster). ``lingerlab`` trains in float32; this script only measures (random weights and images).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,15 +47,20 @@ def main() -> None:
     args = ap.parse_args()
     from lingerlab.worlds.shapes import _MakeModel
 
-    cases = [("shapes SmallResNet, batch 32", lambda: _MakeModel(24, 24)(), 32, 32, 24),
-             ("shapes SmallResNet, batch 64", lambda: _MakeModel(24, 24)(), 32, 64, 24)]
+    cases = [
+        ("shapes SmallResNet, batch 32", lambda: _MakeModel(24, 24)(), 32, 32, 24),
+        ("shapes SmallResNet, batch 64", lambda: _MakeModel(24, 24)(), 32, 64, 24),
+    ]
     try:
         from lingerlab.worlds.lite import make_lite0
+
         cases.append(("EfficientNet-Lite0, 128 px, batch 16", lambda: make_lite0(128), 128, 16, 1000))
     except ImportError as e:  # pragma: no cover - optional dependency missing
         print(f"skipping EfficientNet-Lite0: {e}")
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"oneDNN bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, threads {torch.get_num_threads()}")
+    print(
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"oneDNN bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, threads {torch.get_num_threads()}"
+    )
     g = torch.Generator().manual_seed(0)
     for name, make, size, batch, classes in cases:
         torch.manual_seed(0)

@@ -10,6 +10,7 @@ Prints, per cell that missed the cache, its seconds and the seconds per stage (`
 budgets. Cells run as plain Python (the jupytext ``.py`` sources), so the numbers are the
 notebooks' work without papermill's kernel start and output capture.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,23 @@ def _notebooks() -> list[Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("notebooks", nargs="*", type=Path, help="jupytext .py sources (default: every notebook of _toc.yml)")
+    ap.add_argument(
+        "notebooks", nargs="*", type=Path, help="jupytext .py sources (default: every notebook of _toc.yml)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the cells and misses as JSON here")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="model cache to use (default: an empty one; a run's cache, to profile later notebooks)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="model cache to use (default: an empty one; a run's cache, to profile later notebooks)",
+    )
     args = ap.parse_args()
     paths = [p.resolve() for p in args.notebooks] or _notebooks()
     tmp = tempfile.mkdtemp(prefix="lingerlab-profile-")
     os.environ["LINGERLAB_CACHE"] = str(args.cache.resolve() if args.cache else Path(tmp) / "cache")
     os.environ["LINGERLAB_FIGURES"] = str(Path(tmp) / "figures")
     import matplotlib
+
     matplotlib.use("Agg")
     import lingerlab.cache as C
 

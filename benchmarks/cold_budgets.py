@@ -37,6 +37,7 @@ factor against the value ``seed_batching.py`` measured on 2026-12-01 (:data:`REF
 stage's ratio also at that speed (seconds / factor / budget). The plain ratio is the budget check; the
 second says how much of a miss is the machine's rather than the code's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-BUDGETS = {"shapes": 180.0, "remedies": 480.0, "remedies-lite0": 480.0, "lite0": 240.0, "lite1": 240.0,
-           "lite2": 240.0, "arch": 360.0, "notebooks": 720.0}
+BUDGETS = {
+    "shapes": 180.0,
+    "remedies": 480.0,
+    "remedies-lite0": 480.0,
+    "lite0": 240.0,
+    "lite1": 240.0,
+    "lite2": 240.0,
+    "arch": 360.0,
+    "notebooks": 720.0,
+}
 ROOT = Path(__file__).resolve().parents[1]
 #: the reference workload of :func:`_reference_ms` as ``seed_batching.py`` measured it on 2026-12-01
 #: (its sequential variant, the same workload): 216 ms per step of all five
@@ -65,6 +74,7 @@ def _reference_ms(steps: int = 20, k: int = 5) -> float:
     import torch.nn.functional as F
 
     from lingerlab.worlds.shapes import SmallResNet
+
     g = torch.Generator().manual_seed(0)
     xs = torch.rand(k, 64, 3, 32, 32, generator=g)
     ys = torch.randint(0, 2, (k, 64), generator=g)
@@ -90,6 +100,7 @@ def _world_models(name: str) -> None:
 
     from lingerlab import load_world
     from lingerlab.arms import Zoo
+
     w = load_world(name, "smoke", device="cpu", progress=False)
     zoo = Zoo(w, device=torch.device("cpu"), progress=False)
     zoo.train(w.recipe("M^t"), 0)
@@ -101,15 +112,23 @@ def _remedies(world: str = "shapes") -> None:
     prints each remedy's paired change against plain fine-tuning (mean over the seeds)."""
     from lingerlab import load_world, sweeps
     from lingerlab.audit import Audit
+
     audit = Audit(load_world(world, "smoke", device="cpu", progress=False), device="cpu")
     built: dict = {}
     table = sweeps.remedy_table(audit, seeds=(0, 1, 2), memo=built)
     sweeps.remedy_tests(audit, seeds=(0, 1, 2), memo=built)
     s = sweeps.summarize_remedies(table)
     for r in s.itertuples():
-        print(f"  {world} {r.remedy}: " + (f"target acc {r.target_acc:.3f} ({r.d_target_acc:+.3f}), composite acc "
-                                           f"{r.composite_acc:.3f} ({r.d_composite_acc:+.3f}), |L| {r.n_lingering:.1f}"
-                                           if r.feasible else "not feasible here"), flush=True)
+        print(
+            f"  {world} {r.remedy}: "
+            + (
+                f"target acc {r.target_acc:.3f} ({r.d_target_acc:+.3f}), composite acc "
+                f"{r.composite_acc:.3f} ({r.d_composite_acc:+.3f}), |L| {r.n_lingering:.1f}"
+                if r.feasible
+                else "not feasible here"
+            ),
+            flush=True,
+        )
 
 
 def _notebooks() -> None:
@@ -117,9 +136,21 @@ def _notebooks() -> None:
     with tempfile.TemporaryDirectory(prefix="lingerlab-book-") as tmp:
         env = {**os.environ, "LINGERLAB_CACHE": str(Path(tmp) / "cache"), "PYTHONHASHSEED": "0"}
         timings = Path(tmp) / "timings.json"
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "execute.py"), "--profile", "smoke",
-                        "--output-dir", str(Path(tmp) / "out"), "--timings", str(timings)], env=env, check=True,
-                       cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "execute.py"),
+                "--profile",
+                "smoke",
+                "--output-dir",
+                str(Path(tmp) / "out"),
+                "--timings",
+                str(timings),
+            ],
+            env=env,
+            check=True,
+            cwd=ROOT,
+        )
         per = json.loads(timings.read_text())
         print("  per notebook: " + ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in per.items()), flush=True)
 
@@ -128,6 +159,7 @@ def _arch() -> None:
     """Notebook 5's Figure 8 call, cold: the same specs and seeds, in an empty cache of its own."""
     from lingerlab import sweeps
     from lingerlab.profiles import get_profile
+
     with tempfile.TemporaryDirectory(prefix="lingerlab-arch-") as tmp:
         old = os.environ["LINGERLAB_CACHE"]
         os.environ["LINGERLAB_CACHE"] = tmp
@@ -135,16 +167,25 @@ def _arch() -> None:
             for specs in sweeps.figure8_specs(get_profile("shapes", "smoke").width).values():
                 t = time.perf_counter()
                 res = sweeps.arch_comparison(specs, profile="smoke", seeds=(0, 1, 2), audit_kwargs={"device": "cpu"})
-                print(f"  {', '.join(specs)}: {time.perf_counter() - t:.0f} s; |L| " +
-                      ", ".join(f"{r.label} {r.n_L:.1f}" for r in res.table.itertuples()), flush=True)
+                print(
+                    f"  {', '.join(specs)}: {time.perf_counter() - t:.0f} s; |L| "
+                    + ", ".join(f"{r.label} {r.n_L:.1f}" for r in res.table.itertuples()),
+                    flush=True,
+                )
         finally:
             os.environ["LINGERLAB_CACHE"] = old
 
 
-STAGES = {"shapes": lambda: _world_models("shapes"), "remedies": _remedies,
-          "remedies-lite0": lambda: _remedies("lite0"), "lite0": lambda: _world_models("lite0"),
-          "lite1": lambda: _world_models("lite1"), "lite2": lambda: _world_models("lite2"), "arch": _arch,
-          "notebooks": _notebooks}
+STAGES = {
+    "shapes": lambda: _world_models("shapes"),
+    "remedies": _remedies,
+    "remedies-lite0": lambda: _remedies("lite0"),
+    "lite0": lambda: _world_models("lite0"),
+    "lite1": lambda: _world_models("lite1"),
+    "lite2": lambda: _world_models("lite2"),
+    "arch": _arch,
+    "notebooks": _notebooks,
+}
 DEFAULT_STAGES = ["shapes", "remedies", "lite0", "lite1", "lite2"]
 
 
@@ -156,6 +197,7 @@ def main() -> None:
     tmp = None if args.cache else tempfile.TemporaryDirectory(prefix="lingerlab-cold-")
     os.environ["LINGERLAB_CACHE"] = args.cache or tmp.name  # type: ignore[union-attr]
     import torch
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, cache {os.environ['LINGERLAB_CACHE']}")
     before = _reference_ms()
     print(f"reference workload: {before:.0f} ms (2026-12-01: {REFERENCE_MS:.0f} ms)", flush=True)
@@ -167,11 +209,15 @@ def main() -> None:
         print(f"{name}: {s:.0f} s, budget {BUDGETS[name]:.0f} s, ratio {s / BUDGETS[name]:.2f}", flush=True)
     after = _reference_ms()
     factor = (before + after) / 2 / REFERENCE_MS
-    print(f"reference workload: {before:.0f} ms before, {after:.0f} ms after the stages: this machine ran at "
-          f"{factor:.2f}x the time of 2026-12-01")
+    print(
+        f"reference workload: {before:.0f} ms before, {after:.0f} ms after the stages: this machine ran at "
+        f"{factor:.2f}x the time of 2026-12-01"
+    )
     for name, s in measured.items():
-        print(f"{name}: ratio {s / BUDGETS[name]:.2f}; at the speed of 2026-12-01 about {s / factor:.0f} s, "
-              f"ratio {s / factor / BUDGETS[name]:.2f}")
+        print(
+            f"{name}: ratio {s / BUDGETS[name]:.2f}; at the speed of 2026-12-01 about {s / factor:.0f} s, "
+            f"ratio {s / factor / BUDGETS[name]:.2f}"
+        )
     if tmp is not None:
         tmp.cleanup()
 

@@ -6,6 +6,7 @@ Prints maps/s for both, their ratio, the forward-only throughput (inference mode
 of it that ``lingerlab.gradcam`` reaches, plus the largest difference between the two sets of maps.
 Random weights (no downloads). Each repeat times the three in turn; the median is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                    help="torch CPU threads (default: the CPUs this process may use)")
-    ap.add_argument("--contiguous", action="store_true",
-                    help="keep the batch contiguous (gradcam feeds CPU batches channels-last by default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch CPU threads (default: the CPUs this process may use)",
+    )
+    ap.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="keep the batch contiguous (gradcam feeds CPU batches channels-last by default)",
+    )
     args = ap.parse_args()
 
     from pytorch_grad_cam import GradCAM
@@ -97,13 +105,17 @@ def main() -> None:
 
     rate = {k: args.batch / statistics.median(v) for k, v in times.items()}
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"{args.model} @ {args.size}px, batch {args.batch}, layer {lname}, {name}, torch {torch.__version__}, "
-          f"median of {args.repeats}" + (", contiguous" if args.contiguous else ""))
+    print(
+        f"{args.model} @ {args.size}px, batch {args.batch}, layer {lname}, {name}, torch {torch.__version__}, "
+        f"median of {args.repeats}" + (", contiguous" if args.contiguous else "")
+    )
     print(f"  pytorch-grad-cam GradCAM : {rate['pytorch-grad-cam']:9.1f} maps/s")
     print(f"  lingerlab.gradcam        : {rate['lingerlab.gradcam']:9.1f} maps/s")
     print(f"  ratio                    : {rate['lingerlab.gradcam'] / rate['pytorch-grad-cam']:9.2f}x")
-    print(f"  forward only (inference) : {rate['forward only']:9.1f} img/s"
-          + ("  (channels-last, as gradcam)" if cl else ""))
+    print(
+        f"  forward only (inference) : {rate['forward only']:9.1f} img/s"
+        + ("  (channels-last, as gradcam)" if cl else "")
+    )
     print(f"  gradcam / forward        : {rate['lingerlab.gradcam'] / rate['forward only']:9.1%}")
     print(f"  max |maps difference|    : {diff:9.2e}")
 

@@ -13,6 +13,7 @@
 
 Repeats are interleaved (A, B, A, B, ...) and medians compared, so a drift of the shared CPU hits both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,13 @@ def _infer_ms(model: torch.nn.Module, x: torch.Tensor, batch: int) -> float:
     with torch.inference_mode():
         t = time.perf_counter()
         for i in range(0, len(x), batch):
-            model(x[i:i + batch].contiguous(memory_format=torch.channels_last))
+            model(x[i : i + batch].contiguous(memory_format=torch.channels_last))
         return (time.perf_counter() - t) / len(x) * 1000
 
 
 def _package_model(variant: str, size: int, state: dict) -> torch.nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
+
     net = EfficientNet.from_name(VARIANTS[variant].model_name, image_size=size, num_classes=2)
     net.load_state_dict(state)
     return net
@@ -80,8 +82,10 @@ def main(argv: list[str] | None = None) -> None:
             small.append(_infer_ms(src, x, CPU_EVAL_BATCH))
             large.append(_infer_ms(src, x, 256))
         s, lg = statistics.median(small), statistics.median(large)
-        print(f"{v} inference: batch {CPU_EVAL_BATCH} {s:.2f} ms/image, batch 256 {lg:.2f} ms/image, "
-              f"ratio {s / lg:.2f}", flush=True)
+        print(
+            f"{v} inference: batch {CPU_EVAL_BATCH} {s:.2f} ms/image, batch 256 {lg:.2f} ms/image, ratio {s / lg:.2f}",
+            flush=True,
+        )
 
         torch.manual_seed(0)
         ours = lite_source_model(v, size)
@@ -89,8 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         theirs = _package_model(v, size, ours.model.state_dict())
         xb = torch.rand(16, 3, size, size, generator=g).contiguous(memory_format=torch.channels_last)
         yb = torch.randint(0, 2, (16,), generator=g)
-        nets = {"folded": ours.model.to(memory_format=torch.channels_last),
-                "package": theirs.to(memory_format=torch.channels_last)}
+        nets = {
+            "folded": ours.model.to(memory_format=torch.channels_last),
+            "package": theirs.to(memory_format=torch.channels_last),
+        }
         times: dict[str, list[float]] = {k: [] for k in nets}
         for _ in range(a.repeats):
             for k, net in nets.items():

@@ -17,6 +17,7 @@ and a model without them is not the model the book trains.
 
 Prints the seconds per step of each and the ratio grouped / sequential (< 1: grouping is faster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ class _GBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(k * cout)
         self.conv2 = nn.Conv2d(k * cout, k * cout, 3, 1, 1, bias=False, groups=k)
         self.bn2 = nn.BatchNorm2d(k * cout)
-        self.short = (nn.Sequential(nn.Conv2d(k * cin, k * cout, 1, stride, bias=False, groups=k),
-                                    nn.BatchNorm2d(k * cout)) if stride != 1 or cin != cout else nn.Identity())
+        self.short = (
+            nn.Sequential(nn.Conv2d(k * cin, k * cout, 1, stride, bias=False, groups=k), nn.BatchNorm2d(k * cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -55,8 +59,9 @@ class GroupedResNet(nn.Module):
     def __init__(self, num_classes: int, width: int, k: int) -> None:
         super().__init__()
         self.k, self.width = k, width
-        self.stem = nn.Sequential(nn.Conv2d(3 * k, width * k, 3, 1, 1, bias=False, groups=k),
-                                  nn.BatchNorm2d(width * k), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3 * k, width * k, 3, 1, 1, bias=False, groups=k), nn.BatchNorm2d(width * k), nn.ReLU(inplace=True)
+        )
         self.layer1 = _GBlock(width, width, 1, k)
         self.layer2 = _GBlock(width, 2 * width, 2, k)
         self.layer3 = _GBlock(2 * width, 4 * width, 2, k)
@@ -102,13 +107,15 @@ def main(argv: list[str] | None = None) -> None:
 
     def grouped() -> None:
         gopt.zero_grad()
-        out = grouped_model(gx)                      # [B, K, classes]
+        out = grouped_model(gx)  # [B, K, classes]
         F.cross_entropy(out.permute(0, 2, 1), ys.T).backward()  # the mean over K copies: same gradients x 1/K
         gopt.step()
 
     t_seq = _time(sequential, a.steps)
     t_grp = _time(grouped, a.steps)
-    print(f"K = {a.k} copies of SmallResNet(width={a.width}), batch {a.batch} of 32 px, {torch.get_num_threads()} threads")
+    print(
+        f"K = {a.k} copies of SmallResNet(width={a.width}), batch {a.batch} of 32 px, {torch.get_num_threads()} threads"
+    )
     print(f"sequential: {t_seq * 1000:.1f} ms per step of all K")
     print(f"grouped:    {t_grp * 1000:.1f} ms per step of all K")
     print(f"ratio grouped / sequential: {t_grp / t_seq:.2f} (< 1: training the seeds together is faster)")

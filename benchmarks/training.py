@@ -10,6 +10,7 @@ means channels-last is faster) are printed. Then the ``shapes`` CNN at the smoke
 against width 24 (``SmallResNet``'s default width), both channels-last,
 in turn in the same run: the ratio (width 24 / smoke width, > 1 means the smoke width is faster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,13 @@ from lingerlab import training  # noqa: E402
 
 def _smoke_width() -> int:
     from lingerlab.profiles import get_profile
+
     return get_profile("shapes", "smoke").width
 
 
 def _shapes_cnn(width: int) -> torch.nn.Module:
     from lingerlab.worlds.shapes import _MakeModel
+
     return _MakeModel(24, width)().eval()
 
 
@@ -44,6 +47,7 @@ def _models() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
     out = {f"shapes SmallResNet (w={w})": (_shapes_cnn(w), 32, 32, 1024)}
     try:
         from lingerlab.worlds.lite import make_lite0
+
         out["EfficientNet-Lite0"] = (make_lite0(128).eval(), 128, 16, 128)
     except ImportError as e:  # pragma: no cover - optional dependency missing
         print(f"skipping EfficientNet-Lite0: {e}")
@@ -52,8 +56,20 @@ def _models() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
 
 def _epoch_seconds(model: torch.nn.Module, data: TensorDataset, batch: int, layout: str) -> float:
     t = time.perf_counter()
-    training.finetune(model, data, None, num_classes=2, lr=1e-4, epochs=1, optimizer="adam", batch_size=batch,
-                      cache=False, progress=False, device="cpu", layout=layout)
+    training.finetune(
+        model,
+        data,
+        None,
+        num_classes=2,
+        lr=1e-4,
+        epochs=1,
+        optimizer="adam",
+        batch_size=batch,
+        cache=False,
+        progress=False,
+        device="cpu",
+        layout=layout,
+    )
     return time.perf_counter() - t
 
 
@@ -79,11 +95,18 @@ def _run(repeats: int) -> None:
     for name, (model, size, batch, n) in _models().items():
         g = torch.Generator().manual_seed(0)
         data = TensorDataset(torch.rand(n, 3, size, size, generator=g), torch.randint(0, 2, (n,), generator=g))
-        _epoch_seconds(model, TensorDataset(*(t[:2 * batch] for t in data.tensors)), batch, "channels_last")  # warm-up
-        med = _interleaved_medians({layout: functools.partial(_epoch_seconds, model, data, batch, layout)
-                                    for layout in ("contiguous", "channels_last")}, repeats)
-        print(f"{name}: {n} images, batch {batch}: contiguous {n / med['contiguous']:.0f} img/s, "
-              f"channels-last {n / med['channels_last']:.0f} img/s, ratio {med['contiguous'] / med['channels_last']:.2f}")
+        _epoch_seconds(model, TensorDataset(*(t[: 2 * batch] for t in data.tensors)), batch, "channels_last")  # warm-up
+        med = _interleaved_medians(
+            {
+                layout: functools.partial(_epoch_seconds, model, data, batch, layout)
+                for layout in ("contiguous", "channels_last")
+            },
+            repeats,
+        )
+        print(
+            f"{name}: {n} images, batch {batch}: contiguous {n / med['contiguous']:.0f} img/s, "
+            f"channels-last {n / med['channels_last']:.0f} img/s, ratio {med['contiguous'] / med['channels_last']:.2f}"
+        )
     _run_width(repeats)
 
 
@@ -91,10 +114,13 @@ def _run_width(repeats: int, n: int = 1024, batch: int = 32) -> None:
     w = _smoke_width()
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 2, (n,), generator=g))
-    med = _interleaved_medians({k: functools.partial(_epoch_seconds, _shapes_cnn(k), data, batch, "channels_last")
-                                for k in (24, w)}, repeats)
-    print(f"shapes SmallResNet width 24 vs smoke width {w}: {n} images, batch {batch}, channels-last: "
-          f"{n / med[24]:.0f} vs {n / med[w]:.0f} img/s, ratio {med[24] / med[w]:.2f}")
+    med = _interleaved_medians(
+        {k: functools.partial(_epoch_seconds, _shapes_cnn(k), data, batch, "channels_last") for k in (24, w)}, repeats
+    )
+    print(
+        f"shapes SmallResNet width 24 vs smoke width {w}: {n} images, batch {batch}, channels-last: "
+        f"{n / med[24]:.0f} vs {n / med[w]:.0f} img/s, ratio {med[24] / med[w]:.2f}"
+    )
 
 
 if __name__ == "__main__":

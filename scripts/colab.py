@@ -6,6 +6,7 @@
     python scripts/colab.py           # rewrite them from pyproject.toml
     python scripts/colab.py --check   # exit 1 and list what disagrees (tests/test_colab.py runs this)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,15 +23,19 @@ def repository_url(root: Path = ROOT) -> str:
     meta = tomllib.loads((root / "pyproject.toml").read_text())
     url = meta.get("project", {}).get("urls", {}).get("Repository")
     if not url or not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url.rstrip("/").removesuffix(".git")):
-        raise ValueError(f"pyproject.toml [project.urls] Repository must be https://github.com/<owner>/<repo>; got {url!r}")
+        raise ValueError(
+            f"pyproject.toml [project.urls] Repository must be https://github.com/<owner>/<repo>; got {url!r}"
+        )
     return url.rstrip("/").removesuffix(".git")
 
 
 def expected(url: str, notebook: str) -> dict[str, str]:
     """The badge link and the pip requirement a notebook must carry for repository ``url``."""
     slug = url.removeprefix("https://github.com/")
-    return {"badge": f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{notebook}.ipynb",
-            "install": f'"lingerlab[book] @ git+{url}"'}
+    return {
+        "badge": f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{notebook}.ipynb",
+        "install": f'"lingerlab[book] @ git+{url}"',
+    }
 
 
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/main/notebooks/[\w.-]+\.ipynb")

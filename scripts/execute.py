@@ -18,6 +18,7 @@ notebook as it was. Each executed notebook records in its ``lingerlab`` metadata
 cache was cold or warm and the machine it ran on; after a run over the book's own notebooks (no
 ``--output-dir``), the book's execution-statistics page is regenerated from the stored notebooks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -143,8 +144,15 @@ def _terminate_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_one(nb: Path, out: Path, params: dict[str, str], kernel: str = "python3", *,
-            profile: str = "smoke", device: str = "auto") -> tuple[float, str | None]:
+def run_one(
+    nb: Path,
+    out: Path,
+    params: dict[str, str],
+    kernel: str = "python3",
+    *,
+    profile: str = "smoke",
+    device: str = "auto",
+) -> tuple[float, str | None]:
     """Execute ``nb`` into ``out`` with papermill; return (seconds, error or None).
 
     Papermill writes ``<stem>.running.ipynb`` beside ``out``, which replaces ``out`` (``os.replace``)
@@ -194,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="smoke", help="the notebooks' `profile` parameter (smoke or full)")
     ap.add_argument("--device", default="auto", help="the notebooks' `device` parameter (auto, cpu, cuda, cuda:N)")
-    ap.add_argument("--output-dir", type=Path, default=None,
-                    help="write executed notebooks here (default: over the input notebooks)")
+    ap.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="write executed notebooks here (default: over the input notebooks)",
+    )
     ap.add_argument("--keep-going", action="store_true", help="run the next notebook after one fails")
     ap.add_argument("--timings", type=Path, default=None, help="write {notebook: seconds} as JSON here")
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
@@ -217,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for nb in notebooks:
             out = nb if args.output_dir is None else args.output_dir / nb.name
-            print(f"== papermill {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} "
-                  f"(profile={args.profile}, device={args.device})", flush=True)
+            print(
+                f"== papermill {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} "
+                f"(profile={args.profile}, device={args.device})",
+                flush=True,
+            )
             # A notebook that reads the others' outputs (the results page: `claims_dir`) reads them where
             # this run writes them.
             nb_params = dict(params)
@@ -237,8 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         print("   interrupted: the notebook it was running is left as it was", flush=True)
     total = sum(float(t["seconds"]) for t in timings.values())  # type: ignore[arg-type]
-    print(f"== {len(timings) - len(failed)}/{len(notebooks)} notebooks ran, {total:.0f} s in all"
-          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    print(
+        f"== {len(timings) - len(failed)}/{len(notebooks)} notebooks ran, {total:.0f} s in all"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     if args.output_dir is None and set(notebooks) & set(toc_notebooks()) and write_stats():
         print(f"== {STATS.relative_to(ROOT)} regenerated", flush=True)
     return 130 if interrupted else 1 if failed else 0

@@ -1,4 +1,5 @@
 """Grad-CAM (A(x, M, c) of Eq. 4): the fast path against pytorch-grad-cam, and its contract."""
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 TOL = 1e-4
 
 
-def _reference(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str,
-               reshape_transform=None) -> torch.Tensor:
+def _reference(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, reshape_transform=None) -> torch.Tensor:
     """pytorch-grad-cam's GradCAM on a deep copy (it leaves eval mode and param grads behind)."""
     model = copy.deepcopy(model)
     with pgc.GradCAM(model, [model.get_submodule(layer)], reshape_transform=reshape_transform) as g:
@@ -27,8 +27,7 @@ def _reference(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str,
 
 
 def _no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-               for m in model.modules())
+    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +50,29 @@ def _efficientnet() -> nn.Module:
 
 
 def _vit() -> nn.Module:
-    m = torchvision.models.VisionTransformer(image_size=64, patch_size=16, num_layers=2, num_heads=2,
-                                             hidden_dim=64, mlp_dim=128, num_classes=10)
+    m = torchvision.models.VisionTransformer(
+        image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128, num_classes=10
+    )
     with torch.no_grad():  # torchvision zero-initialises the head, which makes every map constant
         m.heads.head.weight.normal_(0, 0.5)
     return m
 
 
-@pytest.mark.parametrize("arch,size,layer,reshape", [
-    ("resnet18", 96, "layer4", None),
-    ("efficientnet_b0", 96, "features.8", None),
-    ("vit", 64, "encoder.layers.encoder_layer_1.ln_1", vit_reshape_transform),
-])
+@pytest.mark.parametrize(
+    "arch,size,layer,reshape",
+    [
+        ("resnet18", 96, "layer4", None),
+        ("efficientnet_b0", 96, "features.8", None),
+        ("vit", 64, "encoder.layers.encoder_layer_1.ln_1", vit_reshape_transform),
+    ],
+)
 def test_matches_pytorch_grad_cam(arch, size, layer, reshape):
     torch.manual_seed(0)
-    model = {"resnet18": lambda: torchvision.models.resnet18(num_classes=10),
-             "efficientnet_b0": _efficientnet, "vit": _vit}[arch]()
+    model = {
+        "resnet18": lambda: torchvision.models.resnet18(num_classes=10),
+        "efficientnet_b0": _efficientnet,
+        "vit": _vit,
+    }[arch]()
     assert default_layer(model) == layer
     g = torch.Generator().manual_seed(2)
     x, t = torch.rand(8, 3, size, size, generator=g), torch.randint(0, 10, (8,), generator=g)
@@ -192,15 +198,25 @@ def test_default_layers_of_known_architectures():
     from efficientnet_lite_pytorch import EfficientNet
 
     expected = {
-        "vgg11": "features.20", "mobilenet_v3_small": "features.12", "convnext_tiny": "features.7",
-        "densenet121": "features", "efficientnet_b0": "features.8", "resnet50": "layer4",
-        "vit_b_16": "encoder.layers.encoder_layer_11.ln_1", "swin_t": "norm",
+        "vgg11": "features.20",
+        "mobilenet_v3_small": "features.12",
+        "convnext_tiny": "features.7",
+        "densenet121": "features",
+        "efficientnet_b0": "features.8",
+        "resnet50": "layer4",
+        "vit_b_16": "encoder.layers.encoder_layer_11.ln_1",
+        "swin_t": "norm",
     }
     with torch.device("meta"):  # structure only: no memory, no init cost
         for name, layer in expected.items():
             assert default_layer(getattr(torchvision.models, name)()) == layer, name
-        timm_expected = {"resnet18": "layer4", "efficientnet_b0": "bn2", "convnext_atto": "stages.3",
-                         "vit_tiny_patch16_224": "blocks.11.norm1", "mobilenetv3_small_050": "blocks.5"}
+        timm_expected = {
+            "resnet18": "layer4",
+            "efficientnet_b0": "bn2",
+            "convnext_atto": "stages.3",
+            "vit_tiny_patch16_224": "blocks.11.norm1",
+            "mobilenetv3_small_050": "blocks.5",
+        }
         for name, layer in timm_expected.items():
             assert default_layer(timm.create_model(name, pretrained=False)) == layer, name
         assert default_layer(EfficientNet.from_name("efficientnet-lite0")) == "_bn1"
@@ -229,8 +245,9 @@ def test_vit_reshape_transform():
 class _Tiny(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
-                                      nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8)
+        )
         self.head = nn.Linear(8, 5)
 
     def forward(self, x):
@@ -243,8 +260,7 @@ def test_cam_methods():
     x, t = torch.rand(3, 3, 32, 32), torch.tensor([0, 2, 4])
     p0 = next(model.parameters())
     p0.grad = torch.ones_like(p0)
-    for method in ("gradcam", "gradcam++", "layercam", "xgradcam", "hirescam", "eigencam", "scorecam",
-                   "ablationcam"):
+    for method in ("gradcam", "gradcam++", "layercam", "xgradcam", "hirescam", "eigencam", "scorecam", "ablationcam"):
         maps = cam(model, x, t, method=method)
         assert maps.shape == (3, 32, 32) and maps.dtype == torch.float32 and maps.device == x.device
         assert maps.min() >= 0 and maps.max() <= 1 + 1e-6, method

@@ -1,4 +1,5 @@
 """audit.Audit: stages chained over a tiny hand-built world; disk cache keyed by what each stage reads."""
+
 from __future__ import annotations
 
 import os
@@ -38,10 +39,19 @@ def make_scratch() -> nn.Module:
 
 def tiny_spec(**changes) -> WorldSpec:
     """The tiny world's facts: head ``fc``, Grad-CAM at ``conv``, M^t on the first 20 target images."""
-    recipes = {"M^t": Recipe("M^t", lr=0.01, epochs=1, batch_size=8, train_subset=range(20)),
-               "M^b": Recipe("M^b (competent)", init="scratch", optimizer="adam", lr=0.01, epochs=1, batch_size=8)}
-    kw = dict(arch="TinyNet", head="fc", cam_layer="conv", input_size=16, recipes=recipes, n_composites_per_class=3,
-              planted=PlantedTruth(shared=frozenset({0, 1}), source_only=frozenset({2, 3, 4, 5})))
+    recipes = {
+        "M^t": Recipe("M^t", lr=0.01, epochs=1, batch_size=8, train_subset=range(20)),
+        "M^b": Recipe("M^b (competent)", init="scratch", optimizer="adam", lr=0.01, epochs=1, batch_size=8),
+    }
+    kw = dict(
+        arch="TinyNet",
+        head="fc",
+        cam_layer="conv",
+        input_size=16,
+        recipes=recipes,
+        n_composites_per_class=3,
+        planted=PlantedTruth(shared=frozenset({0, 1}), source_only=frozenset({2, 3, 4, 5})),
+    )
     return WorldSpec(**{**kw, **changes})
 
 
@@ -49,7 +59,10 @@ def make_tiny_world(seed: int = 0, **spec_changes) -> World:
     """Random 16 px images: 6 source classes (8 images each, class-dependent colour), a 2-class target."""
     g = torch.Generator().manual_seed(seed)
     ys = torch.arange(N_SRC).repeat_interleave(8)
-    xs = (torch.rand(len(ys), 3, 16, 16, generator=g) * 0.5 + (ys[:, None, None, None] % 3 == torch.arange(3)[None, :, None, None]) * 0.5)
+    xs = (
+        torch.rand(len(ys), 3, 16, 16, generator=g) * 0.5
+        + (ys[:, None, None, None] % 3 == torch.arange(3)[None, :, None, None]) * 0.5
+    )
     yt = torch.arange(40) % 2
     xt = torch.rand(40, 3, 16, 16, generator=g) * 0.5 + yt[:, None, None, None] * 0.4
     yv = torch.arange(16) % 2
@@ -57,10 +70,20 @@ def make_tiny_world(seed: int = 0, **spec_changes) -> World:
     torch.manual_seed(seed)
     src = TinyNet(N_SRC).eval()
     fp = _cache.fingerprint("tiny", seed, src, xs, xt, xv)
-    return World(name="tiny", profile=None, seed=seed, source_model=src,
-                 source_classes=[f"s{i}" for i in range(N_SRC)], source_data=TensorDataset(xs, ys),
-                 target_train=TensorDataset(xt, yt), target_val=TensorDataset(xv, yv), target_classes=["a", "b"],
-                 make_scratch=make_scratch, spec=tiny_spec(**spec_changes), fingerprint=fp)
+    return World(
+        name="tiny",
+        profile=None,
+        seed=seed,
+        source_model=src,
+        source_classes=[f"s{i}" for i in range(N_SRC)],
+        source_data=TensorDataset(xs, ys),
+        target_train=TensorDataset(xt, yt),
+        target_val=TensorDataset(xv, yv),
+        target_classes=["a", "b"],
+        make_scratch=make_scratch,
+        spec=tiny_spec(**spec_changes),
+        fingerprint=fp,
+    )
 
 
 @pytest.fixture()
@@ -101,6 +124,7 @@ def test_stages_and_shapes(cache_root, world):
     assert m.shape == (6, 16, 16)
     det = a.detection(classes=[2, 3])
     from lingerlab.ood import DETECTORS
+
     assert set(det["table"]["score"]) | set(det["skipped"]) == {"eq5", *DETECTORS}
 
 
@@ -120,16 +144,16 @@ def test_second_audit_hits_disk_cache(cache_root, world):
 def test_changed_parameters_recompute_only_dependents(cache_root, world):
     a = _audit(world, v_lo=3)
     base = a.lingering()
-    b = _audit(world, v_lo=3, p_lo=0.3)          # p_lo: re-threshold only, no model, no Eq. 1
+    b = _audit(world, v_lo=3, p_lo=0.3)  # p_lo: re-threshold only, no model, no Eq. 1
     t = b.lingering()
     assert sum(b.computed.values()) == 0
     assert (t["lingering"] == (t["p_st"] > 0.3)).all()
     pd.testing.assert_series_equal(t["p_st"], base["p_st"])
-    c = _audit(world, v_lo=3, k=2)               # k: Eq. 1 again, the class means are reused
+    c = _audit(world, v_lo=3, k=2)  # k: Eq. 1 again, the class means are reused
     c.lingering()
     assert c.computed["counts"] == 1 and c.computed["class_probs"] == 0
     d = _audit(world, v_lo=3)
-    d.target_model(seed=1)                       # another seed: a new M^t, so new class means
+    d.target_model(seed=1)  # another seed: a new M^t, so new class means
     d.lingering(seed=1)
     assert d.computed["class_probs"] == 1 and d.computed["counts"] == 0
 
@@ -178,8 +202,14 @@ def test_arms_and_errors(cache_root, world):
         a.zoo.add("M^t", lambda s: a.target_model(s))
     with pytest.raises(ValueError, match="model must be"):
         a.model("nope")
-    for kw, word in [({"p_lo": 1.5}, "p_lo"), ({"k": 0}, "k"), ({"q": 1.0}, "q"), ({"scale": 0}, "scale"),
-                     ({"v_lo": -1}, "v_lo"), ({"n_composites_per_class": 0}, "n_composites_per_class")]:
+    for kw, word in [
+        ({"p_lo": 1.5}, "p_lo"),
+        ({"k": 0}, "k"),
+        ({"q": 1.0}, "q"),
+        ({"scale": 0}, "scale"),
+        ({"v_lo": -1}, "v_lo"),
+        ({"n_composites_per_class": 0}, "n_composites_per_class"),
+    ]:
         with pytest.raises(ValueError, match=word):
             _audit(world, **kw)
     with pytest.raises(ValueError, match="model must be"):
@@ -192,7 +222,12 @@ def test_arms_and_errors(cache_root, world):
     ref, base = a.recipe(world.spec.reference_arm), a.recipe("M^b (same data)")
     assert base.init == "scratch" and ref.init == "source"
     assert (base.train_subset, base.epochs, base.batch_size, base.lr_schedule, base.augment) == (
-        ref.train_subset, ref.epochs, ref.batch_size, ref.lr_schedule, ref.augment)
+        ref.train_subset,
+        ref.epochs,
+        ref.batch_size,
+        ref.lr_schedule,
+        ref.augment,
+    )
     assert len(a.history("M^b (same data)")) == ref.epochs
     assert a.v_lo == round(0.01 * 20)
 
@@ -280,22 +315,22 @@ def test_changing_eq1_code_recomputes_eq1_and_downstream_but_not_models(tmp_path
     first = run()
     assert first["module"].startswith(str(pkg))
     assert first["computed"]["counts"] == 1 and first["computed"]["class_probs"] == 1
-    assert sum(run()["computed"].values()) == 0                      # warm: nothing recomputed
+    assert sum(run()["computed"].values()) == 0  # warm: nothing recomputed
     import re
 
     text = features.read_text()
     doc = '"""Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class c.'
-    ret = re.compile(r"(?m)^( *)return counts\.clone\(\)$")   # the single-process return of Eq. 1
+    ret = re.compile(r"(?m)^( *)return counts\.clone\(\)$")  # the single-process return of Eq. 1
     assert doc in text and len(ret.findall(text)) == 1
     features.write_text(ret.sub(lambda m: f"{m[1]}# a comment\n{m[0]}", text.replace(doc, doc + " (edited)")))
-    assert sum(run()["computed"].values()) == 0                      # docstring and comment: nothing
+    assert sum(run()["computed"].values()) == 0  # docstring and comment: nothing
     features.write_text(ret.sub(lambda m: f"{m[0]} * 2", features.read_text()))
     changed = run()
     assert changed["counts"] == [2 * c for c in first["counts"]]
     assert changed["computed"]["counts"] == 1 and changed["computed"]["class_probs"] == 1
     assert changed["computed"]["composites"] == 1
     scratch_runs = list((tmp_path / "cache" / "finetune").glob("*.pt"))
-    assert len(scratch_runs) == 1                                    # M^t was not trained again
+    assert len(scratch_runs) == 1  # M^t was not trained again
 
 
 def test_a_given_target_model_is_measured_not_trained(cache_root):
@@ -320,9 +355,11 @@ def test_world_arms_and_the_comparison_reference(tmp_path, monkeypatch):
     monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path))
     base = tiny_spec()
     extra = base.recipes["M^t"].replace(name="M^t (aug)", augment=None, lr=0.02)
-    w = make_tiny_world(recipes={**base.recipes, "M^t (aug)": extra},
-                        comparison_arms={"M^t (aug)": "M^t (aug)", "M^b (same data)": "M^b (same data)"},
-                        comparison_reference="M^t (aug)")
+    w = make_tiny_world(
+        recipes={**base.recipes, "M^t (aug)": extra},
+        comparison_arms={"M^t (aug)": "M^t (aug)", "M^b (same data)": "M^b (same data)"},
+        comparison_reference="M^t (aug)",
+    )
     audit = Audit(w, device="cpu")
     assert "M^t (aug)" in audit.zoo.names() and audit.recipe("M^t (aug)") is extra
     assert w.spec.reference_arm == "M^t (aug)"

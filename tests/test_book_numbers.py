@@ -6,6 +6,7 @@ fails on a literal number outside a glue role. What may stay literal is whitelis
 references (equation, figure, section, notebook and appendix numbers, years, model names), and
 parameters stated as settings (a setting is chosen before the run, so it cannot disagree with it).
 """
+
 from __future__ import annotations
 
 import re
@@ -22,38 +23,53 @@ PAGES = sorted((ROOT / "book").glob("*.md"))
 
 # Removed before scanning: markup that holds no prose numbers.
 _STRIP = [
-    r"```\{glue[^`]*?```",                # glued blocks (figures, tables)
+    r"```\{glue[^`]*?```",  # glued blocks (figures, tables)
     r":::\{glue[\s\S]*?:::",
-    r"\{glue(?::\w+)?\}`[^`]*`",          # inline glue roles
+    r"\{glue(?::\w+)?\}`[^`]*`",  # inline glue roles
     r"\{(?:ref|numref|doc|term|eq|download)\}`[^`]*`",
-    r"\$\$[\s\S]*?\$\$", r"\$[^$\n]+\$",  # mathematics: symbols and equations, not results
-    r"```[\s\S]*?```", r"`[^`\n]*`",      # code
-    r"\]\([^)]*\)", r"https?://\S+",      # link targets
-    r"^\s*:[\w-]+:.*$",                    # directive options
-    r"<[^>\n]+>",                          # html tags
-    r"^#+ .*$",                            # headings carry section numbers
+    r"\$\$[\s\S]*?\$\$",
+    r"\$[^$\n]+\$",  # mathematics: symbols and equations, not results
+    r"```[\s\S]*?```",
+    r"`[^`\n]*`",  # code
+    r"\]\([^)]*\)",
+    r"https?://\S+",  # link targets
+    r"^\s*:[\w-]+:.*$",  # directive options
+    r"<[^>\n]+>",  # html tags
+    r"^#+ .*$",  # headings carry section numbers
 ]
 
 # References and settings: literal numbers that are not results.
 ALLOWED = [
     r"\b(?:Eqs?|Equations?|Figs?|Figures?|Sec|Sections?|Tables?|Appendix|App|notebooks?|chapters?|issues?|Part)\.?"
     r" ?\d+[a-z]?(?:(?:-|–|, | and | or |/)\d+[a-z]?)*",
-    r"\b(?:19|20)\d\d[a-z]?\b",                               # years
+    r"\b(?:19|20)\d\d[a-z]?\b",  # years
     r"\b(?:ResNet|Lite|EfficientNet-Lite|ViT-B|H|A|V)-?\d+\b",  # model and GPU names
-    r"\btop-?\d+\b", r"\bk ?= ?\d+\b", r"\bp ?< ?0?\.\d+\b",
+    r"\btop-?\d+\b",
+    r"\bk ?= ?\d+\b",
+    r"\bp ?< ?0?\.\d+\b",
     r"\b\d+-core\b",
     r"\b\d+(?:\.\d+)? ?(?:px|pixels|seeds?|epochs?|cores?|minutes?|min|s|GB|MB|GiB|MiB|pt|views?|composites"
     r" per|images per|steps?|classes per|channels|bits)\b",
     r"(?:\b\d+ ?%, )*\b\d+ ?% and \d+ ?% of the layer\b",
-    r"\b9[05] ?%(?: interval)?", r"\b80 ?% power\b", r"\b\d+ ?% of (?:each|the area|the pixels|the layer|its|a)\b", r"\b\d+(?:-| to )\d+ ?%",
-    r"\b\d+ ?x ?\d+\b",                                        # image sizes, 25x25
+    r"\b9[05] ?%(?: interval)?",
+    r"\b80 ?% power\b",
+    r"\b\d+ ?% of (?:each|the area|the pixels|the layer|its|a)\b",
+    r"\b\d+(?:-| to )\d+ ?%",
+    r"\b\d+ ?x ?\d+\b",  # image sizes, 25x25
     r"\b(?:one|two|three)?\s*\d\s*(?:-|x)\s*\d\b",
-    r"\b0 and 1\b", r"\balpha \d\b", r"\bat (?:0|1)\b",
-    r"\bseeds? \d+(?:-\d+)?\b", r"\bseed-\d+\b",                 # seeds are named by number
-    r"\bchance(?: level)?:? (?:AUROC |FPR )?0?\.\d+\b", r"\b0?\.\d+ is chance\b", r"\bFPR 0?\.\d+\b",
-    r"\bwithin 0?\.\d+ of chance\b",                                   # the at-chance margin, a setting
+    r"\b0 and 1\b",
+    r"\balpha \d\b",
+    r"\bat (?:0|1)\b",
+    r"\bseeds? \d+(?:-\d+)?\b",
+    r"\bseed-\d+\b",  # seeds are named by number
+    r"\bchance(?: level)?:? (?:AUROC |FPR )?0?\.\d+\b",
+    r"\b0?\.\d+ is chance\b",
+    r"\bFPR 0?\.\d+\b",
+    r"\bwithin 0?\.\d+ of chance\b",  # the at-chance margin, a setting
     r"\b\d+ ?% of clean images\b",
-    r"\b1000(?:-way| classes| ImageNet)\b", r"\bImageNet's 1000\b", r"\bPMLR \d+\b",
+    r"\b1000(?:-way| classes| ImageNet)\b",
+    r"\bImageNet's 1000\b",
+    r"\bPMLR \d+\b",
 ]
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?%?(?![\w])")
 
@@ -63,11 +79,10 @@ def literal_numbers(text: str) -> list[str]:
     for pattern in _STRIP:
         text = re.sub(pattern, " ", text, flags=re.M)
     text = re.sub(r"^\s*\d+\.\s", " ", text, flags=re.M)  # ordered-list markers
-    text = re.sub(r"\s+", " ", text)                       # a setting may wrap across lines
+    text = re.sub(r"\s+", " ", text)  # a setting may wrap across lines
     for pattern in ALLOWED:
         text = re.sub(pattern, " ", text, flags=re.I)
-    return [text[max(0, m.start() - 40):m.end() + 20].replace("\n", " ").strip()
-            for m in NUMBER.finditer(text)]
+    return [text[max(0, m.start() - 40) : m.end() + 20].replace("\n", " ").strip() for m in NUMBER.finditer(text)]
 
 
 def _markdown(path: Path) -> str:
@@ -85,9 +100,12 @@ def test_scanner_catches_a_typed_result_and_passes_glue():
     assert not literal_numbers("five seeds at 112 px; the 95% interval; $p^{lo} = 10/|C|$")
 
 
-@pytest.mark.parametrize("path", PAGES + [ROOT / f"{n}.py" for n in NOTEBOOKS],
-                         ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize(
+    "path", PAGES + [ROOT / f"{n}.py" for n in NOTEBOOKS], ids=lambda p: p.relative_to(ROOT).as_posix()
+)
 def test_no_typed_result_numbers(path):
     found = literal_numbers(_markdown(path))
-    assert not found, (f"{path.relative_to(ROOT)}: literal numbers outside glue (glue them, or state them "
-                       "as a setting the whitelist covers):\n  " + "\n  ".join(found))
+    assert not found, (
+        f"{path.relative_to(ROOT)}: literal numbers outside glue (glue them, or state them "
+        "as a setting the whitelist covers):\n  " + "\n  ".join(found)
+    )

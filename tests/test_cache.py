@@ -4,6 +4,7 @@ The end-to-end tests run Eq. 1 in subprocesses against an edited COPY of the pac
 exactly what a user sees after editing the code: a docstring or a comment changes nothing, a code
 change in the module or in a module it imports recomputes, an unrelated module does not.
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,6 +41,7 @@ SRC = Path(_cache.__file__).resolve().parent  # src/lingerlab
 # helpers: a copy of the package, source edits located with ast
 # --------------------------------------------------------------------------------------------
 
+
 def _copy_package(dest: Path) -> Path:
     shutil.copytree(SRC, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
@@ -48,7 +50,7 @@ def _copy_package(dest: Path) -> Path:
 def _offset(src: str, line: int, col: int) -> int:
     """Character offset of (1-based line, 0-based column) in ``src``."""
     lines = src.splitlines(keepends=True)
-    return sum(len(s) for s in lines[:line - 1]) + len(lines[line - 1].encode()[:col].decode())  # col: utf-8 bytes
+    return sum(len(s) for s in lines[: line - 1]) + len(lines[line - 1].encode()[:col].decode())  # col: utf-8 bytes
 
 
 def _function(src: str, name: str) -> ast.FunctionDef:
@@ -126,8 +128,13 @@ EQ1_SCRIPT = textwrap.dedent("""
 
 
 def _run_script(script: str, pkg_parent: Path, cache: Path, **env: str) -> dict:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pkg_parent), os.environ.get("PYTHONPATH", "")]),
-                "LINGERLAB_CACHE": str(cache), "EXPECT_PKG": str(pkg_parent / "lingerlab"), **env}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(pkg_parent), os.environ.get("PYTHONPATH", "")]),
+        "LINGERLAB_CACHE": str(cache),
+        "EXPECT_PKG": str(pkg_parent / "lingerlab"),
+        **env,
+    }
     out = subprocess.run([sys.executable, "-c", script], env=full_env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -145,8 +152,8 @@ def test_eq1_stage_follows_the_code_of_features_and_its_imports(tmp_path):
         return _run_script(EQ1_SCRIPT, parent, cache)
 
     first = run()
-    assert first["computed"] == 1 and sum(first["counts"]) == 2 * 16     # v.sum() == k * N
-    assert run() == {"computed": 0, "counts": first["counts"]}           # warm: read from disk
+    assert first["computed"] == 1 and sum(first["counts"]) == 2 * 16  # v.sum() == k * N
+    assert run() == {"computed": 0, "counts": first["counts"]}  # warm: read from disk
 
     # prose only in features, and code in a module features does not import: still cached (one run
     # for both, to spare a subprocess; test_code_hash_ignores_prose_... checks them one by one)
@@ -154,7 +161,7 @@ def test_eq1_stage_follows_the_code_of_features_and_its_imports(tmp_path):
     _append_code(pkg / "plotting.py")
     assert run() == {"computed": 0, "counts": first["counts"]}
 
-    _append_code(pkg / "_validation.py")                                  # features imports it
+    _append_code(pkg / "_validation.py")  # features imports it
     assert run() == {"computed": 1, "counts": first["counts"]}
 
     _edit_return_plus_one(pkg / "features.py", "source_class_counts")
@@ -167,6 +174,7 @@ def test_eq1_stage_follows_the_code_of_features_and_its_imports(tmp_path):
 # code_hash on temporary copies (in process: a fresh cache module reading the copy)
 # --------------------------------------------------------------------------------------------
 
+
 def test_code_hash_ignores_prose_and_follows_code_and_imports(tmp_path):
     pkg = _copy_package(tmp_path / "llcopy")
 
@@ -175,15 +183,19 @@ def test_code_hash_ignores_prose_and_follows_code_and_imports(tmp_path):
         return {m: c.code_hash(f"llcopy.{m}") for m in ("features", "plotting", "training")}
 
     h0 = hashes()
-    assert h0 == hashes()                                                  # deterministic
+    assert h0 == hashes()  # deterministic
     _edit_docstring_and_comment(pkg / "features.py", "source_class_counts")
-    (pkg / "features.py").write_text((pkg / "features.py").read_text().replace(
-        '"""Source-only features', '"""An edited module docstring. Source-only features', 1) + "\n\n# trailing comment\n")
+    (pkg / "features.py").write_text(
+        (pkg / "features.py")
+        .read_text()
+        .replace('"""Source-only features', '"""An edited module docstring. Source-only features', 1)
+        + "\n\n# trailing comment\n"
+    )
     assert hashes() == h0
     _append_code(pkg / "plotting.py")
     h1 = hashes()
     assert h1["plotting"] != h0["plotting"] and h1["features"] == h0["features"]
-    _append_code(pkg / "models.py")                                        # imported by features and training
+    _append_code(pkg / "models.py")  # imported by features and training
     h2 = hashes()
     assert h2["features"] != h1["features"] and h2["training"] != h1["training"]
     _edit_return_plus_one(pkg / "features.py", "source_class_counts")
@@ -193,7 +205,8 @@ def test_code_hash_ignores_prose_and_follows_code_and_imports(tmp_path):
 
 def test_code_hash_import_resolution(tmp_path):
     pkg = _copy_package(tmp_path / "llcopy")
-    (pkg / "_probe.py").write_text(textwrap.dedent("""
+    (pkg / "_probe.py").write_text(
+        textwrap.dedent("""
         import os
         import numpy as np
 
@@ -204,8 +217,11 @@ def test_code_hash_import_resolution(tmp_path):
             from .worlds import shapes          # a submodule of a subpackage
             from .models import eval_mode       # a name: its module
             return features, shapes, eval_mode, np, os
-    """))
-    (pkg / "worlds" / "_probe2.py").write_text("from .. import cache\nfrom ..training import evaluate\nfrom . import base\n")
+    """)
+    )
+    (pkg / "worlds" / "_probe2.py").write_text(
+        "from .. import cache\nfrom ..training import evaluate\nfrom . import base\n"
+    )
     c = _load_cache_of(pkg, "llcopy")
     direct = c._module_info("llcopy._probe")[1]
     assert direct == {"llcopy.features", "llcopy.plotting", "llcopy.worlds.shapes", "llcopy.models"}
@@ -221,7 +237,7 @@ def test_code_hash_targets():
     h = code_hash("lingerlab.features")
     assert code_hash(features) == h and code_hash(features.source_class_counts) == h
     assert code_hash(functools.partial(features.source_class_counts, k=1)) == h
-    assert code_hash(features, np, "numpy", torch.relu) == h                # outside lingerlab: nothing
+    assert code_hash(features, np, "numpy", torch.relu) == h  # outside lingerlab: nothing
     assert code_hash() == code_hash("numpy") != h
     assert code_hash(features, "lingerlab.plotting") != h
     assert len(h) == 16 and int(h, 16) >= 0
@@ -230,6 +246,7 @@ def test_code_hash_targets():
 # --------------------------------------------------------------------------------------------
 # fingerprint
 # --------------------------------------------------------------------------------------------
+
 
 def test_fingerprint_refuses_unknown_objects_and_names_the_type():
     with pytest.raises(TypeError, match="object of type object"):
@@ -241,9 +258,9 @@ def test_fingerprint_refuses_unknown_objects_and_names_the_type():
 
     with pytest.raises(TypeError, match=r"LocalThing.*cache_key"):
         fingerprint(LocalThing())
-    with pytest.raises(TypeError, match=r"LocalThing.*\[0\]\['a'\]\[1\]"):   # where it was found
+    with pytest.raises(TypeError, match=r"LocalThing.*\[0\]\['a'\]\[1\]"):  # where it was found
         fingerprint({"a": [1, LocalThing()]})
-    with pytest.raises(TypeError, match="LocalThing"):                        # inside a closure too
+    with pytest.raises(TypeError, match="LocalThing"):  # inside a closure too
         thing = LocalThing()
         fingerprint(lambda: thing)
 
@@ -256,7 +273,7 @@ def test_fingerprint_values():
     assert fingerprint(float("nan")) == fingerprint(np.float64("nan"))
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1}) != fingerprint({"a": 2, "b": 1})
     assert fingerprint({1, 2, 3}) == fingerprint({3, 2, 1}) != fingerprint({1, 2})
-    assert fingerprint(("ab", "c")) != fingerprint(("a", "bc"))                # framed, not concatenated
+    assert fingerprint(("ab", "c")) != fingerprint(("a", "bc"))  # framed, not concatenated
     assert fingerprint(torch.zeros(2)) != fingerprint(torch.zeros(2, dtype=torch.float64))
     assert fingerprint(np.arange(3)) != fingerprint(np.arange(4))
     assert fingerprint(Path("a/b")) != fingerprint("a/b")
@@ -269,14 +286,14 @@ def test_fingerprint_values():
     assert fingerprint(lin) != before
     loop: list = [1]
     loop.append(loop)
-    assert fingerprint(loop) == fingerprint(loop)                               # cycles terminate
+    assert fingerprint(loop) == fingerprint(loop)  # cycles terminate
 
 
 def test_fingerprint_callables_follow_code_and_captured_values():
     w1, w2 = 0.1, 0.2
     f1 = lambda x: w1 * x  # noqa: E731
     f2 = lambda x: w2 * x  # noqa: E731
-    assert fingerprint(f1) != fingerprint(f2)                                   # closure cells
+    assert fingerprint(f1) != fingerprint(f2)  # closure cells
     assert fingerprint(functools.partial(pow, 2)) != fingerprint(functools.partial(pow, 3))
 
     def g(x, a=1):
@@ -285,7 +302,7 @@ def test_fingerprint_callables_follow_code_and_captured_values():
     def g2(x, a=2):
         return x + a
 
-    assert fingerprint(g) != fingerprint(g2)                                    # defaults
+    assert fingerprint(g) != fingerprint(g2)  # defaults
     # a lingerlab function: keyed by its module's code closure
     assert fingerprint(features.source_class_counts) == fingerprint(features.source_class_counts)
     assert fingerprint(features.source_class_counts) != fingerprint(features.source_only)
@@ -365,8 +382,10 @@ STABLE_SCRIPT = textwrap.dedent("""
 
 def test_fingerprint_is_stable_across_processes(tmp_path):
     repo_src = SRC.parent
-    runs = [_run_script(STABLE_SCRIPT, repo_src, tmp_path / "cache", PYTHONHASHSEED=seed, EXPECT_PKG="")
-            for seed in ("0", "12345")]
+    runs = [
+        _run_script(STABLE_SCRIPT, repo_src, tmp_path / "cache", PYTHONHASHSEED=seed, EXPECT_PKG="")
+        for seed in ("0", "12345")
+    ]
     assert runs[0] == runs[1]
     assert len(set(runs[0].values())) == len(runs[0])
 
@@ -374,6 +393,7 @@ def test_fingerprint_is_stable_across_processes(tmp_path):
 # --------------------------------------------------------------------------------------------
 # cached() and StageCache
 # --------------------------------------------------------------------------------------------
+
 
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
@@ -402,19 +422,19 @@ def test_cached_recomputes_a_corrupt_entry(tmp_path):
     with pytest.warns(RuntimeWarning, match=f"{entry.name}.*recomputed"):
         again = cached("stage", "key", compute, root=tmp_path)
     assert len(calls) == 2 and torch.equal(again["v"], first["v"])
-    assert _files(tmp_path) == [entry]                                          # rewritten in place
+    assert _files(tmp_path) == [entry]  # rewritten in place
     assert torch.equal(_cache.load(entry)["v"], first["v"])
     assert cached("stage", "key", compute, root=tmp_path, enabled=False) is not None and len(calls) == 3
 
 
 def test_cached_keys_entries_by_the_code_of_compute(tmp_path):
-    here = cached("stage", "key", lambda: 1, root=tmp_path)                      # a test module: no lingerlab code
+    here = cached("stage", "key", lambda: 1, root=tmp_path)  # a test module: no lingerlab code
     in_features = cached("stage", "key", functools.partial(features.default_k, 1000), root=tmp_path)
     with_code = cached("stage", "key", lambda: 1, root=tmp_path, code=["lingerlab.plotting"])
     assert (here, in_features, with_code) == (1, 5, 1)
     names = sorted(p.name for p in _files(tmp_path))
     assert len(names) == 3 and all(n.startswith("key-") for n in names)
-    assert f"key-{code_hash(features)}.pt" in names                              # partial -> .func's module
+    assert f"key-{code_hash(features)}.pt" in names  # partial -> .func's module
     # a compute outside lingerlab that references lingerlab code is keyed by that code
     assert _cache._code_targets(lambda: features.default_k(3))[-1] == "lingerlab.features"
 
@@ -467,34 +487,64 @@ def test_dataclass_and_cache_key_fingerprints_in_process():
 # the stored format: safe to load (weights_only), checked, written atomically
 # --------------------------------------------------------------------------------------------
 
+
 def _stage_values() -> dict:
     """One value of each kind the package stores (training, worlds, audit, comparison, arms)."""
     from lingerlab.composites import Composites
 
     g = torch.Generator().manual_seed(0)
-    comp = Composites(images=torch.rand(2, 3, 4, 4, generator=g), masks=torch.rand(2, 4, 4, generator=g) > 0.5,
-                      target_index=torch.tensor([3, 1]), target_label=torch.tensor([0, -1]),
-                      source_index=torch.tensor([5, 7]), boxes=torch.zeros(2, 4, dtype=torch.long))
-    lingering = pd.DataFrame({                                          # lingering.lingering's columns
-        "class": pd.array([1, 4], dtype="int64"), "name": ["cat", "dog"],
-        "v": pd.array([3, pd.NA], dtype="Int64"), "n_images": np.array([10, 0], dtype="int64"),
-        "p_source": [0.25, np.nan], "lingering": [True, False]})
+    comp = Composites(
+        images=torch.rand(2, 3, 4, 4, generator=g),
+        masks=torch.rand(2, 4, 4, generator=g) > 0.5,
+        target_index=torch.tensor([3, 1]),
+        target_label=torch.tensor([0, -1]),
+        source_index=torch.tensor([5, 7]),
+        boxes=torch.zeros(2, 4, dtype=torch.long),
+    )
+    lingering = pd.DataFrame(
+        {  # lingering.lingering's columns
+            "class": pd.array([1, 4], dtype="int64"),
+            "name": ["cat", "dog"],
+            "v": pd.array([3, pd.NA], dtype="Int64"),
+            "n_images": np.array([10, 0], dtype="int64"),
+            "p_source": [0.25, np.nan],
+            "lingering": [True, False],
+        }
+    )
     lingering.attrs["reference"] = "M^t"
     return {
-        "finetune": {"state_dict": nn.Linear(2, 3).state_dict(), "key": "k" * 24,
-                     "history": {"epoch": [1, 2], "train_loss": [0.5, 0.25], "val_acc": [float("nan"), 0.75]}},
+        "finetune": {
+            "state_dict": nn.Linear(2, 3).state_dict(),
+            "key": "k" * 24,
+            "history": {"epoch": [1, 2], "train_loss": [0.5, 0.25], "val_acc": [float("nan"), 0.75]},
+        },
         "image_scan": [True, False, True],
-        "shapes_data": {"x": torch.randint(0, 255, (2, 3, 4, 4), dtype=torch.uint8), "finetune_subset": [0, 2],
-                        "val_params": {"which": torch.tensor([1, -1])}},
+        "shapes_data": {
+            "x": torch.randint(0, 255, (2, 3, 4, 4), dtype=torch.uint8),
+            "finetune_subset": [0, 2],
+            "val_params": {"which": torch.tensor([1, -1])},
+        },
         "logits": torch.randn(3, 2, generator=g, dtype=torch.float64),
         "class_probs": lingering,
         "composites": comp,
         "control_sets": {"source_only": comp, "neutral": comp.subset([1])},
-        "matched_recipe": {"target_acc": 0.8, "n_images": 64, "within_tol": True, "train_subset": [0, 3],
-                           "tries": pd.DataFrame([{"n_images": 128, "val_acc": 0.9, "gap": 0.1},
-                                                  {"n_images": 64, "val_acc": 0.81, "gap": 0.01}])},
-        "other": (np.arange(3.0), np.int64(7), np.float32(0.5), {(1, "a"): None},
-                  pd.Series([1.5, 2.5], index=["a", "b"], name="s"), b"raw"),
+        "matched_recipe": {
+            "target_acc": 0.8,
+            "n_images": 64,
+            "within_tol": True,
+            "train_subset": [0, 3],
+            "tries": pd.DataFrame(
+                [{"n_images": 128, "val_acc": 0.9, "gap": 0.1}, {"n_images": 64, "val_acc": 0.81, "gap": 0.01}]
+            ),
+        },
+        "other": (
+            np.arange(3.0),
+            np.int64(7),
+            np.float32(0.5),
+            {(1, "a"): None},
+            pd.Series([1.5, 2.5], index=["a", "b"], name="s"),
+            b"raw",
+        ),
     }
 
 
@@ -533,6 +583,7 @@ def test_every_stored_type_round_trips_through_weights_only_loading(tmp_path, mo
             if fail:
                 raise AssertionError("recomputed")
             return value
+
         return run
 
     for stage, value in values.items():
@@ -544,7 +595,7 @@ def test_every_stored_type_round_trips_through_weights_only_loading(tmp_path, mo
         _assert_same(cached(stage, "key", compute(value, True), root=tmp_path), value)
     assert len(loads) == len(values) and all(kw["weights_only"] is True for kw in loads)
     state = cached("finetune", "key", compute(values["finetune"], True), root=tmp_path)["state_dict"]
-    assert state._metadata == values["finetune"]["state_dict"]._metadata     # a state dict's versions
+    assert state._metadata == values["finetune"]["state_dict"]._metadata  # a state dict's versions
     allowed = [g[0] if isinstance(g, tuple) else g for g in torch.serialization.get_safe_globals()]
     assert not [g for g in allowed if str(getattr(g, "__module__", "")).startswith(("lingerlab", "pandas", "numpy"))]
 
@@ -580,7 +631,7 @@ def test_a_malicious_entry_is_never_unpickled_but_reported_and_recomputed(tmp_pa
 
     buf = io.BytesIO()
     torch.save({"v": _Evil(marker)}, buf)
-    as_torch_file = buf.getvalue()                          # an old-format entry (torch.save, no header)
+    as_torch_file = buf.getvalue()  # an old-format entry (torch.save, no header)
     with_header = _cache._FORMAT + b" " + hashlib.sha256(as_torch_file).hexdigest().encode() + b"\n" + as_torch_file
     loads: list[bool] = []
     real_load = torch.load
@@ -593,7 +644,7 @@ def test_a_malicious_entry_is_never_unpickled_but_reported_and_recomputed(tmp_pa
             value = cached("stage", "key", lambda: {"v": torch.arange(3)}, root=tmp_path)
         assert not marker.exists() and loads == opened
         assert torch.equal(value["v"], torch.arange(3))
-        assert torch.equal(_cache.load(entry)["v"], torch.arange(3))    # rewritten in the safe format
+        assert torch.equal(_cache.load(entry)["v"], torch.arange(3))  # rewritten in the safe format
 
 
 def test_a_corrupt_entry_is_named_in_a_warning_and_recomputed(tmp_path):
@@ -608,13 +659,12 @@ def test_a_corrupt_entry_is_named_in_a_warning_and_recomputed(tmp_path):
     good = entry.read_bytes()
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0xFF
-    for bad in (b"", b"\x00garbage\xff" * 100, good[:len(good) // 2], good[:40], bytes(flipped),
-                good + b"trailing"):
+    for bad in (b"", b"\x00garbage\xff" * 100, good[: len(good) // 2], good[:40], bytes(flipped), good + b"trailing"):
         entry.write_bytes(bad)
         with pytest.warns(RuntimeWarning, match=f"{entry.name}.*recomputed"):
             value = cached("stage", "key", compute, root=tmp_path)
         assert torch.equal(value["t"], torch.arange(1000)) and value["df"]["a"].tolist() == [1.0, 2.0]
-        assert entry.read_bytes() == good                                   # rewritten whole
+        assert entry.read_bytes() == good  # rewritten whole
     assert len(calls) == 7
     with pytest.raises(_cache.CacheEntryError, match="checksum"):
         entry.write_bytes(bytes(flipped))
@@ -638,7 +688,7 @@ def test_an_interrupted_write_leaves_no_entry_and_no_temporary_file(tmp_path, mo
     (entry,) = _files(tmp_path)
     good = entry.read_bytes()
 
-    def die_in_write(fd, *a):                         # killed after part of the bytes reached the disk
+    def die_in_write(fd, *a):  # killed after part of the bytes reached the disk
         os.write(fd, b"lingerlab-cache/2 partial")
         raise KeyboardInterrupt
 
@@ -646,7 +696,7 @@ def test_an_interrupted_write_leaves_no_entry_and_no_temporary_file(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         _cache.save({"v": torch.arange(4)}, entry)
     monkeypatch.undo()
-    assert _files(tmp_path) == [entry] and entry.read_bytes() == good      # the old entry, whole
+    assert _files(tmp_path) == [entry] and entry.read_bytes() == good  # the old entry, whole
 
 
 KILLED_SCRIPT = textwrap.dedent("""
@@ -662,14 +712,13 @@ KILLED_SCRIPT = textwrap.dedent("""
 def test_a_killed_write_leaves_no_entry_and_the_next_write_removes_its_temporary_file(tmp_path):
     entry = tmp_path / "stage" / "key-0123.pt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC.parent), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", KILLED_SCRIPT, str(entry)], env=env, capture_output=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", KILLED_SCRIPT, str(entry)], env=env, capture_output=True, timeout=300)
     assert out.returncode == 3, out.stderr.decode()[-2000:]
     (tmp,) = _files(tmp_path)
     assert not entry.exists() and tmp.name.startswith(f".{entry.name}.") and tmp.name.endswith(".tmp")
     live = tmp.with_name(f".{entry.name}.another-writer.tmp")
     live.write_bytes(b"a write in progress")
-    os.utime(tmp, (1e9, 1e9))                                               # left there long ago
+    os.utime(tmp, (1e9, 1e9))  # left there long ago
     _cache.save({"v": torch.arange(3)}, entry)
-    assert _files(tmp_path) == sorted([entry, live])                        # stale one removed
+    assert _files(tmp_path) == sorted([entry, live])  # stale one removed
     assert torch.equal(_cache.load(entry)["v"], torch.arange(3))

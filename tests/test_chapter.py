@@ -1,4 +1,5 @@
 """chapter: the notebooks' set-up, and the profile table of the "Run it yourself" page."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,11 @@ def test_profile_table_lists_exactly_the_settings_full_changes():
     assert set(t["world"]) == {"shapes", "lite0"}
     for w in ("shapes", "lite0"):
         smoke, full = PROFILES[w]["smoke"], PROFILES[w]["full"]
-        differ = {f.name for f in dataclasses.fields(smoke) if f.name != "name"
-                  and getattr(smoke, f.name) != getattr(full, f.name)}
+        differ = {
+            f.name
+            for f in dataclasses.fields(smoke)
+            if f.name != "name" and getattr(smoke, f.name) != getattr(full, f.name)
+        }
         rows = t[t.world == w].set_index("setting")
         assert set(rows.index) == differ
         for name in differ:

@@ -1,4 +1,5 @@
 """checks: the overlay survival, the neutral blur and the Grad-CAM deletion test, on planted models."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ class Corners(nn.Module):
     pixels that matter."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = sum(x[:, :, r:r + 4, c:c + 4].mean(dim=(1, 2, 3)) for r, c in CORNERS) * 5
+        s = sum(x[:, :, r : r + 4, c : c + 4].mean(dim=(1, 2, 3)) for r, c in CORNERS) * 5
         return torch.stack([torch.zeros_like(s), s], dim=1)
 
 
@@ -43,14 +44,14 @@ def test_deletion_test_separates_a_faithful_map_from_an_unfaithful_one():
     n, h = 40, 16
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, 3, h, h, generator=gen) * 0.1
-    where = torch.randint(0, 4, (n,), generator=gen)        # each image's evidence sits in one corner
+    where = torch.randint(0, 4, (n,), generator=gen)  # each image's evidence sits in one corner
     faithful = 1e-3 * torch.rand(n, h, h, generator=gen)
     for i, k in enumerate(where.tolist()):
         r, c = CORNERS[k]
-        x[i, :, r:r + 4, c:c + 4] = 1.0
-        faithful[i, r:r + 4, c:c + 4] += 1.0
+        x[i, :, r : r + 4, c : c + 4] = 1.0
+        faithful[i, r : r + 4, c : c + 4] += 1.0
     unfaithful = 1e-3 * torch.rand(n, h, h, generator=gen)
-    unfaithful[:, 6:10, 6:10] += 1.0                         # the centre, where nothing matters
+    unfaithful[:, 6:10, 6:10] += 1.0  # the centre, where nothing matters
     model = Corners().eval()
     good = deletion_test(model, x, faithful, 1, frac=0.0625, generator=0)
     bad = deletion_test(model, x, unfaithful, 1, frac=0.0625, generator=0)

@@ -3,6 +3,7 @@ ResNet-18 "source" and a 2-class "fine-tuned" copy saved as state dicts, tiny Im
 corrupt, a greyscale and a CMYK image), checks the report, results.json and CSVs, that every
 bad argument gives exit status 2 and one line, that no file is unpickled without --trust-pickle, and
 that the head and the Grad-CAM layer are found when not given."""
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 
 from lingerlab import cli
+from lingerlab.cli import args as cli_args
 from lingerlab.report_html import SECTION_IDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +47,15 @@ def _resnet(num_classes: int, seed: int):
 
 def _sequential(num_classes: int) -> torch.nn.Sequential:
     nn = torch.nn
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
+    ).eval()
 
 
 class _Payload:
@@ -98,21 +107,42 @@ def fixtures(tmp_path_factory) -> dict[str, Path]:
     (root / "classes5.txt").write_text("\n".join(SOURCE_NAMES[:5]) + "\n")
     (root / "empty_source").mkdir()
     (root / "empty_source" / "0").mkdir()
-    return {"root": root, "source_w": root / "source.pt", "target_w": root / "target.pt",
-            "target_full": root / "target_full.pt", "target": root / "target", "source": root / "source",
-            "seq_source": root / "seq_source.pt", "seq_target": root / "seq_target.pt",
-            "seq_script": root / "seq_target_script.pt", "target_traced": root / "target_traced.pt",
-            "payload": root / "payload.pt", "marker": root / "unpickled",
-            "classes": root / "classes.txt", "classes5": root / "classes5.txt", "empty": root / "empty_source"}
+    return {
+        "root": root,
+        "source_w": root / "source.pt",
+        "target_w": root / "target.pt",
+        "target_full": root / "target_full.pt",
+        "target": root / "target",
+        "source": root / "source",
+        "seq_source": root / "seq_source.pt",
+        "seq_target": root / "seq_target.pt",
+        "seq_script": root / "seq_target_script.pt",
+        "target_traced": root / "target_traced.pt",
+        "payload": root / "payload.pt",
+        "marker": root / "unpickled",
+        "classes": root / "classes.txt",
+        "classes5": root / "classes5.txt",
+        "empty": root / "empty_source",
+    }
 
 
 def _args(f: dict[str, Path], out: Path, **changes: str | None) -> list[str]:
-    opts = {"--source-model": "torchvision:resnet18", "--source-weights": str(f["source_w"]),
-            "--target-model": "torchvision:resnet18", "--target-weights": str(f["target_w"]),
-            "--target-dir": str(f["target"]), "--source-dir": str(f["source"]),
-            "--source-classes": str(f["classes"]), "--baseline": "none", "--profile": "smoke",
-            "--image-size": str(SIZE), "--cam-layer": "layer3", "--p-lo": "0.05", "--device": "cpu",
-            "--out": str(out)}
+    opts = {
+        "--source-model": "torchvision:resnet18",
+        "--source-weights": str(f["source_w"]),
+        "--target-model": "torchvision:resnet18",
+        "--target-weights": str(f["target_w"]),
+        "--target-dir": str(f["target"]),
+        "--source-dir": str(f["source"]),
+        "--source-classes": str(f["classes"]),
+        "--baseline": "none",
+        "--profile": "smoke",
+        "--image-size": str(SIZE),
+        "--cam-layer": "layer3",
+        "--p-lo": "0.05",
+        "--device": "cpu",
+        "--out": str(out),
+    }
     opts.update(changes)
     args = ["audit"]
     for k, v in opts.items():
@@ -122,10 +152,21 @@ def _args(f: dict[str, Path], out: Path, **changes: str | None) -> list[str]:
 
 
 def _run(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LINGERLAB_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore",
-           "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}  # 2 shared cores: one thread each
-    return subprocess.run([sys.executable, "-m", "lingerlab", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "LINGERLAB_CACHE": str(tmp_path / "cache"),
+        "PYTHONWARNINGS": "ignore",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+    }  # 2 shared cores: one thread each
+    return subprocess.run(
+        [sys.executable, "-m", "lingerlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=tmp_path,
+    )
 
 
 def _check_outputs(out: Path, baseline: str) -> dict:
@@ -133,18 +174,45 @@ def _check_outputs(out: Path, baseline: str) -> dict:
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in html, f"section {sid} missing from the report"
     assert "Traceback" not in html and not re.search(r"\bError\b", html)
-    assert "<script" not in html and not re.search(r"""(src|href)=["']https?:""", html), "the page must be self-contained"
+    assert "<script" not in html and not re.search(r"""(src|href)=["']https?:""", html), (
+        "the page must be self-contained"
+    )
     assert html.count("data:image/png;base64,") >= 4
     assert "corrupt.jpg" in html, "the skipped file is listed"
     res = json.loads((out / "results.json").read_text())
-    for key in ("command", "versions", "parameters", "models", "data", "source_only", "lingering", "composites",
-                "distraction", "detection", "verdicts", "protocol", "files", "target_val_acc"):
+    for key in (
+        "command",
+        "versions",
+        "parameters",
+        "models",
+        "data",
+        "source_only",
+        "lingering",
+        "composites",
+        "distraction",
+        "detection",
+        "verdicts",
+        "protocol",
+        "files",
+        "target_val_acc",
+    ):
         assert key in res, key
     assert res["data"]["n_skipped"] == 1 and res["data"]["n_target_train"] == 26  # 24 + grey + CMYK
     assert res["data"]["n_source_images"] == 30 and res["baseline"] == baseline
     assert 0 <= res["detection"]["eq5_auroc"] <= 1
-    for name in ("counts", "source_only", "lingering", "composites", "distraction", "distraction_by_class",
-                 "detection", "verdicts", "data_summary", "models", "skipped_files"):
+    for name in (
+        "counts",
+        "source_only",
+        "lingering",
+        "composites",
+        "distraction",
+        "distraction_by_class",
+        "detection",
+        "verdicts",
+        "data_summary",
+        "models",
+        "skipped_files",
+    ):
         assert (out / f"{name}.csv").stat().st_size > 0, name
     assert set(res["files"]) == {p.name for p in out.iterdir()}
     return res
@@ -152,7 +220,8 @@ def _check_outputs(out: Path, baseline: str) -> dict:
 
 def test_image_extensions_agree():
     from lingerlab.worlds.custom import IMAGE_EXTENSIONS
-    assert cli.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
+
+    assert cli_args.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
 
 
 def test_help_shows_two_worked_examples(tmp_path):
@@ -190,8 +259,10 @@ def test_audit_end_to_end_no_baseline(no_baseline_run):
 
 def test_audit_end_to_end_scratch_baseline(fixtures, tmp_path):
     out = tmp_path / "out"
-    r = _run(_args(fixtures, out, **{"--baseline": "scratch", "--baseline-seeds": "2", "--batch-size": "8",
-                                     "--head": "fc"}), tmp_path)
+    r = _run(
+        _args(fixtures, out, **{"--baseline": "scratch", "--baseline-seeds": "2", "--batch-size": "8", "--head": "fc"}),
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "M^b recipe (2 seeds)" in r.stdout
     assert "lingerlab audit: head: fc (nn.Linear 512->10, given)" in r.stdout.splitlines()
@@ -207,8 +278,19 @@ def test_audit_end_to_end_scratch_baseline(fixtures, tmp_path):
 
 def test_audit_with_a_pickled_model_and_a_given_baseline(fixtures, tmp_path):
     out = tmp_path / "out"
-    r = _run(_args(fixtures, out, **{"--target-model": str(fixtures["target_full"]), "--target-weights": None,
-                                     "--baseline": str(fixtures["target_full"])}) + ["--trust-pickle"], tmp_path)
+    r = _run(
+        _args(
+            fixtures,
+            out,
+            **{
+                "--target-model": str(fixtures["target_full"]),
+                "--target-weights": None,
+                "--baseline": str(fixtures["target_full"]),
+            },
+        )
+        + ["--trust-pickle"],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["baseline"] == "given" and res["protocol"]["kind"].startswith("two single given models")
@@ -218,13 +300,24 @@ BAD = {
     "missing target folder": ({"--target-dir": "no/such/folder"}, "--target-dir", "does not exist"),
     "spec does not parse": ({"--source-model": "nonsense"}, "--source-model", "is not a model spec"),
     "head does not exist": ({"--head": "nope"}, "--head", "'nope' is not a module"),
-    "class-count mismatch": ({"--source-classes": "classes5"}, "--source-classes", "has 5 names but the source model has 10"),
+    "class-count mismatch": (
+        {"--source-classes": "classes5"},
+        "--source-classes",
+        "has 5 names but the source model has 10",
+    ),
     "empty source folder": ({"--source-dir": "empty"}, "--source-dir", "is empty"),
-    "unknown architecture": ({"--target-model": "torchvision:resnet_nope"}, "--target-model", "no classification model"),
+    "unknown architecture": (
+        {"--target-model": "torchvision:resnet_nope"},
+        "--target-model",
+        "no classification model",
+    ),
     "bad number": ({"--p-lo": "2"}, "--p-lo", "must be a number in (0, 1)"),
     "missing weights": ({"--target-weights": None}, "--target-weights", "names an architecture only"),
-    "pickle without --trust-pickle": ({"--target-model": "target_full", "--target-weights": None}, "--target-model",
-                                      "unpickling runs code from the file"),
+    "pickle without --trust-pickle": (
+        {"--target-model": "target_full", "--target-weights": None},
+        "--target-model",
+        "unpickling runs code from the file",
+    ),
 }
 
 
@@ -247,8 +340,11 @@ def _main(args: list[str], monkeypatch, tmp_path, capsys) -> tuple[int, list[str
     return rc, capsys.readouterr().err.strip().splitlines()
 
 
-@pytest.mark.parametrize("flags", [{"--target-model": "payload", "--target-weights": None},
-                                   {"--target-weights": "payload"}], ids=["as model", "as weights"])
+@pytest.mark.parametrize(
+    "flags",
+    [{"--target-model": "payload", "--target-weights": None}, {"--target-weights": "payload"}],
+    ids=["as model", "as weights"],
+)
 def test_no_file_is_unpickled_without_trust_pickle(flags, fixtures, monkeypatch, tmp_path, capsys):
     """A pickle that would create a file when unpickled: refused (exit 2) and the file is never created."""
     changes = {k: (str(fixtures[v]) if v in fixtures else v) for k, v in flags.items()}
@@ -265,24 +361,48 @@ def test_torchscript_loads_without_trust_pickle(fixtures, monkeypatch, tmp_path,
     """TorchScript weights need no flag; a TorchScript model file is refused for what it is, not as a pickle."""
     from lingerlab.cli.loading import load_model
 
-    spec = cli.parse_model_spec("torchvision:resnet18", "--target-model")
-    model, info = load_model(spec, str(fixtures["target_traced"]), flag="--target-model", wflag="--target-weights",
-                             head=None, download=False, normalize=True, image_size=SIZE)
+    spec = cli_args.parse_model_spec("torchvision:resnet18", "--target-model")
+    model, info = load_model(
+        spec,
+        str(fixtures["target_traced"]),
+        flag="--target-model",
+        wflag="--target-weights",
+        head=None,
+        download=False,
+        normalize=True,
+        image_size=SIZE,
+    )
     assert info["head"] == "model.fc" and info["head_how"] == "found" and info["outputs"] == 2
     x = torch.rand(2, 3, SIZE, SIZE)
     ref = torch.jit.load(fixtures["target_traced"])
     assert torch.allclose(model.model(x), ref(x), atol=1e-5)
-    rc, err = _main(_args(fixtures, tmp_path / "out", **{"--target-model": str(fixtures["seq_script"]),
-                                                         "--target-weights": None}), monkeypatch, tmp_path, capsys)
+    rc, err = _main(
+        _args(fixtures, tmp_path / "out", **{"--target-model": str(fixtures["seq_script"]), "--target-weights": None}),
+        monkeypatch,
+        tmp_path,
+        capsys,
+    )
     assert rc == 2 and "is TorchScript" in err[0] and "--trust-pickle" not in err[0], err
 
 
 def test_audit_finds_the_head_and_cam_layer_of_a_sequential(fixtures, tmp_path):
     """nn.Sequential models saved with torch.save(model): loaded with --trust-pickle, head and layer found."""
     out = tmp_path / "out"
-    r = _run(_args(fixtures, out, **{"--source-model": str(fixtures["seq_source"]), "--source-weights": None,
-                                     "--target-model": str(fixtures["seq_target"]), "--target-weights": None,
-                                     "--cam-layer": None}) + ["--trust-pickle", "--quiet"], tmp_path)
+    r = _run(
+        _args(
+            fixtures,
+            out,
+            **{
+                "--source-model": str(fixtures["seq_source"]),
+                "--source-weights": None,
+                "--target-model": str(fixtures["seq_target"]),
+                "--target-weights": None,
+                "--cam-layer": None,
+            },
+        )
+        + ["--trust-pickle", "--quiet"],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.splitlines()
     # the head: the last nn.Linear with one output per class; the layer: the last ReLU, 16 x 16 x 16 at 32 px
@@ -299,7 +419,7 @@ def _choices(fixtures, tmp_path, **changes: str | None) -> dict:
     from lingerlab.cli.main import _load
 
     args = cli.build_parser().parse_args(_args(fixtures, tmp_path / "out", **changes))
-    checked = cli.validate(args)
+    checked = cli_args.validate(args)
     _load(checked)
     return checked.choices
 
@@ -318,17 +438,28 @@ def test_timm_resnet18_head_and_cam_layer(fixtures, monkeypatch, tmp_path):
     torch.save(timm.create_model("resnet18", pretrained=False, num_classes=N_SOURCE).state_dict(), tmp_path / "s.pt")
     torch.save(timm.create_model("resnet18", pretrained=False, num_classes=2).state_dict(), tmp_path / "t.pt")
     monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
-    got = _choices(fixtures, tmp_path, **{"--source-model": "timm:resnet18", "--source-weights": str(tmp_path / "s.pt"),
-                                          "--target-model": "timm:resnet18", "--target-weights": str(tmp_path / "t.pt"),
-                                          "--cam-layer": None, "--image-size": "64"})
+    got = _choices(
+        fixtures,
+        tmp_path,
+        **{
+            "--source-model": "timm:resnet18",
+            "--source-weights": str(tmp_path / "s.pt"),
+            "--target-model": "timm:resnet18",
+            "--target-weights": str(tmp_path / "t.pt"),
+            "--cam-layer": None,
+            "--image-size": "64",
+        },
+    )
     assert got["head"] == {"name": "fc", "how": "found", "module": "nn.Linear 512->10"}
     assert got["cam_layer"] == {"name": "layer4", "how": "found", "output": "512x2x2"}
 
 
 def test_a_failure_during_the_audit_exits_1(monkeypatch, fixtures, tmp_path, capsys):
     """An exception inside a stage: exit 1, a one-line summary naming the stage, no traceback."""
+
     def boom(self):
         raise RuntimeError("simulated failure")
+
     monkeypatch.setattr(cli.AuditRun, "lingering", boom)
     monkeypatch.setenv("LINGERLAB_CACHE", str(tmp_path / "cache"))
     rc = cli.main(_args(fixtures, tmp_path / "out") + ["--quiet"])
@@ -348,11 +479,26 @@ def test_custom_world_takes_the_users_models(fixtures):
     tuned = Normalized(torch.load(fixtures["target_full"], weights_only=False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        world = load_world("custom", source_model=src, source_classes=SOURCE_NAMES, target_root=fixtures["target"],
-                           source_root=fixtures["source"], image_size=SIZE, device="cpu", target_model=tuned,
-                           baseline_model=tuned)
-        plain = load_world("custom", source_model=src, source_classes=SOURCE_NAMES, target_root=fixtures["target"],
-                           source_root=fixtures["source"], image_size=SIZE, device="cpu")
+        world = load_world(
+            "custom",
+            source_model=src,
+            source_classes=SOURCE_NAMES,
+            target_root=fixtures["target"],
+            source_root=fixtures["source"],
+            image_size=SIZE,
+            device="cpu",
+            target_model=tuned,
+            baseline_model=tuned,
+        )
+        plain = load_world(
+            "custom",
+            source_model=src,
+            source_classes=SOURCE_NAMES,
+            target_root=fixtures["target"],
+            source_root=fixtures["source"],
+            image_size=SIZE,
+            device="cpu",
+        )
     assert world.spec.given["M^t"] is tuned and world.spec.given["M^b"] is tuned
     assert "given" in world.spec.recipes["M^t"].description and plain.spec.given == {}
     assert world.fingerprint != plain.fingerprint
@@ -360,11 +506,25 @@ def test_custom_world_takes_the_users_models(fixtures):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="target_model's head has 10 outputs"):
-            load_world("custom", source_model=src, source_classes=SOURCE_NAMES, target_root=fixtures["target"],
-                       source_root=fixtures["source"], image_size=SIZE, target_model=src)
+            load_world(
+                "custom",
+                source_model=src,
+                source_classes=SOURCE_NAMES,
+                target_root=fixtures["target"],
+                source_root=fixtures["source"],
+                image_size=SIZE,
+                target_model=src,
+            )
         with pytest.raises(ValueError, match="target_model must be an nn.Module"):
-            load_world("custom", source_model=src, source_classes=SOURCE_NAMES, target_root=fixtures["target"],
-                       source_root=fixtures["source"], image_size=SIZE, target_model="model.pt")
+            load_world(
+                "custom",
+                source_model=src,
+                source_classes=SOURCE_NAMES,
+                target_root=fixtures["target"],
+                source_root=fixtures["source"],
+                image_size=SIZE,
+                target_model="model.pt",
+            )
 
 
 @pytest.mark.render
@@ -372,10 +532,22 @@ def test_custom_world_takes_the_users_models(fixtures):
 def test_report_renders_in_chromium(no_baseline_run, tmp_path):
     r, out, _ = no_baseline_run
     assert r.returncode == 0, r.stderr[-3000:]
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000"]
-    dom = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-                          (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in dom, sid
     assert dom.count("<img") >= 4 and "Traceback" not in dom

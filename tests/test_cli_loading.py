@@ -1,6 +1,7 @@
 """How ``lingerlab audit`` reads model files and finds the head and the Grad-CAM layer, on tiny models:
 no pickle runs without ``trust_pickle``, the head is the last ``nn.Linear`` with the model's output width,
 the layer the last spatial map before global pooling, and a choice that is not unique is an error."""
+
 from __future__ import annotations
 
 import pickle
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from lingerlab.attribution import locate_layer
-from lingerlab.cli import UsageError
+from lingerlab.cli.args import UsageError
 from lingerlab.cli.loading import _read_file, check_cam_layer, find_head_by_outputs
 from lingerlab.models import Normalized
 
@@ -40,8 +41,15 @@ class _TwoHeads(nn.Module):
 
 
 def _sequential(num_classes: int = 10) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
+    ).eval()
 
 
 def _resnet18() -> nn.Module:
@@ -51,6 +59,7 @@ def _resnet18() -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------ reading files
+
 
 @pytest.mark.parametrize("how", ["torch.save", "pickle.dump"])
 def test_a_pickle_is_refused_and_never_run(how, tmp_path):
@@ -88,6 +97,7 @@ def test_state_dicts_and_torchscript_load_without_the_flag_and_models_with_it(tm
 
 # ----------------------------------------------------------------------------------------- the head
 
+
 def test_the_head_is_the_last_linear_with_the_output_width():
     assert find_head_by_outputs(_resnet18(), 32)[0] == "fc"
     assert find_head_by_outputs(_sequential(), 32)[0] == "6"
@@ -106,6 +116,7 @@ def test_a_head_that_is_not_unique_or_absent_is_an_error():
 
 
 # ----------------------------------------------------------------------------------- the CAM layer
+
 
 def test_locate_layer_resnet18_and_sequential():
     r = _resnet18()
@@ -129,11 +140,22 @@ def test_locate_layer_timm_resnet18():
 def test_cam_layer_choices_and_errors():
     a, b = Normalized(_sequential()), Normalized(_sequential(2))
     assert check_cam_layer({"source": a, "target": b}, None, 32) == (
-        "model.3", {"name": "3", "how": "found", "output": "16x16x16"})
+        "model.3",
+        {"name": "3", "how": "found", "output": "16x16x16"},
+    )
     assert check_cam_layer({"source": a, "target": b}, "1", 32) == (
-        "model.1", {"name": "1", "how": "given", "output": None})
-    deeper = Normalized(nn.Sequential(*_sequential(2)[:4], nn.Conv2d(16, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten(), nn.Linear(16, 2)).eval())
+        "model.1",
+        {"name": "1", "how": "given", "output": None},
+    )
+    deeper = Normalized(
+        nn.Sequential(
+            *_sequential(2)[:4],
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 2),
+        ).eval()
+    )
     with pytest.raises(UsageError, match=r"differs between the models \(source: '3', target: '4'\)"):
         check_cam_layer({"source": a, "target": deeper}, None, 32)
     flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
@@ -146,8 +168,9 @@ def test_token_models_keep_their_known_layer():
     """A ViT's maps are tokens: the known layer (reshaped by Grad-CAM), not the patch embedding's conv."""
     from torchvision.models import VisionTransformer
 
-    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8,
-                            num_classes=10).eval()
+    vit = VisionTransformer(
+        image_size=32, patch_size=8, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8, num_classes=10
+    ).eval()
     assert locate_layer(vit, 32)[0] == "conv_proj"
     name, choice = check_cam_layer({"source": vit}, None, 32)
     assert name is None and choice == {"name": "encoder.layers.encoder_layer_0.ln_1", "how": "known", "output": None}

@@ -1,5 +1,6 @@
 """scripts/colab.py: the repository URL is written in one place (pyproject.toml) and every Colab badge,
 Colab install cell and book setting agrees with it."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -40,8 +41,10 @@ def test_a_changed_url_is_caught_and_rewritten(tmp_path):
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
     shutil.copy(ROOT / "book" / "run_it_yourself.md", root / "book" / "run_it_yourself.md")
     (root / "pyproject.toml").write_text(
-        (ROOT / "pyproject.toml").read_text().replace("https://github.com/lingerlab/lingerlab",
-                                                       "https://github.com/someone/fork"))
+        (ROOT / "pyproject.toml")
+        .read_text()
+        .replace("https://github.com/lingerlab/lingerlab", "https://github.com/someone/fork")
+    )
     problems = colab.sync(root, check=True)
     n_nb = len(list((root / "notebooks").glob("*.py")))
     assert len(problems) == 2 * n_nb + 2  # badge and install per notebook, _config.yml, the clone line

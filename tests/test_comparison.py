@@ -1,4 +1,5 @@
 """comparison: paired controls, seed-level tests and the verdict, on a tiny hand-built world."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,16 @@ import pytest
 import torch
 
 from lingerlab.audit import Audit
-from lingerlab.comparison import (MEASURES, by_class, compare, control_sets, controls, model_level_test, per_seed,
-                                  verdict)
+from lingerlab.comparison import (
+    MEASURES,
+    by_class,
+    compare,
+    control_sets,
+    controls,
+    model_level_test,
+    per_seed,
+    verdict,
+)
 
 from test_audit import make_tiny_world
 
@@ -31,8 +40,13 @@ def test_control_sets_are_paired(audit):
 
 
 def test_compare_and_verdict(audit):
-    arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)", "M^b (competent)": "M^b (competent)",
-            "M^b (matched acc)": "M^b (matched acc)", "remedy": lambda seed: audit.target_model(seed, lr=0.02)}
+    arms = {
+        "M^t": "M^t",
+        "M^b (same data)": "M^b (same data)",
+        "M^b (competent)": "M^b (competent)",
+        "M^b (matched acc)": "M^b (matched acc)",
+        "remedy": lambda seed: audit.target_model(seed, lr=0.02),
+    }
     table = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
     assert len(table) == len(arms) * len(MEASURES)
     assert set(table["measure"]) == set(MEASURES)
@@ -51,7 +65,9 @@ def test_compare_and_verdict(audit):
     # the per-composite view and the per-class view agree with the table
     ctl = controls(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
     ps = per_seed(ctl)
-    assert ps.loc[ps["arm"] == "M^t", "err_source_only"].mean() == pytest.approx(row.loc[("M^t", "err_source_only"), "mean"])
+    assert ps.loc[ps["arm"] == "M^t", "err_source_only"].mean() == pytest.approx(
+        row.loc[("M^t", "err_source_only"), "mean"]
+    )
     bc = by_class(ctl)
     assert set(bc["source_class"]) == {2, 3, 4}
     with pytest.raises(ValueError, match="arms"):
@@ -65,7 +81,7 @@ def test_compare_and_verdict(audit):
 def test_model_level_test_exact():
     out = model_level_test([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
     assert out["diff"] == 3.0
-    assert out["p_perm"] == pytest.approx(2 / 20)   # only the two extreme splits are as extreme
+    assert out["p_perm"] == pytest.approx(2 / 20)  # only the two extreme splits are as extreme
     assert 0 < out["p_welch"] < 0.05
     same = model_level_test([1.0, 1.0], [1.0, 1.0])
     assert same["p_perm"] == 1.0 and np.isnan(same["p_welch"])
@@ -75,11 +91,20 @@ def test_verdict_orientation():
     rows = []
     for arm, acc, err in (("M^t", 0.99, 0.40), ("M^b", 0.95, 0.10)):
         for m, val in (("target_acc", acc), ("err_source_only", err)):
-            rows.append({"arm": arm, "measure": m, "mean": val, "values": (val, val), "p_welch": 0.01,
-                         "p_perm": 0.3, "p_composite": 0.02})
+            rows.append(
+                {
+                    "arm": arm,
+                    "measure": m,
+                    "mean": val,
+                    "values": (val, val),
+                    "p_welch": 0.01,
+                    "p_perm": 0.3,
+                    "p_composite": 0.02,
+                }
+            )
     v = verdict(pd.DataFrame(rows), reference="M^t").set_index("measure")
     assert bool(v.loc["err_source_only", "holds"]) and bool(v.loc["err_source_only", "significant"])
-    assert not bool(v.loc["target_acc", "holds"])        # M^t is *more* accurate on clean data
+    assert not bool(v.loc["target_acc", "holds"])  # M^t is *more* accurate on clean data
     assert v.loc["err_source_only", "summary"].startswith("holds in every seed")
     with pytest.raises(ValueError, match="reference"):
         verdict(pd.DataFrame(rows), reference="M^x")
@@ -93,9 +118,12 @@ def test_shared_pool_uses_classes_with_images():
     from lingerlab.comparison import _shared_pool
 
     v = torch.tensor([50, 40, 30, 20, 10, 0, 0])
-    stub = SimpleNamespace(world=SimpleNamespace(planted_shared=None), counts=lambda: v,
-                           source_only=lambda: torch.tensor([5, 6]),
-                           source_labels=lambda: torch.tensor([1, 1, 3, 5, 6, 4]))
+    stub = SimpleNamespace(
+        world=SimpleNamespace(planted_shared=None),
+        counts=lambda: v,
+        source_only=lambda: torch.tensor([5, 6]),
+        source_labels=lambda: torch.tensor([1, 1, 3, 5, 6, 4]),
+    )
     assert _shared_pool(stub) == [1, 3, 4]  # class 0 and 2 have no images; 5, 6 are in F
     stub.source_labels = lambda: torch.tensor([5, 6])
     assert _shared_pool(stub) == []
@@ -120,8 +148,10 @@ def test_without_a_shared_class_err_shared_is_nan_and_not_a_verdict(audit, monke
     assert table.loc[("M^t", "err_shared"), ["mean", "ci_lo", "min", "diff_vs_ref"]].isna().all()
     assert table.loc[("M^b (competent)", "err_shared"), ["mean", "p_welch", "p_perm", "p_composite"]].isna().all()
     others = [m for m in MEASURES if m != "err_shared"]
-    pd.testing.assert_frame_equal(table.loc[(slice(None), others), ["mean", "p_welch"]],
-                                  with_shared.loc[(slice(None), others), ["mean", "p_welch"]])
+    pd.testing.assert_frame_equal(
+        table.loc[(slice(None), others), ["mean", "p_welch"]],
+        with_shared.loc[(slice(None), others), ["mean", "p_welch"]],
+    )
     v = verdict(table.reset_index()).set_index("measure")
     assert v.loc["err_shared", "summary"].startswith("not measured")
     assert not v.loc["err_shared", "holds"] and not v.loc["err_shared", "significant"]
@@ -149,7 +179,9 @@ def test_fair_test_scores_L_and_its_contrast(audit):
         nl, nr = ps.loc[("M^t", s, "L"), "n_composites"], ps.loc[("M^t", s, "F \\ L"), "n_composites"]
         assert nl + nr == ps.loc[("M^t", s, "F"), "n_composites"]
         if nl and nr:
-            mix = (nl * ps.loc[("M^t", s, "L"), "err_source_only"] + nr * ps.loc[("M^t", s, "F \\ L"), "err_source_only"]) / (nl + nr)
+            mix = (
+                nl * ps.loc[("M^t", s, "L"), "err_source_only"] + nr * ps.loc[("M^t", s, "F \\ L"), "err_source_only"]
+            ) / (nl + nr)
             assert mix == pytest.approx(ps.loc[("M^t", s, "F"), "err_source_only"])
     t = ft.tests
     assert len(t) == len(ft.baselines) * len(FAMILY_MEASURES) + len(CONTRAST_MEASURES)
@@ -158,12 +190,15 @@ def test_fair_test_scores_L_and_its_contrast(audit):
     assert (t.loc[ok, "p_holm"] >= t.loc[ok, "p_perm"] - 1e-12).all()  # Holm never lowers a p
     # an effect is the reference mean minus the baseline mean over seeds
     r = t[(t.kind == "between arms") & (t.measure == "err_source_only")].iloc[0]
-    assert r.effect == pytest.approx(ft.value("M^t", "err_source_only") - ft.value(r.baseline, "err_source_only"),
-                                     nan_ok=True)
+    assert r.effect == pytest.approx(
+        ft.value("M^t", "err_source_only") - ft.value(r.baseline, "err_source_only"), nan_ok=True
+    )
     assert set(ft.verdicts().columns) == {"claim", "verdict", "effect [95% CI]", "margin", "p (one-sided)", "p (Holm)"}
     # the gates ran on the same composites and every untestable claim names its gate
     assert ft.gates is not None and set(ft.gates.table["gate"]) <= set(__import__("lingerlab").gates.GATES)
-    assert (t.loc[t.verdict == "not testable", "gate"] != "").all() and (t.loc[t.verdict != "not testable", "gate"] == "").all()
+    assert (t.loc[t.verdict == "not testable", "gate"] != "").all() and (
+        t.loc[t.verdict != "not testable", "gate"] == ""
+    ).all()
     # leaving classes out removes them from every test
     gone = int(ctl["source_class"].iloc[0])
     ft2 = summarize(ctl, exclude=[gone], n_boot=200)
@@ -182,10 +217,24 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
                 c = comp % 6
                 in_L = c < 3
                 wrong = rng.random() < (0.6 if (arm == "ref" and in_L) else 0.1)
-                rows.append({"arm": arm, "seed": seed, "composite": comp, "source_class": c, "source_name": str(c),
-                             "cluster": comp, "in_L": in_L, "target_label": 0, "correct_source_only": not wrong,
-                             "correct_neutral": True, "correct_shared": True, "flip": wrong,
-                             "distraction": 0.2, "null": 0.2})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "composite": comp,
+                        "source_class": c,
+                        "source_name": str(c),
+                        "cluster": comp,
+                        "in_L": in_L,
+                        "target_label": 0,
+                        "correct_source_only": not wrong,
+                        "correct_neutral": True,
+                        "correct_shared": True,
+                        "flip": wrong,
+                        "distraction": 0.2,
+                        "null": 0.2,
+                    }
+                )
     ctl = pd.DataFrame(rows)
     ctl.attrs.update(reference="ref", fine_tuned={"ref": True, "base": False}, target_acc={})
     ft = summarize(ctl, n_boot=2000)

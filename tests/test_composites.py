@@ -1,4 +1,5 @@
 """composites: I(c_s) geometry, determinism, pasted content, controls."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,7 @@ def test_mask_area_and_inside(scale):
         assert abs(area - scale * h * scale * w) <= scale * h + scale * w + 1
         top, left, bh, bw = c.boxes[i].tolist()
         assert 0 <= top and top + bh <= h and 0 <= left and left + bw <= w
-        assert area == bh * bw and c.masks[i, top:top + bh, left:left + bw].all()
+        assert area == bh * bw and c.masks[i, top : top + bh, left : left + bw].all()
 
 
 def test_pasted_pixels_and_background():
@@ -36,9 +37,10 @@ def test_pasted_pixels_and_background():
     assert c.source_index.tolist() == list(range(12))
     for i in range(len(c)):
         top, left, bh, bw = c.boxes[i].tolist()
-        ref = F.interpolate(TGT[c.target_index[i]][None], size=(bh, bw), mode="bilinear", antialias=True,
-                            align_corners=False)[0]
-        torch.testing.assert_close(c.images[i, :, top:top + bh, left:left + bw], ref)
+        ref = F.interpolate(
+            TGT[c.target_index[i]][None], size=(bh, bw), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        torch.testing.assert_close(c.images[i, :, top : top + bh, left : left + bw], ref)
         torch.testing.assert_close(c.images[i][:, ~c.masks[i]], SRC[i][:, ~c.masks[i]])
     assert c.images.min() >= 0 and c.images.max() <= 1
     assert len(TgtDS) == 5

@@ -1,4 +1,5 @@
 """coverage: the rows of the results page's matrix, their rules, and the round trip through a notebook."""
+
 from __future__ import annotations
 
 import json
@@ -50,9 +51,14 @@ def test_rows_round_trip_through_a_stored_notebook(tmp_path):
     with pytest.raises(ValueError, match="coverage.claim"):
         cov.glue_claims("x_claims", [{"claim": "c"}])
     text = repr(json.dumps(rows))  # what myst-nb's glue stores: the text/plain repr of the str
-    out = nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": text},
-                                 metadata={"scrapbook": {"name": "nb02_claims", "mime_prefix": "application/papermill.record/"}})
-    other = nbformat.v4.new_output("display_data", data={"text/plain": "'x'"}, metadata={"scrapbook": {"name": "nb02_F"}})
+    out = nbformat.v4.new_output(
+        "display_data",
+        data={"application/papermill.record/text/plain": text},
+        metadata={"scrapbook": {"name": "nb02_claims", "mime_prefix": "application/papermill.record/"}},
+    )
+    other = nbformat.v4.new_output(
+        "display_data", data={"text/plain": "'x'"}, metadata={"scrapbook": {"name": "nb02_F"}}
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=[out, other])])
     path = tmp_path / "02.ipynb"
     nbformat.write(nb, path)

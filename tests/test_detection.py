@@ -1,4 +1,5 @@
 """detection: AUROC / FPR@95TPR against slow references; Eq. 5 as a detector on tiny models."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def _fpr_slow(neg, pos, tpr) -> float:
 @pytest.mark.parametrize("seed", range(5))
 def test_auroc_matches_pairwise_with_ties(seed):
     rng = np.random.default_rng(seed)
-    neg = rng.integers(0, 6, size=37).astype(float)     # many ties
+    neg = rng.integers(0, 6, size=37).astype(float)  # many ties
     pos = rng.integers(2, 9, size=23).astype(float)
     assert auroc(neg, pos) == pytest.approx(_auroc_pairwise(neg, pos), abs=1e-12)
     neg, pos = rng.normal(size=50), rng.normal(0.7, size=41)
@@ -65,10 +66,14 @@ def test_scores_are_pytorch_ood_and_match_their_formulas():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_auroc_and_fpr_agree_with_pytorch_ood(seed):
     from pytorch_ood.metrics import AUROC, FPRAtTPR
+
     g = torch.Generator().manual_seed(seed)
     neg = torch.randn(200, generator=g).round(decimals=1)  # rounded: ties, which both count half
     pos = (torch.randn(150, generator=g) + 0.8).round(decimals=1)
-    scores, labels = torch.cat([neg, pos]), torch.cat([torch.zeros(200, dtype=torch.long), -torch.ones(150, dtype=torch.long)])
+    scores, labels = (
+        torch.cat([neg, pos]),
+        torch.cat([torch.zeros(200, dtype=torch.long), -torch.ones(150, dtype=torch.long)]),
+    )
     assert auroc(neg, pos) == pytest.approx(AUROC().update(scores, labels).compute()["AUROC"], abs=1e-9)
     lib = FPRAtTPR(tpr=0.95).update(scores, labels).compute()
     assert fpr_at_tpr(neg, pos, 0.95) == pytest.approx(next(iter(lib.values())), abs=1e-9)

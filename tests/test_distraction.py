@@ -1,4 +1,5 @@
 """distraction: Eq. 4 against a slow reference, its invariances, the null and the statistics."""
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,7 @@ MAP_T = torch.rand(N, H, W, generator=G)
 MAP_S = torch.rand(N, H, W, generator=G)
 MASK = torch.zeros(N, H, W, dtype=torch.bool)
 for i in range(N):
-    MASK[i, i % 5:i % 5 + 5, (2 * i) % 6:(2 * i) % 6 + 4] = True
+    MASK[i, i % 5 : i % 5 + 5, (2 * i) % 6 : (2 * i) % 6 + 4] = True
 
 
 def _reference(map_t: torch.Tensor, map_s: torch.Tensor, mask: torch.Tensor, q: float) -> list[float]:
@@ -64,14 +65,18 @@ def test_top_quantile_mask_is_numpys_threshold_exactly(q):
     got = top_quantile_mask(maps, q, region)
     for i in range(6):
         vals = maps[i][region[i]].numpy().astype(np.float64)
-        want = (np.zeros((9, 7), bool) if len(vals) == 0
-                else (maps[i].numpy().astype(np.float64) > np.quantile(vals, q)) & region[i].numpy())
+        want = (
+            np.zeros((9, 7), bool)
+            if len(vals) == 0
+            else (maps[i].numpy().astype(np.float64) > np.quantile(vals, q)) & region[i].numpy()
+        )
         assert np.array_equal(got[i].numpy(), want), i
 
 
 def test_null_is_eq4_of_the_shuffled_pairs():
     """distraction_null reuses map_t's mask across draws: each draw equals Eq. 4 of the pairs (i, j)."""
     from lingerlab.distraction import _partners
+
     groups = torch.arange(N) % 3
     null = distraction_null(MAP_T, MAP_S, MASK, 0.8, n_perm=5, generator=11, groups=groups)
     partners = _partners(N, 5, groups, torch.Generator().manual_seed(11), MAP_T.device)
@@ -150,8 +155,10 @@ def test_paired_test():
     assert same["p_value"] > 0.5
     assert paired_test(b + sym, b, n_perm=2000, generator=6) == same  # deterministic
     # calibrated under H0: about 5% of null data sets reach p < 0.05
-    ps = [paired_test(torch.randn(30, generator=g), torch.zeros(30), n_perm=200, n_boot=10, generator=i)["p_value"]
-          for i in range(200)]
+    ps = [
+        paired_test(torch.randn(30, generator=g), torch.zeros(30), n_perm=200, n_boot=10, generator=i)["p_value"]
+        for i in range(200)
+    ]
     assert 0.01 <= np.mean(np.array(ps) < 0.05) <= 0.10
     # exact enumeration for tiny n: 4 positive differences -> p = 2 / 16
     exact = paired_test(torch.tensor([1.0, 2, 3, 4]), torch.zeros(4), n_perm=100)
@@ -171,7 +178,7 @@ def test_per_class_null_pairs_within_the_class():
     part = _partners(len(g), 50, g, torch.Generator().manual_seed(0), torch.device("cpu"))
     ok = part >= 0
     assert torch.equal(g[part.clamp(min=0)][ok], g.expand_as(part)[ok])  # same group
-    assert not (part == torch.arange(len(g))).any()                     # never itself
+    assert not (part == torch.arange(len(g))).any()  # never itself
     assert (part[:, 5] == -1).all() and ok[:, [0, 1, 2, 3, 4, 6, 7]].all()  # class 2 is alone
     # class 0's maps are one fixed blob for every image; class 1's are random
     h = 8

@@ -8,6 +8,7 @@ deterministic CNN and data (N odd, so the shards are unequal) and writes what it
 compares both processes' results with this process's single-process ones: counts exactly, means
 and maps within 1e-6, maps in the same order.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ TOL = 1e-6
 
 # --------------------------------------------------------------------------- shared fixtures
 
+
 class PlainDataset(Dataset):
     """A map-style dataset that is not a TensorDataset (so sharding goes through Subset)."""
 
@@ -50,8 +52,13 @@ def make_model() -> nn.Module:
     """A small CNN whose top-k classes vary from image to image: the pooled features are
     standardised (BatchNorm1d with statistics of calibration images) before the classifier."""
     torch.manual_seed(0)
-    features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                             nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16))
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, stride=2),
+        nn.BatchNorm2d(16),
+    )
     m = nn.Sequential()
     m.add_module("features", features)
     m.add_module("act", nn.ReLU())
@@ -106,6 +113,7 @@ def compute() -> dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------- the worker (torchrun runs this file)
 
+
 def _worker(out_dir: str) -> None:
     torch.set_num_threads(1)
     assert D.init_from_env(backend="gloo"), "expected a 2-process group"
@@ -116,7 +124,7 @@ def _worker(out_dir: str) -> None:
     idx = D.shard_indices(N)
     checks["shard"] = list(idx)
     full = torch.arange(N, dtype=torch.float32)[:, None] * torch.tensor([1.0, -1.0])
-    checks["gather_contiguous"] = D.all_gather_cat(full[idx.start:idx.stop], N)
+    checks["gather_contiguous"] = D.all_gather_cat(full[idx.start : idx.stop], N)
     # ... strided shards placed by `order` (ranks hold 19 and 18 rows, interleaved)
     mine = list(range(r, N, w))
     checks["gather_order"] = D.all_gather_cat(full[mine], N, order=mine)
@@ -125,11 +133,13 @@ def _worker(out_dir: str) -> None:
     checks["gather_bool"] = D.all_gather_cat(flags if r == 0 else flags[:0], 5)
     # all_reduce_sum: exact for int64
     checks["reduce"] = D.all_reduce_sum(torch.tensor([r + 1, 10 * (r + 1)], dtype=torch.long))
+
     # an error on one rank reaches both, instead of a hang in the next collective
     def fail_on_1() -> int:
         if r == 1:
             raise ValueError("boom on rank 1")
         return 0
+
     try:
         D.run_local(fail_on_1)
         checks["error"] = "none"
@@ -143,6 +153,7 @@ def _worker(out_dir: str) -> None:
 
 
 # --------------------------------------------------------------------------- tests
+
 
 def test_shard_indices_every_index_once() -> None:
     for n in range(0, 23):
@@ -186,11 +197,28 @@ def _free_port() -> int:
 def two_process_results(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("dist")
     loopback = "lo0" if sys.platform == "darwin" else "lo"
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1",
-               GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", loopback))
+    env = dict(
+        os.environ,
+        MASTER_ADDR="127.0.0.1",
+        OMP_NUM_THREADS="1",
+        GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", loopback),
+    )
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), __file__, str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        __file__,
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]

@@ -5,6 +5,7 @@ answers ``Range:`` requests with 206 + Content-Range, counts requests, and can c
 (an interrupted download) or ignore ranges (the restart case). Every connection is checked to go to
 127.0.0.1; nothing else is ever contacted.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,6 +43,7 @@ def sha(b: bytes) -> str:
 
 
 # ------------------------------------------------------------------------------------------ fixture archives
+
 
 def _jpeg(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
@@ -81,27 +83,49 @@ def archives() -> dict[str, bytes]:
     ms_zip = _zip(ms)
     first = ms["PetImages/Cat/0.jpg"]
     at = ms_zip.index(first) + len(first) // 2
-    corrupt = ms_zip[:at] + bytes([ms_zip[at] ^ 0xFF]) + ms_zip[at + 1:]  # bad CRC-32 in one member
-    kaggle = _zip({f"train/{c}.{i}.jpg": _jpeg(50 + 10 * k + i) for k, c in enumerate(("cat", "dog")) for i in range(4)})
-    v2 = _tar({f"{V2_TOP}/{cid}/{sha(str((cid, i)).encode())[:40]}.jpeg": _jpeg(100 + cid * 3 + i)
-               for cid in (1, 7, 281) for i in range(2)})
+    corrupt = ms_zip[:at] + bytes([ms_zip[at] ^ 0xFF]) + ms_zip[at + 1 :]  # bad CRC-32 in one member
+    kaggle = _zip(
+        {f"train/{c}.{i}.jpg": _jpeg(50 + 10 * k + i) for k, c in enumerate(("cat", "dog")) for i in range(4)}
+    )
+    v2 = _tar(
+        {
+            f"{V2_TOP}/{cid}/{sha(str((cid, i)).encode())[:40]}.jpeg": _jpeg(100 + cid * 3 + i)
+            for cid in (1, 7, 281)
+            for i in range(2)
+        }
+    )
     wnids = imagenet_wnids()
-    val = _tar({f"val/{wnids[cid]}/ILSVRC2012_val_{cid * 10 + i:08d}.JPEG": _jpeg(300 + cid * 3 + i)
-                for cid in (1, 7, 281) for i in range(2)}, mode="w")
+    val = _tar(
+        {
+            f"val/{wnids[cid]}/ILSVRC2012_val_{cid * 10 + i:08d}.JPEG": _jpeg(300 + cid * 3 + i)
+            for cid in (1, 7, 281)
+            for i in range(2)
+        },
+        mode="w",
+    )
     pth = io.BytesIO()
     torch.save({"w": torch.arange(1000.0)}, pth)
     blob = bytes(np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8))
-    return {"ms": ms_zip, "ms_corrupt": corrupt, "ms_truncated": ms_zip[: len(ms_zip) // 2], "kaggle": kaggle,
-            "v2": v2, "val": val, "pth": pth.getvalue(), "blob": blob}
+    return {
+        "ms": ms_zip,
+        "ms_corrupt": corrupt,
+        "ms_truncated": ms_zip[: len(ms_zip) // 2],
+        "kaggle": kaggle,
+        "v2": v2,
+        "val": val,
+        "pth": pth.getvalue(),
+        "blob": blob,
+    }
 
 
 # ------------------------------------------------------------------------------------------ the local server
+
 
 class _State:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
-        self.cut = 0               # cut the next `cut` responses short (half the body, then close)
+        self.cut = 0  # cut the next `cut` responses short (half the body, then close)
         self.ignore_range = False  # answer 200 + the whole file to a Range request
         self.lock = threading.Lock()
         self.base = ""
@@ -161,8 +185,17 @@ def _loopback_only(monkeypatch, tmp_path):
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", guarded)
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "LINGERLAB_DOWNLOAD_BASE", "LINGERLAB_DOGSCATS", "LINGERLAB_IMAGENET"):
+    for var in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "LINGERLAB_DOWNLOAD_BASE",
+        "LINGERLAB_DOGSCATS",
+        "LINGERLAB_IMAGENET",
+    ):
         monkeypatch.delenv(var, raising=False)
     for a in ASSETS:
         monkeypatch.delenv(f"LINGERLAB_SHA256_{dl.env_name(a)}", raising=False)
@@ -174,9 +207,14 @@ def _loopback_only(monkeypatch, tmp_path):
 @pytest.fixture
 def server(archives):
     state = _State()
-    state.files = {MS_PATH: archives["ms"], V2_PATH: archives["v2"], WEIGHTS_PATH: archives["pth"],
-                   "/blob.bin": archives["blob"], "/kaggle/train.zip": archives["kaggle"],
-                   "/imagenet/val.tar": archives["val"]}
+    state.files = {
+        MS_PATH: archives["ms"],
+        V2_PATH: archives["v2"],
+        WEIGHTS_PATH: archives["pth"],
+        "/blob.bin": archives["blob"],
+        "/kaggle/train.zip": archives["kaggle"],
+        "/imagenet/val.tar": archives["val"],
+    }
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -195,6 +233,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ fetch
+
 
 def test_fetch_checks_sha256_and_a_second_call_makes_no_request(server, archives, tmp_path):
     body = archives["blob"]
@@ -306,6 +345,7 @@ def test_base_url_and_env_vars(server, archives, tmp_path, monkeypatch):
 
 def test_the_registry_invents_no_hash():
     from torchvision.models import ResNet18_Weights
+
     w = ASSETS["resnet18-imagenet1k-v1"]
     assert w.url == ResNet18_Weights.IMAGENET1K_V1.url and w.sha256 == "f37072fd" and w.filename in w.url
     assert {a.sha256 for n, a in ASSETS.items() if n != w.name} == {None}
@@ -317,6 +357,7 @@ def test_the_registry_invents_no_hash():
 
 # ------------------------------------------------------------------------------------------ extract
 
+
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
     p = tmp_path / name
     p.write_bytes(data)
@@ -324,9 +365,12 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def test_extract_microsoft_and_imagenetv2_layouts(archives, tmp_path):
-    out = extract(_write(tmp_path, "ms.zip", archives["ms"]), tmp_path / "dc", expect=("PetImages/Cat", "PetImages/Dog"))
+    out = extract(
+        _write(tmp_path, "ms.zip", archives["ms"]), tmp_path / "dc", expect=("PetImages/Cat", "PetImages/Dog")
+    )
     assert (out / "PetImages" / "Cat" / "0.jpg").read_bytes() == zipfile.ZipFile(io.BytesIO(archives["ms"])).read(
-        "PetImages/Cat/0.jpg")
+        "PetImages/Cat/0.jpg"
+    )
     (tmp_path / "in").mkdir()  # an empty folder is fine
     out = extract(_write(tmp_path, "v2.tar.gz", archives["v2"]), tmp_path / "in", strip=V2_TOP)
     assert sorted(d.name for d in out.iterdir()) == ["1", "281", "7"] and len(list((out / "7").glob("*.jpeg"))) == 2
@@ -353,9 +397,19 @@ def test_a_wrong_layout_is_refused_before_writing(archives, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.zip"]
 
 
-@pytest.mark.parametrize("kind, member", [("zip", "../evil.txt"), ("zip", "/abs/evil.txt"), ("zip", "a/../../evil.txt"),
-                                          ("zip", "C:/evil.txt"), ("tar", "../evil.txt"), ("tar", "/abs/evil.txt"),
-                                          ("symlink", "/etc/passwd"), ("symlink", "../../evil")])
+@pytest.mark.parametrize(
+    "kind, member",
+    [
+        ("zip", "../evil.txt"),
+        ("zip", "/abs/evil.txt"),
+        ("zip", "a/../../evil.txt"),
+        ("zip", "C:/evil.txt"),
+        ("tar", "../evil.txt"),
+        ("tar", "/abs/evil.txt"),
+        ("symlink", "/etc/passwd"),
+        ("symlink", "../../evil"),
+    ],
+)
 def test_path_traversal_is_refused(kind, member, tmp_path):
     ok = {"good/0.jpg": b"x"}
     if kind == "zip":
@@ -373,6 +427,7 @@ def test_path_traversal_is_refused(kind, member, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ download=False
+
 
 @pytest.fixture
 def no_connections(monkeypatch):
@@ -405,8 +460,20 @@ def tiny_source() -> nn.Module:
 
 
 def _paper(dc, inet, source, **kw):
-    return load_world("paper", "smoke", source_model=source, dogscats_root=dc, imagenet_root=inet, image_size=SIZE,
-                      n_train=4, n_val=2, dc_per_class=2, device="cpu", progress=False, **kw)
+    return load_world(
+        "paper",
+        "smoke",
+        source_model=source,
+        dogscats_root=dc,
+        imagenet_root=inet,
+        image_size=SIZE,
+        n_train=4,
+        n_val=2,
+        dc_per_class=2,
+        device="cpu",
+        progress=False,
+        **kw,
+    )
 
 
 def test_download_false_never_connects(tmp_path, tiny_source, no_connections, server, archives, monkeypatch):
@@ -422,6 +489,7 @@ def test_download_false_never_connects(tmp_path, tiny_source, no_connections, se
 
 
 # ------------------------------------------------------------------------------------------ load_paper(download=True)
+
 
 def test_load_paper_downloads_microsoft_and_imagenetv2(tmp_path, server, archives, tiny_source, monkeypatch):
     monkeypatch.setenv("LINGERLAB_DOWNLOAD_BASE", server.base)
@@ -450,8 +518,16 @@ def test_load_paper_downloads_kaggle_and_an_imagenet_val_archive(tmp_path, serve
     val = Asset("imagenet-val", "https://imagenet.example.invalid/imagenet/val.tar", None)
     (tmp_path / "in").mkdir()  # an empty folder is filled
     with pytest.warns(UserWarning, match="unverified"):
-        world = _paper(tmp_path / "dc", tmp_path / "in", tiny_source, download=True, dogscats_asset=kaggle,
-                       imagenet_asset=val, allow_unverified=True, base_url=server.base)
+        world = _paper(
+            tmp_path / "dc",
+            tmp_path / "in",
+            tiny_source,
+            download=True,
+            dogscats_asset=kaggle,
+            imagenet_asset=val,
+            allow_unverified=True,
+            base_url=server.base,
+        )
     assert server.paths() == ["/kaggle/train.zip", "/imagenet/val.tar"]
     prov = world.spec.provenance
     assert prov["dogscats_layout"] == "kaggle" and prov["imagenet_layout"] == "imagenet-val"
@@ -459,12 +535,22 @@ def test_load_paper_downloads_kaggle_and_an_imagenet_val_archive(tmp_path, serve
 
 
 def test_load_paper_refuses_unknown_hashes_before_any_request(tmp_path, server, tiny_source):
-    with pytest.raises(ValueError, match="nothing was downloaded.*LINGERLAB_SHA256_DOGSCATS_MICROSOFT.*"
-                                         "LINGERLAB_SHA256_IMAGENETV2_MATCHED_FREQUENCY"):
+    with pytest.raises(
+        ValueError,
+        match="nothing was downloaded.*LINGERLAB_SHA256_DOGSCATS_MICROSOFT.*"
+        "LINGERLAB_SHA256_IMAGENETV2_MATCHED_FREQUENCY",
+    ):
         _paper(tmp_path / "dc", tmp_path / "in", tiny_source, download=True, base_url=server.base)
     with pytest.raises(ValueError, match="LINGERLAB_URL_IMAGENET_VAL"):
-        _paper(tmp_path / "dc", tmp_path / "in", tiny_source, download=True, base_url=server.base,
-               imagenet_asset="imagenet-val", allow_unverified=True)
+        _paper(
+            tmp_path / "dc",
+            tmp_path / "in",
+            tiny_source,
+            download=True,
+            base_url=server.base,
+            imagenet_asset="imagenet-val",
+            allow_unverified=True,
+        )
     full = tmp_path / "full"
     (full / "something").mkdir(parents=True)
     with pytest.raises(ValueError, match="exists, is not empty"):
@@ -489,6 +575,7 @@ def test_weights_download(tmp_path, server, monkeypatch):
         resnet18_source_model(download=True, base_url=server.base)  # the fixture is not the real file
     assert not path.exists() and _leftovers(path.parent) == []
     from torchvision.models import resnet18
+
     torch.manual_seed(0)
     buf = io.BytesIO()
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in resnet18().state_dict().items()}, buf)

@@ -1,5 +1,6 @@
 """lingerlab.execstats: the run metadata scripts/execute.py records, and the execution-statistics page
 generated from the stored notebooks."""
+
 from __future__ import annotations
 
 import math
@@ -37,19 +38,28 @@ def test_the_committed_page_is_generated_from_the_stored_notebooks():
 def test_table_reads_the_recorded_run(tmp_path):
     run = execstats.run_metadata(3, 7, profile="full", device="cpu")
     run["machine"].update(cpu="Test CPU 9000", cores=8, torch="2.0.0", torch_threads=4)
-    nb = _notebook(tmp_path / "01_demo.ipynb",
-                   {"duration": 12.345, "start_time": "2026-01-02T03:04:05.6+00:00"}, run)
+    nb = _notebook(tmp_path / "01_demo.ipynb", {"duration": 12.345, "start_time": "2026-01-02T03:04:05.6+00:00"}, run)
     row = execstats.table([nb]).iloc[0].to_dict()
-    assert row == {"notebook": "01_demo", "wall time (s)": 12.3, "cache": "cold", "cache entries": "3 → 7",
-                   "started (UTC)": "2026-01-02 03:04", "profile": "full", "device": "cpu",
-                   "machine": "Test CPU 9000, 8 cores, torch 2.0.0 (4 threads)"}
+    assert row == {
+        "notebook": "01_demo",
+        "wall time (s)": 12.3,
+        "cache": "cold",
+        "cache entries": "3 → 7",
+        "started (UTC)": "2026-01-02 03:04",
+        "profile": "full",
+        "device": "cpu",
+        "machine": "Test CPU 9000, 8 cores, torch 2.0.0 (4 threads)",
+    }
 
 
 def test_table_and_page_say_what_was_not_recorded(tmp_path):
     old = _notebook(tmp_path / "a.ipynb", {"duration": 2.0, "start_time": "2026-01-02T03:04:05+00:00"})
     never = _notebook(tmp_path / "b.ipynb")
-    warm = _notebook(tmp_path / "c.ipynb", {"duration": 1.04, "start_time": "2026-01-02T03:05:00+00:00"},
-                     execstats.run_metadata(5, 5, profile="smoke", device="cpu"))
+    warm = _notebook(
+        tmp_path / "c.ipynb",
+        {"duration": 1.04, "start_time": "2026-01-02T03:05:00+00:00"},
+        execstats.run_metadata(5, 5, profile="smoke", device="cpu"),
+    )
     df = execstats.table([old, never, warm])
     assert list(df["cache"]) == [execstats.NOT_RECORDED, execstats.NOT_RECORDED, "warm"]
     assert df["machine"][0] == execstats.NOT_RECORDED and math.isnan(df["wall time (s)"][1])

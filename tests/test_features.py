@@ -1,4 +1,5 @@
 """features: Eq. 1 counts against a slow reference, Eq. 2 monotonicity, validation."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """figures: the paper's Figures 1, 2 and 4 on a tiny random world (M^s puts class 0 first on every
 image, so F = {1, ..., 5}): what each table says is checked against a direct computation."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ def test_figure1_picks_the_most_probable_source_only_class_and_occludes_its_top_
         p = torch.softmax(audit.source_model()(torch.stack(list(photos.values()))), 1)
     for i, row in t.iterrows():
         top = p[i].topk(3).indices.tolist()
-        expect = next(c for c in top if c in F)               # class 0 (not in F) is always first
+        expect = next(c for c in top if c in F)  # class 0 (not in F) is always first
         assert row.object == audit.world.source_classes[expect] and row.object_in_F_rank == top.index(expect) + 1
         assert np.isclose(row.p_object, float(p[i, expect]), atol=1e-6)
         # the first area of OCCLUSION_AREAS that halves p(c_o) under M^s, else the last (ties aside)
@@ -102,6 +103,7 @@ def test_figure1_occludes_the_smallest_area_that_removes_the_object(audit):
 
 def ll_gradcam(audit, x, c):
     from lingerlab.attribution import gradcam
+
     return gradcam(audit.source_model(), x, torch.tensor([c]), audit.world.spec.cam_layer)[0]
 
 
@@ -113,7 +115,9 @@ def test_figure2_rows_and_probabilities(audit):
     assert list(rec["input"].unique()) == ["source-only image", "target image", "composite", "source object blurred"]
     assert len(rec) == 4 * 3 and list(rec["model"].unique()) == ["M^s", "M^t", "M^b (same data)"]
     assert rec.loc[rec.input == "source-only image", "p(true target class)"].isna().all()
-    assert rec.loc[(rec.input != "source-only image") & (rec.model != "M^s"), "p(true target class)"].between(0, 1).all()
+    assert (
+        rec.loc[(rec.input != "source-only image") & (rec.model != "M^s"), "p(true target class)"].between(0, 1).all()
+    )
     x_src = audit.world.source_data[audit.class_images(c)[0]][0]
     with torch.no_grad():
         p = torch.softmax(audit.source_model()(x_src[None]), 1)[0, c]

@@ -1,5 +1,6 @@
 """gates: each precondition of the paper's test passes and fails where it should, and a claim whose
 gate fails is "not testable", never "inconclusive"."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,13 +19,30 @@ def _controls(neutral_acc: dict[str, float], n_L: int = 3, n_classes: int = 6, s
             for comp in range(10 * n_classes):
                 c = comp % n_classes
                 wrong = rng.random() < (0.6 if (arm == "ref" and c < n_L) else 0.1)
-                rows.append({"arm": arm, "seed": seed, "composite": comp, "source_class": c, "source_name": str(c),
-                             "cluster": comp, "in_L": c < n_L, "target_label": 0, "correct_source_only": not wrong,
-                             "correct_neutral": rng.random() < neutral_acc[arm], "correct_shared": True,
-                             "flip": wrong, "distraction": 0.3 if arm == "ref" and c < n_L else 0.2, "null": 0.2})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "composite": comp,
+                        "source_class": c,
+                        "source_name": str(c),
+                        "cluster": comp,
+                        "in_L": c < n_L,
+                        "target_label": 0,
+                        "correct_source_only": not wrong,
+                        "correct_neutral": rng.random() < neutral_acc[arm],
+                        "correct_shared": True,
+                        "flip": wrong,
+                        "distraction": 0.3 if arm == "ref" and c < n_L else 0.2,
+                        "null": 0.2,
+                    }
+                )
     ctl = pd.DataFrame(rows)
-    ctl.attrs.update(reference="ref", fine_tuned={"ref": True, "base": False},
-                     target_acc={(a, s): (0.95 if a == "ref" else 0.9) for a in ("ref", "base") for s in range(seeds)})
+    ctl.attrs.update(
+        reference="ref",
+        fine_tuned={"ref": True, "base": False},
+        target_acc={(a, s): (0.95 if a == "ref" else 0.9) for a in ("ref", "base") for s in range(seeds)},
+    )
     return ctl
 
 
@@ -34,8 +52,11 @@ def _survival(n_classes: int = 6, hidden: tuple[int, ...] = ()) -> pd.DataFrame:
 
 def _faith(faithful: dict[str, list[bool]], ms: bool = True) -> pd.DataFrame:
     rows = [{"model": "M^s", "seed": 0, "gain": 1.0, "faithful": ms}]
-    rows += [{"model": m, "seed": s, "gain": 1.0 if f else -0.1, "faithful": f}
-             for m, fs in faithful.items() for s, f in enumerate(fs)]
+    rows += [
+        {"model": m, "seed": s, "gain": 1.0 if f else -0.1, "faithful": f}
+        for m, fs in faithful.items()
+        for s, f in enumerate(fs)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -78,8 +99,13 @@ def test_incompetent_arm_blocks_only_the_error_claims():
 
 def test_unfaithful_maps_block_eq4_for_that_model_and_m_s_blocks_all_eq4():
     ctl = _controls({"ref": 1.0, "base": 1.0})
-    g = gates.evaluate(ctl, _survival(), _faith({"ref": [True, True, True, False, False],
-                                                 "base": [False, False, True, False, True]}), "ref", ["base"])
+    g = gates.evaluate(
+        ctl,
+        _survival(),
+        _faith({"ref": [True, True, True, False, False], "base": [False, False, True, False, True]}),
+        "ref",
+        ["base"],
+    )
     assert g.passed("attribution faithfulness", "ref") and not g.passed("attribution faithfulness", "base")
     assert g.failed("between arms", "distraction_excess", "ref", "base") == "attribution faithfulness (base)"
     assert g.failed("within model", "distraction_excess", "ref", "ref") is None

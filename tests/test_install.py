@@ -7,6 +7,7 @@ The kernel that runs the notebook is the fresh environment's python, started wit
 file (in a temporary ``IPYTHONDIR``; no cell is added to the notebook) that records, through an audit
 hook, every path under the repository it opens, lists or imports from, and at exit where ``lingerlab``
 came from."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,7 @@ MAX_DOWNLOAD_MB, MAX_TOTAL_MB = 100, 300
 _DOWNLOAD = re.compile(r"^\s*Downloading (\S+) \(([\d.]+) (bytes|kB|MB|GB)\)", re.M)
 _UNIT_MB = {"bytes": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
 
-PROBE = '''\
+PROBE = """\
 import atexit, json, os, sys
 
 _REPO = {repo!r}
@@ -73,13 +74,15 @@ def _dump():
 
 
 atexit.register(_dump)
-'''
+"""
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
     res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    assert res.returncode == 0, (f"{' '.join(map(str, cmd))} exited {res.returncode}\n"
-                                 f"--- stdout\n{res.stdout[-4000:]}\n--- stderr\n{res.stderr[-8000:]}")
+    assert res.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {res.returncode}\n"
+        f"--- stdout\n{res.stdout[-4000:]}\n--- stderr\n{res.stderr[-8000:]}"
+    )
     return res
 
 
@@ -90,11 +93,23 @@ def _inside(path: Path, folder: Path) -> bool:
 def _clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without anything that points Python or Jupyter at the repository or
     at another environment (``make`` puts ``.venv/bin`` first on PATH)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "JUPYTER_PATH",
-                        "LINGERLAB_FIGURES", "PYTEST_CURRENT_TEST"}}
-    env["PATH"] = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
-                                  if p and not _inside(Path(p), ROOT))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "PYTHONSTARTUP",
+            "VIRTUAL_ENV",
+            "JUPYTER_PATH",
+            "LINGERLAB_FIGURES",
+            "PYTEST_CURRENT_TEST",
+        }
+    }
+    env["PATH"] = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not _inside(Path(p), ROOT)
+    )
     env["PYTHONNOUSERSITE"] = "1"
     env.update(extra)
     return env
@@ -111,21 +126,31 @@ def work():
         # Deleting ~6 GB of small files takes a minute or more on a shared disk: a detached `rm`
         # does it after pytest has returned.
         try:
-            _CLEANUP.append(subprocess.Popen(["rm", "-rf", "--", str(d)], start_new_session=True,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            _CLEANUP.append(
+                subprocess.Popen(
+                    ["rm", "-rf", "--", str(d)],
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         except OSError:
             shutil.rmtree(d, ignore_errors=True)
 
 
-_CLEANUP: list[subprocess.Popen] = []   # kept referenced, so no ResourceWarning while rm still runs
+_CLEANUP: list[subprocess.Popen] = []  # kept referenced, so no ResourceWarning while rm still runs
 
 
 def _source_files() -> list[Path]:
     """What a clone holds: tracked files and untracked ones git does not ignore (so no build/,
     egg-info or __pycache__ of this checkout leaks into the wheel)."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=ROOT, capture_output=True, check=True).stdout.decode()
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
         files = [Path(p) for p in out.split("\0") if p]
     except (OSError, subprocess.CalledProcessError):
         files = [p.relative_to(ROOT) for p in (ROOT / "src").rglob("*") if "__pycache__" not in p.parts]
@@ -142,8 +167,10 @@ def built(work):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, src / rel)
     dist = work / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, src],
-         env=_clean_env())
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, src],
+        env=_clean_env(),
+    )
     wheels = sorted(dist.glob("lingerlab-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0], src
@@ -152,8 +179,11 @@ def built(work):
 def test_the_wheel_ships_every_file_of_the_package(built):
     wheel, src = built
     pkg = src / "src" / "lingerlab"
-    want = {p.relative_to(pkg.parent).as_posix() for p in pkg.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    want = {
+        p.relative_to(pkg.parent).as_posix()
+        for p in pkg.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
     with zipfile.ZipFile(wheel) as z:
         have = {n for n in z.namelist() if n.startswith("lingerlab/")}
     assert "lingerlab/__init__.py" in have
@@ -169,11 +199,40 @@ def venv(work, built):
     _run([sys.executable, "-m", "venv", env_dir], env=_clean_env())
     py = env_dir / "bin" / "python"
     report = work / "pip-report.json"
-    res = _run([py, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check",
-                "-c", CONSTRAINTS, "--report", report, f"{wheel}[book]"], env=_clean_env(), timeout=3600)
+    res = _run(
+        [
+            py,
+            "-m",
+            "pip",
+            "install",
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+            "-c",
+            CONSTRAINTS,
+            "--report",
+            report,
+            f"{wheel}[book]",
+        ],
+        env=_clean_env(),
+        timeout=3600,
+    )
     downloads = {name: float(n) * _UNIT_MB[unit] for name, n, unit in _DOWNLOAD.findall(res.stdout)}
-    _run([py, "-m", "ipykernel", "install", "--prefix", env_dir, "--name", KERNEL,
-          "--display-name", "lingerlab (fresh venv)"], env=_clean_env())
+    _run(
+        [
+            py,
+            "-m",
+            "ipykernel",
+            "install",
+            "--prefix",
+            env_dir,
+            "--name",
+            KERNEL,
+            "--display-name",
+            "lingerlab (fresh venv)",
+        ],
+        env=_clean_env(),
+    )
     return env_dir, json.loads(report.read_text()), downloads
 
 
@@ -184,8 +243,10 @@ def test_nothing_large_is_downloaded(venv):
     remote = {n: got[n] for n in LOCAL if not got[n].startswith("file:")}
     assert not remote, f"downloaded from the network instead of this machine's disk: {remote}"
     big = sorted(downloads.items(), key=lambda kv: -kv[1])
-    print(f"\n{len(downloads)} of {len(got)} packages downloaded, {sum(downloads.values()):.0f} MB; "
-          f"largest: {', '.join(f'{n} ({mb:.1f} MB)' for n, mb in big[:3])}")
+    print(
+        f"\n{len(downloads)} of {len(got)} packages downloaded, {sum(downloads.values()):.0f} MB; "
+        f"largest: {', '.join(f'{n} ({mb:.1f} MB)' for n, mb in big[:3])}"
+    )
     assert not big or big[0][1] < MAX_DOWNLOAD_MB, big[:3]
     assert sum(downloads.values()) < MAX_TOTAL_MB, big[:10]
 
@@ -193,8 +254,9 @@ def test_nothing_large_is_downloaded(venv):
 def test_notebook_1_runs_from_the_installed_wheel_outside_the_repository(work, venv):
     env_dir, _, _ = venv
     py = env_dir / "bin" / "python"
-    site = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     env=_clean_env()).stdout.strip())
+    site = Path(
+        _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env=_clean_env()).stdout.strip()
+    )
     run = work / "run"
     run.mkdir()
     shutil.copy(NOTEBOOK, run / NOTEBOOK.name)
@@ -202,15 +264,23 @@ def test_notebook_1_runs_from_the_installed_wheel_outside_the_repository(work, v
     ipython, log = work / "ipython", work / "kernel-probe.json"
     (ipython / "profile_default" / "startup").mkdir(parents=True)
     (ipython / "profile_default" / "startup" / "00-probe.py").write_text(
-        PROBE.format(repo=str(ROOT.resolve()), log=str(log)))
+        PROBE.format(repo=str(ROOT.resolve()), log=str(log))
+    )
     env = _clean_env(
         PATH=os.pathsep.join([str(env_dir / "bin"), _clean_env()["PATH"]]),
-        IPYTHONDIR=str(ipython), JUPYTER_DATA_DIR=str(work / "jupyter-data"),
-        JUPYTER_CONFIG_DIR=str(work / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(work / "jupyter-runtime"),
+        IPYTHONDIR=str(ipython),
+        JUPYTER_DATA_DIR=str(work / "jupyter-data"),
+        JUPYTER_CONFIG_DIR=str(work / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(work / "jupyter-runtime"),
         # models trained before are reused: the cache is keyed by data, parameters and code
-        LINGERLAB_CACHE=os.environ.get("LINGERLAB_CACHE") or str(Path.home() / ".cache" / "lingerlab"))
-    _run([py, "-m", "papermill", NOTEBOOK.name, "out.ipynb", "-p", "profile", "smoke", "-k", KERNEL,
-          "--cwd", run], cwd=run, env=env, timeout=3600)
+        LINGERLAB_CACHE=os.environ.get("LINGERLAB_CACHE") or str(Path.home() / ".cache" / "lingerlab"),
+    )
+    _run(
+        [py, "-m", "papermill", NOTEBOOK.name, "out.ipynb", "-p", "profile", "smoke", "-k", KERNEL, "--cwd", run],
+        cwd=run,
+        env=env,
+        timeout=3600,
+    )
 
     out = run / "out.ipynb"
     text = out.read_text()

@@ -1,4 +1,5 @@
 """interference: Eq. 5 scores and flags."""
+
 from __future__ import annotations
 
 import pytest

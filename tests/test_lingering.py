@@ -1,4 +1,5 @@
 """lingering: Eq. 3 per-class mean probabilities and the lingering table."""
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,17 @@ def test_lingering_table():
     names = [f"c{i}" for i in range(C)]
     v = torch.tensor([9, 0, 1, 0, 2, 0])
     with pytest.warns(UserWarning, match=r"no images.*\[3\]"):
-        t = lingering(mst, data, torch.tensor([1, 3, 5, 0]), p_lo, source_model=src, mst_source_bn=bn,
-                      v=v, class_names=names, batch_size=3)
+        t = lingering(
+            mst,
+            data,
+            torch.tensor([1, 3, 5, 0]),
+            p_lo,
+            source_model=src,
+            mst_source_bn=bn,
+            v=v,
+            class_names=names,
+            batch_size=3,
+        )
     assert list(t.columns) == ["class", "name", "v", "n_images", "p_source", "p_st", "p_st_source_bn", "lingering"]
     assert t["class"].tolist() == [1, 3, 5, 0]
     assert t["name"].tolist() == ["c1", "c3", "c5", "c0"]
@@ -109,8 +119,9 @@ def test_precomputed_source_means_give_the_same_table():
     data = _data([c for c in LABELS if c != 3] + [3])
     cls = [0, 1, 2, 3, 5]
     t1 = lingering(mst, data, cls, 0.2, source_model=src, mst_source_bn=bn, batch_size=4)
-    t2 = lingering(mst, data, cls, 0.2, p_source=class_mean_probs(src, data, batch_size=4)[0], mst_source_bn=bn,
-                   batch_size=4)
+    t2 = lingering(
+        mst, data, cls, 0.2, p_source=class_mean_probs(src, data, batch_size=4)[0], mst_source_bn=bn, batch_size=4
+    )
     pd.testing.assert_frame_equal(t1, t2)
     with pytest.raises(ValueError, match="not both"):
         lingering(mst, data, cls, 0.2, source_model=src, p_source=t1["p_source"])

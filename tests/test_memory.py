@@ -9,6 +9,7 @@ input batch runs the same way as a control: the measurement must see it grow, or
 nothing. Sensitivity: at 64 px and N = 1000, anything kept per image above about 11 kB (32 MB over
 3000 extra images; an input is 48 kB, a row of 1000 logits 4 kB) fails the test.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,10 +117,14 @@ def _peaks(n: int) -> dict:
     # A fixed mmap threshold makes glibc return every freed buffer of 64 kB or more to the OS at
     # once, so the RSS shows what the pass holds, not heap fragmentation (without it, the maps pass
     # measured 30 MB above its two copies of the maps at 4N, in a heap of 1 MB chunks).
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "MALLOC_MMAP_THRESHOLD_": "65536"}
-    res = subprocess.run([sys.executable, "-c", CHILD, str(n), str(SIZE)], capture_output=True, text=True,
-                         env=env, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "MALLOC_MMAP_THRESHOLD_": "65536",
+    }
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, str(n), str(SIZE)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert res.returncode == 0, f"child for N = {n} failed:\n{res.stderr[-3000:]}"
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("JSON ")][-1]
     return json.loads(line[5:])
@@ -128,20 +133,23 @@ def _peaks(n: int) -> dict:
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc to read the RSS")
 def test_peak_memory_flat_from_n_to_4n():
     small, large = _peaks(N), _peaks(4 * N)
-    mb = 2 ** 20
+    mb = 2**20
     grow = {k: (large[k] - small[k]) / mb for k in ("eq1", "eq3", "maps", "leak")}
     report = ", ".join(f"{k} {small[k] / mb:.0f} -> {large[k] / mb:.0f} MB ({grow[k]:+.0f})" for k in grow)
     leak_mb = 3 * N * 3 * SIZE * SIZE * 4 / mb
     assert grow["leak"] > TOL_MB, (
         f"the control that keeps all {4 * N} inputs ({leak_mb:.0f} MB more than for {N}) grew by only "
-        f"{grow['leak']:.0f} MB: the peak-RSS measurement ({small['method']}) does not see tensor memory. {report}")
+        f"{grow['leak']:.0f} MB: the peak-RSS measurement ({small['method']}) does not see tensor memory. {report}"
+    )
     for k in ("eq1", "eq3"):
         assert grow[k] <= TOL_MB, (
             f"{k}: peak RSS over {4 * N} images is {grow[k]:.0f} MB above the peak over {N} (allowed {TOL_MB} MB): "
-            f"the pass keeps something per image instead of streaming. {report}")
+            f"the pass keeps something per image instead of streaming. {report}"
+        )
     # gradcam returns one map per image: the maps it was asked for may grow, twice (the per-batch
     # chunks and their torch.cat coexist for a moment), nothing else.
     maps_mb = 2 * (large["maps_out"] - small["maps_out"]) / mb
     assert grow["maps"] <= maps_mb + TOL_MB, (
         f"maps: peak RSS over {4 * N} images is {grow['maps']:.0f} MB above the peak over {N}; allowed: "
-        f"2 x the {maps_mb / 2:.0f} MB of extra maps returned + {TOL_MB} MB. {report}")
+        f"2 x the {maps_mb / 2:.0f} MB of extra maps returned + {TOL_MB} MB. {report}"
+    )

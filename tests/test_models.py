@@ -1,4 +1,5 @@
 """models: Normalized, find_head / split_model across architectures, replace_head, M^st."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,8 +10,15 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models.convnext import CNBlockConfig
 
-from lingerlab.models import (Normalized, batchnorm_layers, eval_mode, find_head, replace_head,
-                              source_target_model, split_model)
+from lingerlab.models import (
+    Normalized,
+    batchnorm_layers,
+    eval_mode,
+    find_head,
+    replace_head,
+    source_target_model,
+    split_model,
+)
 
 X = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -21,8 +29,15 @@ def _vgg() -> nn.Module:
     with torch.device("meta"):
         m = tvm.VGG(nn.Sequential(), num_classes=10, init_weights=False)
     m.features = tvm.vgg.make_layers([8, "M"])
-    m.classifier = nn.Sequential(nn.Linear(8 * 7 * 7, 16), nn.ReLU(True), nn.Dropout(),
-                                 nn.Linear(16, 16), nn.ReLU(True), nn.Dropout(), nn.Linear(16, 10))
+    m.classifier = nn.Sequential(
+        nn.Linear(8 * 7 * 7, 16),
+        nn.ReLU(True),
+        nn.Dropout(),
+        nn.Linear(16, 16),
+        nn.ReLU(True),
+        nn.Dropout(),
+        nn.Linear(16, 10),
+    )
     return m
 
 
@@ -31,10 +46,16 @@ _TORCHVISION = {
     "vgg": (_vgg, "classifier.6"),
     "efficientnet": (lambda: tvm.efficientnet_b0(num_classes=10), "classifier.1"),
     "mobilenetv3": (lambda: tvm.mobilenet_v3_small(num_classes=10), "classifier.3"),
-    "convnext": (lambda: tvm.ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=10),
-                 "classifier.2"),
-    "vit": (lambda: tvm.VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16,
-                                          mlp_dim=32, num_classes=10), "heads.head"),
+    "convnext": (
+        lambda: tvm.ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=10),
+        "classifier.2",
+    ),
+    "vit": (
+        lambda: tvm.VisionTransformer(
+            image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=10
+        ),
+        "heads.head",
+    ),
 }
 
 
@@ -70,6 +91,7 @@ def test_split_efficientnet_lite():
     if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
         pytest.skip("efficientnet_lite_pytorch is not installed")
     from efficientnet_lite_pytorch import EfficientNet
+
     torch.manual_seed(0)
     _check_split(EfficientNet.from_name("efficientnet-lite0", num_classes=5), "_fc")
 
@@ -132,7 +154,7 @@ def test_replace_head_seeded():
     torch.testing.assert_close(a.fc.weight, b.fc.weight)
     torch.testing.assert_close(a.fc.bias, b.fc.bias)
     assert model.fc.out_features == 10  # input untouched
-    assert a.fc.weight.abs().max() <= 1 / 512 ** 0.5
+    assert a.fc.weight.abs().max() <= 1 / 512**0.5
     torch.testing.assert_close(a.layer1[0].conv1.weight, model.layer1[0].conv1.weight)
     with pytest.raises(ValueError, match=r"num_classes must be an integer in \[1"):
         replace_head(model, 0)

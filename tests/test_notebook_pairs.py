@@ -1,4 +1,5 @@
 """Every notebook is a jupytext pair: the .py (percent) source and the .ipynb with outputs agree."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ def _cells(nb):
 
 def test_toc_lists_the_five_sections_and_the_results_page():
     assert [Path(n).name for n in NOTEBOOKS] == [
-        "01_hypothesis", "02_source_only_features", "03_lingering_detection", "04_distraction",
-        "05_mitigation", "06_results"]
+        "01_hypothesis",
+        "02_source_only_features",
+        "03_lingering_detection",
+        "04_distraction",
+        "05_mitigation",
+        "06_results",
+    ]
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)
@@ -31,7 +37,8 @@ def test_pair_in_sync(stem):
     source = jupytext.read(py)
     stored = nbformat.read(ipynb, as_version=4)
     assert _cells(source) == _cells(stored), (
-        f"{stem}.ipynb is out of sync with {stem}.py: run `make execute` (the .py is the source)")
+        f"{stem}.ipynb is out of sync with {stem}.py: run `make execute` (the .py is the source)"
+    )
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)
@@ -69,8 +76,12 @@ def test_no_widget_state_is_stored(stem):
     metadata; jupyter-book would then load the widget manager from a CDN on that page."""
     nb = nbformat.read(ROOT / f"{stem}.ipynb", as_version=4)
     assert "widgets" not in nb.metadata, f"{stem}.ipynb stores widget state: run `make execute` (it strips it)"
-    views = [c for c in nb.cells for o in c.get("outputs", [])
-             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    views = [
+        c
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
     assert not views, f"{stem}.ipynb stores {len(views)} widget output(s): run `make execute`"
 
 
@@ -83,6 +94,7 @@ _BINARY = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pd
 
 def _texts(nb):
     """``(where, text)`` for every string in the notebook's metadata, cell sources, cell metadata and outputs."""
+
     def walk(where, obj):
         if isinstance(obj, str):
             yield where, obj
@@ -118,20 +130,25 @@ def absolute_paths(nb) -> list[str]:
 def test_absolute_path_detector():
     def nb(**kw):
         return {"metadata": kw.pop("metadata", {}), "cells": [kw]}
+
     assert absolute_paths(nb(cell_type="code", source="x = 1", outputs=[])) == []
     found = absolute_paths(nb(cell_type="code", source="load('/home/ann/data')", outputs=[]))
     assert len(found) == 1 and "cell 0 (code) source" in found[0] and "/home/ann" in found[0]
     out = {"output_type": "stream", "name": "stderr", "text": ["ok\n", "cached under /tmp/pytest-1/x\n"]}
     assert "cell 0 output 0.text" in absolute_paths(nb(cell_type="code", source="", outputs=[out]))[0]
-    html = {"output_type": "display_data", "data": {"text/html": "<td>C:\\Users\\ann\\x.png</td>",
-                                                    "image/png": "iVBOR/tmp/xyz"}}
+    html = {
+        "output_type": "display_data",
+        "data": {"text/html": "<td>C:\\Users\\ann\\x.png</td>", "image/png": "iVBOR/tmp/xyz"},
+    }
     found = absolute_paths(nb(cell_type="code", source="", outputs=[html]))
     assert len(found) == 1 and "text/html" in found[0]  # the base64 image is not text
     meta = {"papermill": {"input_path": "/work/main/notebooks/01.ipynb"}}
     assert "metadata.papermill.input_path" in absolute_paths(nb(cell_type="markdown", source="", metadata=meta))[0]
     # URLs, relative paths, the home shorthand and LaTeX are not machine paths
-    fine = ("see https://github.com/a/b/tree/main/tmp/x and https://x.org/home/y, notebooks/work/z, "
-            "~/.cache/torch/hub, $a:\\alpha$ and `lingerlab/tmp/`")
+    fine = (
+        "see https://github.com/a/b/tree/main/tmp/x and https://x.org/home/y, notebooks/work/z, "
+        "~/.cache/torch/hub, $a:\\alpha$ and `lingerlab/tmp/`"
+    )
     assert absolute_paths(nb(cell_type="markdown", source=fine)) == []
 
 
@@ -153,4 +170,5 @@ def test_no_table_is_cut(stem):
                 if mime.endswith("text/html"):
                     text = "".join(text) if isinstance(text, list) else text
                     assert not re.search(r"<t[dh][^>]*>\.\.\.</t[dh]>", text), (
-                        f"{stem}.ipynb cell {i}: a table is cut with '...'; raise pandas' display limits")
+                        f"{stem}.ipynb cell {i}: a table is cut with '...'; raise pandas' display limits"
+                    )

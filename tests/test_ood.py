@@ -1,4 +1,5 @@
 """lingerlab.ood: pytorch-ood's detectors over a model, fitted once, called on batches."""
+
 from __future__ import annotations
 
 import pytest

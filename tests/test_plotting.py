@@ -1,4 +1,5 @@
 """plotting: what the notebooks show and glue into the book."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,10 +26,21 @@ def test_per_class_distraction_is_over_the_seeds_where_the_class_lingers():
     rows = []
     for seed in range(5):
         for comp in range(8):
-            c = comp % 2                              # class 0 lingers in seeds 0-1 only; class 1 never
+            c = comp % 2  # class 0 lingers in seeds 0-1 only; class 1 never
             in_L = c == 0 and seed < 2
-            rows.append({"arm": "ref", "seed": seed, "composite": comp, "source_class": c, "source_name": f"c{c}",
-                         "cluster": comp, "in_L": in_L, "distraction": 1.0 if in_L else 0.0, "null": 0.5})
+            rows.append(
+                {
+                    "arm": "ref",
+                    "seed": seed,
+                    "composite": comp,
+                    "source_class": c,
+                    "source_name": f"c{c}",
+                    "cluster": comp,
+                    "in_L": in_L,
+                    "distraction": 1.0 if in_L else 0.0,
+                    "null": 0.5,
+                }
+            )
     ft = SimpleNamespace(controls=pd.DataFrame(rows))
     pc = per_class_distraction(ft, ["ref"], n_boot=100).set_index("source_class")
     assert pc.loc[0, "distraction"] == 1.0 and pc.loc[0, "share_L"] == 0.4 and pc.loc[0, "subset"] == "L"
@@ -51,14 +63,24 @@ def test_a_class_with_one_source_photo_gets_an_interval_over_seeds():
     rows = []
     for seed in range(5):
         for comp in range(4):
-            c = comp % 2                     # class 0: four views of one photo; class 1: two photos
-            rows.append({"arm": "ref", "seed": seed, "composite": comp, "source_class": c, "source_name": f"c{c}",
-                         "cluster": "p0" if c == 0 else f"p{comp}", "in_L": True,
-                         "distraction": 0.1 * seed + (0.05 * comp if c else 0.0), "null": 0.2})
+            c = comp % 2  # class 0: four views of one photo; class 1: two photos
+            rows.append(
+                {
+                    "arm": "ref",
+                    "seed": seed,
+                    "composite": comp,
+                    "source_class": c,
+                    "source_name": f"c{c}",
+                    "cluster": "p0" if c == 0 else f"p{comp}",
+                    "in_L": True,
+                    "distraction": 0.1 * seed + (0.05 * comp if c else 0.0),
+                    "null": 0.2,
+                }
+            )
     ft = SimpleNamespace(controls=pd.DataFrame(rows))
     pc = per_class_distraction(ft, ["ref"], n_boot=500).set_index("source_class")
     assert pc.loc[0, "interval_over"] == "seeds" and pc.loc[1, "interval_over"] == "source photos"
-    assert np.isclose(pc.loc[0, "distraction"], 0.2)                  # mean of 0.0, 0.1, ..., 0.4
+    assert np.isclose(pc.loc[0, "distraction"], 0.2)  # mean of 0.0, 0.1, ..., 0.4
     assert 0.0 <= pc.loc[0, "ci_lo"] < 0.2 < pc.loc[0, "ci_hi"] <= 0.4
     assert np.isfinite(pc[["ci_lo", "ci_hi"]].to_numpy()).all()
     ax = plot_fig3a(ft, ["ref"])
@@ -78,10 +100,20 @@ def test_fig3a_fits_the_page_whatever_the_names_and_subsets():
     for arm in arms:
         for seed in range(3):
             for comp in range(6):
-                c = comp % 3                      # class 2 lingers in no seed: hollow in both arms
-                rows.append({"arm": arm, "seed": seed, "composite": comp, "source_class": c,
-                             "source_name": f"German short-haired pointer {c}", "cluster": comp,
-                             "in_L": c != 2, "distraction": 0.3 + 0.1 * c, "null": 0.2})
+                c = comp % 3  # class 2 lingers in no seed: hollow in both arms
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "composite": comp,
+                        "source_class": c,
+                        "source_name": f"German short-haired pointer {c}",
+                        "cluster": comp,
+                        "in_L": c != 2,
+                        "distraction": 0.3 + 0.1 * c,
+                        "null": 0.2,
+                    }
+                )
     ft = SimpleNamespace(controls=pd.DataFrame(rows))
     ax = plot_fig3a(ft, arms)
     fig = ax.figure

@@ -7,6 +7,7 @@ maps and top-k sets vary from image to image; its logits are close together (max
 tolerances (in the docstrings of ``gradcam``, ``source_class_counts`` and ``class_mean_probs``)
 were set from 20 seeds of this setup; the measured ranges are in the comments below.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -29,18 +30,31 @@ def _images(n: int, seed: int) -> torch.Tensor:
     x = torch.rand(n, 3, S, S, generator=g) * 0.3 + torch.rand(n, 3, 1, 1, generator=g) * 0.7
     for i in range(n):  # a flat square at a random place: something for the maps to find
         r, c = torch.randint(0, S - 10, (2,), generator=g).tolist()
-        x[i, :, r:r + 10, c:c + 10] = torch.rand(3, 1, 1, generator=g)
+        x[i, :, r : r + 10, c : c + 10] = torch.rand(3, 1, 1, generator=g)
     return x
 
 
 def _model(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    f = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                      nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.BatchNorm2d(32), nn.ReLU(),
-                      nn.Conv2d(32, 32, 3, padding=1, stride=2), nn.BatchNorm2d(32))
+    f = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, stride=2),
+        nn.BatchNorm2d(32),
+    )
     m = nn.Sequential()
-    for name, mod in (("features", f), ("act", nn.ReLU()), ("pool", nn.AdaptiveAvgPool2d(1)),
-                      ("flat", nn.Flatten()), ("norm", nn.BatchNorm1d(32)), ("fc", nn.Linear(32, C))):
+    for name, mod in (
+        ("features", f),
+        ("act", nn.ReLU()),
+        ("pool", nn.AdaptiveAvgPool2d(1)),
+        ("flat", nn.Flatten()),
+        ("norm", nn.BatchNorm1d(32)),
+        ("fc", nn.Linear(32, C)),
+    ):
         m.add_module(name, mod)
     m.eval()
     with torch.no_grad():  # calibrate every BatchNorm on images like the test's, layer by layer
@@ -70,6 +84,7 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- the option itself
+
 
 def test_choices_and_errors() -> None:
     assert AUTOCAST_CHOICES == (None, "fp32", "bf16")
@@ -106,6 +121,7 @@ def test_fp32_is_the_default_path_bit_for_bit() -> None:
 
 
 # --------------------------------------------------------------------------- tolerances of bf16
+
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bf16_maps_within_tolerance(seed: int) -> None:

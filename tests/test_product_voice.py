@@ -4,6 +4,7 @@ Scans the tracked README, book pages and stylesheets, package sources, notebook 
 benchmarks (their README is the one place for dated measurements: dates, yes; session or issue
 numbers, no) and scripts. Also keeps the README short enough for a newcomer.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: What the scan covers, as git pathspecs: files git tracks or would track (not ignored), so .venv and
 #: _build never count and a new file counts before its first commit.
-SCANNED = ["README.md", "book/**/*.md", "book/**/*.css", "src/**/*.py", "notebooks/*.py", "tests/**/*.py",
-           "benchmarks/**/*.py", "benchmarks/README.md", "scripts/**/*.py"]
+SCANNED = [
+    "README.md",
+    "book/**/*.md",
+    "book/**/*.css",
+    "src/**/*.py",
+    "notebooks/*.py",
+    "tests/**/*.py",
+    "benchmarks/**/*.py",
+    "benchmarks/README.md",
+    "scripts/**/*.py",
+]
 
 # The pattern is assembled from pieces so that this file's own source holds no phrase it forbids.
 _S, _I = "sess" + "ions?", "iss" + "ues?"
@@ -25,9 +35,21 @@ README_MAX_LINES = 120
 
 
 def _tracked(pathspecs: list[str]) -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
-                          *(f":(glob){p}" for p in pathspecs)],
-                         cwd=ROOT, check=True, capture_output=True).stdout.decode()
+    out = subprocess.run(
+        [
+            "git",
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+            *(f":(glob){p}" for p in pathspecs),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
     return [ROOT / p for p in sorted(set(out.split("\0"))) if p and (ROOT / p).is_file()]
 
 
@@ -42,8 +64,15 @@ def voice_hits(files: list[Path]) -> list[str]:
 
 
 def test_pattern_catches_what_it_should():
-    said = ["as in " + "sess" + "ion 12", "Sess" + "ions 12-14", "th" + "is session's run",
-            "an earl" + "ier session", "iss" + "ue 15", "Iss" + "ue #20", "iss" + "ues 9"]
+    said = [
+        "as in " + "sess" + "ion 12",
+        "Sess" + "ions 12-14",
+        "th" + "is session's run",
+        "an earl" + "ier session",
+        "iss" + "ue 15",
+        "Iss" + "ue #20",
+        "iss" + "ues 9",
+    ]
     for s in said:
         assert VOICE.search(s), s
     for s in ["a session of work", "issues a warning", "at issue here", "the 2026-12-02 run", "tissue 15"]:
@@ -52,8 +81,13 @@ def test_pattern_catches_what_it_should():
 
 def test_scan_covers_the_product():
     files = {f.relative_to(ROOT).as_posix() for f in _tracked(SCANNED)}
-    for expected in ["README.md", "benchmarks/README.md", "src/lingerlab/sweeps.py",
-                     "tests/test_product_voice.py", "book/_static/lingerlab.css"]:
+    for expected in [
+        "README.md",
+        "benchmarks/README.md",
+        "src/lingerlab/sweeps.py",
+        "tests/test_product_voice.py",
+        "book/_static/lingerlab.css",
+    ]:
         assert expected in files, expected
     assert not any(f.startswith((".venv/", "_build/")) for f in files)
 

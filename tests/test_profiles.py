@@ -1,4 +1,5 @@
 """Profiles are data; load_world validates names, profiles and options up front."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,15 +35,18 @@ def test_shapes_profile_sizes():
     assert smoke.image_size == 32 and smoke.finetune_train < smoke.target_train
 
 
-@pytest.mark.parametrize("call, words", [
-    (lambda: get_profile("nope"), ["world", "shapes", "lite0"]),
-    (lambda: get_profile("shapes", "tiny"), ["profile", "smoke", "full"]),
-    (lambda: get_profile("shapes", "smoke", epochs=3), ["epochs", "source_epochs"]),
-    (lambda: get_profile("shapes", "smoke", name="x"), ["name"]),
-    (lambda: load_world("nope"), ["name", "shapes", "paper", "custom"]),
-    (lambda: load_world("shapes", "huge"), ["profile", "smoke", "full"]),
-    (lambda: load_world("shapes", "smoke", colour="red"), ["colour", "valid options", "profile fields"]),
-])
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: get_profile("nope"), ["world", "shapes", "lite0"]),
+        (lambda: get_profile("shapes", "tiny"), ["profile", "smoke", "full"]),
+        (lambda: get_profile("shapes", "smoke", epochs=3), ["epochs", "source_epochs"]),
+        (lambda: get_profile("shapes", "smoke", name="x"), ["name"]),
+        (lambda: load_world("nope"), ["name", "shapes", "paper", "custom"]),
+        (lambda: load_world("shapes", "huge"), ["profile", "smoke", "full"]),
+        (lambda: load_world("shapes", "smoke", colour="red"), ["colour", "valid options", "profile fields"]),
+    ],
+)
 def test_errors_name_what_is_valid(call, words):
     with pytest.raises(ValueError) as e:
         call()
@@ -50,14 +54,25 @@ def test_errors_name_what_is_valid(call, words):
         assert w in str(e.value)
 
 
-@pytest.mark.parametrize("field, value, want", [
-    ("source_epochs", "3", "int"), ("source_epochs", 3.0, "int"), ("source_epochs", 3.5, "int"),
-    ("source_epochs", True, "int"), ("source_epochs", None, "int"), ("source_epochs", np.float64(3), "int"),
-    ("source_epochs", np.bool_(True), "int"),
-    ("source_lr", "0.1", "float"), ("source_lr", True, "float"), ("source_lr", None, "float"),
-    ("source_lr", [0.1], "float"),
-    ("finetune_optimizer", 1, "str"), ("finetune_optimizer", None, "str"), ("finetune_optimizer", b"adam", "str"),
-])
+@pytest.mark.parametrize(
+    "field, value, want",
+    [
+        ("source_epochs", "3", "int"),
+        ("source_epochs", 3.0, "int"),
+        ("source_epochs", 3.5, "int"),
+        ("source_epochs", True, "int"),
+        ("source_epochs", None, "int"),
+        ("source_epochs", np.float64(3), "int"),
+        ("source_epochs", np.bool_(True), "int"),
+        ("source_lr", "0.1", "float"),
+        ("source_lr", True, "float"),
+        ("source_lr", None, "float"),
+        ("source_lr", [0.1], "float"),
+        ("finetune_optimizer", 1, "str"),
+        ("finetune_optimizer", None, "str"),
+        ("finetune_optimizer", b"adam", "str"),
+    ],
+)
 def test_wrong_type_is_type_error_naming_field_and_type(field, value, want):
     with pytest.raises(TypeError) as e:
         get_profile("shapes", "smoke", **{field: value})
@@ -66,9 +81,17 @@ def test_wrong_type_is_type_error_naming_field_and_type(field, value, want):
 
 
 def test_numpy_scalars_are_accepted_as_python_numbers():
-    p = get_profile("shapes", "smoke", source_epochs=np.int64(2), width=np.int32(8), target_train=np.uint16(900),
-                    source_lr=np.float32(0.5), zoom_min=np.int64(0), shared_prob=np.float64(0.25),
-                    finetune_optimizer=np.str_("sgd"))
+    p = get_profile(
+        "shapes",
+        "smoke",
+        source_epochs=np.int64(2),
+        width=np.int32(8),
+        target_train=np.uint16(900),
+        source_lr=np.float32(0.5),
+        zoom_min=np.int64(0),
+        shared_prob=np.float64(0.25),
+        finetune_optimizer=np.str_("sgd"),
+    )
     assert (p.source_epochs, p.width, p.target_train) == (2, 8, 900)
     assert type(p.source_epochs) is int and type(p.width) is int and type(p.target_train) is int
     assert p.source_lr == 0.5 and type(p.source_lr) is float

@@ -1,20 +1,39 @@
 """remedies: the registry of named remedies, and their primitives (Sec. 5.1 / App. B) on tiny random CNNs
 (properties, not numbers)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab import remedies, training
-from lingerlab.remedies import (REGISTRY, ChannelMask, CompositeAugment, L1Penultimate, NotFeasible, Remedy,
-                                UnlearningLoss, build, channel_sets, channels_to_prune, composite_augment,
-                                default_remedies, describe, feature_set, images_by_class, kl_to_uniform,
-                                l1_penultimate, penultimate_features, prune_channels, register, retrain_source,
-                                unlearning_loss)
+from lingerlab.remedies import (
+    REGISTRY,
+    ChannelMask,
+    CompositeAugment,
+    L1Penultimate,
+    NotFeasible,
+    Remedy,
+    UnlearningLoss,
+    build,
+    channel_sets,
+    channels_to_prune,
+    composite_augment,
+    default_remedies,
+    describe,
+    feature_set,
+    images_by_class,
+    kl_to_uniform,
+    l1_penultimate,
+    penultimate_features,
+    prune_channels,
+    register,
+    retrain_source,
+    unlearning_loss,
+)
 from lingerlab.models import Normalized, find_head, replace_head, source_target_model, split_model
 from lingerlab.training import finetune
 
@@ -22,8 +41,9 @@ from lingerlab.training import finetune
 class TinyCNN(nn.Module):
     def __init__(self, num_classes: int = 5, width: int = 6) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,6 +61,7 @@ def _images(n: int, seed: int = 1) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- L1
 
+
 def test_l1_equals_hand_computed_value_and_reuses_the_forward():
     m = _model()
     m.train()
@@ -48,19 +69,19 @@ def test_l1_equals_hand_computed_value_and_reuses_the_forward():
     backbone, _ = split_model(m)
     backbone.train()
     with l1_penultimate(0.3) as l1:
-        m(x)                      # first call: hooks attached afterwards -> one recompute
+        m(x)  # first call: hooks attached afterwards -> one recompute
         first = l1(m, x, None)
         calls = []
         h = m.register_forward_hook(lambda *a: calls.append(1))
-        out = m(x)                # the loop's own forward
-        second = l1(m, x, None)   # must reuse it: no extra forward
+        out = m(x)  # the loop's own forward
+        second = l1(m, x, None)  # must reuse it: no extra forward
         h.remove()
         assert len(calls) == 1
         assert out.shape == (4, 5)
     expected = 0.3 * backbone(x).abs().mean()
     assert torch.allclose(first, expected, atol=1e-6)
     assert torch.allclose(second, expected, atol=1e-6)
-    assert not l1._cap.handles                      # hooks removed on exit
+    assert not l1._cap.handles  # hooks removed on exit
     assert len(m.model.fc._forward_hooks) == 0 and len(m._forward_pre_hooks) == 0
 
 
@@ -70,7 +91,7 @@ def test_l1_first_step_leaves_batchnorm_statistics_alone():
     bn = m.model.features[1]
     before = bn.running_mean.clone()
     with l1_penultimate(1.0) as l1:
-        l1(m, _images(4), None)   # recompute path
+        l1(m, _images(4), None)  # recompute path
     assert torch.equal(bn.running_mean, before)
 
 
@@ -107,6 +128,7 @@ def test_l1_as_finetune_extra_loss_changes_training_and_leaves_no_hooks(tmp_path
 
 
 # ------------------------------------------------------------------------------------- unlearning
+
 
 def test_kl_to_uniform_is_zero_for_uniform_and_positive_otherwise():
     assert torch.allclose(kl_to_uniform(torch.zeros(3, 7)), torch.zeros(3), atol=1e-6)
@@ -166,6 +188,7 @@ def test_unlearning_loss_validates():
 
 # ------------------------------------------------------------------------------------- pruning
 
+
 def test_feature_set_matches_slow_loop():
     m = _model()
     by_class = {0: _images(5, 1), 3: _images(4, 2), 7: _images(6, 3)}
@@ -178,7 +201,7 @@ def test_feature_set_matches_slow_loop():
         slow: list[int] = []
         for f in range(head.in_features):
             with torch.no_grad():
-                above = [float(backbone(imgs[i:i + 1])[0, f]) > a_t for i in range(len(imgs))]
+                above = [float(backbone(imgs[i : i + 1])[0, f]) > a_t for i in range(len(imgs))]
             if all(above):
                 slow.append(f)
         assert sets[c].tolist() == slow
@@ -215,7 +238,7 @@ def test_prune_zeroes_exactly_the_chosen_channels():
     assert (pf[:, [1, 4]] == 0).all()
     keep = [0, 2, 3, 5]
     assert torch.allclose(pf[:, keep], feats[:, keep], atol=1e-6)
-    assert torch.allclose(m(x), head(feats), atol=1e-6)   # the original is untouched
+    assert torch.allclose(m(x), head(feats), atol=1e-6)  # the original is untouched
 
 
 def test_pruned_mask_survives_finetuning_head_and_mst():
@@ -258,6 +281,7 @@ def test_images_by_class():
 
 # ------------------------------------------------------------------------------------- composites
 
+
 def test_composite_augment_pastes_target_on_backgrounds_deterministically():
     bg = torch.zeros(3, 3, 10, 10)
     aug = composite_augment(bg, p=1.0, scale=0.4)
@@ -265,7 +289,7 @@ def test_composite_augment_pastes_target_on_backgrounds_deterministically():
     out1 = aug(x, torch.Generator().manual_seed(0))
     out2 = aug(x, torch.Generator().manual_seed(0))
     assert torch.equal(out1, out2)
-    assert ((out1 > 0).flatten(1).sum(1) == 3 * 16).all()     # a 4x4 patch of ones on a zero background
+    assert ((out1 > 0).flatten(1).sum(1) == 3 * 16).all()  # a 4x4 patch of ones on a zero background
     assert torch.equal(composite_augment(bg, p=0.0)(x, torch.Generator().manual_seed(0)), x)
     with pytest.raises(ValueError, match="p must"):
         composite_augment(bg, p=1.5)
@@ -281,8 +305,22 @@ def test_pruning_a_layer_twice_composes():
 
 # ------------------------------------------------------------------------------------- the registry
 
-KINDS = ("plain", "finetune", "l1", "prune", "prune_finetune", "retrain_source", "unlearning", "composites",
-         "l2_sp", "bss", "lp_ft", "wise_ft", "dfr", "co_tuning")
+KINDS = (
+    "plain",
+    "finetune",
+    "l1",
+    "prune",
+    "prune_finetune",
+    "retrain_source",
+    "unlearning",
+    "composites",
+    "l2_sp",
+    "bss",
+    "lp_ft",
+    "wise_ft",
+    "dfr",
+    "co_tuning",
+)
 
 
 def test_registry_lists_every_kind_with_a_description():
@@ -343,14 +381,16 @@ def test_register_adds_a_kind_and_refuses_duplicates(monkeypatch):
     assert build(None, Remedy("n", "noop", {"strength": 3}), 0).train_s == 3.0
     with pytest.raises(ValueError, match="registered already"):
         register("noop", description="again")(noop)
-    assert "noop" not in REGISTRY                        # the module's registry is back after the test
+    assert "noop" not in REGISTRY  # the module's registry is back after the test
 
 
 # ------------------------------------------------------------------------------------- builders on a tiny world
 
+
 def _tiny_audit(retrainable: bool = True):
     from test_sweeps import tiny_world
     from lingerlab.audit import Audit
+
     return Audit(tiny_world(retrainable=retrainable), v_lo=0, n_null=2, device="cpu", cache=False)
 
 
@@ -358,6 +398,7 @@ def _old_finetune_kwargs(**overrides):
     """What sweeps._finetune passed to training.finetune before the registry: the world's
     ``finetune_defaults`` (here the tiny world's), the overrides, its ``finetune_subset``."""
     from test_sweeps import MT
+
     return {"num_classes": 2, **MT, **overrides, "train_subset": list(range(24))}
 
 
@@ -377,12 +418,30 @@ def _recorded(audit, monkeypatch):
 def test_default_remedies_are_the_books_and_registered():
     audit = _tiny_audit()
     rs = default_remedies(audit)
-    assert [r.name for r in rs] == ["plain fine-tuning", "L1 penultimate", "prune (post-hoc)",
-                                    "prune (post-hoc, <= 5%)", "prune (post-hoc, <= 10%)", "prune (post-hoc, <= 25%)",
-                                    "prune + fine-tune", "prune + fine-tune (<= 10%)",
-                                    "retrain source without F", "unlearning", "bn=freeze", "lr x0.2", "lr x5",
-                                    "fine-tune on composites", "L2-SP", "BSS", "LP-FT", "WiSE-FT alpha=0.25",
-                                    "WiSE-FT alpha=0.5", "WiSE-FT alpha=0.75", "DFR (last layer)", "Co-Tuning"]
+    assert [r.name for r in rs] == [
+        "plain fine-tuning",
+        "L1 penultimate",
+        "prune (post-hoc)",
+        "prune (post-hoc, <= 5%)",
+        "prune (post-hoc, <= 10%)",
+        "prune (post-hoc, <= 25%)",
+        "prune + fine-tune",
+        "prune + fine-tune (<= 10%)",
+        "retrain source without F",
+        "unlearning",
+        "bn=freeze",
+        "lr x0.2",
+        "lr x5",
+        "fine-tune on composites",
+        "L2-SP",
+        "BSS",
+        "LP-FT",
+        "WiSE-FT alpha=0.25",
+        "WiSE-FT alpha=0.5",
+        "WiSE-FT alpha=0.75",
+        "DFR (last layer)",
+        "Co-Tuning",
+    ]
     assert all(r.kind in REGISTRY for r in rs)
     params = {r.name: dict(r.params) for r in rs}
     assert params["lr x0.2"] == {"lr": 0.05 * 0.2} and params["lr x5"] == {"lr": 0.05 * 5}
@@ -397,11 +456,19 @@ def test_a_recipe_remedy_trains_exactly_mt_replaced(changes, monkeypatch):
     arm = build(audit, Remedy("r", "finetune", changes), 0)
     [(recipe, seed, source, (model, hist))] = calls
     assert recipe == audit.recipe("M^t").replace(**changes) and seed == 0 and source is None
-    assert arm.model is model and audit.target_model(0, **changes) is model      # one model, one recipe
+    assert arm.model is model and audit.target_model(0, **changes) is model  # one model, one recipe
     # the same training arguments as before the registry: the same training.finetune cache key
     w = audit.world
-    _, old = training.finetune(w.source_model, w.target_train, w.target_val, seed=0, device="cpu", cache=False,
-                               progress=False, **_old_finetune_kwargs(**changes))
+    _, old = training.finetune(
+        w.source_model,
+        w.target_train,
+        w.target_val,
+        seed=0,
+        device="cpu",
+        cache=False,
+        progress=False,
+        **_old_finetune_kwargs(**changes),
+    )
     assert hist.attrs["cache_key"] == old.attrs["cache_key"]
 
 
@@ -413,7 +480,7 @@ def test_extra_loss_and_augment_remedies_change_only_their_field(monkeypatch):
     build(audit, Remedy("u", "unlearning", {"batch": 4}), 0)
     build(audit, Remedy("c", "composites", {"p": 0.5, "scale": audit.scale}), 0)
     build(audit, Remedy("pf", "prune_finetune"), 0)
-    recipes = [c[0] for c in calls if c[0] != mt]        # (unlearning also trains plain M^t to find L)
+    recipes = [c[0] for c in calls if c[0] != mt]  # (unlearning also trains plain M^t to find L)
     l1, un, comp, pf = recipes
     assert isinstance(l1.extra_loss, L1Penultimate) and l1 == mt.replace(extra_loss=l1.extra_loss)
     assert l1.extra_loss.cache_key == ("l1_penultimate", 0.05, "model.fc")
@@ -428,6 +495,7 @@ def test_extra_loss_and_augment_remedies_change_only_their_field(monkeypatch):
 
 def test_retrain_source_repeats_the_source_recipe_without_F():
     from test_sweeps import SOURCE
+
     audit = _tiny_audit()
     w = audit.world
     F = audit.source_only().tolist()
@@ -436,9 +504,18 @@ def test_retrain_source_repeats_the_source_recipe_without_F():
     keep = [i for i, c in enumerate(w.spec.source_train.tensors[1].tolist()) if c != 0]
     val = w.source_data.tensors
     sel = [i for i, c in enumerate(val[1].tolist()) if c != 0]
-    _, old = training.train_scratch(w.make_scratch, w.spec.source_train, TensorDataset(val[0][sel], val[1][sel]),
-                                    num_classes=6, seed=w.seed, device="cpu", cache=False, progress=False,
-                                    train_subset=keep, **SOURCE)
+    _, old = training.train_scratch(
+        w.make_scratch,
+        w.spec.source_train,
+        TensorDataset(val[0][sel], val[1][sel]),
+        num_classes=6,
+        seed=w.seed,
+        device="cpu",
+        cache=False,
+        progress=False,
+        train_subset=keep,
+        **SOURCE,
+    )
     assert hist.attrs["cache_key"] == old.attrs["cache_key"]
     assert model.model.fc.out_features == 6
     with pytest.raises(NotFeasible, match="source training set"):

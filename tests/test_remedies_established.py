@@ -1,4 +1,5 @@
 """remedies.established and its registry entries: L2-SP, BSS, LP-FT, WiSE-FT, DFR, Co-Tuning, bounded pruning."""
+
 from __future__ import annotations
 
 import copy
@@ -6,14 +7,20 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from lingerlab import training
 from lingerlab.models import find_head, split_model
 from lingerlab.remedies import Remedy, build
 from lingerlab.remedies.builders import cap_channels
-from lingerlab.remedies.established import (BSS, L2SP, CoTuning, bss_penalty, category_relationship, fit_linear_head,
-                                            interpolate_weights, with_head)
+from lingerlab.remedies.established import (
+    BSS,
+    L2SP,
+    CoTuning,
+    bss_penalty,
+    category_relationship,
+    fit_linear_head,
+    interpolate_weights,
+)
 from test_remedies import _images, _model, _tiny_audit
 
 
@@ -23,14 +30,27 @@ def _labels(n: int, k: int = 2) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- L2-SP
 
+
 def test_l2_sp_equals_its_definition():
     src = _model()
-    ft = training.finetune(src, torch.utils.data.TensorDataset(_images(16), _labels(16)), None, num_classes=2,
-                           epochs=1, lr=0.1, cache=False, progress=False, device="cpu")[0]
+    ft = training.finetune(
+        src,
+        torch.utils.data.TensorDataset(_images(16), _labels(16)),
+        None,
+        num_classes=2,
+        epochs=1,
+        lr=0.1,
+        cache=False,
+        progress=False,
+        device="cpu",
+    )[0]
     pen = L2SP(src, alpha=0.3, beta=0.7, head="model.fc")
     with torch.no_grad():
-        sp = sum((p - dict(src.named_parameters())[k]).pow(2).sum() for k, p in ft.named_parameters()
-                 if not k.startswith("model.fc"))
+        sp = sum(
+            (p - dict(src.named_parameters())[k]).pow(2).sum()
+            for k, p in ft.named_parameters()
+            if not k.startswith("model.fc")
+        )
         l2 = sum(p.pow(2).sum() for k, p in ft.named_parameters() if k.startswith("model.fc"))
     assert float(pen(ft).detach()) == pytest.approx(float(0.15 * sp + 0.35 * l2), rel=1e-5)
     assert float(L2SP(src, 0.3, 0.0, head="model.fc")(copy.deepcopy(src)).detach()) == 0.0  # at the source: no SP term
@@ -39,27 +59,41 @@ def test_l2_sp_equals_its_definition():
 def test_l2_sp_with_a_very_large_weight_keeps_the_backbone_at_the_source():
     src = _model()
     data = torch.utils.data.TensorDataset(_images(32), _labels(32))
-    kw = dict(num_classes=2, epochs=20, lr=0.1, optimizer="sgd", momentum=0.0, batch_size=8, cache=False,
-              progress=False, device="cpu", bn="freeze")
+    kw = dict(
+        num_classes=2,
+        epochs=20,
+        lr=0.1,
+        optimizer="sgd",
+        momentum=0.0,
+        batch_size=8,
+        cache=False,
+        progress=False,
+        device="cpu",
+        bn="freeze",
+    )
 
     def drift(m):
         s = dict(src.named_parameters())
-        return max(float((p - s[k]).detach().abs().max()) for k, p in m.named_parameters() if not k.startswith("model.fc"))
+        return max(
+            float((p - s[k]).detach().abs().max()) for k, p in m.named_parameters() if not k.startswith("model.fc")
+        )
 
     plain = drift(training.finetune(src, data, None, **kw)[0])
     # SGD with lr * alpha = 1 pulls each backbone weight back to w0 at every step (w <- w0 - lr * grad)
-    held = drift(training.finetune(src, data, None, extra_loss=L2SP(src, alpha=10.0, beta=0.0, head="model.fc"),
-                                   **kw)[0])
+    held = drift(
+        training.finetune(src, data, None, extra_loss=L2SP(src, alpha=10.0, beta=0.0, head="model.fc"), **kw)[0]
+    )
     assert plain > 0 and held < 0.1 * plain
 
 
 # ------------------------------------------------------------------------------------- BSS
 
+
 def test_bss_penalty_equals_numpy_svd():
     f = torch.randn(12, 7, generator=torch.Generator().manual_seed(0))
     sv = np.linalg.svd(f.double().numpy(), compute_uv=False)
     for k in (1, 3, 7, 20):
-        assert float(bss_penalty(f, k)) == pytest.approx(float((np.sort(sv)[:min(k, 7)] ** 2).sum()), rel=1e-4)
+        assert float(bss_penalty(f, k)) == pytest.approx(float((np.sort(sv)[: min(k, 7)] ** 2).sum()), rel=1e-4)
     with pytest.raises(ValueError, match="k"):
         bss_penalty(f, 0)
 
@@ -75,9 +109,11 @@ def test_bss_reads_the_head_input_of_the_training_forward():
 
 # ------------------------------------------------------------------------------------- LP-FT, DFR: linear heads
 
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_fit_linear_head_gives_the_logistic_regression_probabilities(k):
     from sklearn.linear_model import LogisticRegression
+
     g = torch.Generator().manual_seed(k)
     z, y = torch.randn(60, 5, generator=g), _labels(60, k)
     z[:, 0] += y.float()
@@ -92,13 +128,14 @@ def test_fit_linear_head_gives_the_logistic_regression_probabilities(k):
 def test_lp_ft_starts_from_the_probe_head():
     from lingerlab._data import gather
     from lingerlab.remedies.pruning import penultimate_features
+
     audit = _tiny_audit()
     w = audit.world
     x, y = gather(audit.target_data())
     probe_head = fit_linear_head(penultimate_features(w.source_model, x, head="model.fc"), y, 2)
     recipe = audit.recipe
     audit.recipe = lambda name: recipe(name).replace(epochs=0) if name == "M^t" else recipe(name)
-    start = build(audit, Remedy("lp", "lp_ft"), 0)        # zero epochs of fine-tuning: the probe itself
+    start = build(audit, Remedy("lp", "lp_ft"), 0)  # zero epochs of fine-tuning: the probe itself
     lin = find_head(start.model, "model.fc")[1]
     assert torch.allclose(lin.weight, probe_head.weight) and torch.allclose(lin.bias, probe_head.bias)
     s_src = w.source_model.state_dict()
@@ -122,6 +159,7 @@ def test_dfr_refits_only_the_head_on_held_out_images():
 
 # ------------------------------------------------------------------------------------- WiSE-FT
 
+
 def test_wise_ft_endpoints_are_exact_and_the_middle_is_the_mean():
     audit = _tiny_audit()
     src, mt = audit.world.source_model, audit.target_model(0)
@@ -141,6 +179,7 @@ def test_wise_ft_endpoints_are_exact_and_the_middle_is_the_mean():
 
 
 # ------------------------------------------------------------------------------------- Co-Tuning
+
 
 def test_category_relationship_is_the_mean_source_prediction_per_class():
     p = torch.softmax(torch.randn(10, 4, generator=torch.Generator().manual_seed(0)), 1)
@@ -168,6 +207,7 @@ def test_co_tuning_loss_is_the_soft_cross_entropy_of_the_source_head():
 
 # ------------------------------------------------------------------------------------- bounded pruning
 
+
 def test_cap_channels_keeps_the_channels_in_the_most_source_sets():
     sets = {0: torch.tensor([1, 2, 3]), 1: torch.tensor([2, 3]), 2: torch.tensor([3])}
     assert cap_channels(torch.tensor([1, 2, 3, 5]), sets, 2).tolist() == [2, 3]
@@ -190,16 +230,21 @@ def test_capped_variants_share_one_computation_of_the_channel_sets(monkeypatch):
     """With one memo (as the remedy table passes), the channel sets of a model are computed once for
     its uncapped and capped variants; each arm prunes what it prunes alone and is charged their time."""
     import lingerlab.remedies.builders as B
+
     audit = _tiny_audit()
-    kinds = [("prune", {"a_t_quantile": 0.1}), ("prune", {"a_t_quantile": 0.1, "max_fraction": 0.34}),
-             ("prune_finetune", {"a_t_quantile": 0.1}), ("prune_finetune", {"a_t_quantile": 0.1, "max_fraction": 0.34})]
+    kinds = [
+        ("prune", {"a_t_quantile": 0.1}),
+        ("prune", {"a_t_quantile": 0.1, "max_fraction": 0.34}),
+        ("prune_finetune", {"a_t_quantile": 0.1}),
+        ("prune_finetune", {"a_t_quantile": 0.1, "max_fraction": 0.34}),
+    ]
     alone = [build(audit, Remedy("p", k, p), 0) for k, p in kinds]
     calls = []
     real = B.channel_sets
     monkeypatch.setattr(B, "channel_sets", lambda *a, **k: calls.append(1) or real(*a, **k))
     memo: dict = {}
     shared = [build(audit, Remedy("p", k, p), 0, memo) for k, p in kinds]
-    assert len(calls) == 4          # source and target sets of M^t once, of M^s once
+    assert len(calls) == 4  # source and target sets of M^t once, of M^s once
     for a, b in zip(alone, shared):
         assert (a.n_pruned, a.note) == (b.n_pruned, b.note) and b.train_s > 0
         assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))

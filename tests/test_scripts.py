@@ -1,4 +1,5 @@
 """scripts/execute.py: the notebook runner (order, parameters, widgets, nothing lost on failure or kill)."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,10 @@ def test_strip_widgets_drops_widget_state_and_views_only(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     cell = nbformat.v4.new_code_cell("x = 1")
-    cell.outputs = [nbformat.v4.new_output("display_data", data={WIDGET: {"model_id": "a"}, "text/plain": "bar"}),
-                    nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={WIDGET: {"model_id": "a"}, "text/plain": "bar"}),
+        nbformat.v4.new_output("stream", name="stdout", text="kept\n"),
+    ]
     nb.cells = [cell, nbformat.v4.new_markdown_cell("text")]
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
@@ -64,8 +67,9 @@ def test_bad_profile_is_refused(capsys):
 
 
 def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
-    good = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                             "display_name": "Python 3"}})
+    good = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
     good.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
     bad = nbformat.v4.new_notebook(metadata=good.metadata)
     bad.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
@@ -89,11 +93,14 @@ def test_a_failing_notebook_keeps_its_output_and_leaves_a_failed_copy(tmp_path):
 
 def _sleeping_notebook(path: Path, marker: Path) -> bytes:
     """A notebook whose cell writes its kernel's pid to ``marker``, then sleeps; return its bytes."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                           "display_name": "Python 3"}})
-    nb.cells = [nbformat.v4.new_code_cell(f"import os, pathlib, time\n"
-                                          f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
-                                          "time.sleep(120)")]
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"import os, pathlib, time\npathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\ntime.sleep(120)"
+        )
+    ]
     nbformat.write(nb, path)
     return path.read_bytes()
 
@@ -111,11 +118,17 @@ def test_a_killed_run_leaves_the_stored_notebook_unchanged(tmp_path, sig):
     byte-identical and removes the running copy."""
     nb, marker = tmp_path / "slow.ipynb", tmp_path / "kernel.pid"
     before = _sleeping_notebook(nb, marker)
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r}); import execute; from pathlib import Path; "
-            f"p = Path({str(nb)!r}); execute.run_one(p, p, {{}})")
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "LINGERLAB_CACHE": str(tmp_path / "c")},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r}); import execute; from pathlib import Path; "
+        f"p = Path({str(nb)!r}); execute.run_one(p, p, {{}})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "LINGERLAB_CACHE": str(tmp_path / "c")},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (marker.is_file() and marker.read_text()):
@@ -165,8 +178,12 @@ def test_a_run_replaces_the_notebook_and_records_cache_and_machine(tmp_path, mon
         (cache / "stage").mkdir(parents=True)
         (cache / "stage" / "key-code.pt").write_bytes(b"model")
         ran = nbformat.read(src, as_version=4)
-        ran.metadata["papermill"] = {"duration": 1.5, "start_time": "2026-01-02T03:04:05+00:00",
-                                     "input_path": str(src), "output_path": str(out)}
+        ran.metadata["papermill"] = {
+            "duration": 1.5,
+            "start_time": "2026-01-02T03:04:05+00:00",
+            "input_path": str(src),
+            "output_path": str(out),
+        }
         nbformat.write(ran, out)
 
     monkeypatch.setattr(execute, "_papermill", trains)
@@ -177,7 +194,8 @@ def test_a_run_replaces_the_notebook_and_records_cache_and_machine(tmp_path, mon
     run = meta["lingerlab"]
     assert run["cache"] == "cold" and run["cache_entries"] == {"before": 0, "after": 1}
     assert run["profile"] == "smoke" and run["device"] == "cpu" and run["machine"]["device"] == "cpu"
-    monkeypatch.setattr(execute, "_papermill", lambda src, out, params, kernel: nbformat.write(
-        nbformat.read(src, as_version=4), out))
+    monkeypatch.setattr(
+        execute, "_papermill", lambda src, out, params, kernel: nbformat.write(nbformat.read(src, as_version=4), out)
+    )
     execute.run_one(nb, nb, {}, device="cpu")
     assert nbformat.read(nb, as_version=4).metadata["lingerlab"]["cache"] == "warm"

@@ -1,4 +1,5 @@
 """Properties of lingerlab.stats: permutation test, bootstraps, Holm, verdict rule, compare_arms."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,8 +12,16 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from lingerlab.stats import (bootstrap_diff_ci, cluster_bootstrap_ci, compare_arms, holm, holm_family,
-                             paired_cluster_bootstrap_ci, permutation_p, verdict)
+from lingerlab.stats import (
+    bootstrap_diff_ci,
+    cluster_bootstrap_ci,
+    compare_arms,
+    holm,
+    holm_family,
+    paired_cluster_bootstrap_ci,
+    permutation_p,
+    verdict,
+)
 
 
 # ----------------------------------------------------------------------------- permutation_p
@@ -38,10 +47,14 @@ def brute_force_p(a, b, alternative="two-sided"):
 
 
 def scipy_p(a, b, alternative):
-    res = sps.permutation_test((np.asarray(a, float), np.asarray(b, float)),
-                               lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
-                               permutation_type="independent", n_resamples=np.inf, vectorized=True,
-                               alternative=alternative)
+    res = sps.permutation_test(
+        (np.asarray(a, float), np.asarray(b, float)),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        permutation_type="independent",
+        n_resamples=np.inf,
+        vectorized=True,
+        alternative=alternative,
+    )
     return float(res.pvalue)
 
 
@@ -59,10 +72,10 @@ def test_permutation_p_equals_brute_force(na, nb, alternative):
 
 
 def test_permutation_p_brute_force_with_ties():
-    a, b = [1.0, 1.0, 2.0, 3.0], [1.0, 2.0, 2.0, 3.0, 3.0]     # many tied relabellings
+    a, b = [1.0, 1.0, 2.0, 3.0], [1.0, 2.0, 2.0, 3.0, 3.0]  # many tied relabellings
     for alt in ("two-sided", "greater", "less"):
         assert permutation_p(a, b, alternative=alt) == pytest.approx(brute_force_p(a, b, alt), abs=1e-15)
-    a, b = [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]                     # float sums that tie only up to rounding
+    a, b = [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]  # float sums that tie only up to rounding
     assert permutation_p(a, b) == pytest.approx(brute_force_p(a, b), abs=1e-15) == 1.0
 
 
@@ -106,8 +119,9 @@ def test_permutation_p_monte_carlo_branch_close_to_exact_and_seeded():
     assert p1 == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=np.random.default_rng(5))
     assert p1 == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=np.int64(5))
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
-    assert (permutation_p(a, b, max_exact=0, n_resamples=2000, seed=g1)
-            == permutation_p(a, b, max_exact=0, n_resamples=2000, seed=g2))
+    assert permutation_p(a, b, max_exact=0, n_resamples=2000, seed=g1) == permutation_p(
+        a, b, max_exact=0, n_resamples=2000, seed=g2
+    )
     # (hits + 1) / (n + 1): never zero, and the grid is the one of n_resamples + 1
     p = permutation_p([10.0] * 8, [0.0] * 8, max_exact=0, n_resamples=999, seed=0)
     assert p == pytest.approx(1 / 1000, abs=1e-3) and p > 0
@@ -156,8 +170,9 @@ def test_bootstrap_diff_ci_deterministic_per_seed():
     assert bootstrap_diff_ci(a, b, seed=3) == bootstrap_diff_ci(a, b, seed=3)
     assert bootstrap_diff_ci(a, b, seed=3) == bootstrap_diff_ci(a, b, seed=np.random.default_rng(3))
     assert bootstrap_diff_ci(a, b, seed=3) != bootstrap_diff_ci(a, b, seed=4)
-    assert (bootstrap_diff_ci(a, b, seed=torch.Generator().manual_seed(1))
-            == bootstrap_diff_ci(a, b, seed=torch.Generator().manual_seed(1)))
+    assert bootstrap_diff_ci(a, b, seed=torch.Generator().manual_seed(1)) == bootstrap_diff_ci(
+        a, b, seed=torch.Generator().manual_seed(1)
+    )
 
 
 def test_bootstrap_diff_ci_shift_moves_every_endpoint():
@@ -189,8 +204,8 @@ def test_holm_properties_random():
         p = rng.uniform(0, 0.3, m) ** rng.uniform(0.5, 3)
         adj = holm(p)
         order = np.argsort(p, kind="stable")
-        assert np.all(np.diff(adj[order]) >= 0)                 # monotone in sorted order
-        assert np.all(adj >= p - 1e-15) and np.all(adj <= 1)    # >= raw p, capped at 1
+        assert np.all(np.diff(adj[order]) >= 0)  # monotone in sorted order
+        assert np.all(adj >= p - 1e-15) and np.all(adj <= 1)  # >= raw p, capped at 1
         # the definition: max over j <= i of min(1, (m - j + 1) p_(j))
         s = p[order]
         expect = np.array([max(min(1.0, (m - j) * s[j]) for j in range(i + 1)) for i in range(m)])
@@ -201,7 +216,7 @@ def test_holm_nan_single_cap_and_validation():
     assert holm([0.2]).tolist() == [0.2]
     out = holm([0.01, np.nan, 0.04])
     assert math.isnan(out[1])
-    np.testing.assert_allclose(out[[0, 2]], holm([0.01, 0.04]))   # NaN does not count in m
+    np.testing.assert_allclose(out[[0, 2]], holm([0.01, 0.04]))  # NaN does not count in m
     assert np.isnan(holm([np.nan, np.nan])).all()
     assert holm([0.6, 0.7]).tolist() == [1.0, 1.0]
     assert holm([]).shape == (0,)
@@ -221,8 +236,12 @@ def test_cluster_bootstrap_duplicating_rows_changes_nothing():
     per_cluster = rng.normal(0, 1, 15)
     rows = np.repeat(per_cluster, 4)
     labels = [f"photo{i}" for i in np.repeat(np.arange(15), 4)]
-    np.testing.assert_allclose(cluster_bootstrap_ci(rows, labels, seed=1),
-                               cluster_bootstrap_ci(per_cluster, np.arange(15), seed=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        cluster_bootstrap_ci(rows, labels, seed=1),
+        cluster_bootstrap_ci(per_cluster, np.arange(15), seed=1),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_cluster_bootstrap_weights_by_cluster_size():
@@ -240,7 +259,7 @@ def test_cluster_interval_wider_than_naive_when_rows_correlate():
     clusters = np.repeat(np.arange(n_clusters), per)
     values = effect[clusters] + rng.normal(0, 0.1, len(clusters))
     _, clo, chi = cluster_bootstrap_ci(values, clusters, seed=0)
-    _, nlo, nhi = cluster_bootstrap_ci(values, np.arange(len(values)), seed=0)   # rows as independent
+    _, nlo, nhi = cluster_bootstrap_ci(values, np.arange(len(values)), seed=0)  # rows as independent
     assert chi - clo > 2 * (nhi - nlo)
 
 
@@ -251,7 +270,7 @@ def test_cluster_bootstrap_labels_nan_and_errors():
     assert ints == strs
     assert ints[0] == pytest.approx(np.mean(values))
     with_nan = cluster_bootstrap_ci([0.1, 0.4, np.nan, 0.2, 0.8, 0.9, 0.3], [3, 3, 5, 1, 1, 7, 7], seed=0)
-    assert with_nan == ints     # the NaN row (and its now empty cluster) is dropped
+    assert with_nan == ints  # the NaN row (and its now empty cluster) is dropped
     est, lo, hi = cluster_bootstrap_ci([1.0, 2.0], ["a", "a"])
     assert est == 1.5 and math.isnan(lo) and math.isnan(hi)
     with pytest.raises(ValueError, match="clusters"):
@@ -271,8 +290,9 @@ def test_paired_cluster_bootstrap_is_cluster_bootstrap_of_differences():
     b2[5] = np.nan
     keep = np.ones(30, bool)
     keep[[0, 5]] = False
-    assert (paired_cluster_bootstrap_ci(a2, b2, clusters, seed=4)
-            == cluster_bootstrap_ci((a - b)[keep], clusters[keep], seed=4))
+    assert paired_cluster_bootstrap_ci(a2, b2, clusters, seed=4) == cluster_bootstrap_ci(
+        (a - b)[keep], clusters[keep], seed=4
+    )
     with pytest.raises(ValueError, match="a and b"):
         paired_cluster_bootstrap_ci(a, b[:-1], clusters)
 
@@ -282,15 +302,15 @@ NAN = float("nan")
 # (effect, ci_lo, ci_hi, p_adjusted, verdict) for paper_direction="higher"
 HIGHER_CASES = [
     (0.5, 0.1, 0.9, 0.01, "holds"),
-    (0.5, -0.1, 0.9, 0.01, "holds"),            # p decides "holds", even if the interval touches 0
+    (0.5, -0.1, 0.9, 0.01, "holds"),  # p decides "holds", even if the interval touches 0
     (0.5, 0.1, 0.9, 0.2, "inconclusive"),
-    (0.5, 0.1, 0.9, 0.05, "inconclusive"),      # p == alpha is not < alpha
+    (0.5, 0.1, 0.9, 0.05, "inconclusive"),  # p == alpha is not < alpha
     (-0.5, -0.9, -0.1, 0.01, "does not hold"),
-    (-0.5, -0.9, -0.1, 0.9, "does not hold"),   # no p needed to rule the claim out
-    (-0.5, -0.9, 0.0, 0.5, "does not hold"),    # interval ending on zero excludes every effect > 0
+    (-0.5, -0.9, -0.1, 0.9, "does not hold"),  # no p needed to rule the claim out
+    (-0.5, -0.9, 0.0, 0.5, "does not hold"),  # interval ending on zero excludes every effect > 0
     (-0.5, -0.9, 0.1, 0.01, "inconclusive"),
-    (0.0, -0.1, 0.1, 0.01, "inconclusive"),     # an effect of exactly zero never holds
-    (0.0, 0.0, 0.0, 1.0, "does not hold"),      # identical constant arms
+    (0.0, -0.1, 0.1, 0.01, "inconclusive"),  # an effect of exactly zero never holds
+    (0.0, 0.0, 0.0, 1.0, "does not hold"),  # identical constant arms
     (0.0, -0.2, 0.0, 1.0, "does not hold"),
     (NAN, NAN, NAN, NAN, "not measured"),
     (NAN, -1.0, 1.0, 0.01, "not measured"),
@@ -298,7 +318,7 @@ HIGHER_CASES = [
     (0.5, NAN, NAN, NAN, "inconclusive"),
     (-0.5, NAN, NAN, NAN, "inconclusive"),
     (0.5, 0.2, 0.8, NAN, "inconclusive"),
-    (0.5, -0.2, -0.1, 0.5, "inconclusive"),     # malformed (estimate outside its interval): never both
+    (0.5, -0.2, -0.1, 0.5, "inconclusive"),  # malformed (estimate outside its interval): never both
 ]
 
 
@@ -338,7 +358,7 @@ def test_verdict_holds_and_does_not_hold_are_exclusive():
         direction = "higher" if rng.random() < 0.5 else "lower"
         s = 1.0 if direction == "higher" else -1.0
         raw = np.where(rng.random(3) < 0.3, rng.choice(grid, 3), rng.normal(0, 1, 3))
-        lo, effect, hi = np.sort(raw)              # a well-formed interval around its estimate
+        lo, effect, hi = np.sort(raw)  # a well-formed interval around its estimate
         p = float(rng.choice([0.0, 0.01, 0.05, 0.5, 1.0, NAN]))
         holds = s * effect > 0 and p < 0.05
         excludes = (hi <= 0) if s > 0 else (lo >= 0)
@@ -358,8 +378,12 @@ def test_verdict_holds_and_does_not_hold_are_exclusive():
 def test_compare_arms_planted_effects():
     rng = np.random.default_rng(10)
     ref = rng.normal(1.0, 0.1, 5)
-    data = {"M^t": ref, "clear": rng.normal(0.0, 0.1, 5), "reverse": rng.normal(2.0, 0.1, 5),
-            "noise": ref[[2, 0, 4, 1, 3]] + np.array([0.05, -0.05, 0.02, -0.02, 0.0])}
+    data = {
+        "M^t": ref,
+        "clear": rng.normal(0.0, 0.1, 5),
+        "reverse": rng.normal(2.0, 0.1, 5),
+        "noise": ref[[2, 0, 4, 1, 3]] + np.array([0.05, -0.05, 0.02, -0.02, 0.0]),
+    }
     df = compare_arms(data, "M^t", paper_direction="higher", n_boot=4000, seed=0)
     assert list(df["arm"]) == ["clear", "reverse", "noise"]
     v = dict(zip(df["arm"], df["verdict"]))
@@ -372,33 +396,41 @@ def test_compare_arms_planted_effects():
     np.testing.assert_allclose(df["p_holm"], holm(df["p_perm"].to_numpy()))
     # the same data, the paper predicting the other direction, swaps holds and does not hold
     df_low = compare_arms(data, "M^t", paper_direction="lower", n_boot=4000, seed=0)
-    assert dict(zip(df_low["arm"], df_low["verdict"])) == {"clear": "does not hold", "reverse": "holds",
-                                                           "noise": "inconclusive"}
+    assert dict(zip(df_low["arm"], df_low["verdict"])) == {
+        "clear": "does not hold",
+        "reverse": "holds",
+        "noise": "inconclusive",
+    }
 
 
 def test_compare_arms_family_nan_and_holm_family():
-    base = {"ref": [1.0, 1.1, 0.9, 1.05, 0.95], "a": [0.0, 0.1, -0.1, 0.05, -0.05],
-            "empty": [np.nan] * 5}
+    base = {"ref": [1.0, 1.1, 0.9, 1.05, 0.95], "a": [0.0, 0.1, -0.1, 0.05, -0.05], "empty": [np.nan] * 5}
     df = compare_arms(base, "ref", paper_direction="higher", n_boot=1000, seed=np.int64(1))
     empty = df.set_index("arm").loc["empty"]
     assert empty["verdict"] == "not measured" and math.isnan(empty["p_perm"]) and math.isnan(empty["p_holm"])
-    assert df.set_index("arm").loc["a", "p_holm"] == 2 / 252     # the NaN row does not count in the family
+    assert df.set_index("arm").loc["a", "p_holm"] == 2 / 252  # the NaN row does not count in the family
     wider = compare_arms(base, "ref", paper_direction="higher", n_boot=1000, seed=1, family=[0.01, 0.02, 0.5])
     assert wider.set_index("arm").loc["a", "p_holm"] == pytest.approx(4 * 2 / 252)
     assert wider.set_index("arm").loc["a", "verdict"] == "holds"
     # a concatenated family across measures: Holm over all rows, verdicts redone from the new p
-    other = compare_arms({"ref": [0.5, 0.6, 0.4, 0.55, 0.45], "a": [0.3, 0.62, 0.2, 0.5, 0.41]}, "ref",
-                         paper_direction="lower", n_boot=1000, seed=1)
+    other = compare_arms(
+        {"ref": [0.5, 0.6, 0.4, 0.55, 0.45], "a": [0.3, 0.62, 0.2, 0.5, 0.41]},
+        "ref",
+        paper_direction="lower",
+        n_boot=1000,
+        seed=1,
+    )
     fam = holm_family(pd.concat([df.assign(measure="m1"), other.assign(measure="m2")], ignore_index=True))
     before = pd.concat([df, other], ignore_index=True)["p_holm"]
     assert (fam["p_holm"].isna() == before.isna()).all()
     assert (fam["p_holm"].dropna() >= before.dropna() - 1e-15).all()
     np.testing.assert_allclose(fam["p_holm"], holm(fam["p_perm"].to_numpy()))
     for r in fam.itertuples():
-        assert r.verdict == verdict(r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction=r.paper_direction,
-                                    alpha=r.alpha)
+        assert r.verdict == verdict(
+            r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction=r.paper_direction, alpha=r.alpha
+        )
     # with a family so big that Holm lifts p above alpha, "holds" becomes "inconclusive"
-    big = holm_family(pd.concat([df] + [other] * 8, ignore_index=True))     # m = 9: 9 * 2/252 > 0.05
+    big = holm_family(pd.concat([df] + [other] * 8, ignore_index=True))  # m = 9: 9 * 2/252 > 0.05
     assert big.loc[big["arm"] == "a", "verdict"].iloc[0] == "inconclusive"
     # a plain table: only the adjusted column is added
     plain = holm_family(pd.DataFrame({"p": [0.01, 0.04]}), p_col="p", out_col="q")
@@ -422,20 +454,26 @@ def test_compare_arms_deterministic_and_errors():
 # ---------------------------------------------------------------------------------- validation
 def test_numpy_integers_accepted():
     a, b = [0.2, 0.5, 0.1, 0.9, 0.4], [0.3, 0.3, 0.8, 0.0, 0.6]
-    assert (bootstrap_diff_ci(a, b, n_boot=np.int64(500), seed=np.int32(2))
-            == bootstrap_diff_ci(a, b, n_boot=500, seed=2))
-    assert (cluster_bootstrap_ci(a, [0, 0, 1, 1, 2], n_boot=np.int64(500), seed=np.uint8(2))
-            == cluster_bootstrap_ci(a, [0, 0, 1, 1, 2], n_boot=500, seed=2))
-    assert permutation_p(a, b, max_exact=np.int64(0), n_resamples=np.int16(300), seed=np.int64(1)) == \
-        permutation_p(a, b, max_exact=0, n_resamples=300, seed=1)
+    assert bootstrap_diff_ci(a, b, n_boot=np.int64(500), seed=np.int32(2)) == bootstrap_diff_ci(
+        a, b, n_boot=500, seed=2
+    )
+    assert cluster_bootstrap_ci(a, [0, 0, 1, 1, 2], n_boot=np.int64(500), seed=np.uint8(2)) == cluster_bootstrap_ci(
+        a, [0, 0, 1, 1, 2], n_boot=500, seed=2
+    )
+    assert permutation_p(a, b, max_exact=np.int64(0), n_resamples=np.int16(300), seed=np.int64(1)) == permutation_p(
+        a, b, max_exact=0, n_resamples=300, seed=1
+    )
 
 
-@pytest.mark.parametrize("call", [
-    lambda **kw: bootstrap_diff_ci([1.0, 2.0], [0.0, 1.0], **kw),
-    lambda **kw: cluster_bootstrap_ci([1.0, 2.0], ["a", "b"], **kw),
-    lambda **kw: paired_cluster_bootstrap_ci([1.0, 2.0], [0.0, 1.0], ["a", "b"], **kw),
-    lambda **kw: compare_arms({"r": [1.0, 2.0], "x": [0.0, 1.0]}, "r", paper_direction="higher", **kw),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda **kw: bootstrap_diff_ci([1.0, 2.0], [0.0, 1.0], **kw),
+        lambda **kw: cluster_bootstrap_ci([1.0, 2.0], ["a", "b"], **kw),
+        lambda **kw: paired_cluster_bootstrap_ci([1.0, 2.0], [0.0, 1.0], ["a", "b"], **kw),
+        lambda **kw: compare_arms({"r": [1.0, 2.0], "x": [0.0, 1.0]}, "r", paper_direction="higher", **kw),
+    ],
+)
 def test_parameter_errors_name_the_parameter(call):
     with pytest.raises(TypeError, match="n_boot"):
         call(n_boot="100")
@@ -477,10 +515,10 @@ def test_group_permutation_p_moves_whole_groups():
     groups = np.repeat(np.arange(10), 20)
     strata = np.zeros(len(groups), dtype=int)
     v = rng.normal(size=len(groups))
-    v[groups < 3] += 2.0                       # the planted set of 3 of 10 groups is higher
+    v[groups < 3] += 2.0  # the planted set of 3 of 10 groups is higher
     stat, p = group_permutation_p(v, groups, groups < 3, strata, seed=0)
     assert stat == pytest.approx(v[groups < 3].mean() - v[groups >= 3].mean())
-    assert p < 0.02 and p >= 1 / 10_001          # never 0; only C(10, 3) = 120 relabellings exist
+    assert p < 0.02 and p >= 1 / 10_001  # never 0; only C(10, 3) = 120 relabellings exist
     _, p_null = group_permutation_p(rng.normal(size=len(groups)), groups, groups < 3, strata, seed=0)
     assert p_null > 0.05
     # two strata: the statistic is the mean of the per-stratum differences; a stratum with an empty side drops out

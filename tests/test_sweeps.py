@@ -1,4 +1,5 @@
 """sweeps: remedy_table / size_sweep / arch_comparison on a tiny random world (schema and wiring)."""
+
 from __future__ import annotations
 
 import sys
@@ -17,9 +18,19 @@ from lingerlab.arms import Recipe
 from lingerlab import sweeps, worlds
 from lingerlab.audit import Audit
 from lingerlab.models import Normalized
-from lingerlab.sweeps import (REMEDY_COLUMNS, NotFeasible, Remedy, arch_comparison, default_remedies,
-                              plot_remedies, remedy_arms, remedy_table, retrain_source, size_sweep,
-                              summarize_remedies)
+from lingerlab.sweeps import (
+    REMEDY_COLUMNS,
+    NotFeasible,
+    Remedy,
+    arch_comparison,
+    default_remedies,
+    plot_remedies,
+    remedy_arms,
+    remedy_table,
+    retrain_source,
+    size_sweep,
+    summarize_remedies,
+)
 from lingerlab.worlds.base import World, WorldSpec
 
 matplotlib.use("Agg")
@@ -44,7 +55,7 @@ class MakeTiny:
         return Normalized(Tiny(self.n), (0.5,) * 3, (0.25,) * 3)
 
 
-MT = dict(lr=0.05, epochs=1, batch_size=8, bn="update")     # the tiny world's fine-tuning recipe
+MT = dict(lr=0.05, epochs=1, batch_size=8, bn="update")  # the tiny world's fine-tuning recipe
 SOURCE = dict(lr=1e-2, epochs=1, optimizer="adam", batch_size=16, lr_schedule="cosine")  # how M^s was trained
 
 
@@ -54,7 +65,7 @@ def tiny_world(name: str = "tiny", retrainable: bool = True, seed: int = 0) -> W
     torch.manual_seed(seed)
     src = MakeTiny(n_src)().eval()
     with torch.no_grad():
-        src.model.fc.bias[0] = 10.0       # M^s puts class 0 first on every image: F = {1, ..., 5}
+        src.model.fc.bias[0] = 10.0  # M^s puts class 0 first on every image: F = {1, ..., 5}
     xs = torch.rand(n_src * 6, 3, 10, 10, generator=g)
     ys = torch.arange(n_src).repeat_interleave(6)
     xs_tr = torch.rand(n_src * 8, 3, 10, 10, generator=g)
@@ -63,15 +74,33 @@ def tiny_world(name: str = "tiny", retrainable: bool = True, seed: int = 0) -> W
     yt = torch.arange(40) % 2
     xv = torch.rand(12, 3, 10, 10, generator=g)
     yv = torch.arange(12) % 2
-    recipes = {"M^t": Recipe("M^t", train_subset=range(24), **MT),
-               "M^b": Recipe("M^b (competent)", init="scratch", optimizer="adam", lr=0.01, epochs=1, batch_size=8)}
-    spec = WorldSpec(arch="Tiny", head="model.fc", cam_layer="model.features.0", input_size=10, recipes=recipes,
-                     source_train=TensorDataset(xs_tr, ys_tr) if retrainable else None,
-                     source_recipe=Recipe("M^s", init="scratch", **SOURCE) if retrainable else None)
-    return World(name=name, profile=None, seed=seed, source_model=src,
-                 source_classes=[f"c{i}" for i in range(n_src)], source_data=TensorDataset(xs, ys),
-                 target_train=TensorDataset(xt, yt), target_val=TensorDataset(xv, yv), target_classes=["a", "b"],
-                 make_scratch=MakeTiny(2), spec=spec, fingerprint=f"{name}-{seed}-{retrainable}")
+    recipes = {
+        "M^t": Recipe("M^t", train_subset=range(24), **MT),
+        "M^b": Recipe("M^b (competent)", init="scratch", optimizer="adam", lr=0.01, epochs=1, batch_size=8),
+    }
+    spec = WorldSpec(
+        arch="Tiny",
+        head="model.fc",
+        cam_layer="model.features.0",
+        input_size=10,
+        recipes=recipes,
+        source_train=TensorDataset(xs_tr, ys_tr) if retrainable else None,
+        source_recipe=Recipe("M^s", init="scratch", **SOURCE) if retrainable else None,
+    )
+    return World(
+        name=name,
+        profile=None,
+        seed=seed,
+        source_model=src,
+        source_classes=[f"c{i}" for i in range(n_src)],
+        source_data=TensorDataset(xs, ys),
+        target_train=TensorDataset(xt, yt),
+        target_val=TensorDataset(xv, yv),
+        target_classes=["a", "b"],
+        make_scratch=MakeTiny(2),
+        spec=spec,
+        fingerprint=f"{name}-{seed}-{retrainable}",
+    )
 
 
 def _audit(world: World) -> Audit:
@@ -132,8 +161,17 @@ def test_size_sweep_rows_and_nested_subsets():
     audit = _audit(tiny_world())
     t = size_sweep(audit, sizes=[8, 16], seeds=(0, 1))
     assert list(t["n_train"]) == [8, 8, 16, 16] and list(t["seed"]) == [0, 1, 0, 1]
-    assert {"target_acc", "distraction", "distraction_null", "excess_error", "flip_rate", "n_lingering",
-            "mean_p_st", "n_composites_L", "train_s"} <= set(t.columns)
+    assert {
+        "target_acc",
+        "distraction",
+        "distraction_null",
+        "excess_error",
+        "flip_rate",
+        "n_lingering",
+        "mean_p_st",
+        "n_composites_L",
+        "train_s",
+    } <= set(t.columns)
     # each model's measures are over its own lingering set: no L, no composites, NaN measures
     for r in t.itertuples():
         assert (r.n_composites_L == 0) == (r.n_lingering == 0)
@@ -142,13 +180,15 @@ def test_size_sweep_rows_and_nested_subsets():
         size_sweep(audit, sizes=[1000], seeds=(0,))
     # the subsets grow from M^t's own D^t: nested, and n = |D^t| is M^t itself
     from lingerlab.sweeps import _growth_order
+
     own = audit.recipe("M^t").train_subset
     order = _growth_order(own, len(audit.world.target_train), 0)
     assert sorted(order) == list(range(len(audit.world.target_train)))
-    assert sorted(order[:len(own)]) == sorted(own) and order == _growth_order(own, len(audit.world.target_train), 0)
+    assert sorted(order[: len(own)]) == sorted(own) and order == _growth_order(own, len(audit.world.target_train), 0)
 
 
 # ------------------------------------------------------------------------------------- worlds.load_arch
+
 
 def _fake_loaders(monkeypatch, tmp_path, **loaders):
     """Point world names at fake loaders (the ``shapes`` profiles still resolve) and the torch hub cache
@@ -176,10 +216,10 @@ def test_load_arch_dispatches_on_the_loader_signature(monkeypatch, tmp_path):
     assert isinstance(worlds.load_arch("shapes", "Wide"), World) and seen["arch"] == "Wide"
     seen.clear()
     worlds.load_arch("shapes", None)
-    assert seen["arch"] == "Tiny"                    # None: the loader's own default
-    assert worlds.load_arch("lite0", "tiny").spec.arch == "Tiny"   # its own arch, any case
+    assert seen["arch"] == "Tiny"  # None: the loader's own default
+    assert worlds.load_arch("lite0", "tiny").spec.arch == "Tiny"  # its own arch, any case
     with pytest.raises(NotFeasible, match="offers only 'Tiny'"):
-        worlds.load_arch("lite0", "resnet18")        # no source_model=: torchvision is not an option
+        worlds.load_arch("lite0", "resnet18")  # no source_model=: torchvision is not an option
     with pytest.raises(ValueError, match="name"):
         worlds.load_arch("nope", None)
     with pytest.raises(TypeError, match="download"):
@@ -188,6 +228,7 @@ def test_load_arch_dispatches_on_the_loader_signature(monkeypatch, tmp_path):
 
 def _hub_file(tmp_path) -> Path:
     import torchvision
+
     url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
     return tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
 
@@ -222,10 +263,10 @@ def test_load_arch_torchvision_source_never_downloads_without_download(monkeypat
     assert "https://download.pytorch.org/models/" in str(e.value) and str(path) in str(e.value)
     assert "download=True" in str(e.value) and not built
     with pytest.raises(NotFeasible, match="offers only"):
-        worlds.load_arch("paper", "no_such_net")     # not torchvision, not the world's own
+        worlds.load_arch("paper", "no_such_net")  # not torchvision, not the world's own
 
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"")                             # weights in the cache: built from there
+    path.write_bytes(b"")  # weights in the cache: built from there
     w = worlds.load_arch("paper", "resnet18")
     assert built == [("resnet18", "DEFAULT")] and loaded["download"] is False
     assert isinstance(w.source_model, Normalized) and isinstance(w.source_model.model, Tiny)
@@ -257,7 +298,9 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
     # the same world twice: the same numbers, |L| <= |F with images| <= |F| = 5, and a perfect overlap
     for col in ("n_F", "n_L", "acc_reference", "acc_baseline", "distraction_reference", "excess_error_baseline"):
         assert t.loc[0, col] == t.loc[1, col] or (np.isnan(t.loc[0, col]) and np.isnan(t.loc[1, col])), col
-    assert t.loc[0, "n_F"] == 5 and t.loc[0, "n_L_min"] <= t.loc[0, "n_L"] <= t.loc[0, "n_L_max"] <= t.loc[0, "n_F_images"]
+    assert (
+        t.loc[0, "n_F"] == 5 and t.loc[0, "n_L_min"] <= t.loc[0, "n_L"] <= t.loc[0, "n_L_max"] <= t.loc[0, "n_F_images"]
+    )
     assert list(t["label"]) == ["shapes", "shapes: Tiny", "shapes: resnet50", "paper: resnet18"]
     assert set(res.tests) == {"shapes", "shapes: Tiny"}
     assert len(res.overlap) == 1
@@ -281,10 +324,13 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
     assert v.loc[0, "excess error, M^t - M^b"].endswith(res.table.loc[0, "excess_error_verdict"])
     assert v.loc[0, "excess error on L, M^t"].startswith(f"{res.table.loc[0, 'excess_error_reference']:.3f} [")
     from lingerlab.plotting import plot_arch
+
     fig = plot_arch(res)
-    assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1     # one overlap bar: A vs B
+    assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1  # one overlap bar: A vs B
     # other source images (another world, not another model of one world): no overlap row
-    _fake_loaders(monkeypatch, tmp_path, shapes=own_only, lite0=lambda profile, seed, *, device=None: tiny_world(seed=1))
+    _fake_loaders(
+        monkeypatch, tmp_path, shapes=own_only, lite0=lambda profile, seed, *, device=None: tiny_world(seed=1)
+    )
     res = arch_comparison({"A": ("shapes", None), "C": ("lite0", None)}, **kw0)
     assert res.table["available"].all() and res.overlap.empty
     with pytest.raises(ValueError, match="repeat the label"):
@@ -307,6 +353,7 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
 def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
     from lingerlab.sweeps import _as_spec, figure8_specs
     from lingerlab.worlds.lite import VARIANTS
+
     specs = figure8_specs(24)
     assert list(specs["real photos"].values()) == [(name, None) for name in VARIANTS]
     assert [opts["width"] for _, _, opts in map(_as_spec, specs["shapes"].values())] == [8, 24]
@@ -317,15 +364,19 @@ def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
 
 def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
     from lingerlab import comparison
+
     # p_lo below M^s's own p_c: every source-only class lingers, so L is not empty
     audit = Audit(tiny_world(), v_lo=0, n_null=2, device="cpu", cache=False, p_lo=1e-7)
-    rems = [Remedy("plain fine-tuning", "plain"), Remedy("lr x5", "finetune", {"lr": 0.25}),
-            Remedy("WiSE", "wise_ft", {"alpha": 0.5})]
+    rems = [
+        Remedy("plain fine-tuning", "plain"),
+        Remedy("lr x5", "finetune", {"lr": 0.25}),
+        Remedy("WiSE", "wise_ft", {"alpha": 0.5}),
+    ]
     memo: dict = {}
     table = sweeps.remedy_table(audit, rems, seeds=(0, 1, 2), n_boot=50, memo=memo)
     n_built = len(memo)
     out = sweeps.remedy_tests(audit, rems, seeds=(0, 1, 2), n_boot=200, memo=memo)
-    assert len(memo) == n_built                               # the table's models, not new ones
+    assert len(memo) == n_built  # the table's models, not new ones
     assert set(out["remedy"]) == {"lr x5", "WiSE"} and len(out) == 2 * len(comparison.FAMILY_MEASURES)
     assert (out["p_holm"] >= out["p_perm"] - 1e-12).all()
     assert set(out["verdict"]) <= {"lowers it", "does not lower it", "inconclusive", "not measured"}
@@ -341,10 +392,24 @@ def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
 
 
 def test_summarize_remedies_marks_a_remedy_at_chance_from_the_table_itself():
-    metrics = {m: 0.5 for m in ("composite_acc", "distraction", "distraction_null", "distraction_excess",
-                                 "n_lingering", "mean_p_st", "pruned_fraction", "time_overhead")}
-    rows = [{"remedy": name, "seed": s, "feasible": True, "note": "", "chance": 0.5, "target_acc": acc, **metrics}
-            for name, acc in (("plain fine-tuning", 0.9), ("lesion", 0.52)) for s in (0, 1)]
+    metrics = {
+        m: 0.5
+        for m in (
+            "composite_acc",
+            "distraction",
+            "distraction_null",
+            "distraction_excess",
+            "n_lingering",
+            "mean_p_st",
+            "pruned_fraction",
+            "time_overhead",
+        )
+    }
+    rows = [
+        {"remedy": name, "seed": s, "feasible": True, "note": "", "chance": 0.5, "target_acc": acc, **metrics}
+        for name, acc in (("plain fine-tuning", 0.9), ("lesion", 0.52))
+        for s in (0, 1)
+    ]
     table = pd.concat([pd.DataFrame(rows[:2]), pd.DataFrame(rows[2:])], ignore_index=True)  # no attrs survive
     s = summarize_remedies(table).set_index("remedy")
     assert bool(s.loc["lesion", "at_chance"]) and not bool(s.loc["plain fine-tuning", "at_chance"])
@@ -353,18 +418,38 @@ def test_summarize_remedies_marks_a_remedy_at_chance_from_the_table_itself():
 def _planted_summary() -> pd.DataFrame:
     """A remedy table with planted paired changes (2 seeds), summarised."""
     planted = {  # remedy: (target_acc, composite_acc, n_lingering, time_overhead, feasible)
-        "plain fine-tuning": (0.90, 0.50, 10, 1.0, True), "gainer": (0.895, 0.60, 9, 1.5, True),
-        "small gainer": (0.90, 0.52, 10, 1.0, True), "costly": (0.80, 0.70, 10, 1.0, True),
-        "slow": (0.90, 0.70, 10, 3.0, True), "eraser": (0.90, 0.50, 4, 1.0, True),
-        "lesion": (0.52, 0.55, 0, 1.0, True), "absent": (np.nan, np.nan, np.nan, np.nan, False)}
+        "plain fine-tuning": (0.90, 0.50, 10, 1.0, True),
+        "gainer": (0.895, 0.60, 9, 1.5, True),
+        "small gainer": (0.90, 0.52, 10, 1.0, True),
+        "costly": (0.80, 0.70, 10, 1.0, True),
+        "slow": (0.90, 0.70, 10, 3.0, True),
+        "eraser": (0.90, 0.50, 4, 1.0, True),
+        "lesion": (0.52, 0.55, 0, 1.0, True),
+        "absent": (np.nan, np.nan, np.nan, np.nan, False),
+    }
     rows = []
     for name, (acc, comp, nl, t, ok) in planted.items():
         for s_, jitter in ((0, -0.001), (1, 0.001)):
-            rows.append({"remedy": name, "seed": s_, "feasible": ok, "note": "", "chance": 0.5,
-                         "target_acc": acc, "composite_acc": comp + (jitter if name == "small gainer" else 0.0)
-                         + (0.02 * (2 * s_ - 1) if name == "small gainer" else 0.0),
-                         "distraction": 0.1, "distraction_null": 0.1, "distraction_excess": 0.0, "n_lingering": nl,
-                         "mean_p_st": 0.3, "pruned_fraction": np.nan, "time_overhead": t})
+            rows.append(
+                {
+                    "remedy": name,
+                    "seed": s_,
+                    "feasible": ok,
+                    "note": "",
+                    "chance": 0.5,
+                    "target_acc": acc,
+                    "composite_acc": comp
+                    + (jitter if name == "small gainer" else 0.0)
+                    + (0.02 * (2 * s_ - 1) if name == "small gainer" else 0.0),
+                    "distraction": 0.1,
+                    "distraction_null": 0.1,
+                    "distraction_excess": 0.0,
+                    "n_lingering": nl,
+                    "mean_p_st": 0.3,
+                    "pruned_fraction": np.nan,
+                    "time_overhead": t,
+                }
+            )
     return summarize_remedies(pd.DataFrame(rows))
 
 
@@ -374,7 +459,7 @@ def test_remedy_advice_applies_its_rule_to_planted_changes():
     # within the costs (>= -0.01 target accuracy, <= 2x time): gainer (+0.1), then small gainer, then eraser (0)
     assert answers[0].startswith("gainer (+0.100 composite acc., -0.005 target acc.)")
     assert answers[1].startswith("small gainer") and answers[2].startswith("eraser")
-    assert answers[3] == "eraser, lesion"             # |L| <= 5 = half of plain's 10
+    assert answers[3] == "eraser, lesion"  # |L| <= 5 = half of plain's 10
     assert answers[4] == "lesion"
     assert not any(a.startswith(("costly", "slow")) for a in answers[:3])
 
@@ -387,7 +472,7 @@ def test_remedy_effects_by_world_gives_one_verdict_per_remedy_and_world():
     assert v["plain fine-tuning"] == "reference" and v["gainer"] == "try" and v["costly"] == "costs too much"
     assert v["slow"] == "costs too much" and v["eraser"] == "gain within its SD; removes memories"
     assert v["lesion"] == "lesion" and v["absent"] == "not feasible"
-    assert v["small gainer"] == "gain within its SD"             # +0.02 mean with an SD over seeds of about 0.03
+    assert v["small gainer"] == "gain within its SD"  # +0.02 mean with an SD over seeds of about 0.03
     assert t.loc["gainer", ("a", "d_composite_acc")] == pytest.approx(0.1)
     assert pd.isna(t.loc["gainer", ("b", "verdict")])  # not measured in world b
 
@@ -398,7 +483,7 @@ def test_measure_reads_eq3_from_F_images_only_and_agrees_with_the_full_pass():
 
     audit = _audit(tiny_world())
     F = audit.source_only().tolist()
-    assert 0 < len(F) < len(audit.world.source_classes)      # class 0 is shared: its images are left out
+    assert 0 < len(F) < len(audit.world.source_classes)  # class 0 is shared: its images are left out
     model = audit.model("M^t", 0)
     row = sweeps.measure(audit, model, 0, n_boot=20)
     sub = sweeps._images_of(audit, F)

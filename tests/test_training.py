@@ -1,4 +1,5 @@
 """finetune / train_scratch: determinism, the on-disk cache, BatchNorm policy, freezing, validation."""
+
 from __future__ import annotations
 
 import functools
@@ -10,8 +11,17 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab.models import Normalized
-from lingerlab.training import (CPU_EVAL_BATCH, EVAL_BATCH, callable_key, eval_batch_size, evaluate, finetune,
-                                precise_bn_statistics, predict, train_scratch)
+from lingerlab.training import (
+    CPU_EVAL_BATCH,
+    EVAL_BATCH,
+    callable_key,
+    eval_batch_size,
+    evaluate,
+    finetune,
+    precise_bn_statistics,
+    predict,
+    train_scratch,
+)
 
 
 class Tiny(nn.Module):
@@ -66,16 +76,16 @@ def test_finetune_is_deterministic_and_cached(source, data, tmp_path):
     m2, h2 = finetune(source, train, val, cache=False, **KW)
     assert _same(m1, m2)
     pd.testing.assert_frame_equal(h1.drop(columns=["epoch_s", "wall_s"]), h2.drop(columns=["epoch_s", "wall_s"]))
-    cold, hc = finetune(source, train, val, **KW)          # fills the cache
-    warm, hw = finetune(source, train, val, **KW)          # reads it
+    cold, hc = finetune(source, train, val, **KW)  # fills the cache
+    warm, hw = finetune(source, train, val, **KW)  # reads it
     assert _same(cold, m1) and _same(warm, cold)
     pd.testing.assert_frame_equal(hc, hw)
-    assert str(hc) == str(hw)                               # prints the same, warm or cold
+    assert str(hc) == str(hw)  # prints the same, warm or cold
     assert list(hc.columns) == ["train_loss", "train_acc", "val_acc", "epoch_s", "wall_s"]
     assert list(hc.index) == [1, 2, 3] and (hc["wall_s"].diff().dropna() > 0).all()
     assert any((tmp_path / "cache" / "finetune").iterdir())
     assert not warm.training and warm.model.fc.out_features == 2
-    assert source.model.fc.out_features == 4                # the source is untouched
+    assert source.model.fc.out_features == 4  # the source is untouched
     # CNNs train in channels_last; the trained model comes back in the layout a cached one has, so a
     # cold and a warm run give bit-identical outputs (notebook outputs do not depend on the cache)
     assert all(p.is_contiguous() for p in cold.parameters())
@@ -99,7 +109,7 @@ def test_bn_freeze_keeps_running_stats(source, data):
     assert torch.equal(frozen.model.bn.running_mean, s.running_mean)
     assert torch.equal(frozen.model.bn.running_var, s.running_var)
     assert not torch.equal(updated.model.bn.running_mean, s.running_mean)
-    assert not torch.equal(frozen.model.bn.weight, s.weight)   # affine weights still train
+    assert not torch.equal(frozen.model.bn.weight, s.weight)  # affine weights still train
 
 
 def test_freeze_prefixes(source, data):
@@ -158,24 +168,28 @@ def test_an_unhashable_callable_is_refused_before_training(source, data):
 def test_layout_is_an_argument_and_part_of_the_key(source, data):
     train, val = data
     kw = {**KW, "epochs": 1}
-    cl, h_cl = finetune(source, train, val, **kw)                       # default: channels_last
+    cl, h_cl = finetune(source, train, val, **kw)  # default: channels_last
     cl2, h_cl2 = finetune(source, train, val, layout="channels_last", **kw)
     nc, h_nc = finetune(source, train, val, layout="contiguous", **kw)
     assert h_cl.attrs["cache_key"] == h_cl2.attrs["cache_key"] != h_nc.attrs["cache_key"]
     assert _same(cl, cl2)
     x = val.tensors[0]
-    assert torch.allclose(cl(x), nc(x), atol=1e-4)                      # the same run up to rounding
+    assert torch.allclose(cl(x), nc(x), atol=1e-4)  # the same run up to rounding
     assert torch.allclose(predict(nc, x, layout="contiguous")[0], predict(nc, x)[0], atol=1e-5)
-    for bad in (lambda: predict(nc, x, layout="nhwc"), lambda: evaluate(nc, val, layout="nhwc"),
-                lambda: train_scratch(make_tiny, train, val, layout="nhwc", **{k: v for k, v in kw.items()
-                                                                               if k != "num_classes"})):
+    for bad in (
+        lambda: predict(nc, x, layout="nhwc"),
+        lambda: evaluate(nc, val, layout="nhwc"),
+        lambda: train_scratch(
+            make_tiny, train, val, layout="nhwc", **{k: v for k, v in kw.items() if k != "num_classes"}
+        ),
+    ):
         with pytest.raises(ValueError, match="layout"):
             bad()
 
 
 def test_predict_does_not_depend_on_the_batch_size(source, data):
-    x = torch.cat([data[0].tensors[0], data[1].tensors[0]])               # 48 images
-    ref = torch.cat([source(x[i:i + 1]) for i in range(len(x))]).detach()  # one image at a time
+    x = torch.cat([data[0].tensors[0], data[1].tensors[0]])  # 48 images
+    ref = torch.cat([source(x[i : i + 1]) for i in range(len(x))]).detach()  # one image at a time
     for bs in (None, 1, 5, 32, 256):
         assert torch.allclose(predict(source, x, batch_size=bs)[0], ref, atol=1e-5)
     assert evaluate(source, data[1], batch_size=3) == evaluate(source, data[1])
@@ -225,11 +239,20 @@ def test_progress_goes_to_stderr(source, data, capsys):
     assert out.out == "" and "finetune" in out.err
 
 
-@pytest.mark.parametrize("bad, word", [({"lr": 0}, "lr"), ({"optimizer": "rmsprop"}, "optimizer"),
-                                       ({"bn": "eval"}, "bn"), ({"epochs": -1}, "epochs"),
-                                       ({"batch_size": 0}, "batch_size"), ({"num_classes": 0}, "num_classes"),
-                                       ({"lr_schedule": "step"}, "lr_schedule"), ({"device": "gpu"}, "device"),
-                                       ({"layout": "bogus"}, "layout")])
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        ({"lr": 0}, "lr"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"bn": "eval"}, "bn"),
+        ({"epochs": -1}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
+        ({"device": "gpu"}, "device"),
+        ({"layout": "bogus"}, "layout"),
+    ],
+)
 def test_parameter_errors(source, data, bad, word):
     train, val = data
     with pytest.raises(ValueError, match=word):
@@ -271,8 +294,9 @@ def test_precise_bn_statistics_are_the_mean_of_batch_statistics():
     net = nn.Sequential(nn.BatchNorm2d(3, momentum=0.3), nn.Conv2d(3, 2, 1))
     net.eval()
     weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
-    precise_bn_statistics(net, TensorDataset(x, torch.zeros(65, dtype=torch.long)), batch_size=16, device="cpu",
-                          layout="contiguous")
+    precise_bn_statistics(
+        net, TensorDataset(x, torch.zeros(65, dtype=torch.long)), batch_size=16, device="cpu", layout="contiguous"
+    )
     bn = net[0]
     batches = x[:64].split(16)
     want_mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)

@@ -1,4 +1,5 @@
 """The up-front parameter checks: TypeError for a wrong type, ValueError for a bad value, NumPy scalars welcome."""
+
 from __future__ import annotations
 
 import math
@@ -6,13 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from lingerlab._validation import (check_bool, check_choice, check_int_range, check_nonempty, check_probability,
-                                   check_range, check_same_length)
+from lingerlab._validation import (
+    check_bool,
+    check_choice,
+    check_int_range,
+    check_nonempty,
+    check_probability,
+    check_range,
+    check_same_length,
+)
 
 NUMPY_INTS = [np.int64(3), np.int32(3), np.uint8(3), np.int16(3), np.uint64(3)]
 
 
 # ------------------------------------------------------------------------------------------ check_range
+
 
 @pytest.mark.parametrize("value", [0.5, 1, 0, 1.0, np.float64(0.5), np.float32(0.5), np.float16(0.5), np.int64(3)])
 def test_range_accepts_python_and_numpy_reals(value):
@@ -27,8 +36,9 @@ def test_range_returns_python_int_for_numpy_ints(value):
     assert out == 3 and type(out) is int
 
 
-@pytest.mark.parametrize("value", [True, False, np.bool_(True), "0.5", None, [0.5], (0.5,), {"a": 1}, 1j,
-                                   np.array([0.5]), object()])
+@pytest.mark.parametrize(
+    "value", [True, False, np.bool_(True), "0.5", None, [0.5], (0.5,), {"a": 1}, 1j, np.array([0.5]), object()]
+)
 def test_range_wrong_type_is_type_error(value):
     with pytest.raises(TypeError, match=r"^q must be a real number in \(0, 1\); got "):
         check_range("q", value, 0, 1, lo_open=True, hi_open=True)
@@ -43,11 +53,19 @@ def test_range_type_error_names_type_and_value():
         check_range("q", None, 0, 1)
 
 
-@pytest.mark.parametrize("value, kw, interval", [
-    (0, {"lo_open": True}, r"\(0, 1\]"), (1, {"hi_open": True}, r"\[0, 1\)"), (-0.1, {}, r"\[0, 1\]"),
-    (1.5, {}, r"\[0, 1\]"), (float("nan"), {}, r"\[0, 1\]"), (np.float64("nan"), {}, r"\[0, 1\]"),
-    (np.int64(2), {}, r"\[0, 1\]"), (float("inf"), {}, r"\[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "value, kw, interval",
+    [
+        (0, {"lo_open": True}, r"\(0, 1\]"),
+        (1, {"hi_open": True}, r"\[0, 1\)"),
+        (-0.1, {}, r"\[0, 1\]"),
+        (1.5, {}, r"\[0, 1\]"),
+        (float("nan"), {}, r"\[0, 1\]"),
+        (np.float64("nan"), {}, r"\[0, 1\]"),
+        (np.int64(2), {}, r"\[0, 1\]"),
+        (float("inf"), {}, r"\[0, 1\]"),
+    ],
+)
 def test_range_bad_value_is_value_error(value, kw, interval):
     with pytest.raises(ValueError, match=rf"^p_lo must be in {interval}; got "):
         check_range("p_lo", value, 0, 1, **kw)
@@ -73,14 +91,16 @@ def test_probability():
 
 # ------------------------------------------------------------------------------------------ check_int_range
 
+
 @pytest.mark.parametrize("value", [3, *NUMPY_INTS])
 def test_int_range_accepts_python_and_numpy_ints(value):
     out = check_int_range("k", value, 1, 10)
     assert out == 3 and type(out) is int
 
 
-@pytest.mark.parametrize("value", [3.0, 3.5, np.float64(3.0), True, False, np.bool_(True), "3", None, [3],
-                                   np.array(3), np.array([3])])
+@pytest.mark.parametrize(
+    "value", [3.0, 3.5, np.float64(3.0), True, False, np.bool_(True), "3", None, [3], np.array(3), np.array([3])]
+)
 def test_int_range_wrong_type_is_type_error(value):
     with pytest.raises(TypeError, match=r"^k must be an integer in \[1, 10\]; got "):
         check_int_range("k", value, 1, 10)
@@ -97,6 +117,7 @@ def test_int_range_bad_value_is_value_error():
 
 
 # ------------------------------------------------------------------------------------------ check_choice
+
 
 def test_choice_accepts_and_returns_the_choice():
     assert check_choice("bn", "update", ("update", "freeze")) == "update"
@@ -149,7 +170,10 @@ def test_long_reprs_are_cut():
 
 # ------------------------------------------------------------------------------------------ check_bool
 
-@pytest.mark.parametrize("value, want", [(True, True), (False, False), (np.bool_(True), True), (np.bool_(False), False)])
+
+@pytest.mark.parametrize(
+    "value, want", [(True, True), (False, False), (np.bool_(True), True), (np.bool_(False), False)]
+)
 def test_bool_accepts_bools(value, want):
     out = check_bool("progress", value)
     assert out is want
@@ -163,6 +187,7 @@ def test_bool_rejects_others(value):
 
 # ------------------------------------------------------------------------------------------ sizes
 
+
 def test_nonempty_and_same_length():
     check_nonempty("images", [1])
     with pytest.raises(ValueError, match="images is empty"):
@@ -174,8 +199,10 @@ def test_nonempty_and_same_length():
 
 # ------------------------------------------------------------------------------------------ through the public API
 
+
 def test_public_functions_take_numpy_scalars_and_reject_wrong_types():
     from lingerlab.features import default_k, source_only
+
     assert default_k(np.int64(1000)) == 5
     assert source_only([0, 3, 1], np.float32(1)).tolist() == [0, 2]
     assert source_only([0, 3, 1], np.int64(1)).tolist() == [0, 2]

@@ -3,6 +3,7 @@
 The slow tests measure how many source-only classes linger in M^st with BatchNorm statistics frozen
 vs updated during fine-tuning (run with ``-s`` to see the numbers).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -13,9 +14,23 @@ from lingerlab.features import default_k, source_class_counts, source_only
 from lingerlab.models import batchnorm_layers, source_target_model
 from lingerlab.training import evaluate, finetune, predict, train_scratch
 from lingerlab.worlds import load_world
-from lingerlab.worlds.lite import (LITE0_MEAN, LITE0_STD, SAMPLE_PHOTOS, VARIANTS, _center_crop, _resize, _to_tensor,
-                                  fold_same_padding, foolbox_photos, imagenet_classes, lite0_source_model, lite0_weights_path,
-                                  lite_source_model, photo_table, target_photos, weights_path)
+from lingerlab.worlds.lite import (
+    LITE0_MEAN,
+    LITE0_STD,
+    SAMPLE_PHOTOS,
+    VARIANTS,
+    _center_crop,
+    _resize,
+    _to_tensor,
+    fold_same_padding,
+    foolbox_photos,
+    imagenet_classes,
+    lite0_weights_path,
+    lite_source_model,
+    photo_table,
+    target_photos,
+    weights_path,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +45,7 @@ def test_source_model_sees_real_photos(variant, size):
     (recorded: every variant says Egyptian cat and espresso at both)."""
     import skimage.data as skd
     from lingerlab.profiles import get_profile
+
     names = imagenet_classes()
     px = get_profile(variant, "smoke").image_size if size == "smoke" else VARIANTS[variant].native_size
     model = lite_source_model(variant, px)
@@ -45,21 +61,28 @@ def test_folded_padding_gives_the_packages_outputs(variant):
     (pads kept) with the same weights gives the same logits, in train mode and in eval mode."""
     from efficientnet_lite_pytorch import EfficientNet
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
     torch.manual_seed(0)
     ours = lite_source_model(variant, 112)
     theirs = EfficientNet.from_name(VARIANTS[variant].model_name, image_size=112)
     theirs.load_state_dict(ours.model.state_dict())
-    pads = [m for m in theirs.modules() if isinstance(m, Conv2dStaticSamePadding)
-            and isinstance(m.static_padding, torch.nn.ZeroPad2d)]
-    kept = [m for m in ours.modules() if isinstance(m, Conv2dStaticSamePadding)
-            and isinstance(m.static_padding, torch.nn.ZeroPad2d)]
-    assert 0 < len(kept) < len(pads) and fold_same_padding(ours.model) == 0   # folded once, idempotent
+    pads = [
+        m
+        for m in theirs.modules()
+        if isinstance(m, Conv2dStaticSamePadding) and isinstance(m.static_padding, torch.nn.ZeroPad2d)
+    ]
+    kept = [
+        m
+        for m in ours.modules()
+        if isinstance(m, Conv2dStaticSamePadding) and isinstance(m.static_padding, torch.nn.ZeroPad2d)
+    ]
+    assert 0 < len(kept) < len(pads) and fold_same_padding(ours.model) == 0  # folded once, idempotent
     x = torch.rand(4, 3, 112, 112)
     xn = (x - torch.tensor(LITE0_MEAN).view(1, 3, 1, 1)) / torch.tensor(LITE0_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         assert torch.allclose(ours.eval()(x), theirs.eval()(xn), atol=1e-4)
         outs = []
-        for net, inp in ((ours, x), (theirs, xn)):   # train mode: the same dropout and drop-connect draws
+        for net, inp in ((ours, x), (theirs, xn)):  # train mode: the same dropout and drop-connect draws
             torch.manual_seed(1)
             outs.append(net.train()(inp))
         assert torch.allclose(*outs, atol=1e-4)
@@ -71,8 +94,9 @@ def test_variants_are_data():
     with pytest.raises(ValueError, match="variant"):
         weights_path("lite7")
     from lingerlab.profiles import get_profile
+
     assert [get_profile(v, "full").image_size for v in ("lite0", "lite1", "lite2")] == [224, 240, 260]
-    assert len({get_profile(v, "smoke") for v in ("lite0", "lite1", "lite2")}) == 1   # one task at smoke
+    assert len({get_profile(v, "smoke") for v in ("lite0", "lite1", "lite2")}) == 1  # one task at smoke
 
 
 @pytest.mark.parametrize("variant", ["lite1", "lite2"])
@@ -81,7 +105,7 @@ def test_lite1_lite2_worlds_share_lite0s_task(world, variant):
     assert other.name == variant and other.spec.arch == VARIANTS[variant].arch
     for a, b in ((other.target_train, world.target_train), (other.target_val, world.target_val)):
         assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
-    assert other.spec.source_groups == world.spec.source_groups       # the same photos, the same views
+    assert other.spec.source_groups == world.spec.source_groups  # the same photos, the same views
     assert torch.equal(other.source_data.tensors[0], world.source_data.tensors[0])
     assert other.fingerprint != world.fingerprint
     assert other.make_scratch.cache_key[0] == variant
@@ -124,10 +148,10 @@ def test_world_fields(world):
     photos = world.spec.provenance["source_photos"]
     sk = [name for name, _, _ in photos if name.startswith("skimage")]
     assert sk == ["skimage.chelsea", "skimage.coffee", "skimage.rocket", "skimage.stereo_motorcycle"]
-    assert photos[-4][1] in range(281, 286)       # chelsea labelled as a cat
+    assert photos[-4][1] in range(281, 286)  # chelsea labelled as a cat
     groups = world.spec.source_groups
     assert isinstance(groups, tuple) and len(groups) == len(world.source_data)
-    assert groups[:p.dc_per_class] == (photos[0][0],) * p.dc_per_class and groups[-1] == "skimage.stereo_motorcycle"
+    assert groups[: p.dc_per_class] == (photos[0][0],) * p.dc_per_class and groups[-1] == "skimage.stereo_motorcycle"
 
 
 def test_world_spec_is_complete(world):
@@ -143,16 +167,48 @@ def test_world_spec_is_complete(world):
     assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2
     # field by field, the arguments the old finetune_defaults / scratch_defaults dicts held
     kt, kb = spec.recipes["M^t"].training_kwargs(), spec.recipes["M^b"].training_kwargs()
-    keys = ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "augment", "head", "momentum",
-            "weight_decay", "freeze", "num_workers")
+    keys = (
+        "lr",
+        "epochs",
+        "optimizer",
+        "batch_size",
+        "bn",
+        "lr_schedule",
+        "augment",
+        "head",
+        "momentum",
+        "weight_decay",
+        "freeze",
+        "num_workers",
+    )
     assert {k: kt[k] for k in keys} == dict(
-        lr=p.finetune_lr, epochs=p.finetune_epochs, optimizer=p.finetune_optimizer, batch_size=p.finetune_batch_size,
-        bn=p.finetune_bn, lr_schedule="constant", augment=None, head="model._fc", momentum=0.9, weight_decay=0.0,
-        freeze=[], num_workers=0)
+        lr=p.finetune_lr,
+        epochs=p.finetune_epochs,
+        optimizer=p.finetune_optimizer,
+        batch_size=p.finetune_batch_size,
+        bn=p.finetune_bn,
+        lr_schedule="constant",
+        augment=None,
+        head="model._fc",
+        momentum=0.9,
+        weight_decay=0.0,
+        freeze=[],
+        num_workers=0,
+    )
     assert {k: kb[k] for k in keys} == dict(
-        lr=p.scratch_lr, epochs=p.scratch_epochs, optimizer="adam", batch_size=p.scratch_batch_size, bn="update",
-        lr_schedule="constant", augment=None, head="model._fc", momentum=0.9, weight_decay=0.0, freeze=[],
-        num_workers=0)
+        lr=p.scratch_lr,
+        epochs=p.scratch_epochs,
+        optimizer="adam",
+        batch_size=p.scratch_batch_size,
+        bn="update",
+        lr_schedule="constant",
+        augment=None,
+        head="model._fc",
+        momentum=0.9,
+        weight_decay=0.0,
+        freeze=[],
+        num_workers=0,
+    )
     assert "train_subset" not in kt and "train_subset" not in kb
     # the scratch net gets precise BatchNorm statistics (a three-epoch run's running averages lag); M^t does not
     assert (kt["precise_bn"], kb["precise_bn"]) == (False, p.scratch_precise_bn) == (False, True)
@@ -176,8 +232,15 @@ def test_bn_policy_is_a_world_parameter():
 
 def lingering_count(world, bn: str, p_lo: float = 0.01) -> dict:
     """Fine-tune with BN ``bn``; Eq. 1-3 over the classes that have D^c images."""
-    mt, hist = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
-                        num_classes=2, **world.spec.recipes["M^t"].replace(bn=bn).training_kwargs())
+    mt, hist = finetune(
+        world.source_model,
+        world.target_train,
+        world.target_val,
+        progress=False,
+        device="cpu",
+        num_classes=2,
+        **world.spec.recipes["M^t"].replace(bn=bn).training_kwargs(),
+    )
     v = source_class_counts(world.source_model, world.target_train, k=default_k(1000))
     f = set(source_only(v, world.spec.v_lo).tolist())
     y = world.source_data.tensors[1]
@@ -186,9 +249,15 @@ def lingering_count(world, bn: str, p_lo: float = 0.01) -> dict:
     for name, model in (("M^s", world.source_model), ("M^st", source_target_model(mt, world.source_model))):
         p = predict(model, world.source_data)[0].softmax(1)
         out[name] = torch.stack([p[y == c, c].mean() for c in cand])
-    return {"bn": bn, "val_acc": evaluate(mt, world.target_val), "n_source_only_with_dc": len(cand),
-            "lingering": int((out["M^st"] > p_lo).sum()), "mean_p_st": float(out["M^st"].mean()),
-            "mean_p_s": float(out["M^s"].mean()), "seconds": float(hist["wall_s"].iloc[-1])}
+    return {
+        "bn": bn,
+        "val_acc": evaluate(mt, world.target_val),
+        "n_source_only_with_dc": len(cand),
+        "lingering": int((out["M^st"] > p_lo).sum()),
+        "mean_p_st": float(out["M^st"].mean()),
+        "mean_p_s": float(out["M^s"].mean()),
+        "seconds": float(hist["wall_s"].iloc[-1]),
+    }
 
 
 @pytest.mark.slow
@@ -204,8 +273,14 @@ def test_bn_policy_changes_what_lingers(world):
 
 @pytest.mark.slow
 def test_scratch_baseline_learns(world):
-    mb, hist = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False,
-                             device="cpu", **world.spec.recipes["M^b"].training_kwargs())
+    mb, hist = train_scratch(
+        world.make_scratch,
+        world.target_train,
+        world.target_val,
+        progress=False,
+        device="cpu",
+        **world.spec.recipes["M^b"].training_kwargs(),
+    )
     acc = evaluate(mb, world.target_val)
     print(f"\nlite0 smoke scratch: val acc {acc:.3f}, {hist['wall_s'].iloc[-1]:.0f}s")
     assert acc >= 0.85
@@ -216,11 +291,14 @@ def test_scratch_baseline_learns(world):
 def test_lite1_lite2_fine_tune_and_keep_memories(variant):
     """The same recipe serves the larger models: M^t learns the task and source-only classes linger."""
     from lingerlab.audit import Audit
+
     audit = Audit(load_world(variant, "smoke", device="cpu", progress=False), device="cpu")
     acc = audit.accuracy("M^t", 0)
     table = audit.lingering(0)
     tested = table[table["n_images"] > 0]
-    print(f"\n{variant} smoke: M^t val acc {acc:.3f}; {int(tested.lingering.sum())} of {len(tested)} testable "
-          "source-only classes linger")
+    print(
+        f"\n{variant} smoke: M^t val acc {acc:.3f}; {int(tested.lingering.sum())} of {len(tested)} testable "
+        "source-only classes linger"
+    )
     assert acc >= 0.8
     assert len(tested) >= 15 and tested["lingering"].mean() >= 0.5

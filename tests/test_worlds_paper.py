@@ -1,4 +1,5 @@
 """The ``paper`` and ``custom`` worlds on tiny fixtures laid out like the real downloads (no network)."""
+
 from __future__ import annotations
 
 import warnings
@@ -93,8 +94,19 @@ def _env(tmp_path, monkeypatch):
 def _paper(root, imagenet_root, source, **kw):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        world = load_world("paper", "smoke", source_model=source, dogscats_root=root, imagenet_root=imagenet_root,
-                           image_size=SIZE, n_train=6, n_val=4, dc_per_class=2, device="cpu", **kw)
+        world = load_world(
+            "paper",
+            "smoke",
+            source_model=source,
+            dogscats_root=root,
+            imagenet_root=imagenet_root,
+            image_size=SIZE,
+            n_train=6,
+            n_val=4,
+            dc_per_class=2,
+            device="cpu",
+            **kw,
+        )
     return world, [str(x.message) for x in w]
 
 
@@ -134,13 +146,25 @@ def test_split_and_fingerprint_are_seeded(kaggle, imagenet, tiny_source):
     a, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
     b, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
     assert a.target_train.paths == b.target_train.paths and a.fingerprint == b.fingerprint
-    c = load_world("paper", "smoke", seed=1, source_model=tiny_source, dogscats_root=kaggle,
-                   imagenet_root=imagenet["imagefolder"], image_size=SIZE, n_train=6, n_val=4, device="cpu")
+    c = load_world(
+        "paper",
+        "smoke",
+        seed=1,
+        source_model=tiny_source,
+        dogscats_root=kaggle,
+        imagenet_root=imagenet["imagefolder"],
+        image_size=SIZE,
+        n_train=6,
+        n_val=4,
+        device="cpu",
+    )
     assert c.fingerprint != a.fingerprint
     assert not set(a.target_train.paths) & set(a.target_val.paths)
 
 
-@pytest.mark.parametrize("layout, name", [("imagefolder", "imagefolder"), ("val", "imagenet-val"), ("v2", "imagenetv2")])
+@pytest.mark.parametrize(
+    "layout, name", [("imagefolder", "imagefolder"), ("val", "imagenet-val"), ("v2", "imagenetv2")]
+)
 def test_imagenet_layouts(layout, name, kaggle, imagenet, tiny_source):
     world, _ = _paper(kaggle, imagenet[layout], tiny_source)
     assert world.spec.provenance["imagenet_layout"] == name
@@ -166,8 +190,9 @@ def test_missing_data_says_what_to_download(tmp_path, kaggle, imagenet, tiny_sou
     with pytest.raises(FileNotFoundError, match="neither layout"):
         load_world("paper", source_model=tiny_source, dogscats_root=empty, imagenet_root=imagenet["v2"])
     with pytest.raises(ValueError, match="n_train"):
-        load_world("paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=imagenet["v2"],
-                   n_train=100, n_val=4)
+        load_world(
+            "paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=imagenet["v2"], n_train=100, n_val=4
+        )
 
 
 @pytest.fixture
@@ -184,6 +209,7 @@ def no_network(monkeypatch):
         def f(*args, **kwargs):
             calls.append(f"{what}{args[:2]!r}")
             raise OSError(f"network access attempted in a test: {what}")
+
         return f
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse("urlopen"))
@@ -248,8 +274,15 @@ def test_no_network_without_download(tmp_path, kaggle, imagenet, no_network):
     msg = str(e.value)
     assert "huggingface.co/datasets/vaishaal/ImageNetV2" in msg and f"{empty}/<class index>/*.jpeg" in msg
     with pytest.raises(FileNotFoundError) as e:  # data present, weights missing
-        load_world("paper", dogscats_root=kaggle, imagenet_root=imagenet["v2"], image_size=SIZE, n_train=4, n_val=2,
-                   device="cpu")
+        load_world(
+            "paper",
+            dogscats_root=kaggle,
+            imagenet_root=imagenet["v2"],
+            image_size=SIZE,
+            n_train=4,
+            n_val=2,
+            device="cpu",
+        )
     assert WEIGHTS_URL in str(e.value) and str(_weights_path(tmp_path)) in str(e.value)
     assert no_network == []
 
@@ -268,28 +301,49 @@ def test_missing_folders_name_the_exact_paths(tmp_path, kaggle, tiny_source):
 
 def test_allow_download_is_gone(kaggle, imagenet, tiny_source):
     with pytest.raises(ValueError, match="unknown option.*'allow_download'.*download"):
-        load_world("paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=imagenet["v2"],
-                   allow_download=True)
+        load_world(
+            "paper", source_model=tiny_source, dogscats_root=kaggle, imagenet_root=imagenet["v2"], allow_download=True
+        )
 
 
 def test_paper_world_trains(kaggle, imagenet, tiny_source):
     world, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
     kw = world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs()
-    mt, h = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
-                     num_classes=2, **kw)
+    mt, h = finetune(
+        world.source_model, world.target_train, world.target_val, progress=False, device="cpu", num_classes=2, **kw
+    )
     assert len(h) == 1 and 0 <= evaluate(mt, world.target_val) <= 1
-    mb, hb = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False, device="cpu",
-                           **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs())
+    mb, hb = train_scratch(
+        world.make_scratch,
+        world.target_train,
+        world.target_val,
+        progress=False,
+        device="cpu",
+        **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs(),
+    )
     assert len(hb) == 1
 
 
-_RECIPE_KEYS = ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "augment", "head", "momentum",
-                "weight_decay", "freeze", "num_workers")
+_RECIPE_KEYS = (
+    "lr",
+    "epochs",
+    "optimizer",
+    "batch_size",
+    "bn",
+    "lr_schedule",
+    "augment",
+    "head",
+    "momentum",
+    "weight_decay",
+    "freeze",
+    "num_workers",
+)
 
 
 def _check_spec(world, arch, head, cam_layer, scratch_head):
     """The spec is complete, and its recipes hold the values the old finetune/scratch defaults held."""
     from lingerlab.arms import Recipe, recipe_table
+
     spec, p = world.spec, world.profile
     modules = dict(world.source_model.named_modules())
     assert (spec.arch, spec.head, spec.cam_layer) == (arch, head, cam_layer)
@@ -302,18 +356,39 @@ def _check_spec(world, arch, head, cam_layer, scratch_head):
     kt, kb = spec.recipes["M^t"].training_kwargs(), spec.recipes["M^b"].training_kwargs()
     assert spec.recipes["M^t"].init == "source" and spec.recipes["M^b"].init == "scratch"
     assert {k: kt[k] for k in _RECIPE_KEYS} == dict(
-        lr=p.finetune_lr, epochs=p.finetune_epochs, optimizer=p.finetune_optimizer, batch_size=p.finetune_batch_size,
-        bn=p.finetune_bn, lr_schedule="constant", augment=None, head=head, momentum=0.9, weight_decay=0.0,
-        freeze=[], num_workers=p.num_workers)
+        lr=p.finetune_lr,
+        epochs=p.finetune_epochs,
+        optimizer=p.finetune_optimizer,
+        batch_size=p.finetune_batch_size,
+        bn=p.finetune_bn,
+        lr_schedule="constant",
+        augment=None,
+        head=head,
+        momentum=0.9,
+        weight_decay=0.0,
+        freeze=[],
+        num_workers=p.num_workers,
+    )
     assert {k: kb[k] for k in _RECIPE_KEYS} == dict(
-        lr=p.scratch_lr, epochs=p.scratch_epochs, optimizer="adam", batch_size=p.scratch_batch_size, bn="update",
-        lr_schedule="constant", augment=None, head=scratch_head, momentum=0.9, weight_decay=0.0, freeze=[],
-        num_workers=p.num_workers)
+        lr=p.scratch_lr,
+        epochs=p.scratch_epochs,
+        optimizer="adam",
+        batch_size=p.scratch_batch_size,
+        bn="update",
+        lr_schedule="constant",
+        augment=None,
+        head=scratch_head,
+        momentum=0.9,
+        weight_decay=0.0,
+        freeze=[],
+        num_workers=p.num_workers,
+    )
     assert "train_subset" not in kt and "train_subset" not in kb
 
 
 def test_paper_world_spec_is_complete(kaggle, imagenet, tiny_source):
     from lingerlab.models import IMAGENET_MEAN, IMAGENET_STD
+
     world, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
     _check_spec(world, "ResNet-18", "model.fc", "model.layer4", scratch_head="model.fc")
     assert (world.spec.mean, world.spec.std) == (IMAGENET_MEAN, IMAGENET_STD)
@@ -323,11 +398,13 @@ def test_paper_world_spec_is_complete(kaggle, imagenet, tiny_source):
 
 # ------------------------------------------------------------------------------------------ custom
 
+
 class SmallNet(nn.Module):
     def __init__(self, n: int) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.fc = nn.Linear(8, n)
 
     def forward(self, x):
@@ -357,8 +434,15 @@ def test_custom_world(custom_roots):
     src = Normalized(SmallNet(5), (0.5,) * 3, (0.25,) * 3).eval()
     classes = ["apple", "banana", "cherry", "date", "elder"]
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        world = load_world("custom", source_model=src, source_classes=classes, target_root=target_root,
-                           source_root=source_root, image_size=SIZE, device="cpu")
+        world = load_world(
+            "custom",
+            source_model=src,
+            source_classes=classes,
+            target_root=target_root,
+            source_root=source_root,
+            image_size=SIZE,
+            device="cpu",
+        )
     assert world.target_classes == ["ants", "bees"]
     assert len(world.target_train) + len(world.target_val) == 10 and len(world.target_val) == 2
     assert sorted(set(world.source_data.targets)) == [0, 3]
@@ -366,20 +450,45 @@ def test_custom_world(custom_roots):
     assert scratch.model.fc.out_features == 2
     assert not torch.equal(scratch.model.fc.weight[:2], src.model.fc.weight[:2])
     _check_spec(world, "SmallNet", "model.fc", None, scratch_head=None)
-    assert world.spec.provenance == {"target_root": str(target_root), "source_root": str(source_root),
-                                     "skipped_files": [str(target_root / "bees" / "broken.jpg")]}
+    assert world.spec.provenance == {
+        "target_root": str(target_root),
+        "source_root": str(source_root),
+        "skipped_files": [str(target_root / "bees" / "broken.jpg")],
+    }
     assert world.spec.given == {}
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        w2 = load_world("custom", source_model=src, source_classes=classes, target_root=target_root,
-                        source_root=source_root, image_size=SIZE, device="cpu", cam_layer="model.features.0")
+        w2 = load_world(
+            "custom",
+            source_model=src,
+            source_classes=classes,
+            target_root=target_root,
+            source_root=source_root,
+            image_size=SIZE,
+            device="cpu",
+            cam_layer="model.features.0",
+        )
     assert w2.spec.cam_layer == "model.features.0" and w2.spec.recipes["M^t"] == world.spec.recipes["M^t"]
-    mt, _ = finetune(world.source_model, world.target_train, world.target_val, progress=False, device="cpu",
-                     num_classes=2, **world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs())
-    mb, _ = train_scratch(world.make_scratch, world.target_train, world.target_val, progress=False, device="cpu",
-                          **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs())
+    mt, _ = finetune(
+        world.source_model,
+        world.target_train,
+        world.target_val,
+        progress=False,
+        device="cpu",
+        num_classes=2,
+        **world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs(),
+    )
+    mb, _ = train_scratch(
+        world.make_scratch,
+        world.target_train,
+        world.target_val,
+        progress=False,
+        device="cpu",
+        **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs(),
+    )
     assert mt.model.fc.out_features == 2 and mb.model.fc.out_features == 2
     # the method's first steps run on it unchanged
     from lingerlab.features import source_class_counts, source_only
+
     v = source_class_counts(world.source_model, world.target_train)
     assert v.shape == (5,) and int(v.sum()) == len(world.target_train)
     assert len(source_only(v, 0)) >= 1
@@ -391,11 +500,18 @@ def test_custom_world_errors(custom_roots, tmp_path):
     with pytest.raises(ValueError, match="source_model, source_classes"):
         load_world("custom", target_root=target_root, source_root=source_root)
     with pytest.raises(ValueError, match="2 names but the source model's head has 5 outputs"):
-        load_world("custom", source_model=src, source_classes=["a", "b"], target_root=target_root,
-                   source_root=source_root)
+        load_world(
+            "custom", source_model=src, source_classes=["a", "b"], target_root=target_root, source_root=source_root
+        )
     with pytest.raises(ValueError, match="names no source class"):
-        load_world("custom", source_model=src, source_classes=list("vwxyz"), target_root=target_root,
-                   source_root=source_root)
+        load_world(
+            "custom", source_model=src, source_classes=list("vwxyz"), target_root=target_root, source_root=source_root
+        )
     with pytest.raises(FileNotFoundError, match="target_root"):
-        load_world("custom", source_model=src, source_classes=list("vwxyz"), target_root=tmp_path / "none",
-                   source_root=source_root)
+        load_world(
+            "custom",
+            source_model=src,
+            source_classes=list("vwxyz"),
+            target_root=tmp_path / "none",
+            source_root=source_root,
+        )

@@ -3,6 +3,7 @@
 The slow tests train the smoke world's three models once per session (cached on disk under
 ``$LINGERLAB_CACHE``, so a second session reads them back) and print the measured numbers (``-s``).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -18,9 +19,20 @@ from lingerlab.training import evaluate, finetune, predict, train_scratch
 from lingerlab.worlds import PlantedTruth, World, WorldSpec, load_world
 from lingerlab.worlds.shapes import SHAPES, ZoomOut, _target_params, class_table, render_source, render_target
 
-TINY = dict(n_shapes=4, n_textures=2, n_shared=2, source_train_per_class=24, source_val_per_class=4,
-            target_train=48, finetune_train=16, target_val=16, source_epochs=1, finetune_epochs=1,
-            scratch_epochs=1, width=8)
+TINY = dict(
+    n_shapes=4,
+    n_textures=2,
+    n_shared=2,
+    source_train_per_class=24,
+    source_val_per_class=4,
+    target_train=48,
+    finetune_train=16,
+    target_val=16,
+    source_epochs=1,
+    finetune_epochs=1,
+    scratch_epochs=1,
+    width=8,
+)
 
 
 def _load_tiny(cache_dir):
@@ -127,7 +139,13 @@ def test_tiny_world_spec_is_complete(tiny):
     # M^s is trained from its recipe: fields other than these keep train_scratch's defaults
     p, sr = w.profile, spec.source_recipe
     assert (sr.init, sr.lr, sr.epochs, sr.optimizer, sr.batch_size, sr.lr_schedule) == (
-        "scratch", p.source_lr, p.source_epochs, "adam", p.source_batch_size, "cosine")
+        "scratch",
+        p.source_lr,
+        p.source_epochs,
+        "adam",
+        p.source_batch_size,
+        "cosine",
+    )
     assert spec.make_source is not None and len(spec.source_train) == 24 * 8
     assert spec.provenance["source_accuracy"] == float(spec.provenance["source_history"]["val_acc"].iloc[-1])
 
@@ -136,15 +154,64 @@ def test_recipes_carry_the_profile(tiny):
     """Field by field, the training arguments are the profile's (the values the old defaults dicts held)."""
     p, r = tiny.profile, tiny.spec.recipes
     kt, kb = r["M^t"].training_kwargs(), r["M^b"].training_kwargs()
-    assert {k: kt[k] for k in ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "augment", "head",
-                               "momentum", "weight_decay", "freeze", "num_workers")} == dict(
-        lr=p.finetune_lr, epochs=p.finetune_epochs, optimizer=p.finetune_optimizer, batch_size=p.finetune_batch_size,
-        bn="update", lr_schedule="constant", augment=None, head=None, momentum=0.9, weight_decay=0.0, freeze=[],
-        num_workers=0)
-    assert {k: kb[k] for k in ("lr", "epochs", "optimizer", "batch_size", "bn", "lr_schedule", "head", "momentum",
-                               "weight_decay", "freeze", "num_workers")} == dict(
-        lr=p.scratch_lr, epochs=p.scratch_epochs, optimizer="adam", batch_size=p.scratch_batch_size, bn="update",
-        lr_schedule="cosine", head=None, momentum=0.9, weight_decay=0.0, freeze=[], num_workers=0)
+    assert {
+        k: kt[k]
+        for k in (
+            "lr",
+            "epochs",
+            "optimizer",
+            "batch_size",
+            "bn",
+            "lr_schedule",
+            "augment",
+            "head",
+            "momentum",
+            "weight_decay",
+            "freeze",
+            "num_workers",
+        )
+    } == dict(
+        lr=p.finetune_lr,
+        epochs=p.finetune_epochs,
+        optimizer=p.finetune_optimizer,
+        batch_size=p.finetune_batch_size,
+        bn="update",
+        lr_schedule="constant",
+        augment=None,
+        head=None,
+        momentum=0.9,
+        weight_decay=0.0,
+        freeze=[],
+        num_workers=0,
+    )
+    assert {
+        k: kb[k]
+        for k in (
+            "lr",
+            "epochs",
+            "optimizer",
+            "batch_size",
+            "bn",
+            "lr_schedule",
+            "head",
+            "momentum",
+            "weight_decay",
+            "freeze",
+            "num_workers",
+        )
+    } == dict(
+        lr=p.scratch_lr,
+        epochs=p.scratch_epochs,
+        optimizer="adam",
+        batch_size=p.scratch_batch_size,
+        bn="update",
+        lr_schedule="cosine",
+        head=None,
+        momentum=0.9,
+        weight_decay=0.0,
+        freeze=[],
+        num_workers=0,
+    )
     assert "train_subset" not in kb and len(kt["train_subset"]) == p.finetune_train
     z = kb["augment"]
     assert (z.lo, z.hi, z.prob) == (p.zoom_min, p.zoom_max, p.zoom_prob)
@@ -152,6 +219,7 @@ def test_recipes_carry_the_profile(tiny):
 
 def test_seed_may_be_a_numpy_integer(tiny, tiny_cache):
     import numpy as np
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LINGERLAB_CACHE", str(tiny_cache))
         w = load_world("shapes", "smoke", seed=np.int64(0), progress=False, device="cpu", **TINY)
@@ -180,13 +248,27 @@ def test_profile_errors():
 
 # ----------------------------------------------------------------------------- smoke: the real thing
 
+
 def _world_and_models(profile: str):
     w = load_world("shapes", profile, progress=False, device="cpu")
     n = len(w.target_classes)
-    mt, ht = finetune(w.source_model, w.target_train, w.target_val, progress=False, device="cpu", num_classes=n,
-                      **w.spec.recipes["M^t"].training_kwargs())
-    mb, hb = train_scratch(w.make_scratch, w.target_train, w.target_val, progress=False, device="cpu",
-                           **w.spec.recipes["M^b"].training_kwargs())
+    mt, ht = finetune(
+        w.source_model,
+        w.target_train,
+        w.target_val,
+        progress=False,
+        device="cpu",
+        num_classes=n,
+        **w.spec.recipes["M^t"].training_kwargs(),
+    )
+    mb, hb = train_scratch(
+        w.make_scratch,
+        w.target_train,
+        w.target_val,
+        progress=False,
+        device="cpu",
+        **w.spec.recipes["M^b"].training_kwargs(),
+    )
     return w, mt, mb, ht, hb
 
 
@@ -210,13 +292,24 @@ def trained(request):
 def test_models_are_competent(trained):
     profile, (w, mt, mb, ht, hb) = trained
     clut = w.spec.make_cluttered(0)
-    acc = {"M^s source": evaluate(w.source_model, w.source_data),
-           "M^t val": evaluate(mt, w.target_val), "M^t clutter": evaluate(mt, clut),
-           "M^b val": evaluate(mb, w.target_val), "M^b clutter": evaluate(mb, clut)}
-    secs = {"M^s": w.spec.provenance["source_history"]["wall_s"].iloc[-1], "M^t": ht["wall_s"].iloc[-1],
-            "M^b": hb["wall_s"].iloc[-1]}
-    print(f"\nshapes {profile} accuracies:", {k: round(v, 4) for k, v in acc.items()},
-          "\ntraining seconds (cold run):", {k: round(float(v), 1) for k, v in secs.items()})
+    acc = {
+        "M^s source": evaluate(w.source_model, w.source_data),
+        "M^t val": evaluate(mt, w.target_val),
+        "M^t clutter": evaluate(mt, clut),
+        "M^b val": evaluate(mb, w.target_val),
+        "M^b clutter": evaluate(mb, clut),
+    }
+    secs = {
+        "M^s": w.spec.provenance["source_history"]["wall_s"].iloc[-1],
+        "M^t": ht["wall_s"].iloc[-1],
+        "M^b": hb["wall_s"].iloc[-1],
+    }
+    print(
+        f"\nshapes {profile} accuracies:",
+        {k: round(v, 4) for k, v in acc.items()},
+        "\ntraining seconds (cold run):",
+        {k: round(float(v), 1) for k, v in secs.items()},
+    )
     assert acc["M^s source"] >= 0.97
     assert acc["M^b val"] >= 0.95 and acc["M^b clutter"] >= 0.93
     assert acc["M^t val"] >= 0.9
@@ -226,12 +319,14 @@ def _hypergeom_sf(hits: int, n: int, planted: int, drawn: int) -> float:
     """P(at least ``hits`` planted classes among ``drawn`` classes picked at random from ``n``)."""
     from math import comb
 
-    return sum(comb(planted, h) * comb(n - planted, drawn - h) for h in range(hits, min(planted, drawn) + 1)) / comb(n, drawn)
+    return sum(comb(planted, h) * comb(n - planted, drawn - h) for h in range(hits, min(planted, drawn) + 1)) / comb(
+        n, drawn
+    )
 
 
 def test_hypergeom_sf_endpoints():
     assert _hypergeom_sf(0, 24, 14, 12) == pytest.approx(1.0)
-    assert _hypergeom_sf(12, 24, 14, 12) == pytest.approx(91 / 2704156)   # C(14,12) / C(24,12)
+    assert _hypergeom_sf(12, 24, 14, 12) == pytest.approx(91 / 2704156)  # C(14,12) / C(24,12)
     assert _hypergeom_sf(13, 24, 14, 12) == 0.0
 
 
@@ -249,9 +344,11 @@ def test_eq1_2_recover_planted_source_only(trained):
     v = source_class_counts(w.source_model, d_t, k=k)
     found = source_only(v, w.spec.v_lo)
     precision, recall = precision_recall(found, w.planted_source_only)
-    print(f"\nshapes {profile} Eq. 1-2 ({len(w.source_classes)} classes, M^s source accuracy "
-          f"{evaluate(w.source_model, w.source_data):.3f}): k={k}, v_lo={w.spec.v_lo}, "
-          f"precision {precision:.2f}, recall {recall:.2f} ({len(found)} found, {len(w.planted_source_only)} planted)")
+    print(
+        f"\nshapes {profile} Eq. 1-2 ({len(w.source_classes)} classes, M^s source accuracy "
+        f"{evaluate(w.source_model, w.source_data):.3f}): k={k}, v_lo={w.spec.v_lo}, "
+        f"precision {precision:.2f}, recall {recall:.2f} ({len(found)} found, {len(w.planted_source_only)} planted)"
+    )
     hits = len({int(c) for c in found} & {int(c) for c in w.planted_source_only})
     p_chance = _hypergeom_sf(hits, len(w.source_classes), len(w.planted_source_only), len(found))
     assert precision >= 0.9 and recall >= 0.8 and p_chance < 1e-3, (precision, recall, p_chance)
@@ -273,9 +370,11 @@ def test_planted_source_only_classes_linger(trained):
     n_linger = int((p_st > p_lo).sum())
     p_control = mean_p(source_target_model(mb, w.source_model))  # scratch backbone + source head
     n_control = int((p_control > p_lo).sum())
-    print(f"\nshapes {profile} lingering (p_lo={p_lo:.3f}): {n_linger}/{len(so)} planted source-only classes, "
-          f"mean p_c {float(p_st.mean()):.3f}; control (M^b backbone) {n_control}/{len(so)}, "
-          f"mean p_c {float(p_control.mean()):.3f}")
+    print(
+        f"\nshapes {profile} lingering (p_lo={p_lo:.3f}): {n_linger}/{len(so)} planted source-only classes, "
+        f"mean p_c {float(p_st.mean()):.3f}; control (M^b backbone) {n_control}/{len(so)}, "
+        f"mean p_c {float(p_control.mean()):.3f}"
+    )
     assert n_linger >= 1 and n_linger > n_control
     assert float(p_st.mean()) > float(p_control.mean())
 

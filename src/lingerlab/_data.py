@@ -4,6 +4,7 @@ Every stage accepts ``ImageData``: a ``Tensor`` ``[N, 3, H, W]``, a ``Dataset`` 
 image or an ``(image, label)`` pair, or a ``DataLoader`` over such a dataset. ``batches`` turns any of
 them into device-resident batches, so stage functions never care where the data lives.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Sequence, Union
@@ -24,22 +25,27 @@ def _collate(items):
     return torch.stack(items), None
 
 
-def batches(data: ImageData, batch_size: int = 64, device: torch.device | str | None = None
-            ) -> Iterator[tuple[Tensor, Tensor | None]]:
+def batches(
+    data: ImageData, batch_size: int = 64, device: torch.device | str | None = None
+) -> Iterator[tuple[Tensor, Tensor | None]]:
     """Yield ``(images, labels_or_None)`` batches on ``device``, in the data's order."""
     if isinstance(data, Tensor):
-        it = ((data[i:i + batch_size], None) for i in range(0, len(data), batch_size))
+        it = ((data[i : i + batch_size], None) for i in range(0, len(data), batch_size))
     elif isinstance(data, TensorDataset):
         tensors = data.tensors
-        it = ((tensors[0][i:i + batch_size], tensors[1][i:i + batch_size] if len(tensors) > 1 else None)
-              for i in range(0, len(tensors[0]), batch_size))
+        it = (
+            (tensors[0][i : i + batch_size], tensors[1][i : i + batch_size] if len(tensors) > 1 else None)
+            for i in range(0, len(tensors[0]), batch_size)
+        )
     elif isinstance(data, DataLoader):
         it = (b if isinstance(b, (tuple, list)) else (b, None) for b in data)
     elif isinstance(data, Dataset):
         it = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     else:
-        raise TypeError("data must be a Tensor [N, 3, H, W], a Dataset of (image, label) or a DataLoader; "
-                        f"got {type(data).__name__}")
+        raise TypeError(
+            "data must be a Tensor [N, 3, H, W], a Dataset of (image, label) or a DataLoader; "
+            f"got {type(data).__name__}"
+        )
     for x, y in it:
         yield x.to(device) if device is not None else x, (y.to(device) if (y is not None and device is not None) else y)
 
@@ -87,7 +93,7 @@ def as_image(array, size: int | None = None) -> Tensor:
     if size is not None:
         h, w = t.shape[1:]
         s = min(h, w)
-        t = t[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        t = t[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
         t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     return t.clamp(0, 1)
 

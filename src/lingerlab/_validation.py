@@ -7,6 +7,7 @@ range, NaN, not one of the choices) raises ``ValueError``. NumPy scalars (``np.i
 ``np.float32``, ``np.bool_``, ...) are accepted wherever the matching Python type is, and the
 checks return the value as the plain Python type.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,15 @@ from typing import Any, Iterable, Sized
 
 import numpy as np
 
-__all__ = ["check_range", "check_int_range", "check_probability", "check_choice", "check_bool",
-           "check_nonempty", "check_same_length"]
+__all__ = [
+    "check_range",
+    "check_int_range",
+    "check_probability",
+    "check_choice",
+    "check_bool",
+    "check_nonempty",
+    "check_same_length",
+]
 
 _MAX_REPR = 80
 
@@ -27,7 +35,7 @@ def _show(value: Any) -> str:
     except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         r = f"<{type(value).__name__} object>"
     if len(r) > _MAX_REPR:
-        r = r[:_MAX_REPR - 3] + "..."
+        r = r[: _MAX_REPR - 3] + "..."
     return f"{type(value).__name__} {r}"
 
 
@@ -51,8 +59,15 @@ def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
     return f"{left}{lo_s}, {hi_s}{right}"
 
 
-def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None,
-                *, lo_open: bool = False, hi_open: bool = False) -> float:
+def check_range(
+    name: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """Check that ``value`` is a real number with ``lo (<|<=) value (<|<=) hi``; return it.
 
     Python ints and floats and NumPy integer/floating scalars are accepted; the value comes back as

@@ -21,6 +21,7 @@ the open. The paper's arms (Sec. 3.1):
 grid (``spec.lr_search``), every arm of its comparison picks its rate by the same search
 (:meth:`Zoo.search`): one run per rate at seed 0, the best validation accuracy wins.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,7 +37,16 @@ from torch import Tensor, nn
 from . import training as _training
 from ._validation import check_bool, check_choice, check_int_range, check_range
 
-__all__ = ["BUILTIN_ARMS", "Recipe", "Zoo", "recipe_table", "from_scratch", "match_accuracy", "subset_of", "target_indices"]
+__all__ = [
+    "BUILTIN_ARMS",
+    "Recipe",
+    "Zoo",
+    "recipe_table",
+    "from_scratch",
+    "match_accuracy",
+    "subset_of",
+    "target_indices",
+]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -119,10 +129,21 @@ class Recipe:
     def training_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``training.finetune`` / ``training.train_scratch`` for this recipe."""
         kw: dict[str, Any] = {
-            "lr": self.lr, "epochs": self.epochs, "optimizer": self.optimizer, "lr_schedule": self.lr_schedule,
-            "momentum": self.momentum, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
-            "bn": self.bn, "precise_bn": self.precise_bn, "freeze": list(self.freeze), "head": self.head, "augment": self.augment,
-            "extra_loss": self.extra_loss, "num_workers": self.num_workers}
+            "lr": self.lr,
+            "epochs": self.epochs,
+            "optimizer": self.optimizer,
+            "lr_schedule": self.lr_schedule,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "bn": self.bn,
+            "precise_bn": self.precise_bn,
+            "freeze": list(self.freeze),
+            "head": self.head,
+            "augment": self.augment,
+            "extra_loss": self.extra_loss,
+            "num_workers": self.num_workers,
+        }
         if self.train_subset is not None:
             kw["train_subset"] = list(self.train_subset)
         return kw
@@ -130,14 +151,21 @@ class Recipe:
     def row(self, n_images: int) -> dict[str, Any]:
         """One row of :func:`recipe_table` (``n_images``: how many images ``train_subset`` None means)."""
         aug = "none" if self.augment is None else getattr(self.augment, "label", type(self.augment).__name__)
-        return {"arm": self.name, "init": "M^s (fine-tuned)" if self.init == "source" else "random (scratch)",
-                "training images": n_images if self.train_subset is None else len(self.train_subset),
-                "augmentation": aug, "epochs": self.epochs, "optimiser": self.optimizer,
-                "lr": self.lr, "schedule": self.lr_schedule, "batch": self.batch_size,
-                "BatchNorm": self.bn + (", precise statistics" if self.precise_bn else ""),
-                "frozen": ", ".join(self.freeze) or "none",
-                "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
-                "what it is": self.description}
+        return {
+            "arm": self.name,
+            "init": "M^s (fine-tuned)" if self.init == "source" else "random (scratch)",
+            "training images": n_images if self.train_subset is None else len(self.train_subset),
+            "augmentation": aug,
+            "epochs": self.epochs,
+            "optimiser": self.optimizer,
+            "lr": self.lr,
+            "schedule": self.lr_schedule,
+            "batch": self.batch_size,
+            "BatchNorm": self.bn + (", precise statistics" if self.precise_bn else ""),
+            "frozen": ", ".join(self.freeze) or "none",
+            "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
+            "what it is": self.description,
+        }
 
 
 def target_indices(world: Any) -> list[int]:
@@ -157,13 +185,17 @@ def from_scratch(recipe: Recipe, *, name: str = "M^b (same data)", precise_bn: b
     optimiser, schedule and batch (so the same number of steps). ``precise_bn``: recompute the
     BatchNorm statistics after the last step, which a short scratch run needs (the world's scratch
     recipe says so); the recipe table shows it."""
-    return recipe.replace(name=name, init="scratch", precise_bn=recipe.precise_bn or precise_bn,
-                          description=f"{recipe.name}'s recipe from random weights: same images, augmentation "
-                                      "and steps")
+    return recipe.replace(
+        name=name,
+        init="scratch",
+        precise_bn=recipe.precise_bn or precise_bn,
+        description=f"{recipe.name}'s recipe from random weights: same images, augmentation and steps",
+    )
 
 
-def match_accuracy(accuracy_at: Callable[[int], float], n_max: int, target: float, tol: float, *,
-                   min_n: int = 32, max_tries: int = 7) -> dict[str, Any]:
+def match_accuracy(
+    accuracy_at: Callable[[int], float], n_max: int, target: float, tol: float, *, min_n: int = 32, max_tries: int = 7
+) -> dict[str, Any]:
     """Find a training-set size n whose model is within ``tol`` of ``target`` accuracy.
 
     ``accuracy_at(n)`` trains on the first n images of a fixed ordering and returns the validation
@@ -197,8 +229,9 @@ def match_accuracy(accuracy_at: Callable[[int], float], n_max: int, target: floa
                 n_lo = n
                 break
             n_hi = n
-        while (n_lo is not None and len(tries) < max_tries and n_hi - n_lo > 1
-               and all(abs(t["gap"]) > tol for t in tries)):
+        while (
+            n_lo is not None and len(tries) < max_tries and n_hi - n_lo > 1 and all(abs(t["gap"]) > tol for t in tries)
+        ):
             n = int(round(math.sqrt(n_hi * n_lo)))
             n = min(max(n, n_lo + 1), n_hi - 1)
             acc = attempt(n)
@@ -207,8 +240,14 @@ def match_accuracy(accuracy_at: Callable[[int], float], n_max: int, target: floa
             elif acc < target - tol:
                 n_lo = n
     best = min(tries, key=lambda t: (abs(t["gap"]), -t["n_images"]))
-    return {"target_acc": target, "n_images": best["n_images"], "val_acc": best["val_acc"], "gap": best["gap"],
-            "within_tol": abs(best["gap"]) <= tol, "tries": pd.DataFrame(tries)}
+    return {
+        "target_acc": target,
+        "n_images": best["n_images"],
+        "val_acc": best["val_acc"],
+        "gap": best["gap"],
+        "within_tol": abs(best["gap"]) <= tol,
+        "tries": pd.DataFrame(tries),
+    }
 
 
 #: Arm names a :class:`Zoo` resolves by itself; "M^b" is short for the competent baseline.
@@ -226,9 +265,17 @@ class Zoo:
     accuracy) and ``stages`` (a ``cache.StageCache``) serve the accuracy-matched baseline.
     """
 
-    def __init__(self, world: Any, *, device: torch.device, cache: bool = True, progress: bool = False,
-                 accuracy: Callable[[nn.Module], float] | None = None, stages: Any = None,
-                 match_tol: float = 0.02) -> None:
+    def __init__(
+        self,
+        world: Any,
+        *,
+        device: torch.device,
+        cache: bool = True,
+        progress: bool = False,
+        accuracy: Callable[[nn.Module], float] | None = None,
+        stages: Any = None,
+        match_tol: float = 0.02,
+    ) -> None:
         self.world, self.device, self.cache, self.progress = world, device, cache, progress
         self.accuracy, self.stages, self.match_tol = accuracy, stages, match_tol
         self._extra: dict[str, ModelFactory | Recipe] = {}
@@ -248,8 +295,10 @@ class Zoo:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string; got {name!r}")
         if name in BUILTIN_ARMS or name in self._world_arms():
-            raise ValueError(f"name {name!r} is a built-in or world arm; choose another (taken: "
-                             f"{', '.join(list(BUILTIN_ARMS) + self._world_arms())})")
+            raise ValueError(
+                f"name {name!r} is a built-in or world arm; choose another (taken: "
+                f"{', '.join(list(BUILTIN_ARMS) + self._world_arms())})"
+            )
         if not (isinstance(arm, Recipe) or callable(arm)):
             raise TypeError(f"arm must be an arms.Recipe or a callable seed -> nn.Module; got {type(arm).__name__}")
         self._extra[name] = arm
@@ -266,9 +315,11 @@ class Zoo:
             base = w.recipe("M^t") if ref in BUILTIN_ARMS else w.spec.recipes[ref]
             return self._tuned(from_scratch(base, precise_bn=w.recipe("M^b").precise_bn))
         if name == "M^b (matched acc)":
-            return w.recipe("M^b").replace(name=name, train_subset=self.matched()["train_subset"],
-                                           description="scratch, competent recipe on fewer images, accuracy "
-                                                       f"matched to {w.spec.reference_arm}")
+            return w.recipe("M^b").replace(
+                name=name,
+                train_subset=self.matched()["train_subset"],
+                description=f"scratch, competent recipe on fewer images, accuracy matched to {w.spec.reference_arm}",
+            )
         if name in self._world_arms():
             return self._tuned(w.spec.recipes[name]) if name == w.spec.reference_arm else w.spec.recipes[name]
         arm = self._extra.get(name)
@@ -283,8 +334,10 @@ class Zoo:
         (the picked run is the arm's seed-0 model)."""
         if self.accuracy is None:
             raise ValueError("this Zoo was built without accuracy=: it cannot search learning rates")
-        rows = [{"arm": recipe.name, "lr": lr, "val_acc": float(self.accuracy(self.train(recipe.replace(lr=lr), 0)[0]))}
-                for lr in self.world.spec.lr_search]
+        rows = [
+            {"arm": recipe.name, "lr": lr, "val_acc": float(self.accuracy(self.train(recipe.replace(lr=lr), 0)[0]))}
+            for lr in self.world.spec.lr_search
+        ]
         out = pd.DataFrame(rows, columns=["arm", "lr", "val_acc"])
         best = max(rows, key=lambda r: (r["val_acc"], -r["lr"])) if rows else None
         out["picked"] = [best is not None and r["lr"] == best["lr"] for r in rows]
@@ -303,7 +356,9 @@ class Zoo:
     def searches(self) -> pd.DataFrame:
         """Every learning-rate search this zoo ran, one row per trial."""
         frames = [t for _, t in self._searches.values()]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["arm", "lr", "val_acc", "picked"])
+        return (
+            pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["arm", "lr", "val_acc", "picked"])
+        )
 
     def table(self, names: Sequence[str]) -> pd.DataFrame:
         """:func:`recipe_table` of the arms ``names``."""
@@ -338,11 +393,18 @@ class Zoo:
         hit = self._models.get(key)
         if hit is None or hit[1] is not source:
             w = self.world
-            common = dict(seed=seed, device=self.device, cache=self.cache, progress=self.progress,
-                          num_classes=len(w.target_classes), **recipe.training_kwargs())
+            common = dict(
+                seed=seed,
+                device=self.device,
+                cache=self.cache,
+                progress=self.progress,
+                num_classes=len(w.target_classes),
+                **recipe.training_kwargs(),
+            )
             if recipe.init == "source":
-                out = _training.finetune(w.source_model if source is None else source, w.target_train,
-                                         w.target_val, **common)
+                out = _training.finetune(
+                    w.source_model if source is None else source, w.target_train, w.target_val, **common
+                )
             else:
                 out = _training.train_scratch(w.make_scratch, w.target_train, w.target_val, **common)
             self._models[key] = hit = (out, source)  # the source is kept alive, so its id stays its own
@@ -362,9 +424,14 @@ class Zoo:
         pool = [pool[i] for i in perm]
 
         def compute() -> dict[str, Any]:
-            out = match_accuracy(lambda n: self.accuracy(self.train(base.replace(train_subset=sorted(pool[:n])), 0)[0]),
-                                 len(pool), target, self.match_tol, min_n=max(2 * base.batch_size, 32),
-                                 max_tries=max_tries)
-            return {**out, "train_subset": sorted(pool[:out["n_images"]])}
+            out = match_accuracy(
+                lambda n: self.accuracy(self.train(base.replace(train_subset=sorted(pool[:n])), 0)[0]),
+                len(pool),
+                target,
+                self.match_tol,
+                min_n=max(2 * base.batch_size, 32),
+                max_tries=max_tries,
+            )
+            return {**out, "train_subset": sorted(pool[: out["n_images"]])}
 
         return self.stages.get("matched_recipe", (target, self.match_tol, max_tries, base, pool), compute)

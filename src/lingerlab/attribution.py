@@ -15,6 +15,7 @@ for the target class with those of the source model for the source class. Two en
 ``efficientnet_lite_pytorch``), seeing through wrappers that keep the network in ``.model`` or
 ``.module``: see :func:`default_layer`.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,10 @@ _EPS = 1e-7  # pytorch-grad-cam's scale_cam_image: (x - min) / (1e-7 + max)
 
 # --------------------------------------------------------------------------- reshape transforms
 
-def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | int | None = None, *,
-                          num_prefix_tokens: int = 1) -> Tensor:
+
+def vit_reshape_transform(
+    tokens: Tensor, grid: tuple[int, int] | int | None = None, *, num_prefix_tokens: int = 1
+) -> Tensor:
     """Turn ViT tokens ``[B, 1 + h*w, C]`` into a feature map ``[B, C, h, w]``.
 
     Drops the ``num_prefix_tokens`` leading tokens (the class token of torchvision's
@@ -57,8 +60,10 @@ def vit_reshape_transform(tokens: Tensor, grid: tuple[int, int] | int | None = N
     if grid is None:
         side = math.isqrt(n)
         if side * side != n:
-            raise ValueError(f"grid: {n} patch tokens (after dropping {num_prefix_tokens} prefix "
-                             "tokens) do not form a square; pass grid=(h, w)")
+            raise ValueError(
+                f"grid: {n} patch tokens (after dropping {num_prefix_tokens} prefix "
+                "tokens) do not form a square; pass grid=(h, w)"
+            )
         h, w = side, side
     else:
         h, w = (grid, grid) if isinstance(grid, int) else grid
@@ -73,6 +78,7 @@ def _nhwc_to_nchw(x: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- choosing the layer
+
 
 def _last_index(seq: nn.Module) -> str:
     """Name of the last child (an index, or a key of an OrderedDict-built Sequential)."""
@@ -100,8 +106,9 @@ def _pick(model: nn.Module) -> tuple[str, ReshapeTransform | None] | None:
         blocks = children["blocks"]
         last_name = _last_index(blocks)
         last = blocks.get_submodule(last_name)
-        if hasattr(last, "norm1") and ("patch_embed" in children or hasattr(model, "cls_token")
-                                        or hasattr(last, "mlp_tokens")):
+        if hasattr(last, "norm1") and (
+            "patch_embed" in children or hasattr(model, "cls_token") or hasattr(last, "mlp_tokens")
+        ):
             k = int(getattr(model, "num_prefix_tokens", 1 if hasattr(model, "cls_token") else 0))
             return f"blocks.{last_name}.norm1", (lambda t: vit_reshape_transform(t, num_prefix_tokens=k))
     # ResNet family (torchvision and timm ResNet/ResNeXt/Wide ResNet).
@@ -128,8 +135,11 @@ def _pick(model: nn.Module) -> tuple[str, ReshapeTransform | None] | None:
 
 
 def _candidates(model: nn.Module, k: int = 6) -> list[str]:
-    names = [n for n, m in model.named_modules()
-             if n and isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.LayerNorm, nn.Sequential))]
+    names = [
+        n
+        for n, m in model.named_modules()
+        if n and isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.LayerNorm, nn.Sequential))
+    ]
     return names[-k:]
 
 
@@ -144,8 +154,10 @@ def _resolve(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, str, Reshap
         try:
             return model.get_submodule(layer), layer, None
         except AttributeError:
-            raise ValueError(f"layer {layer!r} is not a submodule of {type(model).__name__}; "
-                             f"candidates: {', '.join(_candidates(model))}") from None
+            raise ValueError(
+                f"layer {layer!r} is not a submodule of {type(model).__name__}; "
+                f"candidates: {', '.join(_candidates(model))}"
+            ) from None
     if layer is not None:
         raise ValueError(f"layer must be an nn.Module, a qualified name or None; got {type(layer).__name__}")
     prefix, inner = unwrap(model)
@@ -154,7 +166,8 @@ def _resolve(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, str, Reshap
         raise ValueError(
             f"layer=None: no default Grad-CAM layer for {type(inner).__name__}. Pass layer= as a "
             f"module or a qualified name (usually the last convolutional block); candidates: "
-            f"{', '.join(prefix + c for c in _candidates(inner))}")
+            f"{', '.join(prefix + c for c in _candidates(inner))}"
+        )
     name, reshape = picked
     return model.get_submodule(prefix + name), prefix + name, reshape
 
@@ -184,14 +197,23 @@ def locate_layer(model: nn.Module, image_size: int = 224) -> tuple[str, tuple[in
         raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
     check_int_range("image_size", image_size, 1)
     seen: list[tuple[str, tuple[int, ...]]] = []
-    handles = [m.register_forward_hook(lambda _m, _i, out, n=n: seen.append(
-                   (n, tuple(out.shape) if isinstance(out, Tensor) else ())))
-               for n, m in model.named_modules()
-               if n and (isinstance(m, nn.Sequential) or next(m.children(), None) is None)]
+    handles = [
+        m.register_forward_hook(
+            lambda _m, _i, out, n=n: seen.append((n, tuple(out.shape) if isinstance(out, Tensor) else ()))
+        )
+        for n, m in model.named_modules()
+        if n and (isinstance(m, nn.Sequential) or next(m.children(), None) is None)
+    ]
     modes = _save_modes(model)
     param = next(model.parameters(), None)
-    x = torch.zeros(1, 3, image_size, image_size, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None and param.is_floating_point() else None)
+    x = torch.zeros(
+        1,
+        3,
+        image_size,
+        image_size,
+        device=param.device if param is not None else None,
+        dtype=param.dtype if param is not None and param.is_floating_point() else None,
+    )
     try:
         model.eval()
         with torch.no_grad():
@@ -203,11 +225,14 @@ def locate_layer(model: nn.Module, image_size: int = 224) -> tuple[str, tuple[in
     for name, shape in reversed(seen):
         if len(shape) == 4 and shape[2] * shape[3] > 1:
             return name, (shape[1], shape[2], shape[3])
-    raise ValueError(f"no layer of {type(unwrap(model)[1]).__name__} gives a spatial map [1, C, H, W] with H * W > 1 "
-                     f"on a {image_size} px image; candidates: {', '.join(_candidates(model))}")
+    raise ValueError(
+        f"no layer of {type(unwrap(model)[1]).__name__} gives a spatial map [1, C, H, W] with H * W > 1 "
+        f"on a {image_size} px image; candidates: {', '.join(_candidates(model))}"
+    )
 
 
 # --------------------------------------------------------------------------- shared helpers
+
 
 def _targets_tensor(targets: Targets, n: int) -> Tensor:
     if isinstance(targets, bool):
@@ -260,16 +285,26 @@ def _scale(cam_map: Tensor, size: tuple[int, int]) -> Tensor:
 
 # --------------------------------------------------------------------------- Grad-CAM
 
-def _gradcam_batch(model: nn.Module, x: Tensor, t: Tensor, layer: nn.Module, lname: str,
-                   reshape: ReshapeTransform | None, amp: str | None = None) -> Tensor:
+
+def _gradcam_batch(
+    model: nn.Module,
+    x: Tensor,
+    t: Tensor,
+    layer: nn.Module,
+    lname: str,
+    reshape: ReshapeTransform | None,
+    amp: str | None = None,
+) -> Tensor:
     captured: list[Tensor] = []
 
     def hook(module: nn.Module, inputs: Any, out: Any) -> Tensor:
         if not isinstance(out, Tensor):
             raise ValueError(f"layer {lname!r} returns {type(out).__name__}, not a Tensor; pick another layer")
         if captured:
-            raise ValueError(f"layer {lname!r} runs more than once per forward pass; pick a layer "
-                             "used once (e.g. a BatchNorm or block, not a shared activation)")
+            raise ValueError(
+                f"layer {lname!r} runs more than once per forward pass; pick a layer "
+                "used once (e.g. a BatchNorm or block, not a shared activation)"
+            )
         # Everything before the layer ran without autograd; from here on gradients are tracked, and
         # they start at a fresh leaf, so the backward stops at the layer. The model continues with a
         # clone: an in-place op after the layer (DenseNet's F.relu(features, inplace=True)) changes
@@ -291,8 +326,9 @@ def _gradcam_batch(model: nn.Module, x: Tensor, t: Tensor, layer: nn.Module, lna
         raise ValueError("model must return logits [N, classes]")
     t = t.to(logits.device)
     if int(t.min()) < 0 or int(t.max()) >= logits.shape[1]:
-        raise ValueError(f"targets must be class indices in [0, {logits.shape[1] - 1}]; "
-                         f"got {int(t.min())}..{int(t.max())}")
+        raise ValueError(
+            f"targets must be class indices in [0, {logits.shape[1] - 1}]; got {int(t.min())}..{int(t.max())}"
+        )
     act = captured[0]
     with torch.enable_grad():
         score = logits.gather(1, t[:, None]).sum()
@@ -302,17 +338,27 @@ def _gradcam_batch(model: nn.Module, x: Tensor, t: Tensor, layer: nn.Module, lna
         if reshape is not None:
             a, g = reshape(a), reshape(g)
         if a.dim() != 4:
-            raise ValueError(f"layer {lname!r} gives a {a.dim()}-D output {tuple(a.shape)}; Grad-CAM needs "
-                             "[N, C, h, w]: pass reshape_transform= (e.g. vit_reshape_transform)")
+            raise ValueError(
+                f"layer {lname!r} gives a {a.dim()}-D output {tuple(a.shape)}; Grad-CAM needs "
+                "[N, C, h, w]: pass reshape_transform= (e.g. vit_reshape_transform)"
+            )
         a, g = a.float(), g.float()
         weights = g.mean(dim=(2, 3))  # alpha_k^c: global-average-pooled gradients
         cam_map = (weights[:, :, None, None] * a).sum(1).clamp_min(0)
         return _scale(cam_map, (x.shape[-2], x.shape[-1]))
 
 
-def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerSpec = None, *,
-            reshape_transform: ReshapeTransform | None = None, batch_size: int | None = None,
-            channels_last: bool | None = None, autocast: str | None = None) -> Tensor:
+def gradcam(
+    model: nn.Module,
+    images: ImageData,
+    targets: Targets,
+    layer: LayerSpec = None,
+    *,
+    reshape_transform: ReshapeTransform | None = None,
+    batch_size: int | None = None,
+    channels_last: bool | None = None,
+    autocast: str | None = None,
+) -> Tensor:
     """Grad-CAM maps (Selvaraju et al., 2017): the paper's ``A(x, M, c)`` of Eq. 4.
 
     For each image, the gradient of the target logit with respect to ``layer``'s output is averaged
@@ -348,8 +394,7 @@ def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerS
     """
     lmod, lname, suggested = _resolve(model, layer)
     reshape = reshape_transform if reshape_transform is not None else suggested
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}")
     dev = model_device(model)
     amp = check_autocast(autocast, dev)
@@ -365,7 +410,7 @@ def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerS
         return _gradcam_pass(model, images, t_all, lmod, lname, reshape, batch_size, channels_last, dev, out_dev, amp)
     idx = _dist.shard_indices(n)
     shard = _dist.shard_data(images, idx)
-    t_shard = t_all[idx.start:idx.stop]
+    t_shard = t_all[idx.start : idx.stop]
 
     def local() -> Tensor:
         if len(idx) == 0:
@@ -375,14 +420,24 @@ def gradcam(model: nn.Module, images: ImageData, targets: Targets, layer: LayerS
     return _dist.all_gather_cat(_dist.run_local(local), n)
 
 
-def _gradcam_pass(model: nn.Module, images: ImageData, t_all: Tensor, lmod: nn.Module, lname: str,
-                  reshape: ReshapeTransform | None, batch_size: int | None, channels_last: bool | None,
-                  dev: torch.device, out_dev: torch.device, amp: str | None) -> Tensor:
+def _gradcam_pass(
+    model: nn.Module,
+    images: ImageData,
+    t_all: Tensor,
+    lmod: nn.Module,
+    lname: str,
+    reshape: ReshapeTransform | None,
+    batch_size: int | None,
+    channels_last: bool | None,
+    dev: torch.device,
+    out_dev: torch.device,
+    amp: str | None,
+) -> Tensor:
     """Grad-CAM maps of all ``images`` (targets ``t_all``), batch by batch, concatenated."""
     if isinstance(images, Tensor):
         n = images.shape[0]
         bs = n if batch_size is None else batch_size
-        chunks = ((images[i:i + bs], None) for i in range(0, n, bs))
+        chunks = ((images[i : i + bs], None) for i in range(0, n, bs))
     else:
         chunks = batches(images, batch_size or 64)
     modes = _save_modes(model)
@@ -399,7 +454,7 @@ def _gradcam_pass(model: nn.Module, images: ImageData, t_all: Tensor, lmod: nn.M
                 # oneDNN convolutions run ~20% faster on channels-last batches; the maps move by
                 # float rounding only (median 2e-6, worst 4e-5 seen on random ResNet-18 weights)
                 x = x.contiguous(memory_format=torch.channels_last)
-            outs.append(_gradcam_batch(model, x, t_all[i:i + len(x)], lmod, lname, reshape, amp).to(out_dev))
+            outs.append(_gradcam_batch(model, x, t_all[i : i + len(x)], lmod, lname, reshape, amp).to(out_dev))
             i += len(x)
     finally:
         _restore_modes(modes)
@@ -408,27 +463,58 @@ def _gradcam_pass(model: nn.Module, images: ImageData, t_all: Tensor, lmod: nn.M
 
 # --------------------------------------------------------------------------- pytorch-grad-cam methods
 
+
 def _cam_classes() -> dict[str, type]:
     import pytorch_grad_cam as pgc
 
     names = {
-        "gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "hirescam": "HiResCAM",
-        "gradcamelementwise": "GradCAMElementWise", "xgradcam": "XGradCAM", "layercam": "LayerCAM",
-        "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM", "scorecam": "ScoreCAM",
-        "ablationcam": "AblationCAM", "fullgrad": "FullGrad", "kpcacam": "KPCA_CAM",
-        "randomcam": "RandomCAM", "shapleycam": "ShapleyCAM", "fem": "FEM",
+        "gradcam": "GradCAM",
+        "gradcam++": "GradCAMPlusPlus",
+        "hirescam": "HiResCAM",
+        "gradcamelementwise": "GradCAMElementWise",
+        "xgradcam": "XGradCAM",
+        "layercam": "LayerCAM",
+        "eigencam": "EigenCAM",
+        "eigengradcam": "EigenGradCAM",
+        "scorecam": "ScoreCAM",
+        "ablationcam": "AblationCAM",
+        "fullgrad": "FullGrad",
+        "kpcacam": "KPCA_CAM",
+        "randomcam": "RandomCAM",
+        "shapleycam": "ShapleyCAM",
+        "fem": "FEM",
     }
     return {k: getattr(pgc, v) for k, v in names.items() if hasattr(pgc, v)}
 
 
 CAM_METHODS: tuple[str, ...] = (
-    "gradcam", "gradcam++", "hirescam", "gradcamelementwise", "xgradcam", "layercam", "eigencam",
-    "eigengradcam", "scorecam", "ablationcam", "fullgrad", "kpcacam", "randomcam", "shapleycam", "fem")
+    "gradcam",
+    "gradcam++",
+    "hirescam",
+    "gradcamelementwise",
+    "xgradcam",
+    "layercam",
+    "eigencam",
+    "eigengradcam",
+    "scorecam",
+    "ablationcam",
+    "fullgrad",
+    "kpcacam",
+    "randomcam",
+    "shapleycam",
+    "fem",
+)
 
 
-def cam(model: nn.Module, images: Tensor, targets: Targets, method: str = "gradcam++",
-        layer: LayerSpec = None, reshape_transform: ReshapeTransform | None = None,
-        **method_kwargs: Any) -> Tensor:
+def cam(
+    model: nn.Module,
+    images: Tensor,
+    targets: Targets,
+    method: str = "gradcam++",
+    layer: LayerSpec = None,
+    reshape_transform: ReshapeTransform | None = None,
+    **method_kwargs: Any,
+) -> Tensor:
     """Class activation maps ``[N, H, W]`` by a pytorch-grad-cam method (see :data:`CAM_METHODS`).
 
     The same ``A(x, M, c)`` role as :func:`gradcam` (Eq. 4), with another attribution method:

@@ -13,6 +13,7 @@ named recipes (:mod:`arms`); stage results from :class:`cache.StageCache`, keyed
 fingerprint, the stage's parameters, the weights of the models it reads and the code that computes
 it. ``audit.computed`` counts the stages this object actually computed (cache misses).
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
@@ -50,8 +51,15 @@ class Audit:
     plus ``device``, ``cache`` (read and write stage results on disk) and ``progress`` (training bars).
     """
 
-    def __init__(self, world: World, *, device: str | torch.device = "auto", cache: bool = True,
-                 progress: bool = False, **params: Any) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        device: str | torch.device = "auto",
+        cache: bool = True,
+        progress: bool = False,
+        **params: Any,
+    ) -> None:
         if not isinstance(world, World):
             raise TypeError(f"world must be a lingerlab World (see load_world); got {type(world).__name__}")
         if not isinstance(cache, bool):
@@ -61,8 +69,15 @@ class Audit:
         self.device = resolve_device(device)
         self.cache, self.progress = cache, bool(progress)
         self.stages = StageCache(world.fingerprint, enabled=cache)
-        self.zoo = _arms.Zoo(world, device=self.device, cache=cache, progress=self.progress, stages=self.stages,
-                             accuracy=self.accuracy, match_tol=self.config.match_tol)
+        self.zoo = _arms.Zoo(
+            world,
+            device=self.device,
+            cache=cache,
+            progress=self.progress,
+            stages=self.stages,
+            accuracy=self.accuracy,
+            match_tol=self.config.match_tol,
+        )
         self._fps: dict[int, tuple[nn.Module, str]] = {}
 
     def __getattr__(self, name: str) -> Any:  # audit.k, audit.v_lo, ... read the config
@@ -73,8 +88,10 @@ class Audit:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Audit(world={self.world.name!r}, k={c.k}, v_lo={c.v_lo:g}, p_lo={c.p_lo:g}, scale={c.scale:g}, "
-                f"q={c.q:g}, n_composites_per_class={c.n_composites_per_class}, device={str(self.device)!r})")
+        return (
+            f"Audit(world={self.world.name!r}, k={c.k}, v_lo={c.v_lo:g}, p_lo={c.p_lo:g}, scale={c.scale:g}, "
+            f"q={c.q:g}, n_composites_per_class={c.n_composites_per_class}, device={str(self.device)!r})"
+        )
 
     @property
     def computed(self) -> Any:
@@ -152,40 +169,58 @@ class Audit:
         m = self.model(model, seed)
         data: ImageData = self.world.target_val if images is None else images
         data_key = ("target_val" if images is None else "", _training.data_fingerprint(data))
-        return self.stages.get("logits", (self.model_fingerprint(m), data_key),
-                               lambda: _training.predict(m, data, device=self.device)[0])
+        return self.stages.get(
+            "logits", (self.model_fingerprint(m), data_key), lambda: _training.predict(m, data, device=self.device)[0]
+        )
 
-    def accuracy(self, model: str | nn.Module, seed: int = 0,
-                 data: Dataset | tuple[Tensor, Tensor] | None = None) -> float:
+    def accuracy(
+        self, model: str | nn.Module, seed: int = 0, data: Dataset | tuple[Tensor, Tensor] | None = None
+    ) -> float:
         """Accuracy of ``model`` on ``data``: a labelled dataset or an ``(images, labels)`` pair
         (None: the target validation set)."""
         if isinstance(data, tuple):
             if len(data) != 2 or not all(isinstance(t, Tensor) for t in data) or len(data[0]) != len(data[1]):
-                raise ValueError("data must be a labelled Dataset or an (images, labels) pair of tensors of equal "
-                                 f"length; got a tuple of {len(data)}")
+                raise ValueError(
+                    "data must be a labelled Dataset or an (images, labels) pair of tensors of equal "
+                    f"length; got a tuple of {len(data)}"
+                )
             images, y = data
         else:
             images, y = data, labels_of(self.world.target_val if data is None else data)
         return float((self.logits(model, images, seed).argmax(1) == y.long().cpu()).double().mean())
 
-    def maps(self, model: str | nn.Module, composites: Composites | Tensor, targets: Tensor | Sequence[int] | int,
-             seed: int = 0) -> Tensor:
+    def maps(
+        self,
+        model: str | nn.Module,
+        composites: Composites | Tensor,
+        targets: Tensor | Sequence[int] | int,
+        seed: int = 0,
+    ) -> Tensor:
         """Grad-CAM maps ``A(x, model, target)`` ``[N, H, W]`` at ``spec.cam_layer``."""
         m = self.model(model, seed)
         images = composites.images if isinstance(composites, Composites) else composites
-        t = (torch.full((len(images),), int(targets), dtype=torch.long) if isinstance(targets, (int, np.integer))
-             else torch.as_tensor(_arms.subset_of(targets), dtype=torch.long))
+        t = (
+            torch.full((len(images),), int(targets), dtype=torch.long)
+            if isinstance(targets, (int, np.integer))
+            else torch.as_tensor(_arms.subset_of(targets), dtype=torch.long)
+        )
         if len(t) != len(images):
             raise ValueError(f"targets must have one class per image ({len(images)}); got {len(t)}")
         layer = self.world.spec.cam_layer
-        return self.stages.get("maps", (self.model_fingerprint(m), fingerprint(images), t, layer),
-                               lambda: gradcam(m, images.to(self.device), t.to(self.device), layer, batch_size=128).cpu())
+        return self.stages.get(
+            "maps",
+            (self.model_fingerprint(m), fingerprint(images), t, layer),
+            lambda: gradcam(m, images.to(self.device), t.to(self.device), layer, batch_size=128).cpu(),
+        )
 
     # ------------------------------------------------------------------ Eqs. 1-3
     def counts(self) -> Tensor:
         """Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class (CPU)."""
-        return self.stages.get("counts", (self.config.k, self.target_train_indices()),
-                               lambda: source_class_counts(self.source_model(), self.target_data(), k=self.config.k).cpu())
+        return self.stages.get(
+            "counts",
+            (self.config.k, self.target_train_indices()),
+            lambda: source_class_counts(self.source_model(), self.target_data(), k=self.config.k).cpu(),
+        )
 
     def source_only(self) -> Tensor:
         """Eq. 2: ``F = {c : v(c) <= v_lo}`` (ascending class ids)."""
@@ -193,11 +228,17 @@ class Audit:
 
     def _class_probs(self, seed: int, arm: str | nn.Module = "M^t") -> pd.DataFrame:
         """Per-class mean p_c over D^c under M^st, M^s and M^st with source BN stats (all classes)."""
+
         def compute() -> pd.DataFrame:
-            return _lingering_table(self.st_model(seed, "target", arm), self.world.source_data,
-                                    list(range(len(self.world.source_classes))), p_lo=self.config.p_lo,
-                                    p_source=self.source_class_probs(), mst_source_bn=self.st_model(seed, "source", arm),
-                                    class_names=list(self.world.source_classes))
+            return _lingering_table(
+                self.st_model(seed, "target", arm),
+                self.world.source_data,
+                list(range(len(self.world.source_classes))),
+                p_lo=self.config.p_lo,
+                p_source=self.source_class_probs(),
+                mst_source_bn=self.st_model(seed, "source", arm),
+                class_names=list(self.world.source_classes),
+            )
 
         key = (self.model_fingerprint(self._fine_tuned(arm, seed)), self.world.spec.head)
         return self.stages.get("class_probs", key, compute)
@@ -205,8 +246,9 @@ class Audit:
     def source_class_probs(self) -> Tensor:
         """Mean p_c of M^s over D^c for every source class (Eq. 3's statistic for the source model; CPU),
         computed once per world and shared by every fine-tuned model's Eq. 3 table."""
-        return self.stages.get("source_probs", (), lambda: class_mean_probs(self.source_model(),
-                                                                             self.world.source_data)[0].cpu())
+        return self.stages.get(
+            "source_probs", (), lambda: class_mean_probs(self.source_model(), self.world.source_data)[0].cpu()
+        )
 
     def lingering(self, seed: int = 0, arm: str | nn.Module = "M^t") -> pd.DataFrame:
         """Eq. 3 table over F for the fine-tuned ``arm`` (default M^t; an arm name or a fine-tuned
@@ -256,8 +298,13 @@ class Audit:
         """The source class c_s of every composite."""
         return self.source_labels()[composites.source_index.cpu()]
 
-    def distraction_table(self, seed: int = 0, models: Sequence[str | nn.Module] = ("M^t", "M^b"),
-                          classes: Iterable[int] | None = None, composites_seed: int = 0) -> pd.DataFrame:
+    def distraction_table(
+        self,
+        seed: int = 0,
+        models: Sequence[str | nn.Module] = ("M^t", "M^b"),
+        classes: Iterable[int] | None = None,
+        composites_seed: int = 0,
+    ) -> pd.DataFrame:
         """Eq. 4 per (composite, model): ``composite, source_class, source_name, lingering`` (c_s in L
         of M^t(seed)), ``target_label, model, seed, pred, correct, distraction`` (IoU of the top-(1-q)
         background pixels of A(x, model, c_t) and A(x, M^s, c_s)) and its chance level ``null``
@@ -269,20 +316,43 @@ class Audit:
         names = list(self.world.source_classes)
         frames = []
         for j, name in enumerate(models):
-            d, null = distraction_with_null(self.maps(name, comp, comp.target_label, seed), ms, comp.masks.cpu(),
-                                            self.config.q, self.config.n_null, seed, groups=cs)
+            d, null = distraction_with_null(
+                self.maps(name, comp, comp.target_label, seed),
+                ms,
+                comp.masks.cpu(),
+                self.config.q,
+                self.config.n_null,
+                seed,
+                groups=cs,
+            )
             pred = self.logits(name, comp.images, seed).argmax(1)
-            frames.append(pd.DataFrame({
-                "composite": np.arange(len(comp)), "source_class": cs.numpy(),
-                "source_name": [names[int(c)] for c in cs], "lingering": [int(c) in L for c in cs],
-                "target_label": comp.target_label.cpu().numpy(), "model": name if isinstance(name, str) else f"model{j}",
-                "seed": seed, "pred": pred.numpy(), "correct": (pred == comp.target_label.cpu()).numpy(),
-                "distraction": d.double().numpy(), "null": null.double().numpy()}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "composite": np.arange(len(comp)),
+                        "source_class": cs.numpy(),
+                        "source_name": [names[int(c)] for c in cs],
+                        "lingering": [int(c) in L for c in cs],
+                        "target_label": comp.target_label.cpu().numpy(),
+                        "model": name if isinstance(name, str) else f"model{j}",
+                        "seed": seed,
+                        "pred": pred.numpy(),
+                        "correct": (pred == comp.target_label.cpu()).numpy(),
+                        "distraction": d.double().numpy(),
+                        "null": null.double().numpy(),
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------------ Eq. 5 and planted truth
-    def detection(self, seed: int = 0, classes: Iterable[int] | None = None, composites_seed: int = 0,
-                  detectors: Sequence[str] | None = None) -> dict[str, Any]:
+    def detection(
+        self,
+        seed: int = 0,
+        classes: Iterable[int] | None = None,
+        composites_seed: int = 0,
+        detectors: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """Eq. 5 as a flag (``detection.evaluate_detection``): clean target validation images vs
         composites over ``classes`` (default F), with M^t(seed) and L(seed), against pytorch-ood's
         ``detectors`` (None: all of ``ood.DETECTORS``) on M^t, fitted on M^t's own training images."""
@@ -291,21 +361,40 @@ class Audit:
 
         mt = self.target_model(seed)
         xt, yt = gather(self.world.target_train, _arms.target_indices(self.world))
-        baselines = OODBaselines(mt, torch.utils.data.TensorDataset(xt, yt), yt, head=self.world.spec.head,
-                                 detectors=detectors)
+        baselines = OODBaselines(
+            mt, torch.utils.data.TensorDataset(xt, yt), yt, head=self.world.spec.head, detectors=detectors
+        )
         x, y = gather(self.world.target_val)
-        return evaluate_detection(self.st_model(seed), mt, x, y, self.composites(classes, composites_seed),
-                                  self.lingering_classes(seed), p_lo=self.config.p_lo, baselines=baselines)
+        return evaluate_detection(
+            self.st_model(seed),
+            mt,
+            x,
+            y,
+            self.composites(classes, composites_seed),
+            self.lingering_classes(seed),
+            p_lo=self.config.p_lo,
+            baselines=baselines,
+        )
 
     def planted_recovery(self, seed: int = 0) -> pd.DataFrame:
         """Precision and recall of F (Eq. 2) and L (Eq. 3) against the planted source-only classes."""
         truth = self.world.planted_source_only
         if truth is None:
-            raise ValueError(f"world {self.world.name!r} has no planted truth (spec.planted is None); "
-                             "use a procedural world such as 'shapes'")
+            raise ValueError(
+                f"world {self.world.name!r} has no planted truth (spec.planted is None); "
+                "use a procedural world such as 'shapes'"
+            )
         rows = []
         for name, found in (("F", self.source_only().tolist()), ("L", self.lingering_classes(seed))):
             p, r = precision_recall(found, truth)
-            rows.append({"set": name, "found": len(found), "planted": len(truth),
-                         "hits": len(set(found) & set(truth)), "precision": p, "recall": r})
+            rows.append(
+                {
+                    "set": name,
+                    "found": len(found),
+                    "planted": len(truth),
+                    "hits": len(set(found) & set(truth)),
+                    "precision": p,
+                    "recall": r,
+                }
+            )
         return pd.DataFrame(rows)

@@ -17,6 +17,7 @@ invalidates it without a version number bumped by hand. :func:`fingerprint` hash
 callables by their code and captured values; it never falls back to ``repr`` (which may hold a
 memory address): an object it does not know raises ``TypeError``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,11 +41,19 @@ import torch
 from .codehash import _code_targets, code_hash  # noqa: F401
 from .fingerprints import fingerprint  # noqa: F401
 
-__all__ = ["cache_dir", "code_hash", "fingerprint", "cached", "StageCache", "CacheEntryError",
-           "atomic_write_bytes", "save", "load"]
+__all__ = [
+    "cache_dir",
+    "code_hash",
+    "fingerprint",
+    "cached",
+    "StageCache",
+    "CacheEntryError",
+    "atomic_write_bytes",
+    "save",
+    "load",
+]
 
 T = TypeVar("T")
-
 
 
 def cache_dir() -> Path:
@@ -125,15 +134,22 @@ def _encode(obj: Any) -> Any:
     if obj is pd.NA:
         return ("NA",)
     if t is pd.DataFrame:
-        return ("DataFrame", _encode_index(obj.index), _encode_index(obj.columns),
-                [_encode_values(obj.iloc[:, i]) for i in range(obj.shape[1])], _encode(obj.attrs))
+        return (
+            "DataFrame",
+            _encode_index(obj.index),
+            _encode_index(obj.columns),
+            [_encode_values(obj.iloc[:, i]) for i in range(obj.shape[1])],
+            _encode(obj.attrs),
+        )
     if t is pd.Series:
         return ("Series", _encode_index(obj.index), _encode_values(obj), _encode(obj.name), _encode(obj.attrs))
     name = f"{t.__module__}.{t.__qualname__}"
     if dataclasses.is_dataclass(obj) and name in _DATACLASSES:
         return ("dataclass", name, {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
-    raise TypeError(f"a cache entry cannot hold an object of type {name}: store tensors, numpy arrays, "
-                    "DataFrames, lists, tuples, dicts and scalars (or add a dataclass to cache._DATACLASSES)")
+    raise TypeError(
+        f"a cache entry cannot hold an object of type {name}: store tensors, numpy arrays, "
+        "DataFrames, lists, tuples, dicts and scalars (or add a dataclass to cache._DATACLASSES)"
+    )
 
 
 def _map_values(mapping: dict, fn: Callable[[Any], Any]) -> dict:
@@ -250,16 +266,26 @@ def _load_or_compute(path: Path, compute: Callable[[], T]) -> T:
         try:
             return load(path)
         except Exception as e:  # old format, corrupt, or unloadable (e.g. another torch version)
-            reason = (str(e) if isinstance(e, CacheEntryError)
-                      else f"cannot be loaded ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})")
+            reason = (
+                str(e)
+                if isinstance(e, CacheEntryError)
+                else f"cannot be loaded ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})"
+            )
             warnings.warn(f"cache entry {path} {reason}; it will be recomputed", RuntimeWarning, stacklevel=3)
     result = compute()  # raises before anything is written
     save(result, path)
     return result
 
 
-def cached(stage: str, key: str, compute: Callable[[], T], *, root: Path | None = None,
-           enabled: bool = True, code: Sequence[Any] = ()) -> T:
+def cached(
+    stage: str,
+    key: str,
+    compute: Callable[[], T],
+    *,
+    root: Path | None = None,
+    enabled: bool = True,
+    code: Sequence[Any] = (),
+) -> T:
     """Return the cached result of ``stage`` under ``key``, computing and storing it on a miss.
 
     The entry is keyed also by :func:`code_hash` of the module that defined ``compute`` (for a
@@ -310,7 +336,6 @@ class StageCache:
             self.computed[stage] += 1
             return result
 
-        result = (_load_or_compute(_entry_path(stage, key, digest, self.root), counted) if self.enabled
-                  else counted())
+        result = _load_or_compute(_entry_path(stage, key, digest, self.root), counted) if self.enabled else counted()
         self._memo[memo_key] = result
         return result

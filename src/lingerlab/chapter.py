@@ -1,4 +1,5 @@
 """One call sets up a notebook of the book: device, seeds, world and audit (:func:`chapter`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,16 +30,26 @@ class Chapter:
     audit: Any = None
 
 
-def _short_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                   line: str | None = None) -> str:
+def _short_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """A warning as ``Category: message`` (without the file path of the machine that ran it)."""
     return f"{category.__name__}: {message}\n"
 
 
-def chapter(world: str | None, profile: str = "smoke", seed: int = 0, device: str | torch.device = "auto", *,
-            n_seeds: int = 3, progress: bool = True, **audit_params: Any) -> Chapter:
+def chapter(
+    world: str | None,
+    profile: str = "smoke",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    *,
+    n_seeds: int = 3,
+    progress: bool = True,
+    **audit_params: Any,
+) -> Chapter:
     """Set up a notebook: pick the device, seed torch's global generator with ``seed``, set pandas'
-    display so tables are not cut, print warnings without file paths, load ``world`` at ``profile`` (None: no world) and build its
+    display so tables are not cut, print warnings without file paths, load ``world`` at ``profile`` (None: no world)
+    and build its
     ``Audit`` (``audit_params``: :class:`config.AuditConfig` fields). ``seeds`` are ``seed, seed + 1,
     ...`` (``n_seeds`` of them), the training seeds of every arm."""
     import pandas as pd
@@ -71,8 +82,10 @@ def profile_table(worlds: Any = ("shapes", "lite0", "lite1", "lite2", "paper")) 
     rows = []
     for w in worlds:
         if w not in PROFILES or not {"smoke", "full"} <= set(PROFILES[w]):
-            raise ValueError(f"worlds must name worlds with a smoke and a full profile, from "
-                             f"{', '.join(map(repr, PROFILES))}; got {w!r}")
+            raise ValueError(
+                f"worlds must name worlds with a smoke and a full profile, from "
+                f"{', '.join(map(repr, PROFILES))}; got {w!r}"
+            )
         smoke, full = PROFILES[w]["smoke"], PROFILES[w]["full"]
         for f in dataclasses.fields(smoke):
             a, b = getattr(smoke, f.name), getattr(full, f.name)

@@ -17,6 +17,7 @@ something about lingering memories, and each has a function here, with its rule 
 
 Intervals over composites are cluster bootstraps by source photo (``stats.cluster_bootstrap_ci``).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -32,8 +33,19 @@ from ._validation import check_int_range, check_range
 from .models import as_generator
 from .training import predict
 
-__all__ = ["composite_clusters", "SURVIVAL_RATIO", "NEUTRAL_RATIO", "class_probability", "source_survival", "neutral_check", "faithfulness", "describe",
-           "delete_pixels", "deletion_test", "deletion_summary"]
+__all__ = [
+    "composite_clusters",
+    "SURVIVAL_RATIO",
+    "NEUTRAL_RATIO",
+    "class_probability",
+    "source_survival",
+    "neutral_check",
+    "faithfulness",
+    "describe",
+    "delete_pixels",
+    "deletion_test",
+    "deletion_summary",
+]
 
 #: a class survives the overlay when M^s's mean p(c_s) on its composites is at least this share of
 #: its mean p(c_s) on the same source images alone
@@ -50,8 +62,14 @@ def composite_clusters(audit: object, comp: object) -> np.ndarray:
     return np.asarray([groups[i] for i in idx], dtype=object) if groups is not None else idx.astype(object)
 
 
-def class_probability(model: nn.Module, images: Tensor, classes: Tensor, *, device: torch.device | None = None,
-                      batch_size: int | None = None) -> Tensor:
+def class_probability(
+    model: nn.Module,
+    images: Tensor,
+    classes: Tensor,
+    *,
+    device: torch.device | None = None,
+    batch_size: int | None = None,
+) -> Tensor:
     """``softmax(model(x_i))[classes_i]`` for every image (CPU, float64; ``batch_size`` as in
     :func:`lingerlab.training.predict`)."""
     logits, _ = predict(model, images, device=device, batch_size=batch_size)
@@ -79,14 +97,21 @@ def source_survival(audit: object, composites: object, ratio: float = SURVIVAL_R
     p_alone = class_probability(ms, src, cs, device=audit.device)  # type: ignore[attr-defined]
     p_comp = class_probability(ms, comp.images, cs, device=audit.device)  # type: ignore[attr-defined]
     names = list(audit.world.source_classes)  # type: ignore[attr-defined]
-    frame = pd.DataFrame({"source_class": cs.numpy(), "source_name": [names[int(c)] for c in cs],
-                          "p_alone": p_alone.numpy(), "p_composite": p_comp.numpy()})
+    frame = pd.DataFrame(
+        {
+            "source_class": cs.numpy(),
+            "source_name": [names[int(c)] for c in cs],
+            "p_alone": p_alone.numpy(),
+            "p_composite": p_comp.numpy(),
+        }
+    )
     out = _per_class(frame, ["p_alone", "p_composite"])
     out["ratio"] = out["p_composite"] / out["p_alone"].where(out["p_alone"] > 0)
     out["survives"] = out["ratio"] >= ratio
     clusters = composite_clusters(audit, comp)
-    out.attrs["overall"] = {k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000)
-                            for k in ("p_alone", "p_composite")}
+    out.attrs["overall"] = {
+        k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_alone", "p_composite")
+    }
     return out
 
 
@@ -101,15 +126,22 @@ def neutral_check(audit: object, composites: object, neutral: object, ratio: flo
     p_comp = class_probability(ms, composites.images, cs, device=audit.device)  # type: ignore[attr-defined]
     p_neu = class_probability(ms, neutral.images, cs, device=audit.device)  # type: ignore[attr-defined]
     names = list(audit.world.source_classes)  # type: ignore[attr-defined]
-    frame = pd.DataFrame({"source_class": cs.numpy(), "source_name": [names[int(c)] for c in cs],
-                          "p_composite": p_comp.numpy(), "p_neutral": p_neu.numpy()})
+    frame = pd.DataFrame(
+        {
+            "source_class": cs.numpy(),
+            "source_name": [names[int(c)] for c in cs],
+            "p_composite": p_comp.numpy(),
+            "p_neutral": p_neu.numpy(),
+        }
+    )
     out = _per_class(frame, ["p_composite", "p_neutral"])
     out["chance"] = 1.0 / len(names)
     out["ratio"] = out["p_neutral"] / out["chance"]
     out["neutral"] = out["ratio"] <= ratio
     clusters = composite_clusters(audit, composites)
-    out.attrs["overall"] = {k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000)
-                            for k in ("p_composite", "p_neutral")}
+    out.attrs["overall"] = {
+        k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_composite", "p_neutral")
+    }
     return out
 
 
@@ -119,7 +151,9 @@ def delete_pixels(images: Tensor, order_scores: Tensor, frac: float) -> Tensor:
     check_range("frac", frac, 0, 1, lo_open=True, hi_open=True)
     n, _, h, w = images.shape
     if order_scores.shape != (n, h, w):
-        raise ValueError(f"order_scores must have shape {(n, h, w)} (one score per pixel); got {tuple(order_scores.shape)}")
+        raise ValueError(
+            f"order_scores must have shape {(n, h, w)} (one score per pixel); got {tuple(order_scores.shape)}"
+        )
     k = max(1, int(round(frac * h * w)))
     top = torch.topk(order_scores.reshape(n, -1).float(), k, dim=1).indices
     mask = torch.zeros(n, h * w, dtype=torch.bool, device=images.device)
@@ -129,13 +163,22 @@ def delete_pixels(images: Tensor, order_scores: Tensor, frac: float) -> Tensor:
     return torch.where(mask, fill, images)
 
 
-def deletion_test(model: nn.Module, images: Tensor, maps: Tensor, targets: Tensor | Sequence[int], *,
-                  frac: float = 0.2, generator: torch.Generator | int | None = 0,
-                  device: torch.device | None = None, batch_size: int | None = None) -> pd.DataFrame:
+def deletion_test(
+    model: nn.Module,
+    images: Tensor,
+    maps: Tensor,
+    targets: Tensor | Sequence[int],
+    *,
+    frac: float = 0.2,
+    generator: torch.Generator | int | None = 0,
+    device: torch.device | None = None,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
     """The deletion test of one model's maps: per image, ``p`` (the model's probability of
     ``targets`` on the intact image), ``p_top`` (after deleting the ``frac`` share of pixels the map
     ranks highest), ``p_random`` (after deleting the ``frac`` share that the map of another image,
-    drawn from ``generator``, ranks highest: a random region of the same shape statistics), and the drops of the score ``log p`` (the log-probability, so that a confident
+    drawn from ``generator``, ranks highest: a random region of the same shape statistics), and the drops of the
+    score ``log p`` (the log-probability, so that a confident
     model's saturated probability still shows a change): ``drop_top = log p - log p_top``,
     ``drop_random = log p - log p_random`` and ``gain = drop_top - drop_random``. A faithful map has
     ``gain > 0`` on average."""
@@ -164,22 +207,37 @@ def deletion_test(model: nn.Module, images: Tensor, maps: Tensor, targets: Tenso
     p_top = class_probability(model, delete_pixels(images, maps, frac), t, device=device, batch_size=batch_size)
     p_rand = class_probability(model, delete_pixels(images, noise, frac), t, device=device, batch_size=batch_size)
     log = lambda v: torch.log(v.clamp(min=1e-12))  # noqa: E731
-    return pd.DataFrame({"p": p.numpy(), "p_top": p_top.numpy(), "p_random": p_rand.numpy(),
-                         "drop_top": (log(p) - log(p_top)).numpy(), "drop_random": (log(p) - log(p_rand)).numpy(),
-                         "gain": (log(p_rand) - log(p_top)).numpy()})
+    return pd.DataFrame(
+        {
+            "p": p.numpy(),
+            "p_top": p_top.numpy(),
+            "p_random": p_rand.numpy(),
+            "drop_top": (log(p) - log(p_top)).numpy(),
+            "drop_random": (log(p) - log(p_rand)).numpy(),
+            "gain": (log(p_rand) - log(p_top)).numpy(),
+        }
+    )
 
 
-def deletion_summary(rows: pd.DataFrame, clusters: Sequence[object] | np.ndarray, *, n_boot: int = 2000,
-                     seed: int = 0) -> dict[str, float]:
+def deletion_summary(
+    rows: pd.DataFrame, clusters: Sequence[object] | np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, float]:
     """Mean ``drop_top``, ``drop_random`` and ``gain`` of :func:`deletion_test` rows, the gain's
     cluster-bootstrap 95% interval (by source photo) and ``faithful`` (the interval's lower end > 0)."""
     gain, lo, hi = _stats.cluster_bootstrap_ci(rows["gain"].to_numpy(float), list(clusters), n_boot=n_boot, seed=seed)
-    return {"drop_top": float(rows["drop_top"].mean()), "drop_random": float(rows["drop_random"].mean()),
-            "gain": gain, "gain_ci_lo": lo, "gain_ci_hi": hi, "faithful": bool(lo > 0)}
+    return {
+        "drop_top": float(rows["drop_top"].mean()),
+        "drop_random": float(rows["drop_random"].mean()),
+        "gain": gain,
+        "gain_ci_lo": lo,
+        "gain_ci_hi": hi,
+        "faithful": bool(lo > 0),
+    }
 
 
-def faithfulness(audit: object, arms: dict[str, str], seeds: Sequence[int], composites: object, *,
-                 frac: float = 0.2) -> pd.DataFrame:
+def faithfulness(
+    audit: object, arms: dict[str, str], seeds: Sequence[int], composites: object, *, frac: float = 0.2
+) -> pd.DataFrame:
     """The deletion test on ``composites`` for M^s (maps for c_s, seed-free) and every arm of ``arms``
     (label -> arm name) and seed (maps for the pasted target class): one row per (model, seed) with
     :func:`deletion_summary`. The random deletions are seeded by the model's training seed."""
@@ -192,8 +250,15 @@ def faithfulness(audit: object, arms: dict[str, str], seeds: Sequence[int], comp
     for label, arm, s, t in jobs:
         model = audit.model(arm, s)  # type: ignore[attr-defined]
         maps = audit.maps(model, comp, t)  # type: ignore[attr-defined]
-        d = deletion_test(model, comp.images, maps, t, frac=frac, generator=10_000 + int(s),  # type: ignore[attr-defined]
-                          device=audit.device)  # type: ignore[attr-defined]
+        d = deletion_test(
+            model,
+            comp.images,
+            maps,
+            t,
+            frac=frac,
+            generator=10_000 + int(s),  # type: ignore[attr-defined]
+            device=audit.device,
+        )  # type: ignore[attr-defined]
         rows.append({"model": label, "seed": s, **deletion_summary(d, clusters, seed=int(s))})
     return pd.DataFrame(rows)
 
@@ -207,15 +272,23 @@ def describe(survival: pd.DataFrame, neutral: pd.DataFrame, faith: pd.DataFrame)
     hidden = ", ".join(survival.loc[~survival["survives"], "source_name"].astype(str).tolist()) or "none"
     s_over = survival.attrs.get("overall", {})
     p_alone, p_comp = s_over.get("p_alone", (np.nan,) * 3), s_over.get("p_composite", (np.nan,) * 3)
-    lines = [f"- **The source object survives the overlay** in {kept} of {n} source-only classes "
-             f"(M^s's mean p(c_s): {p_alone[0]:.3f} [{p_alone[1]:.3f}, {p_alone[2]:.3f}] on the source images alone, "
-             f"{p_comp[0]:.3f} [{p_comp[1]:.3f}, {p_comp[2]:.3f}] on the composites; 95% cluster-bootstrap intervals). "
-             f"Hidden: {hidden}." + (" Eq. 4 then compares maps of composites in which M^s itself no longer sees the "
-                                     "source object, so a null result there says little about lingering memories."
-                                     if kept < n / 2 else "")]
+    lines = [
+        f"- **The source object survives the overlay** in {kept} of {n} source-only classes "
+        f"(M^s's mean p(c_s): {p_alone[0]:.3f} [{p_alone[1]:.3f}, {p_alone[2]:.3f}] on the source images alone, "
+        f"{p_comp[0]:.3f} [{p_comp[1]:.3f}, {p_comp[2]:.3f}] on the composites; 95% cluster-bootstrap intervals). "
+        f"Hidden: {hidden}."
+        + (
+            " Eq. 4 then compares maps of composites in which M^s itself no longer sees the "
+            "source object, so a null result there says little about lingering memories."
+            if kept < n / 2
+            else ""
+        )
+    ]
     chance = float(neutral["chance"].iloc[0]) if len(neutral) else float("nan")
-    lines.append(f"- **The blurred control is neutral** (M^s's p(c_s) at most {NEUTRAL_RATIO:g} x chance, "
-                 f"{chance:.3g}) in {int(neutral['neutral'].sum())} of {len(neutral)} classes.")
+    lines.append(
+        f"- **The blurred control is neutral** (M^s's p(c_s) at most {NEUTRAL_RATIO:g} x chance, "
+        f"{chance:.3g}) in {int(neutral['neutral'].sum())} of {len(neutral)} classes."
+    )
     models = faith[faith["model"] != "M^s"]
     per_model = models.groupby("model", sort=False)["faithful"].agg(["sum", "size"])
     parts = "; ".join(f"{m}: {int(r['sum'])} of {int(r['size'])} seeds" for m, r in per_model.iterrows())

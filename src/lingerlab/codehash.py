@@ -2,6 +2,7 @@
 ``lingerlab`` module it imports, transitively, from their ASTs with docstrings removed (comments and
 formatting never reach an AST), so an edit that changes what code computes changes the hash and an
 edit of its documentation does not."""
+
 from __future__ import annotations
 
 import ast
@@ -15,12 +16,13 @@ from typing import Any, Iterable
 
 __all__ = ["code_hash"]
 
-_PKG = __name__.rpartition(".")[0] or __name__          # "lingerlab"
-_PKG_DIR = Path(__file__).resolve().parent               # where its modules live (no import needed)
+_PKG = __name__.rpartition(".")[0] or __name__  # "lingerlab"
+_PKG_DIR = Path(__file__).resolve().parent  # where its modules live (no import needed)
 
 # --------------------------------------------------------------------------------------------
 # code identity
 # --------------------------------------------------------------------------------------------
+
 
 def _in_pkg(name: str | None) -> bool:
     return isinstance(name, str) and (name == _PKG or name.startswith(_PKG + "."))
@@ -45,8 +47,12 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:]
     return tree
 
@@ -86,11 +92,16 @@ def _resolve_imports(name: str, is_pkg: bool, tree: ast.AST) -> set[str]:
                 up = node.level - 1
                 if up > len(package) - 1:
                     continue  # above the top-level package
-                parts = package[:len(package) - up] if up else package
+                parts = package[: len(package) - up] if up else package
                 base = ".".join(parts + ([node.module] if node.module else []))
             add(base, [a.name for a in node.names])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _in_pkg(node.value) \
-                and node.value != _PKG and _module_file(node.value) is not None:
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _in_pkg(node.value)
+            and node.value != _PKG
+            and _module_file(node.value) is not None
+        ):
             out.add(node.value)  # importlib.import_module("lingerlab.worlds.shapes") registries
     out.discard(name)
     return out
@@ -130,10 +141,16 @@ def _target_module(target: Any) -> str | None:
     while isinstance(target, functools.partial):
         target = target.func
     target = getattr(target, "__func__", target)  # bound methods, classmethod/staticmethod objects
-    if not (inspect.isfunction(target) or inspect.isclass(target) or inspect.isbuiltin(target)
-            or inspect.ismethoddescriptor(target) or callable(target)):
-        raise TypeError(f"code_hash targets are modules, module names or functions/classes; got "
-                        f"{type(target).__qualname__}")
+    if not (
+        inspect.isfunction(target)
+        or inspect.isclass(target)
+        or inspect.isbuiltin(target)
+        or inspect.ismethoddescriptor(target)
+        or callable(target)
+    ):
+        raise TypeError(
+            f"code_hash targets are modules, module names or functions/classes; got {type(target).__qualname__}"
+        )
     mod = getattr(target, "__module__", None)
     if not isinstance(mod, str) and not inspect.isclass(target):
         mod = getattr(type(target), "__module__", None)  # a callable instance: its class's module
@@ -221,5 +238,3 @@ def _code_targets(compute: Any) -> list[Any]:
     if not _in_pkg(mod):
         targets.extend(sorted(_referenced_modules(compute)))
     return targets
-
-

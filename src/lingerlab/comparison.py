@@ -26,6 +26,7 @@ and wrong more often than a model trained from scratch, M^b. Three things make t
 ``compare(audit)`` returns one tidy row per (arm, measure); ``verdict(table)`` says per measure and
 baseline whether the paper's ordering (M^t worse than M^b) holds, with the numbers.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -53,11 +54,35 @@ from .distraction import distraction_with_null, paired_test
 from .checks import composite_clusters
 from .models import as_generator
 
-__all__ = ["FairTest", "fair_test", "summarize", "headline", "findings", "smallest_p", "claims",
-           "COVERAGE_CLAIMS", "recipe_table", "describe", "subset_per_seed",
-           "composite_clusters", "SUBSETS", "FAMILY_MEASURES", "MARGINS",
-           "CONTRAST_MEASURES", "DEFAULT_ARMS", "MEASURES", "WORSE_IF", "default_arms", "control_sets", "controls", "per_seed",
-           "by_class", "compare", "verdict", "model_level_test"]
+__all__ = [
+    "FairTest",
+    "fair_test",
+    "summarize",
+    "headline",
+    "findings",
+    "smallest_p",
+    "claims",
+    "COVERAGE_CLAIMS",
+    "recipe_table",
+    "describe",
+    "subset_per_seed",
+    "composite_clusters",
+    "SUBSETS",
+    "FAMILY_MEASURES",
+    "MARGINS",
+    "CONTRAST_MEASURES",
+    "DEFAULT_ARMS",
+    "MEASURES",
+    "WORSE_IF",
+    "default_arms",
+    "control_sets",
+    "controls",
+    "per_seed",
+    "by_class",
+    "compare",
+    "verdict",
+    "model_level_test",
+]
 
 ArmSpec = Union[str, Recipe, Callable[[int], nn.Module]]
 
@@ -78,9 +103,9 @@ MEASURES: dict[str, tuple[str, str]] = {
 WORSE_IF = {k: v[1] for k, v in MEASURES.items()}
 
 _BASELINE = {
-    "M^t": "fine-tuned M^s on D^t (the world's recipe \"M^t\")",
+    "M^t": 'fine-tuned M^s on D^t (the world\'s recipe "M^t")',
     "M^b (same data)": "the reference's recipe from random weights: same images, augmentation and steps",
-    "M^b (competent)": "scratch, the world's competent recipe \"M^b\"",
+    "M^b (competent)": 'scratch, the world\'s competent recipe "M^b"',
     "M^b (matched acc)": "scratch, competent recipe on fewer images, val acc matched to M^t",
 }
 
@@ -101,13 +126,17 @@ def _shared_pool(audit: Audit) -> list[int]:
     v = audit.counts()
     F = set(audit.source_only().tolist())
     with_images = set(audit.source_labels().unique().tolist())
-    order = [int(c) for c in torch.argsort(v, descending=True, stable=True).tolist()
-             if int(c) not in F and int(c) in with_images]
+    order = [
+        int(c)
+        for c in torch.argsort(v, descending=True, stable=True).tolist()
+        if int(c) not in F and int(c) in with_images
+    ]
     return order[:4]
 
 
-def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_seed: int = 0,
-                 neutral: str = "blur") -> dict[str, Composites]:
+def control_sets(
+    audit: Audit, classes: Iterable[int] | None = None, composites_seed: int = 0, neutral: str = "blur"
+) -> dict[str, Composites]:
     """The three paired image sets: ``source_only`` (= ``audit.composites``), ``neutral`` and ``shared``:
     the same target patches at the same places, pasted on a ``neutral_backgrounds(kind=neutral)``
     version of each source image and on a (seeded) image of a shared class. Cached by the audit.
@@ -119,9 +148,13 @@ def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_
     comp = audit.composites(classes, composites_seed)
     pool = _shared_pool(audit)
     if not pool:
-        warnings.warn("no source class outside F (v(c) > v_lo) has images in the source data: the shared-class "
-                      "control is not available (err_shared is NaN); add source images of a class the target "
-                      "data show to measure it", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "no source class outside F (v(c) > v_lo) has images in the source data: the shared-class "
+            "control is not available (err_shared is NaN); add source images of a class the target "
+            "data show to measure it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def compute() -> dict[str, Composites]:
         src, _ = gather(audit.world.source_data, comp.source_index.tolist())
@@ -164,8 +197,10 @@ def _arm_specs(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None)
     known = set(audit.zoo.names())
     for name, spec in specs.items():
         if isinstance(spec, str) and spec not in known:
-            raise ValueError(f"arms: unknown arm {spec!r}; known: {', '.join(sorted(known))} "
-                             "(or pass a mapping name -> callable(seed) -> nn.Module)")
+            raise ValueError(
+                f"arms: unknown arm {spec!r}; known: {', '.join(sorted(known))} "
+                "(or pass a mapping name -> callable(seed) -> nn.Module)"
+            )
     return specs
 
 
@@ -191,9 +226,15 @@ def _fine_tuned(audit: Audit, spec: ArmSpec) -> bool:
         return False
 
 
-def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None, seeds: Sequence[int] = (0, 1, 2),
-             classes: Iterable[int] | None = None, composites_seed: int = 0, neutral: str = "blur",
-             reference: str | None = None) -> pd.DataFrame:
+def controls(
+    audit: Audit,
+    arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    classes: Iterable[int] | None = None,
+    composites_seed: int = 0,
+    neutral: str = "blur",
+    reference: str | None = None,
+) -> pd.DataFrame:
     """One row per (arm, seed, composite): correctness on the three paired sets, the flip, Eq. 4 and
     its per-class null (shuffled pairs within the source class) on the source-only composite.
 
@@ -218,24 +259,39 @@ def controls(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = 
     clusters = composite_clusters(audit, comp)
     tuned = {arm: _fine_tuned(audit, spec) for arm, spec in specs.items()}
     frames, acc = [], {}
-    ref_L = {seed: _lingering_of(audit, _resolve(audit, ref, specs[ref], seed), seed) if tuned[ref] else set()
-             for seed in seed_list}
+    ref_L = {
+        seed: _lingering_of(audit, _resolve(audit, ref, specs[ref], seed), seed) if tuned[ref] else set()
+        for seed in seed_list
+    }
     for arm, spec in specs.items():
         for seed in seed_list:
             model = _resolve(audit, arm, spec, seed)
             correct = {k: (audit.logits(model, s.images).argmax(1) == y).numpy() for k, s in sets.items()}
-            d, null = distraction_with_null(audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed,
-                                            groups=cs)
+            d, null = distraction_with_null(
+                audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed, groups=cs
+            )
             acc[(arm, seed)] = audit.accuracy(model)
             L = _lingering_of(audit, model, seed) if tuned[arm] and arm != ref else ref_L[seed]
-            frames.append(pd.DataFrame({
-                "arm": arm, "seed": seed, "composite": np.arange(len(comp)), "source_class": cs.numpy(),
-                "source_name": [names[int(c)] for c in cs], "cluster": clusters,
-                "in_L": np.isin(cs.numpy(), sorted(L)), "target_label": y.numpy(),
-                "correct_source_only": correct["source_only"], "correct_neutral": correct["neutral"],
-                "correct_shared": correct["shared"] if "shared" in correct else np.full(len(comp), np.nan),
-                "flip": correct["neutral"] & ~correct["source_only"],
-                "distraction": d.double().numpy(), "null": null.double().numpy()}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "composite": np.arange(len(comp)),
+                        "source_class": cs.numpy(),
+                        "source_name": [names[int(c)] for c in cs],
+                        "cluster": clusters,
+                        "in_L": np.isin(cs.numpy(), sorted(L)),
+                        "target_label": y.numpy(),
+                        "correct_source_only": correct["source_only"],
+                        "correct_neutral": correct["neutral"],
+                        "correct_shared": correct["shared"] if "shared" in correct else np.full(len(comp), np.nan),
+                        "flip": correct["neutral"] & ~correct["source_only"],
+                        "distraction": d.double().numpy(),
+                        "null": null.double().numpy(),
+                    }
+                )
+            )
     out = pd.concat(frames, ignore_index=True)
     out.attrs["target_acc"] = acc
     out.attrs["reference"] = ref
@@ -254,8 +310,10 @@ def _reference(audit: Audit, specs: Mapping[str, ArmSpec], reference: str | None
         return spec.comparison_reference
     tuned = [a for a, sp in specs.items() if _fine_tuned(audit, sp)]
     if not tuned:
-        raise ValueError(f"reference: none of the arms {list(specs)} is fine-tuned from M^s and the world's "
-                         f"reference {spec.comparison_reference!r} is not among them; pass reference=")
+        raise ValueError(
+            f"reference: none of the arms {list(specs)} is fine-tuned from M^s and the world's "
+            f"reference {spec.comparison_reference!r} is not among them; pass reference="
+        )
     return tuned[0]
 
 
@@ -266,16 +324,19 @@ def _lingering_of(audit: Audit, model: nn.Module, seed: int) -> set[int]:
 
 def _composite_values(ctl: pd.DataFrame) -> pd.DataFrame:
     """Per-composite values of every composite-level measure (same rows as ``ctl``)."""
-    return pd.DataFrame({
-        "err_source_only": (~ctl["correct_source_only"]).astype(float),
-        "err_neutral": (~ctl["correct_neutral"]).astype(float),
-        "err_shared": 1.0 - ctl["correct_shared"].astype(float),  # NaN where no shared control exists
-        "excess_error": ctl["correct_neutral"].astype(float) - ctl["correct_source_only"].astype(float),
-        "flip_rate": ctl["flip"].astype(float),
-        "distraction": ctl["distraction"].astype(float),
-        "distraction_null": ctl["null"].astype(float),
-        "distraction_excess": ctl["distraction"].astype(float) - ctl["null"].astype(float),
-    }, index=ctl.index)
+    return pd.DataFrame(
+        {
+            "err_source_only": (~ctl["correct_source_only"]).astype(float),
+            "err_neutral": (~ctl["correct_neutral"]).astype(float),
+            "err_shared": 1.0 - ctl["correct_shared"].astype(float),  # NaN where no shared control exists
+            "excess_error": ctl["correct_neutral"].astype(float) - ctl["correct_source_only"].astype(float),
+            "flip_rate": ctl["flip"].astype(float),
+            "distraction": ctl["distraction"].astype(float),
+            "distraction_null": ctl["null"].astype(float),
+            "distraction_excess": ctl["distraction"].astype(float) - ctl["null"].astype(float),
+        },
+        index=ctl.index,
+    )
 
 
 def per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
@@ -285,8 +346,11 @@ def per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
     vals[["arm", "seed"]] = ctl[["arm", "seed"]]
     g = vals.groupby(["arm", "seed"], sort=False)
     mean = g.mean()
-    se = g.agg(lambda s: float(np.nanstd(s, ddof=1) / math.sqrt(max(1, s.notna().sum()))) if s.notna().sum() > 1
-               else float("nan")).add_prefix("se_")
+    se = g.agg(
+        lambda s: (
+            float(np.nanstd(s, ddof=1) / math.sqrt(max(1, s.notna().sum()))) if s.notna().sum() > 1 else float("nan")
+        )
+    ).add_prefix("se_")
     out = mean.join(se)
     acc = ctl.attrs.get("target_acc", {})
     out.insert(0, "target_acc", [acc.get(ix, float("nan")) for ix in out.index])
@@ -309,8 +373,11 @@ def model_level_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]
     With 3 + 3 seeds the smallest attainable permutation p-value is 0.1."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
-    out = {"diff": float(x.mean() - y.mean()) if len(x) and len(y) else float("nan"),
-           "p_welch": float("nan"), "p_perm": float("nan")}
+    out = {
+        "diff": float(x.mean() - y.mean()) if len(x) and len(y) else float("nan"),
+        "p_welch": float("nan"),
+        "p_perm": float("nan"),
+    }
     if len(x) < 1 or len(y) < 1:
         return out
     scale = max(1.0, float(np.abs(np.concatenate([x, y])).max()))
@@ -338,16 +405,26 @@ def _t_interval(v: np.ndarray, level: float) -> tuple[float, float]:
     return float(v.mean() - half), float(v.mean() + half)
 
 
-def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None, seeds: Sequence[int] = (0, 1, 2),
-            *, reference: str | None = None, classes: Iterable[int] | None = None, composites_seed: int = 0,
-            neutral: str = "blur", level: float = 0.95, n_perm: int = 5000) -> pd.DataFrame:
+def compare(
+    audit: Audit,
+    arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    reference: str | None = None,
+    classes: Iterable[int] | None = None,
+    composites_seed: int = 0,
+    neutral: str = "blur",
+    level: float = 0.95,
+    n_perm: int = 5000,
+) -> pd.DataFrame:
     """The comparison table: one row per (arm, measure) of :data:`MEASURES`.
 
     Columns: ``arm, measure, mean`` (over seeds of the per-seed mean), ``ci_lo, ci_hi`` (a
     ``level`` t-interval over seeds: the spread between *models*), ``min, max, sd_seeds``,
     ``se_composites`` (mean over seeds of the standard error over composites: the spread between
     *composites*), ``n_seeds, n_composites, values`` (per-seed values, in ``seeds`` order),
-    and against ``reference`` (default: the world's ``spec.comparison_reference``): ``diff_vs_ref`` (reference minus arm), ``p_welch`` and
+    and against ``reference`` (default: the world's ``spec.comparison_reference``): ``diff_vs_ref`` (reference minus
+    arm), ``p_welch`` and
     ``p_perm`` (model level, see :func:`model_level_test`), ``p_composite`` (paired sign-flip test
     over composites of the seed-averaged per-composite values; NaN for ``target_acc``), and
     ``baseline`` (what the arm is). ``arms``: names known to the audit, or a mapping name ->
@@ -372,14 +449,25 @@ def compare(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = N
                 v = sub[measure].to_numpy(dtype=float)
                 lo, hi = _t_interval(v, level)
                 row: dict[str, Any] = {
-                    "arm": arm, "measure": measure, "mean": float(np.nanmean(v)), "ci_lo": lo, "ci_hi": hi,
-                    "min": float(np.nanmin(v)), "max": float(np.nanmax(v)),
+                    "arm": arm,
+                    "measure": measure,
+                    "mean": float(np.nanmean(v)),
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "min": float(np.nanmin(v)),
+                    "max": float(np.nanmax(v)),
                     "sd_seeds": float(np.nanstd(v, ddof=1)) if len(v) > 1 else float("nan"),
-                    "se_composites": float(np.nanmean(sub[f"se_{measure}"])) if f"se_{measure}" in sub else float("nan"),
-                    "n_seeds": len(v), "n_composites": int(sub["n_composites"].iloc[0]),
+                    "se_composites": float(np.nanmean(sub[f"se_{measure}"]))
+                    if f"se_{measure}" in sub
+                    else float("nan"),
+                    "n_seeds": len(v),
+                    "n_composites": int(sub["n_composites"].iloc[0]),
                     "values": tuple(float(x) for x in v),
-                    "diff_vs_ref": float("nan"), "p_welch": float("nan"), "p_perm": float("nan"),
-                    "p_composite": float("nan"), "baseline": _BASELINE.get(arm, "remedy / user arm"),
+                    "diff_vs_ref": float("nan"),
+                    "p_welch": float("nan"),
+                    "p_perm": float("nan"),
+                    "p_composite": float("nan"),
+                    "baseline": _BASELINE.get(arm, "remedy / user arm"),
                 }
                 if arm != reference:
                     test = model_level_test(ref[measure].to_numpy(dtype=float), v)
@@ -421,17 +509,29 @@ def verdict(table: pd.DataFrame, reference: str | None = None, alpha: float = 0.
             holds = bool(sign * diff > 0)
             p_w = float(b.loc[measure, "p_welch"])
             sig = bool(holds and not math.isnan(p_w) and p_w < alpha)
-            word = ("not measured" if math.isnan(diff) else "holds" if holds
-                    else "tie" if diff == 0 else "reversed")
-            detail = (f"{ref} {r.loc[measure, 'mean']:.3f} vs {arm} {b.loc[measure, 'mean']:.3f} "
-                      f"(diff {diff:+.3f}; p_welch {p_w:.3g}, p_perm {float(b.loc[measure, 'p_perm']):.3g}, "
-                      f"p_composite {float(b.loc[measure, 'p_composite']):.3g})")
-            rows.append({"baseline": arm, "measure": measure, "worse_if": worse,
-                         "reference_mean": float(r.loc[measure, "mean"]), "baseline_mean": float(b.loc[measure, "mean"]),
-                         "diff": diff, "holds": holds, "every_seed": every, "p_welch": p_w,
-                         "p_perm": float(b.loc[measure, "p_perm"]), "p_composite": float(b.loc[measure, "p_composite"]),
-                         "significant": sig,
-                         "summary": f"{word}{' in every seed' if every else ''}{', significant' if sig else ''}: {detail}"})
+            word = "not measured" if math.isnan(diff) else "holds" if holds else "tie" if diff == 0 else "reversed"
+            detail = (
+                f"{ref} {r.loc[measure, 'mean']:.3f} vs {arm} {b.loc[measure, 'mean']:.3f} "
+                f"(diff {diff:+.3f}; p_welch {p_w:.3g}, p_perm {float(b.loc[measure, 'p_perm']):.3g}, "
+                f"p_composite {float(b.loc[measure, 'p_composite']):.3g})"
+            )
+            rows.append(
+                {
+                    "baseline": arm,
+                    "measure": measure,
+                    "worse_if": worse,
+                    "reference_mean": float(r.loc[measure, "mean"]),
+                    "baseline_mean": float(b.loc[measure, "mean"]),
+                    "diff": diff,
+                    "holds": holds,
+                    "every_seed": every,
+                    "p_welch": p_w,
+                    "p_perm": float(b.loc[measure, "p_perm"]),
+                    "p_composite": float(b.loc[measure, "p_composite"]),
+                    "significant": sig,
+                    "summary": f"{word}{' in every seed' if every else ''}{', significant' if sig else ''}: {detail}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -463,8 +563,11 @@ def subset_per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
     acc = ctl.attrs.get("target_acc", {})
     full = pd.MultiIndex.from_frame(ctl[["arm", "seed"]].drop_duplicates())
     frames = []
-    for subset, rows in (("L", ctl["in_L"].to_numpy(bool)), ("F \\ L", ~ctl["in_L"].to_numpy(bool)),
-                         ("F", np.ones(len(ctl), dtype=bool))):
+    for subset, rows in (
+        ("L", ctl["in_L"].to_numpy(bool)),
+        ("F \\ L", ~ctl["in_L"].to_numpy(bool)),
+        ("F", np.ones(len(ctl), dtype=bool)),
+    ):
         sub = vals[rows]
         g = sub.groupby(["arm", "seed"], sort=False)
         m = g.mean(numeric_only=True).drop(columns="source_class")
@@ -522,10 +625,18 @@ class FairTest:
         """The tests as the book shows them: claim, verdict (with the failed gate or the minimum
         detectable effect), effect [95% interval], one-sided p and its Holm adjustment."""
         t = self.tests
-        return pd.DataFrame({
-            "claim": t["claim"], "verdict": [_verdict_text(r) for r in t.itertuples()],
-            "effect [95% CI]": [f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(t["effect"], t["ci_lo"], t["ci_hi"])],
-            "margin": t["margin"], "p (one-sided)": t["p_perm"].round(4), "p (Holm)": t["p_holm"].round(4)})
+        return pd.DataFrame(
+            {
+                "claim": t["claim"],
+                "verdict": [_verdict_text(r) for r in t.itertuples()],
+                "effect [95% CI]": [
+                    f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(t["effect"], t["ci_lo"], t["ci_hi"])
+                ],
+                "margin": t["margin"],
+                "p (one-sided)": t["p_perm"].round(4),
+                "p (Holm)": t["p_holm"].round(4),
+            }
+        )
 
     def _row(self, arm: str, measure: str, subset: str) -> pd.Series:
         r = self.table[(self.table.arm == arm) & (self.table.measure == measure) & (self.table.subset == subset)]
@@ -553,8 +664,9 @@ def _verdict_text(r: Any) -> str:
     return str(r.verdict)
 
 
-def _class_units(vals: pd.DataFrame, arm: str, measure: str, seeds: Sequence[int],
-                 contrast: bool) -> list[tuple[np.ndarray, ...]]:
+def _class_units(
+    vals: pd.DataFrame, arm: str, measure: str, seeds: Sequence[int], contrast: bool
+) -> list[tuple[np.ndarray, ...]]:
     """Per seed, the class means of ``measure`` for ``arm`` on L (and on F \\ L when ``contrast``)."""
     units = []
     for s_ in seeds:
@@ -571,13 +683,27 @@ def _draw_summary(draws: np.ndarray) -> dict[str, float]:
     if len(d) < 2:
         return dict.fromkeys(("ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se"), float("nan"))
     lo, lo90, hi90, hi = np.quantile(d, [0.025, 0.05, 0.95, 0.975])
-    return {"ci_lo": float(lo), "ci_hi": float(hi), "ci90_lo": float(lo90), "ci90_hi": float(hi90),
-            "se": float(d.std(ddof=1))}
+    return {
+        "ci_lo": float(lo),
+        "ci_hi": float(hi),
+        "ci90_lo": float(lo90),
+        "ci90_hi": float(hi90),
+        "se": float(d.std(ddof=1)),
+    }
 
 
-def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Sequence[str] | None = None,
-              exclude: Iterable[int] = (), gates: Any = None, alpha: float = 0.05, n_boot: int = 4000,
-              seed: int = 0, n_resamples: int = 10_000) -> FairTest:
+def summarize(
+    ctl: pd.DataFrame,
+    *,
+    reference: str | None = None,
+    baselines: Sequence[str] | None = None,
+    exclude: Iterable[int] = (),
+    gates: Any = None,
+    alpha: float = 0.05,
+    n_boot: int = 4000,
+    seed: int = 0,
+    n_resamples: int = 10_000,
+) -> FairTest:
     """The fair test from the rows of :func:`controls` (cheap: no model runs).
 
     The family of tests, one world at a time:
@@ -606,8 +732,9 @@ def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Seq
         ctl = ctl[~ctl["source_class"].isin(excl)].copy()
         ctl.attrs.update(attrs)
         if ctl.empty:
-            raise ValueError(f"exclude removes every source class of the controls ({list(excl)}): nothing is left "
-                             "to test")
+            raise ValueError(
+                f"exclude removes every source class of the controls ({list(excl)}): nothing is left to test"
+            )
     arms = list(dict.fromkeys(ctl["arm"]))
     ref = reference or ctl.attrs.get("reference") or arms[0]
     if ref not in arms:
@@ -629,8 +756,18 @@ def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Seq
                     continue
                 v = sub[measure].to_numpy(dtype=float)
                 mean, lo, hi = _seed_interval(v, n_boot, seed)
-                rows.append({"arm": arm, "subset": subset, "measure": measure, "mean": mean, "ci_lo": lo, "ci_hi": hi,
-                             "n_seeds": int((~np.isnan(v)).sum()), "values": tuple(float(x) for x in v)})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "subset": subset,
+                        "measure": measure,
+                        "mean": mean,
+                        "ci_lo": lo,
+                        "ci_hi": hi,
+                        "n_seeds": int((~np.isnan(v)).sum()),
+                        "values": tuple(float(x) for x in v),
+                    }
+                )
     table = pd.DataFrame(rows)
 
     rng = np.random.default_rng(seed)
@@ -648,51 +785,105 @@ def summarize(ctl: pd.DataFrame, *, reference: str | None = None, baselines: Seq
     for b in base:
         for measure in FAMILY_MEASURES:
             ua, ub = _class_units(vals, ref, measure, seeds, False), _class_units(vals, b, measure, seeds, False)
-            draws = (_stats.hierarchical_bootstrap(ua, n_boot=n_boot, seed=rng)
-                     - _stats.hierarchical_bootstrap(ub, n_boot=n_boot, seed=rng))
+            draws = _stats.hierarchical_bootstrap(ua, n_boot=n_boot, seed=rng) - _stats.hierarchical_bootstrap(
+                ub, n_boot=n_boot, seed=rng
+            )
             a_v, b_v = seed_values(ref, "L", measure), seed_values(b, "L", measure)
             n_a, n_b = int((~np.isnan(a_v)).sum()), int((~np.isnan(b_v)).sum())
-            tests.append({"claim": f"{measure} on L: {ref} > {b}", "kind": "between arms", "reference": ref,
-                          "baseline": b, "measure": measure, "subset": "L", "effect": effect_of(ua) - effect_of(ub),
-                          **_draw_summary(draws),
-                          "p_perm": _stats.permutation_p(a_v, b_v, alternative="greater", seed=rng),
-                          "p_against": _stats.permutation_p(a_v, b_v, alternative="less", seed=rng),
-                          "p_floor": 1.0 / math.comb(n_a + n_b, n_a) if n_a and n_b else 1.0,
-                          "n_reference": n_a, "n_baseline": n_b})
+            tests.append(
+                {
+                    "claim": f"{measure} on L: {ref} > {b}",
+                    "kind": "between arms",
+                    "reference": ref,
+                    "baseline": b,
+                    "measure": measure,
+                    "subset": "L",
+                    "effect": effect_of(ua) - effect_of(ub),
+                    **_draw_summary(draws),
+                    "p_perm": _stats.permutation_p(a_v, b_v, alternative="greater", seed=rng),
+                    "p_against": _stats.permutation_p(a_v, b_v, alternative="less", seed=rng),
+                    "p_floor": 1.0 / math.comb(n_a + n_b, n_a) if n_a and n_b else 1.0,
+                    "n_reference": n_a,
+                    "n_baseline": n_b,
+                }
+            )
     r_ctl = ctl[ctl["arm"] == ref]
     r_vals = vals[vals["arm"] == ref]
     for measure in CONTRAST_MEASURES:
         units = _class_units(vals, ref, measure, seeds, True)
         draws = _stats.hierarchical_bootstrap(units, n_boot=n_boot, seed=rng)
         n = sum(1 for u in units if all(len(g) for g in u))
-        args = (r_vals[measure].to_numpy(float), r_ctl["source_class"].to_numpy(), r_ctl["in_L"].to_numpy(bool),
-                r_ctl["seed"].to_numpy())
+        args = (
+            r_vals[measure].to_numpy(float),
+            r_ctl["source_class"].to_numpy(),
+            r_ctl["in_L"].to_numpy(bool),
+            r_ctl["seed"].to_numpy(),
+        )
         _, p = _stats.group_permutation_p(*args, alternative="greater", n_resamples=n_resamples, seed=rng)
         _, p_against = _stats.group_permutation_p(*args, alternative="less", n_resamples=n_resamples, seed=rng)
-        tests.append({"claim": f"{measure} of {ref}: L > F \\ L", "kind": "within model", "reference": ref,
-                      "baseline": ref, "measure": measure, "subset": "L vs F \\ L", "effect": effect_of(units),
-                      **_draw_summary(draws), "p_perm": p, "p_against": p_against, "p_floor": 1.0 / (n_resamples + 1),
-                      "n_reference": n, "n_baseline": n})
+        tests.append(
+            {
+                "claim": f"{measure} of {ref}: L > F \\ L",
+                "kind": "within model",
+                "reference": ref,
+                "baseline": ref,
+                "measure": measure,
+                "subset": "L vs F \\ L",
+                "effect": effect_of(units),
+                **_draw_summary(draws),
+                "p_perm": p,
+                "p_against": p_against,
+                "p_floor": 1.0 / (n_resamples + 1),
+                "n_reference": n,
+                "n_baseline": n,
+            }
+        )
     t = pd.DataFrame(tests)
     t["p_holm"] = _stats.holm(t["p_perm"].to_numpy(float))
     t["p_against_holm"] = _stats.holm(t["p_against"].to_numpy(float))
     t["margin"] = [MARGINS[m] for m in t["measure"]]
     m = int(t["p_perm"].notna().sum())
-    t["mde"] = [_stats.minimum_detectable_effect(se, alpha=alpha / max(1, m), p_floor=fl)
-                for se, fl in zip(t["se"], t["p_floor"])]
-    t["gate"] = ["" if gates is None else (gates.failed(r.kind, r.measure, r.reference, r.baseline) or "")
-                 for r in t.itertuples()]
-    t["verdict"] = [_stats.verdict(r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction="higher", alpha=alpha,
-                                   margin=r.margin, ci90=(r.ci90_lo, r.ci90_hi), p_against=r.p_against_holm,
-                                   gate=r.gate or None) for r in t.itertuples()]
-    return FairTest(controls=ctl, per_seed=ps, table=table, tests=t, reference=ref, baselines=base,
-                    excluded=excl, gates=gates)
+    t["mde"] = [
+        _stats.minimum_detectable_effect(se, alpha=alpha / max(1, m), p_floor=fl)
+        for se, fl in zip(t["se"], t["p_floor"])
+    ]
+    t["gate"] = [
+        "" if gates is None else (gates.failed(r.kind, r.measure, r.reference, r.baseline) or "")
+        for r in t.itertuples()
+    ]
+    t["verdict"] = [
+        _stats.verdict(
+            r.effect,
+            r.ci_lo,
+            r.ci_hi,
+            r.p_holm,
+            paper_direction="higher",
+            alpha=alpha,
+            margin=r.margin,
+            ci90=(r.ci90_lo, r.ci90_hi),
+            p_against=r.p_against_holm,
+            gate=r.gate or None,
+        )
+        for r in t.itertuples()
+    ]
+    return FairTest(
+        controls=ctl, per_seed=ps, table=table, tests=t, reference=ref, baselines=base, excluded=excl, gates=gates
+    )
 
 
-def fair_test(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
-              seeds: Sequence[int] = (0, 1, 2, 3, 4), *, reference: str | None = None,
-              baselines: Sequence[str] | None = None, composites_seed: int = 0, neutral: str = "blur",
-              gated: bool = True, alpha: float = 0.05, n_boot: int = 4000) -> FairTest:
+def fair_test(
+    audit: Audit,
+    arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    *,
+    reference: str | None = None,
+    baselines: Sequence[str] | None = None,
+    composites_seed: int = 0,
+    neutral: str = "blur",
+    gated: bool = True,
+    alpha: float = 0.05,
+    n_boot: int = 4000,
+) -> FairTest:
     """The paper's test on one world: :func:`controls` over F for every arm and seed, the survival
     check and the deletion test on the same composites (``checks``), the gates (``gates.evaluate``),
     then :func:`summarize` without the hidden classes, each claim whose gate fails "not testable".
@@ -702,7 +893,9 @@ def fair_test(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None =
     ctl = controls(audit, specs, seeds, None, composites_seed, neutral, reference=reference)
     ref = ctl.attrs["reference"]
     tuned = ctl.attrs.get("fine_tuned", {})
-    base = tuple(baselines) if baselines is not None else tuple(a for a in specs if a != ref and not tuned.get(a, False))
+    base = (
+        tuple(baselines) if baselines is not None else tuple(a for a in specs if a != ref and not tuned.get(a, False))
+    )
     g = None
     if gated:
         comp = audit.composites(seed=composites_seed)
@@ -712,8 +905,12 @@ def fair_test(audit: Audit, arms: Sequence[str] | Mapping[str, ArmSpec] | None =
     return summarize(ctl, reference=ref, baselines=base, gates=g, alpha=alpha, n_boot=n_boot)
 
 
-def recipe_table(audit: Audit, arms: Mapping[str, str] | Sequence[str] | None = None,
-                 seeds: Sequence[int] = (0, 1, 2, 3, 4), reference: str | None = None) -> pd.DataFrame:
+def recipe_table(
+    audit: Audit,
+    arms: Mapping[str, str] | Sequence[str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    reference: str | None = None,
+) -> pd.DataFrame:
     """One row per arm, every difference between arms in the open: its recipe
     (``arms.Recipe.row``: init, training images, augmentation, epochs, optimiser, lr, schedule,
     batch, BatchNorm), the learning-rate search that picked its lr (``arms.Zoo.search``: every
@@ -741,11 +938,18 @@ def recipe_table(audit: Audit, arms: Mapping[str, str] | Sequence[str] | None = 
         row = recipe.row(len(audit.world.target_train))
         row["arm"] = label
         trials = searches[searches["arm"] == recipe.name] if len(searches) else searches
-        row.update({"lr search (val acc, seed 0)": ", ".join(
-                        f"{t.lr:g}: {t.val_acc:.3f}{' (picked)' if t.picked else ''}" for t in trials.itertuples())
-                    or "none (the recipe's own rate)",
-                    "target acc (mean)": round(float(np.mean(acc)), 3),
-                    "target acc (min-max)": f"{min(acc):.3f}-{max(acc):.3f}", "seeds": len(acc), "role": role})
+        row.update(
+            {
+                "lr search (val acc, seed 0)": ", ".join(
+                    f"{t.lr:g}: {t.val_acc:.3f}{' (picked)' if t.picked else ''}" for t in trials.itertuples()
+                )
+                or "none (the recipe's own rate)",
+                "target acc (mean)": round(float(np.mean(acc)), 3),
+                "target acc (min-max)": f"{min(acc):.3f}-{max(acc):.3f}",
+                "seeds": len(acc),
+                "role": role,
+            }
+        )
         row.pop("what it is", None)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -770,8 +974,10 @@ def _evidence(r: Any) -> str:
         return f"the gate {r.gate} fails"
     if r.verdict == "not measured":
         return "the set is empty"
-    text = (f"effect {r.effect:+.3f}, 95% CI [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], one-sided Holm-adjusted p = "
-            f"{r.p_holm:.3g}, {r.n_reference} + {r.n_baseline} seeds")
+    text = (
+        f"effect {r.effect:+.3f}, 95% CI [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], one-sided Holm-adjusted p = "
+        f"{r.p_holm:.3g}, {r.n_reference} + {r.n_baseline} seeds"
+    )
     if r.verdict == "inconclusive":
         text += f"; smallest effect detectable at 80% power {r.mde:.3f}, margin {r.margin:g}"
     elif r.verdict == "does not hold":
@@ -816,19 +1022,28 @@ def smallest_p(n_reference: int, n_baseline: int, alternative: str = "two-sided"
     test's one-sided tests): with fewer relabellings than ``1 / alpha``, no test can reach "holds",
     however large the effect."""
     a = np.arange(int(n_reference), dtype=float)
-    return float(_stats.permutation_p(a + int(n_baseline) + 1e6, np.arange(int(n_baseline), dtype=float),
-                                      alternative=alternative))
+    return float(
+        _stats.permutation_p(
+            a + int(n_baseline) + 1e6, np.arange(int(n_baseline), dtype=float), alternative=alternative
+        )
+    )
 
 
 #: The paper's claims the fair test decides, as rows of the coverage matrix: (kind, measure) ->
 #: (row order, claim, where in the paper).
 COVERAGE_CLAIMS = {
     ("between arms", "err_source_only"): (6, "M^t is wrong more often than a scratch M^b on composites of L", "Fig. 3"),
-    ("between arms", "excess_error"): (7, "... and the source object causes it (excess error over a blurred copy)",
-                                       "Fig. 3, Fig. 1c"),
+    ("between arms", "excess_error"): (
+        7,
+        "... and the source object causes it (excess error over a blurred copy)",
+        "Fig. 3, Fig. 1c",
+    ),
     ("between arms", "flip_rate"): (8, "The source object flips M^t's prediction more often than M^b's", "Fig. 1c"),
-    ("between arms", "distraction_excess"): (9, "M^t is distracted more than M^b (Eq. 4 over L, above its null)",
-                                             "Eq. 4, Fig. 3a"),
+    ("between arms", "distraction_excess"): (
+        9,
+        "M^t is distracted more than M^b (Eq. 4 over L, above its null)",
+        "Eq. 4, Fig. 3a",
+    ),
     ("within model", "distraction_excess"): (10, "M^t is distracted more on L than on F \\ L", "Eq. 4, Fig. 3a"),
 }
 
@@ -845,8 +1060,11 @@ def claims(ft: FairTest, world: str, page: str = "04_distraction", anchor: str =
             continue
         order, text, paper = COVERAGE_CLAIMS[key]
         extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
-        rows.append(coverage.claim(order, text, paper, world, coverage.from_verdict(r.verdict), _evidence(r) + extra,
-                                   page, anchor))
+        rows.append(
+            coverage.claim(
+                order, text, paper, world, coverage.from_verdict(r.verdict), _evidence(r) + extra, page, anchor
+            )
+        )
     return rows
 
 
@@ -856,16 +1074,21 @@ def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> s
     per-class nulls (means over seeds, 95% bootstrap-over-seeds intervals) and the verdict of
     ``stats.verdict`` with its numbers or its failed gate. Markdown, from code (the intro glues it)."""
     base = ft.baselines[0]
-    rows = ft.tests[(ft.tests["kind"] == "between arms") & (ft.tests["measure"] == measure)
-                    & (ft.tests["baseline"] == base)]
+    rows = ft.tests[
+        (ft.tests["kind"] == "between arms") & (ft.tests["measure"] == measure) & (ft.tests["baseline"] == base)
+    ]
     if rows.empty:
-        raise ValueError(f"no between-arms test of measure {measure!r} against {base!r}; "
-                         f"measures tested: {sorted(set(ft.tests['measure']))}")
+        raise ValueError(
+            f"no between-arms test of measure {measure!r} against {base!r}; "
+            f"measures tested: {sorted(set(ft.tests['measure']))}"
+        )
     r = next(rows.itertuples())
     cell = ft.interval
     said = f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}"
     if r.verdict in ("not testable", "not measured"):
         return f"{said}: **{r.verdict}** ({_evidence(r)}){_transfer(ft, base)}."
-    return (f"{said}: **{r.verdict}** (Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
-            f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
-            f"{cell(base, 'distraction_null')}; {_evidence(r)}){_transfer(ft, base)}.")
+    return (
+        f"{said}: **{r.verdict}** (Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
+        f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
+        f"{cell(base, 'distraction_null')}; {_evidence(r)}){_transfer(ft, base)}."
+    )

@@ -3,6 +3,7 @@
 Every composite keeps its overlay mask and box, so attribution can be split into the overlay and
 background parts of Eq. 4 and the same patch can be pasted on control backgrounds (``paste``).
 """
+
 from __future__ import annotations
 
 import math
@@ -82,10 +83,17 @@ def _resize(images: Tensor, height: int, width: int) -> Tensor:
     return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
 
 
-def make_composites(source_images: ImageData, target_images: ImageData, scale: float = 0.4,
-                    generator: torch.Generator | int | None = None, target_labels: Tensor | None = None,
-                    target_index: Tensor | None = None, boxes: Tensor | None = None,
-                    source_labels: Tensor | None = None, batch_size: int = 256) -> Composites:
+def make_composites(
+    source_images: ImageData,
+    target_images: ImageData,
+    scale: float = 0.4,
+    generator: torch.Generator | int | None = None,
+    target_labels: Tensor | None = None,
+    target_index: Tensor | None = None,
+    boxes: Tensor | None = None,
+    source_labels: Tensor | None = None,
+    batch_size: int = 256,
+) -> Composites:
     """I(c_s): for each source image, a target image resized to ``round(scale*H) x round(scale*W)``
     pasted at a location fully inside the image (paper: scale 0.4, 16% of the area).
 
@@ -119,7 +127,9 @@ def make_composites(source_images: ImageData, target_images: ImageData, scale: f
         t_idx = torch.as_tensor(target_index, dtype=torch.long).to(device)
         check_same_length("source_images", src, "target_index", t_idx)
         if len(t_idx) and (int(t_idx.min()) < 0 or int(t_idx.max()) >= len(tgt)):
-            raise ValueError(f"target_index must be in [0, {len(tgt) - 1}]; got [{int(t_idx.min())}, {int(t_idx.max())}]")
+            raise ValueError(
+                f"target_index must be in [0, {len(tgt) - 1}]; got [{int(t_idx.min())}, {int(t_idx.max())}]"
+            )
     if boxes is None:
         ph, pw = max(1, round(scale * h)), max(1, round(scale * w))
         top = _randint(h - ph + 1, n, gen, device)
@@ -131,8 +141,10 @@ def make_composites(source_images: ImageData, target_images: ImageData, scale: f
             raise ValueError(f"boxes must be [N, 4] (top, left, height, width); got shape {tuple(bx.shape)}")
         check_same_length("source_images", src, "boxes", bx)
         t_, l_, bh, bw = bx.unbind(1)
-        if len(bx) and (bool((t_ < 0).any() | (l_ < 0).any() | (bh < 1).any() | (bw < 1).any())
-                        or bool(((t_ + bh) > h).any() | ((l_ + bw) > w).any())):
+        if len(bx) and (
+            bool((t_ < 0).any() | (l_ < 0).any() | (bh < 1).any() | (bw < 1).any())
+            or bool(((t_ + bh) > h).any() | ((l_ + bw) > w).any())
+        ):
             raise ValueError(f"boxes must lie fully inside the {h}x{w} images with height and width >= 1")
     images = src.clone()
     masks = torch.zeros(n, h, w, dtype=torch.bool, device=device)
@@ -142,17 +154,27 @@ def make_composites(source_images: ImageData, target_images: ImageData, scale: f
     for ph, pw in sizes:
         sel = torch.nonzero((bx[:, 2] == ph) & (bx[:, 3] == pw)).flatten()
         for start in range(0, len(sel), batch_size):
-            chunk = sel[start:start + batch_size]
+            chunk = sel[start : start + batch_size]
             patches = _resize(tgt[t_idx[chunk]].to(src.dtype), ph, pw)
             for j, i in enumerate(chunk.tolist()):
                 t0, l0 = corners[i]
-                images[i, :, t0:t0 + ph, l0:l0 + pw] = patches[j]
-                masks[i, t0:t0 + ph, l0:l0 + pw] = True
-    label = (tgt_labels.to(device).long()[t_idx] if tgt_labels is not None
-             else torch.full((n,), -1, dtype=torch.long, device=device))
+                images[i, :, t0 : t0 + ph, l0 : l0 + pw] = patches[j]
+                masks[i, t0 : t0 + ph, l0 : l0 + pw] = True
+    label = (
+        tgt_labels.to(device).long()[t_idx]
+        if tgt_labels is not None
+        else torch.full((n,), -1, dtype=torch.long, device=device)
+    )
     s_label = src_labels.to(device).long() if src_labels is not None else None
-    return Composites(images=images, masks=masks, target_index=t_idx, target_label=label,
-                      source_index=torch.arange(n, device=device), boxes=bx, source_label=s_label)
+    return Composites(
+        images=images,
+        masks=masks,
+        target_index=t_idx,
+        target_label=label,
+        source_index=torch.arange(n, device=device),
+        boxes=bx,
+        source_label=s_label,
+    )
 
 
 def paste(backgrounds: Tensor, composites: Composites) -> Composites:
@@ -161,13 +183,21 @@ def paste(backgrounds: Tensor, composites: Composites) -> Composites:
     For paired controls (neutral or shared-class backgrounds): only the pixels outside the masks change.
     """
     if backgrounds.shape != composites.images.shape:
-        raise ValueError(f"backgrounds must match the composites' shape {tuple(composites.images.shape)}; "
-                         f"got {tuple(backgrounds.shape)}")
+        raise ValueError(
+            f"backgrounds must match the composites' shape {tuple(composites.images.shape)}; "
+            f"got {tuple(backgrounds.shape)}"
+        )
     bg = backgrounds.to(composites.images.device, composites.images.dtype)
     images = torch.where(composites.masks[:, None], composites.images, bg)
-    return Composites(images=images, masks=composites.masks.clone(), target_index=composites.target_index.clone(),
-                      target_label=composites.target_label.clone(), source_index=composites.source_index.clone(),
-                      boxes=composites.boxes.clone(), source_label=composites.source_label.clone())
+    return Composites(
+        images=images,
+        masks=composites.masks.clone(),
+        target_index=composites.target_index.clone(),
+        target_label=composites.target_label.clone(),
+        source_index=composites.source_index.clone(),
+        boxes=composites.boxes.clone(),
+        source_label=composites.source_label.clone(),
+    )
 
 
 def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -183,8 +213,9 @@ def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def neutral_backgrounds(like: Tensor, kind: str = "blur", generator: torch.Generator | int | None = None,
-                        sigma: float | None = None) -> Tensor:
+def neutral_backgrounds(
+    like: Tensor, kind: str = "blur", generator: torch.Generator | int | None = None, sigma: float | None = None
+) -> Tensor:
     """Object-free backgrounds, one per image of ``like`` ``[N, 3, H, W]``, for paired controls.
 
     ``"blur"`` (recommended default): a heavy Gaussian blur (``sigma``, default ``min(H, W) / 6``
@@ -217,7 +248,9 @@ def occlude(images: Tensor, masks: Tensor, fill: str | float = "mean") -> Tensor
     ``fill="mean"``: each image's mean colour over its unmasked pixels; a float: that grey level in [0, 1].
     """
     if masks.shape != images.shape[:1] + images.shape[2:]:
-        raise ValueError(f"masks must be [N, H, W] = {tuple(images.shape[:1] + images.shape[2:])}; got {tuple(masks.shape)}")
+        raise ValueError(
+            f"masks must be [N, H, W] = {tuple(images.shape[:1] + images.shape[2:])}; got {tuple(masks.shape)}"
+        )
     m = masks.to(images.device, torch.bool)[:, None]
     if isinstance(fill, str):
         check_choice("fill", fill, ("mean",))

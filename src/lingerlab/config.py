@@ -1,4 +1,5 @@
 """The method's parameters (Eqs. 1-5), resolved once from a world's spec: :class:`AuditConfig`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,10 +40,20 @@ class AuditConfig:
     match_tol: float = 0.02
 
     @classmethod
-    def from_world(cls, world: Any, *, n_target_train: int, k: int | None = None, v_lo: float | None = None,
-                   p_lo: float | None = None, scale: float | None = None, q: float = 0.8,
-                   n_composites_per_class: int | None = None, n_null: int = 20,
-                   match_tol: float = 0.02) -> "AuditConfig":
+    def from_world(
+        cls,
+        world: Any,
+        *,
+        n_target_train: int,
+        k: int | None = None,
+        v_lo: float | None = None,
+        p_lo: float | None = None,
+        scale: float | None = None,
+        q: float = 0.8,
+        n_composites_per_class: int | None = None,
+        n_null: int = 20,
+        match_tol: float = 0.02,
+    ) -> "AuditConfig":
         """Defaults from ``world.spec`` and the size of the source label space; every value validated
         (numpy integers accepted). ``n_target_train``: |D^t|, for the default v_lo."""
         spec = world.spec
@@ -52,14 +63,16 @@ class AuditConfig:
         v_lo = spec.v_lo if v_lo is None else v_lo
         v_lo = float(round(0.01 * n_target_train)) if v_lo is None else v_lo
         n = spec.n_composites_per_class if n_composites_per_class is None else n_composites_per_class
-        return cls(k=int(k), v_lo=check_range("v_lo", v_lo, 0),  # an int threshold stays an int (prints as one)
-                   p_lo=float(check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)),
-                   scale=float(check_range("scale", spec.composite_scale if scale is None else scale, 0, 1,
-                                           lo_open=True)),
-                   q=float(check_range("q", q, 0, 1, lo_open=True, hi_open=True)),
-                   n_composites_per_class=None if n is None else int(check_int_range("n_composites_per_class", n, 1)),
-                   n_null=int(check_int_range("n_null", n_null, 1)),
-                   match_tol=float(check_range("match_tol", match_tol, 0, 1, lo_open=True)))
+        return cls(
+            k=int(k),
+            v_lo=check_range("v_lo", v_lo, 0),  # an int threshold stays an int (prints as one)
+            p_lo=float(check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)),
+            scale=float(check_range("scale", spec.composite_scale if scale is None else scale, 0, 1, lo_open=True)),
+            q=float(check_range("q", q, 0, 1, lo_open=True, hi_open=True)),
+            n_composites_per_class=None if n is None else int(check_int_range("n_composites_per_class", n, 1)),
+            n_null=int(check_int_range("n_null", n_null, 1)),
+            match_tol=float(check_range("match_tol", match_tol, 0, 1, lo_open=True)),
+        )
 
     def replace(self, **changes: Any) -> "AuditConfig":
         """A copy with ``changes``."""

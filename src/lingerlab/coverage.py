@@ -6,12 +6,14 @@ rows back from the executed notebooks (:func:`read_claims`) and shows them as on
 claim x world, :func:`matrix_html`), each status linking to the section that measured it.
 
 Statuses. A claim tested across seeds takes the verdict of ``stats.verdict`` (``holds``, ``does not
-hold``, ``inconclusive`` or ``not testable``, the last when a precondition of ``gates`` fails). A claim measured without a test across seeds takes one of
+hold``, ``inconclusive`` or ``not testable``, the last when a precondition of ``gates`` fails). A claim measured
+without a test across seeds takes one of
 the rules :func:`recovery_status`, :func:`above_null_status`, :func:`beats_status`,
 :func:`majority_status`; ``example`` marks a single illustration, ``measured`` a sweep with no test
 defined, ``not testable`` a claim the world has no ground truth for, ``not measured`` a test whose
 sets are empty, ``not run here`` a world the offline book cannot run.
 """
+
 from __future__ import annotations
 
 import html
@@ -24,20 +26,42 @@ import pandas as pd
 
 from ._validation import check_choice
 
-__all__ = ["STATUSES", "claim", "glue_claims", "read_claims", "matrix", "matrix_html", "recovery_status",
-           "above_null_status", "beats_status", "count_status", "majority_status", "from_verdict",
-           "RECOVERY_THRESHOLD"]
+__all__ = [
+    "STATUSES",
+    "claim",
+    "glue_claims",
+    "read_claims",
+    "matrix",
+    "matrix_html",
+    "recovery_status",
+    "above_null_status",
+    "beats_status",
+    "count_status",
+    "majority_status",
+    "from_verdict",
+    "RECOVERY_THRESHOLD",
+]
 
-STATUSES = ("holds", "does not hold", "inconclusive", "partly", "not measured", "not testable", "example", "measured",
-            "not run here")
+STATUSES = (
+    "holds",
+    "does not hold",
+    "inconclusive",
+    "partly",
+    "not measured",
+    "not testable",
+    "example",
+    "measured",
+    "not run here",
+)
 #: Eqs. 1-2 recover a planted set when precision and recall both reach this (fixed with the world's
 #: tests before the book's numbers were read; tests/test_worlds_shapes.py uses the same threshold).
 RECOVERY_THRESHOLD = 0.9
 _FIELDS = ("order", "claim", "paper", "world", "status", "evidence", "page", "anchor")
 
 
-def claim(order: int, claim: str, paper: str, world: str, status: str, evidence: str, page: str,
-          anchor: str = "") -> dict[str, Any]:
+def claim(
+    order: int, claim: str, paper: str, world: str, status: str, evidence: str, page: str, anchor: str = ""
+) -> dict[str, Any]:
     """One row of the matrix: the paper's ``claim`` (``paper``: its figure or equation), measured in
     ``world`` with ``status`` (one of :data:`STATUSES`), ``evidence`` (the numbers behind it, from code),
     and where: ``page`` (a notebook's file name without suffix) and ``anchor`` (a section id on it).
@@ -46,8 +70,16 @@ def claim(order: int, claim: str, paper: str, world: str, status: str, evidence:
     for name, value in (("claim", claim), ("paper", paper), ("world", world), ("page", page)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string; got {value!r}")
-    return {"order": int(order), "claim": claim, "paper": paper, "world": world, "status": status,
-            "evidence": str(evidence), "page": page, "anchor": str(anchor)}
+    return {
+        "order": int(order),
+        "claim": claim,
+        "paper": paper,
+        "world": world,
+        "status": status,
+        "evidence": str(evidence),
+        "page": page,
+        "anchor": str(anchor),
+    }
 
 
 def glue_claims(key: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -133,15 +165,21 @@ def matrix_html(rows: pd.DataFrame, worlds: Sequence[str] | None = None, href: s
             h = by_cell.loc[(c, w)]
             link = href.format(page=h["page"], anchor=h["anchor"]).rstrip("#")
             colour = _COLOURS.get(h["status"], "#57606a")
-            cells.append(f'<td><a href="{html.escape(link)}" title="{html.escape(h["evidence"])}">'
-                         f'<strong style="color:{colour}">{html.escape(h["status"])}</strong></a></td>')
+            cells.append(
+                f'<td><a href="{html.escape(link)}" title="{html.escape(h["evidence"])}">'
+                f'<strong style="color:{colour}">{html.escape(h["status"])}</strong></a></td>'
+            )
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table class="table coverage-matrix"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return f'<table class="table coverage-matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def recovery_status(precision: float, recall: float, chance_precision: float, chance_recall: float,
-                    threshold: float = RECOVERY_THRESHOLD) -> str:
+def recovery_status(
+    precision: float,
+    recall: float,
+    chance_precision: float,
+    chance_recall: float,
+    threshold: float = RECOVERY_THRESHOLD,
+) -> str:
     """Eqs. 1-2 against a planted truth: ``holds`` when precision and recall both reach ``threshold``;
     ``does not hold`` when either is at or below its chance level (a random set of the same size);
     otherwise ``partly``."""

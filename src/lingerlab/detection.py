@@ -14,6 +14,7 @@ Each score is also turned into a flag at the threshold that flags 5% of the clea
 (``flag_fpr``), so M^t's error on flagged and on unflagged composites compares the scores at one
 false-positive rate.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
@@ -29,12 +30,23 @@ from .composites import Composites
 from .interference import interference_scores
 from .ood import DETECTORS, OODBaselines, features_and_logits
 
-__all__ = ["detection_over_seeds", "auroc", "fpr_at_tpr", "evaluate_detection", "msp_score", "energy_score",
-           "threshold_at_fpr"]
+__all__ = [
+    "detection_over_seeds",
+    "auroc",
+    "fpr_at_tpr",
+    "evaluate_detection",
+    "msp_score",
+    "energy_score",
+    "threshold_at_fpr",
+]
 
 
 def _as_np(x: Tensor | np.ndarray | Iterable[float], name: str) -> np.ndarray:
-    a = x.detach().double().cpu().numpy() if isinstance(x, Tensor) else np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=float)
+    a = (
+        x.detach().double().cpu().numpy()
+        if isinstance(x, Tensor)
+        else np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=float)
+    )
     a = a.astype(float).ravel()
     if np.isnan(a).any():
         raise ValueError(f"{name} contains NaN scores")
@@ -51,7 +63,7 @@ def _midranks(x: np.ndarray) -> np.ndarray:
         j = i
         while j + 1 < len(xs) and xs[j + 1] == xs[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return ranks
 
@@ -63,12 +75,15 @@ def auroc(negatives: Tensor | np.ndarray | Iterable[float], positives: Tensor | 
     if len(neg) == 0 or len(pos) == 0:
         raise ValueError(f"negatives and positives must both be non-empty; got {len(neg)} and {len(pos)}")
     ranks = _midranks(np.concatenate([neg, pos]))
-    r_pos = ranks[len(neg):].sum()
+    r_pos = ranks[len(neg) :].sum()
     return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def fpr_at_tpr(negatives: Tensor | np.ndarray | Iterable[float], positives: Tensor | np.ndarray | Iterable[float],
-               tpr: float = 0.95) -> float:
+def fpr_at_tpr(
+    negatives: Tensor | np.ndarray | Iterable[float],
+    positives: Tensor | np.ndarray | Iterable[float],
+    tpr: float = 0.95,
+) -> float:
     """False-positive rate at the largest threshold t whose TPR ``P(s_pos >= t)`` is at least ``tpr``."""
     check_range("tpr", tpr, 0, 1, lo_open=True)
     neg, pos = _as_np(negatives, "negatives"), _as_np(positives, "positives")
@@ -83,12 +98,14 @@ def fpr_at_tpr(negatives: Tensor | np.ndarray | Iterable[float], positives: Tens
 def msp_score(logits: Tensor) -> Tensor:
     """pytorch-ood's ``MaxSoftmax`` score, ``-max_y softmax(logits)_y``: higher = less confident."""
     from pytorch_ood.detector import MaxSoftmax
+
     return MaxSoftmax.score(logits.float())
 
 
 def energy_score(logits: Tensor) -> Tensor:
     """pytorch-ood's ``EnergyBased`` score, ``-logsumexp(logits)`` (T = 1): higher = more suspicious."""
     from pytorch_ood.detector import EnergyBased
+
     return EnergyBased.score(logits.float())
 
 
@@ -101,12 +118,21 @@ def threshold_at_fpr(negatives: Tensor | np.ndarray | Iterable[float], fpr: floa
     return float(neg[min(max(k, 0), len(neg) - 1)])
 
 
-def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: ImageData,
-                       clean_labels: Tensor | None, composites: Composites | Tensor,
-                       lingering_classes: Tensor | Iterable[int], p_lo: float = 0.01, *,
-                       composite_labels: Tensor | None = None, tpr: float = 0.95,
-                       baselines: OODBaselines | None = None, head: str | None = None,
-                       flag_fpr: float = 0.05) -> dict[str, Any]:
+def evaluate_detection(
+    mst: nn.Module,
+    target_model: nn.Module,
+    clean_images: ImageData,
+    clean_labels: Tensor | None,
+    composites: Composites | Tensor,
+    lingering_classes: Tensor | Iterable[int],
+    p_lo: float = 0.01,
+    *,
+    composite_labels: Tensor | None = None,
+    tpr: float = 0.95,
+    baselines: OODBaselines | None = None,
+    head: str | None = None,
+    flag_fpr: float = 0.05,
+) -> dict[str, Any]:
     """Eq. 5 as a detector of composites among clean target images, against pytorch-ood's detectors on M^t.
 
     Args:
@@ -145,11 +171,14 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
     clean_labels = torch.as_tensor(clean_labels).long().cpu()
     check_same_length("composites", comp_x, "composite labels", comp_y)
     check_same_length("clean_images", clean_images, "clean_labels", clean_labels)  # type: ignore[arg-type]
-    L = [int(c) for c in (lingering_classes.flatten().tolist() if isinstance(lingering_classes, Tensor)
-                          else lingering_classes)]
+    L = [
+        int(c)
+        for c in (lingering_classes.flatten().tolist() if isinstance(lingering_classes, Tensor) else lingering_classes)
+    ]
     if baselines is None:
-        baselines = OODBaselines(target_model, None, None, head=head,
-                                 detectors=[n for n, d in DETECTORS.items() if d.reads == "logits"])
+        baselines = OODBaselines(
+            target_model, None, None, head=head, detectors=[n for n, d in DETECTORS.items() if d.reads == "logits"]
+        )
     f_clean, lg_clean = features_and_logits(target_model, clean_images, baselines.head)
     f_comp, lg_comp = features_and_logits(target_model, comp_x, baselines.head)
     scores = {"eq5": (interference_scores(mst, clean_images, L).cpu(), interference_scores(mst, comp_x, L).cpu())}
@@ -162,15 +191,19 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
         return float(wrong[mask].double().mean()) if bool(mask.any()) else float("nan")
 
     def flag_stats(flag: Tensor) -> dict[str, float]:
-        return {"flag_rate_composites": float(flag.double().mean()), "error_flagged": rate(flag),
-                "error_unflagged": rate(~flag),
-                "errors_caught": float((wrong & flag).sum()) / n_wrong if n_wrong else float("nan")}
+        return {
+            "flag_rate_composites": float(flag.double().mean()),
+            "error_flagged": rate(flag),
+            "error_unflagged": rate(~flag),
+            "errors_caught": float((wrong & flag).sum()) / n_wrong if n_wrong else float("nan"),
+        }
 
     rows = []
     for name, (neg, pos) in scores.items():
         flag = pos.double() > threshold_at_fpr(neg, flag_fpr)
-        rows.append({"score": name, "auroc": auroc(neg, pos), "fpr_at_95tpr": fpr_at_tpr(neg, pos, tpr),
-                     **flag_stats(flag)})
+        rows.append(
+            {"score": name, "auroc": auroc(neg, pos), "fpr_at_95tpr": fpr_at_tpr(neg, pos, tpr), **flag_stats(flag)}
+        )
     table = pd.DataFrame(rows)
     s_clean, s_comp = scores["eq5"]
     return {
@@ -181,12 +214,20 @@ def evaluate_detection(mst: nn.Module, target_model: nn.Module, clean_images: Im
         "error_clean": float((lg_clean.argmax(1) != clean_labels).double().mean()),
         "skipped": dict(baselines.skipped),
         "scores": {name: (neg, pos) for name, (neg, pos) in scores.items()},
-        "n_clean": len(s_clean), "n_composites": len(s_comp), "n_lingering": len(L),
+        "n_clean": len(s_clean),
+        "n_composites": len(s_comp),
+        "n_lingering": len(L),
     }
 
 
-def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_000,
-                         composites_seed: int = 0, detectors: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+def detection_over_seeds(
+    audit: Any,
+    seeds: Sequence[int],
+    *,
+    n_boot: int = 10_000,
+    composites_seed: int = 0,
+    detectors: Sequence[str] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Eq. 5 scored fairly against pytorch-ood's detectors: for each seed,
     positives are the composites of *that seed's* lingering classes L (Eq. 3 of M^t), negatives the
     clean target validation images, and every score (Eq. 5, and each of ``detectors`` on M^t, fitted
@@ -206,14 +247,29 @@ def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_0
     for seed in seeds:
         L = audit.lingering_classes(seed)
         if not L:
-            rows.append({"seed": seed, "score": "eq5", "auroc": float("nan"), "fpr_at_95tpr": float("nan"),
-                         "n_lingering": 0, "n_positives": 0})
+            rows.append(
+                {
+                    "seed": seed,
+                    "score": "eq5",
+                    "auroc": float("nan"),
+                    "fpr_at_95tpr": float("nan"),
+                    "n_lingering": 0,
+                    "n_positives": 0,
+                }
+            )
             continue
         det = audit.detection(seed, classes=L, composites_seed=composites_seed, detectors=detectors)
         extra = {f"p_lo_{k}": det[k] for k in ("flag_rate_clean", "flag_rate_composites", "errors_caught")}
         for r in det["table"].to_dict("records"):
-            rows.append({"seed": seed, **r, "n_lingering": len(L), "n_positives": det["n_composites"],
-                         **(extra if r["score"] == "eq5" else {})})
+            rows.append(
+                {
+                    "seed": seed,
+                    **r,
+                    "n_lingering": len(L),
+                    "n_positives": det["n_composites"],
+                    **(extra if r["score"] == "eq5" else {}),
+                }
+            )
     per_seed = pd.DataFrame(rows)
     out = []
     for score, g in per_seed.dropna(subset=["auroc"]).groupby("score", sort=False):
@@ -221,8 +277,9 @@ def detection_over_seeds(audit: Any, seeds: Sequence[int], *, n_boot: int = 10_0
         for col in ("auroc", "fpr_at_95tpr", "error_flagged", "error_unflagged"):
             v = g[col].to_numpy(float)
             v = v[np.isfinite(v)]
-            mean, lo, hi = (cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0) if len(v)
-                            else (float("nan"),) * 3)
+            mean, lo, hi = (
+                cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0) if len(v) else (float("nan"),) * 3
+            )
             row.update({col: mean, f"{col}_ci_lo": lo, f"{col}_ci_hi": hi})
         out.append(row)
     summary = pd.DataFrame(out)

@@ -11,6 +11,7 @@ the IoUs, their shuffled-pair null and the resampling tests are cheap tensor ope
 (milliseconds next to the maps' forward and backward passes), so every process computes the same
 numbers as a single process, with no communication.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -67,8 +68,11 @@ def top_quantile_mask(maps: Tensor, q: float, region: Tensor | None = None) -> T
 def _iou(a: Tensor, b: Tensor) -> Tensor:
     inter = (a & b).flatten(1).sum(1)
     union = (a | b).flatten(1).sum(1)
-    return torch.where(union > 0, inter.double() / union.clamp(min=1).double(),
-                       torch.full_like(inter, float("nan"), dtype=torch.float64)).float()
+    return torch.where(
+        union > 0,
+        inter.double() / union.clamp(min=1).double(),
+        torch.full_like(inter, float("nan"), dtype=torch.float64),
+    ).float()
 
 
 def distraction(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8) -> Tensor:
@@ -89,8 +93,10 @@ def _background(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float) ->
     _check_maps("map_t", map_t)
     _check_maps("map_s", map_s)
     if map_t.shape != map_s.shape or overlay_mask.shape != map_t.shape:
-        raise ValueError("map_t, map_s and overlay_mask must have the same shape [N, H, W] (upsample maps to the "
-                         f"input resolution); got {tuple(map_t.shape)}, {tuple(map_s.shape)}, {tuple(overlay_mask.shape)}")
+        raise ValueError(
+            "map_t, map_s and overlay_mask must have the same shape [N, H, W] (upsample maps to the "
+            f"input resolution); got {tuple(map_t.shape)}, {tuple(map_s.shape)}, {tuple(overlay_mask.shape)}"
+        )
     return ~overlay_mask.to(map_t.device, torch.bool)
 
 
@@ -106,9 +112,9 @@ def _partners(n: int, n_perm: int, groups: Tensor | None, gen: torch.Generator |
         raise ValueError(f"groups must have one entry per map ({n}); got {len(g)}")
     order = torch.argsort(g, stable=True)
     _, inverse, counts = torch.unique(g[order], return_inverse=True, return_counts=True)
-    start = torch.cumsum(counts, 0) - counts                    # first sorted position of each group
-    size = counts[inverse]                                      # group size of each sorted position
-    rank = torch.arange(n) - start[inverse]                     # position within its group
+    start = torch.cumsum(counts, 0) - counts  # first sorted position of each group
+    size = counts[inverse]  # group size of each sorted position
+    rank = torch.arange(n) - start[inverse]  # position within its group
     u = torch.rand(n_perm, n, generator=gen, device=gen_device).cpu()
     offset = 1 + (u * (size - 1).clamp(min=1)).long().clamp(max=(size - 2).clamp(min=0))
     partner_sorted = order[start[inverse] + (rank + offset) % size]
@@ -117,8 +123,15 @@ def _partners(n: int, n_perm: int, groups: Tensor | None, gen: torch.Generator |
     return out.to(device)
 
 
-def distraction_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8, n_perm: int = 20,
-                     generator: torch.Generator | int | None = None, groups: Tensor | None = None) -> Tensor:
+def distraction_null(
+    map_t: Tensor,
+    map_s: Tensor,
+    overlay_mask: Tensor,
+    q: float = 0.8,
+    n_perm: int = 20,
+    generator: torch.Generator | int | None = None,
+    groups: Tensor | None = None,
+) -> Tensor:
     """Chance level of Eq. 4: the same IoU for unrelated pairs (``map_t[i]`` vs ``map_s[j]``, j != i,
     j uniform, with image i's overlay mask), ``n_perm`` draws per image.
 
@@ -149,8 +162,15 @@ def null_seed(seed: int) -> int:
     return 1000 * int(seed) + 7
 
 
-def distraction_with_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8, n_null: int = 20,
-                          seed: int = 0, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def distraction_with_null(
+    map_t: Tensor,
+    map_s: Tensor,
+    overlay_mask: Tensor,
+    q: float = 0.8,
+    n_null: int = 20,
+    seed: int = 0,
+    groups: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Eq. 4 per composite and its chance level: ``(distraction, null)``, where ``null`` is the mean
     over ``n_null`` shuffled pairs (:func:`distraction_null`, within ``groups`` when given: the
     per-class null; generator :func:`null_seed` of ``seed``; NaN for a composite with no other to
@@ -158,8 +178,7 @@ def distraction_with_null(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q:
     d = distraction(map_t, map_s, overlay_mask, q)
     if len(map_t) < 2:
         return d, torch.full((len(map_t),), float("nan"), dtype=d.dtype)
-    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=null_seed(seed),
-                            groups=groups)
+    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=null_seed(seed), groups=groups)
     with warnings.catch_warnings():  # an image alone in its group: all-NaN column, NaN mean
         warnings.simplefilter("ignore", RuntimeWarning)
         return d, null.nanmean(0)
@@ -173,8 +192,9 @@ def _finite(values: Tensor, name: str) -> Tensor:
     return v
 
 
-def bootstrap_ci(values: Tensor, n_boot: int = 2000, level: float = 0.95,
-                 generator: torch.Generator | int | None = None) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: Tensor, n_boot: int = 2000, level: float = 0.95, generator: torch.Generator | int | None = None
+) -> tuple[float, float, float]:
     """Percentile bootstrap of the mean: ``(mean, lo, hi)``. NaN values are dropped first."""
     check_int_range("n_boot", n_boot, 1)
     check_range("level", level, 0, 1, lo_open=True, hi_open=True)
@@ -195,8 +215,14 @@ def bootstrap_ci(values: Tensor, n_boot: int = 2000, level: float = 0.95,
     return float(v.mean()), float(lo), float(hi)
 
 
-def paired_test(a: Tensor, b: Tensor, n_perm: int = 5000, generator: torch.Generator | int | None = None,
-                n_boot: int = 2000, level: float = 0.95) -> dict[str, float]:
+def paired_test(
+    a: Tensor,
+    b: Tensor,
+    n_perm: int = 5000,
+    generator: torch.Generator | int | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Compare two models on the same composites: paired sign-flip permutation test of ``mean(a - b)``.
 
     Under H0 (no difference) each per-composite difference is as likely to have either sign. Pairs with
@@ -205,7 +231,10 @@ def paired_test(a: Tensor, b: Tensor, n_perm: int = 5000, generator: torch.Gener
     ``dict(mean_diff, ci_lo, ci_hi, p_value, n)`` with a percentile bootstrap CI of the mean difference.
     """
     check_int_range("n_perm", n_perm, 1)
-    a_t, b_t = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double().to(torch.as_tensor(a).device)
+    a_t, b_t = (
+        torch.as_tensor(a).flatten().double(),
+        torch.as_tensor(b).flatten().double().to(torch.as_tensor(a).device),
+    )
     if len(a_t) != len(b_t):
         raise ValueError(f"a and b must have one value per composite; got {len(a_t)} and {len(b_t)}")
     keep = ~(torch.isnan(a_t) | torch.isnan(b_t))
@@ -217,7 +246,7 @@ def paired_test(a: Tensor, b: Tensor, n_perm: int = 5000, generator: torch.Gener
     n = len(d)
     obs = abs(float(d.mean()))
     tol = 1e-12 * max(1.0, obs)
-    if 2 ** n <= n_perm:
+    if 2**n <= n_perm:
         signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=n)), dtype=torch.float64)
         stats = (signs * d).mean(dim=1).abs()
         p_value = float((stats >= obs - tol).double().mean())

@@ -21,6 +21,7 @@ option of those passes: ``None`` or ``"fp32"`` (default) is the float32 path, un
 It pays on GPUs with bf16 tensor cores; on the CPU keep float32 (benchmarks/bf16_cpu.py measured
 bf16 *slower* for EfficientNet-Lite0 there).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,19 +31,39 @@ from typing import Any, Callable, ContextManager, Sequence, TypeVar
 
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler, Subset, \
-    TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    SequentialSampler,
+    Subset,
+    TensorDataset,
+)
 
 from ._validation import check_choice, check_int_range
 
-__all__ = ["is_distributed", "rank", "world_size", "init_from_env", "shard_indices", "shard_data",
-           "all_reduce_sum", "all_reduce_max", "all_gather_cat", "run_local", "AUTOCAST_CHOICES",
-           "check_autocast", "autocast_context"]
+__all__ = [
+    "is_distributed",
+    "rank",
+    "world_size",
+    "init_from_env",
+    "shard_indices",
+    "shard_data",
+    "all_reduce_sum",
+    "all_reduce_max",
+    "all_gather_cat",
+    "run_local",
+    "AUTOCAST_CHOICES",
+    "check_autocast",
+    "autocast_context",
+]
 
 T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- the process group
+
 
 def _dist():
     import torch.distributed as dist
@@ -90,6 +111,7 @@ def init_from_env(backend: str | None = None) -> bool:
 
 # --------------------------------------------------------------------------- splitting the data
 
+
 def shard_indices(n: int, rank: int | None = None, world_size: int | None = None) -> range:
     """The indices of ``0..n-1`` that process ``rank`` of ``world_size`` handles (defaults: this
     process and the current group).
@@ -123,18 +145,30 @@ def shard_data(data: Any, indices: range | None = None) -> Any:
 
     idx = shard_indices(num_items(data)) if indices is None else indices
     if isinstance(data, Tensor):
-        return data[idx.start:idx.stop]
+        return data[idx.start : idx.stop]
     if isinstance(data, TensorDataset):
-        return TensorDataset(*(t[idx.start:idx.stop] for t in data.tensors))
+        return TensorDataset(*(t[idx.start : idx.stop] for t in data.tensors))
     if isinstance(data, DataLoader):
-        sequential = (isinstance(data.sampler, SequentialSampler) and isinstance(data.batch_sampler, BatchSampler)
-                      and not data.drop_last and not isinstance(data.dataset, IterableDataset))
+        sequential = (
+            isinstance(data.sampler, SequentialSampler)
+            and isinstance(data.batch_sampler, BatchSampler)
+            and not data.drop_last
+            and not isinstance(data.dataset, IterableDataset)
+        )
         if not sequential:
-            raise ValueError("in a distributed run, a DataLoader must sample sequentially (no shuffle, sampler "
-                             "or drop_last) to be split across processes; pass its dataset instead")
-        kwargs: dict[str, Any] = dict(batch_size=data.batch_size, shuffle=False, num_workers=data.num_workers,
-                                      collate_fn=data.collate_fn, pin_memory=data.pin_memory,
-                                      timeout=data.timeout, worker_init_fn=data.worker_init_fn)
+            raise ValueError(
+                "in a distributed run, a DataLoader must sample sequentially (no shuffle, sampler "
+                "or drop_last) to be split across processes; pass its dataset instead"
+            )
+        kwargs: dict[str, Any] = dict(
+            batch_size=data.batch_size,
+            shuffle=False,
+            num_workers=data.num_workers,
+            collate_fn=data.collate_fn,
+            pin_memory=data.pin_memory,
+            timeout=data.timeout,
+            worker_init_fn=data.worker_init_fn,
+        )
         if data.num_workers > 0:
             kwargs.update(prefetch_factor=data.prefetch_factor, persistent_workers=data.persistent_workers)
         return DataLoader(shard_data(data.dataset, idx), **kwargs)
@@ -142,11 +176,13 @@ def shard_data(data: Any, indices: range | None = None) -> Any:
         raise ValueError("an IterableDataset cannot be split across processes; pass a map-style Dataset")
     if isinstance(data, Dataset):
         return Subset(data, list(idx))
-    raise TypeError("data must be a Tensor [N, 3, H, W], a Dataset of (image, label) or a DataLoader; "
-                    f"got {type(data).__name__}")
+    raise TypeError(
+        f"data must be a Tensor [N, 3, H, W], a Dataset of (image, label) or a DataLoader; got {type(data).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------- collectives
+
 
 def _comm_device(t: Tensor) -> torch.device:
     """The device the group's backend takes ``t`` on: its own when the backend serves its device
@@ -226,13 +262,13 @@ def all_gather_cat(t: Tensor, n_total: int, order: Sequence[int] | Tensor | None
         raise ValueError(f"t may have at most {_META - 2} trailing dimensions; got shape {tuple(t.shape)}")
     meta = torch.zeros(_META, dtype=torch.long)
     meta[0], meta[1] = len(t), max(t.dim() - 1, 0)
-    meta[2:2 + max(t.dim() - 1, 0)] = torch.as_tensor(t.shape[1:], dtype=torch.long)
+    meta[2 : 2 + max(t.dim() - 1, 0)] = torch.as_tensor(t.shape[1:], dtype=torch.long)
     dev = _comm_device(meta)
     metas = [torch.zeros(_META, dtype=torch.long, device=dev) for _ in range(w)]
     dist.all_gather(metas, meta.to(dev))
     metas = [m.cpu() for m in metas]
     sizes = [int(m[0]) for m in metas]
-    shapes = {tuple(int(s) for s in m[2:2 + int(m[1])]) for m in metas if int(m[0]) > 0}
+    shapes = {tuple(int(s) for s in m[2 : 2 + int(m[1])]) for m in metas if int(m[0]) > 0}
     if sum(sizes) != n_total:  # the same check on every rank: all raise together, none hangs
         raise ValueError(f"the ranks hold {sizes} rows ({sum(sizes)} in all); n_total is {n_total}")
     if len(shapes) > 1:
@@ -246,7 +282,7 @@ def all_gather_cat(t: Tensor, n_total: int, order: Sequence[int] | Tensor | None
     biggest = max(sizes)
     pad = torch.zeros((biggest, *trailing), dtype=wire, device=cdev)
     if len(t):
-        pad[:len(t)] = t.to(cdev, wire)
+        pad[: len(t)] = t.to(cdev, wire)
     parts = [torch.empty_like(pad) for _ in range(w)]
     dist.all_gather(parts, pad)
     rows = [p[:s] for p, s in zip(parts, sizes)]
@@ -254,7 +290,7 @@ def all_gather_cat(t: Tensor, n_total: int, order: Sequence[int] | Tensor | None
         out = torch.cat(rows)
     else:
         ords = torch.full((biggest,), -1, dtype=torch.long)
-        ords[:len(ord_t)] = ord_t
+        ords[: len(ord_t)] = ord_t
         odev = _comm_device(ords)
         ord_parts = [torch.empty(biggest, dtype=torch.long, device=odev) for _ in range(w)]
         dist.all_gather(ord_parts, ords.to(odev))
@@ -266,8 +302,9 @@ def all_gather_cat(t: Tensor, n_total: int, order: Sequence[int] | Tensor | None
 
 
 def _check_permutation(idx: Tensor, n: int) -> None:
-    ok = len(idx) == n and (n == 0 or (int(idx.min()) >= 0 and int(idx.max()) < n
-                                       and bool((torch.bincount(idx, minlength=n) == 1).all())))
+    ok = len(idx) == n and (
+        n == 0 or (int(idx.min()) >= 0 and int(idx.max()) < n and bool((torch.bincount(idx, minlength=n) == 1).all()))
+    )
     if not ok:
         raise ValueError(f"order must place every index of 0..{n - 1} exactly once across the ranks")
 

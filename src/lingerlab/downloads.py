@@ -24,6 +24,7 @@ every asset URL (its path is kept; a path in the base is prepended): the tests p
 server on 127.0.0.1. ``$LINGERLAB_URL_<NAME>`` replaces one asset's whole URL (needed for assets
 without a public URL: Kaggle's train.zip, an ImageNet validation archive).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,19 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
-__all__ = ["Asset", "ASSETS", "ArchiveError", "fetch", "fetch_asset", "extract", "rebase", "sha256_of",
-           "asset_url", "asset_sha256", "env_name"]
+__all__ = [
+    "Asset",
+    "ASSETS",
+    "ArchiveError",
+    "fetch",
+    "fetch_asset",
+    "extract",
+    "rebase",
+    "sha256_of",
+    "asset_url",
+    "asset_sha256",
+    "env_name",
+]
 
 _CHUNK = 1 << 20
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
@@ -87,32 +99,54 @@ class Asset:
         return self.name
 
 
-ASSETS: dict[str, Asset] = {a.name: a for a in (
-    Asset("resnet18-imagenet1k-v1", "https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd",
-          layout="torchvision's ResNet-18 IMAGENET1K_V1 state dict (a torch hub checkpoint). The sha256 is the "
-                 "8-hex-digit prefix in the file name, which is all torchvision itself checks"),
-    Asset("dogscats-microsoft",
-          "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip",
-          None, layout="Microsoft's zip (page: https://www.microsoft.com/en-us/download/details.aspx?id=54765): "
-                       "PetImages/Cat/<n>.jpg, PetImages/Dog/<n>.jpg (some unreadable), a readme and a licence. "
-                       "Its sha256 is not published: pass it or allow_unverified=True",
-          expect=("PetImages/Cat", "PetImages/Dog")),
-    Asset("dogscats-kaggle", None, None,
-          layout="Kaggle's train.zip (inside dogs-vs-cats.zip from https://www.kaggle.com/c/dogs-vs-cats/data; "
-                 "needs a Kaggle account, so no public URL: set LINGERLAB_URL_DOGSCATS_KAGGLE to a copy): "
-                 "train/cat.<n>.jpg, train/dog.<n>.jpg", expect=("train",)),
-    Asset("imagenetv2-matched-frequency",
-          "https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/imagenetv2-matched-frequency.tar.gz",
-          None, layout="tar.gz: imagenetv2-matched-frequency-format-val/<class index>/*.jpeg (10 images for each "
-                       "of the 1000 classes). Its sha256 is not known here: pass it or allow_unverified=True",
-          strip="imagenetv2-matched-frequency-format-val"),
-    Asset("imagenet-val", None, None,
-          layout="an archive (zip or tar) of ILSVRC2012 validation images sorted into class folders, "
-                 "val/<wnid>/*.JPEG or <wnid>/*.JPEG. ImageNet needs a registration "
-                 "(https://image-net.org/download.php), so no public URL: set LINGERLAB_URL_IMAGENET_VAL to "
-                 "your copy. The official flat ILSVRC2012_img_val.tar must first be sorted into class folders "
-                 "(torchvision.datasets.ImageNet(root, split='val') does it with the devkit)"),
-)}
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset(
+            "resnet18-imagenet1k-v1",
+            "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+            "f37072fd",
+            layout="torchvision's ResNet-18 IMAGENET1K_V1 state dict (a torch hub checkpoint). The sha256 is the "
+            "8-hex-digit prefix in the file name, which is all torchvision itself checks",
+        ),
+        Asset(
+            "dogscats-microsoft",
+            "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip",
+            None,
+            layout="Microsoft's zip (page: https://www.microsoft.com/en-us/download/details.aspx?id=54765): "
+            "PetImages/Cat/<n>.jpg, PetImages/Dog/<n>.jpg (some unreadable), a readme and a licence. "
+            "Its sha256 is not published: pass it or allow_unverified=True",
+            expect=("PetImages/Cat", "PetImages/Dog"),
+        ),
+        Asset(
+            "dogscats-kaggle",
+            None,
+            None,
+            layout="Kaggle's train.zip (inside dogs-vs-cats.zip from https://www.kaggle.com/c/dogs-vs-cats/data; "
+            "needs a Kaggle account, so no public URL: set LINGERLAB_URL_DOGSCATS_KAGGLE to a copy): "
+            "train/cat.<n>.jpg, train/dog.<n>.jpg",
+            expect=("train",),
+        ),
+        Asset(
+            "imagenetv2-matched-frequency",
+            "https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/imagenetv2-matched-frequency.tar.gz",
+            None,
+            layout="tar.gz: imagenetv2-matched-frequency-format-val/<class index>/*.jpeg (10 images for each "
+            "of the 1000 classes). Its sha256 is not known here: pass it or allow_unverified=True",
+            strip="imagenetv2-matched-frequency-format-val",
+        ),
+        Asset(
+            "imagenet-val",
+            None,
+            None,
+            layout="an archive (zip or tar) of ILSVRC2012 validation images sorted into class folders, "
+            "val/<wnid>/*.JPEG or <wnid>/*.JPEG. ImageNet needs a registration "
+            "(https://image-net.org/download.php), so no public URL: set LINGERLAB_URL_IMAGENET_VAL to "
+            "your copy. The official flat ILSVRC2012_img_val.tar must first be sorted into class folders "
+            "(torchvision.datasets.ImageNet(root, split='val') does it with the devkit)",
+        ),
+    )
+}
 
 
 def env_name(name: str) -> str:
@@ -167,9 +201,19 @@ def _progress(label: str, done: int, total: int | None, last: list[int]) -> None
         print(f"  {label}: {done / 1e6:.1f} MB{pct}", file=sys.stderr, flush=True)
 
 
-def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None, resume: bool = True, progress: bool = False,
-          timeout: float = 60, allow_unverified: bool = False, size: int | None = None, attempts: int = 3,
-          name: str | None = None) -> Path:
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None,
+    resume: bool = True,
+    progress: bool = False,
+    timeout: float = 60,
+    allow_unverified: bool = False,
+    size: int | None = None,
+    attempts: int = 3,
+    name: str | None = None,
+) -> Path:
     """Download ``url`` to ``dest`` (HTTP(S) GET) and return ``dest``.
 
     ``sha256``: the full hex digest or a prefix of at least 8 digits. An existing ``dest`` whose hash
@@ -193,8 +237,10 @@ def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None, resume: bool
         raise ValueError(f"sha256 for {label} must be 8 to 64 hex digits (a full digest or a prefix); got {sha256!r}")
     if expected is None and not allow_unverified:
         var = f"LINGERLAB_SHA256_{env_name(name)}" if name else "LINGERLAB_SHA256_<NAME>"
-        raise ValueError(f"no sha256 known for {label} ({url}), so it would be downloaded unverified: pass its "
-                         f"sha256 (sha256= here, or set ${var}), or pass allow_unverified=True to accept it unchecked")
+        raise ValueError(
+            f"no sha256 known for {label} ({url}), so it would be downloaded unverified: pass its "
+            f"sha256 (sha256= here, or set ${var}), or pass allow_unverified=True to accept it unchecked"
+        )
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1; got {attempts}")
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
@@ -234,8 +280,10 @@ def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None, resume: bool
                 if status == 206 and offset:
                     m = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
                     if not m or int(m.group(1)) != offset:
-                        raise ConnectionError(f"{url} answered a range request for bytes {offset}- with "
-                                              f"Content-Range {response.headers.get('Content-Range')!r}")
+                        raise ConnectionError(
+                            f"{url} answered a range request for bytes {offset}- with "
+                            f"Content-Range {response.headers.get('Content-Range')!r}"
+                        )
                     mode, start = "ab", offset
                 elif status == 200:
                     mode, start = "wb", 0  # no (or an ignored) range request: from zero
@@ -273,31 +321,50 @@ def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None, resume: bool
     if expected is not None and not _matches(actual, expected):
         part.unlink()
         kind = "sha256" if len(expected) == 64 else "sha256 prefix"
-        raise ValueError(f"{kind} mismatch for {label} (from {url}): expected {expected}, got {actual}; "
-                         f"the download was deleted")
+        raise ValueError(
+            f"{kind} mismatch for {label} (from {url}): expected {expected}, got {actual}; the download was deleted"
+        )
     if expected is None:
         var = f"LINGERLAB_SHA256_{env_name(name)}" if name else "sha256="
-        warnings.warn(f"{label} was downloaded unverified from {url}: its sha256 is {actual} (pin it with {var})",
-                      stacklevel=2)
+        warnings.warn(
+            f"{label} was downloaded unverified from {url}: its sha256 is {actual} (pin it with {var})", stacklevel=2
+        )
     os.replace(part, dest)
     return dest
 
 
-def fetch_asset(asset: Asset | str, dest: str | os.PathLike, *, base_url: str | None = None,
-                sha256: str | None = None, allow_unverified: bool = False, progress: bool = False,
-                timeout: float = 60, resume: bool = True) -> Path:
+def fetch_asset(
+    asset: Asset | str,
+    dest: str | os.PathLike,
+    *,
+    base_url: str | None = None,
+    sha256: str | None = None,
+    allow_unverified: bool = False,
+    progress: bool = False,
+    timeout: float = 60,
+    resume: bool = True,
+) -> Path:
     """:func:`fetch` one registered asset (an :class:`Asset` or a name in :data:`ASSETS`) to ``dest``,
     with its URL from :func:`asset_url` and its hash from :func:`asset_sha256`."""
     if isinstance(asset, str):
         if asset not in ASSETS:
             raise ValueError(f"unknown asset {asset!r}; known: {', '.join(ASSETS)}")
         asset = ASSETS[asset]
-    return fetch(asset_url(asset, base_url), dest, sha256=asset_sha256(asset, sha256), resume=resume,
-                 progress=progress, timeout=timeout, allow_unverified=allow_unverified, size=asset.size,
-                 name=asset.name)
+    return fetch(
+        asset_url(asset, base_url),
+        dest,
+        sha256=asset_sha256(asset, sha256),
+        resume=resume,
+        progress=progress,
+        timeout=timeout,
+        allow_unverified=allow_unverified,
+        size=asset.size,
+        name=asset.name,
+    )
 
 
 # ------------------------------------------------------------------------------------------ extract
+
 
 def _safe_name(name: str) -> PurePosixPath:
     """The member's relative path, or ArchiveError for an absolute path, a drive or a ``..``."""
@@ -331,8 +398,9 @@ def _members(archive: Path) -> tuple[str, list[PurePosixPath]]:
         raise
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
         raise ArchiveError(f"archive {archive} is corrupt or truncated ({e}): delete it and download it again") from e
-    raise ArchiveError(f"{archive} is neither a zip nor a tar archive (corrupt or truncated?): delete it and "
-                       f"download it again")
+    raise ArchiveError(
+        f"{archive} is neither a zip nor a tar archive (corrupt or truncated?): delete it and download it again"
+    )
 
 
 def _escapes(p: PurePosixPath) -> bool:
@@ -349,8 +417,9 @@ def _has(names: Iterable[PurePosixPath], want: str) -> bool:
     return any(n == w or w in n.parents for n in names)
 
 
-def extract(archive: str | os.PathLike, into: str | os.PathLike, *, expect: Sequence[str] = (),
-            strip: str | None = None) -> Path:
+def extract(
+    archive: str | os.PathLike, into: str | os.PathLike, *, expect: Sequence[str] = (), strip: str | None = None
+) -> Path:
     """Unpack a zip or tar(.gz, .bz2, .xz) ``archive`` so that its contents are ``into``; return ``into``.
 
     ``strip``: a top folder of the archive whose contents become ``into`` (e.g. ImageNetV2's
@@ -372,13 +441,17 @@ def extract(archive: str | os.PathLike, into: str | os.PathLike, *, expect: Sequ
         top = PurePosixPath(strip)
         if not _has(names, strip):
             tops = sorted({n.parts[0] for n in names if n.parts})[:10]
-            raise ArchiveError(f"archive {archive} has no top folder {strip!r} (it has: {', '.join(tops) or 'nothing'})")
+            raise ArchiveError(
+                f"archive {archive} has no top folder {strip!r} (it has: {', '.join(tops) or 'nothing'})"
+            )
         names = [n.relative_to(top) for n in names if top in n.parents]
     missing = [e for e in expect if not _has(names, e)]
     if missing:
         tops = sorted({str(n.parts[0]) for n in names if n.parts})[:10]
-        raise ArchiveError(f"archive {archive} is not laid out as expected: it lacks {', '.join(missing)} "
-                           f"(its top-level entries: {', '.join(tops) or 'nothing'})")
+        raise ArchiveError(
+            f"archive {archive} is not laid out as expected: it lacks {', '.join(missing)} "
+            f"(its top-level entries: {', '.join(tops) or 'nothing'})"
+        )
     into.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.extracting-", dir=into.parent))
     try:
@@ -390,8 +463,10 @@ def extract(archive: str | os.PathLike, into: str | os.PathLike, *, expect: Sequ
                 with tarfile.open(archive) as t:
                     t.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(tmp)
         except Exception as e:  # noqa: BLE001 - bad CRC, truncated stream, zlib errors...
-            raise ArchiveError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); nothing was "
-                               f"unpacked to {into}: delete the archive and download it again") from e
+            raise ArchiveError(
+                f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e}); nothing was "
+                f"unpacked to {into}: delete the archive and download it again"
+            ) from e
         src = tmp / strip if strip is not None else tmp
         if into.is_dir():
             into.rmdir()  # empty (checked above)

@@ -6,6 +6,7 @@ Papermill stores each run's ``start_time`` and ``duration`` under ``metadata.pap
 (the notebook added entries to it: it trained or computed something) or warm (it added none), the
 entry counts before and after, the profile and device asked for, and the machine (:func:`machine`).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,16 +59,26 @@ def machine(device: str = "auto") -> dict[str, Any]:
     """The machine a run executes on: CPU model, cores, platform, Python, torch and its threads, device."""
     import torch
 
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "device": _device_name(device)}
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": _device_name(device),
+    }
 
 
 def run_metadata(entries_before: int, entries_after: int, *, profile: str, device: str) -> dict[str, Any]:
     """The ``lingerlab`` metadata of one run: cold if the notebook added cache entries, else warm."""
-    return {"cache": "cold" if entries_after > entries_before else "warm",
-            "cache_entries": {"before": entries_before, "after": entries_after},
-            "profile": profile, "device": device, "machine": machine(device)}
+    return {
+        "cache": "cold" if entries_after > entries_before else "warm",
+        "cache_entries": {"before": entries_before, "after": entries_after},
+        "profile": profile,
+        "device": device,
+        "machine": machine(device),
+    }
 
 
 def _started(stamp: str | None) -> str:
@@ -89,17 +100,30 @@ def _row(path: Path) -> dict[str, Any]:
         "started (UTC)": _started(pm.get("start_time")),
         "profile": run.get("profile", NOT_RECORDED),
         "device": box.get("device", NOT_RECORDED),
-        "machine": (f"{box['cpu']}, {box['cores']} cores, torch {box['torch']} ({box['torch_threads']} threads)"
-                    if box else NOT_RECORDED),
+        "machine": (
+            f"{box['cpu']}, {box['cores']} cores, torch {box['torch']} ({box['torch_threads']} threads)"
+            if box
+            else NOT_RECORDED
+        ),
     }
 
 
 def table(notebooks: Iterable[Path]) -> pd.DataFrame:
     """One row per notebook, from its stored metadata; a value the run did not record reads
     ``"not recorded"`` (a wall time: NaN)."""
-    return pd.DataFrame([_row(p) for p in notebooks],
-                        columns=["notebook", "wall time (s)", "cache", "cache entries", "started (UTC)",
-                                 "profile", "device", "machine"])
+    return pd.DataFrame(
+        [_row(p) for p in notebooks],
+        columns=[
+            "notebook",
+            "wall time (s)",
+            "cache",
+            "cache entries",
+            "started (UTC)",
+            "profile",
+            "device",
+            "machine",
+        ],
+    )
 
 
 def _cell(value: Any) -> str:

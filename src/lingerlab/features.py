@@ -1,4 +1,5 @@
 """Source-only features: which source classes never show up in the target data (paper, Eqs. 1-2)."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -26,8 +27,9 @@ def default_k(num_source_classes: int) -> int:
     return max(1, round(5 * num_source_classes / 1000))
 
 
-def _count_pass(source_model: nn.Module, data: ImageData, k: int | None, batch_size: int,
-                device: torch.device, amp: str | None) -> Tensor | None:
+def _count_pass(
+    source_model: nn.Module, data: ImageData, k: int | None, batch_size: int, device: torch.device, amp: str | None
+) -> Tensor | None:
     """Eq. 1's counts over ``data`` (None when it yields no batch)."""
     counts: Tensor | None = None
     with eval_mode(source_model), torch.inference_mode():
@@ -44,8 +46,14 @@ def _count_pass(source_model: nn.Module, data: ImageData, k: int | None, batch_s
     return counts
 
 
-def source_class_counts(source_model: nn.Module, target_data: ImageData, k: int | None = None,
-                        batch_size: int = 64, *, autocast: str | None = None) -> Tensor:
+def source_class_counts(
+    source_model: nn.Module,
+    target_data: ImageData,
+    k: int | None = None,
+    batch_size: int = 64,
+    *,
+    autocast: str | None = None,
+) -> Tensor:
     """Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class c.
 
     One batched pass of ``source_model`` (in eval mode, under ``torch.inference_mode``) over
@@ -85,8 +93,9 @@ def source_class_counts(source_model: nn.Module, target_data: ImageData, k: int 
     n_classes = int(_dist.all_reduce_max(torch.tensor([0 if local is None else len(local)], dtype=torch.long)))
     if n_classes == 0:
         raise ValueError("target_data is empty: pass at least one image")
-    counts = (torch.zeros(n_classes, dtype=torch.long, device=device) if local is None
-              else local.clone())  # a clone: the pass made an inference tensor, which cannot be summed in place
+    counts = (
+        torch.zeros(n_classes, dtype=torch.long, device=device) if local is None else local.clone()
+    )  # a clone: the pass made an inference tensor, which cannot be summed in place
     return _dist.all_reduce_sum(counts)
 
 

@@ -13,6 +13,7 @@
 
 Both read every model and stage through an ``audit.Audit``, so they work in any world.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -44,14 +45,22 @@ def paper_arms(audit: Any) -> tuple[str, str]:
     that is ``M^b (same data)``, trained from scratch on exactly M^t's images, as in the paper."""
     scratch = [arm for arm in audit.world.spec.comparison.values() if audit.recipe(arm).init == "scratch"]
     if not scratch:
-        raise ValueError(f"world {audit.world.name!r} has no scratch arm in spec.comparison_arms "
-                         f"({list(audit.world.spec.comparison)}); pass models=")
+        raise ValueError(
+            f"world {audit.world.name!r} has no scratch arm in spec.comparison_arms "
+            f"({list(audit.world.spec.comparison)}); pass models="
+        )
     return "M^t", scratch[0]
 
 
-def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0, k: int = 5,
-            models: Sequence[str] | None = None, areas: Sequence[float] = OCCLUSION_AREAS
-            ) -> tuple[Any, pd.DataFrame]:
+def figure1(
+    audit: Any,
+    photos: Mapping[str, Tensor],
+    label: int,
+    seed: int = 0,
+    k: int = 5,
+    models: Sequence[str] | None = None,
+    areas: Sequence[float] = OCCLUSION_AREAS,
+) -> tuple[Any, pd.DataFrame]:
     """Figure 1 on real photos of target class ``label`` (``photos``: name -> [3, H, W] in [0, 1] at the
     world's input size).
 
@@ -62,8 +71,10 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     below half of what it was (``object_removed``; else the last area, and ``object_removed`` is
     False). Returns the figure (one column per photo: the photo with M^s's map for ``c_o``, each
     model's map for its prediction, the occluded photo, each model's map on it) and a table:
-    ``photo, object, object_in_F_rank`` (its rank in M^s's top k), ``object_has_images`` (c_o has D^c images, so Eq. 3 can test it), ``object_in_L``, ``area``
-    (occluded fraction of the pixels), ``object_removed``, ``p_object`` and ``p_object_occluded`` (M^s), and per model ``p_label``,
+    ``photo, object, object_in_F_rank`` (its rank in M^s's top k), ``object_has_images`` (c_o has D^c images, so Eq.
+    3 can test it), ``object_in_L``, ``area``
+    (occluded fraction of the pixels), ``object_removed``, ``p_object`` and ``p_object_occluded`` (M^s), and per
+    model ``p_label``,
     ``p_label_occluded``, ``prediction`` and ``prediction_occluded``. ``models``: arm names (None:
     :func:`paper_arms`).
     """
@@ -94,7 +105,7 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
     for i, name in enumerate(photos):
         top = ps[i].topk(k).indices.tolist()
         in_f = [c for c in top if c in F]
-        xi = x[i:i + 1]
+        xi = x[i : i + 1]
         row: dict[str, Any] = {"photo": name}
         if in_f:
             c_o = in_f[0]
@@ -106,16 +117,38 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
                 removed = bool(p_occ[c_o] < 0.5 * ps[i, c_o])
                 if removed:
                     break
-            row.update(object=names[c_o], object_in_F_rank=top.index(c_o) + 1, object_has_images=c_o in with_images,
-                       object_in_L=c_o in L, area=float(mask.float().mean()), object_removed=removed,
-                       p_object=float(ps[i, c_o]), p_object_occluded=float(p_occ[c_o]))
-            show_cam(axes[0, i], xi[0].cpu(), cam_s, f"{name.split('.')[-1]}\nM^s: {_short(names[c_o])} ({ps[i, c_o]:.2f})",
-                     mask=mask)
-            show_image(axes[1 + len(models), i], x_occ[0].cpu(), f"occluded\nM^s: {_short(names[c_o])} ({p_occ[c_o]:.2f})")
+            row.update(
+                object=names[c_o],
+                object_in_F_rank=top.index(c_o) + 1,
+                object_has_images=c_o in with_images,
+                object_in_L=c_o in L,
+                area=float(mask.float().mean()),
+                object_removed=removed,
+                p_object=float(ps[i, c_o]),
+                p_object_occluded=float(p_occ[c_o]),
+            )
+            show_cam(
+                axes[0, i],
+                xi[0].cpu(),
+                cam_s,
+                f"{name.split('.')[-1]}\nM^s: {_short(names[c_o])} ({ps[i, c_o]:.2f})",
+                mask=mask,
+            )
+            show_image(
+                axes[1 + len(models), i], x_occ[0].cpu(), f"occluded\nM^s: {_short(names[c_o])} ({p_occ[c_o]:.2f})"
+            )
         else:
             x_occ = None
-            row.update(object=None, object_in_F_rank=None, object_has_images=False, object_in_L=False,
-                       area=float("nan"), object_removed=False, p_object=float("nan"), p_object_occluded=float("nan"))
+            row.update(
+                object=None,
+                object_in_F_rank=None,
+                object_has_images=False,
+                object_in_L=False,
+                area=float("nan"),
+                object_removed=False,
+                p_object=float("nan"),
+                p_object_occluded=float("nan"),
+            )
             show_image(axes[0, i], xi[0].cpu(), f"{name.split('.')[-1]}\nno class of F in M^s's top {k}")
             axes[1 + len(models), i].set_axis_off()
         for j, m in enumerate(models):
@@ -127,16 +160,21 @@ def figure1(audit: Any, photos: Mapping[str, Tensor], label: int, seed: int = 0,
                 p = _probs(trained[m], x_in)[0]
                 pred = int(p.argmax())
                 cam_m = gradcam(trained[m], x_in, torch.tensor([pred], device=dev), layer)[0].cpu()
-                show_cam(axes[col, i], x_in[0].cpu(), cam_m,
-                         f"{m}{' (occluded)' if tag else ''}\n{t_names[pred]} ({p[pred]:.2f})")
+                show_cam(
+                    axes[col, i],
+                    x_in[0].cpu(),
+                    cam_m,
+                    f"{m}{' (occluded)' if tag else ''}\n{t_names[pred]} ({p[pred]:.2f})",
+                )
                 row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float(p[label]), t_names[pred]
         rows.append(row)
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
 
 
-def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | None = None,
-            models: Sequence[str] | None = None) -> tuple[Any, pd.DataFrame]:
+def figure2(
+    audit: Any, source_class: int, seed: int = 0, target_index: int | None = None, models: Sequence[str] | None = None
+) -> tuple[Any, pd.DataFrame]:
     """Figure 2: the first D^c image of ``source_class`` alone, a target validation image (index
     ``target_index``; None: drawn with ``seed``), their composite (``audit.scale``, pasted at a place
     drawn with ``seed``) and the composite on the blurred source image, through M^s (map for
@@ -158,11 +196,16 @@ def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | No
         target_index = int(torch.randint(n_val, (1,), generator=torch.Generator().manual_seed(seed)))
     target_index = check_int_range("target_index", target_index, 0, n_val - 1)
     x_t, y_t = world.target_val[target_index]
-    comp = make_composites(x_src[None], x_t[None], scale=audit.scale, generator=seed,
-                           target_labels=torch.tensor([int(y_t)]))
+    comp = make_composites(
+        x_src[None], x_t[None], scale=audit.scale, generator=seed, target_labels=torch.tensor([int(y_t)])
+    )
     blurred = paste(neutral_backgrounds(x_src[None], "blur"), comp)
-    inputs = {"source-only image": (x_src[None], None), "target image": (x_t[None], None),
-              "composite": (comp.images, comp.masks[0]), "source object blurred": (blurred.images, comp.masks[0])}
+    inputs = {
+        "source-only image": (x_src[None], None),
+        "target image": (x_t[None], None),
+        "composite": (comp.images, comp.masks[0]),
+        "source object blurred": (blurred.images, comp.masks[0]),
+    }
     models = paper_arms(audit) if models is None else tuple(models)
     trained = {m: audit.model(m, seed) for m in models}
     layer = world.spec.cam_layer
@@ -175,26 +218,43 @@ def figure2(audit: Any, source_class: int, seed: int = 0, target_index: int | No
         show_image(axes[r, 0], x[0].cpu(), row_name)
         p_s = _probs(audit.source_model(), x)[0]
         m_map = gradcam(audit.source_model(), x, torch.tensor([int(source_class)], device=dev), layer)
-        show_cam(axes[r, 1], x[0].cpu(), m_map[0].cpu(), f"M^s: {names[source_class]} ({p_s[source_class]:.2f})",
-                 mask=mask)
-        records.append({"input": row_name, "model": "M^s", "prediction": names[int(p_s.argmax())],
-                        "p(true target class)": float("nan"), "p(source class)": float(p_s[source_class])})
+        show_cam(
+            axes[r, 1], x[0].cpu(), m_map[0].cpu(), f"M^s: {names[source_class]} ({p_s[source_class]:.2f})", mask=mask
+        )
+        records.append(
+            {
+                "input": row_name,
+                "model": "M^s",
+                "prediction": names[int(p_s.argmax())],
+                "p(true target class)": float("nan"),
+                "p(source class)": float(p_s[source_class]),
+            }
+        )
         for col, m in enumerate(models, start=2):
             p = _probs(trained[m], x)[0]
             pred = int(p.argmax())
             cam_map = gradcam(trained[m], x, torch.tensor([pred], device=dev), layer)
             show_cam(axes[r, col], x[0].cpu(), cam_map[0].cpu(), f"{m}: {t_names[pred]} ({p[pred]:.2f})", mask=mask)
-            records.append({"input": row_name, "model": m, "prediction": t_names[pred],
-                            "p(true target class)": float(p[c_t]) if r else float("nan"),
-                            "p(source class)": float("nan")})
-    fig.suptitle(f"{world.name}: Grad-CAM of M^s ({_short(names[source_class])}) and of {', '.join(models)}\n"
-                 f"(their predictions); white outline: the pasted {t_names[c_t]!r} image", fontsize=10)
+            records.append(
+                {
+                    "input": row_name,
+                    "model": m,
+                    "prediction": t_names[pred],
+                    "p(true target class)": float(p[c_t]) if r else float("nan"),
+                    "p(source class)": float("nan"),
+                }
+            )
+    fig.suptitle(
+        f"{world.name}: Grad-CAM of M^s ({_short(names[source_class])}) and of {', '.join(models)}\n"
+        f"(their predictions); white outline: the pasted {t_names[c_t]!r} image",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig, pd.DataFrame(records)
 
 
 def _short(s: str, n: int = 22) -> str:
-    return s if len(s) <= n else s[:n - 1] + "…"
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
@@ -219,7 +279,9 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
     p_s = audit.logits("M^s", D_t).float().softmax(1)
     has_images = torch.bincount(audit.source_labels(), minlength=n_src) > 0
     order = sorted(range(n_src), key=lambda c: (-int(v[c]), c))
-    only = [c for c in sorted(range(n_src), key=lambda c: (int(v[c]), c)) if v[c] <= audit.v_lo and has_images[c]][:ncol]
+    only = [c for c in sorted(range(n_src), key=lambda c: (int(v[c]), c)) if v[c] <= audit.v_lo and has_images[c]][
+        :ncol
+    ]
     shared = [c for c in order if v[c] > audit.v_lo][:ncol]
     best = {c: int(p_s[:, c].argmax()) for c in set(only) | set(shared)}
     fig_rows = ["source-only\n(D^c)", "shared\n(D^c)", "target images where\nthe shared class manifests"]
@@ -234,7 +296,11 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
 
     for j, c in enumerate(only):
         wrong = truth is not None and c not in truth
-        show_image(axes[0, j], source_image(c), f"{_short(names[c])}\nv = {int(v[c])}" + ("\n(planted: shared)" if wrong else ""))
+        show_image(
+            axes[0, j],
+            source_image(c),
+            f"{_short(names[c])}\nv = {int(v[c])}" + ("\n(planted: shared)" if wrong else ""),
+        )
         if wrong:
             axes[0, j].title.set_color("tab:red")
     for j, c in enumerate(shared):
@@ -242,8 +308,15 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
             if has_images[c]:
                 show_image(axes[1, j], source_image(c), f"{_short(names[c])}\nv = {int(v[c])}")
             else:
-                axes[1, j].text(0.5, 0.5, f"{_short(names[c])}\nv = {int(v[c])}\n(no D^c image)", ha="center",
-                                va="center", fontsize=9, transform=axes[1, j].transAxes)
+                axes[1, j].text(
+                    0.5,
+                    0.5,
+                    f"{_short(names[c])}\nv = {int(v[c])}\n(no D^c image)",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    transform=axes[1, j].transAxes,
+                )
         x_t, y_t = D_t[best[c]]
         title = f"a {world.target_classes[int(y_t)]!r} image\np_c under M^s = {float(p_s[best[c], c]):.2f}"
         if len(fig_rows) == 2:
@@ -251,10 +324,22 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
         show_image(axes[-1, j], x_t, title)
     for r, label in enumerate(fig_rows):
         axes[r, 0].text(-0.15, 0.5, label, ha="right", va="center", fontsize=9, transform=axes[r, 0].transAxes)
-    fig.suptitle(f"{world.name}: source-only classes (v <= {audit.v_lo:g}),\nshared classes and where they appear in D^t",
-                 fontsize=10)
+    fig.suptitle(
+        f"{world.name}: source-only classes (v <= {audit.v_lo:g}),\nshared classes and where they appear in D^t",
+        fontsize=10,
+    )
     fig.tight_layout()
-    rows = [{"row": row, "class": c, "name": names[c], "v": int(v[c]), "has_images": bool(has_images[c]),
-             "p_max": float(p_s[best[c], c]), "best_target": best[c]}
-            for row, cs in (("source-only", only), ("shared", shared)) for c in cs]
+    rows = [
+        {
+            "row": row,
+            "class": c,
+            "name": names[c],
+            "v": int(v[c]),
+            "has_images": bool(has_images[c]),
+            "p_max": float(p_s[best[c], c]),
+            "best_target": best[c],
+        }
+        for row, cs in (("source-only", only), ("shared", shared))
+        for c in cs
+    ]
     return fig, pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 modules (their weights), containers, dataclasses, objects with a ``cache_key`` and callables (by
 their code and captured values); no ``repr`` fallback, which may hold a memory address: an object
 it does not know raises ``TypeError`` naming its type."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,12 +28,19 @@ __all__ = ["fingerprint"]
 # fingerprints
 # --------------------------------------------------------------------------------------------
 
-_BUILTIN_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType,
-                      types.MethodWrapperType, types.ClassMethodDescriptorType)
+_BUILTIN_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.ClassMethodDescriptorType,
+)
 
 
 def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', None) or ''}:{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', '')}"
+    return (
+        f"{getattr(obj, '__module__', None) or ''}:{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', '')}"
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,9 +117,11 @@ class _Hasher:
 
     def _fail(self, obj: Any) -> TypeError:
         where = "".join(self.path)
-        return TypeError(f"cannot fingerprint an object of type {type(obj).__qualname__} "
-                         f"(module {type(obj).__module__}{', at parts' + where if where else ''}): "
-                         f"give it a cache_key attribute or pass plain data")
+        return TypeError(
+            f"cannot fingerprint an object of type {type(obj).__qualname__} "
+            f"(module {type(obj).__module__}{', at parts' + where if where else ''}): "
+            f"give it a cache_key attribute or pass plain data"
+        )
 
     # dispatch --------------------------------------------------------------------------------
     def feed(self, h: Any, obj: Any, *, instance: bool = False) -> None:  # noqa: C901 - one flat dispatch
@@ -220,8 +230,12 @@ class _Hasher:
             return self._feed_class(h, obj)
         if isinstance(obj, _BUILTIN_CALLABLES):
             owner = getattr(obj, "__objclass__", None)
-            w(h, b"b", f"{_qualname(owner) if owner is not None else getattr(obj, '__module__', None) or ''}:"
-                      f"{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}".encode())
+            w(
+                h,
+                b"b",
+                f"{_qualname(owner) if owner is not None else getattr(obj, '__module__', None) or ''}:"
+                f"{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}".encode(),
+            )
             slf = getattr(obj, "__self__", None)
             if slf is not None and not isinstance(slf, types.ModuleType):
                 self._at(h, ".__self__", slf, instance=True)
@@ -271,7 +285,7 @@ def _instance_state(obj: Any) -> dict[str, Any] | None:
         state = dict(d)
     for cls in type(obj).__mro__:
         slots = cls.__dict__.get("__slots__", ())
-        for s in ([slots] if isinstance(slots, str) else slots):
+        for s in [slots] if isinstance(slots, str) else slots:
             if s not in ("__dict__", "__weakref__") and hasattr(obj, s):
                 state = {} if state is None else state
                 state[s] = getattr(obj, s)
@@ -295,5 +309,3 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
     for i, p in enumerate(parts):
         hasher._at(h, f"[{i}]", p)
     return h.hexdigest()[:length]
-
-

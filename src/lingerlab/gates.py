@@ -17,6 +17,7 @@ Eq. 4 and the error claims compare models on composites I(c). Each comparison ne
 
 :func:`evaluate` computes the table; :func:`failed_gate` names the first gate a claim fails.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,13 @@ COMPETENCE_MIN = 0.75
 #: the L vs F \ L contrast and the tests over L need this many surviving classes in the median seed
 MIN_CLASSES = 2
 _FL = "F \\ L"
-GATES = ("object survival", "competence on pasted targets", "attribution faithfulness", "contrast size",
-         "transfer helps")
+GATES = (
+    "object survival",
+    "competence on pasted targets",
+    "attribution faithfulness",
+    "contrast size",
+    "transfer helps",
+)
 
 #: what each claim of the fair test needs: (kind, measure) -> (gate, which models)
 NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
@@ -42,9 +48,14 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("between arms", "excess_error"): (("contrast size", "L"), ("competence on pasted targets", "both")),
     ("between arms", "flip_rate"): (("contrast size", "L"), ("competence on pasted targets", "both")),
     ("between arms", "distraction_excess"): (("contrast size", "L"), ("attribution faithfulness", "both")),
-    ("within model", "excess_error"): (("contrast size", "L and F \\ L"), ("competence on pasted targets", "reference")),
-    ("within model", "distraction_excess"): (("contrast size", "L and F \\ L"),
-                                             ("attribution faithfulness", "reference")),
+    ("within model", "excess_error"): (
+        ("contrast size", "L and F \\ L"),
+        ("competence on pasted targets", "reference"),
+    ),
+    ("within model", "distraction_excess"): (
+        ("contrast size", "L and F \\ L"),
+        ("attribution faithfulness", "reference"),
+    ),
 }
 
 
@@ -70,14 +81,18 @@ class Gates:
         """Whether ``gate`` passed for ``subject`` (an arm label, ``"L"``, ``"L and F \\ L"`` or ``"M^s"``)."""
         rows = self.table[(self.table["gate"] == gate) & (self.table["subject"] == subject)]
         if rows.empty:
-            raise ValueError(f"no gate {gate!r} for subject {subject!r}; gates: "
-                             f"{sorted(set(zip(self.table['gate'], self.table['subject'])))}")
+            raise ValueError(
+                f"no gate {gate!r} for subject {subject!r}; gates: "
+                f"{sorted(set(zip(self.table['gate'], self.table['subject'])))}"
+            )
         return bool(rows["passed"].iloc[0])
 
     def describe(self) -> str:
         """The gates in words (Markdown bullets), each with its value and rule."""
-        lines = [f"- **{r.gate}** ({r.subject}): {r.value}; rule: {r.rule}: "
-                 f"**{'passes' if r.passed else 'fails'}**" for r in self.table.itertuples()]
+        lines = [
+            f"- **{r.gate}** ({r.subject}): {r.value}; rule: {r.rule}: **{'passes' if r.passed else 'fails'}**"
+            for r in self.table.itertuples()
+        ]
         return "\n".join(lines)
 
     def failed(self, kind: str, measure: str, reference: str, baseline: str) -> str | None:
@@ -95,8 +110,9 @@ def _contrast_counts(ctl: pd.DataFrame, reference: str, hidden: Iterable[int]) -
     return pd.DataFrame(rows, columns=["seed", "L", "F \\ L"])
 
 
-def evaluate(ctl: pd.DataFrame, survival: pd.DataFrame, faith: pd.DataFrame, reference: str,
-             baselines: Iterable[str]) -> Gates:
+def evaluate(
+    ctl: pd.DataFrame, survival: pd.DataFrame, faith: pd.DataFrame, reference: str, baselines: Iterable[str]
+) -> Gates:
     """The gate table from the fair test's controls (``comparison.controls``), the survival check
     (``checks.source_survival``) and the deletion test (``checks.faithfulness``, models labelled as the
     arms of ``ctl``, with ``"M^s"``)."""
@@ -104,41 +120,84 @@ def evaluate(ctl: pd.DataFrame, survival: pd.DataFrame, faith: pd.DataFrame, ref
     rows = []
     hidden = tuple(sorted(int(c) for c in survival.loc[~survival["survives"].astype(bool), "source_class"]))
     n_surv = len(survival) - len(hidden)
-    rows.append({"gate": "object survival", "subject": "F", "value": f"{n_surv} of {len(survival)} classes keep "
-                 "M^s's p(c_s) on the composite", "rule": "at least one class survives", "passed": n_surv > 0})
+    rows.append(
+        {
+            "gate": "object survival",
+            "subject": "F",
+            "value": f"{n_surv} of {len(survival)} classes keep M^s's p(c_s) on the composite",
+            "rule": "at least one class survives",
+            "passed": n_surv > 0,
+        }
+    )
     neutral_acc = ctl.assign(acc=ctl["correct_neutral"].astype(float)).groupby(["arm", "seed"])["acc"].mean()
     for arm in arms:
         acc = neutral_acc.loc[arm]
-        rows.append({"gate": "competence on pasted targets", "subject": arm,
-                     "value": f"accuracy on object-free composites {acc.mean():.3f} (seeds {acc.min():.3f}-{acc.max():.3f})",
-                     "rule": f"mean >= {COMPETENCE_MIN:g}", "passed": bool(acc.mean() >= COMPETENCE_MIN)})
+        rows.append(
+            {
+                "gate": "competence on pasted targets",
+                "subject": arm,
+                "value": f"accuracy on object-free composites {acc.mean():.3f} (seeds {acc.min():.3f}-{acc.max():.3f})",
+                "rule": f"mean >= {COMPETENCE_MIN:g}",
+                "passed": bool(acc.mean() >= COMPETENCE_MIN),
+            }
+        )
     ms = faith[faith["model"] == "M^s"]
     ms_ok = bool(len(ms)) and bool(ms["faithful"].all())
-    rows.append({"gate": "attribution faithfulness", "subject": "M^s",
-                 "value": f"deletion gain {ms['gain'].mean():.3f}" if len(ms) else "not measured",
-                 "rule": "gain's 95% interval above 0", "passed": ms_ok})
+    rows.append(
+        {
+            "gate": "attribution faithfulness",
+            "subject": "M^s",
+            "value": f"deletion gain {ms['gain'].mean():.3f}" if len(ms) else "not measured",
+            "rule": "gain's 95% interval above 0",
+            "passed": ms_ok,
+        }
+    )
     for arm in arms:
         f = faith[faith["model"] == arm]
         share = float(f["faithful"].mean()) if len(f) else float("nan")
-        rows.append({"gate": "attribution faithfulness", "subject": arm,
-                     "value": f"faithful in {int(f['faithful'].sum())} of {len(f)} seeds",
-                     "rule": "more than half the seeds, and M^s", "passed": bool(ms_ok and share > 0.5)})
+        rows.append(
+            {
+                "gate": "attribution faithfulness",
+                "subject": arm,
+                "value": f"faithful in {int(f['faithful'].sum())} of {len(f)} seeds",
+                "rule": "more than half the seeds, and M^s",
+                "passed": bool(ms_ok and share > 0.5),
+            }
+        )
     counts = _contrast_counts(ctl, reference, hidden)
     med_l = float(np.median(counts["L"])) if len(counts) else 0.0
     med_fl = float(np.median(counts[_FL])) if len(counts) else 0.0
-    rows.append({"gate": "contrast size", "subject": "L",
-                 "value": f"surviving classes in L per seed {counts['L'].tolist()}",
-                 "rule": f"median >= {MIN_CLASSES}", "passed": med_l >= MIN_CLASSES})
-    rows.append({"gate": "contrast size", "subject": "L and F \\ L",
-                 "value": f"in F \\ L per seed {counts[_FL].tolist()}",
-                 "rule": f"median >= {MIN_CLASSES} in each", "passed": med_l >= MIN_CLASSES and med_fl >= MIN_CLASSES})
+    rows.append(
+        {
+            "gate": "contrast size",
+            "subject": "L",
+            "value": f"surviving classes in L per seed {counts['L'].tolist()}",
+            "rule": f"median >= {MIN_CLASSES}",
+            "passed": med_l >= MIN_CLASSES,
+        }
+    )
+    rows.append(
+        {
+            "gate": "contrast size",
+            "subject": "L and F \\ L",
+            "value": f"in F \\ L per seed {counts[_FL].tolist()}",
+            "rule": f"median >= {MIN_CLASSES} in each",
+            "passed": med_l >= MIN_CLASSES and med_fl >= MIN_CLASSES,
+        }
+    )
     acc = ctl.attrs.get("target_acc", {})
     ref_acc = np.mean([v for (a, _), v in acc.items() if a == reference]) if acc else float("nan")
     for b in baselines:
         b_acc = np.mean([v for (a, _), v in acc.items() if a == b]) if acc else float("nan")
-        rows.append({"gate": "transfer helps", "subject": b,
-                     "value": f"clean accuracy {reference} {ref_acc:.3f} vs {b} {b_acc:.3f}",
-                     "rule": "stated beside the verdict; blocks nothing", "passed": bool(ref_acc >= b_acc)})
+        rows.append(
+            {
+                "gate": "transfer helps",
+                "subject": b,
+                "value": f"clean accuracy {reference} {ref_acc:.3f} vs {b} {b_acc:.3f}",
+                "rule": "stated beside the verdict; blocks nothing",
+                "passed": bool(ref_acc >= b_acc),
+            }
+        )
     return Gates(table=pd.DataFrame(rows), hidden=hidden, n_classes=counts, survival=survival, faith=faith)
 
 
@@ -153,4 +212,3 @@ def failed_gate(gates: Gates, kind: str, measure: str, reference: str, baseline:
             if not gates.passed(gate, subject):
                 return f"{gate} ({subject})"
     return None
-

@@ -1,4 +1,5 @@
 """Inference-time interference detection with M^st (paper, Eq. 5)."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -11,8 +12,9 @@ from ._validation import check_int_range, check_range
 from .models import eval_mode
 
 
-def interference_scores(mst: nn.Module, images: ImageData, lingering_classes: Tensor | Iterable[int],
-                        batch_size: int = 64) -> Tensor:
+def interference_scores(
+    mst: nn.Module, images: ImageData, lingering_classes: Tensor | Iterable[int], batch_size: int = 64
+) -> Tensor:
     """``s(x) = max_{c in L} p_c(M^st(x))`` for every image: the score Eq. 5 thresholds.
 
     The softmax runs over all source classes; the max over the lingering ones only. With an empty L
@@ -21,8 +23,13 @@ def interference_scores(mst: nn.Module, images: ImageData, lingering_classes: Te
     """
     check_int_range("batch_size", batch_size, 1)
     device = model_device(mst)
-    cls = torch.as_tensor(lingering_classes.flatten().tolist() if isinstance(lingering_classes, Tensor)
-                          else [int(c) for c in lingering_classes], dtype=torch.long, device=device)
+    cls = torch.as_tensor(
+        lingering_classes.flatten().tolist()
+        if isinstance(lingering_classes, Tensor)
+        else [int(c) for c in lingering_classes],
+        dtype=torch.long,
+        device=device,
+    )
     if len(cls) == 0:
         return torch.zeros(num_items(images), device=device)
     out = []
@@ -30,16 +37,22 @@ def interference_scores(mst: nn.Module, images: ImageData, lingering_classes: Te
         for x, _ in batches(images, batch_size, device):
             p = mst(x).float().softmax(dim=1)
             if int(cls.min()) < 0 or int(cls.max()) >= p.shape[1]:
-                raise ValueError(f"lingering_classes must be in [0, {p.shape[1] - 1}]; got "
-                                 f"[{int(cls.min())}, {int(cls.max())}]")
+                raise ValueError(
+                    f"lingering_classes must be in [0, {p.shape[1] - 1}]; got [{int(cls.min())}, {int(cls.max())}]"
+                )
             out.append(p[:, cls].amax(dim=1))
     if not out:
         return torch.zeros(0, device=device)
     return torch.cat(out)
 
 
-def interference(mst: nn.Module, images: ImageData, lingering_classes: Tensor | Iterable[int],
-                 p_lo: float = 0.01, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+def interference(
+    mst: nn.Module,
+    images: ImageData,
+    lingering_classes: Tensor | Iterable[int],
+    p_lo: float = 0.01,
+    batch_size: int = 64,
+) -> tuple[Tensor, Tensor]:
     """Eq. 5: flag x when some lingering class c in L has ``p_c(M^st(x)) > p_lo``.
 
     Returns ``(scores [N], flags [N] bool)``; with an empty L the scores are 0 and nothing is flagged.

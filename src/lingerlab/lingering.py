@@ -1,4 +1,5 @@
 """Lingering memories: source-only classes that M^st = B(M^t) + H(M^s) still recognises (paper, Eq. 3)."""
+
 from __future__ import annotations
 
 import warnings
@@ -16,9 +17,14 @@ from .distributed import autocast_context, check_autocast
 from .models import eval_mode
 
 
-def _sum_pass(models: Sequence[nn.Module], source_data: ImageData, num_classes: int | None, batch_size: int,
-              devices: Sequence[torch.device], amps: Sequence[str | None]
-              ) -> tuple[list[Tensor] | None, Tensor | None]:
+def _sum_pass(
+    models: Sequence[nn.Module],
+    source_data: ImageData,
+    num_classes: int | None,
+    batch_size: int,
+    devices: Sequence[torch.device],
+    amps: Sequence[str | None],
+) -> tuple[list[Tensor] | None, Tensor | None]:
     """One pass over ``source_data``: per-class sums of p_c (float64) for each model, and per-class counts."""
     sums: list[Tensor] | None = None
     counts: Tensor | None = None
@@ -42,15 +48,22 @@ def _sum_pass(models: Sequence[nn.Module], source_data: ImageData, num_classes: 
                 yd = y.to(dev)
                 if i == 0:
                     if len(yd) and (int(yd.min()) < 0 or int(yd.max()) >= len(sums[0])):
-                        raise ValueError(f"source_data labels must be in [0, {len(sums[0]) - 1}]; got "
-                                         f"[{int(yd.min())}, {int(yd.max())}]")
+                        raise ValueError(
+                            f"source_data labels must be in [0, {len(sums[0]) - 1}]; got "
+                            f"[{int(yd.min())}, {int(yd.max())}]"
+                        )
                     counts += torch.bincount(yd, minlength=len(sums[0]))  # type: ignore[operator]
                 sums[i].index_add_(0, yd, p.gather(1, yd[:, None])[:, 0].double())
     return sums, counts
 
 
-def _class_mean_probs_many(models: Sequence[nn.Module], source_data: ImageData, num_classes: int | None,
-                           batch_size: int, autocast: str | None = None) -> tuple[list[Tensor], Tensor]:
+def _class_mean_probs_many(
+    models: Sequence[nn.Module],
+    source_data: ImageData,
+    num_classes: int | None,
+    batch_size: int,
+    autocast: str | None = None,
+) -> tuple[list[Tensor], Tensor]:
     """One pass over ``source_data``: per-class mean softmax p_c for each model, and per-class counts.
 
     Distributed (:mod:`lingerlab.distributed`): each process sums over its shard of ``source_data``;
@@ -94,8 +107,14 @@ def default_p_lo(num_source_classes: int) -> float:
     return min(0.5, 10.0 / num_source_classes)
 
 
-def class_mean_probs(model: nn.Module, source_data: ImageData, num_classes: int | None = None,
-                     batch_size: int = 64, *, autocast: str | None = None) -> tuple[Tensor, Tensor]:
+def class_mean_probs(
+    model: nn.Module,
+    source_data: ImageData,
+    num_classes: int | None = None,
+    batch_size: int = 64,
+    *,
+    autocast: str | None = None,
+) -> tuple[Tensor, Tensor]:
     """For every class c: ``mean_{x in D^c} p_c(model(x))`` (the statistic of Eq. 3) and ``|D^c|``.
 
     ``source_data`` yields ``(image, source class id)``. Returns ``(mean_p [C], counts [C])`` on the
@@ -114,10 +133,20 @@ def class_mean_probs(model: nn.Module, source_data: ImageData, num_classes: int 
     return means[0], counts.to(means[0].device)
 
 
-def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable[int], p_lo: float = 0.01, *,
-              source_model: nn.Module | None = None, mst_source_bn: nn.Module | None = None,
-              v: Tensor | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
-              batch_size: int = 64, autocast: str | None = None, p_source: Tensor | None = None) -> pd.DataFrame:
+def lingering(
+    mst: nn.Module,
+    source_data: ImageData,
+    classes: Tensor | Iterable[int],
+    p_lo: float = 0.01,
+    *,
+    source_model: nn.Module | None = None,
+    mst_source_bn: nn.Module | None = None,
+    v: Tensor | Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 64,
+    autocast: str | None = None,
+    p_source: Tensor | None = None,
+) -> pd.DataFrame:
     """Eq. 3: ``L = {c in F : mean_{x in D^c} p_c(M^st(x)) > p_lo}``, as a table with one row per class.
 
     ``classes`` is F (e.g. from ``features.source_only``). Columns: ``class``, ``name``, ``v`` (Eq. 1,
@@ -138,7 +167,9 @@ def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable
     means, counts = _class_mean_probs_many(models, source_data, None, batch_size, autocast)
     n_classes = len(counts)
     if p_source is not None and tuple(p_source.shape) != (n_classes,):
-        raise ValueError(f"p_source must hold one mean per source class ({n_classes}); got shape {tuple(p_source.shape)}")
+        raise ValueError(
+            f"p_source must hold one mean per source class ({n_classes}); got shape {tuple(p_source.shape)}"
+        )
     bad = [c for c in cls if not 0 <= c < n_classes]
     if bad:
         raise ValueError(f"classes must be in [0, {n_classes - 1}]; got {bad[:10]}")
@@ -158,22 +189,30 @@ def lingering(mst: nn.Module, source_data: ImageData, classes: Tensor | Iterable
     p_bn = next(it) if mst_source_bn is not None else None
     n_img = counts.cpu()[idx].numpy()
     p_st = col(means[0])
-    v_col = (pd.array(torch.as_tensor(v).cpu()[idx].long().tolist(), dtype="Int64") if v is not None
-             else pd.array([pd.NA] * len(cls), dtype="Int64"))
-    table = pd.DataFrame({
-        "class": pd.array(cls, dtype="int64"),
-        "name": [class_names[c] if class_names is not None else str(c) for c in cls],
-        "v": v_col,
-        "n_images": n_img.astype("int64"),
-        "p_source": col(p_source),
-        "p_st": p_st,
-        "p_st_source_bn": col(p_bn),
-        "lingering": np.nan_to_num(p_st, nan=-1.0) > p_lo,
-    })
+    v_col = (
+        pd.array(torch.as_tensor(v).cpu()[idx].long().tolist(), dtype="Int64")
+        if v is not None
+        else pd.array([pd.NA] * len(cls), dtype="Int64")
+    )
+    table = pd.DataFrame(
+        {
+            "class": pd.array(cls, dtype="int64"),
+            "name": [class_names[c] if class_names is not None else str(c) for c in cls],
+            "v": v_col,
+            "n_images": n_img.astype("int64"),
+            "p_source": col(p_source),
+            "p_st": p_st,
+            "p_st_source_bn": col(p_bn),
+            "lingering": np.nan_to_num(p_st, nan=-1.0) > p_lo,
+        }
+    )
     empty = [c for c, n in zip(cls, n_img) if n == 0]
     if empty:
-        warnings.warn(f"{len(empty)} classes have no images in source_data and cannot be tested "
-                      f"(marked not lingering): {empty[:10]}", stacklevel=2)
+        warnings.warn(
+            f"{len(empty)} classes have no images in source_data and cannot be tested "
+            f"(marked not lingering): {empty[:10]}",
+            stacklevel=2,
+        )
     return table
 
 

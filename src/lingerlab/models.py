@@ -4,6 +4,7 @@
 is named; ``source_target_model`` builds M^st = B(M^t) + H(M^s), the model Eqs. 3 and 5 score with.
 Every model in the package takes images in [0, 1]; ``Normalized`` puts the normalisation inside.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,9 @@ class Normalized(nn.Module):
     ``mean`` and ``std`` are buffers (they follow ``.to(device)`` and live in the state dict).
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+    def __init__(
+        self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+    ) -> None:
         super().__init__()
         if len(mean) != len(std):
             raise ValueError(f"mean and std must have one value per channel; got {len(mean)} and {len(std)}")
@@ -61,8 +63,7 @@ def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
             if isinstance(sub, nn.Module) and sub is not model:
                 # a wrapper holds one network; a network that merely owns `.model` also has others
                 others = [n for n, _ in model.named_children() if n != attr]
-                if not others or isinstance(model, (Normalized, nn.DataParallel,
-                                                    nn.parallel.DistributedDataParallel)):
+                if not others or isinstance(model, (Normalized, nn.DataParallel, nn.parallel.DistributedDataParallel)):
                     inner = (attr, sub)
                     break
         if inner is None:
@@ -137,8 +138,10 @@ def find_head(model: nn.Module, head: str | None = None) -> tuple[str, nn.Linear
             if isinstance(mod, nn.Linear):
                 return name, mod
         if found:
-            raise ValueError(f"head must name an nn.Linear module; {found[0][0]!r} is a "
-                             f"{type(found[0][1]).__name__}. {_candidates(model)}")
+            raise ValueError(
+                f"head must name an nn.Linear module; {found[0][0]!r} is a "
+                f"{type(found[0][1]).__name__}. {_candidates(model)}"
+            )
         raise ValueError(f"head={head!r} is not a module of {type(inner).__name__}; {_candidates(model)}")
     name = _timm_head(inner)
     if name is None:
@@ -147,8 +150,10 @@ def find_head(model: nn.Module, head: str | None = None) -> tuple[str, nn.Linear
             if name is not None:
                 break
     if name is None:
-        raise ValueError(f"cannot find the classification head of {type(inner).__name__}: pass head=\"name\" "
-                         f"with the qualified name of its final nn.Linear; {_candidates(model)}")
+        raise ValueError(
+            f'cannot find the classification head of {type(inner).__name__}: pass head="name" '
+            f"with the qualified name of its final nn.Linear; {_candidates(model)}"
+        )
     full = prefix + name
     return full, model.get_submodule(full)  # type: ignore[return-value]
 
@@ -193,8 +198,9 @@ def as_generator(generator: torch.Generator | int | None) -> torch.Generator | N
     return torch.Generator().manual_seed(generator)
 
 
-def replace_head(model: nn.Module, num_classes: int, head: str | None = None,
-                 generator: torch.Generator | int | None = None) -> nn.Module:
+def replace_head(
+    model: nn.Module, num_classes: int, head: str | None = None, generator: torch.Generator | int | None = None
+) -> nn.Module:
     """A deep copy of ``model`` with a fresh ``nn.Linear(in_features, num_classes)`` head.
 
     The new head keeps the old one's device, dtype and bias setting; its weights are drawn with
@@ -223,8 +229,10 @@ def copy_batchnorm_stats(dst: nn.Module, src: nn.Module) -> nn.Module:
     d, s = batchnorm_layers(dst), batchnorm_layers(src)
     if set(d) != set(s):
         missing, extra = sorted(set(d) - set(s)), sorted(set(s) - set(d))
-        raise ValueError("the two models' BatchNorm layers differ: the architectures must match "
-                         f"(only in target: {missing[:5]}, only in source: {extra[:5]})")
+        raise ValueError(
+            "the two models' BatchNorm layers differ: the architectures must match "
+            f"(only in target: {missing[:5]}, only in source: {extra[:5]})"
+        )
     with torch.no_grad():
         for name, bn in d.items():
             sb = s[name]
@@ -235,13 +243,16 @@ def copy_batchnorm_stats(dst: nn.Module, src: nn.Module) -> nn.Module:
                         raise ValueError(f"BatchNorm layer {name!r} tracks {buf} in one model but not the other")
                     continue
                 if a.shape != b.shape:
-                    raise ValueError(f"BatchNorm layer {name!r}: {buf} shapes differ ({tuple(a.shape)} vs {tuple(b.shape)})")
+                    raise ValueError(
+                        f"BatchNorm layer {name!r}: {buf} shapes differ ({tuple(a.shape)} vs {tuple(b.shape)})"
+                    )
                 a.copy_(b.to(a.device))
     return dst
 
 
-def source_target_model(target_model: nn.Module, source_model: nn.Module, bn: str = "target",
-                        head: str | None = None) -> nn.Module:
+def source_target_model(
+    target_model: nn.Module, source_model: nn.Module, bn: str = "target", head: str | None = None
+) -> nn.Module:
     """M^st = B(M^t) + H(M^s) (Sec. 3.2): ``target_model``'s backbone with a copy of ``source_model``'s head.
 
     ``bn="source"`` also puts the source model's BatchNorm running statistics back into M^st: a
@@ -252,8 +263,10 @@ def source_target_model(target_model: nn.Module, source_model: nn.Module, bn: st
     t_name, t_head = find_head(target_model, head)
     _, s_head = find_head(source_model, head)
     if s_head.in_features != t_head.in_features:
-        raise ValueError(f"the source head takes {s_head.in_features} features but the target backbone gives "
-                         f"{t_head.in_features}: the two models must share an architecture")
+        raise ValueError(
+            f"the source head takes {s_head.in_features} features but the target backbone gives "
+            f"{t_head.in_features}: the two models must share an architecture"
+        )
     mst = copy.deepcopy(target_model)
     new_head = copy.deepcopy(s_head).to(device=t_head.weight.device, dtype=t_head.weight.dtype)
     _set_submodule(mst, t_name, new_head)

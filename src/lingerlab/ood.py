@@ -22,6 +22,7 @@ features of M^t's own clean training images (D^t), never on a composite:
 ``OODBaselines(model, head, train_images)`` is built (and fitted) once over a model and called on
 batches of images, as Captum's attributions are; :data:`DETECTORS` is the registry.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class Detector:
 
     name: str
     fit: Fit
-    reads: str          # "logits" or "features"
+    reads: str  # "logits" or "features"
     reference: str
     requires: str = ""  # what the architecture must allow ("" = any classifier with a linear head)
 
@@ -60,34 +61,41 @@ def knn_k(n_train: int) -> int:
 def _logit_score(cls_name: str) -> Fit:
     def fit(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         import pytorch_ood.detector as D
+
         score = getattr(D, cls_name).score
         return lambda feats, logits: score(logits.float())
+
     return fit
 
 
 def _fit_mahalanobis(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     from pytorch_ood.detector import Mahalanobis
+
     det = Mahalanobis(None).fit_features(z.float(), y)
     return lambda feats, logits: det.predict_features(feats.float()).float()
 
 
 def _fit_knn(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     from pytorch_ood.detector import KNN
+
     det = KNN(None, k=knn_k(len(z))).fit_features(z.float(), y)
     return lambda feats, logits: det.predict_features(feats.float()).float()
 
 
 def _fit_vim(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     from pytorch_ood.detector import ViM
+
     if head.bias is None:
         raise ValueError("ViM needs a head with a bias (it centres the features at -pinv(W) b)")
-    det = ViM(None, d=max(1, z.shape[1] // 2), w=head.weight.detach().double().cpu(),
-              b=head.bias.detach().double().cpu()).fit_features(z.double(), y)
+    det = ViM(
+        None, d=max(1, z.shape[1] // 2), w=head.weight.detach().double().cpu(), b=head.bias.detach().double().cpu()
+    ).fit_features(z.double(), y)
     return lambda feats, logits: det.predict_features(feats.double()).float()
 
 
 def _fit_react(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     from pytorch_ood.detector import ReAct
+
     if bool((z < 0).any()):
         raise ValueError("ReAct clips non-negative (post-ReLU) features; these features take negative values")
     h = head.cpu().float()
@@ -100,15 +108,18 @@ def _fit_react(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tenso
 
 
 #: name -> :class:`Detector`, in the order the tables show them.
-DETECTORS: dict[str, Detector] = {d.name: d for d in (
-    Detector("MaxSoftmax", _logit_score("MaxSoftmax"), "logits", "Hendrycks & Gimpel, ICLR 2017"),
-    Detector("MaxLogit", _logit_score("MaxLogit"), "logits", "Hendrycks et al., ICML 2022"),
-    Detector("EnergyBased", _logit_score("EnergyBased"), "logits", "Liu et al., NeurIPS 2020"),
-    Detector("Mahalanobis", _fit_mahalanobis, "features", "Lee et al., NeurIPS 2018"),
-    Detector("KNN", _fit_knn, "features", "Sun et al., ICML 2022"),
-    Detector("ViM", _fit_vim, "features", "Wang et al., CVPR 2022", "a linear head with a bias, D >= 2"),
-    Detector("ReAct", _fit_react, "features", "Sun, Guo & Li, NeurIPS 2021", "non-negative (post-ReLU) features"),
-)}
+DETECTORS: dict[str, Detector] = {
+    d.name: d
+    for d in (
+        Detector("MaxSoftmax", _logit_score("MaxSoftmax"), "logits", "Hendrycks & Gimpel, ICLR 2017"),
+        Detector("MaxLogit", _logit_score("MaxLogit"), "logits", "Hendrycks et al., ICML 2022"),
+        Detector("EnergyBased", _logit_score("EnergyBased"), "logits", "Liu et al., NeurIPS 2020"),
+        Detector("Mahalanobis", _fit_mahalanobis, "features", "Lee et al., NeurIPS 2018"),
+        Detector("KNN", _fit_knn, "features", "Sun et al., ICML 2022"),
+        Detector("ViM", _fit_vim, "features", "Wang et al., CVPR 2022", "a linear head with a bias, D >= 2"),
+        Detector("ReAct", _fit_react, "features", "Sun, Guo & Li, NeurIPS 2021", "non-negative (post-ReLU) features"),
+    )
+}
 
 #: every registered detector
 DEFAULT_DETECTORS: tuple[str, ...] = tuple(DETECTORS)
@@ -136,8 +147,15 @@ class OODBaselines:
     and listed in :attr:`skipped` with the reason, so one call serves every architecture.
     """
 
-    def __init__(self, model: nn.Module, train_images: ImageData | None, train_labels: Tensor | None = None, *,
-                 head: str | None = None, detectors: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_images: ImageData | None,
+        train_labels: Tensor | None = None,
+        *,
+        head: str | None = None,
+        detectors: Sequence[str] | None = None,
+    ) -> None:
         names = list(DEFAULT_DETECTORS if detectors is None else detectors)
         if isinstance(detectors, str):
             raise TypeError("detectors must be a sequence of names, not one string: wrap it in a list")
@@ -183,5 +201,7 @@ class OODBaselines:
 
 def describe() -> list[Mapping[str, Any]]:
     """One row per registered detector: name, what it reads, its requirement, its paper."""
-    return [{"detector": d.name, "reads": d.reads, "requires": d.requires or "a linear head", "reference": d.reference}
-            for d in DETECTORS.values()]
+    return [
+        {"detector": d.name, "reads": d.reads, "requires": d.requires or "a linear head", "reference": d.reference}
+        for d in DETECTORS.values()
+    ]

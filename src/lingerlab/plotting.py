@@ -1,6 +1,7 @@
 """Figures the notebooks share: images, Grad-CAM overlays, image grids, the remedy table, the fair
 test (matplotlib only), `publish` (every figure of the book: legible, saved, glued), and `Findings`,
 Markdown text the book glues."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,11 @@ def small_text(fig: Any, min_pt: float = MIN_FONT_PT, page_width_in: float | Non
     from matplotlib.text import Text
 
     scale = 1.0 if page_width_in is None else shown_scale(fig, page_width_in)
-    return [f"{t.get_text()[:30]!r} ({t.get_fontsize() * scale:.3g} pt)" for t in fig.findobj(Text)
-            if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < min_pt - 0.05]  # 0.05 pt: rounding
+    return [
+        f"{t.get_text()[:30]!r} ({t.get_fontsize() * scale:.3g} pt)"
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < min_pt - 0.05
+    ]  # 0.05 pt: rounding
 
 
 def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> Path:
@@ -53,10 +57,13 @@ def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> P
 
     small = small_text(fig)
     if small:
-        raise ValueError(f"figure {name!r}: text below {MIN_FONT_PT:g} pt at page width ({PAGE_WIDTH_IN:g} in; "
-                         f"the figure is shown at {shown_scale(fig):.2f} of its size) is not legible: "
-                         + ", ".join(small[:8]) + (" ..." if len(small) > 8 else "")
-                         + f"; make it at most {BOOK_WIDTH_IN:g} in wide or its type larger")
+        raise ValueError(
+            f"figure {name!r}: text below {MIN_FONT_PT:g} pt at page width ({PAGE_WIDTH_IN:g} in; "
+            f"the figure is shown at {shown_scale(fig):.2f} of its size) is not legible: "
+            + ", ".join(small[:8])
+            + (" ..." if len(small) > 8 else "")
+            + f"; make it at most {BOOK_WIDTH_IN:g} in wide or its type larger"
+        )
     path = savefig(fig, name, dpi=dpi)
     try:
         import myst_nb  # noqa: F401
@@ -83,8 +90,9 @@ def show_image(ax, img: Tensor, title: str | None = None) -> None:
         ax.set_title(title, fontsize=9)
 
 
-def show_cam(ax, img: Tensor, cam: Tensor, title: str | None = None, alpha: float = 0.5,
-             mask: Tensor | None = None) -> None:
+def show_cam(
+    ax, img: Tensor, cam: Tensor, title: str | None = None, alpha: float = 0.5, mask: Tensor | None = None
+) -> None:
     """Draw a Grad-CAM map (values in [0, 1]) over its image; outline ``mask`` (the overlay) if given."""
     show_image(ax, img, title)
     ax.imshow(cam.detach().float().cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1)
@@ -92,16 +100,22 @@ def show_cam(ax, img: Tensor, cam: Tensor, title: str | None = None, alpha: floa
         ax.contour(mask.detach().cpu().numpy().astype(float), levels=[0.5], colors="white", linewidths=1)
 
 
-def image_grid(images: Tensor | Sequence[Tensor], titles: Sequence[str] | None = None, ncols: int = 8,
-               size: float = 1.4, suptitle: str | None = None):
+def image_grid(
+    images: Tensor | Sequence[Tensor],
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    size: float = 1.4,
+    suptitle: str | None = None,
+):
     """A grid of images; returns the figure."""
     import matplotlib.pyplot as plt
 
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         if i < n:
             show_image(ax, images[i], titles[i] if titles else None)
@@ -149,10 +163,17 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     a = axes[0]
     for i, r in s.iterrows():
         lesion = bool(r.get("at_chance", False))  # target accuracy at chance: a lesion, drawn hollow
-        a.errorbar(-r["d_target_acc"], r["d_composite_acc"], xerr=_nz(r["d_target_acc_sd"]),
-                   yerr=_nz(r["d_composite_acc_sd"]), fmt=markers[i % len(markers)], color=colours[i],
-                   capsize=3, mfc="none" if lesion else colours[i],
-                   label=r["remedy"] + (" (target acc. at chance)" if lesion else ""))
+        a.errorbar(
+            -r["d_target_acc"],
+            r["d_composite_acc"],
+            xerr=_nz(r["d_target_acc_sd"]),
+            yerr=_nz(r["d_composite_acc_sd"]),
+            fmt=markers[i % len(markers)],
+            color=colours[i],
+            capsize=3,
+            mfc="none" if lesion else colours[i],
+            label=r["remedy"] + (" (target acc. at chance)" if lesion else ""),
+        )
     a.axhline(0, color="grey", lw=0.8)
     a.axvline(0, color="grey", lw=0.8)
     a.set_xlabel("cost: target accuracy drop vs plain")
@@ -179,6 +200,7 @@ def plot_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning", ax:
     c.barh(y, s["time_overhead"], xerr=s["time_overhead_sd"].fillna(0), color=colours)
     c.set_xscale("log")
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
     c.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
     c.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis overlap
     c.axvline(1, color="grey", lw=0.8)
@@ -211,8 +233,15 @@ def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
     a.set_xlabel("AUROC, L composites vs clean")
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=9, frameon=False)
     for col, off, mk, lab in (("error_flagged", 0.12, "o", "flagged"), ("error_unflagged", -0.12, "s", "not flagged")):
-        b.errorbar(s[col], y + off, xerr=_spread(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"]), fmt=mk,
-                   capsize=3, label=lab, color="tab:purple" if col == "error_flagged" else "tab:gray")
+        b.errorbar(
+            s[col],
+            y + off,
+            xerr=_spread(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"]),
+            fmt=mk,
+            capsize=3,
+            label=lab,
+            color="tab:purple" if col == "error_flagged" else "tab:gray",
+        )
     b.set_xlim(-0.02, 1.02)
     b.set_xlabel("$M^t$ error on L composites\n(flag at 5% clean FPR)")
     b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)
@@ -238,7 +267,8 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
     (Fig. 3a is over L; a class in L in no seed is measured over all seeds and marked ``F \\ L``), the
     cluster-bootstrap 95% interval of Eq. 4 (by source photo, per-composite values averaged over
     those seeds first; a class with a single source photo has no spread between photos, and its
-    interval is a bootstrap over seeds instead: ``interval_over`` says which), ``share_L`` (in how many of the seeds the class is in L) and ``subset``."""
+    interval is a bootstrap over seeds instead: ``interval_over`` says which), ``share_L`` (in how many of the seeds
+    the class is in L) and ``subset``."""
     from .stats import cluster_bootstrap_ci
 
     ctl = ft.controls
@@ -251,16 +281,28 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
             use = g[g["in_L"]] if share > 0 else g
             per_comp = use.groupby("composite").agg(d=("distraction", "mean"), cluster=("cluster", "first"))
             if per_comp["cluster"].nunique() >= 2:
-                mean, lo, hi = cluster_bootstrap_ci(per_comp["d"].to_numpy(float), per_comp["cluster"].tolist(),
-                                                    n_boot=n_boot, seed=int(c))
+                mean, lo, hi = cluster_bootstrap_ci(
+                    per_comp["d"].to_numpy(float), per_comp["cluster"].tolist(), n_boot=n_boot, seed=int(c)
+                )
                 over = "source photos"
             else:  # one photo: no spread between photos to resample, so the interval is over seeds
                 per_seed = use.groupby("seed")["distraction"].mean().dropna().to_numpy(float)
                 mean, lo, hi = cluster_bootstrap_ci(per_seed, np.arange(len(per_seed)), n_boot=n_boot, seed=int(c))
                 over = "seeds"
-            rows.append({"arm": arm, "source_class": int(c), "source_name": name, "distraction": mean,
-                         "ci_lo": lo, "ci_hi": hi, "interval_over": over, "null": float(use["null"].mean()),
-                         "share_L": float(share), "subset": "L" if share > 0 else "F \\ L"})
+            rows.append(
+                {
+                    "arm": arm,
+                    "source_class": int(c),
+                    "source_name": name,
+                    "distraction": mean,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "interval_over": over,
+                    "null": float(use["null"].mean()),
+                    "share_L": float(share),
+                    "subset": "L" if share > 0 else "F \\ L",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -274,8 +316,9 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
     import matplotlib.pyplot as plt
 
     pc = per_class_distraction(ft, arms)
-    order = (pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"]
-             .tolist())
+    order = (
+        pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"].tolist()
+    )
     pos = {c: i for i, c in enumerate(order)}
     created = ax is None
     if created:
@@ -291,23 +334,53 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
             if m.any():
                 d = sub[m]
                 hollow |= subset != "L"
-                ax.errorbar(d["distraction"], y[m], xerr=[d["distraction"] - d["ci_lo"], d["ci_hi"] - d["distraction"]],
-                            fmt="o", ms=4, lw=0.8, color=colour, mfc=face,
-                            label=f"{arm}: Eq. 4" if subset == "L" else None)
-        ax.scatter(sub["null"], y, marker="|", s=120, color="grey", zorder=3,
-                   label="per-class null (shuffled pairs)" if j == 0 else None)
+                ax.errorbar(
+                    d["distraction"],
+                    y[m],
+                    xerr=[d["distraction"] - d["ci_lo"], d["ci_hi"] - d["distraction"]],
+                    fmt="o",
+                    ms=4,
+                    lw=0.8,
+                    color=colour,
+                    mfc=face,
+                    label=f"{arm}: Eq. 4" if subset == "L" else None,
+                )
+        ax.scatter(
+            sub["null"],
+            y,
+            marker="|",
+            s=120,
+            color="grey",
+            zorder=3,
+            label="per-class null (shuffled pairs)" if j == 0 else None,
+        )
     names = pc[pc.arm == arms[0]].set_index("source_class")
-    ax.set_yticks(range(len(order)), [f"{names.loc[c, 'source_name']} " + (f"(L {names.loc[c, 'share_L']:.0%})"
-                                                                         if names.loc[c, "share_L"] > 0 else "(F \\ L)")
-                                      for c in order])
+    ax.set_yticks(
+        range(len(order)),
+        [
+            f"{names.loc[c, 'source_name']} "
+            + (f"(L {names.loc[c, 'share_L']:.0%})" if names.loc[c, "share_L"] > 0 else "(F \\ L)")
+            for c in order
+        ],
+    )
     ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
     ax.set(xlabel="distraction (Eq. 4, IoU)")
     ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
     if hollow:  # one entry for every arm's hollow dots, so the legend's width does not grow with the arms' names
         from matplotlib.lines import Line2D
 
-        ax.add_line(Line2D([], [], marker="o", ms=4, ls="", color="grey", mfc="white",
-                           label="hollow: in F \\ L (lingers in no seed)"))
+        ax.add_line(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ms=4,
+                ls="",
+                color="grey",
+                mfc="white",
+                label="hollow: in F \\ L (lingers in no seed)",
+            )
+        )
     anchor = (0.0, -0.12 - 0.6 / max(len(order), 1))
     for ncol in (2, 1):  # long class or arm names: one column keeps the figure within the page
         ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=anchor, ncol=ncol, frameon=False)
@@ -320,12 +393,17 @@ def plot_fig3a(ft: Any, arms: Sequence[str], ax: Any = None, title: str | None =
 
 
 #: The y-axis label (quantity and unit) of each measure the fair-test figures draw.
-_UNITS = {"distraction": "Eq. 4 (IoU)", "excess_error": "error difference", "err_source_only": "error rate",
-          "flip_rate": "flip rate"}
+_UNITS = {
+    "distraction": "Eq. 4 (IoU)",
+    "excess_error": "error difference",
+    "err_source_only": "error rate",
+    "flip_rate": "flip rate",
+}
 
 
-def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]],
-                  fig: Any = None) -> Any:
+def plot_headline(
+    tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]], fig: Any = None
+) -> Any:
     """One row per world, one column per measure: each arm's mean over seeds on L composites with its
     bootstrap-over-seeds 95% interval; for Eq. 4 the per-class null beside it (hollow). ``tests``:
     world -> FairTest; ``arms``: world -> arms to show; ``measures``: (measure, axis label)."""
@@ -333,8 +411,7 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
 
     worlds = list(tests)
     if fig is None:
-        fig, axes = plt.subplots(len(worlds), len(measures), figsize=(BOOK_WIDTH_IN, 3.0 * len(worlds)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(len(worlds), len(measures), figsize=(BOOK_WIDTH_IN, 3.0 * len(worlds)), squeeze=False)
     else:
         axes = np.asarray(fig.axes).reshape(len(worlds), len(measures))
     for i, w in enumerate(worlds):
@@ -345,12 +422,25 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
             for k, arm in enumerate(arms[w]):
                 r = t.loc[(arm, measure)]
                 colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
-                ax.errorbar([k], [r["mean"]], yerr=[[r["mean"] - r["ci_lo"]], [r["ci_hi"] - r["mean"]]], fmt="o",
-                            color=colour, capsize=3)
+                ax.errorbar(
+                    [k],
+                    [r["mean"]],
+                    yerr=[[r["mean"] - r["ci_lo"]], [r["ci_hi"] - r["mean"]]],
+                    fmt="o",
+                    color=colour,
+                    capsize=3,
+                )
                 if measure == "distraction":
                     n = t.loc[(arm, "distraction_null")]
-                    ax.errorbar([k + 0.25], [n["mean"]], yerr=[[n["mean"] - n["ci_lo"]], [n["ci_hi"] - n["mean"]]],
-                                fmt="o", mfc="white", color="grey", capsize=2)
+                    ax.errorbar(
+                        [k + 0.25],
+                        [n["mean"]],
+                        yerr=[[n["mean"] - n["ci_lo"]], [n["ci_hi"] - n["mean"]]],
+                        fmt="o",
+                        mfc="white",
+                        color="grey",
+                        capsize=2,
+                    )
             if measure != "distraction":
                 ax.axhline(0, color="k", lw=0.6)
             ax.set_xticks(range(len(arms[w])), list(arms[w]), rotation=20, fontsize=9)
@@ -391,17 +481,33 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
     x = np.arange(len(t))
     ax = axes[0]
     ax.bar(x - 0.2, t["n_F_images"], 0.4, color="lightgrey", label="|F| with D^c images")
-    ax.bar(x + 0.2, t["n_L"], 0.4, color="tab:red", yerr=_spread(t["n_L"], t["n_L_min"], t["n_L_max"]),
-           capsize=3, label="|L| (mean, range over seeds)")
+    ax.bar(
+        x + 0.2,
+        t["n_L"],
+        0.4,
+        color="tab:red",
+        yerr=_spread(t["n_L"], t["n_L_min"], t["n_L_max"]),
+        capsize=3,
+        label="|L| (mean, range over seeds)",
+    )
     ax.set_title("|F| with images, and |L|", fontsize=9)
     ax.set_ylabel("source-only classes")
     _legend_above(ax)
-    for ax, name, label in ((axes[1], "distraction", "Eq. 4 on L (hollow: null)"),
-                            (axes[2], "excess_error", "excess error on L")):
+    for ax, name, label in (
+        (axes[1], "distraction", "Eq. 4 on L (hollow: null)"),
+        (axes[2], "excess_error", "excess error on L"),
+    ):
         for k, (tag, colour) in enumerate((("reference", "tab:red"), ("baseline", "tab:blue"))):
             m, lo, hi = (t[f"{name}_{tag}{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
-            ax.errorbar(x + (k - 0.5) * 0.3, m, yerr=_spread(m, lo, hi), fmt="o", color=colour, capsize=3,
-                        label="fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)")
+            ax.errorbar(
+                x + (k - 0.5) * 0.3,
+                m,
+                yerr=_spread(m, lo, hi),
+                fmt="o",
+                color=colour,
+                capsize=3,
+                label="fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)",
+            )
             if name == "distraction":
                 n = t[f"null_{tag}"].to_numpy(float)
                 ax.scatter(x + (k - 0.5) * 0.3 + 0.12, n, marker="o", facecolor="white", edgecolor=colour, zorder=3)
@@ -415,9 +521,14 @@ def plot_arch(comparison: Any, fig: Any = None) -> Any:
     ax = axes[3]
     o = comparison.overlap
     if len(o):
-        ax.barh(np.arange(len(o)), o["jaccard_L"], xerr=_spread(o["jaccard_L"], o["jaccard_L_min"], o["jaccard_L_max"]),
-                color="tab:purple",
-                capsize=3, label="L (same seed; range over seeds)")
+        ax.barh(
+            np.arange(len(o)),
+            o["jaccard_L"],
+            xerr=_spread(o["jaccard_L"], o["jaccard_L_min"], o["jaccard_L_max"]),
+            color="tab:purple",
+            capsize=3,
+            label="L (same seed; range over seeds)",
+        )
         ax.scatter(o["jaccard_F"], np.arange(len(o)), marker="|", s=200, color="k", zorder=3, label="F")
         ax.set_yticks(np.arange(len(o)), [f"{a}\nvs {b}" for a, b in zip(o["a"], o["b"])], fontsize=9)
         ax.set_ylim(-0.6, len(o) - 0.4)
@@ -435,8 +546,15 @@ def plot_size_sweep(size: pd.DataFrame, title: str) -> Any:
 
     fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 5.6))
     g = size.groupby("n_train")
-    for ax, (col, label) in zip(axes.flat, [("n_lingering", "|L| (Eq. 3)"), ("distraction", "Eq. 4 on L"),
-                                       ("excess_error", "excess error on L"), ("flip_rate", "flip rate on L")]):
+    for ax, (col, label) in zip(
+        axes.flat,
+        [
+            ("n_lingering", "|L| (Eq. 3)"),
+            ("distraction", "Eq. 4 on L"),
+            ("excess_error", "excess error on L"),
+            ("flip_rate", "flip rate on L"),
+        ],
+    ):
         m, sd = g[col].mean(), g[col].std()
         ax.errorbar(m.index, m, yerr=sd, fmt="o-", capsize=3, label="fine-tuned M^t")
         ax.set(xscale="log", xlabel="target training images", ylabel=label)

@@ -6,6 +6,7 @@ copy with fields overridden (unknown fields raise ValueError listing the valid o
 wrong type raises TypeError naming the field and the expected type; NumPy scalars are accepted and
 stored as Python ``int``/``float``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,17 @@ from typing import Any
 
 from ._validation import _is_bool, _is_int, _is_real
 
-__all__ = ["ShapesProfile", "LiteProfile", "Lite0Profile", "PaperProfile", "CustomProfile", "PROFILES", "get_profile",
-           "profile_names", "split_overrides"]
+__all__ = [
+    "ShapesProfile",
+    "LiteProfile",
+    "Lite0Profile",
+    "PaperProfile",
+    "CustomProfile",
+    "PROFILES",
+    "get_profile",
+    "profile_names",
+    "split_overrides",
+]
 
 
 @dataclass(frozen=True)
@@ -32,16 +42,17 @@ class ShapesProfile:
     n_shapes: int = 8
     n_textures: int = 3
     n_colours: int = 1
-    n_shared: int = 4                 # co-occurring source classes planted in target images
-    shared_prob: float = 0.75         # fraction of target images that contain a shared object
-    clutter_prob: float = 0.3         # fraction of source/target images with non-source clutter
+    n_shared: int = 4  # co-occurring source classes planted in target images
+    shared_prob: float = 0.75  # fraction of target images that contain a shared object
+    clutter_prob: float = 0.3  # fraction of source/target images with non-source clutter
     source_train_per_class: int = 600
-    source_val_per_class: int = 40    # D^c per class
+    source_val_per_class: int = 40  # D^c per class
     n_composites_per_class: int = 20  # |I(c)|: composites per source-only class (Audit default)
-    target_train: int = 2500          # scratch baseline's training set (= world.target_train)
-    finetune_train: int = 200         # fine-tuning subset of target_train (spec.recipes["M^t"].train_subset)
+    target_train: int = 2500  # scratch baseline's training set (= world.target_train)
+    finetune_train: int = 200  # fine-tuning subset of target_train (spec.recipes["M^t"].train_subset)
     target_val: int = 500
-    # base channel width of the ResNet-like CNN: 16 trains 2.0x faster than 24 on a 2-core CPU (benchmarks/training.py) (FLOPs go
+    # base channel width of the ResNet-like CNN: 16 trains 2.0x faster than 24 on a 2-core CPU
+    # (benchmarks/training.py) (FLOPs go
     # with width squared) and, with a fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
     width: int = 16
     source_epochs: int = 4
@@ -58,7 +69,7 @@ class ShapesProfile:
     scratch_epochs: int = 8
     scratch_lr: float = 2e-3
     scratch_batch_size: int = 64
-    zoom_min: float = 0.35            # zoom-out augmentation of the scratch baseline
+    zoom_min: float = 0.35  # zoom-out augmentation of the scratch baseline
     zoom_max: float = 0.8
     zoom_prob: float = 0.5
     # the scratch baselines of notebook 4's fair test: smoke keeps the paper's own M^b; full adds the
@@ -76,7 +87,7 @@ class LiteProfile:
     # smoke: one size for the three models (one task); 112 px is the smallest of 96-128 at which each still
     # names chelsea and coffee right (96 px: Lite0 says coffeepot; 104 px: teapot); 0.77x the FLOPs of 128 px
     image_size: int = 112
-    dc_per_class: int = 4             # seeded augmented views per D^c photo
+    dc_per_class: int = 4  # seeded augmented views per D^c photo
     target_val_fraction: float = 0.3  # of scikit-image's 200 LFW-subset images
     finetune_epochs: int = 3
     finetune_lr: float = 1e-4
@@ -100,8 +111,15 @@ Lite0Profile = LiteProfile  # the name before lite1 and lite2 joined
 
 
 def _lite_full(image_size: int) -> LiteProfile:
-    return LiteProfile("full", image_size=image_size, dc_per_class=16, finetune_epochs=10, scratch_epochs=40,
-                       finetune_batch_size=32, scratch_batch_size=32)
+    return LiteProfile(
+        "full",
+        image_size=image_size,
+        dc_per_class=16,
+        finetune_epochs=10,
+        scratch_epochs=40,
+        finetune_batch_size=32,
+        scratch_batch_size=32,
+    )
 
 
 @dataclass(frozen=True)
@@ -110,9 +128,9 @@ class PaperProfile:
 
     name: str
     image_size: int = 224
-    n_train: int = 200                # target training images (balanced cats/dogs)
+    n_train: int = 200  # target training images (balanced cats/dogs)
     n_val: int = 200
-    dc_per_class: int = 2             # D^c images per ImageNet class (at most what exists)
+    dc_per_class: int = 2  # D^c images per ImageNet class (at most what exists)
     finetune_epochs: int = 2
     finetune_lr: float = 1e-3
     finetune_optimizer: str = "sgd"
@@ -130,8 +148,8 @@ class CustomProfile:
 
     name: str
     image_size: int = 224
-    val_fraction: float = 0.2         # used when target_root has no train/ and val/ folders
-    dc_per_class: int = 0             # 0: every image of source_root
+    val_fraction: float = 0.2  # used when target_root has no train/ and val/ folders
+    dc_per_class: int = 0  # 0: every image of source_root
     finetune_epochs: int = 3
     finetune_lr: float = 1e-3
     finetune_optimizer: str = "sgd"
@@ -147,18 +165,39 @@ PROFILES: dict[str, dict[str, Any]] = {
     "shapes": {
         "smoke": ShapesProfile("smoke"),
         # 144 classes; M^s is sized so that `make test-full` can check Eqs. 1-2 on a 2-core CPU
-        "full": ShapesProfile("full", n_shapes=12, n_textures=4, n_colours=3, n_shared=12,
-                              source_train_per_class=400, source_val_per_class=50, target_train=8000,
-                              target_val=2000, width=32, source_epochs=6, finetune_epochs=20, scratch_epochs=30,
-                              comparison_baselines=("M^b (same data)", "M^b (matched acc)")),
+        "full": ShapesProfile(
+            "full",
+            n_shapes=12,
+            n_textures=4,
+            n_colours=3,
+            n_shared=12,
+            source_train_per_class=400,
+            source_val_per_class=50,
+            target_train=8000,
+            target_val=2000,
+            width=32,
+            source_epochs=6,
+            finetune_epochs=20,
+            scratch_epochs=30,
+            comparison_baselines=("M^b (same data)", "M^b (matched acc)"),
+        ),
     },
     "lite0": {"smoke": LiteProfile("smoke"), "full": _lite_full(224)},
     "lite1": {"smoke": LiteProfile("smoke"), "full": _lite_full(240)},
     "lite2": {"smoke": LiteProfile("smoke"), "full": _lite_full(260)},
     "paper": {
         "smoke": PaperProfile("smoke"),
-        "full": PaperProfile("full", n_train=20000, n_val=5000, dc_per_class=50, finetune_epochs=5,
-                             scratch_epochs=30, finetune_batch_size=64, scratch_batch_size=64, num_workers=8),
+        "full": PaperProfile(
+            "full",
+            n_train=20000,
+            n_val=5000,
+            dc_per_class=50,
+            finetune_epochs=5,
+            scratch_epochs=30,
+            finetune_batch_size=64,
+            scratch_batch_size=64,
+            num_workers=8,
+        ),
     },
     "custom": {
         "smoke": CustomProfile("smoke", image_size=128, finetune_epochs=2, scratch_epochs=2),
@@ -177,8 +216,10 @@ def profile_names(world: str) -> list[str]:
 def split_overrides(world: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split keyword overrides into ``(profile fields, everything else)``."""
     fields = {f.name for f in dataclasses.fields(type(next(iter(PROFILES[world].values()))))} - {"name"}
-    return ({k: v for k, v in overrides.items() if k in fields},
-            {k: v for k, v in overrides.items() if k not in fields})
+    return (
+        {k: v for k, v in overrides.items() if k in fields},
+        {k: v for k, v in overrides.items() if k not in fields},
+    )
 
 
 def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
@@ -193,13 +234,17 @@ def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
     elif isinstance(profile, str) and profile in PROFILES[world]:
         base = PROFILES[world][profile]
     else:
-        raise ValueError(f"profile must be one of {', '.join(map(repr, names))} (or a {cls.__name__}) for world "
-                         f"{world!r}; got {profile!r}")
+        raise ValueError(
+            f"profile must be one of {', '.join(map(repr, names))} (or a {cls.__name__}) for world "
+            f"{world!r}; got {profile!r}"
+        )
     valid = {f.name: f for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - set(valid) | ({"name"} & set(overrides)))
     if bad:
-        raise ValueError(f"unknown {world} profile field(s) {', '.join(map(repr, bad))}; valid fields: "
-                         f"{', '.join(n for n in valid if n != 'name')}")
+        raise ValueError(
+            f"unknown {world} profile field(s) {', '.join(map(repr, bad))}; valid fields: "
+            f"{', '.join(n for n in valid if n != 'name')}"
+        )
     clean = {k: _coerce_field(world, k, v, getattr(base, k)) for k, v in overrides.items()}
     return dataclasses.replace(base, **clean) if clean else base
 
@@ -221,6 +266,7 @@ def _coerce_field(world: str, field: str, value: Any, default: Any) -> Any:
         ok, want = isinstance(value, type(default)), f"a {type(default).__name__}"
         cast = str if isinstance(default, str) else (lambda x: x)  # np.str_ -> str
     if not ok:
-        raise TypeError(f"{world} profile field {field!r} must be {want} like {default!r}; got "
-                        f"{type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{world} profile field {field!r} must be {want} like {default!r}; got {type(value).__name__} {value!r}"
+        )
     return cast(value)

@@ -1,4 +1,5 @@
 """Small helpers the notebooks share: device choice, figure files, glued numbers for the book."""
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ display) embedded as base64 PNG ``<img>`` tags, tables are pandas ``to_html`` wi
 the page carries its own CSS: no script, no stylesheet, no font or image is fetched from anywhere.
 ``lingerlab audit`` (:mod:`lingerlab.cli`) fills it; the figure helpers here take plain numbers.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,9 +19,23 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["Section", "esc", "table_html", "figure_uri", "img", "render_page", "new_figure",
-           "counts_figure", "lingering_figure", "composites_figure", "distraction_figure", "roc_figure",
-           "roc_curve", "audit_page", "SECTION_IDS"]
+__all__ = [
+    "Section",
+    "esc",
+    "table_html",
+    "figure_uri",
+    "img",
+    "render_page",
+    "new_figure",
+    "counts_figure",
+    "lingering_figure",
+    "composites_figure",
+    "distraction_figure",
+    "roc_figure",
+    "roc_curve",
+    "audit_page",
+    "SECTION_IDS",
+]
 
 WORST = 3  # classes shown with their composites and maps
 
@@ -119,9 +134,14 @@ def table_html(df: pd.DataFrame, *, max_rows: int | None = 200, scroll: bool = F
     cut = max_rows is not None and len(df) > max_rows
     shown = (df.head(max_rows) if cut else df).copy()
     for col in shown.columns:
-        if shown[col].dtype == object or pd.api.types.is_numeric_dtype(shown[col]) or pd.api.types.is_bool_dtype(shown[col]):
-            shown[col] = [_fmt(v) if not (v is None or (isinstance(v, float) and math.isnan(v))) else "\u2013"
-                          for v in shown[col]]
+        if (
+            shown[col].dtype == object
+            or pd.api.types.is_numeric_dtype(shown[col])
+            or pd.api.types.is_bool_dtype(shown[col])
+        ):
+            shown[col] = [
+                _fmt(v) if not (v is None or (isinstance(v, float) and math.isnan(v))) else "\u2013" for v in shown[col]
+            ]
     out = shown.to_html(index=False, escape=True, border=0, classes="data", na_rep="\u2013")
     if cut:
         out += f'<p class="note">first {max_rows} of {len(df)} rows (all of them are in the CSV file)</p>'
@@ -153,11 +173,19 @@ def img(fig: Any, alt: str) -> str:
 def render_page(title: str, subtitle: str, summary_html: str, sections: Sequence[Section], footer: str) -> str:
     """The whole page: title, a navigation bar to each section, the summary and the sections."""
     nav = " ".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
-    return _PAGE.substitute(title=esc(title), subtitle=esc(subtitle), css=_CSS, nav=nav, summary=summary_html,
-                            sections="\n".join(s.render() for s in sections), footer=esc(footer))
+    return _PAGE.substitute(
+        title=esc(title),
+        subtitle=esc(subtitle),
+        css=_CSS,
+        nav=nav,
+        summary=summary_html,
+        sections="\n".join(s.render() for s in sections),
+        footer=esc(footer),
+    )
 
 
 # ------------------------------------------------------------------------------------------ figures
+
 
 def counts_figure(v: Sequence[int], in_F: Sequence[bool], v_lo: float, names: Sequence[str]):
     """Eq. 1's v(c) for every source class, sorted, with Eq. 2's threshold and F in red."""
@@ -170,8 +198,16 @@ def counts_figure(v: Sequence[int], in_F: Sequence[bool], v_lo: float, names: Se
     ax.bar(np.arange(len(v)), v[order], color=colours, width=1.0 if len(v) > 60 else 0.8)
     zero = np.flatnonzero(in_F[order] & (v[order] == 0))
     if len(zero):  # v(c) = 0 draws no bar: mark those classes of F on the axis
-        ax.scatter(zero, np.zeros(len(zero)), marker="^", color="#c0392b", s=18, zorder=3, clip_on=False,
-                   label="v(c) = 0 (in F)")
+        ax.scatter(
+            zero,
+            np.zeros(len(zero)),
+            marker="^",
+            color="#c0392b",
+            s=18,
+            zorder=3,
+            clip_on=False,
+            label="v(c) = 0 (in F)",
+        )
     ax.axhline(v_lo, color="#333", lw=1, ls="--", label=f"v_lo = {v_lo:g}")
     if len(v) <= 40:
         ax.set_xticks(np.arange(len(v)))
@@ -244,10 +280,24 @@ def distraction_figure(by_class: pd.DataFrame, max_classes: int = 20):
         d = sub["distraction"].to_numpy(dtype=float)
         lo = d - sub["ci_lo"].to_numpy(dtype=float)
         hi = sub["ci_hi"].to_numpy(dtype=float) - d
-        ax.errorbar(x, d, yerr=np.nan_to_num(np.vstack([lo, hi]), nan=0.0), fmt="o", color=colours[j % 3],
-                    label=f"{m}: distraction (95% interval)", ms=4, capsize=2)
-        ax.scatter(x, sub["null"].to_numpy(dtype=float), marker="_", s=120, color=colours[j % 3],
-                   label=f"{m}: shuffled-pair null")
+        ax.errorbar(
+            x,
+            d,
+            yerr=np.nan_to_num(np.vstack([lo, hi]), nan=0.0),
+            fmt="o",
+            color=colours[j % 3],
+            label=f"{m}: distraction (95% interval)",
+            ms=4,
+            capsize=2,
+        )
+        ax.scatter(
+            x,
+            sub["null"].to_numpy(dtype=float),
+            marker="_",
+            s=120,
+            color=colours[j % 3],
+            label=f"{m}: shuffled-pair null",
+        )
     ax.set_xticks(np.arange(len(classes)))
     ax.set_xticklabels([str(n)[:14] for n in ref["source_name"]], rotation=70, fontsize=7)
     ax.set_ylabel("Eq. 4 IoU")
@@ -279,6 +329,7 @@ def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]):
 
 # ------------------------------------------------------------------------------------ the audit page
 
+
 def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Mapping[str, Any]) -> str:
     """The report of one ``lingerlab audit`` run: ``run`` is its ``cli.AuditRun`` (tables, figures'
     data, notes), ``checked`` the validated arguments, ``data_info`` what the folders held and
@@ -294,15 +345,22 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     s = Section("models-and-data", "Models and data found")
     s.add("<h3>Models</h3>", table_html(data_info["models"]))
     if "baseline_recipe" in run.tables:
-        s.add(f"<h3>Scratch baseline recipe (trained with seeds {esc(run.seeds)})</h3>",
-              table_html(run.tables["baseline_recipe"]))
-    s.add("<h3>Data</h3>", table_html(data_info["data_summary"]),
-          f'<p class="note">target layout: {esc(checked.target_dir["layout"])}; images are converted to RGB, '
-          f'resized and centre-cropped to {w.profile.image_size} px.</p>',
-          table_html(data_info["target_per_class"]))
+        s.add(
+            f"<h3>Scratch baseline recipe (trained with seeds {esc(run.seeds)})</h3>",
+            table_html(run.tables["baseline_recipe"]),
+        )
+    s.add(
+        "<h3>Data</h3>",
+        table_html(data_info["data_summary"]),
+        f'<p class="note">target layout: {esc(checked.target_dir["layout"])}; images are converted to RGB, '
+        f"resized and centre-cropped to {w.profile.image_size} px.</p>",
+        table_html(data_info["target_per_class"]),
+    )
     sk = data_info["skipped_files"]
-    s.add(f"<h3>Skipped files ({len(sk)})</h3>",
-          table_html(sk) if len(sk) else '<p class="note">none: every image file decoded.</p>')
+    s.add(
+        f"<h3>Skipped files ({len(sk)})</h3>",
+        table_html(sk) if len(sk) else '<p class="note">none: every image file decoded.</p>',
+    )
     if run.warnings:
         s.add("<h3>Warnings while loading</h3>", "<ul>" + "".join(f"<li>{esc(x)}</li>" for x in run.warnings) + "</ul>")
     secs.append(s)
@@ -310,9 +368,11 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     # -- source-only
     s = Section("source-only", "Source-only classes F (Eqs. 1-2)")
     t = run.tables["counts"]
-    s.p(f"v(c) counts the training images whose top-{cfg.k} source classes under M^s include c (Eq. 1). "
+    s.p(
+        f"v(c) counts the training images whose top-{cfg.k} source classes under M^s include c (Eq. 1). "
         f"F = {{c : v(c) <= v_lo = {cfg.v_lo:g}}} (Eq. 2): {len(run.F)} of {len(t)} source classes, "
-        f"{len(run.F_images)} of them with images in --source-dir.")
+        f"{len(run.F_images)} of them with images in --source-dir."
+    )
     warn(s, "source-only")
     s.add(img(counts_figure(t["v"].tolist(), t["in_F"].tolist(), cfg.v_lo, list(t["name"])), "v(c) per class"))
     s.add("<h3>F with v(c)</h3>", table_html(run.tables["source_only"][["class", "name", "v", "n_images"]]))
@@ -321,17 +381,29 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     # -- lingering
     s = Section("lingering", "Lingering classes L (Eq. 3)")
     lt = run.tables["lingering"]
-    s.p(f"For each class c of F with images, the mean p_c over D^c under M^s, under M^st = B(M^t) + H(M^s) and "
+    s.p(
+        f"For each class c of F with images, the mean p_c over D^c under M^s, under M^st = B(M^t) + H(M^s) and "
         f"(where M^b exists) under B(M^b) + H(M^s), a scratch backbone that never saw the source data. "
         f"L = {{c in F : mean p_c under M^st > p_lo = {cfg.p_lo:g}}}: {len(run.L)} classes"
-        + (f" ({', '.join(w.source_classes[c] for c in run.L[:10])}{' ...' if len(run.L) > 10 else ''})." if run.L else "."))
+        + (
+            f" ({', '.join(w.source_classes[c] for c in run.L[:10])}{' ...' if len(run.L) > 10 else ''})."
+            if run.L
+            else "."
+        )
+    )
     warn(s, "lingering")
     if len(lt):
         s.add(img(lingering_figure(lt, cfg.p_lo), "mean p_c per class"))
-    s.add(table_html(lt[["class", "name", "v", "n_images", "p_source", "p_st", "p_st_source_bn", "p_scratch_st",
-                            "lingering"]]))
-    s.p("p_st_source_bn: M^st with M^s's BatchNorm statistics put back (a memory masked by shifted statistics, "
-        "not lost). Classes without images cannot be tested and are never in L.", "note")
+    s.add(
+        table_html(
+            lt[["class", "name", "v", "n_images", "p_source", "p_st", "p_st_source_bn", "p_scratch_st", "lingering"]]
+        )
+    )
+    s.p(
+        "p_st_source_bn: M^st with M^s's BatchNorm statistics put back (a memory masked by shifted statistics, "
+        "not lost). Classes without images cannot be tested and are never in L.",
+        "note",
+    )
     secs.append(s)
 
     # -- composites
@@ -359,25 +431,38 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
         else:
             m_3 = a.maps(a.st_model(0), comp, cs[idx])
             third = "A(x, M^st, c_s)"
-        rows = [{"image": comp.images[i].cpu(), "mask": comp.masks[i].cpu(), "maps": [m_s[i], m_t[i], m_3[i]],
-                 "title": f"{w.source_classes[int(cs[p])][:16]} + {w.target_classes[int(comp.target_label[i])][:10]}"}
-                for i, p in enumerate(picks)]
-        s.p(f"{len(run.comp)} composites: a target validation image at scale {cfg.scale:g} pasted on each image of D^c, "
-            f"c in F. Shown: the {len(picks)} classes with the highest distraction of M^t above its null, each with its "
+        rows = [
+            {
+                "image": comp.images[i].cpu(),
+                "mask": comp.masks[i].cpu(),
+                "maps": [m_s[i], m_t[i], m_3[i]],
+                "title": f"{w.source_classes[int(cs[p])][:16]} + {w.target_classes[int(comp.target_label[i])][:10]}",
+            }
+            for i, p in enumerate(picks)
+        ]
+        s.p(
+            f"{len(run.comp)} composites: a target validation image at scale {cfg.scale:g} pasted on each image of D^c, "  # noqa: E501
+            f"c in F. Shown: the {len(picks)} classes with the highest distraction of M^t above its null, each with its "  # noqa: E501
             f"most distracting composite and three Grad-CAM maps (layer {w.spec.cam_layer or 'default'}): M^s for the "
-            f"source class, M^t for the target class, and {third}. White outline: the pasted patch.")
-        s.add(img(composites_figure(rows, ["composite", "A(x, M^s, c_s)", "A(x, M^t, c_t)", third]),
-                     "composites and maps"))
+            f"source class, M^t for the target class, and {third}. White outline: the pasted patch."
+        )
+        s.add(
+            img(
+                composites_figure(rows, ["composite", "A(x, M^s, c_s)", "A(x, M^t, c_t)", third]), "composites and maps"
+            )
+        )
     secs.append(s)
 
     # -- distraction
     s = Section("distraction", "Distraction per class (Eq. 4)")
     warn(s, "distraction")
     if "distraction_by_class" in run.tables:
-        s.p(f"Eq. 4: IoU of the top {100 * (1 - cfg.q):.0f}% background pixels of A(x, M, c_t) and A(x, M^s, c_s). "
+        s.p(
+            f"Eq. 4: IoU of the top {100 * (1 - cfg.q):.0f}% background pixels of A(x, M, c_t) and A(x, M^s, c_s). "
             f"null: the same IoU for shuffled pairs ({cfg.n_null} per composite), the chance level. Intervals: 95% "
-            "bootstrap over composites" + (f" (M^b: per-composite means over its {len(run.seeds)} seeds)."
-                                            if run.baseline == "scratch" else "."))
+            "bootstrap over composites"
+            + (f" (M^b: per-composite means over its {len(run.seeds)} seeds)." if run.baseline == "scratch" else ".")
+        )
         s.add("<h3>All composites</h3>", table_html(run.overall))
         s.add(img(distraction_figure(run.tables["distraction_by_class"]), "distraction per class"))
         s.add("<h3>Per class</h3>", table_html(run.tables["distraction_by_class"], scroll=True))
@@ -389,17 +474,39 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     if "detection" in run.results:
         d = run.results["detection"]
         lo, hi = d["eq5_auroc_ci"]
-        s.p(f"Eq. 5 flags x when max over c in L of p_c(M^st(x)) > p_lo. Negatives: {d['n_clean']} clean target "
+        s.p(
+            f"Eq. 5 flags x when max over c in L of p_c(M^st(x)) > p_lo. Negatives: {d['n_clean']} clean target "
             f"validation images; positives: {d['n_composites']} composites. Eq. 5's AUROC: {d['eq5_auroc']:.3f} "
-            f"(95% bootstrap interval {lo:.3f} to {hi:.3f}), against the out-of-distribution detectors of pytorch-ood on M^t (MaxSoftmax, MaxLogit, "
+            f"(95% bootstrap interval {lo:.3f} to {hi:.3f}), against the out-of-distribution detectors of pytorch-ood on M^t (MaxSoftmax, MaxLogit, "  # noqa: E501
             f"EnergyBased; Mahalanobis, KNN, ViM and ReAct fitted on M^t's training images). Every score is "
-            f"an outlier score: higher means more suspicious.")
+            f"an outlier score: higher means more suspicious."
+        )
         s.add(table_html(run.tables["detection"]))
-        s.add(img(roc_figure({k: (*roc_curve(n, p), float(run.tables["detection"].set_index("score").loc[k, "auroc"]))
-                                    for k, (n, p) in run.scores.items()}), "ROC curves"))
-        flags = pd.DataFrame([{"measure": k, "value": d[k]} for k in (
-            "flag_rate_clean", "flag_rate_composites", "error_composites", "error_flagged", "error_unflagged",
-            "errors_caught", "error_clean")])
+        s.add(
+            img(
+                roc_figure(
+                    {
+                        k: (*roc_curve(n, p), float(run.tables["detection"].set_index("score").loc[k, "auroc"]))
+                        for k, (n, p) in run.scores.items()
+                    }
+                ),
+                "ROC curves",
+            )
+        )
+        flags = pd.DataFrame(
+            [
+                {"measure": k, "value": d[k]}
+                for k in (
+                    "flag_rate_clean",
+                    "flag_rate_composites",
+                    "error_composites",
+                    "error_flagged",
+                    "error_unflagged",
+                    "errors_caught",
+                    "error_clean",
+                )
+            ]
+        )
         s.add("<h3>The flag at p_lo</h3>", table_html(flags))
     secs.append(s)
 
@@ -407,9 +514,12 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     s = Section("verdicts", "Verdicts")
     warn(s, "verdicts")
     s.p(f"Protocol: {run.protocol['kind']}. {run.protocol['text']} {run.protocol['family']}")
-    s.p("Verdict rule (stats.verdict): holds when the effect points the paper's way and the Holm-adjusted p is below "
+    s.p(
+        "Verdict rule (stats.verdict): holds when the effect points the paper's way and the Holm-adjusted p is below "
         "0.05; does not hold when it points the other way and the interval excludes the paper's direction; else "
-        "inconclusive.", "note")
+        "inconclusive.",
+        "note",
+    )
     s.add(table_html(run.tables["verdicts"].drop(columns=["in_family"])))
     if "comparison" in run.tables:
         s.add("<h3>The comparison table (comparison.compare)</h3>", table_html(run.tables["comparison"], scroll=True))
@@ -417,18 +527,27 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
 
     # -- summary
     det = results.get("detection") or {}
-    cards = [("source classes", len(w.source_classes)), ("|F| (Eq. 2)", len(run.F)), ("|L| (Eq. 3)", len(run.L)),
-             ("composites", 0 if run.comp is None else len(run.comp)),
-             ("M^t target accuracy", f"{results['target_val_acc']['M^t']:.3f}"),
-             ("Eq. 5 AUROC", f"{det['eq5_auroc']:.3f}" if det else "\u2013")]
+    cards = [
+        ("source classes", len(w.source_classes)),
+        ("|F| (Eq. 2)", len(run.F)),
+        ("|L| (Eq. 3)", len(run.L)),
+        ("composites", 0 if run.comp is None else len(run.comp)),
+        ("M^t target accuracy", f"{results['target_val_acc']['M^t']:.3f}"),
+        ("Eq. 5 AUROC", f"{det['eq5_auroc']:.3f}" if det else "\u2013"),
+    ]
     summary = '<div class="headline">' + "".join(f"<div><b>{esc(v)}</b>{esc(k)}</div>" for k, v in cards) + "</div>"
     vt = run.tables["verdicts"]
     summary += "<ul>" + "".join(f"<li><b>{esc(r.verdict)}</b>: {esc(r.claim)}</li>" for r in vt.itertuples()) + "</ul>"
-    summary += (f'<p class="note">parameters: k = {cfg.k}, v_lo = {cfg.v_lo:g}, p_lo = {cfg.p_lo:g}, scale = '
-                f'{cfg.scale:g}, q = {cfg.q:g}, seed = {checked.args.seed}, profile = {checked.args.profile}, device = '
-                f'{a.device}; command: <code>{esc(results["command"])}</code></p>')
+    summary += (
+        f'<p class="note">parameters: k = {cfg.k}, v_lo = {cfg.v_lo:g}, p_lo = {cfg.p_lo:g}, scale = '
+        f"{cfg.scale:g}, q = {cfg.q:g}, seed = {checked.args.seed}, profile = {checked.args.profile}, device = "
+        f"{a.device}; command: <code>{esc(results['command'])}</code></p>"
+    )
     return render_page(
-        "lingerlab audit report", f"M^t = {checked.target.text} against M^s = {checked.source.text}; "
-        f"baseline: {run.baseline}", summary, secs,
+        "lingerlab audit report",
+        f"M^t = {checked.target.text} against M^s = {checked.source.text}; baseline: {run.baseline}",
+        summary,
+        secs,
         f"lingerlab {results['lingerlab_version']}, torch {results['versions'].get('torch', '?')}; "
-        f"{results['wall_s']:.1f} s; results.json and one CSV per stage are next to this file.")
+        f"{results['wall_s']:.1f} s; results.json and one CSV per stage are next to this file.",
+    )

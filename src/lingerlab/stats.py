@@ -30,6 +30,7 @@ ValueError. Every random choice takes ``seed``: an int, a ``numpy.random.Generat
 advanced in place) or a ``torch.Generator`` (one draw from it seeds a NumPy generator). The same
 seed and the same inputs give the same numbers.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,8 +43,21 @@ import torch
 
 from ._validation import check_choice, check_int_range, check_range
 
-__all__ = ["hierarchical_bootstrap", "minimum_detectable_effect", "permutation_p", "group_permutation_p", "bootstrap_diff_ci", "holm", "holm_family", "cluster_bootstrap_ci",
-           "paired_cluster_bootstrap_ci", "verdict", "compare_arms", "VERDICTS", "ALTERNATIVES"]
+__all__ = [
+    "hierarchical_bootstrap",
+    "minimum_detectable_effect",
+    "permutation_p",
+    "group_permutation_p",
+    "bootstrap_diff_ci",
+    "holm",
+    "holm_family",
+    "cluster_bootstrap_ci",
+    "paired_cluster_bootstrap_ci",
+    "verdict",
+    "compare_arms",
+    "VERDICTS",
+    "ALTERNATIVES",
+]
 
 Seed = Union[int, np.integer, np.random.Generator, torch.Generator]
 ArrayLike = Union[Sequence[float], np.ndarray, torch.Tensor]
@@ -81,8 +95,10 @@ def _check_seed(seed: Seed) -> Seed:
     if isinstance(seed, (np.random.Generator, torch.Generator)):
         return seed
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
-        raise TypeError("seed must be a non-negative integer, a numpy.random.Generator or a torch.Generator; "
-                        f"got {type(seed).__name__} {seed!r}")
+        raise TypeError(
+            "seed must be a non-negative integer, a numpy.random.Generator or a torch.Generator; "
+            f"got {type(seed).__name__} {seed!r}"
+        )
     return check_int_range("seed", seed, 0)
 
 
@@ -93,7 +109,7 @@ def _rng(seed: Seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, torch.Generator):
-        return np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=seed)))
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=seed)))
     return np.random.default_rng(seed)
 
 
@@ -127,8 +143,15 @@ def _extreme(d: np.ndarray, obs: float, tol: float, alternative: str) -> np.ndar
     return np.abs(d) >= abs(obs) - tol
 
 
-def permutation_p(a: ArrayLike, b: ArrayLike, *, alternative: str = "two-sided", max_exact: int = 200_000,
-                  n_resamples: int = 10_000, seed: Seed = 0) -> float:
+def permutation_p(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    alternative: str = "two-sided",
+    max_exact: int = 200_000,
+    n_resamples: int = 10_000,
+    seed: Seed = 0,
+) -> float:
     """Permutation p-value for the difference in means ``mean(a) - mean(b)`` (one value per seed).
 
     Under H0 the labels are exchangeable: every split of the pooled values into groups of sizes
@@ -177,15 +200,22 @@ def permutation_p(a: ArrayLike, b: ArrayLike, *, alternative: str = "two-sided",
     for start in range(0, n_resamples, rows):
         m = min(rows, n_resamples - start)
         keys = rng.random((m, n))
-        idx = np.argpartition(keys, k - 1, axis=1)[:, :k]   # a uniform random k-subset per row
+        idx = np.argpartition(keys, k - 1, axis=1)[:, :k]  # a uniform random k-subset per row
         d = _diffs_for(pooled, idx, k, total, sign)
         hits += int(_extreme(d, obs, tol, alternative).sum())
     return (hits + 1) / (n_resamples + 1)
 
 
-def group_permutation_p(values: ArrayLike, groups: Sequence[Hashable] | np.ndarray, in_set: ArrayLike,
-                        strata: Sequence[Hashable] | np.ndarray, *, alternative: str = "two-sided",
-                        n_resamples: int = 10_000, seed: Seed = 0) -> tuple[float, float]:
+def group_permutation_p(
+    values: ArrayLike,
+    groups: Sequence[Hashable] | np.ndarray,
+    in_set: ArrayLike,
+    strata: Sequence[Hashable] | np.ndarray,
+    *,
+    alternative: str = "two-sided",
+    n_resamples: int = 10_000,
+    seed: Seed = 0,
+) -> tuple[float, float]:
     """``(statistic, p)``: is a set of *groups* different from the other groups, over several strata?
 
     Each row is one observation (a composite) with its ``group`` (its source class), whether that group
@@ -207,8 +237,10 @@ def group_permutation_p(values: ArrayLike, groups: Sequence[Hashable] | np.ndarr
         flag = _values("in_set", in_set, drop_nan=False) > 0.5
     g_lab, s_lab = np.asarray(groups, dtype=object), np.asarray(strata, dtype=object)
     if not len(v) == len(flag) == len(g_lab) == len(s_lab):
-        raise ValueError("values, groups, in_set and strata must have one entry per row; got lengths "
-                         f"{len(v)}, {len(g_lab)}, {len(flag)}, {len(s_lab)}")
+        raise ValueError(
+            "values, groups, in_set and strata must have one entry per row; got lengths "
+            f"{len(v)}, {len(g_lab)}, {len(flag)}, {len(s_lab)}"
+        )
     keep = ~np.isnan(v)
     v, flag, g_lab, s_lab = v[keep], flag[keep], g_lab[keep], s_lab[keep]
     parts = []  # per stratum: group sums, group sizes, observed membership of each group
@@ -246,8 +278,9 @@ def group_permutation_p(values: ArrayLike, groups: Sequence[Hashable] | np.ndarr
 
 
 # ------------------------------------------------------------------------------------ bootstrap
-def bootstrap_diff_ci(a: ArrayLike, b: ArrayLike, *, level: float = 0.95, n_boot: int = 10_000,
-                      seed: Seed = 0) -> tuple[float, float, float]:
+def bootstrap_diff_ci(
+    a: ArrayLike, b: ArrayLike, *, level: float = 0.95, n_boot: int = 10_000, seed: Seed = 0
+) -> tuple[float, float, float]:
     """``(mean(a) - mean(b), lo, hi)`` with a percentile bootstrap ``level`` interval.
 
     The bootstrap over seeds (Efron and Tibshirani 1993, sec. 8.3 and ch. 13): each of ``n_boot``
@@ -272,14 +305,20 @@ def bootstrap_diff_ci(a: ArrayLike, b: ArrayLike, *, level: float = 0.95, n_boot
         m = min(rows, n_boot - start)
         ix = rng.integers(0, len(x), size=(m, len(x)))
         iy = rng.integers(0, len(y), size=(m, len(y)))
-        boot[start:start + m] = x[ix].mean(axis=1) - y[iy].mean(axis=1)
+        boot[start : start + m] = x[ix].mean(axis=1) - y[iy].mean(axis=1)
     lo, hi = _percentile_interval(boot, level)
     return effect, lo, hi
 
 
-def cluster_bootstrap_ci(values: ArrayLike, clusters: Sequence[Hashable] | np.ndarray | torch.Tensor, *,
-                         level: float = 0.95, n_boot: int = 10_000, seed: Seed = 0,
-                         statistic: str = "mean") -> tuple[float, float, float]:
+def cluster_bootstrap_ci(
+    values: ArrayLike,
+    clusters: Sequence[Hashable] | np.ndarray | torch.Tensor,
+    *,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: Seed = 0,
+    statistic: str = "mean",
+) -> tuple[float, float, float]:
     """``(pooled mean, lo, hi)``: a cluster (block) percentile bootstrap of the mean of ``values``.
 
     Rows that share a label in ``clusters`` (any hashable labels: strings, ints; e.g. the source
@@ -320,14 +359,21 @@ def cluster_bootstrap_ci(values: ArrayLike, clusters: Sequence[Hashable] | np.nd
     for start in range(0, n_boot, rows):
         m = min(rows, n_boot - start)
         idx = rng.integers(0, g, size=(m, g))
-        boot[start:start + m] = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
+        boot[start : start + m] = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
     lo, hi = _percentile_interval(boot, level)
     return estimate, lo, hi
 
 
-def paired_cluster_bootstrap_ci(a: ArrayLike, b: ArrayLike, clusters: Sequence[Hashable] | np.ndarray | torch.Tensor,
-                                *, level: float = 0.95, n_boot: int = 10_000, seed: Seed = 0,
-                                statistic: str = "mean") -> tuple[float, float, float]:
+def paired_cluster_bootstrap_ci(
+    a: ArrayLike,
+    b: ArrayLike,
+    clusters: Sequence[Hashable] | np.ndarray | torch.Tensor,
+    *,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: Seed = 0,
+    statistic: str = "mean",
+) -> tuple[float, float, float]:
     """``(mean(a - b), lo, hi)``: :func:`cluster_bootstrap_ci` of the per-row difference ``a - b``.
 
     ``a[i]`` and ``b[i]`` are two measurements of the same row (e.g. one composite under two models or
@@ -419,9 +465,19 @@ def minimum_detectable_effect(se: float, *, alpha: float = 0.05, power: float = 
 
 
 # -------------------------------------------------------------------------------------- verdict
-def verdict(effect: float, ci_lo: float, ci_hi: float, p_adjusted: float, *, paper_direction: str,
-            alpha: float = 0.05, margin: float | None = None, ci90: tuple[float, float] | None = None,
-            p_against: float | None = None, gate: str | None = None) -> str:
+def verdict(
+    effect: float,
+    ci_lo: float,
+    ci_hi: float,
+    p_adjusted: float,
+    *,
+    paper_direction: str,
+    alpha: float = 0.05,
+    margin: float | None = None,
+    ci90: tuple[float, float] | None = None,
+    p_against: float | None = None,
+    gate: str | None = None,
+) -> str:
     """The verdict on one claim, from one rule fixed in code.
 
     ``paper_direction`` is the sign of the effect the paper predicts (``"higher"``: effect > 0,
@@ -442,8 +498,12 @@ def verdict(effect: float, ci_lo: float, ci_hi: float, p_adjusted: float, *, pap
     """
     paper_direction = check_choice("paper_direction", paper_direction, DIRECTIONS)
     alpha = check_range("alpha", alpha, 0, 1, lo_open=True, hi_open=True)
-    effect, lo, hi, p = (_real("effect", effect), _real("ci_lo", ci_lo), _real("ci_hi", ci_hi),
-                         _real("p_adjusted", p_adjusted))
+    effect, lo, hi, p = (
+        _real("effect", effect),
+        _real("ci_lo", ci_lo),
+        _real("ci_hi", ci_hi),
+        _real("p_adjusted", p_adjusted),
+    )
     if lo > hi:
         raise ValueError(f"ci_lo must not exceed ci_hi; got ci_lo={lo!r}, ci_hi={hi!r}")
     for name, value in (("p_adjusted", p), ("p_against", p_against)):
@@ -454,9 +514,9 @@ def verdict(effect: float, ci_lo: float, ci_hi: float, p_adjusted: float, *, pap
     if math.isnan(effect):
         return "not measured"
     s = 1.0 if paper_direction == "higher" else -1.0
-    e, upper = s * effect, (hi if s > 0 else -lo)   # upper: the interval's end on the paper's side
+    e, upper = s * effect, (hi if s > 0 else -lo)  # upper: the interval's end on the paper's side
     paper_way = e > 0
-    if paper_way and p < alpha:            # NaN p compares False
+    if paper_way and p < alpha:  # NaN p compares False
         return "holds"
     if margin is not None:
         margin = check_range("margin", margin, 0, None, lo_open=True)
@@ -464,19 +524,41 @@ def verdict(effect: float, ci_lo: float, ci_hi: float, p_adjusted: float, *, pap
         if (-margin <= lo90 and hi90 <= margin) or (p_against is not None and p_against < alpha):
             return "does not hold"
         return "inconclusive"
-    if not paper_way and upper <= 0:       # NaN end compares False
+    if not paper_way and upper <= 0:  # NaN end compares False
         return "does not hold"
     return "inconclusive"
 
 
 # ---------------------------------------------------------------------------------- comparisons
-_COLUMNS = ["arm", "n_reference", "n_arm", "mean_reference", "mean_arm", "effect", "ci_lo", "ci_hi",
-            "p_perm", "p_holm", "verdict", "reference", "paper_direction", "alpha"]
+_COLUMNS = [
+    "arm",
+    "n_reference",
+    "n_arm",
+    "mean_reference",
+    "mean_arm",
+    "effect",
+    "ci_lo",
+    "ci_hi",
+    "p_perm",
+    "p_holm",
+    "verdict",
+    "reference",
+    "paper_direction",
+    "alpha",
+]
 
 
-def compare_arms(values_by_arm: Mapping[str, ArrayLike], reference: str, *, paper_direction: str,
-                 alpha: float = 0.05, level: float = 0.95, n_boot: int = 10_000, seed: Seed = 0,
-                 family: ArrayLike | None = None) -> pd.DataFrame:
+def compare_arms(
+    values_by_arm: Mapping[str, ArrayLike],
+    reference: str,
+    *,
+    paper_direction: str,
+    alpha: float = 0.05,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: Seed = 0,
+    family: ArrayLike | None = None,
+) -> pd.DataFrame:
     """Compare every arm with ``reference`` on one measure, one value per seed; one row per other arm.
 
     ``values_by_arm``: arm name -> per-seed values (NaNs dropped per arm). For each arm other than
@@ -511,14 +593,25 @@ def compare_arms(values_by_arm: Mapping[str, ArrayLike], reference: str, *, pape
         v = _values(f"values_by_arm[{arm!r}]", vals)
         effect, lo, hi = bootstrap_diff_ci(ref, v, level=level, n_boot=n_boot, seed=rng)
         p = permutation_p(ref, v, alternative="two-sided", seed=rng)
-        rows.append({"arm": arm, "n_reference": len(ref), "n_arm": len(v),
-                     "mean_reference": float(ref.mean()) if len(ref) else float("nan"),
-                     "mean_arm": float(v.mean()) if len(v) else float("nan"),
-                     "effect": effect, "ci_lo": lo, "ci_hi": hi, "p_perm": p})
+        rows.append(
+            {
+                "arm": arm,
+                "n_reference": len(ref),
+                "n_arm": len(v),
+                "mean_reference": float(ref.mean()) if len(ref) else float("nan"),
+                "mean_arm": float(v.mean()) if len(v) else float("nan"),
+                "effect": effect,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "p_perm": p,
+            }
+        )
     df = pd.DataFrame(rows, columns=_COLUMNS[:9])
-    df["p_holm"] = holm(np.concatenate([df["p_perm"].to_numpy(dtype=float), extra]))[:len(df)]
-    df["verdict"] = [verdict(r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction=paper_direction, alpha=alpha)
-                     for r in df.itertuples()]
+    df["p_holm"] = holm(np.concatenate([df["p_perm"].to_numpy(dtype=float), extra]))[: len(df)]
+    df["verdict"] = [
+        verdict(r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction=paper_direction, alpha=alpha)
+        for r in df.itertuples()
+    ]
     df["reference"] = reference
     df["paper_direction"] = paper_direction
     df["alpha"] = alpha
@@ -540,7 +633,10 @@ def holm_family(df: pd.DataFrame, p_col: str = "p_perm", out_col: str = "p_holm"
     out = df.copy()
     out[out_col] = holm(out[p_col].to_numpy(dtype=float))
     if {"effect", "ci_lo", "ci_hi", "paper_direction", "alpha"} <= set(out.columns):
-        out["verdict"] = [verdict(e, lo, hi, p, paper_direction=d, alpha=a) for e, lo, hi, p, d, a in
-                          zip(out["effect"], out["ci_lo"], out["ci_hi"], out[out_col], out["paper_direction"],
-                              out["alpha"])]
+        out["verdict"] = [
+            verdict(e, lo, hi, p, paper_direction=d, alpha=a)
+            for e, lo, hi, p, d, a in zip(
+                out["effect"], out["ci_lo"], out["ci_hi"], out[out_col], out["paper_direction"], out["alpha"]
+            )
+        ]
     return out

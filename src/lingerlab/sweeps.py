@@ -16,6 +16,7 @@ stage read through an ``audit.Audit`` (cached), so a second call costs only the 
 are the wall time of the run that trained a model: a model read from the cache reports the time stored
 when it was trained.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,15 +38,55 @@ from .models import source_target_model, unwrap
 from .plotting import plot_remedies
 from .remedies import NotFeasible, Remedy, build, choose, default_remedies, remedy_arms, retrain_source
 
-__all__ = ["Remedy", "NotFeasible", "default_remedies", "remedy_table", "summarize_remedies", "plot_remedies",
-           "size_sweep", "arch_comparison", "remedy_tests", "AT_CHANCE_MARGIN", "ArchComparison", "figure8_specs", "retrain_source", "remedy_arms", "measure", "REMEDY_COLUMNS",
-           "remedy_advice", "remedy_effects_by_world", "MAX_TARGET_COST", "MAX_TIME_OVERHEAD", "REMOVES_SHARE"]
+__all__ = [
+    "Remedy",
+    "NotFeasible",
+    "default_remedies",
+    "remedy_table",
+    "summarize_remedies",
+    "plot_remedies",
+    "size_sweep",
+    "arch_comparison",
+    "remedy_tests",
+    "AT_CHANCE_MARGIN",
+    "ArchComparison",
+    "figure8_specs",
+    "retrain_source",
+    "remedy_arms",
+    "measure",
+    "REMEDY_COLUMNS",
+    "remedy_advice",
+    "remedy_effects_by_world",
+    "MAX_TARGET_COST",
+    "MAX_TIME_OVERHEAD",
+    "REMOVES_SHARE",
+]
 
 #: Columns of :func:`remedy_table`, in order.
-REMEDY_COLUMNS = ["remedy", "kind", "params", "seed", "feasible", "target_acc", "composite_acc", "distraction",
-                  "distraction_ci_lo", "distraction_ci_hi", "distraction_null", "distraction_excess",
-                  "n_lingering", "n_source_only", "mean_p_st", "n_pruned", "pruned_fraction", "chance", "at_chance", "train_s",
-                  "time_overhead", "note"]
+REMEDY_COLUMNS = [
+    "remedy",
+    "kind",
+    "params",
+    "seed",
+    "feasible",
+    "target_acc",
+    "composite_acc",
+    "distraction",
+    "distraction_ci_lo",
+    "distraction_ci_hi",
+    "distraction_null",
+    "distraction_excess",
+    "n_lingering",
+    "n_source_only",
+    "mean_p_st",
+    "n_pruned",
+    "pruned_fraction",
+    "chance",
+    "at_chance",
+    "train_s",
+    "time_overhead",
+    "note",
+]
 
 #: a model whose target accuracy is within this of chance (1 / number of target classes) is a lesion,
 #: not a remedy: ``at_chance`` marks such rows of :func:`remedy_table` and, on the mean over seeds, the
@@ -61,8 +102,15 @@ def _wall(hist: pd.DataFrame | None) -> float:
 # measuring one model
 # --------------------------------------------------------------------------------------------
 
-def measure(audit: Any, model: nn.Module, seed: int = 0, source: nn.Module | None = None,
-            lingering_defined: bool = True, n_boot: int = 1000) -> dict[str, Any]:
+
+def measure(
+    audit: Any,
+    model: nn.Module,
+    seed: int = 0,
+    source: nn.Module | None = None,
+    lingering_defined: bool = True,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """The remedy-table metrics of one target-task ``model`` (any head name, pruned or not).
 
     ``target_acc`` on ``world.target_val``; on the audit's composites over F (seed 0 draw):
@@ -81,12 +129,22 @@ def measure(audit: Any, model: nn.Module, seed: int = 0, source: nn.Module | Non
             mean, lo, hi = (float("nan"),) * 3
         else:
             mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, generator=seed)
-        row.update(distraction=mean, distraction_ci_lo=lo, distraction_ci_hi=hi,
-                   distraction_null=float(np.nanmean(null.numpy())) if len(null) else float("nan"),
-                   distraction_excess=float(np.nanmean((d - null).numpy())) if len(d) else float("nan"))
+        row.update(
+            distraction=mean,
+            distraction_ci_lo=lo,
+            distraction_ci_hi=hi,
+            distraction_null=float(np.nanmean(null.numpy())) if len(null) else float("nan"),
+            distraction_excess=float(np.nanmean((d - null).numpy())) if len(d) else float("nan"),
+        )
     else:
-        row.update(composite_acc=float("nan"), distraction=float("nan"), distraction_ci_lo=float("nan"),
-                   distraction_ci_hi=float("nan"), distraction_null=float("nan"), distraction_excess=float("nan"))
+        row.update(
+            composite_acc=float("nan"),
+            distraction=float("nan"),
+            distraction_ci_lo=float("nan"),
+            distraction_ci_hi=float("nan"),
+            distraction_null=float("nan"),
+            distraction_excess=float("nan"),
+        )
     if F and lingering_defined:
         src = audit.source_model() if source is None else source.to(audit.device).eval()
         mst = source_target_model(model, src, head=_st_head(audit, model, src))
@@ -128,6 +186,7 @@ def _names_linear(model: nn.Module, head: str) -> bool:
 # the remedy table
 # --------------------------------------------------------------------------------------------
 
+
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise TypeError(f"seeds must be a sequence of non-negative integers; got {type(seeds).__name__}")
@@ -137,8 +196,13 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
-def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, seeds: Sequence[int] = (0, 1, 2),
-                 n_boot: int = 1000, memo: dict | None = None) -> pd.DataFrame:
+def remedy_table(
+    audit: Any,
+    remedies: Sequence[Remedy | str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    n_boot: int = 1000,
+    memo: dict | None = None,
+) -> pd.DataFrame:
     """Measure every remedy for every seed: one tidy row each, columns :data:`REMEDY_COLUMNS`.
 
     ``remedies``: :class:`Remedy` objects, or names from :func:`default_remedies` (None: all of them).
@@ -147,7 +211,8 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     the reason in ``note``. ``time_overhead`` is a row's ``train_s`` divided by plain fine-tuning's for
     the same seed (plain is trained when absent). ``pruned_fraction``: the share of the layer's
     channels a pruning remedy removed; ``chance``: 1 / number of target classes; ``at_chance``: target
-    accuracy within :data:`AT_CHANCE_MARGIN` of it (a lesion, not a remedy). ``memo``: a dict that keeps every built model, so
+    accuracy within :data:`AT_CHANCE_MARGIN` of it (a lesion, not a remedy). ``memo``: a dict that keeps every built
+    model, so
     :func:`remedy_tests` on the same dict measures the same models without building them again.
     """
     seeds = _check_seeds(seeds)
@@ -163,8 +228,13 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     for seed in seeds:
         plain_s[seed] = build(audit, Remedy("plain fine-tuning", "plain"), seed, memo).train_s
         for r in chosen:
-            row: dict[str, Any] = {"remedy": r.name, "kind": r.kind, "params": r.describe(), "seed": seed,
-                                   "chance": chance}
+            row: dict[str, Any] = {
+                "remedy": r.name,
+                "kind": r.kind,
+                "params": r.describe(),
+                "seed": seed,
+                "chance": chance,
+            }
             try:
                 arm = _built(audit, r, seed, memo)
             except NotFeasible as e:
@@ -172,10 +242,14 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
                 rows.append(row)
                 continue
             assert arm.model is not None
-            row.update(feasible=True, note=arm.note, train_s=arm.train_s,
-                       time_overhead=arm.train_s / plain_s[seed] if plain_s[seed] > 0 else float("nan"),
-                       n_pruned=arm.n_pruned,
-                       pruned_fraction=arm.pruned_fraction if arm.pruned_fraction is not None else float("nan"))
+            row.update(
+                feasible=True,
+                note=arm.note,
+                train_s=arm.train_s,
+                time_overhead=arm.train_s / plain_s[seed] if plain_s[seed] > 0 else float("nan"),
+                n_pruned=arm.n_pruned,
+                pruned_fraction=arm.pruned_fraction if arm.pruned_fraction is not None else float("nan"),
+            )
             row.update(measure(audit, arm.model, seed, arm.source, arm.lingering_defined, n_boot))
             row["at_chance"] = bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN)
             rows.append(row)
@@ -186,8 +260,10 @@ def remedy_table(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     table["feasible"] = table["feasible"].astype(bool)
     table["at_chance"] = table["at_chance"].astype("boolean")
     table["note"] = table["note"].fillna("")
-    table["n_pruned"] = pd.array([None if (v is None or (isinstance(v, float) and math.isnan(v))) else int(v)
-                                  for v in table["n_pruned"]], dtype="Int64")
+    table["n_pruned"] = pd.array(
+        [None if (v is None or (isinstance(v, float) and math.isnan(v))) else int(v) for v in table["n_pruned"]],
+        dtype="Int64",
+    )
     table = table[REMEDY_COLUMNS]
     return table
 
@@ -200,8 +276,14 @@ def _built(audit: Any, remedy: Remedy, seed: int, memo: dict) -> Any:
     return memo[key]
 
 
-def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, seeds: Sequence[int] = (0, 1, 2),
-                 n_boot: int = 10_000, memo: dict | None = None, reference: str = "plain fine-tuning") -> pd.DataFrame:
+def remedy_tests(
+    audit: Any,
+    remedies: Sequence[Remedy | str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    n_boot: int = 10_000,
+    memo: dict | None = None,
+    reference: str = "plain fine-tuning",
+) -> pd.DataFrame:
     """Each remedy against plain fine-tuning on the composites of L, Holm-corrected.
 
     The composites are those of the lingering classes L of *plain* M^t at each seed (Eq. 3), the same
@@ -235,7 +317,7 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
             _built(audit, r, seed_list[0], memo)
         except NotFeasible:
             continue
-        arms[r.name] = (lambda seed, r=r: _built(audit, r, seed, memo).model)
+        arms[r.name] = lambda seed, r=r: _built(audit, r, seed, memo).model
     ctl = _cmp.controls(audit, arms, seed_list, reference=reference)
     ft = _cmp.summarize(ctl, reference=reference, baselines=[a for a in arms if a != reference], n_boot=n_boot)
     t = ft.tests[ft.tests.kind == "between arms"].copy()
@@ -245,22 +327,43 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     for r in t.itertuples():
         # summarize's effect is plain minus remedy; a remedy that lowers a measure has a negative remedy - plain
         effect, lo, hi = -r.effect, -r.ci_hi, -r.ci_lo
-        rows.append({"remedy": r.baseline, "measure": r.measure, "plain": float(means.get((reference, r.measure), np.nan)),
-                     "remedy_value": float(means.get((r.baseline, r.measure), np.nan)), "effect": effect,
-                     "ci_lo": lo, "ci_hi": hi, "p_perm": r.p_perm, "seeds": min(r.n_reference, r.n_baseline)})
-    out = pd.DataFrame(rows, columns=["remedy", "measure", "plain", "remedy_value", "effect", "ci_lo", "ci_hi", "p_perm",
-                                      "seeds"])
+        rows.append(
+            {
+                "remedy": r.baseline,
+                "measure": r.measure,
+                "plain": float(means.get((reference, r.measure), np.nan)),
+                "remedy_value": float(means.get((r.baseline, r.measure), np.nan)),
+                "effect": effect,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "p_perm": r.p_perm,
+                "seeds": min(r.n_reference, r.n_baseline),
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["remedy", "measure", "plain", "remedy_value", "effect", "ci_lo", "ci_hi", "p_perm", "seeds"]
+    )
     out["p_holm"] = _stats.holm(out["p_perm"].to_numpy(float)) if len(out) else []
-    words = {"holds": "lowers it", "does not hold": "does not lower it", "inconclusive": "inconclusive",
-             "not measured": "not measured"}
-    out["verdict"] = [words[_stats.verdict(e, lo, hi, p, paper_direction="lower")]
-                      for e, lo, hi, p in zip(out["effect"], out["ci_lo"], out["ci_hi"], out["p_holm"])]
+    words = {
+        "holds": "lowers it",
+        "does not hold": "does not lower it",
+        "inconclusive": "inconclusive",
+        "not measured": "not measured",
+    }
+    out["verdict"] = [
+        words[_stats.verdict(e, lo, hi, p, paper_direction="lower")]
+        for e, lo, hi, p in zip(out["effect"], out["ci_lo"], out["ci_hi"], out["p_holm"])
+    ]
     # every arm on the L composites: accuracy, Eq. 4 with its null, excess error (mean, 95% CI over seeds)
     wide = []
     for arm in arms:
         row: dict[str, Any] = {"remedy": arm}
-        for measure, name in (("err_source_only", "composite_acc_L"), ("distraction", "distraction_L"),
-                              ("distraction_null", "null_L"), ("excess_error", "excess_error_L")):
+        for measure, name in (
+            ("err_source_only", "composite_acc_L"),
+            ("distraction", "distraction_L"),
+            ("distraction_null", "null_L"),
+            ("excess_error", "excess_error_L"),
+        ):
             if (arm, measure) not in on_L.index:
                 continue
             r = on_L.loc[(arm, measure)]
@@ -276,8 +379,17 @@ def remedy_tests(audit: Any, remedies: Sequence[Remedy | str] | None = None, see
     return out
 
 
-_METRICS = ("target_acc", "composite_acc", "distraction", "distraction_null", "distraction_excess", "n_lingering",
-            "mean_p_st", "pruned_fraction", "time_overhead")
+_METRICS = (
+    "target_acc",
+    "composite_acc",
+    "distraction",
+    "distraction_null",
+    "distraction_excess",
+    "n_lingering",
+    "mean_p_st",
+    "pruned_fraction",
+    "time_overhead",
+)
 
 
 def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning") -> pd.DataFrame:
@@ -291,8 +403,12 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
     ref = table[table["remedy"] == reference].set_index("seed")
     out = []
     for name, g in table.groupby("remedy", sort=False):
-        row: dict[str, Any] = {"remedy": name, "feasible": bool(g["feasible"].all()), "n_seeds": len(g),
-                               "note": next((n for n in g["note"] if n), "")}
+        row: dict[str, Any] = {
+            "remedy": name,
+            "feasible": bool(g["feasible"].all()),
+            "n_seeds": len(g),
+            "note": next((n for n in g["note"] if n), ""),
+        }
         for m in _METRICS:
             vals = pd.to_numeric(g[m], errors="coerce").astype(float)
             row[m] = vals.mean()
@@ -302,7 +418,9 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
             row[f"d_{m}"] = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
             row[f"d_{m}_sd"] = float(np.nanstd(d, ddof=1)) if np.isfinite(d).sum() > 1 else float("nan")
         chance = float(g["chance"].iloc[0]) if "chance" in g else float("nan")
-        row["at_chance"] = bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN) if np.isfinite(row["target_acc"]) else False
+        row["at_chance"] = (
+            bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN) if np.isfinite(row["target_acc"]) else False
+        )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -317,8 +435,13 @@ REMOVES_SHARE = 0.5
 
 
 def _eligible(summary: pd.DataFrame, reference: str) -> pd.Series:
-    return (summary.feasible & ~summary.at_chance & (summary.remedy != reference)
-            & (summary.d_target_acc >= -MAX_TARGET_COST) & (summary.time_overhead <= MAX_TIME_OVERHEAD))
+    return (
+        summary.feasible
+        & ~summary.at_chance
+        & (summary.remedy != reference)
+        & (summary.d_target_acc >= -MAX_TARGET_COST)
+        & (summary.time_overhead <= MAX_TIME_OVERHEAD)
+    )
 
 
 def _removes(summary: pd.DataFrame, reference: str) -> pd.Series:
@@ -337,16 +460,26 @@ def remedy_advice(summary: pd.DataFrame, reference: str = "plain fine-tuning", n
     removes = summary[_removes(summary, reference)].remedy.tolist()
     lesions = summary[summary.at_chance].remedy.tolist()
     questions = ["try first (largest composite-accuracy gain within the costs)"] + ["then"] * (n_first - 1)
-    return pd.DataFrame({
-        "question": questions + ["removes lingering memories (|L| at most half of plain's)",
-                                 "at chance: lesions, not remedies"],
-        "answer": [*(f"{r.remedy} ({r.d_composite_acc:+.3f} composite acc., {r.d_target_acc:+.3f} target acc.)"
-                     for r in first.itertuples()),
-                   *[""] * (n_first - len(first)), ", ".join(removes) or "none", ", ".join(lesions) or "none"]})
+    return pd.DataFrame(
+        {
+            "question": questions
+            + ["removes lingering memories (|L| at most half of plain's)", "at chance: lesions, not remedies"],
+            "answer": [
+                *(
+                    f"{r.remedy} ({r.d_composite_acc:+.3f} composite acc., {r.d_target_acc:+.3f} target acc.)"
+                    for r in first.itertuples()
+                ),
+                *[""] * (n_first - len(first)),
+                ", ".join(removes) or "none",
+                ", ".join(lesions) or "none",
+            ],
+        }
+    )
 
 
-def remedy_effects_by_world(summaries: Mapping[str, pd.DataFrame], reference: str = "plain fine-tuning"
-                            ) -> pd.DataFrame:
+def remedy_effects_by_world(
+    summaries: Mapping[str, pd.DataFrame], reference: str = "plain fine-tuning"
+) -> pd.DataFrame:
     """Which remedies help in which world: per remedy (rows) and world (column groups), the paired change
     against ``reference`` in composite and target accuracy (mean over seeds +- SD) and in |L|, and
     ``verdict``: ``"try"`` (within :func:`remedy_advice`'s costs, and a composite gain larger than its
@@ -383,6 +516,7 @@ def remedy_effects_by_world(summaries: Mapping[str, pd.DataFrame], reference: st
 # Fig. 7: training-set size; Fig. 8: architectures
 # --------------------------------------------------------------------------------------------
 
+
 def _growth_order(own: Sequence[int] | None, n_all: int, seed: int) -> list[int]:
     """The order in which :func:`size_sweep` adds images: the arm's own training images first (a seeded
     permutation of them), then the rest of ``target_train`` (a seeded permutation), so the subsets are
@@ -390,12 +524,19 @@ def _growth_order(own: Sequence[int] | None, n_all: int, seed: int) -> list[int]
     g = torch.Generator().manual_seed(seed)
     first = list(range(n_all)) if own is None else list(own)
     rest = sorted(set(range(n_all)) - set(first))
-    return ([first[i] for i in torch.randperm(len(first), generator=g).tolist()]
-            + [rest[i] for i in torch.randperm(len(rest), generator=g).tolist()])
+    return [first[i] for i in torch.randperm(len(first), generator=g).tolist()] + [
+        rest[i] for i in torch.randperm(len(rest), generator=g).tolist()
+    ]
 
 
-def size_sweep(audit: Any, sizes: Sequence[int], seeds: Sequence[int] = (0, 1, 2), subset_seed: int = 0,
-               epochs: int | None = None, arm: str = "M^t") -> pd.DataFrame:
+def size_sweep(
+    audit: Any,
+    sizes: Sequence[int],
+    seeds: Sequence[int] = (0, 1, 2),
+    subset_seed: int = 0,
+    epochs: int | None = None,
+    arm: str = "M^t",
+) -> pd.DataFrame:
     """App. B, Fig. 7 measured on distraction: fine-tune on the first ``n`` images of one seeded
     ordering of ``world.target_train`` (:func:`_growth_order`: the arm's own D^t first, so the subsets
     are nested and ``n = |D^t|`` is the arm itself) for each ``n`` in ``sizes``, with the recipe of
@@ -421,8 +562,10 @@ def size_sweep(audit: Any, sizes: Sequence[int], seeds: Sequence[int] = (0, 1, 2
     changes: dict[str, Any] = {}
     if epochs is not None:
         changes["epochs"] = check_int_range("epochs", epochs, 1)
-    recipes = {f"n={n}": audit.recipe(arm).replace(name=f"{arm}, n={n}", train_subset=sorted(perm[:n]), **changes)
-               for n in sizes}
+    recipes = {
+        f"n={n}": audit.recipe(arm).replace(name=f"{arm}, n={n}", train_subset=sorted(perm[:n]), **changes)
+        for n in sizes
+    }
     ctl = comparison.controls(audit, recipes, seeds, reference=next(iter(recipes)))
     ps = comparison.subset_per_seed(ctl)
     ps = ps[ps.subset == "L"].set_index(["arm", "seed"])
@@ -432,11 +575,28 @@ def size_sweep(audit: Any, sizes: Sequence[int], seeds: Sequence[int] = (0, 1, 2
             model, hist = audit.zoo.train(recipe, seed)
             table = audit.lingering(seed, model)
             r = ps.loc[(label, seed)]
-            rows.append({"n_train": n, "seed": seed, "target_acc": float(r["target_acc"]),
-                         "n_lingering": int(table["lingering"].sum()), "mean_p_st": float(table["p_st"].mean()),
-                         **{k: float(r[k]) for k in ("distraction", "distraction_null", "distraction_excess",
-                                                     "err_source_only", "excess_error", "flip_rate")},
-                         "n_composites_L": int(r["n_composites"]), "train_s": _wall(hist)})
+            rows.append(
+                {
+                    "n_train": n,
+                    "seed": seed,
+                    "target_acc": float(r["target_acc"]),
+                    "n_lingering": int(table["lingering"].sum()),
+                    "mean_p_st": float(table["p_st"].mean()),
+                    **{
+                        k: float(r[k])
+                        for k in (
+                            "distraction",
+                            "distraction_null",
+                            "distraction_excess",
+                            "err_source_only",
+                            "excess_error",
+                            "flip_rate",
+                        )
+                    },
+                    "n_composites_L": int(r["n_composites"]),
+                    "train_s": _wall(hist),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -476,21 +636,27 @@ class ArchComparison:
     def view(self) -> pd.DataFrame:
         """The table as the book shows it, one row per available architecture: each number with its
         95% interval in brackets (Eq. 4 also with its per-class null) and each test with its verdict."""
+
         def ci(r: Any, key: str) -> str:
             return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
 
         rows = []
         for _, r in self.table[self.table["available"].astype(bool)].iterrows():
-            rows.append({
-                "architecture": r["label"], "|F|": int(r["n_F"]), "|F| with photos": int(r["n_F_images"]),
-                "|L| mean (min-max)": f"{r['n_L']:.1f} ({int(r['n_L_min'])}-{int(r['n_L_max'])})",
-                "val acc M^t / M^b": f"{r['acc_reference']:.3f} / {r['acc_baseline']:.3f}",
-                "Eq. 4 on L, M^t (null)": f"{ci(r, 'distraction_reference')} ({r['null_reference']:.3f})",
-                "Eq. 4 on L, M^b (null)": f"{ci(r, 'distraction_baseline')} ({r['null_baseline']:.3f})",
-                "excess error on L, M^t": ci(r, "excess_error_reference"),
-                "excess error on L, M^b": ci(r, "excess_error_baseline"),
-                "Eq. 4 above null, M^t - M^b": f"{ci(r, 'distraction_excess_effect')}: {r['distraction_excess_verdict']}",
-                "excess error, M^t - M^b": f"{ci(r, 'excess_error_effect')}: {r['excess_error_verdict']}"})
+            rows.append(
+                {
+                    "architecture": r["label"],
+                    "|F|": int(r["n_F"]),
+                    "|F| with photos": int(r["n_F_images"]),
+                    "|L| mean (min-max)": f"{r['n_L']:.1f} ({int(r['n_L_min'])}-{int(r['n_L_max'])})",
+                    "val acc M^t / M^b": f"{r['acc_reference']:.3f} / {r['acc_baseline']:.3f}",
+                    "Eq. 4 on L, M^t (null)": f"{ci(r, 'distraction_reference')} ({r['null_reference']:.3f})",
+                    "Eq. 4 on L, M^b (null)": f"{ci(r, 'distraction_baseline')} ({r['null_baseline']:.3f})",
+                    "excess error on L, M^t": ci(r, "excess_error_reference"),
+                    "excess error on L, M^b": ci(r, "excess_error_baseline"),
+                    "Eq. 4 above null, M^t - M^b": f"{ci(r, 'distraction_excess_effect')}: {r['distraction_excess_verdict']}",  # noqa: E501
+                    "excess error, M^t - M^b": f"{ci(r, 'excess_error_effect')}: {r['excess_error_verdict']}",
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -499,11 +665,17 @@ def _jaccard(a: set[int], b: set[int]) -> float:
 
 
 def _as_spec(spec: Any) -> tuple[str, str | None, dict[str, Any]]:
-    if isinstance(spec, tuple) and len(spec) in (2, 3) and isinstance(spec[0], str) \
-            and (spec[1] is None or isinstance(spec[1], str)) and (len(spec) == 2 or isinstance(spec[2], Mapping)):
+    if (
+        isinstance(spec, tuple)
+        and len(spec) in (2, 3)
+        and isinstance(spec[0], str)
+        and (spec[1] is None or isinstance(spec[1], str))
+        and (len(spec) == 2 or isinstance(spec[2], Mapping))
+    ):
         return spec[0], spec[1], dict(spec[2]) if len(spec) == 3 else {}
-    raise TypeError("specs must hold (world name, arch name or None) pairs or (world, arch, world options) "
-                    f"triples; got {spec!r}")
+    raise TypeError(
+        f"specs must hold (world name, arch name or None) pairs or (world, arch, world options) triples; got {spec!r}"
+    )
 
 
 def figure8_specs(shapes_width: int = 16) -> dict[str, dict[str, tuple]]:
@@ -511,15 +683,25 @@ def figure8_specs(shapes_width: int = 16) -> dict[str, dict[str, tuple]]:
     task (``worlds.lite.VARIANTS``), and the ``shapes`` CNN at width 8 and at ``shapes_width`` (the
     profile's own width). Each value is a ``specs`` mapping for :func:`arch_comparison`."""
     from .worlds.lite import VARIANTS
+
     shapes_width = check_int_range("shapes_width", shapes_width, 1)
-    return {"real photos": {v.arch: (v.name, None) for v in VARIANTS.values()},
-            "shapes": {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, shapes_width)}}
+    return {
+        "real photos": {v.arch: (v.name, None) for v in VARIANTS.values()},
+        "shapes": {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, shapes_width)},
+    }
 
 
-def arch_comparison(specs: Mapping[str, tuple] | Sequence[tuple], profile: Any = "smoke",
-                    seeds: Sequence[int] = (0, 1, 2), world_seed: int = 0, audit_kwargs: Mapping[str, Any] | None = None,
-                    n_boot: int = 10_000, download: bool = False, baseline: str = "M^b (same data)",
-                    load: Callable[..., Any] | None = None) -> ArchComparison:
+def arch_comparison(
+    specs: Mapping[str, tuple] | Sequence[tuple],
+    profile: Any = "smoke",
+    seeds: Sequence[int] = (0, 1, 2),
+    world_seed: int = 0,
+    audit_kwargs: Mapping[str, Any] | None = None,
+    n_boot: int = 10_000,
+    download: bool = False,
+    baseline: str = "M^b (same data)",
+    load: Callable[..., Any] | None = None,
+) -> ArchComparison:
     """App. B, Fig. 8: the fair test of each architecture on the same target task (:class:`ArchComparison`).
 
     ``specs``: ``(world, arch)`` or ``(world, arch, world options)`` per architecture, as a sequence
@@ -566,10 +748,18 @@ def arch_comparison(specs: Mapping[str, tuple] | Sequence[tuple], profile: Any =
         comp = world.spec.comparison
         ref = world.spec.reference_arm
         if baseline not in comp:
-            raise ValueError(f"baseline must be an arm of world {world_name!r}'s comparison "
-                             f"({', '.join(map(repr, comp))}); got {baseline!r}")
-        ft = _cmp.fair_test(audit, {ref: comp[ref], baseline: comp[baseline]}, seed_list, reference=ref,
-                            baselines=[baseline], n_boot=n_boot)
+            raise ValueError(
+                f"baseline must be an arm of world {world_name!r}'s comparison "
+                f"({', '.join(map(repr, comp))}); got {baseline!r}"
+            )
+        ft = _cmp.fair_test(
+            audit,
+            {ref: comp[ref], baseline: comp[baseline]},
+            seed_list,
+            reference=ref,
+            baselines=[baseline],
+            n_boot=n_boot,
+        )
         tests[label] = ft
         L = {int(s): list(v) for s, v in ft.controls.attrs["lingering"].items()}
         lingering[label] = L
@@ -578,19 +768,33 @@ def arch_comparison(specs: Mapping[str, tuple] | Sequence[tuple], profile: Any =
         # the same world up to its model: the same source classes and the same source photos and views
         # (labels of unlabelled photos come from each model's own top-1, so they may differ)
         tensors = getattr(world.source_data, "tensors", None)  # a folder dataset: its photo names and size
-        images = (_cache.fingerprint(tensors[0]) if tensors is not None
-                  else _cache.fingerprint(world.spec.source_groups, len(world.source_data)))
+        images = (
+            _cache.fingerprint(tensors[0])
+            if tensors is not None
+            else _cache.fingerprint(world.spec.source_groups, len(world.source_data))
+        )
         keys[label] = (tuple(world.source_classes), images, set(F))
         sizes = [len(v) for v in L.values()]
         acc = ft.controls.attrs["target_acc"]
-        row = {**base, "available": True, "note": "", "n_F": len(F), "n_F_images": len(set(F) & with_images),
-               "n_L": float(np.mean(sizes)), "n_L_min": min(sizes), "n_L_max": max(sizes),
-               "acc_reference": float(np.mean([acc[(ref, s)] for s in seed_list])),
-               "acc_baseline": float(np.mean([acc[(baseline, s)] for s in seed_list]))}
+        row = {
+            **base,
+            "available": True,
+            "note": "",
+            "n_F": len(F),
+            "n_F_images": len(set(F) & with_images),
+            "n_L": float(np.mean(sizes)),
+            "n_L_min": min(sizes),
+            "n_L_max": max(sizes),
+            "acc_reference": float(np.mean([acc[(ref, s)] for s in seed_list])),
+            "acc_baseline": float(np.mean([acc[(baseline, s)] for s in seed_list])),
+        }
         t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
         for arm, tag in ((ref, "reference"), (baseline, "baseline")):
-            for measure, name in (("distraction", "distraction"), ("distraction_null", "null"),
-                                  ("excess_error", "excess_error")):
+            for measure, name in (
+                ("distraction", "distraction"),
+                ("distraction_null", "null"),
+                ("excess_error", "excess_error"),
+            ):
                 r = t.loc[(arm, measure)] if (arm, measure) in t.index else None
                 for stat in ("mean", "ci_lo", "ci_hi"):
                     key = f"{name}_{tag}" + {"mean": "", "ci_lo": "_lo", "ci_hi": "_hi"}[stat]
@@ -598,23 +802,39 @@ def arch_comparison(specs: Mapping[str, tuple] | Sequence[tuple], profile: Any =
         between = ft.tests[ft.tests.kind == "between arms"].set_index("measure")
         for measure in ("distraction_excess", "excess_error"):
             r = between.loc[measure]
-            row.update({f"{measure}_effect": float(r.effect), f"{measure}_effect_lo": float(r.ci_lo),
-                        f"{measure}_effect_hi": float(r.ci_hi), f"{measure}_p_holm": float(r.p_holm),
-                        f"{measure}_verdict": r.verdict})
+            row.update(
+                {
+                    f"{measure}_effect": float(r.effect),
+                    f"{measure}_effect_lo": float(r.ci_lo),
+                    f"{measure}_effect_hi": float(r.ci_hi),
+                    f"{measure}_p_holm": float(r.p_holm),
+                    f"{measure}_verdict": r.verdict,
+                }
+            )
         rows.append(row)
     overlap = []
     labels = list(lingering)
     for i, a in enumerate(labels):
-        for b in labels[i + 1:]:
+        for b in labels[i + 1 :]:
             if keys[a][:2] != keys[b][:2]:
                 continue
             js = [_jaccard(set(lingering[a][s]), set(lingering[b][s])) for s in seed_list]
-            overlap.append({"a": a, "b": b, "jaccard_L": float(np.nanmean(js)) if not np.isnan(js).all() else float("nan"),
-                            "jaccard_L_min": float(np.nanmin(js)) if not np.isnan(js).all() else float("nan"),
-                            "jaccard_L_max": float(np.nanmax(js)) if not np.isnan(js).all() else float("nan"),
-                            "n_L_common": float(np.mean([len(set(lingering[a][s]) & set(lingering[b][s]))
-                                                         for s in seed_list])),
-                            "jaccard_F": _jaccard(keys[a][2], keys[b][2])})
-    return ArchComparison(table=pd.DataFrame(rows), tests=tests, lingering=lingering,
-                          overlap=pd.DataFrame(overlap, columns=["a", "b", "jaccard_L", "jaccard_L_min", "jaccard_L_max",
-                                                                 "n_L_common", "jaccard_F"]))
+            overlap.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "jaccard_L": float(np.nanmean(js)) if not np.isnan(js).all() else float("nan"),
+                    "jaccard_L_min": float(np.nanmin(js)) if not np.isnan(js).all() else float("nan"),
+                    "jaccard_L_max": float(np.nanmax(js)) if not np.isnan(js).all() else float("nan"),
+                    "n_L_common": float(np.mean([len(set(lingering[a][s]) & set(lingering[b][s])) for s in seed_list])),
+                    "jaccard_F": _jaccard(keys[a][2], keys[b][2]),
+                }
+            )
+    return ArchComparison(
+        table=pd.DataFrame(rows),
+        tests=tests,
+        lingering=lingering,
+        overlap=pd.DataFrame(
+            overlap, columns=["a", "b", "jaccard_L", "jaccard_L_min", "jaccard_L_max", "n_L_common", "jaccard_F"]
+        ),
+    )

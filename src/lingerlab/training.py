@@ -7,6 +7,7 @@ import closure, so editing the training code retrains. The final weights and the
 are stored together, so a warm cache returns the same weights and prints the same history as the
 cold run that filled it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,8 +27,22 @@ from ._validation import check_bool, check_choice, check_int_range, check_nonemp
 from .models import batchnorm_layers, eval_mode, replace_head
 from .report import resolve_device
 
-__all__ = ["finetune", "train_scratch", "precise_bn_statistics", "evaluate", "predict", "data_fingerprint", "weights_fingerprint", "architecture_key", "callable_key",
-           "history_frame", "LAYOUTS", "eval_batch_size", "CPU_EVAL_BATCH", "EVAL_BATCH"]
+__all__ = [
+    "finetune",
+    "train_scratch",
+    "precise_bn_statistics",
+    "evaluate",
+    "predict",
+    "data_fingerprint",
+    "weights_fingerprint",
+    "architecture_key",
+    "callable_key",
+    "history_frame",
+    "LAYOUTS",
+    "eval_batch_size",
+    "CPU_EVAL_BATCH",
+    "EVAL_BATCH",
+]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -38,6 +53,7 @@ _HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "epoch_s", "w
 # --------------------------------------------------------------------------------------------
 # identities for cache keys
 # --------------------------------------------------------------------------------------------
+
 
 def weights_fingerprint(model: nn.Module) -> str:
     """Hash of a model's state dict (0-d tensors such as ``num_batches_tracked`` included)."""
@@ -124,8 +140,14 @@ def eval_batch_size(device: torch.device | str | None) -> int:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ImageData, *, batch_size: int | None = None,
-            device: torch.device | str | None = None, layout: str = "channels_last") -> tuple[Tensor, Tensor | None]:
+def predict(
+    model: nn.Module,
+    data: ImageData,
+    *,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    layout: str = "channels_last",
+) -> tuple[Tensor, Tensor | None]:
     """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU).
 
     ``batch_size``: images per forward pass (None: :func:`eval_batch_size` of the device; eval-mode
@@ -148,8 +170,14 @@ def predict(model: nn.Module, data: ImageData, *, batch_size: int | None = None,
     return logits, labels
 
 
-def evaluate(model: nn.Module, data: ImageData, *, batch_size: int | None = None,
-             device: torch.device | str | None = None, layout: str = "channels_last") -> float:
+def evaluate(
+    model: nn.Module,
+    data: ImageData,
+    *,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    layout: str = "channels_last",
+) -> float:
     """Top-1 accuracy of ``model`` on labelled ``data`` (eval mode; training flags restored; ``batch_size``
     and ``layout`` as in :func:`predict`)."""
     _check_layout(layout)
@@ -163,6 +191,7 @@ def evaluate(model: nn.Module, data: ImageData, *, batch_size: int | None = None
 # --------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------
+
 
 def history_frame(history: dict[str, list]) -> pd.DataFrame:
     """The per-epoch history as a DataFrame (index: epoch)."""
@@ -182,10 +211,12 @@ def _freeze(model: nn.Module, freeze: Sequence[str]) -> list[str]:
     for prefix in freeze:
         hits = [n for n in names if n.startswith(prefix) or n.startswith("model." + prefix)]
         if not hits:
-            tops = sorted({n.split(".")[0] if not n.startswith("model.") else ".".join(n.split(".")[:2])
-                           for n in names})
-            raise ValueError(f"freeze prefix {prefix!r} matches no parameter; parameter names start with: "
-                             f"{', '.join(tops[:20])}")
+            tops = sorted(
+                {n.split(".")[0] if not n.startswith("model.") else ".".join(n.split(".")[:2]) for n in names}
+            )
+            raise ValueError(
+                f"freeze prefix {prefix!r} matches no parameter; parameter names start with: {', '.join(tops[:20])}"
+            )
         frozen.extend(hits)
     params = dict(model.named_parameters())
     for n in set(frozen):
@@ -200,11 +231,30 @@ def _set_train_mode(model: nn.Module, bn: str) -> None:
             layer.eval()
 
 
-def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, epochs: int,
-         optimizer: str, weight_decay: float, momentum: float, batch_size: int, bn: str,
-         lr_schedule: str, augment: Augment | None, extra_loss: ExtraLoss | None, generator: torch.Generator,
-         device: torch.device, num_workers: int, progress: bool, desc: str, val_every: int,
-         layout: str, precise_bn: bool = False) -> dict[str, list]:
+def _fit(
+    model: nn.Module,
+    train: Dataset,
+    val: Dataset | None,
+    *,
+    lr: float,
+    epochs: int,
+    optimizer: str,
+    weight_decay: float,
+    momentum: float,
+    batch_size: int,
+    bn: str,
+    lr_schedule: str,
+    augment: Augment | None,
+    extra_loss: ExtraLoss | None,
+    generator: torch.Generator,
+    device: torch.device,
+    num_workers: int,
+    progress: bool,
+    desc: str,
+    val_every: int,
+    layout: str,
+    precise_bn: bool = False,
+) -> dict[str, list]:
     """The shared loop: shuffle with ``generator``, optional augmentation, CE (+ extra loss);
     validation after every ``val_every``-th epoch and after the last (NaN in between);
     ``precise_bn``: :func:`precise_bn_statistics` on ``train`` after the last step, before its validation."""
@@ -222,26 +272,40 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     n = len(train)  # type: ignore[arg-type]
     total_steps = max(1, epochs * math.ceil(n / batch_size))
-    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
-             if lr_schedule == "cosine" else None)
+    sched = (
+        torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+        )
+        if lr_schedule == "cosine"
+        else None
+    )
     tensors = train.tensors if isinstance(train, TensorDataset) else None
     history: dict[str, list] = {c: [] for c in _HISTORY_COLUMNS}
     steps_per_epoch = math.ceil(n / batch_size)
-    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, file=sys.stderr, disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        desc=desc,
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
     t_start = time.perf_counter()
     try:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=generator)
-            chunks = [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+            chunks = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
             if len(chunks) > 1 and len(chunks[-1]) == 1:  # a batch of one breaks BatchNorm in train mode
                 chunks = chunks[:-1]
             if tensors is not None:
                 source = ((tensors[0][idx], tensors[1][idx]) for idx in chunks)
             else:
-                source = iter(DataLoader(train, batch_sampler=[c.tolist() for c in chunks],
-                                         collate_fn=_collate, num_workers=num_workers))
+                source = iter(
+                    DataLoader(
+                        train, batch_sampler=[c.tolist() for c in chunks], collate_fn=_collate, num_workers=num_workers
+                    )
+                )
             _set_train_mode(model, bn)
             # per-step loss and hit count stay on the device and are read once per epoch: no host sync
             # per step, so a GPU queues the next step while it runs this one
@@ -273,8 +337,11 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
             if precise_bn and epoch == epochs:
                 precise_bn_statistics(model, train, batch_size=batch_size, device=device, layout=layout)
             due = epoch % val_every == 0 or epoch == epochs
-            val_acc = (evaluate(model, val, device=device, layout=layout) if due and val is not None and len(val)  # type: ignore[arg-type]
-                       else float("nan"))
+            val_acc = (
+                evaluate(model, val, device=device, layout=layout)
+                if due and val is not None and len(val)  # type: ignore[arg-type]
+                else float("nan")
+            )
             now = time.perf_counter()
             history["epoch"].append(epoch)
             history["train_loss"].append(train_loss)
@@ -291,8 +358,14 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, *, lr: float, ep
 
 
 @torch.no_grad()
-def precise_bn_statistics(model: nn.Module, data: ImageData, *, batch_size: int = 64,
-                          device: torch.device | str | None = None, layout: str = "channels_last") -> nn.Module:
+def precise_bn_statistics(
+    model: nn.Module,
+    data: ImageData,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    layout: str = "channels_last",
+) -> nn.Module:
     """Precise BatchNorm (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", Sec. 3): replace every
     BatchNorm layer's running statistics by the plain average of its batch statistics over ``data``
     (train-mode forward passes in batches of ``batch_size``, no gradient, no augmentation), so that
@@ -334,10 +407,24 @@ def _val_every(epochs: int, val_every: int | None) -> int:
     return val_every
 
 
-def _prepare(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: float, batch_size: int, seed: int,
-             momentum: float, lr_schedule: str, num_workers: int, train: Dataset, train_subset: Any,
-             device: torch.device | str | None, freeze: Sequence[str] | str,
-             layout: str, precise_bn: bool = False) -> tuple[torch.device, Dataset, list[str]]:
+def _prepare(
+    lr: float,
+    epochs: int,
+    optimizer: str,
+    bn: str,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+    momentum: float,
+    lr_schedule: str,
+    num_workers: int,
+    train: Dataset,
+    train_subset: Any,
+    device: torch.device | str | None,
+    freeze: Sequence[str] | str,
+    layout: str,
+    precise_bn: bool = False,
+) -> tuple[torch.device, Dataset, list[str]]:
     """Validate the arguments :func:`finetune` and :func:`train_scratch` share; return the device, the
     selected training set and the frozen-module list."""
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
@@ -347,14 +434,18 @@ def _prepare(lr: float, epochs: int, optimizer: str, bn: str, weight_decay: floa
     check_choice("optimizer", optimizer, ("sgd", "adam"))
     check_choice("bn", bn, ("update", "freeze"))
     if check_bool("precise_bn", precise_bn) and bn == "freeze":
-        raise ValueError("precise_bn=True recomputes the BatchNorm statistics that bn='freeze' keeps fixed: "
-                         "use bn='update' with precise_bn, or precise_bn=False")
+        raise ValueError(
+            "precise_bn=True recomputes the BatchNorm statistics that bn='freeze' keeps fixed: "
+            "use bn='update' with precise_bn, or precise_bn=False"
+        )
     check_range("weight_decay", weight_decay, 0, None)
     check_range("momentum", momentum, 0, 1, hi_open=True)
     check_int_range("batch_size", batch_size, 1)
     if precise_bn and batch_size < 2:  # refused here, not after the last epoch
-        raise ValueError(f"precise_bn=True needs batch_size >= 2 (a batch of one has no BatchNorm variance); "
-                         f"got batch_size={batch_size}")
+        raise ValueError(
+            f"precise_bn=True needs batch_size >= 2 (a batch of one has no BatchNorm variance); "
+            f"got batch_size={batch_size}"
+        )
     check_int_range("seed", seed, 0)
     check_int_range("num_workers", num_workers, 0)
     check_nonempty("train", train)  # type: ignore[arg-type]
@@ -379,9 +470,18 @@ def _select(train: Dataset, train_subset: Sequence[int] | Tensor | None) -> Data
     return Subset(train, idx)
 
 
-def _run(stage: str, build: Callable[[], nn.Module], key_parts: dict[str, Any], train: Dataset,
-         val: Dataset | None, fit_kwargs: dict[str, Any], seed: int, device: torch.device,
-         cache: bool, progress: bool) -> tuple[nn.Module, pd.DataFrame]:
+def _run(
+    stage: str,
+    build: Callable[[], nn.Module],
+    key_parts: dict[str, Any],
+    train: Dataset,
+    val: Dataset | None,
+    fit_kwargs: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    cache: bool,
+    progress: bool,
+) -> tuple[nn.Module, pd.DataFrame]:
     """Build the initial model, then train it, or load the cached result of the same run."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -393,10 +493,12 @@ def _run(stage: str, build: Callable[[], nn.Module], key_parts: dict[str, Any], 
         g = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # dropout, drop-connect and other global-RNG users
-            history = _fit(m, train, val, generator=g, device=device, progress=progress,
-                           desc=stage, **fit_kwargs)
-        return {"state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()},
-                "history": history, "key": key}
+            history = _fit(m, train, val, generator=g, device=device, progress=progress, desc=stage, **fit_kwargs)
+        return {
+            "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()},
+            "history": history,
+            "key": key,
+        }
 
     entry = _cache.cached(stage, key, compute, enabled=cache)
     model.load_state_dict(entry["state_dict"])
@@ -406,14 +508,34 @@ def _run(stage: str, build: Callable[[], nn.Module], key_parts: dict[str, Any], 
     return model, frame
 
 
-def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_classes: int,
-             lr: float = 1e-3, epochs: int = 5, optimizer: str = "sgd", freeze: Sequence[str] = (),
-             bn: str = "update", weight_decay: float = 0.0, momentum: float = 0.9, batch_size: int = 32,
-             augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
-             cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
-             head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
-             lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None,
-             layout: str = "channels_last", precise_bn: bool = False) -> tuple[nn.Module, pd.DataFrame]:
+def finetune(
+    model_or_source: Any,
+    train: Dataset,
+    val: Dataset | None,
+    *,
+    num_classes: int,
+    lr: float = 1e-3,
+    epochs: int = 5,
+    optimizer: str = "sgd",
+    freeze: Sequence[str] = (),
+    bn: str = "update",
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    batch_size: int = 32,
+    augment: Augment | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    cache: bool = True,
+    progress: bool = True,
+    extra_loss: ExtraLoss | None = None,
+    head: str | None = None,
+    train_subset: Sequence[int] | Tensor | None = None,
+    lr_schedule: str = "constant",
+    num_workers: int = 0,
+    val_every: int | None = None,
+    layout: str = "channels_last",
+    precise_bn: bool = False,
+) -> tuple[nn.Module, pd.DataFrame]:
     """Standard fine-tuning: M^t = M^s with a fresh ``num_classes`` head, trained on ``train``.
 
     Args:
@@ -455,40 +577,105 @@ def finetune(model_or_source: Any, train: Dataset, val: Dataset | None, *, num_c
     if not isinstance(source, nn.Module):
         raise ValueError(f"model_or_source must be an nn.Module or a World; got {type(model_or_source).__name__}")
     check_int_range("num_classes", num_classes, 1)
-    dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
-                                      lr_schedule, num_workers, train, train_subset, device, freeze, layout,
-                                      precise_bn)
+    dev, train_sel, freeze = _prepare(
+        lr,
+        epochs,
+        optimizer,
+        bn,
+        weight_decay,
+        batch_size,
+        seed,
+        momentum,
+        lr_schedule,
+        num_workers,
+        train,
+        train_subset,
+        device,
+        freeze,
+        layout,
+        precise_bn,
+    )
     every = _val_every(epochs, val_every)
 
     def build() -> nn.Module:
-        m = replace_head(copy.deepcopy(source).cpu(), num_classes, head=head,
-                         generator=torch.Generator().manual_seed(seed))
+        m = replace_head(
+            copy.deepcopy(source).cpu(), num_classes, head=head, generator=torch.Generator().manual_seed(seed)
+        )
         _freeze(m, freeze)
         return m
 
-    key = {"source": weights_fingerprint(source), "arch": architecture_key(source), "train": data_fingerprint(train_sel),
-           "val": data_fingerprint(val) if val is not None else None, "num_classes": num_classes,
-           "lr": lr, "epochs": epochs, "optimizer": optimizer, "freeze": sorted(freeze), "bn": bn,
-           "weight_decay": weight_decay, "momentum": momentum if optimizer == "sgd" else None,
-           "batch_size": batch_size, "lr_schedule": lr_schedule, "augment": callable_key(augment),
-           "extra_loss": callable_key(extra_loss), "seed": seed, "head": head,
-           "device": dev.type, "layout": layout, "val_every": every, "precise_bn": bool(precise_bn),
-           "torch": torch.__version__.split("+")[0]}
-    fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
-                      batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
-                      num_workers=num_workers, val_every=every, layout=layout, precise_bn=bool(precise_bn))
+    key = {
+        "source": weights_fingerprint(source),
+        "arch": architecture_key(source),
+        "train": data_fingerprint(train_sel),
+        "val": data_fingerprint(val) if val is not None else None,
+        "num_classes": num_classes,
+        "lr": lr,
+        "epochs": epochs,
+        "optimizer": optimizer,
+        "freeze": sorted(freeze),
+        "bn": bn,
+        "weight_decay": weight_decay,
+        "momentum": momentum if optimizer == "sgd" else None,
+        "batch_size": batch_size,
+        "lr_schedule": lr_schedule,
+        "augment": callable_key(augment),
+        "extra_loss": callable_key(extra_loss),
+        "seed": seed,
+        "head": head,
+        "device": dev.type,
+        "layout": layout,
+        "val_every": every,
+        "precise_bn": bool(precise_bn),
+        "torch": torch.__version__.split("+")[0],
+    }
+    fit_kwargs = dict(
+        lr=lr,
+        epochs=epochs,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        batch_size=batch_size,
+        bn=bn,
+        lr_schedule=lr_schedule,
+        augment=augment,
+        extra_loss=extra_loss,
+        num_workers=num_workers,
+        val_every=every,
+        layout=layout,
+        precise_bn=bool(precise_bn),
+    )
     return _run("finetune", build, key, train_sel, val, fit_kwargs, seed, dev, cache, progress)
 
 
-def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Dataset | None, *,
-                  num_classes: int | None = None, lr: float = 1e-3, epochs: int = 10,
-                  optimizer: str = "adam", freeze: Sequence[str] = (), bn: str = "update",
-                  weight_decay: float = 0.0, momentum: float = 0.9, batch_size: int = 64,
-                  augment: Augment | None = None, seed: int = 0, device: torch.device | str | None = None,
-                  cache: bool = True, progress: bool = True, extra_loss: ExtraLoss | None = None,
-                  head: str | None = None, train_subset: Sequence[int] | Tensor | None = None,
-                  lr_schedule: str = "constant", num_workers: int = 0, val_every: int | None = None,
-                  layout: str = "channels_last", precise_bn: bool = False) -> tuple[nn.Module, pd.DataFrame]:
+def train_scratch(
+    make_model: Callable[[], nn.Module],
+    train: Dataset,
+    val: Dataset | None,
+    *,
+    num_classes: int | None = None,
+    lr: float = 1e-3,
+    epochs: int = 10,
+    optimizer: str = "adam",
+    freeze: Sequence[str] = (),
+    bn: str = "update",
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    batch_size: int = 64,
+    augment: Augment | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    cache: bool = True,
+    progress: bool = True,
+    extra_loss: ExtraLoss | None = None,
+    head: str | None = None,
+    train_subset: Sequence[int] | Tensor | None = None,
+    lr_schedule: str = "constant",
+    num_workers: int = 0,
+    val_every: int | None = None,
+    layout: str = "channels_last",
+    precise_bn: bool = False,
+) -> tuple[nn.Module, pd.DataFrame]:
     """Train M^b = ``make_model()`` from random weights (drawn under ``torch.manual_seed(seed)``).
 
     Same arguments (``layout`` included) and return value as :func:`finetune`; ``num_classes``
@@ -498,9 +685,24 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
         raise ValueError(f"make_model must be a callable returning an nn.Module; got {type(make_model).__name__}")
     if num_classes is not None:
         check_int_range("num_classes", num_classes, 1)
-    dev, train_sel, freeze = _prepare(lr, epochs, optimizer, bn, weight_decay, batch_size, seed, momentum,
-                                      lr_schedule, num_workers, train, train_subset, device, freeze, layout,
-                                      precise_bn)
+    dev, train_sel, freeze = _prepare(
+        lr,
+        epochs,
+        optimizer,
+        bn,
+        weight_decay,
+        batch_size,
+        seed,
+        momentum,
+        lr_schedule,
+        num_workers,
+        train,
+        train_subset,
+        device,
+        freeze,
+        layout,
+        precise_bn,
+    )
     every = _val_every(epochs, val_every)
 
     def build() -> nn.Module:
@@ -509,6 +711,7 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
             raise ValueError(f"make_model() must return an nn.Module; got {type(m).__name__}")
         if num_classes is not None:
             from .models import find_head
+
             if find_head(m, head)[1].out_features != num_classes:
                 m = replace_head(m, num_classes, head=head, generator=torch.Generator().manual_seed(seed))
         _freeze(m, freeze)
@@ -517,15 +720,45 @@ def train_scratch(make_model: Callable[[], nn.Module], train: Dataset, val: Data
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         init = build()
-    key = {"init": weights_fingerprint(init), "arch": architecture_key(init), "make_model": callable_key(make_model),
-           "train": data_fingerprint(train_sel), "val": data_fingerprint(val) if val is not None else None,
-           "num_classes": num_classes, "lr": lr, "epochs": epochs, "optimizer": optimizer,
-           "freeze": sorted(freeze), "bn": bn, "weight_decay": weight_decay,
-           "momentum": momentum if optimizer == "sgd" else None, "batch_size": batch_size,
-           "lr_schedule": lr_schedule, "augment": callable_key(augment), "extra_loss": callable_key(extra_loss),
-           "seed": seed, "device": dev.type, "layout": layout, "val_every": every, "precise_bn": bool(precise_bn),
-           "torch": torch.__version__.split("+")[0]}
-    fit_kwargs = dict(lr=lr, epochs=epochs, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
-                      batch_size=batch_size, bn=bn, lr_schedule=lr_schedule, augment=augment, extra_loss=extra_loss,
-                      num_workers=num_workers, val_every=every, layout=layout, precise_bn=bool(precise_bn))
+    key = {
+        "init": weights_fingerprint(init),
+        "arch": architecture_key(init),
+        "make_model": callable_key(make_model),
+        "train": data_fingerprint(train_sel),
+        "val": data_fingerprint(val) if val is not None else None,
+        "num_classes": num_classes,
+        "lr": lr,
+        "epochs": epochs,
+        "optimizer": optimizer,
+        "freeze": sorted(freeze),
+        "bn": bn,
+        "weight_decay": weight_decay,
+        "momentum": momentum if optimizer == "sgd" else None,
+        "batch_size": batch_size,
+        "lr_schedule": lr_schedule,
+        "augment": callable_key(augment),
+        "extra_loss": callable_key(extra_loss),
+        "seed": seed,
+        "device": dev.type,
+        "layout": layout,
+        "val_every": every,
+        "precise_bn": bool(precise_bn),
+        "torch": torch.__version__.split("+")[0],
+    }
+    fit_kwargs = dict(
+        lr=lr,
+        epochs=epochs,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        batch_size=batch_size,
+        bn=bn,
+        lr_schedule=lr_schedule,
+        augment=augment,
+        extra_loss=extra_loss,
+        num_workers=num_workers,
+        val_every=every,
+        layout=layout,
+        precise_bn=bool(precise_bn),
+    )
     return _run("scratch", lambda: copy.deepcopy(init), key, train_sel, val, fit_kwargs, seed, dev, cache, progress)

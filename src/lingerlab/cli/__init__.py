@@ -15,12 +15,11 @@ The audit runs on a ``custom`` world (``load_world("custom", target_model=..., b
 the user's fine-tuned model is measured as it is (``WorldSpec.given``), never re-trained. The page is
 assembled by :func:`lingerlab.report_html.audit_page`.
 """
+
 from __future__ import annotations
 
-from .args import (EXAMPLES, IMAGE_EXTENSIONS, PROG, Checked, ModelSpec, UsageError, build_parser,  # noqa: F401
-                   parse_model_spec, validate)
-from .loading import load_model  # noqa: F401
-from .main import audit_main, main, write_outputs  # noqa: F401
-from .run import AuditRun  # noqa: F401
+from .args import build_parser
+from .main import audit_main, main
+from .run import AuditRun
 
 __all__ = ["main", "build_parser", "AuditRun", "audit_main"]

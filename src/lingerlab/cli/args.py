@@ -1,4 +1,5 @@
 """Arguments of ``lingerlab audit``: the parser, its types and every check made before a model loads."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,10 @@ PROG = "lingerlab"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 IMAGEFOLDER_HELP = "an ImageFolder: DIR/<class>/<images>, or DIR/train/<class>/... and DIR/val/<class>/..."
-SPEC_HELP = ("torchvision:<name> or timm:<name> (with --{role}-weights FILE, a state dict{download}), or the path "
-             "of a file saved with torch.save(model) (with --trust-pickle)")
+SPEC_HELP = (
+    "torchvision:<name> or timm:<name> (with --{role}-weights FILE, a state dict{download}), or the path "
+    "of a file saved with torch.save(model) (with --trust-pickle)"
+)
 
 EXAMPLES = """\
 examples:
@@ -84,6 +87,7 @@ class _Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------------------------- argument types
 
+
 def _int_at_least(lo: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -93,6 +97,7 @@ def _int_at_least(lo: int) -> Callable[[str], int]:
         if v < lo:
             raise argparse.ArgumentTypeError(f"must be an integer >= {lo}; got {v}")
         return v
+
     return parse
 
 
@@ -105,76 +110,150 @@ def _float_in(lo: float, hi: float | None, *, lo_open: bool = False, hi_open: bo
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number in {interval}; got {text!r}") from None
-        bad = (math.isnan(v) or v < lo or (lo_open and v == lo)
-               or (hi is not None and (v > hi or (hi_open and v == hi))))
+        bad = math.isnan(v) or v < lo or (lo_open and v == lo) or (hi is not None and (v > hi or (hi_open and v == hi)))
         if bad:
             raise argparse.ArgumentTypeError(f"must be a number in {interval}; got {text}")
         return v
+
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lingerlab`` parser with its ``audit`` subcommand."""
-    top = _Parser(prog=PROG, description="Measure lingering source memories in fine-tuned image classifiers "
-                  "(Alnouri, Wroge, Alsallakh, TF2M @ ICML 2024).")
+    top = _Parser(
+        prog=PROG,
+        description="Measure lingering source memories in fine-tuned image classifiers "
+        "(Alnouri, Wroge, Alsallakh, TF2M @ ICML 2024).",
+    )
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("audit", help="audit a fine-tuned model against its source model; writes an HTML report",
-                       description=textwrap.fill(
-                           "Audit a fine-tuned model M^t against its source model M^s: source-only classes "
-                           "(Eqs. 1-2), lingering memories (Eq. 3), composites and distraction (Sec. 4, Eq. 4), the "
-                           "interference flag (Eq. 5) and the comparison with a scratch baseline M^b. Writes "
-                           "OUT/report.html, OUT/results.json and one CSV per stage. Exit status: 0 on success, 2 "
-                           "on a bad argument, 1 on a failure during the audit.", 100),
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "audit",
+        help="audit a fine-tuned model against its source model; writes an HTML report",
+        description=textwrap.fill(
+            "Audit a fine-tuned model M^t against its source model M^s: source-only classes "
+            "(Eqs. 1-2), lingering memories (Eq. 3), composites and distraction (Sec. 4, Eq. 4), the "
+            "interference flag (Eq. 5) and the comparison with a scratch baseline M^b. Writes "
+            "OUT/report.html, OUT/results.json and one CSV per stage. Exit status: 0 on success, 2 "
+            "on a bad argument, 1 on a failure during the audit.",
+            100,
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     g = p.add_argument_group("models")
-    g.add_argument("--source-model", required=True, metavar="SPEC",
-                   help="the pretrained source model M^s: " + SPEC_HELP.format(role="source", download=", or --download"))
+    g.add_argument(
+        "--source-model",
+        required=True,
+        metavar="SPEC",
+        help="the pretrained source model M^s: " + SPEC_HELP.format(role="source", download=", or --download"),
+    )
     g.add_argument("--source-weights", metavar="FILE", help="state dict of --source-model torchvision:/timm:")
-    g.add_argument("--target-model", required=True, metavar="SPEC",
-                   help="your fine-tuned model M^t (same architecture, one output per target class): "
-                   + SPEC_HELP.format(role="target", download=""))
+    g.add_argument(
+        "--target-model",
+        required=True,
+        metavar="SPEC",
+        help="your fine-tuned model M^t (same architecture, one output per target class): "
+        + SPEC_HELP.format(role="target", download=""),
+    )
     g.add_argument("--target-weights", metavar="FILE", help="state dict of --target-model torchvision:/timm:")
-    g.add_argument("--baseline", default="scratch", metavar="scratch|none|SPEC",
-                   help="M^b: 'scratch' trains the scratch baseline by the profile's recipe (printed; the default), "
-                   "'none' skips it, a model spec takes your own (one output per target class)")
+    g.add_argument(
+        "--baseline",
+        default="scratch",
+        metavar="scratch|none|SPEC",
+        help="M^b: 'scratch' trains the scratch baseline by the profile's recipe (printed; the default), "
+        "'none' skips it, a model spec takes your own (one output per target class)",
+    )
     g.add_argument("--baseline-weights", metavar="FILE", help="state dict of --baseline torchvision:/timm:")
-    g.add_argument("--baseline-seeds", type=_int_at_least(1), metavar="N",
-                   help="seeds of the scratch baseline (default: 5 with --profile full, 3 with smoke)")
-    g.add_argument("--head", metavar="NAME", help="qualified name of the classification head (the final "
-                   "nn.Linear, e.g. fc or classifier.1; default: the last nn.Linear with one output per class)")
-    g.add_argument("--cam-layer", metavar="NAME", help="layer Grad-CAM reads (e.g. layer4; default: the last layer "
-                   "whose output is a spatial map, before global pooling)")
-    g.add_argument("--trust-pickle", action="store_true",
-                   help="allow model files saved with torch.save(model): unpickling runs code from the file, so "
-                   "pass only files you trust (state dicts and TorchScript need no flag)")
+    g.add_argument(
+        "--baseline-seeds",
+        type=_int_at_least(1),
+        metavar="N",
+        help="seeds of the scratch baseline (default: 5 with --profile full, 3 with smoke)",
+    )
+    g.add_argument(
+        "--head",
+        metavar="NAME",
+        help="qualified name of the classification head (the final "
+        "nn.Linear, e.g. fc or classifier.1; default: the last nn.Linear with one output per class)",
+    )
+    g.add_argument(
+        "--cam-layer",
+        metavar="NAME",
+        help="layer Grad-CAM reads (e.g. layer4; default: the last layer "
+        "whose output is a spatial map, before global pooling)",
+    )
+    g.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow model files saved with torch.save(model): unpickling runs code from the file, so "
+        "pass only files you trust (state dicts and TorchScript need no flag)",
+    )
     g.add_argument("--download", action="store_true", help="fetch named pretrained weights (torch hub / Hugging Face)")
-    g.add_argument("--no-normalize", action="store_true",
-                   help="do not wrap models in ImageNet normalisation: they take [0, 1] images as they are")
+    g.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="do not wrap models in ImageNet normalisation: they take [0, 1] images as they are",
+    )
     g = p.add_argument_group("data")
-    g.add_argument("--target-dir", required=True, metavar="DIR",
-                   help=IMAGEFOLDER_HELP + "; train/ is taken to be what M^t was fine-tuned on (D^t)")
-    g.add_argument("--source-dir", required=True, metavar="DIR",
-                   help="images of source classes (D^c): DIR/<class name or index>/<images>")
-    g.add_argument("--source-classes", metavar="FILE|imagenet",
-                   help="names of the source model's outputs: a text file, one name per line in output order, or "
-                   "'imagenet' for the ImageNet-1k names (default: imagenet when the source model has 1000 outputs)")
-    g.add_argument("--image-size", type=_int_at_least(8), metavar="PX",
-                   help="side the images are resized and cropped to (default: the profile's, 128 smoke / 224 full)")
+    g.add_argument(
+        "--target-dir",
+        required=True,
+        metavar="DIR",
+        help=IMAGEFOLDER_HELP + "; train/ is taken to be what M^t was fine-tuned on (D^t)",
+    )
+    g.add_argument(
+        "--source-dir",
+        required=True,
+        metavar="DIR",
+        help="images of source classes (D^c): DIR/<class name or index>/<images>",
+    )
+    g.add_argument(
+        "--source-classes",
+        metavar="FILE|imagenet",
+        help="names of the source model's outputs: a text file, one name per line in output order, or "
+        "'imagenet' for the ImageNet-1k names (default: imagenet when the source model has 1000 outputs)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=_int_at_least(8),
+        metavar="PX",
+        help="side the images are resized and cropped to (default: the profile's, 128 smoke / 224 full)",
+    )
     g = p.add_argument_group("method")
     g.add_argument("--k", type=_int_at_least(1), help="Eq. 1's top-k (default: 5 per 1000 source classes, at least 1)")
-    g.add_argument("--v-lo", type=_float_in(0, None), metavar="V",
-                   help="Eq. 2's threshold on v(c) (default: 1%% of the training images)")
-    g.add_argument("--p-lo", type=_float_in(0, 1, lo_open=True, hi_open=True), metavar="P",
-                   help="Eq. 3/5's threshold on a mean probability (default: 10 / number of source classes, at most 0.5)")
-    g.add_argument("--scale", type=_float_in(0, 1, lo_open=True), metavar="S",
-                   help="side of the pasted target image in a composite, as a fraction (default 0.4)")
+    g.add_argument(
+        "--v-lo",
+        type=_float_in(0, None),
+        metavar="V",
+        help="Eq. 2's threshold on v(c) (default: 1%% of the training images)",
+    )
+    g.add_argument(
+        "--p-lo",
+        type=_float_in(0, 1, lo_open=True, hi_open=True),
+        metavar="P",
+        help="Eq. 3/5's threshold on a mean probability (default: 10 / number of source classes, at most 0.5)",
+    )
+    g.add_argument(
+        "--scale",
+        type=_float_in(0, 1, lo_open=True),
+        metavar="S",
+        help="side of the pasted target image in a composite, as a fraction (default 0.4)",
+    )
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the data split and composites (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    g.add_argument("--batch-size", type=_int_at_least(1), metavar="B",
-                   help="training batch size of the scratch baseline (default: the profile's)")
-    g.add_argument("--profile", choices=("smoke", "full"), default="full",
-                   help="sizes of the training recipes: smoke (2 epochs, 128 px) or full (the default)")
+    g.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        metavar="B",
+        help="training batch size of the scratch baseline (default: the profile's)",
+    )
+    g.add_argument(
+        "--profile",
+        choices=("smoke", "full"),
+        default="full",
+        help="sizes of the training recipes: smoke (2 epochs, 128 px) or full (the default)",
+    )
     g.add_argument("--out", default="lingerlab_audit", metavar="DIR", help="output folder (default ./lingerlab_audit)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the stage cache ($LINGERLAB_CACHE)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -183,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- up-front validation
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -199,8 +279,13 @@ _SPEC_RE = re.compile(r"(torchvision|timm):([A-Za-z0-9_.\-]+)")
 
 def parse_model_spec(text: str, flag: str, *, download_hint: bool = True) -> ModelSpec:
     """Parse a model spec (no torch needed); a bad one raises :class:`UsageError` for ``flag``."""
-    valid = ("torchvision:<name>, timm:<name> (with " + flag.replace("-model", "-weights").replace("--baseline", "--baseline-weights")
-             + " FILE" + (" or --download" if download_hint else "") + ") or the path of a file saved with torch.save(model)")
+    valid = (
+        "torchvision:<name>, timm:<name> (with "
+        + flag.replace("-model", "-weights").replace("--baseline", "--baseline-weights")
+        + " FILE"
+        + (" or --download" if download_hint else "")
+        + ") or the path of a file saved with torch.save(model)"
+    )
     m = _SPEC_RE.fullmatch(text.strip())
     if m:
         return ModelSpec(m.group(1), m.group(2), text)
@@ -222,8 +307,11 @@ def _image_folders(root: Path) -> dict[str, int]:
     out = {}
     for d in sorted(root.iterdir()):
         if d.is_dir() and not d.name.startswith("."):
-            n = sum(1 for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                    and not f.name.startswith("."))
+            n = sum(
+                1
+                for f in d.iterdir()
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+            )
             if n:
                 out[d.name] = n
     return out
@@ -241,21 +329,30 @@ def check_target_dir(text: str) -> dict[str, Any]:
         splits = {s: _image_folders(root / s) for s in ("train", "val")}
         for s, f in splits.items():
             if not f:
-                raise UsageError(flag, f"{str(root / s)!r} has no class folders with images "
-                                 f"({', '.join(IMAGE_EXTENSIONS)}): expected {s}/<class>/<images>")
+                raise UsageError(
+                    flag,
+                    f"{str(root / s)!r} has no class folders with images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}): expected {s}/<class>/<images>",
+                )
         classes = sorted(set(splits["train"]) | set(splits["val"]))
         layout = "train/ and val/"
     else:
         f = _image_folders(root)
         if not f:
-            raise UsageError(flag, f"folder {text!r} has no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) "
-                             f"(pass {IMAGEFOLDER_HELP})")
+            raise UsageError(
+                flag,
+                f"folder {text!r} has no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) "
+                f"(pass {IMAGEFOLDER_HELP})",
+            )
         splits = {"all": f}
         classes = sorted(f)
         layout = "one folder per class (a seeded, stratified validation split is held out)"
     if len(classes) < 2:
-        raise UsageError(flag, f"folder {text!r} has {len(classes)} class folder with images ({classes}): "
-                         "a classifier's target data need at least 2 classes")
+        raise UsageError(
+            flag,
+            f"folder {text!r} has {len(classes)} class folder with images ({classes}): "
+            "a classifier's target data need at least 2 classes",
+        )
     return {"root": str(root), "layout": layout, "classes": classes, "files": splits}
 
 
@@ -264,14 +361,20 @@ def check_source_dir(text: str) -> dict[str, int]:
     root = Path(text).expanduser()
     flag = "--source-dir"
     if not root.exists():
-        raise UsageError(flag, f"folder {text!r} does not exist (pass a folder of source-class folders: "
-                         "DIR/<class name or index>/<images>)")
+        raise UsageError(
+            flag,
+            f"folder {text!r} does not exist (pass a folder of source-class folders: "
+            "DIR/<class name or index>/<images>)",
+        )
     if not root.is_dir():
         raise UsageError(flag, f"{text!r} is not a folder (pass DIR/<class name or index>/<images>)")
     folders = _image_folders(root)
     if not folders:
-        raise UsageError(flag, f"folder {text!r} is empty: it has no class folders with images "
-                         f"({', '.join(IMAGE_EXTENSIONS)}); expected DIR/<class name or index>/<images>")
+        raise UsageError(
+            flag,
+            f"folder {text!r} is empty: it has no class folders with images "
+            f"({', '.join(IMAGE_EXTENSIONS)}); expected DIR/<class name or index>/<images>",
+        )
     return folders
 
 
@@ -280,8 +383,11 @@ def read_class_file(text: str) -> list[str]:
     flag = "--source-classes"
     path = Path(text).expanduser()
     if not path.is_file():
-        raise UsageError(flag, f"{text!r} is neither a text file nor 'imagenet' (pass a file with one class name "
-                         "per line, in the order of the source model's outputs, or 'imagenet')")
+        raise UsageError(
+            flag,
+            f"{text!r} is neither a text file nor 'imagenet' (pass a file with one class name "
+            "per line, in the order of the source model's outputs, or 'imagenet')",
+        )
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -302,9 +408,12 @@ def check_folder_names(folders: Sequence[str], classes: Sequence[str], root: str
     known = set(classes)
     bad = [f for f in folders if f not in known and not (f.isdigit() and int(f) < len(classes))]
     if bad:
-        raise UsageError("--source-dir", f"folder {str(Path(root) / bad[0])!r} names no source class"
-                         f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}: name each folder by a class "
-                         f"name from --source-classes (e.g. {classes[0]!r}) or an index in [0, {len(classes) - 1}]")
+        raise UsageError(
+            "--source-dir",
+            f"folder {str(Path(root) / bad[0])!r} names no source class"
+            f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}: name each folder by a class "
+            f"name from --source-classes (e.g. {classes[0]!r}) or an index in [0, {len(classes) - 1}]",
+        )
 
 
 @dataclass
@@ -314,10 +423,10 @@ class Checked:
     args: argparse.Namespace
     source: ModelSpec
     target: ModelSpec
-    baseline: str | ModelSpec          # "scratch", "none" or a spec
+    baseline: str | ModelSpec  # "scratch", "none" or a spec
     target_dir: dict[str, Any]
     source_folders: dict[str, int]
-    class_names: list[str] | None      # None: 'imagenet' or not given (resolved once torch is imported)
+    class_names: list[str] | None  # None: 'imagenet' or not given (resolved once torch is imported)
     out: Path
     models_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     choices: dict[str, dict[str, Any]] = field(default_factory=dict)  # head and cam_layer: name, how
@@ -338,30 +447,43 @@ def validate(args: argparse.Namespace) -> Checked:
         try:
             baseline = parse_model_spec(args.baseline, "--baseline", download_hint=False)
         except UsageError as e:
-            raise UsageError("--baseline", e.message.replace("use torchvision", "use scratch, none, torchvision")) from None
-    for spec, wflag, wtext in ((source, "--source-weights", args.source_weights),
-                               (target, "--target-weights", args.target_weights),
-                               (baseline if isinstance(baseline, ModelSpec) else None, "--baseline-weights",
-                                args.baseline_weights)):
+            raise UsageError(
+                "--baseline", e.message.replace("use torchvision", "use scratch, none, torchvision")
+            ) from None
+    for spec, wflag, wtext in (
+        (source, "--source-weights", args.source_weights),
+        (target, "--target-weights", args.target_weights),
+        (baseline if isinstance(baseline, ModelSpec) else None, "--baseline-weights", args.baseline_weights),
+    ):
         mflag = wflag.replace("-weights", "-model").replace("--baseline-model", "--baseline")
         if wtext is None:
             if spec is not None and spec.kind != "file" and mflag != "--source-model":
-                raise UsageError(wflag, f"{mflag} {spec.text} names an architecture only: pass its weights with "
-                                 f"{wflag} FILE (a state dict or TorchScript, or with --trust-pickle a file saved with "
-                                 "torch.save(model))")
+                raise UsageError(
+                    wflag,
+                    f"{mflag} {spec.text} names an architecture only: pass its weights with "
+                    f"{wflag} FILE (a state dict or TorchScript, or with --trust-pickle a file saved with "
+                    "torch.save(model))",
+                )
             continue
         if spec is None:
-            raise UsageError(wflag, f"is only for {mflag} torchvision:<name> or timm:<name>; --baseline is "
-                             f"{args.baseline!r}")
+            raise UsageError(
+                wflag, f"is only for {mflag} torchvision:<name> or timm:<name>; --baseline is {args.baseline!r}"
+            )
         if spec.kind == "file":
-            raise UsageError(wflag, f"is only for {mflag} torchvision:<name> or timm:<name>: {spec.text!r} is a "
-                             "model file already")
+            raise UsageError(
+                wflag, f"is only for {mflag} torchvision:<name> or timm:<name>: {spec.text!r} is a model file already"
+            )
         if not Path(wtext).expanduser().is_file():
-            raise UsageError(wflag, f"file {wtext!r} does not exist (pass a state dict saved with "
-                             "torch.save(model.state_dict(), FILE))")
+            raise UsageError(
+                wflag,
+                f"file {wtext!r} does not exist (pass a state dict saved with torch.save(model.state_dict(), FILE))",
+            )
     if source.kind == "timm" and args.source_weights is None and not args.download:
-        raise UsageError("--source-weights", f"--source-model {source.text} has no weights: pass --source-weights FILE "
-                         "(a state dict) or --download to fetch its pretrained weights")
+        raise UsageError(
+            "--source-weights",
+            f"--source-model {source.text} has no weights: pass --source-weights FILE "
+            "(a state dict) or --download to fetch its pretrained weights",
+        )
     if args.baseline_seeds is not None and baseline != "scratch":
         raise UsageError("--baseline-seeds", f"is only for --baseline scratch; --baseline is {args.baseline!r}")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
@@ -369,7 +491,13 @@ def validate(args: argparse.Namespace) -> Checked:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError("--out", f"{args.out!r} exists and is not a folder: pass a folder to write the report into")
-    return Checked(args=args, source=source, target=target, baseline=baseline, target_dir=target_dir,
-                   source_folders=source_folders, class_names=names, out=out)
-
-
+    return Checked(
+        args=args,
+        source=source,
+        target=target,
+        baseline=baseline,
+        target_dir=target_dir,
+        source_folders=source_folders,
+        class_names=names,
+        out=out,
+    )

@@ -1,4 +1,5 @@
 """Loading the user's models from their specs (torchvision/timm names, state dicts, saved modules) and small helpers."""
+
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ from .args import ModelSpec, UsageError
 
 
 # ------------------------------------------------------------------------------------ model loading
+
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
@@ -37,17 +39,26 @@ def _read_file(path: str, flag: str, trust_pickle: bool = False) -> Any:
             except Exception:  # noqa: BLE001 - a torch.save archive, not TorchScript
                 pass
         if not trust_pickle:  # a torch.save archive with more than tensors, or not a torch file at all
-            what = (f"is neither a state dict nor TorchScript ({type(first).__name__})" if not zipfile.is_zipfile(path)
-                    else "holds pickled Python objects (e.g. a model saved with torch.save(model)), not only weights")
-            raise UsageError(flag, f"{path!r} {what}. Loading it means unpickling it, and unpickling runs code from "
-                             "the file, which is why PyTorch loads with weights_only=True by default. Pass "
-                             "--trust-pickle if you trust the file, or save a state dict (torch.save("
-                             "model.state_dict(), FILE)) or TorchScript (torch.jit.save) instead") from None
+            what = (
+                f"is neither a state dict nor TorchScript ({type(first).__name__})"
+                if not zipfile.is_zipfile(path)
+                else "holds pickled Python objects (e.g. a model saved with torch.save(model)), not only weights"
+            )
+            raise UsageError(
+                flag,
+                f"{path!r} {what}. Loading it means unpickling it, and unpickling runs code from "
+                "the file, which is why PyTorch loads with weights_only=True by default. Pass "
+                "--trust-pickle if you trust the file, or save a state dict (torch.save("
+                "model.state_dict(), FILE)) or TorchScript (torch.jit.save) instead",
+            ) from None
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001
-            raise UsageError(flag, f"cannot load {path!r} ({_first_line(e)}): pass a state dict, a file saved with "
-                             "torch.save(model) or TorchScript") from None
+            raise UsageError(
+                flag,
+                f"cannot load {path!r} ({_first_line(e)}): pass a state dict, a file saved with "
+                "torch.save(model) or TorchScript",
+            ) from None
 
 
 def _state_dict(obj: Any, path: str, flag: str) -> tuple[dict[str, Any], tuple[Any, Any] | None]:
@@ -67,15 +78,18 @@ def _state_dict(obj: Any, path: str, flag: str) -> tuple[dict[str, Any], tuple[A
                 obj = inner
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UsageError(flag, f"{path!r} holds no state dict (a {type(obj).__name__}): save one with "
-                         "torch.save(model.state_dict(), FILE)")
+        raise UsageError(
+            flag,
+            f"{path!r} holds no state dict (a {type(obj).__name__}): save one with "
+            "torch.save(model.state_dict(), FILE)",
+        )
     sd = dict(obj)
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     norm = None
     if "mean" in sd and "std" in sd and all(k.startswith("model.") for k in sd if k not in ("mean", "std")):
         norm = (sd.pop("mean").flatten().tolist(), sd.pop("std").flatten().tolist())
-        sd = {k[len("model."):]: v for k, v in sd.items()}
+        sd = {k[len("model.") :]: v for k, v in sd.items()}
     return sd, norm
 
 
@@ -87,8 +101,11 @@ def _architecture(spec: ModelSpec, flag: str, pretrained: bool) -> Any:
         names = torchvision.models.list_models(module=torchvision.models)
         if spec.name not in names:
             near = [n for n in names if n.startswith(spec.name[:4])][:6] or names[:6]
-            raise UsageError(flag, f"torchvision has no classification model {spec.name!r} (e.g. {', '.join(near)}; "
-                             "see torchvision.models.list_models())")
+            raise UsageError(
+                flag,
+                f"torchvision has no classification model {spec.name!r} (e.g. {', '.join(near)}; "
+                "see torchvision.models.list_models())",
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torchvision.models.get_model(spec.name, weights="DEFAULT" if pretrained else None)
@@ -121,7 +138,7 @@ def _plain(model: Any, name: str) -> str:
     from ..models import unwrap
 
     prefix, _ = unwrap(model)
-    return name[len(prefix):] if prefix and name.startswith(prefix) else name
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
 
 def find_head_by_outputs(model: Any, image_size: int) -> tuple[str, Any]:
@@ -138,8 +155,11 @@ def find_head_by_outputs(model: Any, image_size: int) -> tuple[str, Any]:
     from ..models import _candidates
 
     calls: list[tuple[str, Any, Any]] = []
-    handles = [m.register_forward_hook(lambda mod, _i, out, n=n: calls.append((n, mod, out)))
-               for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    handles = [
+        m.register_forward_hook(lambda mod, _i, out, n=n: calls.append((n, mod, out)))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+    ]
     param = next(model.parameters(), None)
     x = torch.zeros(1, 3, image_size, image_size, device=param.device if param is not None else None)
     try:
@@ -149,25 +169,39 @@ def find_head_by_outputs(model: Any, image_size: int) -> tuple[str, Any]:
         for h in handles:
             h.remove()
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ValueError(f"its output is {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not logits "
-                         "[N, classes]")
+        raise ValueError(
+            f"its output is {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not logits [N, classes]"
+        )
     width = int(out.shape[1])
     cands = [(n, m, o) for n, m, o in calls if m.out_features == width]
     if not cands:
-        raise ValueError(f"no nn.Linear has {width} outputs (the model's output width): pass --head NAME; "
-                         f"{_candidates(model)}")
+        raise ValueError(
+            f"no nn.Linear has {width} outputs (the model's output width): pass --head NAME; {_candidates(model)}"
+        )
     name, mod, last_out = cands[-1]
     names = list(dict.fromkeys(n for n, _, _ in cands))
-    if len(names) > 1 and not (isinstance(last_out, torch.Tensor) and last_out.shape == out.shape
-                               and torch.equal(last_out, out)):
-        raise ValueError(f"{len(names)} nn.Linear layers have {width} outputs and the last, {name!r}, does not give "
-                         f"the model's output: pass --head with one of {', '.join(map(repr, names))}")
+    if len(names) > 1 and not (
+        isinstance(last_out, torch.Tensor) and last_out.shape == out.shape and torch.equal(last_out, out)
+    ):
+        raise ValueError(
+            f"{len(names)} nn.Linear layers have {width} outputs and the last, {name!r}, does not give "
+            f"the model's output: pass --head with one of {', '.join(map(repr, names))}"
+        )
     return name, mod
 
 
-def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, head: str | None,
-               download: bool, normalize: bool, image_size: int = 224,
-               trust_pickle: bool = False) -> tuple[Any, dict[str, Any]]:
+def load_model(
+    spec: ModelSpec,
+    weights: str | None,
+    *,
+    flag: str,
+    wflag: str,
+    head: str | None,
+    download: bool,
+    normalize: bool,
+    image_size: int = 224,
+    trust_pickle: bool = False,
+) -> tuple[Any, dict[str, Any]]:
     """A model taking [0, 1] images, and what was found about it (for the report). Without ``head``
     the head is found from outputs on one ``image_size`` px image (:func:`find_head_by_outputs`);
     a pickled file loads only with ``trust_pickle``."""
@@ -180,16 +214,26 @@ def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, h
     if spec.kind == "file":
         obj = _read_file(spec.name, flag, trust_pickle)
         if isinstance(obj, dict):
-            raise UsageError(flag, f"{spec.text!r} is a state dict, not a model: name its architecture and pass the file "
-                             f"as weights ({flag} torchvision:<name> {wflag} {spec.text})")
+            raise UsageError(
+                flag,
+                f"{spec.text!r} is a state dict, not a model: name its architecture and pass the file "
+                f"as weights ({flag} torchvision:<name> {wflag} {spec.text})",
+            )
         import torch
+
         if isinstance(obj, torch.jit.ScriptModule):
-            raise UsageError(flag, f"{spec.text!r} is TorchScript, which the audit cannot split into backbone and head "
-                             f"or hook for Grad-CAM: name its architecture and pass the file as weights "
-                             f"({flag} torchvision:<name> {wflag} {spec.text}); its weights are read from it")
+            raise UsageError(
+                flag,
+                f"{spec.text!r} is TorchScript, which the audit cannot split into backbone and head "
+                f"or hook for Grad-CAM: name its architecture and pass the file as weights "
+                f"({flag} torchvision:<name> {wflag} {spec.text}); its weights are read from it",
+            )
         if not isinstance(obj, nn.Module):
-            raise UsageError(flag, f"{spec.text!r} holds a {type(obj).__name__}, not a model: save the model with "
-                             "torch.save(model, FILE) or its state dict with torch.save(model.state_dict(), FILE)")
+            raise UsageError(
+                flag,
+                f"{spec.text!r} holds a {type(obj).__name__}, not a model: save the model with "
+                "torch.save(model, FILE) or its state dict with torch.save(model.state_dict(), FILE)",
+            )
         model = obj
         info["format"] = "torch.save(model)"
     elif weights is not None:
@@ -206,19 +250,28 @@ def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, h
             missing, unexpected = model.load_state_dict(sd, strict=False)
         except RuntimeError as e:
             shapes = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
-            raise UsageError(wflag, f"{weights!r} does not fit {spec.text}: "
-                             f"{shapes[0] if shapes else _first_line(e)}") from None
+            raise UsageError(
+                wflag, f"{weights!r} does not fit {spec.text}: {shapes[0] if shapes else _first_line(e)}"
+            ) from None
         if missing or unexpected:
-            raise UsageError(wflag, f"{weights!r} does not fit {spec.text}: {len(missing)} missing keys "
-                             f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
+            raise UsageError(
+                wflag,
+                f"{weights!r} does not fit {spec.text}: {len(missing)} missing keys "
+                f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}",
+            )
         info["format"] = "state dict"
     else:
         if spec.kind == "torchvision" and not download and not _hub_cached(spec.name):
             _architecture(spec, flag, pretrained=False)  # an unknown name is reported as such
-            raise UsageError(wflag, f"{flag} {spec.text} has no weights: pass {wflag} FILE (a state dict) or "
-                             "--download to fetch its ImageNet weights")
+            raise UsageError(
+                wflag,
+                f"{flag} {spec.text} has no weights: pass {wflag} FILE (a state dict) or "
+                "--download to fetch its ImageNet weights",
+            )
         model = _architecture(spec, flag, pretrained=True)
-        info["format"] = "pretrained (torchvision DEFAULT weights)" if spec.kind == "torchvision" else "pretrained (timm)"
+        info["format"] = (
+            "pretrained (torchvision DEFAULT weights)" if spec.kind == "torchvision" else "pretrained (timm)"
+        )
     if isinstance(model, Normalized):
         info["normalisation"] = "inside the saved model (models.Normalized)"
     elif norm is not None:
@@ -241,12 +294,18 @@ def load_model(spec: ModelSpec, weights: str | None, *, flag: str, wflag: str, h
         except ValueError as e:
             raise UsageError("--head", f"cannot find the head of {spec.text}: {e}") from None
         except Exception as e:  # noqa: BLE001 - the model does not run on such an image
-            raise UsageError(flag, f"{spec.text} does not run on a zero {image_size} px image "
-                             f"({_first_line(e)}): check --image-size") from None
+            raise UsageError(
+                flag, f"{spec.text} does not run on a zero {image_size} px image ({_first_line(e)}): check --image-size"
+            ) from None
     from ..models import unwrap
-    info.update(architecture=type(unwrap(model)[1]).__name__, head=hname, outputs=int(hmod.out_features),
-                parameters=int(sum(p.numel() for p in model.parameters())),
-                head_how="given" if head is not None else "found")
+
+    info.update(
+        architecture=type(unwrap(model)[1]).__name__,
+        head=hname,
+        outputs=int(hmod.out_features),
+        parameters=int(sum(p.numel() for p in model.parameters())),
+        head_how="given" if head is not None else "found",
+    )
     return model, info
 
 
@@ -265,8 +324,9 @@ def _resolve_layer(model: Any, name: str) -> str | None:
     return None
 
 
-def check_cam_layer(models: dict[str, Any], layer: str | None,
-                    image_size: int = 224) -> tuple[str | None, dict[str, Any]]:
+def check_cam_layer(
+    models: dict[str, Any], layer: str | None, image_size: int = 224
+) -> tuple[str | None, dict[str, Any]]:
     """The Grad-CAM layer for every model, as ``load_world`` takes it (None: attribution's default),
     and how it was chosen: ``given`` (``layer``), ``found`` (:func:`attribution.locate_layer` on one
     ``image_size`` px image; one answer for all models) or ``known`` (token models, ViT and Swin,
@@ -281,13 +341,19 @@ def check_cam_layer(models: dict[str, Any], layer: str | None,
             r = _resolve_layer(m, layer)
             if r is None:
                 prefix, inner = unwrap(m)
-                raise UsageError("--cam-layer", f"{layer!r} is not a layer of the {role} model "
-                                 f"({type(inner).__name__}); candidates: {', '.join(_candidates(inner))}")
+                raise UsageError(
+                    "--cam-layer",
+                    f"{layer!r} is not a layer of the {role} model "
+                    f"({type(inner).__name__}); candidates: {', '.join(_candidates(inner))}",
+                )
             if resolved is None:
                 resolved = r
             elif r != resolved:
-                raise UsageError("--cam-layer", f"{layer!r} resolves to {resolved!r} in one model and {r!r} in "
-                                 "another: pass the full qualified name")
+                raise UsageError(
+                    "--cam-layer",
+                    f"{layer!r} resolves to {resolved!r} in one model and {r!r} in "
+                    "another: pass the full qualified name",
+                )
         return resolved, {"name": _plain(first, str(resolved)), "how": "given", "output": None}
     found: dict[str, tuple[str | None, str, str | None]] = {}  # role: (name for load_world, name, output C x H x W)
     for role, m in models.items():
@@ -301,18 +367,23 @@ def check_cam_layer(models: dict[str, Any], layer: str | None,
         try:
             name, (c, h, w) = locate_layer(m, image_size)
         except ValueError as e:
-            raise UsageError("--cam-layer", f"cannot find the Grad-CAM layer of the {role} model: {e}; pass "
-                             "--cam-layer NAME") from None
+            raise UsageError(
+                "--cam-layer", f"cannot find the Grad-CAM layer of the {role} model: {e}; pass --cam-layer NAME"
+            ) from None
         found[role] = (name, name, f"{c}x{h}x{w}")
     if len({v[1] for v in found.values()}) > 1:
-        raise UsageError("--cam-layer", "the Grad-CAM layer found differs between the models ("
-                         + ", ".join(f"{role}: {_plain(models[role], v[1])!r}" for role, v in found.items())
-                         + "): pass --cam-layer NAME")
+        raise UsageError(
+            "--cam-layer",
+            "the Grad-CAM layer found differs between the models ("
+            + ", ".join(f"{role}: {_plain(models[role], v[1])!r}" for role, v in found.items())
+            + "): pass --cam-layer NAME",
+        )
     world_name, name, shape = next(iter(found.values()))
     return world_name, {"name": _plain(first, name), "how": "found" if world_name else "known", "output": shape}
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
 
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
@@ -348,6 +419,7 @@ def _jsonable(x: Any) -> Any:
         return x
     try:
         import pandas as pd
+
         if pd.isna(x):
             return None
     except (TypeError, ValueError):
@@ -361,8 +433,15 @@ class _Stages:
     def __init__(self, names: Sequence[str], enabled: bool) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=len(names), desc="audit", file=sys.stderr, disable=not enabled, unit="stage",
-                        dynamic_ncols=True, leave=True)
+        self.bar = tqdm(
+            total=len(names),
+            desc="audit",
+            file=sys.stderr,
+            disable=not enabled,
+            unit="stage",
+            dynamic_ncols=True,
+            leave=True,
+        )
         self.current = ""
 
     def start(self, name: str) -> None:
@@ -376,6 +455,3 @@ class _Stages:
     def close(self) -> None:
         self.bar.set_description("audit done")
         self.bar.close()
-
-
-

@@ -1,4 +1,5 @@
 """Outputs (report, JSON, CSV) and the command's entry point."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,10 @@ from .run import AuditRun
 
 # ------------------------------------------------------------------------------------------ output
 
-def write_outputs(run: AuditRun, checked: Checked, data_info: dict[str, Any], wall_s: float,
-                  command: str, *, write: bool = True) -> list[Path]:
+
+def write_outputs(
+    run: AuditRun, checked: Checked, data_info: dict[str, Any], wall_s: float, command: str, *, write: bool = True
+) -> list[Path]:
     """CSV per stage, ``results.json`` and ``report.html`` in ``--out``; returns the files written.
 
     ``write=False`` computes everything (the report's maps are collective passes under torchrun, so
@@ -43,19 +46,42 @@ def write_outputs(run: AuditRun, checked: Checked, data_info: dict[str, Any], wa
     json_path = out / "results.json"
     files.append(json_path)
     results = {
-        "command": command, "lingerlab_version": _versions().get("lingerlab", "unknown"), "versions": _versions(),
-        "status": "ok", "wall_s": wall_s,
+        "command": command,
+        "lingerlab_version": _versions().get("lingerlab", "unknown"),
+        "versions": _versions(),
+        "status": "ok",
+        "wall_s": wall_s,
         "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(checked.args).items()},
         "models": run.models_info,
         **checked.choices,
         "data": data_info["json"],
-        "baseline": run.baseline, "baseline_seeds": run.seeds if run.baseline == "scratch" else None,
-        "target_val_acc": {"M^t": run.audit.accuracy("M^t"),
-                           "M^b": (run.results.get("baseline_val_acc") if run.baseline == "scratch" else
-                                   [run.audit.accuracy("M^b")] if run.has_baseline else None)},
-        **{k: run.results.get(k) for k in ("parameters_resolved", "source_only", "lingering", "composites",
-                                            "distraction", "detection", "verdicts", "protocol")},
-        "warnings": run.warnings, "notes": run.notes,
+        "baseline": run.baseline,
+        "baseline_seeds": run.seeds if run.baseline == "scratch" else None,
+        "target_val_acc": {
+            "M^t": run.audit.accuracy("M^t"),
+            "M^b": (
+                run.results.get("baseline_val_acc")
+                if run.baseline == "scratch"
+                else [run.audit.accuracy("M^b")]
+                if run.has_baseline
+                else None
+            ),
+        },
+        **{
+            k: run.results.get(k)
+            for k in (
+                "parameters_resolved",
+                "source_only",
+                "lingering",
+                "composites",
+                "distraction",
+                "detection",
+                "verdicts",
+                "protocol",
+            )
+        },
+        "warnings": run.warnings,
+        "notes": run.notes,
         "files": [p.name for p in files],
     }
     results = _jsonable(results)
@@ -78,12 +104,24 @@ def data_inventory(checked: Checked, world: Any) -> dict[str, Any]:
     found_t = sum(sum(f.values()) for f in td["files"].values())
     found_s = sum(checked.source_folders.values())
     rows = [
-        {"data": "target train (D^t: Eq. 1, M^b's training set)", "folder": td["root"], "classes": len(world.target_classes),
-         "images": len(world.target_train)},
-        {"data": "target val (accuracy, composites' patches, Eq. 5 negatives)", "folder": td["root"],
-         "classes": len(world.target_classes), "images": len(world.target_val)},
-        {"data": "source images D^c (Eq. 3, composites' backgrounds)", "folder": str(Path(checked.args.source_dir)),
-         "classes": len(set(world.source_data.targets)), "images": len(world.source_data)},
+        {
+            "data": "target train (D^t: Eq. 1, M^b's training set)",
+            "folder": td["root"],
+            "classes": len(world.target_classes),
+            "images": len(world.target_train),
+        },
+        {
+            "data": "target val (accuracy, composites' patches, Eq. 5 negatives)",
+            "folder": td["root"],
+            "classes": len(world.target_classes),
+            "images": len(world.target_val),
+        },
+        {
+            "data": "source images D^c (Eq. 3, composites' backgrounds)",
+            "folder": str(Path(checked.args.source_dir)),
+            "classes": len(set(world.source_data.targets)),
+            "images": len(world.source_data),
+        },
     ]
     summary = pd.DataFrame(rows)
     t_skipped = [p for p in skipped if p.startswith(td["root"])]
@@ -93,19 +131,30 @@ def data_inventory(checked: Checked, world: Any) -> dict[str, Any]:
             per_class.append({"split": split, "class": name, "images": sum(1 for y in ds.targets if y == c)})
     per_class = pd.DataFrame(per_class)
     return {
-        "data_summary": summary, "target_per_class": per_class,
+        "data_summary": summary,
+        "target_per_class": per_class,
         "skipped_files": pd.DataFrame({"file": skipped}),
         "models": pd.DataFrame([{"role": role, **info} for role, info in checked.models_info.items()]),
-        "json": {"target_dir": td["root"], "target_layout": td["layout"], "target_classes": world.target_classes,
-                 "n_target_train": len(world.target_train), "n_target_val": len(world.target_val),
-                 "n_source_images": len(world.source_data), "n_source_folders": len(checked.source_folders),
-                 "n_source_classes": len(world.source_classes), "image_files_found": found_t + found_s,
-                 "skipped_files": skipped, "n_skipped": len(skipped), "n_skipped_target": len(t_skipped),
-                 "image_size": world.profile.image_size},
+        "json": {
+            "target_dir": td["root"],
+            "target_layout": td["layout"],
+            "target_classes": world.target_classes,
+            "n_target_train": len(world.target_train),
+            "n_target_val": len(world.target_val),
+            "n_source_images": len(world.source_data),
+            "n_source_folders": len(checked.source_folders),
+            "n_source_classes": len(world.source_classes),
+            "image_files_found": found_t + found_s,
+            "skipped_files": skipped,
+            "n_skipped": len(skipped),
+            "n_skipped_target": len(t_skipped),
+            "image_size": world.profile.image_size,
+        },
     }
 
 
 # -------------------------------------------------------------------------------------------- main
+
 
 def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
     """Models and world (every problem found here is a UsageError: exit 2)."""
@@ -121,56 +170,105 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
 
     size = a.image_size if a.image_size is not None else get_profile("custom", a.profile).image_size
     opts: dict[str, Any] = dict(normalize=normalize, image_size=size, trust_pickle=a.trust_pickle)
-    source, s_info = load_model(checked.source, a.source_weights, flag="--source-model", wflag="--source-weights",
-                                head=a.head, download=a.download, **opts)
+    source, s_info = load_model(
+        checked.source,
+        a.source_weights,
+        flag="--source-model",
+        wflag="--source-weights",
+        head=a.head,
+        download=a.download,
+        **opts,
+    )
     n_out = s_info["outputs"]
     if a.source_classes is None or a.source_classes == "imagenet":
         if a.source_classes is None and n_out != 1000:
-            raise UsageError("--source-classes", f"is needed: the source model has {n_out} outputs (pass a text file "
-                             "with one class name per line, in output order)")
+            raise UsageError(
+                "--source-classes",
+                f"is needed: the source model has {n_out} outputs (pass a text file "
+                "with one class name per line, in output order)",
+            )
         from ..worlds.lite import imagenet_classes
+
         names = imagenet_classes()
         if n_out != len(names):
-            raise UsageError("--source-classes", f"'imagenet' has {len(names)} names but the source model has {n_out} "
-                             "outputs: pass a text file with one name per output")
+            raise UsageError(
+                "--source-classes",
+                f"'imagenet' has {len(names)} names but the source model has {n_out} "
+                "outputs: pass a text file with one name per output",
+            )
         check_folder_names(list(checked.source_folders), names, a.source_dir)
     else:
         names = checked.class_names or []
         if len(names) != n_out:
-            raise UsageError("--source-classes", f"{a.source_classes!r} has {len(names)} names but the source model has "
-                             f"{n_out} outputs: pass one name per line for every output, in order")
+            raise UsageError(
+                "--source-classes",
+                f"{a.source_classes!r} has {len(names)} names but the source model has "
+                f"{n_out} outputs: pass one name per line for every output, in order",
+            )
         check_folder_names(list(checked.source_folders), names, a.source_dir)
     if a.k is not None and a.k > n_out:
         raise UsageError("--k", f"must be at most the number of source classes ({n_out}); got {a.k}")
-    target, t_info = load_model(checked.target, a.target_weights, flag="--target-model", wflag="--target-weights",
-                                head=a.head, download=False, **opts)
+    target, t_info = load_model(
+        checked.target,
+        a.target_weights,
+        flag="--target-model",
+        wflag="--target-weights",
+        head=a.head,
+        download=False,
+        **opts,
+    )
     if _plain(target, t_info["head"]) != _plain(source, s_info["head"]):
-        raise UsageError("--head", f"the head found in the target model ({_plain(target, t_info['head'])!r}) is not "
-                         f"the source model's ({_plain(source, s_info['head'])!r}): pass --head NAME")
+        raise UsageError(
+            "--head",
+            f"the head found in the target model ({_plain(target, t_info['head'])!r}) is not "
+            f"the source model's ({_plain(source, s_info['head'])!r}): pass --head NAME",
+        )
     n_t = len(checked.target_dir["classes"])
     if t_info["outputs"] != n_t:
-        raise UsageError("--target-model", f"has {t_info['outputs']} outputs but --target-dir has {n_t} classes "
-                         f"{checked.target_dir['classes']}: M^t must have one output per target class folder")
+        raise UsageError(
+            "--target-model",
+            f"has {t_info['outputs']} outputs but --target-dir has {n_t} classes "
+            f"{checked.target_dir['classes']}: M^t must have one output per target class folder",
+        )
     models = {"source": source, "target": target}
     infos = {"M^s (source)": s_info, "M^t (target)": t_info}
     baseline = None
     if isinstance(checked.baseline, ModelSpec):
-        baseline, b_info = load_model(checked.baseline, a.baseline_weights, flag="--baseline", wflag="--baseline-weights",
-                                      head=None, download=False, **opts)
+        baseline, b_info = load_model(
+            checked.baseline,
+            a.baseline_weights,
+            flag="--baseline",
+            wflag="--baseline-weights",
+            head=None,
+            download=False,
+            **opts,
+        )
         if b_info["outputs"] != n_t:
-            raise UsageError("--baseline", f"has {b_info['outputs']} outputs but --target-dir has {n_t} classes: "
-                             "M^b must have one output per target class folder")
+            raise UsageError(
+                "--baseline",
+                f"has {b_info['outputs']} outputs but --target-dir has {n_t} classes: "
+                "M^b must have one output per target class folder",
+            )
         models["baseline"] = baseline
         infos["M^b (baseline, given)"] = b_info
     elif checked.baseline == "scratch":
-        infos["M^b (baseline, scratch)"] = {"spec": "scratch: the source architecture, re-initialised",
-                                            "format": "trained here", "architecture": s_info["architecture"],
-                                            "head": s_info["head"], "outputs": n_t}
+        infos["M^b (baseline, scratch)"] = {
+            "spec": "scratch: the source architecture, re-initialised",
+            "format": "trained here",
+            "architecture": s_info["architecture"],
+            "head": s_info["head"],
+            "outputs": n_t,
+        }
     cam_layer, cam_choice = check_cam_layer(models, a.cam_layer, size)
     s_head = source.get_submodule(s_info["head"])
-    checked.choices = {"head": {"name": _plain(source, s_info["head"]), "how": s_info["head_how"],
-                                "module": f"nn.Linear {s_head.in_features}->{s_head.out_features}"},
-                       "cam_layer": cam_choice}
+    checked.choices = {
+        "head": {
+            "name": _plain(source, s_info["head"]),
+            "how": s_info["head_how"],
+            "module": f"nn.Linear {s_head.in_features}->{s_head.out_features}",
+        },
+        "cam_layer": cam_choice,
+    }
     from ..training import weights_fingerprint
 
     for role, key in (("source", "M^s (source)"), ("target", "M^t (target)"), ("baseline", "M^b (baseline, given)")):
@@ -187,18 +285,45 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            world = load_world("custom", a.profile, a.seed, source_model=source, source_classes=names,
-                               target_root=checked.target_dir["root"], source_root=str(Path(a.source_dir).expanduser()),
-                               head=s_info["head"], cam_layer=cam_layer, device=a.device, progress=not a.quiet,
-                               cache=not a.no_cache, target_model=target, baseline_model=baseline, **overrides)
+            world = load_world(
+                "custom",
+                a.profile,
+                a.seed,
+                source_model=source,
+                source_classes=names,
+                target_root=checked.target_dir["root"],
+                source_root=str(Path(a.source_dir).expanduser()),
+                head=s_info["head"],
+                cam_layer=cam_layer,
+                device=a.device,
+                progress=not a.quiet,
+                cache=not a.no_cache,
+                target_model=target,
+                baseline_model=baseline,
+                **overrides,
+            )
         except (ValueError, FileNotFoundError) as e:
             msg = str(e)
-            flag = ("--source-dir" if "source_root" in msg else "--target-dir" if "target_root" in msg
-                    else "--target-model" if "target_model" in msg else "--baseline" if "baseline_model" in msg
-                    else "--head" if "head" in msg else "")
-            for old, new in (("source_root", "--source-dir"), ("target_root", "--target-dir"),
-                             ("target_model", "--target-model"), ("baseline_model", "--baseline"),
-                             ("source_classes", "--source-classes")):
+            flag = (
+                "--source-dir"
+                if "source_root" in msg
+                else "--target-dir"
+                if "target_root" in msg
+                else "--target-model"
+                if "target_model" in msg
+                else "--baseline"
+                if "baseline_model" in msg
+                else "--head"
+                if "head" in msg
+                else ""
+            )
+            for old, new in (
+                ("source_root", "--source-dir"),
+                ("target_root", "--target-dir"),
+                ("target_model", "--target-model"),
+                ("baseline_model", "--baseline"),
+                ("source_classes", "--source-classes"),
+            ):
                 msg = msg.replace(old, new)
             raise UsageError(flag, msg) from None
     for wmsg in caught:
@@ -240,8 +365,9 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
                 bar.start("report")
                 data_info = data_inventory(checked, world)
                 # every process computed the same results: only the first writes them
-                files = write_outputs(run, checked, data_info, time.perf_counter() - t0, command,
-                                      write=_dist.rank() == 0)
+                files = write_outputs(
+                    run, checked, data_info, time.perf_counter() - t0, command, write=_dist.rank() == 0
+                )
                 bar.done()
             finally:
                 stage = bar.current or stage
@@ -260,16 +386,21 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
     except Exception as e:  # noqa: BLE001 - any failure of the audit: one line, exit 1
         if args.verbose:
             traceback.print_exc()
-        print(f"{prog}: failed during {stage}: {_first_line(e)}"
-              + ("" if args.verbose else " (rerun with --verbose for the traceback)"), file=sys.stderr)
+        print(
+            f"{prog}: failed during {stage}: {_first_line(e)}"
+            + ("" if args.verbose else " (rerun with --verbose for the traceback)"),
+            file=sys.stderr,
+        )
         return 1
     wall = time.perf_counter() - t0
     if _dist.rank() != 0:
         return 0
     det = run.results_json.get("detection") or {}
-    print(f"{prog}: |F| = {len(run.F)}, |L| = {len(run.L)}, "
-          f"Eq. 5 AUROC = {det.get('eq5_auroc', float('nan')) if det else 'n/a'}; "
-          f"{len(files)} files in {checked.out} ({wall:.1f} s)")
+    print(
+        f"{prog}: |F| = {len(run.F)}, |L| = {len(run.L)}, "
+        f"Eq. 5 AUROC = {det.get('eq5_auroc', float('nan')) if det else 'n/a'}; "
+        f"{len(files)} files in {checked.out} ({wall:.1f} s)"
+    )
     print(f"{prog}: report: {checked.out / 'report.html'}")
     return 0
 

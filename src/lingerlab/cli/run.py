@@ -1,4 +1,5 @@
 """One audit of the user's models: :class:`AuditRun` runs the stages and keeps their tables."""
+
 from __future__ import annotations
 
 import warnings
@@ -11,11 +12,13 @@ from .verdicts import _auroc_interval, _distraction_stats, _verdicts
 
 # --------------------------------------------------------------------------------------- the audit
 
+
 class AuditRun:
     """Runs the stages on a loaded world and keeps every table, number and figure for the report."""
 
-    def __init__(self, checked: Checked, world: Any, models_info: dict[str, dict[str, Any]],
-                 warnings_seen: list[str]) -> None:
+    def __init__(
+        self, checked: Checked, world: Any, models_info: dict[str, dict[str, Any]], warnings_seen: list[str]
+    ) -> None:
         import torch
 
         from ..audit import Audit
@@ -26,15 +29,17 @@ class AuditRun:
         self.warnings = warnings_seen
         self.baseline = checked.baseline if isinstance(checked.baseline, str) else "given"
         prof = world.profile
-        self.seeds = (list(range(a.baseline_seeds or (5 if a.profile == "full" else 3)))
-                      if self.baseline == "scratch" else [0])
+        self.seeds = (
+            list(range(a.baseline_seeds or (5 if a.profile == "full" else 3))) if self.baseline == "scratch" else [0]
+        )
         params: dict[str, Any] = {}
         for key, flag in (("k", "--k"), ("v_lo", "--v-lo"), ("p_lo", "--p-lo"), ("scale", "--scale")):
             if getattr(a, key) is not None:
                 params[key] = getattr(a, key)
         if "k" in params and params["k"] > len(world.source_classes):
-            raise UsageError("--k", f"must be at most the number of source classes ({len(world.source_classes)}); "
-                             f"got {params['k']}")
+            raise UsageError(
+                "--k", f"must be at most the number of source classes ({len(world.source_classes)}); got {params['k']}"
+            )
         self.audit = Audit(world, device=a.device, cache=not a.no_cache, progress=not a.quiet, **params)
         self.tables: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
@@ -50,12 +55,18 @@ class AuditRun:
     # ---------------------------------------------------------------- stages
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         """The stages in order, by name (the report is written after them)."""
-        steps: list[tuple[str, Callable[[], None]]] = [("counts (Eq. 1)", self.counts),
-                                                       ("source-only (Eq. 2)", self.source_only)]
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("counts (Eq. 1)", self.counts),
+            ("source-only (Eq. 2)", self.source_only),
+        ]
         if self.baseline == "scratch":
             steps.append((f"training M^b ({len(self.seeds)} seeds)", self.train_baseline))
-        steps += [("lingering (Eq. 3)", self.lingering), ("composites", self.composites),
-                  ("distraction (Eq. 4)", self.distraction), ("detection (Eq. 5)", self.detection)]
+        steps += [
+            ("lingering (Eq. 3)", self.lingering),
+            ("composites", self.composites),
+            ("distraction (Eq. 4)", self.distraction),
+            ("detection (Eq. 5)", self.detection),
+        ]
         if self.has_baseline:
             steps.append(("comparison with M^b", self.comparison))
         return steps + [("verdicts", self.verdicts)]
@@ -77,11 +88,17 @@ class AuditRun:
         n_img = self.torch.bincount(a.source_labels(), minlength=len(self.world.source_classes))
         self.v = v
         self.n_images = n_img
-        self.tables["counts"] = pd.DataFrame({
-            "class": range(len(v)), "name": self.world.source_classes, "v": v.tolist(),
-            "n_images": n_img.tolist()})
-        self.results["parameters_resolved"] = {"k": a.config.k, "v_lo": a.config.v_lo, "p_lo": a.config.p_lo,
-                                               "scale": a.config.scale, "q": a.config.q, "n_null": a.config.n_null}
+        self.tables["counts"] = pd.DataFrame(
+            {"class": range(len(v)), "name": self.world.source_classes, "v": v.tolist(), "n_images": n_img.tolist()}
+        )
+        self.results["parameters_resolved"] = {
+            "k": a.config.k,
+            "v_lo": a.config.v_lo,
+            "p_lo": a.config.p_lo,
+            "scale": a.config.scale,
+            "q": a.config.q,
+            "n_null": a.config.n_null,
+        }
 
     def source_only(self) -> None:
         F = [int(c) for c in self.audit.source_only().tolist()]
@@ -90,22 +107,34 @@ class AuditRun:
         t = self.tables["counts"]
         t["in_F"] = t["class"].isin(set(F))
         self.tables["source_only"] = t[t["in_F"]].reset_index(drop=True)
-        self.results["source_only"] = {"k": self.audit.config.k, "v_lo": self.audit.config.v_lo, "n_F": len(F),
-                                       "n_F_with_images": len(self.F_images), "n_source_classes": len(t),
-                                       "classes": F}
+        self.results["source_only"] = {
+            "k": self.audit.config.k,
+            "v_lo": self.audit.config.v_lo,
+            "n_F": len(F),
+            "n_F_with_images": len(self.F_images),
+            "n_source_classes": len(t),
+            "classes": F,
+        }
         if not F:
-            self.note("source-only", f"F is empty: every source class is in the top-{self.audit.config.k} of more than "
-                      f"v_lo = {self.audit.config.v_lo:g} training images. Raise --v-lo to audit the rarest classes.")
+            self.note(
+                "source-only",
+                f"F is empty: every source class is in the top-{self.audit.config.k} of more than "
+                f"v_lo = {self.audit.config.v_lo:g} training images. Raise --v-lo to audit the rarest classes.",
+            )
         elif not self.F_images:
-            self.note("source-only", f"none of the {len(F)} classes of F has images in --source-dir: add folders of "
-                      "source-only classes (the table lists them) to test them for lingering memories.")
+            self.note(
+                "source-only",
+                f"none of the {len(F)} classes of F has images in --source-dir: add folders of "
+                "source-only classes (the table lists them) to test them for lingering memories.",
+            )
 
     def train_baseline(self) -> None:
         table = self.audit.zoo.table(["M^b"])
         self.tables["baseline_recipe"] = table
         row = table.iloc[0].to_dict()
-        line = ", ".join(f"{k}={row[k]}" for k in ("init", "training images", "epochs", "optimiser", "lr",
-                                                  "batch", "augmentation"))
+        line = ", ".join(
+            f"{k}={row[k]}" for k in ("init", "training images", "epochs", "optimiser", "lr", "batch", "augmentation")
+        )
         print(f"{PROG} audit: M^b recipe ({len(self.seeds)} seeds): {line}", flush=True)
         acc = []
         for s in self.seeds:
@@ -142,34 +171,51 @@ class AuditRun:
         self.L = a.lingering_classes(0)
         self.tables["lingering"] = table
         self.results["lingering"] = {
-            "p_lo": a.config.p_lo, "n_L": len(self.L), "classes": self.L,
+            "p_lo": a.config.p_lo,
+            "n_L": len(self.L),
+            "classes": self.L,
             "names": [self.world.source_classes[c] for c in self.L],
-            "n_tested": int(table["n_images"].gt(0).sum()) if len(table) else 0}
+            "n_tested": int(table["n_images"].gt(0).sum()) if len(table) else 0,
+        }
 
     def composites(self) -> None:
         import pandas as pd
 
         if not self.F_images:
             self.comp = None
-            self.note("composites", "no composites: " + ("F is empty." if not self.F else
-                                                            "no class of F has images in --source-dir."))
+            self.note(
+                "composites",
+                "no composites: " + ("F is empty." if not self.F else "no class of F has images in --source-dir."),
+            )
             return
         a = self.audit
         comp = a.composites(self.F_images)
         self.comp = comp
         cs = a.composite_classes(comp)
         paths = getattr(self.world.source_data, "paths", None)
-        self.tables["composites"] = pd.DataFrame({
-            "composite": range(len(comp)), "source_class": cs.tolist(),
-            "source_name": [self.world.source_classes[int(c)] for c in cs],
-            "source_image": [str(paths[int(i)]) if paths is not None else int(i) for i in comp.source_index],
-            "target_image": [str(self.world.target_val.paths[int(i)]) if hasattr(self.world.target_val, "paths")
-                             else int(i) for i in comp.target_index],
-            "target_label": [self.world.target_classes[int(y)] for y in comp.target_label],
-            "box_top": comp.boxes[:, 0].tolist(), "box_left": comp.boxes[:, 1].tolist(),
-            "box_height": comp.boxes[:, 2].tolist(), "box_width": comp.boxes[:, 3].tolist()})
-        self.results["composites"] = {"n": len(comp), "classes": self.F_images, "scale": a.config.scale,
-                                      "per_class": a.config.n_composites_per_class}
+        self.tables["composites"] = pd.DataFrame(
+            {
+                "composite": range(len(comp)),
+                "source_class": cs.tolist(),
+                "source_name": [self.world.source_classes[int(c)] for c in cs],
+                "source_image": [str(paths[int(i)]) if paths is not None else int(i) for i in comp.source_index],
+                "target_image": [
+                    str(self.world.target_val.paths[int(i)]) if hasattr(self.world.target_val, "paths") else int(i)
+                    for i in comp.target_index
+                ],
+                "target_label": [self.world.target_classes[int(y)] for y in comp.target_label],
+                "box_top": comp.boxes[:, 0].tolist(),
+                "box_left": comp.boxes[:, 1].tolist(),
+                "box_height": comp.boxes[:, 2].tolist(),
+                "box_width": comp.boxes[:, 3].tolist(),
+            }
+        )
+        self.results["composites"] = {
+            "n": len(comp),
+            "classes": self.F_images,
+            "scale": a.config.scale,
+            "per_class": a.config.n_composites_per_class,
+        }
 
     def distraction(self) -> None:
         import pandas as pd
@@ -185,9 +231,13 @@ class AuditRun:
         self.tables["distraction"] = dt
         by_class, overall = _distraction_stats(dt)
         self.tables["distraction_by_class"] = by_class
-        self.results["distraction"] = {r["model"]: {k: r[k] for k in ("n", "distraction", "ci_lo", "ci_hi", "null",
-                                                                      "excess", "excess_lo", "excess_hi", "error")}
-                                       for r in overall.to_dict("records")}
+        self.results["distraction"] = {
+            r["model"]: {
+                k: r[k]
+                for k in ("n", "distraction", "ci_lo", "ci_hi", "null", "excess", "excess_lo", "excess_hi", "error")
+            }
+            for r in overall.to_dict("records")
+        }
         self.overall = overall
         if len(self.comp) < 2:
             self.note("distraction", "a single composite has no other to pair with: the null is not available.")
@@ -210,21 +260,46 @@ class AuditRun:
         lo, hi = _auroc_interval(neg, pos)
         eq5 = float(table.loc[table["score"] == "eq5", "auroc"].iloc[0])
         self.eq5_ci = (float(lo), float(hi))
-        rows = pd.DataFrame([{"split": "clean target val", "label": "negative", "score": k, "value": float(v)}
-                             for k, (n, _) in self.scores.items() for v in n] +
-                            [{"split": "composites", "label": "positive", "score": k, "value": float(v)}
-                             for k, (_, p) in self.scores.items() for v in p])
+        rows = pd.DataFrame(
+            [
+                {"split": "clean target val", "label": "negative", "score": k, "value": float(v)}
+                for k, (n, _) in self.scores.items()
+                for v in n
+            ]
+            + [
+                {"split": "composites", "label": "positive", "score": k, "value": float(v)}
+                for k, (_, p) in self.scores.items()
+                for v in p
+            ]
+        )
         self.tables["detection_scores"] = rows
         self.results["detection"] = {
             "auroc": {r["score"]: r["auroc"] for r in table.to_dict("records")},
             "fpr_at_95tpr": {r["score"]: r["fpr_at_95tpr"] for r in table.to_dict("records")},
-            "eq5_auroc_ci": list(self.eq5_ci), "eq5_auroc": eq5,
-            **{k: det[k] for k in ("flag_rate_clean", "flag_rate_composites", "error_flagged", "error_unflagged",
-                                   "errors_caught", "error_composites", "error_clean", "n_clean", "n_composites",
-                                   "n_lingering")}}
+            "eq5_auroc_ci": list(self.eq5_ci),
+            "eq5_auroc": eq5,
+            **{
+                k: det[k]
+                for k in (
+                    "flag_rate_clean",
+                    "flag_rate_composites",
+                    "error_flagged",
+                    "error_unflagged",
+                    "errors_caught",
+                    "error_composites",
+                    "error_clean",
+                    "n_clean",
+                    "n_composites",
+                    "n_lingering",
+                )
+            },
+        }
         if not self.L:
-            self.note("detection", "L is empty: the Eq. 5 score is 0 for every image, so its AUROC is 0.5 by "
-                      "construction (nothing lingers to interfere).")
+            self.note(
+                "detection",
+                "L is empty: the Eq. 5 score is 0 for every image, so its AUROC is 0.5 by "
+                "construction (nothing lingers to interfere).",
+            )
 
     def comparison(self) -> None:
         from .. import comparison
@@ -247,5 +322,3 @@ class AuditRun:
         self.tables["verdicts"], self.protocol = _verdicts(self)
         self.results["verdicts"] = self.tables["verdicts"].to_dict("records")
         self.results["protocol"] = self.protocol
-
-

@@ -14,6 +14,7 @@ fine-tuning, in one registry.
 
 ``sweeps.remedy_table`` measures every remedy on the same composites and seeds.
 """
+
 from .augment import CompositeAugment, composite_augment
 from .builders import choose, default_remedies, remedy_arms, retrain_source
 from .images import images_by_class
@@ -22,9 +23,31 @@ from .pruning import ChannelMask, channel_sets, channels_to_prune, feature_set, 
 from .registry import REGISTRY, Arm, NotFeasible, Remedy, RemedyKind, build, describe, kinds, register
 
 __all__ = [
-    "REGISTRY", "Arm", "NotFeasible", "Remedy", "RemedyKind", "build", "describe", "kinds", "register",
-    "choose", "default_remedies", "remedy_arms", "retrain_source",
-    "L1Penultimate", "l1_penultimate", "UnlearningLoss", "unlearning_loss", "kl_to_uniform",
-    "ChannelMask", "penultimate_features", "feature_set", "channel_sets", "channels_to_prune", "prune_channels",
-    "images_by_class", "CompositeAugment", "composite_augment",
+    "REGISTRY",
+    "Arm",
+    "NotFeasible",
+    "Remedy",
+    "RemedyKind",
+    "build",
+    "describe",
+    "kinds",
+    "register",
+    "choose",
+    "default_remedies",
+    "remedy_arms",
+    "retrain_source",
+    "L1Penultimate",
+    "l1_penultimate",
+    "UnlearningLoss",
+    "unlearning_loss",
+    "kl_to_uniform",
+    "ChannelMask",
+    "penultimate_features",
+    "feature_set",
+    "channel_sets",
+    "channels_to_prune",
+    "prune_channels",
+    "images_by_class",
+    "CompositeAugment",
+    "composite_augment",
 ]

@@ -1,5 +1,6 @@
 """Fine-tuning on composites (a settings-level remedy measured in notebook 5): a target image pasted on a source image,
 with the target label, as an ``augment`` of :func:`lingerlab.training.finetune`."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -50,12 +51,13 @@ class CompositeAugment:
         for j, i in enumerate(sel):
             t0, l0 = int(top[i]), int(left[i])
             img = bg[j].clone()
-            img[:, t0:t0 + ph, l0:l0 + pw] = patches[j]
+            img[:, t0 : t0 + ph, l0 : l0 + pw] = patches[j]
             out[i] = img
         return out
 
 
-def composite_augment(backgrounds: ImageData | Sequence[ImageData], p: float = 0.5,
-                      scale: float = 0.4) -> CompositeAugment:
+def composite_augment(
+    backgrounds: ImageData | Sequence[ImageData], p: float = 0.5, scale: float = 0.4
+) -> CompositeAugment:
     """An ``augment`` for ``finetune`` that trains on composites (see :class:`CompositeAugment`)."""
     return CompositeAugment(backgrounds, p, scale)

@@ -5,6 +5,7 @@ A remedy that changes how M^t is trained is ``audit.recipe("M^t").replace(...)``
 ``audit.zoo.train(recipe, seed, source=...)``: the same training arguments as plain fine-tuning but
 for the fields it changes, so plain fine-tuning and its remedies differ only where the table says.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,6 +37,7 @@ __all__ = ["default_remedies", "retrain_source", "remedy_arms", "choose"]
 # --------------------------------------------------------------------------------------------
 # shared helpers
 # --------------------------------------------------------------------------------------------
+
 
 def _head(audit: Any) -> str:
     """H(M)'s name in the world's models (``spec.head``)."""
@@ -95,8 +97,9 @@ def _a_t(model: nn.Module, audit: Any, params: Mapping[str, Any], head: str) -> 
     return float(torch.quantile(acts.flatten().double(), float(params["a_t_quantile"])))
 
 
-def _sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str, memo: dict | None
-          ) -> tuple[dict[int, Tensor], dict[int, Tensor], float, str, float] | None:
+def _sets(
+    model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str, memo: dict | None
+) -> tuple[dict[int, Tensor], dict[int, Tensor], float, str, float] | None:
     """App. B's channel sets of ``model`` (Eq. 6 per source class of ``params["classes"]``, per target
     class), its a_t, the note and the seconds they took; None when there is no class to prune for.
     Computed once per ``memo`` for the same weights and set parameters: the capped variants differ
@@ -104,8 +107,15 @@ def _sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], he
     which = params["classes"]
     key = None  # the weights are fingerprinted only where a memo can use the key
     if memo is not None:
-        key = ("channel_sets", weights_fingerprint(model), head, which, seed if which == "lingering" else None,
-               params["a_t"], params["a_t_quantile"])
+        key = (
+            "channel_sets",
+            weights_fingerprint(model),
+            head,
+            which,
+            seed if which == "lingering" else None,
+            params["a_t"],
+            params["a_t_quantile"],
+        )
         if key in memo:
             return memo[key]
     cls = audit.source_only().tolist() if which == "source_only" else audit.lingering_classes(seed)
@@ -122,8 +132,9 @@ def _sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], he
     return out
 
 
-def _prune_sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str,
-                memo: dict | None = None) -> tuple[Tensor, float, str, float]:
+def _prune_sets(
+    model: nn.Module, audit: Any, seed: int, params: Mapping[str, Any], head: str, memo: dict | None = None
+) -> tuple[Tensor, float, str, float]:
     """The channels App. B prunes in ``model`` (Eq. 7, capped at ``max_fraction`` of the layer), a_t,
     the note and the seconds the channel sets took (counted in full in every row that uses them, as
     if the remedy ran alone)."""
@@ -137,8 +148,10 @@ def _prune_sets(model: nn.Module, audit: Any, seed: int, params: Mapping[str, An
         n_max = int(float(cap) * find_head(model, head)[1].in_features)
         if len(chans) > n_max:
             chans = cap_channels(chans, s_sets, n_max)
-            note = _join(f"capped at max_fraction={float(cap):g}: the {n_max} channels in the most source-only "
-                         "classes' sets", note)
+            note = _join(
+                f"capped at max_fraction={float(cap):g}: the {n_max} channels in the most source-only classes' sets",
+                note,
+            )
     return chans, a_t, note, seconds
 
 
@@ -197,22 +210,32 @@ def _check_composites(p: Mapping[str, Any]) -> None:
 # the registered remedies
 # --------------------------------------------------------------------------------------------
 
+
 @register("plain", description="the world's fine-tuning recipe M^t (the reference row)", reference="Sec. 3.1")
 def _plain(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     m, h = plain_model(audit, seed, memo)
     return Arm(m, _wall(h))
 
 
-@register("finetune", description="M^t's recipe with some fields changed (BatchNorm policy, learning rate...)",
-          reference="Sec. 5.1 (not named there); settings of fine-tuning", check=_check_recipe_changes,
-          open_params="fields of arms.Recipe to change (bn, lr, epochs, weight_decay, freeze, ...)")
+@register(
+    "finetune",
+    description="M^t's recipe with some fields changed (BatchNorm policy, learning rate...)",
+    reference="Sec. 5.1 (not named there); settings of fine-tuning",
+    check=_check_recipe_changes,
+    open_params="fields of arms.Recipe to change (bn, lr, epochs, weight_decay, freeze, ...)",
+)
 def _finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     m, h = _train(audit, seed, **p)
     return Arm(m, _wall(h))
 
 
-@register("l1", description="L1 penalty weight * mean|B(M)(x)| on the penultimate activations",
-          reference="App. B", check=_check_weight, weight=0.05)
+@register(
+    "l1",
+    description="L1 penalty weight * mean|B(M)(x)| on the penultimate activations",
+    reference="App. B",
+    check=_check_weight,
+    weight=0.05,
+)
 def _l1(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     with l1_penultimate(float(p["weight"]), head=_head(audit)) as extra:
         m, h = _train(audit, seed, extra_loss=extra)
@@ -222,9 +245,13 @@ def _l1(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
 _PRUNE = dict(check=_check_prune, a_t=None, a_t_quantile=0.5, classes="source_only", max_fraction=None)
 
 
-@register("prune", description="after fine-tuning, zero the channels above a_t on every image of a source-only "
-          "class but of no target class (at most max_fraction of the layer: None = no bound)",
-          reference="App. B, Eqs. 6-7", **_PRUNE)
+@register(
+    "prune",
+    description="after fine-tuning, zero the channels above a_t on every image of a source-only "
+    "class but of no target class (at most max_fraction of the layer: None = no bound)",
+    reference="App. B, Eqs. 6-7",
+    **_PRUNE,
+)
 def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head = _head(audit)
     mt, h = plain_model(audit, seed, memo)
@@ -232,12 +259,21 @@ def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     t0 = _now()
     pruned = prune_channels(mt, chans, head=head)
     note = _join(f"a_t={a_t:.3g}, {len(chans)} channels pruned after fine-tuning", note)
-    return Arm(pruned, _wall(h) + t_sets + (_now() - t0), note=note, n_pruned=len(chans),
-               n_channels=find_head(mt, head)[1].in_features)
+    return Arm(
+        pruned,
+        _wall(h) + t_sets + (_now() - t0),
+        note=note,
+        n_pruned=len(chans),
+        n_channels=find_head(mt, head)[1].in_features,
+    )
 
 
-@register("prune_finetune", description="the same channel sets computed on M^s and pruned there, then "
-          "fine-tuned (the mask stays)", reference="App. B, Eqs. 6-7", **_PRUNE)
+@register(
+    "prune_finetune",
+    description="the same channel sets computed on M^s and pruned there, then fine-tuned (the mask stays)",
+    reference="App. B, Eqs. 6-7",
+    **_PRUNE,
+)
 def _prune_finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head = _head(audit)
     src = audit.world.source_model
@@ -252,21 +288,34 @@ def _prune_finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None)
     return Arm(m, _wall(h) + t_sets, note=note, n_pruned=len(chans), n_channels=find_head(src, head)[1].in_features)
 
 
-@register("retrain_source", description="M^s retrained without the source-only classes F (its own recipe), then "
-          "fine-tuned", reference="Sec. 5.1")
+@register(
+    "retrain_source",
+    description="M^s retrained without the source-only classes F (its own recipe), then fine-tuned",
+    reference="Sec. 5.1",
+)
 def _retrain_source(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     F = audit.source_only().tolist()
     src, sh = retrain_source(audit.world, F, device=audit.device, cache=audit.cache, progress=audit.progress)
     src = src.eval()
     m, h = _train(audit, seed, source=src)
-    return Arm(m, _wall(h) + _wall(sh), source=src, lingering_defined=False,
-               note=f"M^s retrained without {len(F)} classes ({_wall(sh):.0f} s); Eq. 3 undefined: the new "
-                    "head never learned those classes")
+    return Arm(
+        m,
+        _wall(h) + _wall(sh),
+        source=src,
+        lingering_defined=False,
+        note=f"M^s retrained without {len(F)} classes ({_wall(sh):.0f} s); Eq. 3 undefined: the new "
+        "head never learned those classes",
+    )
 
 
-@register("unlearning", description="while fine-tuning, push M^st's prediction on images of the lingering classes "
-          "towards uniform", reference="App. B", check=_check_unlearning,
-          weight=1.0, batch=32)
+@register(
+    "unlearning",
+    description="while fine-tuning, push M^st's prediction on images of the lingering classes towards uniform",
+    reference="App. B",
+    check=_check_unlearning,
+    weight=1.0,
+    batch=32,
+)
 def _unlearning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head = _head(audit)
     L = audit.lingering_classes(seed)
@@ -275,17 +324,25 @@ def _unlearning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> 
     if not imgs:
         raise NotFeasible("no images of the lingering classes to unlearn")
     _, s_head = split_model(audit.world.source_model, head)
-    with unlearning_loss(s_head, list(imgs.values()), float(p["weight"]), int(p["batch"]), seed=seed,
-                         head=head) as extra:
+    with unlearning_loss(
+        s_head, list(imgs.values()), float(p["weight"]), int(p["batch"]), seed=seed, head=head
+    ) as extra:
         m, h = _train(audit, seed, extra_loss=extra)
-    msg = (f"unlearned {len(cls)} classes ({'L of plain M^t' if L else 'F: L was empty'}); time includes "
-           "the plain fine-tuning that found L")
+    msg = (
+        f"unlearned {len(cls)} classes ({'L of plain M^t' if L else 'F: L was empty'}); time includes "
+        "the plain fine-tuning that found L"
+    )
     return Arm(m, _wall(h) + _wall(plain_model(audit, seed, memo)[1]), note=_join(msg, note))
 
 
-@register("composites", description="fine-tune on composites: the target image pasted on held-out images of F "
-          "(scale None: the audit's)", reference="data augmentation on the kind of input that hijacks M^t (notebook 5)",
-          check=_check_composites, p=0.5, scale=None)
+@register(
+    "composites",
+    description="fine-tune on composites: the target image pasted on held-out images of F (scale None: the audit's)",
+    reference="data augmentation on the kind of input that hijacks M^t (notebook 5)",
+    check=_check_composites,
+    p=0.5,
+    scale=None,
+)
 def _composites(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     F = audit.source_only().tolist()
     imgs, note = _held_out_source(audit, F)
@@ -302,6 +359,7 @@ def _composites(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> 
 # --------------------------------------------------------------------------------------------
 # the field's remedies for negative transfer and feature distortion (.established)
 # --------------------------------------------------------------------------------------------
+
 
 def _check_l2_sp(p: Mapping[str, Any]) -> None:
     check_range("alpha", p["alpha"], 0)
@@ -326,16 +384,28 @@ def _check_dfr(p: Mapping[str, Any]) -> None:
     check_int_range("n_per_kind", p["n_per_kind"], 2)
 
 
-@register("l2_sp", description="L2-SP: alpha/2 ||w - w_source||^2 on the backbone + beta/2 ||w||^2 on the new head",
-          reference="Li, Grandvalet & Davoine, ICML 2018", check=_check_l2_sp, alpha=0.01, beta=0.01)
+@register(
+    "l2_sp",
+    description="L2-SP: alpha/2 ||w - w_source||^2 on the backbone + beta/2 ||w||^2 on the new head",
+    reference="Li, Grandvalet & Davoine, ICML 2018",
+    check=_check_l2_sp,
+    alpha=0.01,
+    beta=0.01,
+)
 def _l2_sp(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     extra = L2SP(audit.world.source_model, float(p["alpha"]), float(p["beta"]), head=_head(audit))
     m, h = _train(audit, seed, extra_loss=extra)
     return Arm(m, _wall(h))
 
 
-@register("bss", description="BSS: eta x the k smallest squared singular values of the batch's penultimate features",
-          reference="Chen et al., NeurIPS 2019", check=_check_bss, eta=0.001, k=1)
+@register(
+    "bss",
+    description="BSS: eta x the k smallest squared singular values of the batch's penultimate features",
+    reference="Chen et al., NeurIPS 2019",
+    check=_check_bss,
+    eta=0.001,
+    k=1,
+)
 def _bss(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     with BSS(float(p["eta"]), int(p["k"]), head=_head(audit)) as extra:
         m, h = _train(audit, seed, extra_loss=extra)
@@ -358,23 +428,39 @@ class _Fixed:
         return copy.deepcopy(self.model)
 
 
-@register("lp_ft", description="LP-FT: a logistic-regression head on frozen M^s features of D^t, then the whole "
-          "model fine-tuned from it (M^t's recipe)", reference="Kumar et al., ICLR 2022",
-          check=_check_probe, C=1.0)
+@register(
+    "lp_ft",
+    description="LP-FT: a logistic-regression head on frozen M^s features of D^t, then the whole "
+    "model fine-tuned from it (M^t's recipe)",
+    reference="Kumar et al., ICLR 2022",
+    check=_check_probe,
+    C=1.0,
+)
 def _lp_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head, w = _head(audit), audit.world
     t0 = _now()
     z, y = _features_of(w.source_model, audit.target_data(), head)
     probe = with_head(w.source_model, fit_linear_head(z, y, len(w.target_classes), float(p["C"]), seed), head)
     t_probe = _now() - t0
-    kw = {**audit.recipe("M^t").training_kwargs(), "seed": seed, "device": audit.device, "cache": audit.cache,
-          "progress": audit.progress, "num_classes": None}
+    kw = {
+        **audit.recipe("M^t").training_kwargs(),
+        "seed": seed,
+        "device": audit.device,
+        "cache": audit.cache,
+        "progress": audit.progress,
+        "num_classes": None,
+    }
     m, h = _training.train_scratch(_Fixed(probe), w.target_train, w.target_val, **kw)
     return Arm(m, _wall(h) + t_probe, note="the fine-tuning starts from the probe's head instead of a random one")
 
 
-@register("wise_ft", description="WiSE-FT: backbone weights (1 - alpha) x M^s + alpha x M^t, the head of M^t",
-          reference="Wortsman et al., CVPR 2022", check=_check_alpha, alpha=0.5)
+@register(
+    "wise_ft",
+    description="WiSE-FT: backbone weights (1 - alpha) x M^s + alpha x M^t, the head of M^t",
+    reference="Wortsman et al., CVPR 2022",
+    check=_check_alpha,
+    alpha=0.5,
+)
 def _wise_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     mt, h = plain_model(audit, seed, memo)
     t0 = _now()
@@ -382,9 +468,15 @@ def _wise_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm
     return Arm(m, _wall(h) + (_now() - t0), note="post hoc: time is plain fine-tuning's plus the interpolation")
 
 
-@register("dfr", description="DFR: M^t's head refitted (logistic regression on its frozen features) on held-out "
-          "images, half clean target images, half composites", reference="Kirichenko, Izmailov & Wilson, ICLR 2023",
-          check=_check_dfr, C=1.0, n_per_kind=200)
+@register(
+    "dfr",
+    description="DFR: M^t's head refitted (logistic regression on its frozen features) on held-out "
+    "images, half clean target images, half composites",
+    reference="Kirichenko, Izmailov & Wilson, ICLR 2023",
+    check=_check_dfr,
+    C=1.0,
+    n_per_kind=200,
+)
 def _dfr(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head, w = _head(audit), audit.world
     held = sorted(set(range(len(w.target_train))) - set(audit.target_train_indices()))
@@ -407,13 +499,19 @@ def _dfr(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     z = penultimate_features(mt, torch.cat([xc, comp.images]), head=head)
     y = torch.cat([torch.as_tensor(yc).long(), comp.target_label.long()])
     m = with_head(mt, fit_linear_head(z, y, len(w.target_classes), float(p["C"]), seed), head)
-    return Arm(m, _wall(h) + (_now() - t0),
-               note=_join(f"head refitted on {n} held-out clean images + {n} composites", note))
+    return Arm(
+        m, _wall(h) + (_now() - t0), note=_join(f"head refitted on {n} held-out clean images + {n} composites", note)
+    )
 
 
-@register("co_tuning", description="Co-Tuning: M^s's head kept (frozen) on the new features and trained towards "
-          "p(y_s | y_t), M^s's mean prediction per target class", reference="You et al., NeurIPS 2020",
-          check=_check_weight, weight=2.3)
+@register(
+    "co_tuning",
+    description="Co-Tuning: M^s's head kept (frozen) on the new features and trained towards "
+    "p(y_s | y_t), M^s's mean prediction per target class",
+    reference="You et al., NeurIPS 2020",
+    check=_check_weight,
+    weight=2.3,
+)
 def _co_tuning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     head, w = _head(audit), audit.world
     t0 = _now()
@@ -431,8 +529,16 @@ def _co_tuning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> A
 # retraining the source (Sec. 5.1)
 # --------------------------------------------------------------------------------------------
 
-def retrain_source(world: Any, exclude: Iterable[int], *, seed: int | None = None, device: Any = None,
-                   cache: bool = True, progress: bool = False) -> tuple[nn.Module, pd.DataFrame]:
+
+def retrain_source(
+    world: Any,
+    exclude: Iterable[int],
+    *,
+    seed: int | None = None,
+    device: Any = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> tuple[nn.Module, pd.DataFrame]:
     """Sec. 5.1 "Retraining the source model": M^s trained again without the classes ``exclude``.
 
     For a world that carries M^s's training set (``spec.source_train``) and recipe
@@ -447,8 +553,10 @@ def retrain_source(world: Any, exclude: Iterable[int], *, seed: int | None = Non
     seed = world.seed if seed is None else check_int_range("seed", seed, 0)
     spec = world.spec
     if spec.source_train is None or spec.source_recipe is None:
-        raise NotFeasible(f"world {world.name!r} does not carry its source training set and recipe: retraining "
-                          f"its source model (e.g. on ImageNet) is not feasible here")
+        raise NotFeasible(
+            f"world {world.name!r} does not carry its source training set and recipe: retraining "
+            f"its source model (e.g. on ImageNet) is not feasible here"
+        )
     data = spec.source_train
     y = labels_of(data).long()
     keep = torch.nonzero(~torch.isin(y, torch.as_tensor(exclude, dtype=torch.long))).flatten()
@@ -459,14 +567,23 @@ def retrain_source(world: Any, exclude: Iterable[int], *, seed: int | None = Non
     keep_v = torch.nonzero(~torch.isin(yv, torch.as_tensor(exclude, dtype=torch.long))).flatten().tolist()
     val_sel = TensorDataset(*(t[keep_v] for t in val.tensors)) if isinstance(val, TensorDataset) else None
     recipe = spec.source_recipe.replace(train_subset=keep.tolist())
-    return _training.train_scratch(world.make_scratch, data, val_sel, num_classes=len(world.source_classes),
-                                   seed=seed, device=device, cache=cache, progress=progress,
-                                   **recipe.training_kwargs())
+    return _training.train_scratch(
+        world.make_scratch,
+        data,
+        val_sel,
+        num_classes=len(world.source_classes),
+        seed=seed,
+        device=device,
+        cache=cache,
+        progress=progress,
+        **recipe.training_kwargs(),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # the book's remedies
 # --------------------------------------------------------------------------------------------
+
 
 def default_remedies(audit: Any) -> list[Remedy]:
     """The remedies measured in the book: plain; the paper's (L1, pruning post hoc, unbounded and
@@ -482,8 +599,10 @@ def default_remedies(audit: Any) -> list[Remedy]:
         Remedy("plain fine-tuning", "plain"),
         Remedy("L1 penultimate", "l1", {"weight": 0.05}),
         Remedy("prune (post-hoc)", "prune", prune),
-        *[Remedy(f"prune (post-hoc, <= {int(100 * f)}%)", "prune", {**prune, "max_fraction": f})
-          for f in (0.05, 0.1, 0.25)],
+        *[
+            Remedy(f"prune (post-hoc, <= {int(100 * f)}%)", "prune", {**prune, "max_fraction": f})
+            for f in (0.05, 0.1, 0.25)
+        ],
         Remedy("prune + fine-tune", "prune_finetune", prune),
         Remedy("prune + fine-tune (<= 10%)", "prune_finetune", {**prune, "max_fraction": 0.1}),
         Remedy("retrain source without F", "retrain_source"),
@@ -515,8 +634,10 @@ def choose(audit: Any, remedies: Sequence[Remedy | str] | None) -> list[Remedy]:
         elif isinstance(r, str) and r in defaults:
             chosen.append(defaults[r])
         else:
-            raise ValueError(f"remedies must hold Remedy objects or names of default_remedies: "
-                             f"{', '.join(map(repr, defaults))}; got {r!r}")
+            raise ValueError(
+                f"remedies must hold Remedy objects or names of default_remedies: "
+                f"{', '.join(map(repr, defaults))}; got {r!r}"
+            )
     if not chosen:
         raise ValueError("remedies is empty: pass at least one remedy (or None for all)")
     return chosen

@@ -27,6 +27,7 @@ thuml's Transfer-Learning-Library (github.com/thuml/Transfer-Learning-Library) i
 and Co-Tuning for PyTorch but is not on PyPI; these are written from the papers and checked against
 their definitions in ``tests/test_remedies_established.py``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,8 +40,16 @@ from ..models import find_head, replace_head
 from ..training import weights_fingerprint
 from .penalties import HeadFeatures
 
-__all__ = ["L2SP", "BSS", "bss_penalty", "CoTuning", "category_relationship", "fit_linear_head",
-           "with_head", "interpolate_weights"]
+__all__ = [
+    "L2SP",
+    "BSS",
+    "bss_penalty",
+    "CoTuning",
+    "category_relationship",
+    "fit_linear_head",
+    "with_head",
+    "interpolate_weights",
+]
 
 
 class L2SP:
@@ -87,7 +96,7 @@ def bss_penalty(features: Tensor, k: int = 1) -> Tensor:
     k = check_int_range("k", k, 1)
     f = features.flatten(1).float()
     sv = torch.linalg.svdvals(f)  # descending
-    return sv[-min(k, len(sv)):].pow(2).sum()
+    return sv[-min(k, len(sv)) :].pow(2).sum()
 
 
 class BSS(HeadFeatures):
@@ -127,8 +136,9 @@ class CoTuning(HeadFeatures):
     You et al. weigh the term with 2.3 (the Transfer-Learning-Library's default trade-off).
     """
 
-    def __init__(self, source_head: nn.Linear, relationship: Tensor, weight: float = 2.3,
-                 head: str | None = None) -> None:
+    def __init__(
+        self, source_head: nn.Linear, relationship: Tensor, weight: float = 2.3, head: str | None = None
+    ) -> None:
         super().__init__(head)
         self.weight = float(check_range("weight", weight, 0))
         self.source_head = copy.deepcopy(source_head).eval()
@@ -136,10 +146,17 @@ class CoTuning(HeadFeatures):
             p.requires_grad_(False)
         self.relationship = relationship.detach().float()
         if self.relationship.shape[1] != self.source_head.out_features:
-            raise ValueError(f"relationship has {self.relationship.shape[1]} source classes; the source head has "
-                             f"{self.source_head.out_features}")
-        self.cache_key = ("co_tuning", self.weight, head, weights_fingerprint(self.source_head),
-                          tuple(np.round(self.relationship.numpy().ravel(), 6).tolist()))
+            raise ValueError(
+                f"relationship has {self.relationship.shape[1]} source classes; the source head has "
+                f"{self.source_head.out_features}"
+            )
+        self.cache_key = (
+            "co_tuning",
+            self.weight,
+            head,
+            weights_fingerprint(self.source_head),
+            tuple(np.round(self.relationship.numpy().ravel(), 6).tolist()),
+        )
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         if self.weight == 0:
@@ -158,12 +175,14 @@ def fit_linear_head(features: Tensor, labels: Tensor, num_classes: int, C: float
     ``C``, lbfgs) on ``features`` as an ``nn.Linear`` whose softmax equals its ``predict_proba``. With
     two classes the regression's one logit ``w.x + b`` becomes ``(-(w.x + b)/2, (w.x + b)/2)``."""
     from sklearn.linear_model import LogisticRegression
+
     check_range("C", C, 0, None, lo_open=True)
     y = torch.as_tensor(labels).long().numpy()
     present = np.unique(y)
     if len(present) != num_classes:
-        raise ValueError(f"labels hold {len(present)} of the {num_classes} classes: a linear head needs images "
-                         f"of every class")
+        raise ValueError(
+            f"labels hold {len(present)} of the {num_classes} classes: a linear head needs images of every class"
+        )
     lr = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(features.double().numpy(), y)
     w, b = lr.coef_, lr.intercept_
     if num_classes == 2:
@@ -177,8 +196,9 @@ def fit_linear_head(features: Tensor, labels: Tensor, num_classes: int, C: float
 
 def with_head(model: nn.Module, head_module: nn.Linear, head: str | None = None) -> nn.Module:
     """A copy of ``model`` with its head replaced by (a copy of) ``head_module``."""
-    out = replace_head(copy.deepcopy(model).cpu(), head_module.out_features, head=head,
-                       generator=torch.Generator().manual_seed(0))
+    out = replace_head(
+        copy.deepcopy(model).cpu(), head_module.out_features, head=head, generator=torch.Generator().manual_seed(0)
+    )
     name, lin = find_head(out, head)
     with torch.no_grad():
         lin.weight.copy_(head_module.weight.detach().cpu())

@@ -1,4 +1,5 @@
 """Images of a labelled dataset as tensors: split by class, or stacked for a remedy to draw from."""
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence

@@ -10,6 +10,7 @@ unlearning term, both plugged into :func:`lingerlab.training.finetune` as ``extr
 Both hold hooks while training; use them as context managers (``with l1_penultimate(1e-3) as extra:
 finetune(..., extra_loss=extra)``) or call ``.remove()``, so the returned model carries no hook.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,6 +34,7 @@ __all__ = ["HeadFeatures", "L1Penultimate", "l1_penultimate", "UnlearningLoss", 
 # --------------------------------------------------------------------------------------------
 # capturing the head's input (the penultimate activations) during the ordinary forward pass
 # --------------------------------------------------------------------------------------------
+
 
 class _HeadInput:
     """Forward hooks that keep the input of ``model``'s head H(M), tagged with the model input.
@@ -162,6 +164,7 @@ def l1_penultimate(weight: float, head: str | None = None) -> L1Penultimate:
 # unlearning: M^st's prediction on the lingering classes' images pushed towards uniform
 # --------------------------------------------------------------------------------------------
 
+
 def kl_to_uniform(logits: Tensor) -> Tensor:
     """``KL(softmax(logits) || uniform)`` per row: ``sum_c p_c log p_c + log K`` (0 iff uniform)."""
     logp = logits.float().log_softmax(dim=1)
@@ -180,21 +183,36 @@ class UnlearningLoss:
     loss meets a new model, so a fine-tuning run is reproducible.
     """
 
-    def __init__(self, source_head: nn.Linear, lingering_images: ImageData | Sequence[ImageData],
-                 weight: float, batch: int = 32, seed: int = 0, head: str | None = None) -> None:
+    def __init__(
+        self,
+        source_head: nn.Linear,
+        lingering_images: ImageData | Sequence[ImageData],
+        weight: float,
+        batch: int = 32,
+        seed: int = 0,
+        head: str | None = None,
+    ) -> None:
         self.weight = float(check_range("weight", weight, 0))
         self.batch = check_int_range("batch", batch, 1)
         check_int_range("seed", seed, 0)
         if not isinstance(source_head, nn.Linear):
-            raise ValueError(f"source_head must be the source model's nn.Linear head H(M^s); got "
-                             f"{type(source_head).__name__}")
+            raise ValueError(
+                f"source_head must be the source model's nn.Linear head H(M^s); got {type(source_head).__name__}"
+            )
         self.source_head = copy.deepcopy(source_head).eval().requires_grad_(False)
         self.images = as_image_tensor(lingering_images, "lingering_images").detach()
         self.seed, self.head = seed, head
         self._cap = _HeadInput()
         self._gen = torch.Generator().manual_seed(seed)
-        self.cache_key = ("unlearning", self.weight, self.batch, seed, head,
-                          fingerprint(self.source_head), fingerprint(self.images))
+        self.cache_key = (
+            "unlearning",
+            self.weight,
+            self.batch,
+            seed,
+            head,
+            fingerprint(self.source_head),
+            fingerprint(self.images),
+        )
 
     def __call__(self, model: nn.Module, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         dev = model_device(model)
@@ -229,8 +247,14 @@ class UnlearningLoss:
         self.remove()
 
 
-def unlearning_loss(source_head: nn.Linear, lingering_images: ImageData | Sequence[ImageData], weight: float,
-                    batch: int = 32, seed: int = 0, head: str | None = None) -> UnlearningLoss:
+def unlearning_loss(
+    source_head: nn.Linear,
+    lingering_images: ImageData | Sequence[ImageData],
+    weight: float,
+    batch: int = 32,
+    seed: int = 0,
+    head: str | None = None,
+) -> UnlearningLoss:
     """An ``extra_loss`` for ``finetune`` that unlearns lingering memories (App. B; Eq. 3's M^st).
 
     ``source_head``: H(M^s) (e.g. ``split_model(source)[1]``), copied and frozen;

@@ -6,6 +6,7 @@ by a fixed zero mask in front of the head (:func:`prune_channels`, :class:`Chann
 lives in the backbone, so it survives ``replace_head`` (fine-tuning a pruned source model) and
 ``source_target_model`` (M^st).
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,7 @@ from .._data import ImageData, batches, model_device
 from .._validation import check_int_range, check_range
 from ..models import _set_submodule, eval_mode, find_head
 
-__all__ = ["ChannelMask", "penultimate_features", "feature_set", "channel_sets", "channels_to_prune",
-           "prune_channels"]
+__all__ = ["ChannelMask", "penultimate_features", "feature_set", "channel_sets", "channels_to_prune", "prune_channels"]
 
 
 class ChannelMask(nn.Module):
@@ -49,8 +49,9 @@ def _submodule(model: nn.Module, layer: str) -> nn.Module:
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, images: ImageData, layer: str | None = None, head: str | None = None,
-                         batch_size: int = 64) -> Tensor:
+def penultimate_features(
+    model: nn.Module, images: ImageData, layer: str | None = None, head: str | None = None, batch_size: int = 64
+) -> Tensor:
     """``activation(f, x)`` for every channel f and image x: ``[N, C]`` (eval mode, on the CPU).
 
     ``layer=None``: the head's input B(M)(x) (the penultimate features). A named ``layer``: that
@@ -90,8 +91,14 @@ def penultimate_features(model: nn.Module, images: ImageData, layer: str | None 
     return torch.cat(out)
 
 
-def feature_set(model: nn.Module, images: ImageData, a_t: float, layer: str | None = None,
-                head: str | None = None, batch_size: int = 64) -> Tensor:
+def feature_set(
+    model: nn.Module,
+    images: ImageData,
+    a_t: float,
+    layer: str | None = None,
+    head: str | None = None,
+    batch_size: int = 64,
+) -> Tensor:
     """App. B, Eq. 6 (or Eq. 7): ``F^c = {f : activation(f, x) > a_t for all x in D^c}``.
 
     ``images`` is D^c. Returns the channel indices, ascending (LongTensor). ``a_t`` is any real
@@ -104,20 +111,28 @@ def feature_set(model: nn.Module, images: ImageData, a_t: float, layer: str | No
     return torch.nonzero((acts > a_t).all(dim=0)).flatten()
 
 
-def channel_sets(model: nn.Module, data_by_class: Mapping[int, ImageData], a_t: float, layer: str | None = None,
-                 head: str | None = None, batch_size: int = 64) -> dict[int, Tensor]:
+def channel_sets(
+    model: nn.Module,
+    data_by_class: Mapping[int, ImageData],
+    a_t: float,
+    layer: str | None = None,
+    head: str | None = None,
+    batch_size: int = 64,
+) -> dict[int, Tensor]:
     """Eqs. 6-7 for every class: ``{c: F^c}`` (see :func:`feature_set`); ``data_by_class`` maps c to D^c."""
     if not data_by_class:
         raise ValueError("data_by_class is empty: pass {class: images} for at least one class")
     return {int(c): feature_set(model, d, a_t, layer, head, batch_size) for c, d in data_by_class.items()}
 
 
-def channels_to_prune(source_sets: Mapping[int, Tensor] | Iterable[Tensor],
-                      target_sets: Mapping[int, Tensor] | Iterable[Tensor]) -> Tensor:
+def channels_to_prune(
+    source_sets: Mapping[int, Tensor] | Iterable[Tensor], target_sets: Mapping[int, Tensor] | Iterable[Tensor]
+) -> Tensor:
     """App. B: ``(union_c F^c over source-only classes) minus (union_c F^c over target classes)``.
 
     Returns the channel indices to suppress, ascending (LongTensor).
     """
+
     def union(sets: Mapping[int, Tensor] | Iterable[Tensor]) -> set[int]:
         vals = sets.values() if isinstance(sets, Mapping) else sets
         out: set[int] = set()
@@ -128,8 +143,9 @@ def channels_to_prune(source_sets: Mapping[int, Tensor] | Iterable[Tensor],
     return torch.as_tensor(sorted(union(source_sets) - union(target_sets)), dtype=torch.long)
 
 
-def prune_channels(model: nn.Module, channels: Tensor | Iterable[int], layer: str | None = None,
-                   head: str | None = None) -> nn.Module:
+def prune_channels(
+    model: nn.Module, channels: Tensor | Iterable[int], layer: str | None = None, head: str | None = None
+) -> nn.Module:
     """A copy of ``model`` whose ``channels`` are zeroed by a :class:`ChannelMask` (App. B pruning).
 
     ``layer=None``: the penultimate features; the head module ``name`` becomes
@@ -147,8 +163,9 @@ def prune_channels(model: nn.Module, channels: Tensor | Iterable[int], layer: st
         mod = _submodule(new, layer)
         name = layer
         n_ch = _out_channels(new, mod, layer)
-    idx = torch.as_tensor([int(c) for c in (channels.flatten().tolist() if isinstance(channels, Tensor)
-                                            else channels)], dtype=torch.long)
+    idx = torch.as_tensor(
+        [int(c) for c in (channels.flatten().tolist() if isinstance(channels, Tensor) else channels)], dtype=torch.long
+    )
     if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n_ch):
         raise ValueError(f"channels must be in [0, {n_ch - 1}]; got [{int(idx.min())}, {int(idx.max())}]")
     mask = torch.ones(n_ch)
@@ -182,5 +199,7 @@ def _out_channels(model: nn.Module, mod: nn.Module, layer: str) -> int:
         v = getattr(mod, attr, None)
         if isinstance(v, int):
             return v
-    raise ValueError(f"cannot tell how many channels layer {layer!r} ({type(mod).__name__}) has: pick a "
-                     "Conv, BatchNorm or Linear layer")
+    raise ValueError(
+        f"cannot tell how many channels layer {layer!r} ({type(mod).__name__}) has: pick a "
+        "Conv, BatchNorm or Linear layer"
+    )

@@ -9,6 +9,7 @@ that says what it is.
 :class:`Remedy` is one configured remedy (a kind and its parameters, shown as one row of
 ``sweeps.remedy_table``); :func:`build` trains (or edits) its model for a seed through the registry.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -109,8 +110,15 @@ class RemedyKind:
 REGISTRY: dict[str, RemedyKind] = {}
 
 
-def register(kind: str, *, description: str, reference: str = "", check: Callable[[Mapping[str, Any]], None] | None = None,
-             open_params: str | None = None, **defaults: Any) -> Callable[[Builder], Builder]:
+def register(
+    kind: str,
+    *,
+    description: str,
+    reference: str = "",
+    check: Callable[[Mapping[str, Any]], None] | None = None,
+    open_params: str | None = None,
+    **defaults: Any,
+) -> Callable[[Builder], Builder]:
     """Decorator: register ``builder`` as remedy ``kind`` with parameters ``defaults`` (name=default)."""
     if not isinstance(kind, str) or not kind:
         raise TypeError(f"kind must be a non-empty string; got {kind!r}")
@@ -122,8 +130,9 @@ def register(kind: str, *, description: str, reference: str = "", check: Callabl
             raise TypeError(f"a remedy builder must be callable; got {type(builder).__name__}")
         if kind in REGISTRY:
             raise ValueError(f"remedy kind {kind!r} is registered already ({REGISTRY[kind].build.__qualname__})")
-        REGISTRY[kind] = RemedyKind(kind, builder, description, reference, MappingProxyType(dict(defaults)), check,
-                                    open_params)
+        REGISTRY[kind] = RemedyKind(
+            kind, builder, description, reference, MappingProxyType(dict(defaults)), check, open_params
+        )
         return builder
 
     return deco
@@ -136,9 +145,13 @@ def kinds() -> tuple[str, ...]:
 
 def describe() -> pd.DataFrame:
     """One row per registered kind: ``kind, parameters, description, reference``."""
-    return pd.DataFrame([{"kind": e.kind, "parameters": e.parameters(), "description": e.description,
-                          "reference": e.reference} for e in REGISTRY.values()],
-                        columns=["kind", "parameters", "description", "reference"])
+    return pd.DataFrame(
+        [
+            {"kind": e.kind, "parameters": e.parameters(), "description": e.description, "reference": e.reference}
+            for e in REGISTRY.values()
+        ],
+        columns=["kind", "parameters", "description", "reference"],
+    )
 
 
 @dataclass(frozen=True)

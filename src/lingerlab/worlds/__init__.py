@@ -6,6 +6,7 @@ field of the world's profile (see ``lingerlab.profiles``) or pass a world's own 
 layer, normalisation, the recipes of M^t and M^b, planted truth...) are typed in ``world.spec``
 (:class:`WorldSpec`).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -56,14 +57,17 @@ def load_world(name: str, profile: Any = "smoke", seed: int = 0, **overrides: An
     unknown = sorted(k for k in options if k not in params)
     if unknown:
         valid_opts = [p for p in params if p not in ("profile", "seed")]
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for world {name!r}; valid options: "
-                         f"{', '.join(valid_opts)}; profile fields: "
-                         f"{', '.join(f for f in prof.__dataclass_fields__ if f != 'name')}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for world {name!r}; valid options: "
+            f"{', '.join(valid_opts)}; profile fields: "
+            f"{', '.join(f for f in prof.__dataclass_fields__ if f != 'name')}"
+        )
     return loader(prof, seed, **fixed, **options)
 
 
-def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0, *, download: bool = False,
-              **options: Any) -> World:
+def load_arch(
+    name: str, arch: str | None, profile: Any = "smoke", seed: int = 0, *, download: bool = False, **options: Any
+) -> World:
     """World ``name`` with architecture ``arch`` (App. B, Fig. 8); ``arch`` None: the world's own.
 
     The loader's signature says how: a loader that takes ``arch=`` gets it; for one that takes
@@ -100,6 +104,7 @@ def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0
     tv_names: list[str] = []
     if "source_model" in params:
         import torchvision
+
         tv_names = torchvision.models.list_models(module=torchvision.models)
     if arch not in tv_names:
         world = load_world(name, profile, seed, **opts)
@@ -116,8 +121,10 @@ def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     if not download and not path.is_file():
-        raise FileNotFoundError(f"the ImageNet weights of {arch!r} are not in the torch hub cache: download "
-                                f"{weights.url} to {path}, or pass download=True")
+        raise FileNotFoundError(
+            f"the ImageNet weights of {arch!r} are not in the torch hub cache: download "
+            f"{weights.url} to {path}, or pass download=True"
+        )
     source = Normalized(torchvision.models.get_model(arch, weights="DEFAULT"), IMAGENET_MEAN, IMAGENET_STD).eval()
     world = load_world(name, profile, seed, **opts, source_model=source)
     head, _ = find_head(world.source_model)
@@ -125,6 +132,11 @@ def load_arch(name: str, arch: str | None, profile: Any = "smoke", seed: int = 0
     picked = _pick(inner)
     layer = None if picked is None else prefix + picked[0]
     cam_layer = layer if layer is not None and not layer.endswith(".ln_1") else None  # ViT: gradcam reshapes
-    spec = dataclasses.replace(world.spec, head=head, cam_layer=cam_layer, arch=arch,
-                               recipes={k: r.replace(head=head) for k, r in world.spec.recipes.items()})
+    spec = dataclasses.replace(
+        world.spec,
+        head=head,
+        cam_layer=cam_layer,
+        arch=arch,
+        recipes={k: r.replace(head=head) for k, r in world.spec.recipes.items()},
+    )
     return dataclasses.replace(world, spec=spec)

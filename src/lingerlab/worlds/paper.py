@@ -26,6 +26,7 @@ their download is refused unless the hash is given (``$LINGERLAB_SHA256_DOGSCATS
 ``$LINGERLAB_DOWNLOAD_BASE``) replaces the scheme and host of every download URL (a mirror; the
 tests' local server).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,15 +48,24 @@ from .base import World, WorldSpec
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
 from .lite import imagenet_classes
 
-__all__ = ["resnet18_source_model", "resnet18_weights_path", "dogscats_files", "imagenet_files", "imagenet_wnids",
-           "load_paper", "dogscats_help", "imagenet_help", "DOGSCATS_HELP", "IMAGENET_HELP"]
+__all__ = [
+    "resnet18_source_model",
+    "resnet18_weights_path",
+    "dogscats_files",
+    "imagenet_files",
+    "imagenet_wnids",
+    "load_paper",
+    "dogscats_help",
+    "imagenet_help",
+    "DOGSCATS_HELP",
+    "IMAGENET_HELP",
+]
 
 TARGET_CLASSES = ["cat", "dog"]
 
 KAGGLE_DOGSCATS_URL = "https://www.kaggle.com/c/dogs-vs-cats/data"
 MICROSOFT_DOGSCATS_URL = "https://www.microsoft.com/en-us/download/details.aspx?id=54765"
-IMAGENETV2_URL = ("https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/"
-                  "imagenetv2-matched-frequency.tar.gz")
+IMAGENETV2_URL = "https://huggingface.co/datasets/vaishaal/ImageNetV2/resolve/main/imagenetv2-matched-frequency.tar.gz"
 ILSVRC2012_URL = "https://image-net.org/download.php"
 RESNET18_FILE = "resnet18-f37072fd.pth"
 
@@ -63,23 +73,27 @@ RESNET18_FILE = "resnet18-f37072fd.pth"
 def dogscats_help(root: str | os.PathLike | None = None) -> str:
     """What to fetch for Dogs-vs-Cats and where to put it (the exact paths when ``root`` is known)."""
     r = "<root>" if root is None else str(Path(root).expanduser())
-    return ("Download Dogs-vs-Cats (or pass download=True to fetch Microsoft's archive) and pass its folder as "
-            "dogscats_root= (or set LINGERLAB_DOGSCATS): either Kaggle's train.zip from "
-            f"{KAGGLE_DOGSCATS_URL} unpacked as {r}/train/cat.0.jpg, {r}/train/dog.0.jpg, ... or Microsoft's "
-            f"kagglecatsanddogs archive from {MICROSOFT_DOGSCATS_URL} unpacked as {r}/PetImages/Cat/0.jpg and "
-            f"{r}/PetImages/Dog/0.jpg")
+    return (
+        "Download Dogs-vs-Cats (or pass download=True to fetch Microsoft's archive) and pass its folder as "
+        "dogscats_root= (or set LINGERLAB_DOGSCATS): either Kaggle's train.zip from "
+        f"{KAGGLE_DOGSCATS_URL} unpacked as {r}/train/cat.0.jpg, {r}/train/dog.0.jpg, ... or Microsoft's "
+        f"kagglecatsanddogs archive from {MICROSOFT_DOGSCATS_URL} unpacked as {r}/PetImages/Cat/0.jpg and "
+        f"{r}/PetImages/Dog/0.jpg"
+    )
 
 
 def imagenet_help(root: str | os.PathLike | None = None) -> str:
     """What to fetch for the ImageNet D^c images and where to put them (exact paths when ``root`` is known)."""
     r = "<root>" if root is None else str(Path(root).expanduser())
-    return ("Provide ImageNet images for D^c (or pass download=True to fetch ImageNetV2) and pass their folder "
-            "as imagenet_root= (or set LINGERLAB_IMAGENET): ImageNetV2 matched-frequency "
-            f"({IMAGENETV2_URL}, from https://huggingface.co/datasets/vaishaal/ImageNetV2) unpacked as "
-            f"{r}/<class index>/*.jpeg (e.g. {r}/281/*.jpeg; the archive's folder "
-            "imagenetv2-matched-frequency-format-val/ is such a root), or the ILSVRC2012 validation set "
-            f"({ILSVRC2012_URL}, registration required) arranged as {r}/<wnid>/*.JPEG (or torchvision.datasets.ImageNet's "
-            f"{r}/val/<wnid>/*.JPEG)")
+    return (
+        "Provide ImageNet images for D^c (or pass download=True to fetch ImageNetV2) and pass their folder "
+        "as imagenet_root= (or set LINGERLAB_IMAGENET): ImageNetV2 matched-frequency "
+        f"({IMAGENETV2_URL}, from https://huggingface.co/datasets/vaishaal/ImageNetV2) unpacked as "
+        f"{r}/<class index>/*.jpeg (e.g. {r}/281/*.jpeg; the archive's folder "
+        "imagenetv2-matched-frequency-format-val/ is such a root), or the ILSVRC2012 validation set "
+        f"({ILSVRC2012_URL}, registration required) arranged as {r}/<wnid>/*.JPEG (or torchvision.datasets.ImageNet's "
+        f"{r}/val/<wnid>/*.JPEG)"
+    )
 
 
 DOGSCATS_HELP = dogscats_help()
@@ -104,11 +118,14 @@ def resnet18_source_model(download: bool = False, *, base_url: str | None = None
     """
     check_bool("download", download)
     from torchvision.models import ResNet18_Weights, resnet18
+
     weights = ResNet18_Weights.IMAGENET1K_V1
     path = resnet18_weights_path()
-    help_msg = (f"download {weights.url} and save it as {path} (torch hub's checkpoint folder: "
-                "$TORCH_HOME/hub/checkpoints, ~/.cache/torch/hub/checkpoints by default), pass download=True "
-                "to let lingerlab fetch it, or pass source_model=")
+    help_msg = (
+        f"download {weights.url} and save it as {path} (torch hub's checkpoint folder: "
+        "$TORCH_HOME/hub/checkpoints, ~/.cache/torch/hub/checkpoints by default), pass download=True "
+        "to let lingerlab fetch it, or pass source_model="
+    )
     if not path.is_file():
         if not download:
             raise FileNotFoundError(f"ResNet-18 ImageNet weights not found at {path} and download=False: {help_msg}")
@@ -119,8 +136,9 @@ def resnet18_source_model(download: bool = False, *, base_url: str | None = None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated or corrupt file
-        raise OSError(f"ResNet-18 ImageNet weights at {path} cannot be read ({e}): delete the file and "
-                      f"{help_msg}") from e
+        raise OSError(
+            f"ResNet-18 ImageNet weights at {path} cannot be read ({e}): delete the file and {help_msg}"
+        ) from e
     model = resnet18()
     model.load_state_dict(state)
     return Normalized(model, IMAGENET_MEAN, IMAGENET_STD).eval()
@@ -153,8 +171,9 @@ def _has_layout(root: Path, find: Any) -> bool:
     return True
 
 
-def _download_data(jobs: list[tuple[str, Path, _dl.Asset]], *, base_url: str | None, allow_unverified: bool,
-                   progress: bool) -> None:
+def _download_data(
+    jobs: list[tuple[str, Path, _dl.Asset]], *, base_url: str | None, allow_unverified: bool, progress: bool
+) -> None:
     """Fetch and unpack each ``(what, root, asset)``; every URL, hash and target is checked before any
     network access. The archive goes beside ``root`` and is deleted once unpacked (or found corrupt)."""
     plans, problems = [], []
@@ -166,11 +185,15 @@ def _download_data(jobs: list[tuple[str, Path, _dl.Asset]], *, base_url: str | N
             continue
         sha = _dl.asset_sha256(asset)
         if sha is None and not allow_unverified:
-            problems.append(f"{what}: no sha256 is known for {asset.name} ({url}): set "
-                            f"$LINGERLAB_SHA256_{_dl.env_name(asset.name)} to its sha256, or pass allow_unverified=True")
+            problems.append(
+                f"{what}: no sha256 is known for {asset.name} ({url}): set "
+                f"$LINGERLAB_SHA256_{_dl.env_name(asset.name)} to its sha256, or pass allow_unverified=True"
+            )
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            problems.append(f"{what} folder {str(root)!r} exists, is not empty and has no usable layout: "
-                            "download=True unpacks only into a new or empty folder")
+            problems.append(
+                f"{what} folder {str(root)!r} exists, is not empty and has no usable layout: "
+                "download=True unpacks only into a new or empty folder"
+            )
         plans.append((what, root, asset, url, sha))
     if problems:
         raise ValueError("download=True cannot proceed (nothing was downloaded): " + "; ".join(problems))
@@ -200,8 +223,10 @@ def dogscats_files(root: Path) -> tuple[str, list[Path], list[int]]:
         if cat.is_dir() and dog.is_dir():
             paths, labels = [], []
             for label, d in ((0, cat), (1, dog)):
-                fs = sorted((p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                            key=lambda p: (len(p.stem), p.stem))
+                fs = sorted(
+                    (p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                    key=lambda p: (len(p.stem), p.stem),
+                )
                 paths += fs
                 labels += [label] * len(fs)
             return "microsoft", paths, labels
@@ -213,14 +238,17 @@ def imagenet_wnids() -> list[str]:
     """The 1000 ImageNet-1k WordNet ids in class-index order (timm's bundled list)."""
     try:
         import importlib.resources as ir
+
         text = (ir.files("timm.data") / "_info" / "imagenet_synsets.txt").read_text()
         wnids = [w.strip() for w in text.split() if w.strip()]
         if len(wnids) == 1000:
             return wnids
     except (ImportError, FileNotFoundError, ModuleNotFoundError):
         pass
-    raise ImportError("cannot map ImageNet WordNet ids to class indices: install timm (it ships the list), or use "
-                      "the ImageNetV2 layout <root>/<class index>/*.jpeg")
+    raise ImportError(
+        "cannot map ImageNet WordNet ids to class indices: install timm (it ships the list), or use "
+        "the ImageNetV2 layout <root>/<class index>/*.jpeg"
+    )
 
 
 _WNID = re.compile(r"^n\d{8}$")
@@ -228,7 +256,9 @@ _WNID = re.compile(r"^n\d{8}$")
 
 def imagenet_files(root: Path, per_class: int, seed: int) -> tuple[str, list[Path], list[int]]:
     """``(layout, paths, class ids)``: up to ``per_class`` seeded images of each class found under ``root``."""
-    base = root / "val" if (root / "val").is_dir() and any(_WNID.match(d.name) for d in (root / "val").iterdir()) else root
+    base = (
+        root / "val" if (root / "val").is_dir() and any(_WNID.match(d.name) for d in (root / "val").iterdir()) else root
+    )
     dirs = sorted(d for d in base.iterdir() if d.is_dir())
     wnid_dirs = [d for d in dirs if _WNID.match(d.name)]
     idx_dirs = [d for d in dirs if re.fullmatch(r"\d+", d.name) and int(d.name) < 1000]
@@ -243,8 +273,9 @@ def imagenet_files(root: Path, per_class: int, seed: int) -> tuple[str, list[Pat
         layout = "imagenetv2"
         classes = [(d, int(d.name)) for d in idx_dirs]
     else:
-        raise FileNotFoundError(f"imagenet_root {str(root)!r} has no <wnid>/ or <class index>/ folders. "
-                                f"{imagenet_help(root)}")
+        raise FileNotFoundError(
+            f"imagenet_root {str(root)!r} has no <wnid>/ or <class index>/ folders. {imagenet_help(root)}"
+        )
     g = torch.Generator().manual_seed(90_000 + seed)
     paths: list[Path] = []
     labels: list[int] = []
@@ -266,15 +297,26 @@ class _MakeResNet18:
 
     def __call__(self) -> nn.Module:
         from torchvision.models import resnet18
+
         return Normalized(resnet18(num_classes=2), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module | None = None,
-               dogscats_root: str | os.PathLike | None = None, imagenet_root: str | os.PathLike | None = None,
-               download: bool = False, device: str | torch.device | None = None, progress: bool = True,
-               cache: bool = True, base_url: str | None = None, allow_unverified: bool = False,
-               dogscats_asset: str | _dl.Asset = "dogscats-microsoft",
-               imagenet_asset: str | _dl.Asset = "imagenetv2-matched-frequency") -> World:
+def load_paper(
+    profile: PaperProfile,
+    seed: int = 0,
+    *,
+    source_model: nn.Module | None = None,
+    dogscats_root: str | os.PathLike | None = None,
+    imagenet_root: str | os.PathLike | None = None,
+    download: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    cache: bool = True,
+    base_url: str | None = None,
+    allow_unverified: bool = False,
+    dogscats_asset: str | _dl.Asset = "dogscats-microsoft",
+    imagenet_asset: str | _dl.Asset = "imagenetv2-matched-frequency",
+) -> World:
     """Build the ``paper`` world (see the module docstring). ``source_model`` replaces the torchvision
     ResNet-18 (it must take [0, 1] images and have 1000 outputs). Nothing touches the network unless
     ``download=True``: missing data or weights raise FileNotFoundError naming what to fetch and the
@@ -297,28 +339,41 @@ def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module 
     dc_root = _resolve_root(dogscats_root, "LINGERLAB_DOGSCATS", dogscats_help, "Dogs-vs-Cats", not download)
     in_root = _resolve_root(imagenet_root, "LINGERLAB_IMAGENET", imagenet_help, "ImageNet", not download)
     if download:
-        jobs = [(what, root, asset) for what, root, asset, find in (
-            ("Dogs-vs-Cats", dc_root, dc_asset, dogscats_files),
-            ("ImageNet", in_root, in_asset, lambda r: imagenet_files(r, 1, 0))) if not _has_layout(root, find)]
+        jobs = [
+            (what, root, asset)
+            for what, root, asset, find in (
+                ("Dogs-vs-Cats", dc_root, dc_asset, dogscats_files),
+                ("ImageNet", in_root, in_asset, lambda r: imagenet_files(r, 1, 0)),
+            )
+            if not _has_layout(root, find)
+        ]
         _download_data(jobs, base_url=base_url, allow_unverified=allow_unverified, progress=progress)
     # everything that can be missing (folder layouts, then the weights) before the slow image scans
     layout, paths, labels = dogscats_files(dc_root)
     in_layout, s_paths, s_labels = imagenet_files(in_root, profile.dc_per_class, seed)
-    source = (source_model if source_model is not None
-              else resnet18_source_model(download, base_url=base_url, progress=progress))
+    source = (
+        source_model
+        if source_model is not None
+        else resnet18_source_model(download, base_url=base_url, progress=progress)
+    )
 
     good = set(scan_images(paths, what="Dogs-vs-Cats images", cache=cache)[0])
     g = torch.Generator().manual_seed(95_000 + seed)
     tr, va = [], []
     for c in (0, 1):
         cls = [p for p, y in zip(paths, labels) if y == c and p in good]
-        n_tr, n_va = profile.n_train // 2 + (profile.n_train % 2) * (1 - c), profile.n_val // 2 + (profile.n_val % 2) * (1 - c)
+        n_tr, n_va = (
+            profile.n_train // 2 + (profile.n_train % 2) * (1 - c),
+            profile.n_val // 2 + (profile.n_val % 2) * (1 - c),
+        )
         if len(cls) < n_tr + n_va:
-            raise ValueError(f"n_train={profile.n_train} and n_val={profile.n_val} need {n_tr + n_va} readable "
-                             f"{TARGET_CLASSES[c]} images; {str(dc_root)!r} has {len(cls)}: lower n_train/n_val")
+            raise ValueError(
+                f"n_train={profile.n_train} and n_val={profile.n_val} need {n_tr + n_va} readable "
+                f"{TARGET_CLASSES[c]} images; {str(dc_root)!r} has {len(cls)}: lower n_train/n_val"
+            )
         order = torch.randperm(len(cls), generator=g).tolist()
         va += [(cls[i], c) for i in sorted(order[:n_va])]
-        tr += [(cls[i], c) for i in sorted(order[n_va:n_va + n_tr])]
+        tr += [(cls[i], c) for i in sorted(order[n_va : n_va + n_tr])]
     size = profile.image_size
     target_train = ImageFiles([p for p, _ in tr], [y for _, y in tr], size, root=dc_root)
     target_val = ImageFiles([p for p, _ in va], [y for _, y in va], size, root=dc_root)
@@ -327,27 +382,73 @@ def load_paper(profile: PaperProfile, seed: int = 0, *, source_model: nn.Module 
     keep = [(p, y) for p, y in zip(s_paths, s_labels) if p in s_good]
     source_data = ImageFiles([p for p, _ in keep], [y for _, y in keep], size, root=in_root)
 
-    dev = torch.device(device) if device not in (None, "auto") else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device not in (None, "auto")
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     source = source.to(dev).eval()
     classes = imagenet_classes()
     recipes = {
-        "M^t": Recipe("M^t", init="source", lr=profile.finetune_lr, epochs=profile.finetune_epochs,
-                      optimizer=profile.finetune_optimizer, bn=profile.finetune_bn,
-                      batch_size=profile.finetune_batch_size, head="model.fc", num_workers=profile.num_workers,
-                      description="standard fine-tuning of M^s on D^t, no augmentation"),
-        "M^b": Recipe("M^b (competent)", init="scratch", lr=profile.scratch_lr, epochs=profile.scratch_epochs,
-                      optimizer="adam", batch_size=profile.scratch_batch_size, head="model.fc",
-                      num_workers=profile.num_workers,
-                      description=f"scratch ResNet-18 on {len(target_train):,} images, no augmentation"),
+        "M^t": Recipe(
+            "M^t",
+            init="source",
+            lr=profile.finetune_lr,
+            epochs=profile.finetune_epochs,
+            optimizer=profile.finetune_optimizer,
+            bn=profile.finetune_bn,
+            batch_size=profile.finetune_batch_size,
+            head="model.fc",
+            num_workers=profile.num_workers,
+            description="standard fine-tuning of M^s on D^t, no augmentation",
+        ),
+        "M^b": Recipe(
+            "M^b (competent)",
+            init="scratch",
+            lr=profile.scratch_lr,
+            epochs=profile.scratch_epochs,
+            optimizer="adam",
+            batch_size=profile.scratch_batch_size,
+            head="model.fc",
+            num_workers=profile.num_workers,
+            description=f"scratch ResNet-18 on {len(target_train):,} images, no augmentation",
+        ),
     }
-    fp = _cache.fingerprint("paper", profile.__dict__, seed, weights_fingerprint(source),
-                            [d.fingerprint for d in (source_data, target_train, target_val)])
+    fp = _cache.fingerprint(
+        "paper",
+        profile.__dict__,
+        seed,
+        weights_fingerprint(source),
+        [d.fingerprint for d in (source_data, target_train, target_val)],
+    )
     spec = WorldSpec(
-        arch="ResNet-18", head="model.fc", cam_layer="model.layer4", input_size=size,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, recipes=recipes, v_lo=round(profile.n_train / 1000),
-        provenance={"dogscats_layout": layout, "imagenet_layout": in_layout,
-                    "skipped_files": (sorted(str(p) for p in set(paths) - good)
-                                      + sorted(str(p) for p in set(s_paths) - s_good))})
-    return World(name="paper", profile=profile, seed=seed, source_model=source, source_classes=classes,
-                 source_data=source_data, target_train=target_train, target_val=target_val,
-                 target_classes=list(TARGET_CLASSES), make_scratch=_MakeResNet18(), spec=spec, fingerprint=fp)
+        arch="ResNet-18",
+        head="model.fc",
+        cam_layer="model.layer4",
+        input_size=size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        recipes=recipes,
+        v_lo=round(profile.n_train / 1000),
+        provenance={
+            "dogscats_layout": layout,
+            "imagenet_layout": in_layout,
+            "skipped_files": (
+                sorted(str(p) for p in set(paths) - good) + sorted(str(p) for p in set(s_paths) - s_good)
+            ),
+        },
+    )
+    return World(
+        name="paper",
+        profile=profile,
+        seed=seed,
+        source_model=source,
+        source_classes=classes,
+        source_data=source_data,
+        target_train=target_train,
+        target_val=target_val,
+        target_classes=list(TARGET_CLASSES),
+        make_scratch=_MakeResNet18(),
+        spec=spec,
+        fingerprint=fp,
+    )

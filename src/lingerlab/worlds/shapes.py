@@ -14,10 +14,12 @@ The scratch baseline (same CNN from random weights) trains on all ``target_train
 "zoom-out" augmentation (the target image shrunk to 35-80% and pasted on a plain or cluttered
 background); M^t fine-tunes on a seeded subset of ``finetune_train`` of them
 (``world.spec.recipes["M^t"].train_subset``), without augmentation, and ``"M^t (zoom-out)"`` does the
-same with M^b's zoom-out: the arm the comparison tests every scratch baseline against. The world's facts are typed in ``world.spec``: both
+same with M^b's zoom-out: the arm the comparison tests every scratch baseline against. The world's facts are typed in
+``world.spec``: both
 recipes, the planted truth (``spec.planted``), M^s's training set and recipe (``spec.source_train``,
 ``spec.source_recipe``), the clutter control (``spec.make_cluttered``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,12 +36,39 @@ from ..models import Normalized
 from ..profiles import ShapesProfile
 from ..training import train_scratch, weights_fingerprint
 from .base import PlantedTruth, World, WorldSpec
-from .shapes_render import (COLOURS, GLYPHS, SHAPES, TARGET_CLASSES, TEXTURES, _MEAN, _STD, _background,
-                            _class_name, _clutter_params, _draw_clutter, _finish, _target_params, _uniform,
-                            class_table, render_source, render_target)
+from .shapes_render import (
+    COLOURS,
+    GLYPHS,
+    SHAPES,
+    TARGET_CLASSES,
+    TEXTURES,
+    _MEAN,
+    _STD,
+    _background,
+    _class_name,
+    _clutter_params,
+    _draw_clutter,
+    _finish,
+    _target_params,
+    _uniform,
+    class_table,
+    render_source,
+    render_target,
+)
 
-__all__ = ["SHAPES", "TEXTURES", "COLOURS", "SmallResNet", "ZoomOut", "load_shapes", "shapes_v_lo", "render_source",
-           "render_target", "class_table"]
+__all__ = [
+    "SHAPES",
+    "TEXTURES",
+    "COLOURS",
+    "SmallResNet",
+    "ZoomOut",
+    "load_shapes",
+    "shapes_v_lo",
+    "render_source",
+    "render_target",
+    "class_table",
+]
+
 
 class ZoomOut:
     """Zoom-out augmentation: with probability ``prob`` shrink an image to ``lo``-``hi`` of its side
@@ -68,7 +97,10 @@ class ZoomOut:
         idx = apply.nonzero().flatten()
         m = len(idx)
         s = _uniform(generator, m, self.lo, self.hi)
-        tx, ty = (torch.rand(m, generator=generator) * 2 - 1) * (1 - s), (torch.rand(m, generator=generator) * 2 - 1) * (1 - s)
+        tx, ty = (
+            (torch.rand(m, generator=generator) * 2 - 1) * (1 - s),
+            (torch.rand(m, generator=generator) * 2 - 1) * (1 - s),
+        )
         bg = _background(generator, m, h)
         clut = _clutter_params(generator, m, (2, 5))
         bg = _finish(_draw_clutter(bg, clut, h, torch.rand(m, generator=generator) < 0.5)).to(x.device, x.dtype)
@@ -77,8 +109,13 @@ class ZoomOut:
         theta[:, 0, 2], theta[:, 1, 2] = -tx / s, -ty / s
         grid = F.affine_grid(theta.to(x.device, x.dtype), [m, 3, h, w], align_corners=False)
         small = F.grid_sample(x[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        mask = F.grid_sample(torch.ones(m, 1, h, w, device=x.device, dtype=x.dtype), grid, mode="bilinear",
-                             padding_mode="zeros", align_corners=False)
+        mask = F.grid_sample(
+            torch.ones(m, 1, h, w, device=x.device, dtype=x.dtype),
+            grid,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
         out = x.clone()
         out[idx] = small + (1 - mask) * bg
         return out
@@ -91,8 +128,11 @@ class _Block(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout, momentum=0.1)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout, momentum=0.1)
-        self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, momentum=0.1))
-                      if stride != 1 or cin != cout else nn.Identity())
+        self.short = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, momentum=0.1))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -106,8 +146,9 @@ class SmallResNet(nn.Module):
         super().__init__()
         check_int_range("num_classes", num_classes, 1)
         check_int_range("width", width, 4)
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width, momentum=0.1),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width, momentum=0.1), nn.ReLU(inplace=True)
+        )
         self.layer1 = _Block(width, width, 1)
         self.layer2 = _Block(width, 2 * width, 2)
         self.layer3 = _Block(2 * width, 4 * width, 2)
@@ -134,6 +175,7 @@ class _MakeModel:
 # the world
 # --------------------------------------------------------------------------------------------
 
+
 def _check_profile(p: ShapesProfile) -> None:
     check_int_range("image_size", p.image_size, 16, 256)
     check_int_range("n_shapes", p.n_shapes, 3, len(SHAPES))
@@ -157,9 +199,18 @@ def _check_profile(p: ShapesProfile) -> None:
         raise ValueError(f"comparison_baselines must name at least one of {allowed}; got {p.comparison_baselines!r}")
 
 
-_SOURCE_FIELDS = ("image_size", "n_shapes", "n_textures", "n_colours", "clutter_prob", "source_train_per_class",
-                  "source_val_per_class")
+_SOURCE_FIELDS = (
+    "image_size",
+    "n_shapes",
+    "n_textures",
+    "n_colours",
+    "clutter_prob",
+    "source_train_per_class",
+    "source_val_per_class",
+)
 _TARGET_FIELDS = _SOURCE_FIELDS + ("n_shared", "shared_prob", "target_train", "finetune_train", "target_val")
+
+
 def _data_key(profile: ShapesProfile, seed: int, fields: tuple[str, ...]) -> str:
     """Key of rendered data: the profile fields it depends on, the seed and the renderer's code
     (``cache.code_hash`` of this module and all it imports: editing the renderer re-renders the
@@ -194,10 +245,17 @@ def _make_target_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str
     v_lab = v_lab[torch.randperm(len(v_lab), generator=g_tgt)]
     v_prm = _target_params(profile, v_lab, co, g_tgt)
     x_tva = render_target(profile, v_prm, torch.Generator().manual_seed(32_000 + seed), profile.clutter_prob)
-    subset = sorted(torch.randperm(profile.target_train, generator=g_tgt)[:profile.finetune_train].tolist())
-    return {"x_tgt_train": _u8(x_ttr), "y_tgt_train": t_lab, "x_tgt_val": _u8(x_tva), "y_tgt_val": v_lab,
-            "val_params": v_prm, "finetune_subset": subset,
-            "target_train_has_shared": t_prm["has_shared"], "target_train_shared_class": t_prm["which"]}
+    subset = sorted(torch.randperm(profile.target_train, generator=g_tgt)[: profile.finetune_train].tolist())
+    return {
+        "x_tgt_train": _u8(x_ttr),
+        "y_tgt_train": t_lab,
+        "x_tgt_val": _u8(x_tva),
+        "y_tgt_val": v_lab,
+        "val_params": v_prm,
+        "finetune_subset": subset,
+        "target_train_has_shared": t_prm["has_shared"],
+        "target_train_shared_class": t_prm["which"],
+    }
 
 
 def shapes_v_lo(profile: ShapesProfile) -> int:
@@ -209,8 +267,14 @@ def shapes_v_lo(profile: ShapesProfile) -> int:
     return max(1, round(0.01 * profile.finetune_train))
 
 
-def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.device | None = None,
-                progress: bool = True, cache: bool = True) -> World:
+def load_shapes(
+    profile: ShapesProfile,
+    seed: int = 0,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    cache: bool = True,
+) -> World:
     """Build the ``shapes`` world: data (seeded), M^s (trained here, cached), recipes for M^t and M^b."""
     _check_profile(profile)
     seed = check_int_range("seed", seed, 0)
@@ -221,7 +285,7 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
     lookalike = [c for c, t in enumerate(table) if t[0] in glyph_idx]
     others = [c for c, t in enumerate(table) if t[0] not in glyph_idx]
     g = torch.Generator().manual_seed(10_000 + seed)
-    co_occurring = sorted(others[int(i)] for i in torch.randperm(len(others), generator=g)[:profile.n_shared])
+    co_occurring = sorted(others[int(i)] for i in torch.randperm(len(others), generator=g)[: profile.n_shared])
     shared = frozenset(lookalike) | frozenset(co_occurring)
     source_only = frozenset(range(n_cls)) - shared
 
@@ -229,16 +293,26 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
     src_key = _data_key(profile, seed, _SOURCE_FIELDS)
     tgt_key = _data_key(profile, seed, _TARGET_FIELDS)
     co = torch.as_tensor(co_occurring, dtype=torch.long)
-    data = {**_cache.cached("shapes_data", src_key, lambda: _make_source_data(profile, seed), enabled=cache),
-            **_cache.cached("shapes_data", tgt_key + ("-co" + "-".join(map(str, co_occurring))),
-                            lambda: _make_target_data(profile, seed, co), enabled=cache)}
+    data = {
+        **_cache.cached("shapes_data", src_key, lambda: _make_source_data(profile, seed), enabled=cache),
+        **_cache.cached(
+            "shapes_data",
+            tgt_key + ("-co" + "-".join(map(str, co_occurring))),
+            lambda: _make_target_data(profile, seed, co),
+            enabled=cache,
+        ),
+    }
     as_float = lambda t: t.float() / 255  # noqa: E731
     source_train = TensorDataset(as_float(data["x_src_train"]), data["y_src_train"])
     source_val = TensorDataset(as_float(data["x_src_val"]), data["y_src_val"])
     target_train = TensorDataset(as_float(data["x_tgt_train"]), data["y_tgt_train"])
     target_val = TensorDataset(as_float(data["x_tgt_val"]), data["y_tgt_val"])
-    for part, ds in (("source_train", source_train), ("source_val", source_val), ("target_train", target_train),
-                     ("target_val", target_val)):
+    for part, ds in (
+        ("source_train", source_train),
+        ("source_val", source_val),
+        ("target_train", target_train),
+        ("target_val", target_val),
+    ):
         key = src_key if part.startswith("source") else tgt_key
         ds.fingerprint = _cache.fingerprint("shapes", key, part)  # type: ignore[attr-defined]
     finetune_subset: list[int] = data["finetune_subset"]
@@ -254,52 +328,115 @@ def load_shapes(profile: ShapesProfile, seed: int = 0, *, device: str | torch.de
     # M^s, trained from its recipe: the fields it leaves at Recipe's defaults equal train_scratch's own,
     # so this is the same call (same values, same cache key) as passing the five arguments by hand
     make_source = _MakeModel(n_cls, profile.width)
-    source_recipe = Recipe("M^s", init="scratch", lr=profile.source_lr, epochs=profile.source_epochs,
-                           optimizer="adam", batch_size=profile.source_batch_size, lr_schedule="cosine",
-                           description=f"source model: scratch on {len(source_train):,} source images "
-                                       f"({n_cls} classes), cosine schedule")
-    source_model, source_history = train_scratch(make_source, source_train, source_val, seed=seed, device=device,
-                                                 cache=cache, progress=progress, **source_recipe.training_kwargs())
+    source_recipe = Recipe(
+        "M^s",
+        init="scratch",
+        lr=profile.source_lr,
+        epochs=profile.source_epochs,
+        optimizer="adam",
+        batch_size=profile.source_batch_size,
+        lr_schedule="cosine",
+        description=f"source model: scratch on {len(source_train):,} source images ({n_cls} classes), cosine schedule",
+    )
+    source_model, source_history = train_scratch(
+        make_source,
+        source_train,
+        source_val,
+        seed=seed,
+        device=device,
+        cache=cache,
+        progress=progress,
+        **source_recipe.training_kwargs(),
+    )
     source_model.eval()
 
     zoom = ZoomOut(profile.zoom_min, profile.zoom_max, profile.zoom_prob)
     recipes = {
-        "M^t": Recipe("M^t", init="source", train_subset=finetune_subset, lr=profile.finetune_lr,
-                      epochs=profile.finetune_epochs, optimizer=profile.finetune_optimizer,
-                      lr_schedule=profile.finetune_lr_schedule, batch_size=profile.finetune_batch_size, bn="update",
-                      description="standard fine-tuning of M^s on D^t, no augmentation"),
-        "M^b": Recipe("M^b (competent)", init="scratch", augment=zoom, lr=profile.scratch_lr,
-                      epochs=profile.scratch_epochs, optimizer="adam", batch_size=profile.scratch_batch_size,
-                      lr_schedule="cosine",
-                      description=f"scratch, {profile.target_train:,} images with zoom-out augmentation"),
+        "M^t": Recipe(
+            "M^t",
+            init="source",
+            train_subset=finetune_subset,
+            lr=profile.finetune_lr,
+            epochs=profile.finetune_epochs,
+            optimizer=profile.finetune_optimizer,
+            lr_schedule=profile.finetune_lr_schedule,
+            batch_size=profile.finetune_batch_size,
+            bn="update",
+            description="standard fine-tuning of M^s on D^t, no augmentation",
+        ),
+        "M^b": Recipe(
+            "M^b (competent)",
+            init="scratch",
+            augment=zoom,
+            lr=profile.scratch_lr,
+            epochs=profile.scratch_epochs,
+            optimizer="adam",
+            batch_size=profile.scratch_batch_size,
+            lr_schedule="cosine",
+            description=f"scratch, {profile.target_train:,} images with zoom-out augmentation",
+        ),
     }
     # the fair partner of the scratch arms: M^t's recipe with the same zoom-out augmentation as M^b
     recipes["M^t (zoom-out)"] = recipes["M^t"].replace(
-        name="M^t (zoom-out)", augment=zoom, description="fine-tuning of M^s on D^t with M^b's zoom-out augmentation")
+        name="M^t (zoom-out)", augment=zoom, description="fine-tuning of M^s on D^t with M^b's zoom-out augmentation"
+    )
     planted = PlantedTruth(
-        shared=shared, source_only=source_only, co_occurring=frozenset(co_occurring), lookalike=frozenset(lookalike),
-        class_attributes=tuple((SHAPES[s], TEXTURES[t], COLOURS[c] if profile.n_colours > 1 else "any")
-                               for s, t, c in table),
+        shared=shared,
+        source_only=source_only,
+        co_occurring=frozenset(co_occurring),
+        lookalike=frozenset(lookalike),
+        class_attributes=tuple(
+            (SHAPES[s], TEXTURES[t], COLOURS[c] if profile.n_colours > 1 else "any") for s, t, c in table
+        ),
         target_train_has_shared=data["target_train_has_shared"],
-        target_train_shared_class=data["target_train_shared_class"])
+        target_train_shared_class=data["target_train_shared_class"],
+    )
     spec = WorldSpec(
-        arch="SmallResNet", head="model.fc", cam_layer="model.layer3", input_size=profile.image_size,
-        mean=_MEAN, std=_STD, recipes=recipes,
+        arch="SmallResNet",
+        head="model.fc",
+        cam_layer="model.layer3",
+        input_size=profile.image_size,
+        mean=_MEAN,
+        std=_STD,
+        recipes=recipes,
         # the fair test's arms: the profile's baselines (the competent M^b trains on 12.5x M^t's images,
         # a difference that is not the point of the comparison, so it is not one; it stays a zoo arm)
         comparison_arms={"M^t (zoom-out)": "M^t (zoom-out)", **{b: b for b in profile.comparison_baselines}},
-        comparison_reference="M^t (zoom-out)", lr_search=tuple(profile.lr_search),
+        comparison_reference="M^t (zoom-out)",
+        lr_search=tuple(profile.lr_search),
         # composites at the paper's 40% of each side; the gates say what that scale can test here
         composite_scale=0.4,
-        v_lo=shapes_v_lo(profile), n_composites_per_class=profile.n_composites_per_class, planted=planted,
-        source_train=source_train, source_recipe=source_recipe, make_source=make_source,
-        make_cluttered=make_cluttered, companion="lite0",
-        provenance={"source_history": source_history,
-                    "source_accuracy": (float(source_history["val_acc"].iloc[-1]) if len(source_history)
-                                        else float("nan"))})
-    fp = _cache.fingerprint("shapes", profile.__dict__, seed, weights_fingerprint(source_model),
-                            {k: _cache.fingerprint(v) for k, v in data.items() if isinstance(v, Tensor)})
-    return World(name="shapes", profile=profile, seed=seed, source_model=source_model, source_classes=names,
-                 source_data=source_val, target_train=target_train, target_val=target_val,
-                 target_classes=list(TARGET_CLASSES), make_scratch=_MakeModel(2, profile.width),
-                 spec=spec, fingerprint=fp)
+        v_lo=shapes_v_lo(profile),
+        n_composites_per_class=profile.n_composites_per_class,
+        planted=planted,
+        source_train=source_train,
+        source_recipe=source_recipe,
+        make_source=make_source,
+        make_cluttered=make_cluttered,
+        companion="lite0",
+        provenance={
+            "source_history": source_history,
+            "source_accuracy": (float(source_history["val_acc"].iloc[-1]) if len(source_history) else float("nan")),
+        },
+    )
+    fp = _cache.fingerprint(
+        "shapes",
+        profile.__dict__,
+        seed,
+        weights_fingerprint(source_model),
+        {k: _cache.fingerprint(v) for k, v in data.items() if isinstance(v, Tensor)},
+    )
+    return World(
+        name="shapes",
+        profile=profile,
+        seed=seed,
+        source_model=source_model,
+        source_classes=names,
+        source_data=source_val,
+        target_train=target_train,
+        target_val=target_val,
+        target_classes=list(TARGET_CLASSES),
+        make_scratch=_MakeModel(2, profile.width),
+        spec=spec,
+        fingerprint=fp,
+    )

@@ -1,5 +1,6 @@
 """The procedural renderer of the ``shapes`` world: source objects (shape x texture x colour) on
 noisy gradient backgrounds, target glyphs, shared objects and non-source clutter; every draw seeded."""
+
 from __future__ import annotations
 
 import math
@@ -11,19 +12,32 @@ from torch import Tensor
 
 from ..profiles import ShapesProfile
 
-SHAPES = ("tee", "aitch", "disc", "square", "triangle", "ring", "star", "diamond", "cross", "hexagon",
-          "crescent", "heart")
+SHAPES = (
+    "tee",
+    "aitch",
+    "disc",
+    "square",
+    "triangle",
+    "ring",
+    "star",
+    "diamond",
+    "cross",
+    "hexagon",
+    "crescent",
+    "heart",
+)
 TEXTURES = ("solid", "striped", "checked", "dotted")
-COLOURS = ("red", "green", "blue")          # hue families when n_colours == 3 (n_colours == 1: any hue)
-GLYPHS = ("tee", "aitch")                   # the target classes' shapes
+COLOURS = ("red", "green", "blue")  # hue families when n_colours == 3 (n_colours == 1: any hue)
+GLYPHS = ("tee", "aitch")  # the target classes' shapes
 TARGET_CLASSES = ["T", "H"]
-_SS = 2                                     # supersampling factor (anti-aliasing)
+_SS = 2  # supersampling factor (anti-aliasing)
 _MEAN, _STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 # --------------------------------------------------------------------------------------------
 # rendering (vectorised over a batch; every random draw comes from an explicit generator)
 # --------------------------------------------------------------------------------------------
+
 
 def _grid(size: int, ss: int = _SS) -> tuple[Tensor, Tensor]:
     s = size * ss
@@ -67,10 +81,10 @@ def _shape_mask(shape: str, u: Tensor, v: Tensor) -> Tensor:
     if shape == "hexagon":
         return torch.maximum(au * 0.866 + av * 0.5, av) < 0.75
     if shape == "crescent":
-        return (r < 0.85) & ((u - 0.38) ** 2 + (v + 0.12) ** 2 > 0.62 ** 2)
+        return (r < 0.85) & ((u - 0.38) ** 2 + (v + 0.12) ** 2 > 0.62**2)
     if shape == "heart":
         x, y = u * 1.25, -v * 1.25 + 0.25
-        return (x * x + y * y - 1) ** 3 - x * x * y ** 3 < 0
+        return (x * x + y * y - 1) ** 3 - x * x * y**3 < 0
     raise ValueError(f"shape must be one of {', '.join(SHAPES)}; got {shape!r}")
 
 
@@ -109,8 +123,9 @@ def _background(g: torch.Generator, n: int, size: int) -> Tensor:
     ang = _uniform(g, n, 0, 2 * math.pi)
     t = (torch.cos(ang).view(-1, 1, 1) * (x - 0.5) + torch.sin(ang).view(-1, 1, 1) * (y - 0.5) + 0.5).clamp(0, 1)
     img = c1.view(n, 3, 1, 1) * (1 - t[:, None]) + c2.view(n, 3, 1, 1) * t[:, None]
-    low = F.interpolate(torch.randn(n, 3, 4, 4, generator=g) * 0.06, size=(size, size),
-                        mode="bilinear", align_corners=False)
+    low = F.interpolate(
+        torch.randn(n, 3, 4, 4, generator=g) * 0.06, size=(size, size), mode="bilinear", align_corners=False
+    )
     fine = torch.randn(n, 3, size, size, generator=g) * 0.035
     return img.add_(low).add_(fine)
 
@@ -118,11 +133,15 @@ def _background(g: torch.Generator, n: int, size: int) -> Tensor:
 def _clutter_params(g: torch.Generator, n: int, lines: tuple[int, int]) -> dict[str, Tensor]:
     k = lines[1]
     count = torch.randint(lines[0], lines[1] + 1, (n,), generator=g)
-    return {"p0": torch.rand(n, k, 2, generator=g) * 1.2 - 0.1, "p1": torch.rand(n, k, 2, generator=g) * 1.2 - 0.1,
-            "width": _uniform(g, n * k, 0.012, 0.03).view(n, k),
-            "colour": _hsv(torch.rand(n * k, generator=g), _uniform(g, n * k, 0.0, 1.0),
-                           _uniform(g, n * k, 0.1, 1.0)).view(n, k, 3),
-            "on": torch.arange(k).view(1, k) < count.view(n, 1)}
+    return {
+        "p0": torch.rand(n, k, 2, generator=g) * 1.2 - 0.1,
+        "p1": torch.rand(n, k, 2, generator=g) * 1.2 - 0.1,
+        "width": _uniform(g, n * k, 0.012, 0.03).view(n, k),
+        "colour": _hsv(torch.rand(n * k, generator=g), _uniform(g, n * k, 0.0, 1.0), _uniform(g, n * k, 0.1, 1.0)).view(
+            n, k, 3
+        ),
+        "on": torch.arange(k).view(1, k) < count.view(n, 1),
+    }
 
 
 def _draw_clutter(img: Tensor, prm: dict[str, Tensor], size: int, active: Tensor) -> Tensor:
@@ -152,16 +171,25 @@ def _paste(img: Tensor, idx: Tensor, mask: Tensor, fill: Tensor) -> None:
     img[idx] = img[idx] * (1 - alpha) + F.avg_pool2d(fill, _SS)
 
 
-def _object_params(g: torch.Generator, n: int, cx: Tensor, cy: Tensor, scale: Tensor, family: Tensor,
-                   n_colours: int) -> dict[str, Tensor]:
+def _object_params(
+    g: torch.Generator, n: int, cx: Tensor, cy: Tensor, scale: Tensor, family: Tensor, n_colours: int
+) -> dict[str, Tensor]:
     # rotation within +-0.3 rad: a square never turns into a diamond (their ranges stay 28 deg apart)
-    return {"cx": cx, "cy": cy, "scale": scale, "rot": _uniform(g, n, -0.3, 0.3),
-            "freq": _uniform(g, n, 3.0, 4.5), "phase": _uniform(g, n, 0, 2 * math.pi),
-            "colour": _colours(g, family, n_colours), "dark": _uniform(g, n, 0.25, 0.45)}
+    return {
+        "cx": cx,
+        "cy": cy,
+        "scale": scale,
+        "rot": _uniform(g, n, -0.3, 0.3),
+        "freq": _uniform(g, n, 3.0, 4.5),
+        "phase": _uniform(g, n, 0, 2 * math.pi),
+        "colour": _colours(g, family, n_colours),
+        "dark": _uniform(g, n, 0.25, 0.45),
+    }
 
 
-def _draw_objects(img: Tensor, shape: Tensor, texture: Tensor, prm: dict[str, Tensor], size: int,
-                  active: Tensor | None = None) -> Tensor:
+def _draw_objects(
+    img: Tensor, shape: Tensor, texture: Tensor, prm: dict[str, Tensor], size: int, active: Tensor | None = None
+) -> Tensor:
     """Paint one object per image (shape/texture indices per image) over ``img``."""
     x, y = _grid(size)
     for si in shape.unique().tolist():
@@ -191,8 +219,9 @@ def _finish(img: Tensor) -> Tensor:
 
 def class_table(profile: ShapesProfile) -> list[tuple[int, int, int]]:
     """``(shape, texture, colour family)`` index triples, one per source class (class id = position)."""
-    return [(s, t, c) for c in range(profile.n_colours) for s in range(profile.n_shapes)
-            for t in range(profile.n_textures)]
+    return [
+        (s, t, c) for c in range(profile.n_colours) for s in range(profile.n_shapes) for t in range(profile.n_textures)
+    ]
 
 
 def _class_name(shape: int, texture: int, colour: int, n_colours: int) -> str:
@@ -200,20 +229,26 @@ def _class_name(shape: int, texture: int, colour: int, n_colours: int) -> str:
     return " ".join(parts)
 
 
-def render_source(profile: ShapesProfile, labels: Tensor, generator: torch.Generator,
-                  chunk: int = 2048) -> Tensor:
+def render_source(profile: ShapesProfile, labels: Tensor, generator: torch.Generator, chunk: int = 2048) -> Tensor:
     """Source images [N, 3, S, S] in [0, 1], one centred object of class ``labels[i]`` each."""
     table = torch.as_tensor(class_table(profile))
     out = []
     for i in range(0, len(labels), chunk):
-        lab = labels[i:i + chunk]
+        lab = labels[i : i + chunk]
         n = len(lab)
         img = _background(generator, n, profile.image_size)
         clut = _clutter_params(generator, n, (1, 4))
         img = _draw_clutter(img, clut, profile.image_size, torch.rand(n, generator=generator) < profile.clutter_prob)
         trip = table[lab]
-        prm = _object_params(generator, n, _uniform(generator, n, 0.38, 0.62), _uniform(generator, n, 0.38, 0.62),
-                             _uniform(generator, n, 0.27, 0.4), trip[:, 2], profile.n_colours)
+        prm = _object_params(
+            generator,
+            n,
+            _uniform(generator, n, 0.38, 0.62),
+            _uniform(generator, n, 0.38, 0.62),
+            _uniform(generator, n, 0.27, 0.4),
+            trip[:, 2],
+            profile.n_colours,
+        )
         img = _draw_objects(img, trip[:, 0], trip[:, 1], prm, profile.image_size)
         out.append(_finish(img))
     return torch.cat(out)
@@ -232,7 +267,9 @@ def _target_params(profile: ShapesProfile, labels: Tensor, shared: Tensor, g: to
     table = torch.as_tensor(class_table(profile))
     has_shared = torch.rand(n, generator=g) < profile.shared_prob
     object_subject = has_shared & (torch.rand(n, generator=g) < 0.5)
-    which = shared[torch.randint(0, len(shared), (n,), generator=g)] if len(shared) else torch.zeros(n, dtype=torch.long)
+    which = (
+        shared[torch.randint(0, len(shared), (n,), generator=g)] if len(shared) else torch.zeros(n, dtype=torch.long)
+    )
     ang = _uniform(g, n, 0, 2 * math.pi)
     osc = _uniform(g, n, 0.27, 0.4)
     # glyph as subject, object beside it
@@ -246,18 +283,32 @@ def _target_params(profile: ShapesProfile, labels: Tensor, shared: Tensor, g: to
     gx2 = (ox2 + dist2 * torch.cos(ang)).clamp(gsc2 * 0.9, 1 - gsc2 * 0.9)
     gy2 = (oy2 + dist2 * torch.sin(ang)).clamp(gsc2 * 0.9, 1 - gsc2 * 0.9)
     pick = lambda a, b: torch.where(object_subject, b, a)  # noqa: E731
-    glyph = _object_params(g, n, pick(gx, gx2), pick(gy, gy2), pick(gsc, gsc2), torch.full((n,), -1),
-                           profile.n_colours)
+    glyph = _object_params(g, n, pick(gx, gx2), pick(gy, gy2), pick(gsc, gsc2), torch.full((n,), -1), profile.n_colours)
     glyph_tex = torch.randint(0, profile.n_textures, (n,), generator=g)
     trip = table[which]
     obj = _object_params(g, n, pick(ox, ox2), pick(oy, oy2), osc, trip[:, 2], profile.n_colours)
-    return {"labels": labels, "glyph": glyph, "glyph_tex": glyph_tex, "has_shared": has_shared, "which": which,
-            "object_subject": object_subject, "obj": obj, "obj_shape": trip[:, 0], "obj_tex": trip[:, 1],
-            "bg_seed": int(torch.randint(0, 2 ** 31 - 1, (1,), generator=g))}
+    return {
+        "labels": labels,
+        "glyph": glyph,
+        "glyph_tex": glyph_tex,
+        "has_shared": has_shared,
+        "which": which,
+        "object_subject": object_subject,
+        "obj": obj,
+        "obj_shape": trip[:, 0],
+        "obj_tex": trip[:, 1],
+        "bg_seed": int(torch.randint(0, 2**31 - 1, (1,), generator=g)),
+    }
 
 
-def render_target(profile: ShapesProfile, params: dict[str, Any], clutter_generator: torch.Generator,
-                  clutter_prob: float, lines: tuple[int, int] = (1, 4), chunk: int = 2048) -> Tensor:
+def render_target(
+    profile: ShapesProfile,
+    params: dict[str, Any],
+    clutter_generator: torch.Generator,
+    clutter_prob: float,
+    lines: tuple[int, int] = (1, 4),
+    chunk: int = 2048,
+) -> Tensor:
     """Target images [N, 3, S, S]: background, clutter (probability ``clutter_prob``), shared object, glyph."""
     n = len(params["labels"])
     bg_g = torch.Generator().manual_seed(params["bg_seed"])
@@ -269,8 +320,14 @@ def render_target(profile: ShapesProfile, params: dict[str, Any], clutter_genera
         clut = _clutter_params(clutter_generator, m, lines)
         img = _draw_clutter(img, clut, profile.image_size, torch.rand(m, generator=clutter_generator) < clutter_prob)
         obj = {k: v[sl] for k, v in params["obj"].items()}
-        img = _draw_objects(img, params["obj_shape"][sl], params["obj_tex"][sl], obj, profile.image_size,
-                            active=params["has_shared"][sl])
+        img = _draw_objects(
+            img,
+            params["obj_shape"][sl],
+            params["obj_tex"][sl],
+            obj,
+            profile.image_size,
+            active=params["has_shared"][sl],
+        )
         glyph = {k: v[sl] for k, v in params["glyph"].items()}
         shapes = torch.as_tensor([SHAPES.index(GLYPHS[int(c)]) for c in params["labels"][sl]])
         img = _draw_objects(img, shapes, params["glyph_tex"][sl], glyph, profile.image_size)
