@@ -41,16 +41,16 @@ if "google.colab" in sys.modules:
 #    within-model contrast: if lingering memories cause distraction, it is higher on L;
 # 3. **paired controls**: the same target patch at the same place on a blurred copy of the source
 #    image (object removed): {term}`excess error` and {term}`flip rate` isolate the source object;
-# 4. **gates**, the preconditions the measure needs, checked in code (`lingerlab.gates`): the source
+# 4. **{term}`gates <gate>`**, the preconditions the measure needs, checked in code (`lingerlab.gates`): the source
 #    object survives the overlay, each arm reads the pasted target on an object-free background,
 #    Grad-CAM is faithful (deletion test), enough classes remain in L and in $F \setminus L$; a claim
 #    whose gate fails is **not testable**, and says which gate;
 # 5. **ten seeds per arm**, effects with a two-stage bootstrap (seeds, then classes within each seed),
 #    one-sided exact permutation p-values in the paper's direction, Holm across the world's family of
 #    tests, and one of four verdicts from one rule in code (`lingerlab.stats.verdict`): **holds**,
-#    **does not hold** (the 90% interval inside an equivalence margin fixed in code,
+#    **does not hold** (the 90% interval inside an {term}`equivalence margin` fixed in code,
 #    `comparison.MARGINS`, or the paper's direction excluded with Holm control), **inconclusive** (with
-#    the smallest effect the design detects at 80% power) and **not testable**.
+#    its {term}`minimum detectable effect` at 80% power) and **not testable**.
 #
 # The prose below describes the profile this book was built with (`smoke`, a CPU).
 #
@@ -81,12 +81,11 @@ import sys
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 import lingerlab as ll
 from lingerlab import checks, comparison
-from lingerlab.plotting import Findings, plot_fig3a, plot_headline, show_cam, show_image
+from lingerlab.plotting import Findings, plot_fig3a, plot_headline
 
 ch = ll.chapter(world, profile, seed, device, n_seeds=10)
 dev, seeds, world_, audit = ch.device, ch.seeds, ch.world, ch.audit
@@ -185,14 +184,14 @@ linger_view
 # %%
 ft = comparison.fair_test(audit, arms, seeds)
 ll.glue("nb04_p_floor", comparison.smallest_p(len(seeds), len(seeds), "greater"), display=False)
-view = ft.table[ft.table.measure.isin(["target_acc", "err_source_only", "err_neutral", "excess_error", "flip_rate",
-                                       "distraction", "distraction_null", "distraction_excess"])]
-view = view.assign(value=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(view["mean"], view["ci_lo"], view["ci_hi"])])
-view.pivot_table(index=["subset", "measure"], columns="arm", values="value", aggfunc="first", sort=False)
+comparison.measure_table(ft, ["target_acc", "err_source_only", "err_neutral", "err_shared", "excess_error", "flip_rate",
+                               "hijack_rate", "distraction", "distraction_null", "distraction_excess"])
 
 # %% [markdown]
 # Each cell: mean over the seeds [95% bootstrap-over-seeds interval]. `distraction_null` is the
-# per-class shuffled-pair chance level of Eq. 4; `distraction_excess` is Eq. 4 minus that null.
+# per-class shuffled-pair chance level of Eq. 4; `distraction_excess` is Eq. 4 minus that null;
+# `err_shared` puts the same patch on an image of a shared class instead (the paper's Figure 6);
+# `hijack_rate` counts the paper's Figure 1 (next section).
 
 # %% tags=["hide-input", "remove-output"]
 fig = plot_fig3a(ft, [ref, *ft.baselines[:1]],
@@ -251,6 +250,38 @@ ll.glue(f"nb04_{world_.name}_findings", Findings(comparison.findings(ft)), displ
 Markdown(comparison.findings(ft))
 
 # %% [markdown]
+# (nb04-hijacks)=
+# ## Hijacks: the paper's Figure 1, searched for
+#
+# A composite {term}`hijacks <hijack>` an arm when the arm is wrong on it, right on the same patch with the source
+# object blurred away, and the other arm of the pair is right on it (same seed). The paper shows such
+# cases one by one (its Figures 1, 3b and 5); here every composite is searched, the rates enter the
+# family of tests above (`hijack_rate`), and the composites that hijack the reference in the most seeds
+# are shown with their maps. The occlusion of the paper's Figure 5 and the shared classes of its
+# Figure 6, measured on the same composites:
+
+# %%
+ll.glue(f"nb04_{world_.name}_occlusion", Markdown(comparison.occlusion_text(ft)), display=False)
+Markdown(comparison.occlusion_text(ft))
+
+# %% tags=["hide-input", "remove-output"]
+fig, hijacked = ll.figures.hijacks(audit, ft)
+ll.publish(fig, f"04_{world_.name}_hijacks", key="nb04_hijacks_fig")
+
+# %% [markdown]
+# ```{glue:figure} nb04_hijacks_fig
+# :name: fig-nb04-hijacks
+#
+# **The strongest hijacks.** Rows: the composites that hijack the reference in the most seeds (at the
+# first such seed). Columns: the composite (its source class), {term}`M^s`'s map for the source class,
+# the reference's map and probability of the true target class with the object and with it blurred
+# away, and the paper's {term}`M^b` on the composite; white outline: the pasted target image.
+# ```
+
+# %%
+hijacked
+
+# %% [markdown]
 # ## The three maps (Figure 2, third row)
 #
 # For the two source-only classes where the reference is most distracted relative to the paper's
@@ -260,25 +291,11 @@ Markdown(comparison.findings(ft))
 
 
 # %% tags=["hide-input", "remove-output"]
-def show_class(c: int, n: int = 3, model_seed: int = seed):
-    idx = np.flatnonzero(cls.numpy() == c)[:n]
-    sub = comp.subset(torch.as_tensor(idx))
-    maps = {"M^s": audit.maps("M^s", sub, int(c)), ref: audit.maps(arms[ref], sub, sub.target_label, model_seed),
-            ft.baselines[0]: audit.maps(arms[ft.baselines[0]], sub, sub.target_label, model_seed)}
-    fig, axes = plt.subplots(len(idx), 4, figsize=(7.4, 2.0 * len(idx)), squeeze=False)
-    for r in range(len(idx)):
-        show_image(axes[r, 0], sub.images[r], world_.source_classes[c] if r == 0 else None)
-        for j, (name, mp) in enumerate(maps.items(), start=1):
-            show_cam(axes[r, j], sub.images[r], mp[r], name if r == 0 else None, mask=sub.masks[r])
-    fig.tight_layout()
-    return fig
-
-
 pc = ll.plotting.per_class_distraction(ft, [ref, ft.baselines[0]]).pivot_table(
     index="source_class", columns="arm", values="distraction")
 ranked = (pc[ref] - pc[ft.baselines[0]]).sort_values(ascending=False)  # largest gap first
 for rank_, c in zip(("first", "second", "last"), list(ranked.index[:2]) + list(ranked.index[-1:])):
-    fig = show_class(int(c))
+    fig = ll.figures.class_maps(audit, ft, int(c))
     ll.publish(fig, f"04_{world_.name}_maps_{c}", key=f"nb04_maps_{rank_}")
     ll.glue(f"nb04_maps_{rank_}_name", world_.source_classes[int(c)], display=False)
 
@@ -313,7 +330,7 @@ def explorer():
     """Pick a source-only class, see its composites with the three maps (needs Jupyter or Colab)."""
     import ipywidgets as widgets
 
-    return widgets.interactive(lambda c: plt.show(show_class(int(c))),
+    return widgets.interactive(lambda c: plt.show(ll.figures.class_maps(audit, ft, int(c))),
                                c=widgets.Dropdown(options=[(world_.source_classes[c], c) for c in F],
                                                   description="class"))
 

@@ -54,8 +54,8 @@ if "google.colab" in sys.modules:
 world = "shapes"
 real_world = "lite0"  # Figure 7 on real photos
 profile = "smoke"
-# worlds whose remedy table is measured (None: the profile's choice: `world` at smoke, where the real
-# world's table would take longer than the whole book's CPU budget; `world` and `real_world` at full)
+# further worlds whose remedy table is measured besides `world` (None: the profile's `remedy_worlds`:
+# none at smoke, where a real-photo world's table would take longer than the whole book's CPU budget)
 remedy_worlds = None
 seed = 0
 device = "auto"
@@ -66,7 +66,7 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
 import lingerlab as ll
 from lingerlab import sweeps
@@ -77,7 +77,7 @@ ch = ll.chapter(world, profile, seed, device, n_seeds=5)
 dev, world_, audit = ch.device, ch.world, ch.audit
 det_seeds = ch.seeds          # Eq. 5: five seeds of M^t (the models of notebook 4)
 seeds = ch.seeds[:3]          # remedies and the size sweep: three seeds each
-sizes = {"smoke": (50, 100, 200, 400), "full": (100, 200, 500, 1000, 2000)}.get(profile, (50, 100, 200, 400))
+sizes = world_.profile.size_sweep  # Figure 7's training-set sizes
 audit
 
 # %% [markdown]
@@ -279,33 +279,28 @@ advice
 # ### The same remedies with a real ImageNet model, and which help in which world
 #
 # The table above, for EfficientNet-Lite0 fine-tuned on the LFW faces task (`lite0`): same remedies,
-# same three seeds, same rule. It is measured when `remedy_worlds` names `lite0`: by default at profile
-# `full` (a GPU). At `smoke` it would add more CPU training than the whole book's budget allows
+# same three seeds, same rule. It is measured when `remedy_worlds` names `lite0` (by default the profile
+# field of the same name: at `full`, a GPU). At `smoke` it would add more CPU training than the whole
+# book's budget allows
 # (`benchmarks/cold_budgets.py --stages lite0 remedies-lite0` times it), so the run stored here says
 # whether it was measured; run it with
-# `papermill 05_mitigation.ipynb out.ipynb -y "remedy_worlds: [shapes, lite0]"`. The last table puts the
+# `papermill 05_mitigation.ipynb out.ipynb -y "remedy_worlds: [lite0]"`. The last table puts the
 # worlds side by side, each remedy's verdict from the rule above (`sweeps.remedy_effects_by_world`).
 
 # %% tags=["hide-input"]
-chosen_worlds = list(remedy_worlds) if remedy_worlds is not None else (
-    [world] if profile == "smoke" else [world, real_world])
 summaries = {world_.name: summary_r}
-if real_world in chosen_worlds and real_world != world:
-    audit_rr = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
+for other_ in world_.profile.remedy_worlds if remedy_worlds is None else remedy_worlds:
+    audit_rr = ll.Audit(ll.load_world(other_, profile=profile, seed=seed, progress=False), device=dev)
     built_r = {}
     with warnings.catch_warnings():  # Eq. 3 over F tests the classes with D^c photos (notebook 3); the rest,
         warnings.filterwarnings("ignore", message=".*cannot be tested.*")  # untestable, are not lingering
         table_rr = sweeps.remedy_table(audit_rr, seeds=seeds, memo=built_r)
-    summaries[real_world] = summary_rr = sweeps.summarize_remedies(table_rr)
-    ll.glue(f"nb05_{real_world}_remedies", summary_rr[cols[:13] + ["time_overhead"] + cols[13:]].round(3),
-            display=False)
+    summaries[other_] = summary_rr = sweeps.summarize_remedies(table_rr)
+    ll.glue(f"nb05_{other_}_remedies", summary_rr[cols[:13] + ["time_overhead"] + cols[13:]].round(3), display=False)
     fig = sweeps.plot_remedies(table_rr)
-    ll.publish(fig, f"05_{real_world}_remedies", key=f"nb05_{real_world}_remedies_fig")
+    ll.publish(fig, f"05_{other_}_remedies", key=f"nb05_{other_}_remedies_fig")
     display(summary_rr[cols].round(3), sweeps.remedy_advice(summary_rr))
-
-else:
-    print(f"{real_world}'s remedy table is not measured in this run (profile {profile!r}, remedy_worlds "
-          f"{chosen_worlds}): the table below has {world_.name} only")
+print(f"remedy tables measured in this run (profile {profile!r}): {', '.join(summaries)}")
 
 # %%
 by_world = sweeps.remedy_effects_by_world(summaries).round(3)
@@ -341,8 +336,17 @@ size.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 # %% [markdown]
 # Each model is measured on the composites of *its own* lingering classes, so a size at which
 # nothing lingers has no composites (NaN). The paper's Figure 7 reads "a larger target set weakens
-# the distraction": compare the Eq. 4 panel with its null, and the excess error and flip rate,
-# against the spread between seeds before reading a trend.
+# the distraction". Which measures fall and which rise with the number of images, by Spearman's rank
+# correlation over every size and seed (`sweeps.size_trends`):
+
+# %%
+trends = sweeps.size_trends(size)
+ll.glue(f"nb05_{world_.name}_size_trends", Markdown(sweeps.describe_trends(trends, world_.name)), display=False)
+display(trends.round(4), Markdown(sweeps.describe_trends(trends, world_.name)))
+
+# %% [markdown]
+# Eq. 4 and the error measures are taken on each model's own L, which changes with the size: read
+# them beside the $|L|$ panel and the Eq. 4 null.
 #
 # The same sweep with a real ImageNet model and real photos (`lite0`): EfficientNet-Lite0 fine-tuned
 # on nested subsets of its LFW training images, from all of them down by halving four times (the
@@ -366,7 +370,10 @@ ll.publish(fig, f"05_{real_world}_size_sweep", key=f"nb05_{real_world}_size_fig"
 # ```
 
 # %%
-size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
+trends_r = sweeps.size_trends(size_r)
+ll.glue(f"nb05_{real_world}_size_trends", Markdown(sweeps.describe_trends(trends_r, real_world)), display=False)
+display(size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3), trends_r.round(4),
+        Markdown(sweeps.describe_trends(trends_r, real_world)))
 
 # %% [markdown]
 # (nb05-arch)=
@@ -386,8 +393,8 @@ size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 arch_specs = sweeps.figure8_specs(shapes_width=audit.world.profile.width)
 arch = {name: sweeps.arch_comparison(specs, profile=profile, seeds=seeds, audit_kwargs={"device": dev})
         for name, specs in arch_specs.items()}
-arch_table = pd.concat([a.view().assign(task=name) for name, a in arch.items()], ignore_index=True)
-arch_overlap = pd.concat([a.overlap.assign(task=name) for name, a in arch.items()], ignore_index=True)
+arch_table = pd.concat([a.view().assign(world=name) for name, a in arch.items()], ignore_index=True)
+arch_overlap = pd.concat([a.overlap.assign(world=name) for name, a in arch.items()], ignore_index=True)
 ll.glue("nb05_arch_table", arch_table, display=False)
 ll.glue("nb05_arch_overlap", arch_overlap.round(3), display=False)
 arch_table
@@ -486,10 +493,11 @@ cov.glue_claims("nb05_claims", [
               f"{len(paper_remedy)} remedies, verdicts {({k: int(v) for k, v in paper_remedy.verdict.value_counts().items()})}; with "
               f"{len(seeds)} seeds no exact p can reach 0.05", "05_mitigation", "nb05-remedy-tests"),
     *[cov.claim(14, "More target data weakens the distraction", "Fig. 7", w, "measured",
-                f"{len(s_['n_train'].unique())} sizes x {s_['seed'].nunique()} seeds; no test defined",
-                "05_mitigation", "nb05-size") for w, s_ in ((world_.name, size), (real_world, size_r))],
+                f"{len(s_['n_train'].unique())} sizes x {s_['seed'].nunique()} seeds; "
+                + sweeps.describe_trends(t_, w).split(": ", 1)[1], "05_mitigation", "nb05-size")
+      for w, s_, t_ in ((world_.name, size, trends), (real_world, size_r, trends_r))],
     *[cov.claim(15, "Across architectures, M^t is distracted more than its scratch M^b", "Fig. 8",
-                real_world if name == "real photos" else world_.name,
+                name,
                 cov.majority_status(r["distraction_excess_verdict"] for r in rows_),
                 "; ".join(f"{r['label']}: {r['distraction_excess_verdict']}" for r in rows_), "05_mitigation",
                 "nb05-arch") for name, rows_ in arch_rows.items()],

@@ -22,7 +22,9 @@ from PIL import Image
 
 from lingerlab import cli
 from lingerlab.cli import args as cli_args
-from lingerlab.report_html import SECTION_IDS
+from lingerlab.cli.verdicts import STATUSES, TEST_FIELDS
+from lingerlab.gates import GATES
+from lingerlab.report_html import SECTION_IDS, esc
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -191,8 +193,11 @@ def _check_outputs(out: Path, baseline: str) -> dict:
         "composites",
         "distraction",
         "detection",
+        "gates",
         "verdicts",
+        "verdict_counts",
         "protocol",
+        "findings",
         "files",
         "target_val_acc",
     ):
@@ -208,6 +213,7 @@ def _check_outputs(out: Path, baseline: str) -> dict:
         "distraction",
         "distraction_by_class",
         "detection",
+        "gates",
         "verdicts",
         "data_summary",
         "models",
@@ -215,6 +221,13 @@ def _check_outputs(out: Path, baseline: str) -> dict:
     ):
         assert (out / f"{name}.csv").stat().st_size > 0, name
     assert set(res["files"]) == {p.name for p in out.iterdir()}
+    # the book's protocol: every test has one of the four verdicts, its gate or its detectable effect
+    assert set(res["verdict_counts"]) == set(STATUSES) and sum(res["verdict_counts"].values()) == len(res["verdicts"])
+    for v in res["verdicts"]:
+        assert set(TEST_FIELDS) <= set(v) and v["verdict"] in STATUSES, v
+        assert (v["verdict"] == "not testable") == bool(v["gate"]), v
+        assert esc(v["verdict_text"]) in html and esc(v["claim"]) in html
+    assert 'id="verdicts"' in html and "<h3>Gates</h3>" in html and "<h3>Findings</h3>" in html
     return res
 
 
@@ -253,6 +266,7 @@ def test_audit_end_to_end_no_baseline(no_baseline_run):
     assert res["head"] == {"name": "fc", "how": "found", "module": "nn.Linear 512->10"}
     assert res["cam_layer"] == {"name": "layer3", "how": "found", "output": "256x2x2"}
     assert res["protocol"]["kind"].startswith("no baseline")
+    assert {v["kind"] for v in res["verdicts"]} == {"within model"}, "no M^b: no test between arms"
     assert res["source_only"]["n_F"] >= 1 and res["composites"]["n"] >= 3
     print(f"end-to-end (no baseline): {wall:.1f} s")
 
@@ -270,10 +284,12 @@ def test_audit_end_to_end_scratch_baseline(fixtures, tmp_path):
     res = _check_outputs(out, "scratch")
     assert res["head"]["how"] == res["cam_layer"]["how"] == "given" and res["cam_layer"]["name"] == "layer3"
     assert res["protocol"]["kind"].startswith("n seeds of M^b")
-    assert (out / "comparison.csv").exists() and (out / "baseline_recipe.csv").exists()
+    assert (out / "fair_test.csv").exists() and (out / "baseline_recipe.csv").exists()
     assert len(res["target_val_acc"]["M^b"]) == 2
     claims = [v["claim"] for v in res["verdicts"]]
-    assert any("scratch backbone" in c for c in claims) and any("distraction_excess" in c for c in claims)
+    assert "distraction_excess on L: M^t > M^b" in claims and "distraction_excess of M^t: L > F \\ L" in claims
+    # 2 + 2 seeds: no permutation p reaches 0.05, so no between-arm test can hold
+    assert not any(v["verdict"] == "holds" for v in res["verdicts"] if v["kind"] == "between arms")
 
 
 def test_audit_with_a_pickled_model_and_a_given_baseline(fixtures, tmp_path):
@@ -294,6 +310,102 @@ def test_audit_with_a_pickled_model_and_a_given_baseline(fixtures, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["baseline"] == "given" and res["protocol"]["kind"].startswith("two single given models")
+    assert {v["baseline"] for v in res["verdicts"] if v["kind"] == "between arms"} == {"M^b"}
+
+
+def test_results_hold_the_gates_and_the_four_verdicts(no_baseline_run):
+    """results.json: the gates table's rows, every test with its verdict, effect, interval, Holm p,
+    minimum detectable effect, gate and margin, and the counts of the four verdicts (as the CSVs)."""
+    import pandas as pd
+
+    r, out, _ = no_baseline_run
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["gates"] and {g["gate"] for g in res["gates"]} <= set(GATES)
+    for g in res["gates"]:
+        assert set(g) == {"gate", "subject", "value", "rule", "passed"} and isinstance(g["passed"], bool)
+    for v in res["verdicts"]:
+        for key in ("claim", "verdict", "effect", "ci_lo", "ci_hi", "p_holm", "mde", "gate", "margin"):
+            assert key in v, key
+        if v["verdict"] == "inconclusive":
+            assert "detectable" in v["verdict_text"]
+        if v["verdict"] == "not testable":
+            assert v["gate"].split(" (")[0] in GATES and v["verdict_text"] == f"not testable: {v['gate']}"
+    counts = pd.Series([v["verdict"] for v in res["verdicts"]]).value_counts().to_dict()
+    assert res["verdict_counts"] == {s: counts.get(s, 0) for s in STATUSES}
+    csv = pd.read_csv(out / "verdicts.csv")
+    assert list(csv["claim"]) == [v["claim"] for v in res["verdicts"]]
+    assert len(pd.read_csv(out / "gates.csv")) == len(res["gates"])
+    assert "findings" in res and res["findings"].startswith(f"Of {len(res['verdicts'])} tests:")
+
+
+def test_an_empty_L_makes_the_eq4_claims_not_testable(fixtures, tmp_path):
+    """No class lingers (p_lo near 1): the Eq. 4 claims over L cannot be tested, and the report says
+    which gate fails (the contrast size), never "inconclusive"."""
+    out = tmp_path / "out"
+    r = _run(
+        _args(
+            fixtures,
+            out,
+            **{"--p-lo": "0.99", "--baseline": "torchvision:resnet18", "--baseline-weights": str(fixtures["target_w"])},
+        )
+        + ["--quiet"],
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["lingering"]["n_L"] == 0 and res["baseline"] == "given"
+    eq4 = [v for v in res["verdicts"] if v["measure"] == "distraction_excess"]
+    assert {v["kind"] for v in eq4} == {"between arms", "within model"}
+    for v in eq4:
+        assert v["verdict"] == "not testable" and v["gate"].startswith("contrast size"), v
+    assert not any(v["verdict"] == "inconclusive" for v in res["verdicts"])
+    gate = {(g["gate"], g["subject"]): g for g in res["gates"]}
+    assert gate[("contrast size", "L")]["passed"] is False
+    assert "not testable: contrast size" in (out / "report.html").read_text()
+
+
+def test_without_composites_every_test_is_not_testable_for_the_contrast_size():
+    """No class of F has images: nothing to test, and every claim says which gate fails (no run needed)."""
+    from types import SimpleNamespace
+
+    from lingerlab import comparison
+    from lingerlab.cli import verdicts
+
+    for has_baseline, n in ((True, 7), (False, 2)):
+        run = SimpleNamespace(
+            audit=None, comp=None, F=[3, 4], F_images=[], has_baseline=has_baseline, seeds=[0], baseline="given"
+        )
+        ft = verdicts.fair_test(run)
+        assert len(ft.tests) == n and (ft.tests["verdict"] == "not testable").all()
+        assert set(ft.tests["gate"]) <= {"contrast size (L)", "contrast size (L and F \\ L)"}
+        assert not ft.gates.table["passed"].any() and "no class of F has images" in ft.gates.table["value"].iloc[0]
+        assert verdicts.counts(ft) == {"holds": 0, "does not hold": 0, "inconclusive": 0, "not testable": n}
+        assert all(r["verdict_text"].startswith("not testable: contrast size") for r in verdicts.records(ft))
+        assert comparison.findings(ft).startswith(f"Of {n} tests: 0 holds")
+
+
+def test_when_the_overlay_hides_every_object_every_test_fails_object_survival(fixtures, monkeypatch, tmp_path, capsys):
+    """No class's object survives the pasted target: no class is left to test, and every claim names
+    the object-survival gate (the gates table is still computed and written)."""
+    from lingerlab import checks
+
+    real = checks.source_survival
+
+    def hidden(audit, comp, *args, **kwargs):
+        out = real(audit, comp, *args, **kwargs)
+        out["survives"] = False
+        return out
+
+    monkeypatch.setattr(checks, "source_survival", hidden)
+    out = tmp_path / "out"
+    rc, err = _main(_args(fixtures, out), monkeypatch, tmp_path, capsys)
+    assert rc == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert res["verdict_counts"]["not testable"] == len(res["verdicts"]) == 2
+    assert {v["gate"] for v in res["verdicts"]} == {"object survival (F)"}
+    gate = {(g["gate"], g["subject"]): g for g in res["gates"]}
+    assert gate[("object survival", "F")]["passed"] is False and len(res["gates"]) >= 5
 
 
 BAD = {

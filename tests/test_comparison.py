@@ -8,16 +8,7 @@ import pytest
 import torch
 
 from lingerlab.audit import Audit
-from lingerlab.comparison import (
-    MEASURES,
-    by_class,
-    compare,
-    control_sets,
-    controls,
-    model_level_test,
-    per_seed,
-    verdict,
-)
+from lingerlab.comparison import control_sets, controls
 
 from test_audit import make_tiny_world
 
@@ -39,75 +30,13 @@ def test_control_sets_are_paired(audit):
     assert set(shared_cls.tolist()) <= set(audit.world.planted_shared)
 
 
-def test_compare_and_verdict(audit):
-    arms = {
-        "M^t": "M^t",
-        "M^b (same data)": "M^b (same data)",
-        "M^b (competent)": "M^b (competent)",
-        "M^b (matched acc)": "M^b (matched acc)",
-        "remedy": lambda seed: audit.target_model(seed, lr=0.02),
-    }
-    table = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
-    assert len(table) == len(arms) * len(MEASURES)
-    assert set(table["measure"]) == set(MEASURES)
-    row = table.set_index(["arm", "measure"])
-    for arm in arms:
-        assert len(row.loc[(arm, "err_source_only"), "values"]) == 2
-        exc = row.loc[(arm, "excess_error"), "mean"]
-        assert exc == pytest.approx(row.loc[(arm, "err_source_only"), "mean"] - row.loc[(arm, "err_neutral"), "mean"])
-        lo, hi = row.loc[(arm, "err_source_only"), ["ci_lo", "ci_hi"]]
-        assert np.isnan(lo) or lo <= row.loc[(arm, "err_source_only"), "mean"] <= hi
-    assert np.isnan(row.loc[("M^t", "distraction"), "p_welch"])
-    assert row.loc[("remedy", "distraction"), "p_perm"] <= 1
-    v = verdict(table)
-    assert set(v["baseline"]) == set(arms) - {"M^t"}
-    assert (v["holds"] == (np.where(v["worse_if"] == "higher", 1, -1) * v["diff"] > 0)).all()
-    # the per-composite view and the per-class view agree with the table
-    ctl = controls(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
-    ps = per_seed(ctl)
-    assert ps.loc[ps["arm"] == "M^t", "err_source_only"].mean() == pytest.approx(
-        row.loc[("M^t", "err_source_only"), "mean"]
-    )
-    bc = by_class(ctl)
-    assert set(bc["source_class"]) == {2, 3, 4}
+def test_controls_check_arms_seeds_and_reference(audit):
     with pytest.raises(ValueError, match="arms"):
-        compare(audit, ["M^t", "nope"], seeds=(0,))
+        controls(audit, ["M^t", "nope"], seeds=(0,))
     with pytest.raises(ValueError, match="seeds"):
-        compare(audit, ["M^t"], seeds=(0, 0))
+        controls(audit, ["M^t"], seeds=(0, 0))
     with pytest.raises(ValueError, match="reference"):
-        compare(audit, ["M^b"], seeds=(0,))
-
-
-def test_model_level_test_exact():
-    out = model_level_test([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
-    assert out["diff"] == 3.0
-    assert out["p_perm"] == pytest.approx(2 / 20)  # only the two extreme splits are as extreme
-    assert 0 < out["p_welch"] < 0.05
-    same = model_level_test([1.0, 1.0], [1.0, 1.0])
-    assert same["p_perm"] == 1.0 and np.isnan(same["p_welch"])
-
-
-def test_verdict_orientation():
-    rows = []
-    for arm, acc, err in (("M^t", 0.99, 0.40), ("M^b", 0.95, 0.10)):
-        for m, val in (("target_acc", acc), ("err_source_only", err)):
-            rows.append(
-                {
-                    "arm": arm,
-                    "measure": m,
-                    "mean": val,
-                    "values": (val, val),
-                    "p_welch": 0.01,
-                    "p_perm": 0.3,
-                    "p_composite": 0.02,
-                }
-            )
-    v = verdict(pd.DataFrame(rows), reference="M^t").set_index("measure")
-    assert bool(v.loc["err_source_only", "holds"]) and bool(v.loc["err_source_only", "significant"])
-    assert not bool(v.loc["target_acc", "holds"])  # M^t is *more* accurate on clean data
-    assert v.loc["err_source_only", "summary"].startswith("holds in every seed")
-    with pytest.raises(ValueError, match="reference"):
-        verdict(pd.DataFrame(rows), reference="M^x")
+        controls(audit, ["M^b"], seeds=(0,))
 
 
 def test_shared_pool_uses_classes_with_images():
@@ -131,30 +60,27 @@ def test_shared_pool_uses_classes_with_images():
     assert _shared_pool(planted) == [1, 3]
 
 
-def test_without_a_shared_class_err_shared_is_nan_and_not_a_verdict(audit, monkeypatch):
+def test_without_a_shared_class_err_shared_is_nan_and_not_a_test(audit, monkeypatch):
     """A world with no source class outside F that has images (lite0 at 224 px): the shared control is
-    left out with a warning, its error is NaN, every other measure is the same as with it, and the
-    verdict says "not measured" rather than "reversed"."""
+    left out with a warning, its error is NaN, every other control is the same as with it, and the
+    fair test reports err_shared as NaN and tests nothing on it."""
     from lingerlab import comparison
 
     arms = ("M^t", "M^b (competent)")
-    with_shared = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4]).set_index(["arm", "measure"])
+    with_shared = controls(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
     monkeypatch.setattr(comparison, "_shared_pool", lambda a: [])
     with pytest.warns(RuntimeWarning, match="shared-class control is not available"):
         sets = control_sets(audit, classes=[2, 3, 4])
     assert set(sets) == {"source_only", "neutral"}
     with pytest.warns(RuntimeWarning, match="not available"):
-        table = compare(audit, arms, seeds=(0, 1), classes=[2, 3, 4]).set_index(["arm", "measure"])
-    assert table.loc[("M^t", "err_shared"), ["mean", "ci_lo", "min", "diff_vs_ref"]].isna().all()
-    assert table.loc[("M^b (competent)", "err_shared"), ["mean", "p_welch", "p_perm", "p_composite"]].isna().all()
-    others = [m for m in MEASURES if m != "err_shared"]
-    pd.testing.assert_frame_equal(
-        table.loc[(slice(None), others), ["mean", "p_welch"]],
-        with_shared.loc[(slice(None), others), ["mean", "p_welch"]],
-    )
-    v = verdict(table.reset_index()).set_index("measure")
-    assert v.loc["err_shared", "summary"].startswith("not measured")
-    assert not v.loc["err_shared", "holds"] and not v.loc["err_shared", "significant"]
+        ctl = controls(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
+    assert ctl["correct_shared"].isna().all() and with_shared["correct_shared"].notna().all()
+    others = [c for c in ctl.columns if c != "correct_shared"]
+    pd.testing.assert_frame_equal(ctl[others], with_shared[others])
+    ft = comparison.summarize(ctl, n_boot=200)
+    shared = ft.table[ft.table["measure"] == "err_shared"]
+    assert len(shared) and shared["mean"].isna().all()
+    assert "err_shared" not in set(ft.tests["measure"])
 
 
 # ------------------------------------------------------------------ the fair test
@@ -284,3 +210,35 @@ def test_recipe_table_and_describe(audit):
     assert text.startswith(f"Of {len(ft.tests)} tests:") and text.count("\n- ") == len(ft.tests)
     for v in ft.tests["verdict"]:
         assert f"**{v}**" in text
+
+
+def test_hijacks_need_a_flip_and_the_other_arm_right():
+    from lingerlab.comparison import with_hijacks
+
+    rows = []
+    # composite 0: ref flips, base right -> a hijack of ref; composite 1: ref flips, base wrong -> no
+    # hijack; composite 2: base flips, ref right -> a hijack of base; composite 3: nobody flips
+    table = {
+        ("ref", 0): (False, True),
+        ("ref", 1): (False, True),
+        ("ref", 2): (True, True),
+        ("ref", 3): (True, True),
+        ("base", 0): (True, True),
+        ("base", 1): (False, False),
+        ("base", 2): (False, True),
+        ("base", 3): (True, True),
+    }
+    for (arm, comp), (right, right_neutral) in table.items():
+        rows.append(
+            {
+                "arm": arm,
+                "seed": 0,
+                "composite": comp,
+                "correct_source_only": right,
+                "correct_neutral": right_neutral,
+                "flip": right_neutral and not right,
+            }
+        )
+    out = with_hijacks(pd.DataFrame(rows), "ref", "base").set_index(["arm", "composite"])["hijack"]
+    assert out[("ref", 0)] and not out[("ref", 1)] and not out[("ref", 2)] and not out[("ref", 3)]
+    assert out[("base", 2)] and not out[("base", 0)] and not out[("base", 1)]

@@ -310,7 +310,7 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
         assert sorted(L) == [0, 1]
         ctl = res.tests[label].controls
         assert set(ctl.loc[ctl.in_L, "source_class"]) <= set().union(*map(set, L.values()))
-    verdicts = {"holds", "does not hold", "inconclusive", "not measured"}
+    verdicts = {"holds", "does not hold", "inconclusive", "not testable", "not measured"}
     assert {t.loc[0, "distraction_excess_verdict"], t.loc[0, "excess_error_verdict"]} <= verdicts
     # labelled specs with world options; a baseline the world does not compare is an error naming the arms
     # (p_lo ~ 0: every class of F with images lingers, so L is F's classes with images in every seed)
@@ -355,7 +355,7 @@ def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
     from lingerlab.worlds.lite import VARIANTS
 
     specs = figure8_specs(24)
-    assert list(specs["real photos"].values()) == [(name, None) for name in VARIANTS]
+    assert list(specs["lite0"].values()) == [(name, None) for name in VARIANTS]
     assert [opts["width"] for _, _, opts in map(_as_spec, specs["shapes"].values())] == [8, 24]
     assert all(_as_spec(s_) for group in specs.values() for s_ in group.values())
     with pytest.raises(ValueError, match="shapes_width"):
@@ -493,3 +493,29 @@ def test_measure_reads_eq3_from_F_images_only_and_agrees_with_the_full_pass():
     assert np.isclose(row["mean_p_st"], float(full["p_st"].mean()), rtol=0, atol=1e-6)
     # no class of the list has images: the whole of D^c is read, and Eq. 3 marks each untestable
     assert sweeps._images_of(audit, [len(audit.world.source_classes) + 5]) is audit.world.source_data
+
+
+def test_size_trends_name_what_falls_and_what_rises():
+    from lingerlab.sweeps import describe_trends, size_trends
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "n_train": n,
+            "seed": s,
+            "n_lingering": 10 - n / 100 + rng.normal(0, 0.1),
+            "distraction": 0.2 + n / 1000 + rng.normal(0, 0.01),
+            "distraction_excess": rng.normal(),
+            "err_source_only": np.nan,
+            "excess_error": rng.normal(),
+            "flip_rate": rng.normal(),
+        }
+        for n in (50, 100, 200, 400)
+        for s in range(3)
+    ]
+    t = size_trends(pd.DataFrame(rows)).set_index("measure")
+    assert t.loc["n_lingering", "trend"] == "falls" and t.loc["distraction", "trend"] == "rises"
+    assert t.loc["err_source_only", "trend"] == "not measured" and t.loc["err_source_only", "points"] == 0
+    assert t.loc["n_lingering", "spearman_rho"] < -0.9
+    text = describe_trends(t.reset_index(), "toy")
+    assert "falls: n_lingering" in text and "rises: distraction" in text and "not measured: err_source_only" in text

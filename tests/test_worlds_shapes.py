@@ -106,7 +106,7 @@ def test_tiny_world_fields(tiny):
     mt, mb = w.spec.recipes["M^t"], w.spec.recipes["M^b"]
     assert len(w.target_train) == 48 and len(mt.train_subset) == 16 and mt.init == "source"
     assert mb.train_subset is None and isinstance(mb.augment, ZoomOut) and mb.init == "scratch"
-    assert w.spec.v_lo == 1 and w.spec.composite_scale == 0.6 and w.spec.source_train is not None
+    assert w.spec.v_lo == 1 and w.spec.composite_scale == 0.4 and w.spec.source_train is not None
     x, y = w.target_val[0]
     assert x.shape == (3, 32, 32) and w.make_scratch()(x[None].repeat(2, 1, 1, 1)).shape == (2, 2)
     assert w.source_model(x[None]).shape == (1, n)
@@ -123,8 +123,8 @@ def test_tiny_world_spec_is_complete(tiny):
     assert spec.arch == "SmallResNet" and spec.input_size == 32
     assert spec.mean == tuple(w.source_model.mean.flatten().tolist())
     assert spec.std == tuple(w.source_model.std.flatten().tolist())
-    assert list(spec.comparison) == ["M^t (zoom-out)", "M^t (no aug.)", *w.profile.comparison_baselines]
-    assert spec.comparison["M^t (no aug.)"] == "M^t" and spec.reference_arm == "M^t (zoom-out)"
+    assert list(spec.comparison) == ["M^t (zoom-out)", *w.profile.comparison_baselines]
+    assert spec.reference_arm == "M^t (zoom-out)" and spec.lr_search == w.profile.lr_search
     assert spec.n_composites_per_class == w.profile.n_composites_per_class
     assert all(isinstance(r, Recipe) for r in spec.recipes.values())
     assert len({spec.recipes["M^t"], spec.recipes["M^b"]}) == 2  # hashable (frozen)
@@ -176,7 +176,7 @@ def test_recipes_carry_the_profile(tiny):
         optimizer=p.finetune_optimizer,
         batch_size=p.finetune_batch_size,
         bn="update",
-        lr_schedule="constant",
+        lr_schedule=p.finetune_lr_schedule,
         augment=None,
         head=None,
         momentum=0.9,

@@ -24,7 +24,6 @@ from .training import evaluate, finetune, train_scratch
 from .worlds import World, WorldSpec, available_worlds, load_world
 from .attribution import cam, gradcam
 from .audit import Audit
-from .comparison import compare, verdict
 from .detection import auroc, evaluate_detection, fpr_at_tpr
 from .lingering import default_p_lo
 from . import coverage, figures, ood, plotting
@@ -45,11 +44,9 @@ __all__ = [
     "chapter",
     "recipe_table",
     "auroc",
-    "compare",
     "default_p_lo",
     "evaluate_detection",
     "fpr_at_tpr",
-    "verdict",
     "Audit",
     "World",
     "available_worlds",

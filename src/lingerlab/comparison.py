@@ -13,23 +13,21 @@ and wrong more often than a model trained from scratch, M^b. Three things make t
    paper predicts should not distract. ``excess_error`` = error on source-only minus error on neutral;
    ``flip_rate`` = right on neutral, wrong on source-only. These separate "M^t is weak on a small
    pasted target" from "the source object pulls M^t away".
-2. **Seeds.** Each arm is trained with several seeds; the table reports the spread between models
-   (seed-level t-interval, min/max) next to the spread between composites (composite-level standard
-   error), and tests M^t against each baseline at the level of models (Welch t-test and an exact
-   permutation test over per-seed means) as well as over composites (paired sign-flip test on
-   per-composite values averaged over seeds).
+2. **Seeds.** Each arm is trained with several seeds; the fair test reports every measure as a mean
+   over seeds with a bootstrap-over-seeds interval, and tests M^t against each baseline with an exact
+   permutation test over the seeds and a hierarchical bootstrap (seeds, then classes) for the effect's
+   interval (:func:`summarize`).
 3. **Baselines.** ``M^b (same data)``: the scratch recipe on exactly M^t's training images;
    ``M^b (competent)``: the world's competent scratch recipe; ``M^b (matched acc)``: the recipe on
    fewer images so its validation accuracy matches M^t's (``arms.Zoo.matched``; default only for
-   ``shapes``, where data are free). The ``baseline`` column says what each arm is.
+   ``shapes``, where data are free). :func:`recipe_table` says what each arm is.
 
-``compare(audit)`` returns one tidy row per (arm, measure); ``verdict(table)`` says per measure and
-baseline whether the paper's ordering (M^t worse than M^b) holds, with the numbers.
+``fair_test(audit)`` runs the controls, the gates (``gates``) and the family of tests over L, each with
+one verdict of ``stats.verdict``; ``findings`` says it in words.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -38,7 +36,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import nn
 
 from . import cache as _cache
@@ -46,11 +43,11 @@ from . import checks as _checks
 from . import gates as _gates
 from . import stats as _stats
 from ._data import gather
-from ._validation import check_choice, check_int_range, check_range
+from ._validation import check_choice, check_int_range
 from .arms import Recipe
 from .audit import Audit
 from .composites import Composites, neutral_backgrounds, paste
-from .distraction import distraction_with_null, paired_test
+from .distraction import distraction_with_null
 from .checks import composite_clusters
 from .models import as_generator
 
@@ -73,15 +70,9 @@ __all__ = [
     "CONTRAST_MEASURES",
     "DEFAULT_ARMS",
     "MEASURES",
-    "WORSE_IF",
     "default_arms",
     "control_sets",
     "controls",
-    "per_seed",
-    "by_class",
-    "compare",
-    "verdict",
-    "model_level_test",
 ]
 
 ArmSpec = Union[str, Recipe, Callable[[int], nn.Module]]
@@ -96,17 +87,10 @@ MEASURES: dict[str, tuple[str, str]] = {
     "err_shared": ("error, same patch on an image of a shared class", "higher"),
     "excess_error": ("err_source_only - err_neutral (the part due to the source object)", "higher"),
     "flip_rate": ("right on neutral, wrong on source-only", "higher"),
+    "hijack_rate": ("a flip while the other arm is right on the same composite (the paper's Fig. 1)", "higher"),
     "distraction": ("Eq. 4 IoU with M^s's map, source-only composites", "higher"),
     "distraction_null": ("Eq. 4 IoU for shuffled pairs (chance level)", "higher"),
     "distraction_excess": ("distraction - distraction_null", "higher"),
-}
-WORSE_IF = {k: v[1] for k, v in MEASURES.items()}
-
-_BASELINE = {
-    "M^t": 'fine-tuned M^s on D^t (the world\'s recipe "M^t")',
-    "M^b (same data)": "the reference's recipe from random weights: same images, augmentation and steps",
-    "M^b (competent)": 'scratch, the world\'s competent recipe "M^b"',
-    "M^b (matched acc)": "scratch, competent recipe on fewer images, val acc matched to M^t",
 }
 
 
@@ -143,7 +127,7 @@ def control_sets(
 
     ``shared`` is left out, with a warning, when no class outside F has source images (e.g. the
     ``lite0`` world at 224 px, where none of D^c's 22 classes is in a target image's top-k):
-    ``controls`` then reports ``correct_shared`` as NaN and ``compare`` the ``err_shared`` row as NaN."""
+    ``controls`` then reports ``correct_shared`` as NaN and the fair test's ``err_shared`` as NaN."""
     check_choice("neutral", neutral, ("blur", "plain", "noise"))
     comp = audit.composites(classes, composites_seed)
     pool = _shared_pool(audit)
@@ -331,208 +315,13 @@ def _composite_values(ctl: pd.DataFrame) -> pd.DataFrame:
             "err_shared": 1.0 - ctl["correct_shared"].astype(float),  # NaN where no shared control exists
             "excess_error": ctl["correct_neutral"].astype(float) - ctl["correct_source_only"].astype(float),
             "flip_rate": ctl["flip"].astype(float),
+            "hijack_rate": ctl["hijack"].astype(float) if "hijack" in ctl else np.nan,
             "distraction": ctl["distraction"].astype(float),
             "distraction_null": ctl["null"].astype(float),
             "distraction_excess": ctl["distraction"].astype(float) - ctl["null"].astype(float),
         },
         index=ctl.index,
     )
-
-
-def per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
-    """One row per (arm, seed) with every measure of :data:`MEASURES` (means over composites) and
-    ``se_<measure>`` (standard error over composites)."""
-    vals = _composite_values(ctl)
-    vals[["arm", "seed"]] = ctl[["arm", "seed"]]
-    g = vals.groupby(["arm", "seed"], sort=False)
-    mean = g.mean()
-    se = g.agg(
-        lambda s: (
-            float(np.nanstd(s, ddof=1) / math.sqrt(max(1, s.notna().sum()))) if s.notna().sum() > 1 else float("nan")
-        )
-    ).add_prefix("se_")
-    out = mean.join(se)
-    acc = ctl.attrs.get("target_acc", {})
-    out.insert(0, "target_acc", [acc.get(ix, float("nan")) for ix in out.index])
-    out["n_composites"] = g.size()
-    return out.reset_index()
-
-
-def by_class(ctl: pd.DataFrame) -> pd.DataFrame:
-    """Means per (arm, source class) over seeds and composites: the per-class view of the controls."""
-    vals = _composite_values(ctl)
-    vals[["arm", "source_class", "source_name"]] = ctl[["arm", "source_class", "source_name"]]
-    out = vals.groupby(["arm", "source_class", "source_name"], sort=False).mean()
-    out["n"] = vals.groupby(["arm", "source_class", "source_name"], sort=False).size()
-    return out.reset_index()
-
-
-def model_level_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    """Compare two arms at the level of models (one value per seed): Welch's t-test and an exact
-    two-sided permutation test of the difference in means over all relabellings of the pooled seeds.
-    With 3 + 3 seeds the smallest attainable permutation p-value is 0.1."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
-    out = {
-        "diff": float(x.mean() - y.mean()) if len(x) and len(y) else float("nan"),
-        "p_welch": float("nan"),
-        "p_perm": float("nan"),
-    }
-    if len(x) < 1 or len(y) < 1:
-        return out
-    scale = max(1.0, float(np.abs(np.concatenate([x, y])).max()))
-    if len(x) >= 2 and len(y) >= 2 and max(x.std(), y.std()) > 1e-9 * scale:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out["p_welch"] = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
-    pooled = np.concatenate([x, y])
-    obs = abs(x.mean() - y.mean())
-    hits = total = 0
-    for idx in itertools.combinations(range(len(pooled)), len(x)):
-        mask = np.zeros(len(pooled), dtype=bool)
-        mask[list(idx)] = True
-        hits += abs(pooled[mask].mean() - pooled[~mask].mean()) >= obs - 1e-12
-        total += 1
-    out["p_perm"] = hits / total
-    return out
-
-
-def _t_interval(v: np.ndarray, level: float) -> tuple[float, float]:
-    v = v[~np.isnan(v)]
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
-
-
-def compare(
-    audit: Audit,
-    arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
-    seeds: Sequence[int] = (0, 1, 2),
-    *,
-    reference: str | None = None,
-    classes: Iterable[int] | None = None,
-    composites_seed: int = 0,
-    neutral: str = "blur",
-    level: float = 0.95,
-    n_perm: int = 5000,
-) -> pd.DataFrame:
-    """The comparison table: one row per (arm, measure) of :data:`MEASURES`.
-
-    Columns: ``arm, measure, mean`` (over seeds of the per-seed mean), ``ci_lo, ci_hi`` (a
-    ``level`` t-interval over seeds: the spread between *models*), ``min, max, sd_seeds``,
-    ``se_composites`` (mean over seeds of the standard error over composites: the spread between
-    *composites*), ``n_seeds, n_composites, values`` (per-seed values, in ``seeds`` order),
-    and against ``reference`` (default: the world's ``spec.comparison_reference``): ``diff_vs_ref`` (reference minus
-    arm), ``p_welch`` and
-    ``p_perm`` (model level, see :func:`model_level_test`), ``p_composite`` (paired sign-flip test
-    over composites of the seed-averaged per-composite values; NaN for ``target_acc``), and
-    ``baseline`` (what the arm is). ``arms``: names known to the audit, or a mapping name ->
-    name-or-callable(seed) -> model (remedy arms).
-    """
-    check_range("level", level, 0, 1, lo_open=True, hi_open=True)
-    specs = _arm_specs(audit, arms)
-    reference = _reference(audit, specs, reference)
-    seed_list = _seeds(seeds)
-    ctl = controls(audit, specs, seed_list, classes, composites_seed, neutral, reference=reference)
-    ps = per_seed(ctl)
-    vals = _composite_values(ctl)
-    vals[["arm", "seed", "composite"]] = ctl[["arm", "seed", "composite"]]
-    comp_means = vals.groupby(["arm", "composite"]).mean(numeric_only=True)
-    rows = []
-    with warnings.catch_warnings():  # a measure with no values (err_shared without a shared class) gives NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for arm in specs:
-            sub = ps[ps["arm"] == arm].set_index("seed").loc[seed_list]
-            ref = ps[ps["arm"] == reference].set_index("seed").loc[seed_list]
-            for measure in MEASURES:
-                v = sub[measure].to_numpy(dtype=float)
-                lo, hi = _t_interval(v, level)
-                row: dict[str, Any] = {
-                    "arm": arm,
-                    "measure": measure,
-                    "mean": float(np.nanmean(v)),
-                    "ci_lo": lo,
-                    "ci_hi": hi,
-                    "min": float(np.nanmin(v)),
-                    "max": float(np.nanmax(v)),
-                    "sd_seeds": float(np.nanstd(v, ddof=1)) if len(v) > 1 else float("nan"),
-                    "se_composites": float(np.nanmean(sub[f"se_{measure}"]))
-                    if f"se_{measure}" in sub
-                    else float("nan"),
-                    "n_seeds": len(v),
-                    "n_composites": int(sub["n_composites"].iloc[0]),
-                    "values": tuple(float(x) for x in v),
-                    "diff_vs_ref": float("nan"),
-                    "p_welch": float("nan"),
-                    "p_perm": float("nan"),
-                    "p_composite": float("nan"),
-                    "baseline": _BASELINE.get(arm, "remedy / user arm"),
-                }
-                if arm != reference:
-                    test = model_level_test(ref[measure].to_numpy(dtype=float), v)
-                    row.update(diff_vs_ref=test["diff"], p_welch=test["p_welch"], p_perm=test["p_perm"])
-                    if measure != "target_acc":
-                        a = torch.tensor(comp_means.loc[reference][measure].to_numpy(dtype=float, copy=True))
-                        b = torch.tensor(comp_means.loc[arm][measure].to_numpy(dtype=float, copy=True))
-                        if bool(torch.isfinite(a - b).any()):  # a measure never measured (err_shared) stays NaN
-                            row["p_composite"] = paired_test(a, b, n_perm=n_perm, generator=0, n_boot=200)["p_value"]
-                rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs["reference"] = reference
-    table.attrs["seeds"] = tuple(seed_list)
-    return table
-
-
-def verdict(table: pd.DataFrame, reference: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
-    """Per (baseline arm, measure): does the paper's ordering hold, i.e. is the reference (M^t) worse?
-
-    Columns: ``baseline, measure, worse_if, reference_mean, baseline_mean, diff`` (reference minus
-    baseline), ``holds`` (the mean difference points the paper's way), ``every_seed`` (it does for
-    every seed pair i, i), ``p_welch, p_perm, p_composite``, ``significant`` (``holds`` and
-    ``p_welch < alpha``: the model-level test, not only the composite-level one) and ``summary``.
-    """
-    check_range("alpha", alpha, 0, 1, lo_open=True, hi_open=True)
-    ref = reference or table.attrs.get("reference", "M^t")
-    if ref not in set(table["arm"]):
-        raise ValueError(f"reference must be an arm of the table {sorted(set(table['arm']))}; got {ref!r}")
-    r = table[table["arm"] == ref].set_index("measure")
-    rows = []
-    for arm in [a for a in dict.fromkeys(table["arm"]) if a != ref]:
-        b = table[table["arm"] == arm].set_index("measure")
-        for measure in b.index:
-            worse = WORSE_IF.get(measure, "higher")
-            sign = 1.0 if worse == "higher" else -1.0
-            diff = float(r.loc[measure, "mean"] - b.loc[measure, "mean"])
-            rv, bv = np.asarray(r.loc[measure, "values"], float), np.asarray(b.loc[measure, "values"], float)
-            every = bool(len(rv) == len(bv) and np.all(sign * (rv - bv) > 0))
-            holds = bool(sign * diff > 0)
-            p_w = float(b.loc[measure, "p_welch"])
-            sig = bool(holds and not math.isnan(p_w) and p_w < alpha)
-            word = "not measured" if math.isnan(diff) else "holds" if holds else "tie" if diff == 0 else "reversed"
-            detail = (
-                f"{ref} {r.loc[measure, 'mean']:.3f} vs {arm} {b.loc[measure, 'mean']:.3f} "
-                f"(diff {diff:+.3f}; p_welch {p_w:.3g}, p_perm {float(b.loc[measure, 'p_perm']):.3g}, "
-                f"p_composite {float(b.loc[measure, 'p_composite']):.3g})"
-            )
-            rows.append(
-                {
-                    "baseline": arm,
-                    "measure": measure,
-                    "worse_if": worse,
-                    "reference_mean": float(r.loc[measure, "mean"]),
-                    "baseline_mean": float(b.loc[measure, "mean"]),
-                    "diff": diff,
-                    "holds": holds,
-                    "every_seed": every,
-                    "p_welch": p_w,
-                    "p_perm": float(b.loc[measure, "p_perm"]),
-                    "p_composite": float(b.loc[measure, "p_composite"]),
-                    "significant": sig,
-                    "summary": f"{word}{' in every seed' if every else ''}{', significant' if sig else ''}: {detail}",
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,13 +334,19 @@ SUBSETS = ("L", "F \\ L", "F")
 
 #: the measures of the family of tests, each in the direction the paper predicts for M^t ("higher":
 #: the fine-tuned arm's value is higher than the baseline's, or higher on L than on F \ L)
-FAMILY_MEASURES = ("err_source_only", "excess_error", "flip_rate", "distraction_excess")
+FAMILY_MEASURES = ("err_source_only", "excess_error", "flip_rate", "hijack_rate", "distraction_excess")
 #: the measures of the within-model contrast L vs F \ L
 CONTRAST_MEASURES = ("excess_error", "distraction_excess")
 #: equivalence margins of the symmetric verdict rule, fixed in code before any run: an effect whose 90%
 #: interval lies inside +/- margin is too small to matter. Five points of error, excess error or flip
 #: rate; five hundredths of IoU above the null for Eq. 4 (the gaps in the paper's Figure 3a are tenths).
-MARGINS = {"err_source_only": 0.05, "excess_error": 0.05, "flip_rate": 0.05, "distraction_excess": 0.05}
+MARGINS = {
+    "err_source_only": 0.05,
+    "excess_error": 0.05,
+    "flip_rate": 0.05,
+    "hijack_rate": 0.05,
+    "distraction_excess": 0.05,
+}
 
 
 def subset_per_seed(ctl: pd.DataFrame) -> pd.DataFrame:
@@ -655,6 +450,20 @@ class FairTest:
         return f"{r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]"
 
 
+def with_hijacks(ctl: pd.DataFrame, reference: str, baseline: str) -> pd.DataFrame:
+    """``ctl`` with a ``hijack`` column: the arm is wrong on the composite, right with the source object
+    blurred away (a flip), and the other arm of the pair (the baseline for the reference, the reference
+    for every other arm) is right on the same composite at the same seed: the paper's Figure 1."""
+    key = ["seed", "composite"]
+    right = ctl.set_index(["arm", *key])["correct_source_only"]
+    other = np.where(ctl["arm"] == reference, baseline, reference)
+    idx = pd.MultiIndex.from_arrays([other, ctl["seed"], ctl["composite"]])
+    out = ctl.copy()
+    out["hijack"] = ctl["flip"].to_numpy(bool) & right.reindex(idx).fillna(False).to_numpy(bool)
+    out.attrs.update(ctl.attrs)
+    return out
+
+
 def _verdict_text(r: Any) -> str:
     """A verdict with what it needs beside it: the failed gate, or the minimum detectable effect."""
     if r.verdict == "not testable":
@@ -744,6 +553,8 @@ def summarize(
     bad = [b for b in base if b not in arms or b == ref]
     if bad:
         raise ValueError(f"baselines must be arms of the controls other than the reference {ref!r}; got {bad}")
+    if base:
+        ctl = with_hijacks(ctl, ref, base[0])
     ps = subset_per_seed(ctl)
     seeds = list(dict.fromkeys(ctl["seed"]))
 
@@ -959,6 +770,7 @@ _CLAIM_WORDS = {
     "err_source_only": "is wrong more often on L composites than",
     "excess_error": "has a larger excess error (source object vs blurred background) on L composites than",
     "flip_rate": "is flipped by the source object more often on L composites than",
+    "hijack_rate": "is hijacked (wrong with the object, right without it, the other arm right) more often than",
     "distraction_excess": "is more distracted (Eq. 4 above its per-class null) on L composites than",
 }
 _CONTRAST_WORDS = {
@@ -991,7 +803,7 @@ def _transfer(ft: FairTest, baseline: str) -> str:
     if g is None:
         return ""
     row = g.table[(g.table["gate"] == "transfer helps") & (g.table["subject"] == baseline)]
-    return "" if row.empty else f" ({row['value'].iloc[0]})"
+    return "" if row.empty else f"; {row['value'].iloc[0]}"
 
 
 def describe(ft: FairTest) -> str:
@@ -1001,13 +813,49 @@ def describe(ft: FairTest) -> str:
     lines = []
     for r in ft.tests.itertuples():
         if r.kind == "between arms":
-            what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}{_transfer(ft, r.baseline)}"
+            what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}"
         else:
             what = f"within {r.reference}, {_CONTRAST_WORDS.get(r.measure, r.measure)}"
-        lines.append(f"- {what}: **{r.verdict}** ({_evidence(r)})")
+        extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
+        lines.append(f"- {what}: **{r.verdict}** ({_evidence(r)}{extra})")
     counts = ft.tests["verdict"].value_counts()
     head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "does not hold", "inconclusive", "not testable"))
     return f"Of {len(ft.tests)} tests: {head}.\n\n" + "\n".join(lines)
+
+
+def measure_table(ft: FairTest, measures: Sequence[str], subsets: Sequence[str] = SUBSETS) -> pd.DataFrame:
+    """``mean [95% interval]`` over seeds of each measure on each subset (rows) for every arm
+    (columns), as the book prints it (:meth:`FairTest.interval`); measures absent from the fair test
+    are left out."""
+    t = ft.table
+    arms = list(dict.fromkeys(t["arm"]))
+    rows = {
+        (subset, m): {a: ft.interval(a, m, subset) for a in arms}
+        for subset in subsets
+        for m in measures
+        if ((t["measure"] == m) & (t["subset"] == subset)).any()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["subset", "measure"])
+
+
+def occlusion_text(ft: FairTest) -> str:
+    """The paper's Figures 5 and 6 in two sentences, from the fair test: how much the source object
+    costs each arm on L composites (the excess error: error with the object minus error with it
+    blurred away, the occlusion of Fig. 5), and the reference's error when the background is a
+    shared class instead (Fig. 6: features common in the target data should not distract)."""
+    ref = ft.reference
+    parts = [f"{a} {ft.interval(a, 'excess_error')}" for a in (ref, *ft.baselines)]
+    text = "Blurring the source object away changes the error on L composites (excess error) by " + "; ".join(parts)
+    shared = ft.table[(ft.table["measure"] == "err_shared") & (ft.table["subset"] == "L") & (ft.table["arm"] == ref)]
+    if len(shared) and not np.isnan(float(shared["mean"].iloc[0])):
+        text += (
+            f". With a shared class behind the same patch, {ref}'s error is {ft.interval(ref, 'err_shared')}, "
+            f"against {ft.interval(ref, 'err_source_only')} with the source-only object and "
+            f"{ft.interval(ref, 'err_neutral')} on the blurred background"
+        )
+    else:
+        text += ". This world has no image of a shared class to put behind the patch"
+    return text + " (means over seeds, 95% bootstrap-over-seeds intervals)."
 
 
 def findings(ft: FairTest) -> str:
@@ -1039,6 +887,11 @@ COVERAGE_CLAIMS = {
         "Fig. 3, Fig. 1c",
     ),
     ("between arms", "flip_rate"): (8, "The source object flips M^t's prediction more often than M^b's", "Fig. 1c"),
+    ("between arms", "hijack_rate"): (
+        3,
+        "M^t is hijacked more often than M^b (wrong with the object, right without it, M^b right)",
+        "Fig. 1, Fig. 3b",
+    ),
     ("between arms", "distraction_excess"): (
         9,
         "M^t is distracted more than M^b (Eq. 4 over L, above its null)",
@@ -1086,9 +939,9 @@ def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> s
     cell = ft.interval
     said = f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}"
     if r.verdict in ("not testable", "not measured"):
-        return f"{said}: **{r.verdict}** ({_evidence(r)}){_transfer(ft, base)}."
+        return f"{said}: **{r.verdict}** ({_evidence(r)}{_transfer(ft, base)})."
     return (
         f"{said}: **{r.verdict}** (Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
         f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
-        f"{cell(base, 'distraction_null')}; {_evidence(r)}){_transfer(ft, base)}."
+        f"{cell(base, 'distraction_null')}; {_evidence(r)}{_transfer(ft, base)})."
     )

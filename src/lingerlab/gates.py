@@ -47,6 +47,7 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("between arms", "err_source_only"): (("contrast size", "L"), ("competence on pasted targets", "both")),
     ("between arms", "excess_error"): (("contrast size", "L"), ("competence on pasted targets", "both")),
     ("between arms", "flip_rate"): (("contrast size", "L"), ("competence on pasted targets", "both")),
+    ("between arms", "hijack_rate"): (("contrast size", "L"), ("competence on pasted targets", "both")),
     ("between arms", "distraction_excess"): (("contrast size", "L"), ("attribution faithfulness", "both")),
     ("within model", "excess_error"): (
         ("contrast size", "L and F \\ L"),

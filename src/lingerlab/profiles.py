@@ -75,6 +75,10 @@ class ShapesProfile:
     # the scratch baselines of notebook 4's fair test: smoke keeps the paper's own M^b; full adds the
     # accuracy-matched arm
     comparison_baselines: tuple[str, ...] = ("M^b (same data)",)
+    # notebook 5: further worlds whose remedy table is measured (a real-photo world's costs more CPU
+    # training than the whole smoke book), and the training-set sizes of the Figure 7 sweep
+    remedy_worlds: tuple[str, ...] = ()
+    size_sweep: tuple[int, ...] = (50, 100, 200, 400)
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             finetune_epochs=20,
             scratch_epochs=30,
             comparison_baselines=("M^b (same data)", "M^b (matched acc)"),
+            remedy_worlds=("lite0",),
+            size_sweep=(100, 200, 500, 1000, 2000),
         ),
     },
     "lite0": {"smoke": LiteProfile("smoke"), "full": _lite_full(224)},

@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ __all__ = [
     "Section",
     "esc",
     "table_html",
+    "markdown_html",
     "figure_uri",
     "img",
     "render_page",
@@ -38,6 +40,18 @@ __all__ = [
 ]
 
 WORST = 3  # classes shown with their composites and maps
+#: the fair test's measures shown per subset in the verdicts section
+_MEASURES_SHOWN = (
+    "target_acc",
+    "err_source_only",
+    "err_neutral",
+    "excess_error",
+    "flip_rate",
+    "hijack_rate",
+    "distraction",
+    "distraction_null",
+    "distraction_excess",
+)
 
 SECTION_IDS = ("models-and-data", "source-only", "lingering", "composites", "distraction", "detection", "verdicts")
 
@@ -61,7 +75,7 @@ table.data th { background: #eef1f6; }
 img.fig { max-width: 100%; height: auto; border: 1px solid #e4e7ee; margin: 0.4em 0; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.88em; }
 pre { background: #f6f7fa; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
-.scroll { max-height: 26em; overflow-y: auto; }
+.scroll { max-height: 26em; overflow-y: auto; overflow-x: auto; }
 """
 
 _PAGE = Template("""<!DOCTYPE html>
@@ -146,6 +160,24 @@ def table_html(df: pd.DataFrame, *, max_rows: int | None = 200, scroll: bool = F
     if cut:
         out += f'<p class="note">first {max_rows} of {len(df)} rows (all of them are in the CSV file)</p>'
     return f'<div class="scroll">{out}</div>' if scroll else out
+
+
+def markdown_html(text: str) -> str:
+    """The small Markdown of ``comparison.findings`` as escaped HTML: paragraphs, bullets (lines
+    starting with a dash), bold (double asterisks) and code (backquotes)."""
+
+    def inline(line: str) -> str:
+        out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(line))
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+    parts = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = [ln for ln in block.splitlines() if ln.strip()]
+        if lines and all(ln.lstrip().startswith("- ") for ln in lines):
+            parts.append("<ul>" + "".join(f"<li>{inline(ln.lstrip()[2:])}</li>" for ln in lines) + "</ul>")
+        elif lines:
+            parts.append(f"<p>{inline(' '.join(lines))}</p>")
+    return "\n".join(parts)
 
 
 def new_figure(width: float, height: float):
@@ -510,19 +542,32 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
         s.add("<h3>The flag at p_lo</h3>", table_html(flags))
     secs.append(s)
 
-    # -- verdicts
-    s = Section("verdicts", "Verdicts")
+    # -- verdicts: the book's fair test over L
+    from .comparison import measure_table
+
+    ft = run.ft
+    s = Section("verdicts", "Verdicts: the fair test over L")
     warn(s, "verdicts")
     s.p(f"Protocol: {run.protocol['kind']}. {run.protocol['text']} {run.protocol['family']}")
     s.p(
-        "Verdict rule (stats.verdict): holds when the effect points the paper's way and the Holm-adjusted p is below "
-        "0.05; does not hold when it points the other way and the interval excludes the paper's direction; else "
-        "inconclusive.",
+        "Verdict rule (stats.verdict), in this order: not testable when a gate fails (the gate is named); holds "
+        "when the effect points the paper's way and its Holm-adjusted one-sided p is below 0.05; does not hold "
+        "when its 90% interval lies inside the margin or the Holm-adjusted p against the paper's direction is "
+        "below 0.05; else inconclusive, with the smallest effect detectable at 80% power. Effects: reference "
+        "minus baseline on the composites of L (between arms), or L minus F \\ L within M^t; 95% intervals "
+        "from a hierarchical bootstrap (seeds, then classes). Classes whose object the overlay hides are left out.",
         "note",
     )
-    s.add(table_html(run.tables["verdicts"].drop(columns=["in_family"])))
-    if "comparison" in run.tables:
-        s.add("<h3>The comparison table (comparison.compare)</h3>", table_html(run.tables["comparison"], scroll=True))
+    s.add("<h3>Gates</h3>", table_html(ft.gates.table, scroll=True))
+    s.add("<h3>Tests</h3>", table_html(ft.verdicts(), scroll=True))
+    if len(ft.table):
+        measured = set(ft.table.loc[ft.table["mean"].notna(), "measure"])
+        measures = [m for m in _MEASURES_SHOWN if m in measured]
+        s.add(
+            "<h3>Measures on L, F \\ L and F (mean over seeds [95% interval])</h3>",
+            table_html(measure_table(ft, measures).reset_index(), scroll=True),
+        )
+    s.add("<h3>Findings</h3>", markdown_html(run.findings))
     secs.append(s)
 
     # -- summary
@@ -535,9 +580,13 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
         ("M^t target accuracy", f"{results['target_val_acc']['M^t']:.3f}"),
         ("Eq. 5 AUROC", f"{det['eq5_auroc']:.3f}" if det else "\u2013"),
     ]
+    n_tests, n_hold = len(ft.tests), int((ft.tests["verdict"] == "holds").sum())
+    cards.append(("tests that hold (fair test)", f"{n_hold} of {n_tests}"))
     summary = '<div class="headline">' + "".join(f"<div><b>{esc(v)}</b>{esc(k)}</div>" for k, v in cards) + "</div>"
-    vt = run.tables["verdicts"]
-    summary += "<ul>" + "".join(f"<li><b>{esc(r.verdict)}</b>: {esc(r.claim)}</li>" for r in vt.itertuples()) + "</ul>"
+    vt = ft.verdicts()
+    summary += (
+        "<ul>" + "".join(f"<li><b>{esc(v)}</b>: {esc(c)}</li>" for c, v in zip(vt["claim"], vt["verdict"])) + "</ul>"
+    )
     summary += (
         f'<p class="note">parameters: k = {cfg.k}, v_lo = {cfg.v_lo:g}, p_lo = {cfg.p_lo:g}, scale = '
         f"{cfg.scale:g}, q = {cfg.q:g}, seed = {checked.args.seed}, profile = {checked.args.profile}, device = "

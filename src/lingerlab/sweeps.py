@@ -679,14 +679,15 @@ def _as_spec(spec: Any) -> tuple[str, str | None, dict[str, Any]]:
 
 
 def figure8_specs(shapes_width: int = 16) -> dict[str, dict[str, tuple]]:
-    """The architectures of the book's offline Figure 8, by task: EfficientNet-Lite0/1/2 on the faces
-    task (``worlds.lite.VARIANTS``), and the ``shapes`` CNN at width 8 and at ``shapes_width`` (the
-    profile's own width). Each value is a ``specs`` mapping for :func:`arch_comparison`."""
+    """The architectures of the book's offline Figure 8, by the world whose task they share (the column
+    of the results matrix): EfficientNet-Lite0/1/2 on ``lite0``'s faces task (``worlds.lite.VARIANTS``),
+    and the ``shapes`` CNN at width 8 and at ``shapes_width`` (the profile's own width). Each value is a
+    ``specs`` mapping for :func:`arch_comparison`."""
     from .worlds.lite import VARIANTS
 
     shapes_width = check_int_range("shapes_width", shapes_width, 1)
     return {
-        "real photos": {v.arch: (v.name, None) for v in VARIANTS.values()},
+        "lite0": {v.arch: (v.name, None) for v in VARIANTS.values()},
         "shapes": {f"CNN width {w}": ("shapes", None, {"width": w}) for w in (8, shapes_width)},
     }
 
@@ -838,3 +839,33 @@ def arch_comparison(
             overlap, columns=["a", "b", "jaccard_L", "jaccard_L_min", "jaccard_L_max", "n_L_common", "jaccard_F"]
         ),
     )
+
+
+SIZE_MEASURES = ("n_lingering", "distraction", "distraction_excess", "err_source_only", "excess_error", "flip_rate")
+
+
+def size_trends(size: pd.DataFrame, measures: Sequence[str] = SIZE_MEASURES, alpha: float = 0.05) -> pd.DataFrame:
+    """Figure 7 in words: for each measure of :func:`size_sweep`, Spearman's rank correlation between the
+    number of target training images and the per-seed values (every size and seed one point; NaN
+    values, where L is empty, left out), its p-value, and the trend: ``falls`` or ``rises`` where
+    p < ``alpha``, else ``no monotone trend`` (``not measured`` with fewer than three points)."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for m in measures:
+        d = size[["n_train", m]].dropna()
+        rho, p = spearmanr(d["n_train"], d[m]) if len(d) > 2 and d[m].nunique() > 1 else (float("nan"), float("nan"))
+        trend = "no monotone trend" if not p < alpha else ("falls" if rho < 0 else "rises")
+        trend = "not measured" if len(d) < 3 else trend
+        rows.append({"measure": m, "points": len(d), "spearman_rho": float(rho), "p": float(p), "trend": trend})
+    return pd.DataFrame(rows)
+
+
+def describe_trends(trends: pd.DataFrame, world: str) -> str:
+    """One sentence from :func:`size_trends`: which measures fall, which rise, which show no trend."""
+    parts = [
+        f"{t}: {', '.join(trends.loc[trends['trend'] == t, 'measure'])}"
+        for t in ("falls", "rises", "no monotone trend", "not measured")
+        if (trends["trend"] == t).any()
+    ]
+    return f"`{world}`, as the target set grows (Spearman's rank correlation, p < 0.05): " + "; ".join(parts) + "."

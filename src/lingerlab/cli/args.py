@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Audit a fine-tuned model M^t against its source model M^s: source-only classes "
             "(Eqs. 1-2), lingering memories (Eq. 3), composites and distraction (Sec. 4, Eq. 4), the "
-            "interference flag (Eq. 5) and the comparison with a scratch baseline M^b. Writes "
+            "interference flag (Eq. 5) and the book's fair test over L (gates and four verdicts; between "
+            "M^t and a baseline M^b when there is one). Writes "
             "OUT/report.html, OUT/results.json and one CSV per stage. Exit status: 0 on success, 2 "
             "on a bad argument, 1 on a failure during the audit.",
             100,
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="scratch",
         metavar="scratch|none|SPEC",
         help="M^b: 'scratch' trains the scratch baseline by the profile's recipe (printed; the default), "
-        "'none' skips it, a model spec takes your own (one output per target class)",
+        "'none' skips it (only M^t's within-model tests are run), a model spec takes your own "
+        "(one output per target class, measured for every seed)",
     )
     g.add_argument("--baseline-weights", metavar="FILE", help="state dict of --baseline torchvision:/timm:")
     g.add_argument(

@@ -76,8 +76,11 @@ def write_outputs(
                 "composites",
                 "distraction",
                 "detection",
+                "gates",
                 "verdicts",
+                "verdict_counts",
                 "protocol",
+                "findings",
             )
         },
         "warnings": run.warnings,

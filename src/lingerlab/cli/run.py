@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 from .args import PROG, Checked, UsageError
 from .loading import _Stages
-from .verdicts import _auroc_interval, _distraction_stats, _verdicts
+from . import verdicts as _verdicts
+from .verdicts import _auroc_interval, _distraction_stats
 
 
 # --------------------------------------------------------------------------------------- the audit
@@ -67,9 +67,7 @@ class AuditRun:
             ("distraction (Eq. 4)", self.distraction),
             ("detection (Eq. 5)", self.detection),
         ]
-        if self.has_baseline:
-            steps.append(("comparison with M^b", self.comparison))
-        return steps + [("verdicts", self.verdicts)]
+        return steps + [("fair test over L (gates, verdicts)", self.verdicts)]
 
     def stage_names(self) -> list[str]:
         return [name for name, _ in self.steps()] + ["report"]
@@ -301,24 +299,33 @@ class AuditRun:
                 "construction (nothing lingers to interfere).",
             )
 
-    def comparison(self) -> None:
+    def verdicts(self) -> None:
+        """The book's fair test over L (``comparison.fair_test``): gates, tests, verdicts and findings."""
         from .. import comparison
 
-        if self.comp is None:
-            self.note("verdicts", "the comparison with M^b needs composites: not measured.")
-            self.cmp = None
-            return
-        arms = {"M^t": "M^t", "M^b": "M^b"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            table = comparison.compare(self.audit, arms=arms, seeds=self.seeds, classes=self.F_images, n_perm=2000)
-            self.ctl = comparison.controls(self.audit, arms, self.seeds, self.F_images)
-        self.cmp = table
-        out = table.copy()
-        out["values"] = [";".join(f"{v:.6g}" for v in vals) for vals in out["values"]]
-        self.tables["comparison"] = out
-
-    def verdicts(self) -> None:
-        self.tables["verdicts"], self.protocol = _verdicts(self)
-        self.results["verdicts"] = self.tables["verdicts"].to_dict("records")
+        if not self.has_baseline:
+            self.note(
+                "verdicts",
+                "--baseline none: no M^b, so no test between arms is run; only M^t's within-model tests "
+                "(L against F \\ L) are.",
+            )
+        ft = _verdicts.fair_test(self)
+        self.ft = ft
+        if ft.tests["verdict"].eq("not testable").all() and not len(ft.table):
+            self.note("verdicts", "the fair test could not run: every test is not testable (the gates say why).")
+        self.tables["gates"] = ft.gates.table
+        self.tables["verdicts"] = ft.tests.assign(verdict_text=ft.verdicts()["verdict"].to_numpy())
+        if len(ft.table):
+            table = ft.table.copy()
+            table["values"] = [";".join(f"{v:.6g}" for v in vals) for vals in table["values"]]
+            self.tables["fair_test"] = table
+        for name, frame in (("survival", ft.gates.survival), ("faithfulness", ft.gates.faith)):
+            if len(frame):
+                self.tables[name] = frame
+        self.findings = comparison.findings(ft)
+        self.protocol = _verdicts.protocol(self, ft)
+        self.results["gates"] = ft.gates.table.to_dict("records")
+        self.results["verdicts"] = _verdicts.records(ft)
+        self.results["verdict_counts"] = _verdicts.counts(ft)
         self.results["protocol"] = self.protocol
+        self.results["findings"] = self.findings

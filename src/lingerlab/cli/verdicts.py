@@ -1,15 +1,44 @@
-"""The protocol's tests and verdicts for the user's models (Holm across the tests, one rule)."""
+"""The fair test of the user's models: the book's gates, statistics and verdict rule over L.
+
+``comparison.fair_test`` runs the controls of every arm and seed, the survival check and the deletion
+test, evaluates the gates and gives every test one of four verdicts (holds, does not hold,
+inconclusive with its minimum detectable effect, not testable with its failed gate). Where it cannot
+run (no composites, or the overlay hides every source object) the same tests are reported "not
+testable", each naming the gate that fails.
+"""
 
 from __future__ import annotations
 
-import math
 import warnings
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..comparison import FairTest
     from .run import AuditRun
+
+#: the four verdicts of the fair test (``stats.verdict``; "not measured" only for an empty set)
+STATUSES = ("holds", "does not hold", "inconclusive", "not testable")
+#: the fields of every test in results.json
+TEST_FIELDS = (
+    "claim",
+    "kind",
+    "measure",
+    "reference",
+    "baseline",
+    "subset",
+    "verdict",
+    "verdict_text",
+    "effect",
+    "ci_lo",
+    "ci_hi",
+    "p_perm",
+    "p_holm",
+    "mde",
+    "gate",
+    "margin",
+    "n_reference",
+    "n_baseline",
+)
 
 
 def _auroc_interval(neg: Any, pos: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -33,7 +62,8 @@ def _auroc_interval(neg: Any, pos: Any, n_boot: int = 1000, level: float = 0.95,
 def _distraction_stats(dt: Any) -> tuple[Any, Any]:
     """Per (model, class) and per model: distraction (Eq. 4) with a cluster-bootstrap 95% interval over
     composites (seeds of M^b averaged per composite first), the shuffled-pair null, the excess over
-    it with its paired interval, and the error rate on the composites."""
+    it with its paired interval, and the error rate on the composites (descriptive: the tests are the
+    fair test's)."""
     import numpy as np
     import pandas as pd
 
@@ -71,281 +101,184 @@ def _distraction_stats(dt: Any) -> tuple[Any, Any]:
     return pd.DataFrame(rows), overall
 
 
-CLAIMS = ("err_source_only", "excess_error", "flip_rate", "distraction", "distraction_excess")
+# ------------------------------------------------------------------------------------ the fair test
 
 
-def _verdicts(run: AuditRun) -> tuple[Any, dict[str, str]]:
-    """The verdict table: every test, Holm-adjusted over the family, each verdict by ``stats.verdict``."""
-    import numpy as np
+def arms_of(run: AuditRun) -> dict[str, str]:
+    """The arms of the user's audit, label -> arm name: M^t and, when there is one, M^b (the user's
+    given baseline, measured for every seed, or the scratch recipe trained with each seed)."""
+    return {"M^t": "M^t", "M^b": "M^b"} if run.has_baseline else {"M^t": "M^t"}
+
+
+def fair_test(run: AuditRun) -> FairTest:
+    """``comparison.fair_test`` of the audit's arms over ``run.seeds``; every test "not testable"
+    (with the gate that fails) where the fair test cannot run."""
+    from .. import checks, comparison
+    from ..gates import MIN_CLASSES
+
+    audit, arms = run.audit, arms_of(run)
+    comp = getattr(run, "comp", None)
+    if comp is None or len(comp) < 2:
+        why = "F is empty" if not run.F else "no class of F has images" if not run.F_images else "a single composite"
+        return _untestable(arms, _no_contrast_gates(why, MIN_CLASSES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        survival = checks.source_survival(audit, audit.composites(seed=0))
+        if not survival["survives"].astype(bool).any():
+            return _hidden_everywhere(run, arms, survival)
+        return comparison.fair_test(audit, arms, run.seeds)
+
+
+def _hidden_everywhere(run: AuditRun, arms: dict[str, str], survival: Any) -> FairTest:
+    """The gates of a world where the overlay hides every source object (``comparison.summarize``
+    would have no class left): every test fails the object-survival gate."""
+    from .. import checks, comparison
+    from ..gates import evaluate
+
+    ctl = comparison.controls(run.audit, arms, run.seeds)
+    ref = ctl.attrs["reference"]
+    base = tuple(a for a in arms if a != ref)
+    faith = checks.faithfulness(run.audit, arms, run.seeds, run.audit.composites(seed=0))
+    g = evaluate(ctl, survival, faith, ref, base)
+    return _untestable(arms, g, controls=ctl)
+
+
+def _no_contrast_gates(why: str, min_classes: int) -> Any:
+    """Gates for an audit without composites to test: L has no class to compare (contrast size)."""
     import pandas as pd
-    from scipy import stats as sps
 
-    from ..comparison import MEASURES
-    from ..distraction import paired_test
-    from ..stats import holm, verdict
+    from ..gates import Gates
 
-    rows: list[dict[str, Any]] = []
+    rows = [
+        {
+            "gate": "contrast size",
+            "subject": subject,
+            "value": f"no composites to test ({why}): 0 classes in L",
+            "rule": f"median >= {min_classes}" + (" in each" if subject != "L" else ""),
+            "passed": False,
+        }
+        for subject in ("L", "L and F \\ L")
+    ]
+    empty = pd.DataFrame()
+    return Gates(
+        table=pd.DataFrame(rows),
+        hidden=(),
+        n_classes=pd.DataFrame(columns=["seed", "L", "F \\ L"]),
+        survival=empty,
+        faith=empty,
+    )
 
-    def add(
-        claim: str,
-        test: str,
-        effect: float,
-        lo: float,
-        hi: float,
-        p: float,
-        n: Any,
-        note: str = "",
-        in_family: bool = True,
-    ) -> None:
+
+def _untestable(arms: dict[str, str], gates: Any, controls: Any = None) -> FairTest:
+    """The fair test's family of tests (the claims of ``comparison.summarize``), each "not testable"
+    with the first gate it fails (``gates.Gates.failed``, or the contrast size where only it was
+    evaluated)."""
+    import pandas as pd
+
+    from ..comparison import CONTRAST_MEASURES, FAMILY_MEASURES, MARGINS, FairTest
+    from ..gates import NEEDS
+
+    ref, base = "M^t", tuple(a for a in arms if a != "M^t")
+    plan = [(f"{m} on L: {ref} > {b}", "between arms", b, m, "L") for b in base for m in FAMILY_MEASURES]
+    plan += [(f"{m} of {ref}: L > F \\ L", "within model", ref, m, "L vs F \\ L") for m in CONTRAST_MEASURES]
+    evaluated = set(zip(gates.table["gate"], gates.table["subject"]))
+    rows = []
+    for claim, kind, b, m, subset in plan:
+        if ("object survival", "F") in evaluated:
+            gate = gates.failed(kind, m, ref, b) or ""
+        else:
+            need = dict(NEEDS[(kind, m)])["contrast size"]
+            gate = f"contrast size ({need})"
+        nan = float("nan")
         rows.append(
             {
                 "claim": claim,
-                "test": test,
-                "effect": effect,
-                "ci_lo": lo,
-                "ci_hi": hi,
-                "p": p,
-                "n": n,
-                "in_family": in_family,
-                "note": note,
+                "kind": kind,
+                "reference": ref,
+                "baseline": b,
+                "measure": m,
+                "subset": subset,
+                "effect": nan,
+                **dict.fromkeys(("ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se", "p_perm", "p_against"), nan),
+                "p_floor": nan,
+                "n_reference": 0,
+                "n_baseline": 0,
+                "p_holm": nan,
+                "p_against_holm": nan,
+                "margin": MARGINS[m],
+                "mde": nan,
+                "gate": gate,
+                "verdict": "not testable" if gate else "not measured",
             }
         )
+    tests = pd.DataFrame(rows)
+    ctl = controls if controls is not None else pd.DataFrame()
+    return FairTest(
+        controls=ctl,
+        per_seed=pd.DataFrame(),
+        table=pd.DataFrame(columns=["arm", "subset", "measure", "mean", "ci_lo", "ci_hi", "n_seeds", "values"]),
+        tests=tests,
+        reference=ref,
+        baselines=base,
+        excluded=tuple(gates.hidden),
+        gates=gates,
+    )
 
-    # Eq. 3: does M^t's backbone keep more of the source classes of F than a scratch backbone?
-    lt = run.tables.get("lingering")
-    tested = lt[lt["n_images"] > 0] if lt is not None and len(lt) else None
-    n_L = len(run.L) if hasattr(run, "L") else 0
-    if tested is not None and len(tested) and tested["p_scratch_st"].notna().all() and run.has_baseline:
-        r = paired_test(_arr(tested["p_st"]), _arr(tested["p_scratch_st"]), n_perm=5000, generator=0)
-        add(
-            "M^t's backbone keeps source-only classes (Eq. 3): mean p_c under M^st above the scratch backbone's",
-            "paired sign-flip over the classes of F with images: p_st - p_c under B(M^b) + H(M^s)",
-            r["mean_diff"],
-            r["ci_lo"],
-            r["ci_hi"],
-            r["p_value"],
-            int(r["n"]),
-            f"|L| = {n_L} of {len(tested)} tested classes above p_lo",
-        )
-    else:
-        add(
-            "M^t keeps lingering memories (Eq. 3: mean p_c under M^st > p_lo)",
-            "count against the threshold (no scratch-backbone control to test against)",
-            float(n_L),
-            float("nan"),
-            float("nan"),
-            float("nan"),
-            0 if tested is None else len(tested),
-            f"|L| = {n_L} of {0 if tested is None else len(tested)} tested classes",
-            in_family=False,
-        )
 
-    # Eq. 4 within M^t: distraction above its shuffled-pair null
-    dt = run.tables.get("distraction")
-    if dt is not None:
-        t = dt[dt["model"] == "M^t"]
-        d, nu = _arr(t["distraction"]), _arr(t["null"])
-        ok = np.isfinite(d) & np.isfinite(nu)
-        if ok.sum() >= 1:
-            r = paired_test(d[ok], nu[ok], n_perm=5000, generator=0)
-            add(
-                "M^t is distracted beyond chance (Eq. 4): IoU with M^s's map above the shuffled-pair null",
-                "paired sign-flip over composites of F: distraction - null",
-                r["mean_diff"],
-                r["ci_lo"],
-                r["ci_hi"],
-                r["p_value"],
-                int(r["n"]),
-            )
-        else:
-            add(
-                "M^t is distracted beyond chance (Eq. 4)",
-                "not measured: no composite with a defined IoU and null",
-                float("nan"),
-                float("nan"),
-                float("nan"),
-                float("nan"),
-                0,
-            )
-    # Eq. 5: the flag separates composites from clean target images
-    if getattr(run, "scores", None) is not None and "detection" in run.results:
-        neg, pos = run.scores["eq5"]
-        auc = run.results["detection"]["eq5_auroc"]
-        if n_L == 0 or np.ptp(np.concatenate([neg, pos])) == 0:
-            add(
-                "The Eq. 5 flag detects composites among clean target images (AUROC above 0.5)",
-                "not measured: the score is constant (L is empty)",
-                float("nan"),
-                float("nan"),
-                float("nan"),
-                float("nan"),
-                len(neg) + len(pos),
-            )
-        else:
-            p = float(sps.mannwhitneyu(pos, neg, alternative="greater").pvalue)
-            lo, hi = run.eq5_ci
-            add(
-                "The Eq. 5 flag detects composites among clean target images (AUROC above 0.5)",
-                "Mann-Whitney U (one-sided); interval: bootstrap of AUROC",
-                auc - 0.5,
-                lo - 0.5,
-                hi - 0.5,
-                p,
-                len(neg) + len(pos),
-                f"AUROC {auc:.3f}",
-            )
+def records(ft: FairTest) -> list[dict[str, Any]]:
+    """Every test of the fair test as a results.json record (:data:`TEST_FIELDS`)."""
+    t = ft.tests.assign(verdict_text=ft.verdicts()["verdict"].to_numpy())
+    return t[list(TEST_FIELDS)].to_dict("records")
 
-    # the comparison protocol
-    cmp = getattr(run, "cmp", None)
+
+def counts(ft: FairTest) -> dict[str, int]:
+    """How many tests got each of the four verdicts (and "not measured", when any did)."""
+    vc = ft.tests["verdict"].value_counts()
+    out = {s: int(vc.get(s, 0)) for s in STATUSES}
+    if int(vc.get("not measured", 0)):
+        out["not measured"] = int(vc["not measured"])
+    return out
+
+
+def protocol(run: AuditRun, ft: FairTest) -> dict[str, str]:
+    """What the tests generalise over, in words, with the smallest p the design allows."""
+    from ..comparison import smallest_p
+
+    n = len(run.seeds)
+    floor = smallest_p(n, n, "greater")
+    between = (
+        f"Between arms the exact one-sided permutation test over seeds can give no p below {floor:.3g} "
+        f"({n} + {n} seeds)"
+        + ('; "holds" needs a Holm-adjusted p below 0.05, out of reach here.' if floor >= 0.05 else ".")
+    )
     if run.baseline == "scratch":
-        protocol = {
-            "kind": "n seeds of M^b against one given M^t",
+        out = {
+            "kind": f"n seeds of M^b against one given M^t: the fair test over L ({n} seeds)",
             "text": (
-                f"M^t is one given model; M^b was trained {len(run.seeds)} times (seeds "
-                f"{run.seeds}) by the printed recipe. Model-level test: a one-sample t-test of the "
-                f"{len(run.seeds)} M^b values against M^t's value; interval: M^t's value minus the "
-                "t-interval of the M^b mean. This generalises over M^b's training runs, not over M^t's "
-                "(there is one M^t). p_perm in comparison.csv treats M^t's repeated 'seeds' as "
-                "exchangeable and is not used."
+                f"M^t is one given model, measured at every seed {run.seeds}; M^b was trained {n} times "
+                f"by the printed recipe. {between} The tests generalise over M^b's training runs, not over "
+                "M^t's (there is one M^t)."
             ),
         }
     elif run.baseline == "given":
-        protocol = {
-            "kind": "two single given models: per-composite paired tests",
+        out = {
+            "kind": "two single given models: the fair test over L (one seed each)",
             "text": (
-                "M^t and M^b are single given models: each comparison is a paired sign-flip "
-                "permutation test over composites with a bootstrap interval over composites. It "
-                "generalises over composites for these two models, not over training runs."
+                f"M^t and M^b are single given models. {between} The within-model tests (L against F \\ L) "
+                "relabel the classes of L and generalise over classes for this M^t."
             ),
         }
     else:
-        protocol = {
-            "kind": "no baseline: within-model tests only",
+        out = {
+            "kind": "no baseline: the fair test's within-model tests only",
             "text": (
-                "--baseline none: no comparison with a scratch model. The verdicts test M^t against "
-                "chance only (distraction against its shuffled-pair null, Eq. 5's AUROC against 0.5)."
+                "--baseline none: there is no M^b, so no test between arms is run. The within-model tests "
+                "compare M^t's composites of L with those of F \\ L (relabelling which classes are in L)."
             ),
         }
-    protocol["family"] = "Holm's correction over every test with a p-value in this table (alpha 0.05)."
-    if cmp is not None:
-        vals = _per_composite(run.ctl)
-        for measure in ("target_acc",) + CLAIMS:
-            desc = MEASURES[measure][0]
-            ref = cmp[(cmp["arm"] == "M^t") & (cmp["measure"] == measure)].iloc[0]
-            base = cmp[(cmp["arm"] == "M^b") & (cmp["measure"] == measure)].iloc[0]
-            claim = (
-                f"M^t worse than M^b: {measure} ({desc})"
-                if measure != "target_acc"
-                else f"context: target_acc ({desc})"
-            )
-            if run.baseline == "scratch":
-                mt = float(np.nanmean(ref["values"]))
-                b = np.asarray(base["values"], float)
-                b = b[np.isfinite(b)]
-                if len(b) >= 2 and np.isfinite(mt):
-                    sd = float(b.std(ddof=1))
-                    half = float(sps.t.ppf(0.975, len(b) - 1) * sd / math.sqrt(len(b)))
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        p = float(sps.ttest_1samp(b, mt).pvalue) if sd > 0 else float("nan")
-                    eff = mt - float(b.mean())
-                    add(
-                        claim,
-                        f"one-sample t over {len(b)} M^b seeds vs M^t",
-                        eff,
-                        eff - half,
-                        eff + half,
-                        p,
-                        len(b),
-                        f"M^t {mt:.3f}, M^b {b.mean():.3f} (seeds {', '.join(f'{x:.3f}' for x in b)})"
-                        + (
-                            ""
-                            if math.isnan(float(base["p_composite"]))
-                            else f"; p_composite {float(base['p_composite']):.3g} (paired over composites)"
-                        ),
-                        in_family=measure != "target_acc",
-                    )
-                else:
-                    add(
-                        claim,
-                        "not measured: fewer than 2 M^b seeds with a value",
-                        mt - float(np.mean(b)) if len(b) else float("nan"),
-                        float("nan"),
-                        float("nan"),
-                        float("nan"),
-                        len(b),
-                        in_family=measure != "target_acc",
-                    )
-            else:
-                if measure == "target_acc":
-                    add(
-                        claim,
-                        "one validation accuracy per model (no test)",
-                        float(ref["mean"] - base["mean"]),
-                        float("nan"),
-                        float("nan"),
-                        float("nan"),
-                        1,
-                        f"M^t {float(ref['mean']):.3f}, M^b {float(base['mean']):.3f}",
-                        in_family=False,
-                    )
-                    continue
-                a_, b_ = _arr(vals.loc["M^t", measure]), _arr(vals.loc["M^b", measure])
-                ok = np.isfinite(a_) & np.isfinite(b_)
-                if ok.sum() == 0:
-                    add(claim, "not measured", float("nan"), float("nan"), float("nan"), float("nan"), 0)
-                    continue
-                r = paired_test(a_[ok], b_[ok], n_perm=5000, generator=0)
-                add(
-                    claim,
-                    "paired sign-flip over composites (M^t - M^b)",
-                    r["mean_diff"],
-                    r["ci_lo"],
-                    r["ci_hi"],
-                    r["p_value"],
-                    int(r["n"]),
-                    f"M^t {np.mean(a_[ok]):.3f}, M^b {np.mean(b_[ok]):.3f}",
-                )
-    table = pd.DataFrame(rows)
-    fam = table["in_family"] & table["p"].notna()
-    table["p_holm"] = np.nan
-    if fam.any():
-        table.loc[fam, "p_holm"] = holm(table.loc[fam, "p"].to_numpy(float))
-    verdicts = []
-    for r in table.itertuples():
-        if not r.in_family:
-            verdicts.append("descriptive" if not r.claim.startswith("context") else "context")
-            continue
-        lo = r.ci_lo if np.isfinite(r.ci_lo) else float("nan")
-        hi = r.ci_hi if np.isfinite(r.ci_hi) else float("nan")
-        if np.isfinite(lo) and np.isfinite(hi) and lo > hi:
-            lo, hi = hi, lo
-        verdicts.append(verdict(r.effect, lo, hi, r.p_holm, paper_direction="higher"))
-    table["verdict"] = verdicts
-    cols = ["claim", "verdict", "effect", "ci_lo", "ci_hi", "p", "p_holm", "n", "test", "note", "in_family"]
-    return table[cols], protocol
-
-
-def _arr(x: Any) -> Any:
-    """A writable float64 copy (torch warns on read-only NumPy views of pandas columns)."""
-    import numpy as np
-
-    return np.array(x, dtype=np.float64, copy=True)
-
-
-def _per_composite(ctl: Any) -> Any:
-    """Per (arm, composite) values of the comparison's claim measures, averaged over seeds."""
-    import pandas as pd
-
-    v = pd.DataFrame(
-        {
-            "arm": ctl["arm"],
-            "composite": ctl["composite"],
-            "err_source_only": (~ctl["correct_source_only"]).astype(float),
-            "excess_error": ctl["correct_neutral"].astype(float) - ctl["correct_source_only"].astype(float),
-            "flip_rate": ctl["flip"].astype(float),
-            "distraction": ctl["distraction"].astype(float),
-            "distraction_excess": ctl["distraction"].astype(float) - ctl["null"].astype(float),
-        }
+    out["family"] = (
+        f"comparison.fair_test: {len(ft.tests)} tests over L, Holm's correction across them, one verdict rule "
+        "(stats.verdict: holds / does not hold / inconclusive with the smallest detectable effect / not "
+        "testable with the failed gate)."
     )
-    return v.groupby(["arm", "composite"]).mean()
+    return out

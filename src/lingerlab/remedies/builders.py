@@ -644,8 +644,8 @@ def choose(audit: Any, remedies: Sequence[Remedy | str] | None) -> list[Remedy]:
 
 
 def remedy_arms(audit: Any, remedies: Sequence[Remedy | str] | None = None) -> dict[str, Callable[[int], nn.Module]]:
-    """``{name: seed -> model}`` for ``comparison.compare(audit, arms=...)``: the remedied models as
-    arms, so the paired controls (excess error, flip rate) and model-level tests apply to them too.
+    """``{name: seed -> model}`` for ``comparison.fair_test(audit, arms=...)``: the remedied models as
+    arms, so the paired controls (excess error, flip rate) and the seed-level tests apply to them too.
     An infeasible remedy raises :class:`NotFeasible` when its arm is built."""
     chosen = choose(audit, remedies)
     return {r.name: (lambda seed, r=r: build(audit, r, seed).model) for r in chosen}

@@ -50,7 +50,7 @@ class WorldSpec:
         recipes: the world's own arms by name: ``"M^t"`` (standard fine-tuning) and ``"M^b"`` (the
             competent scratch baseline), as :class:`arms.Recipe`, and any further arm the world
             defines (``shapes``: ``"M^t (zoom-out)"``, M^t's recipe with M^b's augmentation).
-        comparison_arms: the arms ``comparison.compare`` uses by default in this world: arm names, or
+        comparison_arms: the arms ``comparison.fair_test`` uses by default in this world: arm names, or
             a mapping table label -> arm name (a label says what the arm is, e.g. ``"M^t (no aug.)"``).
         comparison_reference: the label (of ``comparison_arms``) of the fine-tuned arm every baseline
             is tested against: the one trained with the same augmentation as the scratch arms.
