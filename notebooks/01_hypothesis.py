@@ -205,8 +205,10 @@ ll.publish(fig, "01_real_photos_figure1", key="nb01_real_fig1")
 # **The paper's Figure 1 on real photos.** Real face photos that also show ImageNet things
 # (scikit-image's `astronaut`, matplotlib's `grace_hopper`, ...), through EfficientNet-Lite0 fine-tuned on
 # faces ({term}`M^t`) and trained from scratch on them ({term}`M^b`), with Grad-CAM maps; one column per
-# photo. Top three rows: the photo with the source-only object {term}`M^s` sees in it, and each model's
-# map; bottom three rows: the same photo with that object occluded.
+# photo. Top three rows: the photo with the source-only object {term}`M^s` ranks highest in it, and
+# each model's map; bottom three rows: the same photo with that object occluded. For some photos M^s
+# barely sees any source-only object (`p_object` in the table below), and the occluded region can
+# overlap the face itself.
 # ```
 
 # %%
@@ -283,9 +285,9 @@ ll.glue("nb01_profiles", profile_table().astype(str), display=False)
 #
 # - An ImageNet model keeps both memories on a composite: Grad-CAM finds the cat and the espresso
 #   ({numref}`fig-nb01-source-cams`).
-# - After fine-tuning, a source object can still draw {term}`M^t`'s map and move its prediction; the
-#   blurred copy says whether the object itself is the cause ({numref}`fig-nb01-fig2`,
-#   {numref}`fig-nb01-real-fig1`).
+# - After fine-tuning, a source object can change {term}`M^t`'s probability of the true class, in
+#   either direction; the blurred or occluded copy says whether the object itself is the cause
+#   ({numref}`fig-nb01-fig2`, {numref}`fig-nb01-real-fig1`, and the tables beside them).
 # - These are single images. Whether {term}`M^t` is distracted *more than a model without the
 #   memories* is a question for many composites, seeds and a fair baseline: notebook 4.
 #

@@ -85,7 +85,7 @@ if truth is not None:
 # ## Eq. 1: how often each source class shows up in the target data
 #
 # $D^t$ is exactly the set of images $M^t$ is fine-tuned on (in `shapes`, the small fine-tuning
-# subset, not the large set the scratch baseline trains on): a class is "seen" during fine-tuning
+# subset that the paper's scratch baseline also trains on, not the large set of the competent one): a class is "seen" during fine-tuning
 # only through those images. One batched forward pass of $M^s$ over $D^t$ gives every image's
 # logits; the counts for any $k$ then come from the same logits (`Audit.logits` caches them, so the
 # model never runs twice). The audit's own `counts()` (Eq. 1 at the default $k$) must agree.
@@ -263,9 +263,10 @@ ll.publish(fig, f"02_{real_world}_figure4", key="nb02_real_fig4")
 # :name: fig-nb02-real-fig4
 #
 # **The paper's Figure 4 with a real ImageNet model.** As {numref}`fig-nb02-fig4`, for EfficientNet-Lite0
-# on the LFW faces vs non-faces of `lite0`: source-only classes that have real photos (top), the shared
-# classes {term}`M^s` finds most often in the thumbnails (middle), and the thumbnail where each shows up
-# most strongly (bottom). The ten most prevalent classes, with their counts:
+# on the LFW faces vs non-faces of `lite0`: source-only classes that have real photos (top) and, for the
+# shared classes {term}`M^s` finds most often in the thumbnails, the thumbnail where each shows up most
+# strongly (bottom; a shared class with real photos would add a middle row). The ten most prevalent
+# classes, with their counts:
 # ```
 
 # %%
@@ -379,8 +380,8 @@ else:
 # image's runner-up, and source-only classes collect counts too. That is the flooding `default_k`
 # exists to prevent.
 #
-# The planted source-only classes that $F$ misses at $k = 1$ are not random: they are texture siblings
-# of a co-occurring object (e.g. a *striped* square when the target images contain a *checked*
+# A planted source-only class that $F$ misses at the default $k$ is not a random one: it is a texture
+# sibling of a co-occurring object (e.g. a *striped* square when the target images contain a *checked*
 # square). $M^s$ pools its features over the whole image, so a striped glyph next to a checked square
 # can read as "striped square". Eq. 1 counts what the source model *perceives* in a target image, and
 # a class it perceives there by mistake looks shared. (In the paper's setting: a dog breed that never

@@ -314,7 +314,8 @@ for m in momenta:
 # convolutions and BatchNorm's affine weights still train, so "BN frozen" can lose memories too.
 # Conversely, when the statistics did move (a remaining fraction near zero), the fine-tuned weights have
 # adapted to the new statistics, and putting the old ones back can hurt both the memories and the
-# target task (the accuracy column of the table shows the latter).
+# target task (the accuracy column of the table would show the latter; where the statistics barely
+# moved, it shows no cost).
 # Where a line says NO, that part of the hypothesis does not hold with this world's recipe.
 
 # %% [markdown]

@@ -34,8 +34,9 @@ if "google.colab" in sys.modules:
 # This notebook tests that claim so that only the claim can make the difference:
 #
 # 1. **the arms in the open**: one row per model {term}`arm` with its full recipe; the arms compared
-#    differ only in their initialisation: the same images, augmentation, number of steps and schedule,
-#    each learning rate picked by the same search;
+#    start from different weights and otherwise share the images, augmentation, number of steps and
+#    schedule, each learning rate picked by the same search; the table shows every remaining
+#    difference (in `lite0`, the scratch arm's precise BatchNorm statistics);
 # 2. **Eq. 4 over L**, per seed of the fine-tuned model (L depends on it), with a **per-class null**
 #    (shuffled pairs within each class); $F \setminus L$ (source-only, not lingering) is the
 #    within-model contrast: if lingering memories cause distraction, it is higher on L;
@@ -102,7 +103,7 @@ audit
 # accuracy on the clean target validation images (mean and range over the ten seeds). `role` says how
 # the tests use the arm: every *baseline* is tested against the *reference*; the paper's own M^b is
 # the reference's recipe from random weights. A scratch arm trained on every target training image
-# (the world's {term}`competent` `M^b`, used in notebook 1) differs from $M^t$ in its data as well as
+# (the world's {term}`competent` `M^b`, on many more images than $M^t$) differs from $M^t$ in its data as well as
 # its initialisation, so it is not a baseline of the fair test. The baselines are profile data (`comparison_baselines`): at
 # `smoke` the paper's own M^b (the CPU budget of the book); at `full` also the accuracy-{term}`matched` arm,
 # trained on fewer images until its accuracy matches the reference's.
@@ -173,8 +174,8 @@ linger_view
 # `comparison.fair_test` trains (or loads) every arm for every seed, measures every composite on the
 # three paired backgrounds and computes Eq. 4 with its per-class null, checks the gates on the same
 # composites, then runs the family of tests without the classes whose source object the overlay
-# hides. Its docstring states the family and the rule; in short, for each baseline and each of four
-# measures on L composites (error, excess error, flip rate, Eq. 4 above its null): the effect is the
+# hides. Its docstring states the family and the rule; in short, for each baseline and each of five
+# measures on L composites (error, excess error, flip rate, hijack rate, Eq. 4 above its null): the effect is the
 # reference's mean minus the baseline's, with a two-stage bootstrap interval (seeds, then classes) and
 # an exact one-sided permutation p-value over the seeds of the two arms (smallest possible here:
 # {glue:text}`nb04_p_floor:.2e`); within the reference model, L against $F \setminus L$ for excess
@@ -204,9 +205,9 @@ ll.publish(fig, f"04_{world_.name}_fig3a", key="nb04_fig3a")
 # :name: fig-nb04-fig3a
 #
 # **The paper's Figure 3a, measured per class (`shapes`).** Eq. 4 for the reference and the paper's
-# {term}`M^b` on the composites of each source-only class, over the seeds in which the class is in
+# {term}`M^b` on the composites of each source-only class that survives the overlay (rows), over the seeds in which the class is in
 # {term}`L` (95% cluster-bootstrap interval), beside each class's own shuffled-pair {term}`null` (grey
-# tick). Classes in L in every seed are at the left, with the share of seeds printed under the name;
+# tick). The classes most often in L come first, the share of seeds in which each lingers after its name;
 # hollow: classes of $F \setminus L$.
 # ```
 
@@ -346,7 +347,8 @@ else:
 #
 # The procedural world has planted truth; `lite0` has a real ImageNet model (EfficientNet-Lite0) and
 # real photos (faces vs non-faces) at the paper's composite scale. Neither of its arms augments, and its
-# scratch arm is $M^t$'s recipe from random weights: it *is* the paper's M^b. Augmented views of one
+# scratch arm is $M^t$'s recipe from random weights with precise BatchNorm statistics (a short scratch
+# run needs them; the recipe table shows it): the paper's M^b. Augmented views of one
 # source photo share a cluster in every composite-level interval.
 
 # %%
@@ -464,7 +466,8 @@ summary
 # ## Summary
 #
 # - The central claim, tested in each world, is answered under {numref}`fig-nb04-headline`: one
-#   sentence per world with Eq. 4 on L, its null, the interval and the rule's verdict.
+#   sentence per world with the rule's verdict, beside its numbers or the gates that block it; the
+#   figure shows Eq. 4 on L beside its null with intervals.
 # - A fair test needs arms that differ only in what is compared (the recipe table), a per-class null
 #   for Eq. 4, paired controls for the error, and gates that say whether the composites and maps can
 #   carry the measure; every verdict comes from `stats.verdict` on Holm-adjusted exact permutation
@@ -481,8 +484,8 @@ summary
 #    The test relabels which seeds belong to which arm; with ten seeds per arm there are
 #    $\binom{20}{10}$ labellings, and the observed one is at best the most extreme of them.
 #    `comparison.smallest_p(5, 5, "greater")` gives the floor for five seeds per arm, $1/\binom{10}{5}$:
-#    times the six tests of Holm's first step it is close to alpha itself, so only the largest effects
-#    could reach "holds".
+#    times the seven tests of the family (Holm's first step) it is close to alpha itself, so only the
+#    largest effects could reach "holds".
 #    :::
 #
 # 2. Test plain $M^t$ (no augmentation) against the scratch arm, which augments. Which row of the

@@ -75,7 +75,7 @@ pd.set_option("display.max_rows", 200)       # the remedy tables are long: show 
 pd.set_option("display.max_colwidth", 200)
 ch = ll.chapter(world, profile, seed, device, n_seeds=5)
 dev, world_, audit = ch.device, ch.world, ch.audit
-det_seeds = ch.seeds          # Eq. 5: five seeds of M^t (the models of notebook 4)
+det_seeds = ch.seeds          # Eq. 5: five seeds of plain M^t
 seeds = ch.seeds[:3]          # remedies and the size sweep: three seeds each
 sizes = world_.profile.size_sweep  # Figure 7's training-set sizes
 audit
@@ -258,21 +258,18 @@ ll.glue(f"nb05_{world_.name}_advice", advice, display=False)
 advice
 
 # %% [markdown]
-# How to read it, in `shapes` at profile `smoke` (the run stored in this book). Unbounded pruning can
-# bring $M^t$ to chance, which is why the capped ones exist; the last row of the rule's table names the
-# remedies at chance in this run. Remedies that act on the *head* or on *what the model sees* (last-layer
-# retraining on composites, fine-tuning on composites) are the ones that buy composite accuracy;
-# remedies that act on the *memories* (pruning, unlearning, a larger learning rate, Co-Tuning) remove
-# lingering classes (Eq. 3) without buying much accuracy on the composites; the regularisers that keep
-# the backbone near the source (L2-SP, BSS, LP-FT, WiSE-FT) keep the memories, as they are built to.
-# Distraction above its null (Eq. 4) is small for every remedy, so in this world it is not what
-# separates them. The tables above carry the numbers behind each of these sentences.
+# How to read it. Unbounded pruning can bring $M^t$ to chance, which is why the capped ones exist; the
+# last row of the rule's table names the remedies at chance in this run. Which remedies buy accuracy
+# on the composites, at what cost in target accuracy, and which remove lingering classes (Eq. 3) are
+# the paired changes of the table above (`d_composite_acc`, `d_target_acc`, `d_n_lingering`, each
+# beside its spread between seeds); the rule's table says which of them to try first. Read a change
+# against its spread: with three seeds, a change smaller than the spread is noise.
 #
-# A caution on the two that buy the most: last-layer retraining and fine-tuning on composites are
-# trained on composites built the way the test composites are (target images pasted on held-out
-# images of the source-only classes). They show what a practitioner gains who can foresee the kind of
-# object that will hijack the model; against objects of another kind the gain may not carry over.
-# The same remedies with a real ImageNet model follow.
+# A caution on the remedies trained on composites (last-layer retraining and fine-tuning on
+# composites): their composites are built the way the test composites are (target images pasted on
+# held-out images of the source-only classes). They show what a practitioner gains who can foresee the
+# kind of object that will hijack the model; against objects of another kind the gain may not carry
+# over. # The same remedies with a real ImageNet model follow.
 
 # %% [markdown]
 # (nb05-remedies-real)=
@@ -382,7 +379,8 @@ display(size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3), tren
 # The paper's Figure 8 compares architectures fine-tuned on one task. Offline, three real ImageNet
 # models install from PyPI: EfficientNet-Lite0, -Lite1 and -Lite2, here fine-tuned on the same
 # faces-vs-non-faces task with the same source photos, each against its own scratch baseline
-# (same architecture, same images, no augmentation), over three seeds. Which source-only classes
+# (the fine-tuning recipe from random weights: same architecture, images and steps; in `shapes` both
+# arms with zoom-out augmentation), over three seeds. Which source-only classes
 # linger ($|L|$), do the architectures keep the *same* memories (Jaccard overlap of $L$, same seed),
 # and does the fine-tuned model's distraction (Eq. 4 on $L$, against its per-class null) and excess
 # error exceed the scratch baseline's? In `shapes`, the same table for the CNN at two widths.
@@ -510,10 +508,8 @@ summary.to_frame("value")
 # - As a detector, Eq. 5 reaches an AUROC of {glue:text}`nb05_eq5_auroc` against chance 0.5; the best
 #   of pytorch-ood's detectors here, {glue:text}`nb05_best_detector`, reaches
 #   {glue:text}`nb05_best_detector_auroc` ({numref}`fig-nb05-detection`).
-# - What to try first comes from one rule in code (section 2). In `shapes` at
-#   profile `smoke` (this build), the remedies that buy composite accuracy act on the head or on what
-#   the model sees, those that remove lingering classes act on the memories ({numref}`fig-nb05-remedies`).
-#   The verdicts per world stand side by side in one table ({ref}`nb05-remedies-real`); the stored run
+# - What to try first comes from one rule in code (section 2), read from the paired changes of each
+#   remedy against plain fine-tuning ({numref}`fig-nb05-remedies`). The verdicts per world stand side by side in one table ({ref}`nb05-remedies-real`); the stored run
 #   says whether `lite0`'s were measured.
 # - The size sweep and the architecture comparison ({numref}`fig-nb05-size`, {numref}`fig-nb05-arch`)
 #   are measured with three seeds, too few for any exact test to reach "holds" after Holm: read the
@@ -531,8 +527,8 @@ summary.to_frame("value")
 #    det["per_seed"].query("score == 'eq5'")[["seed", "p_lo_flag_rate_clean", "p_lo_flag_rate_composites",
 #                                             "p_lo_errors_caught"]]
 #    ```
-#    A flag that catches most errors by flagging most clean images is a threshold set too low, not a
-#    detector; compare flags at the same clean false-positive rate, as the right panel does.
+#    Read the two rates together: a flag is worth what it catches at the false alarms it raises on
+#    clean images, so compare flags at the same clean false-positive rate, as the right panel does.
 #    :::
 #
 # 2. Add a remedy of your own, for example fine-tuning with a tenfold learning rate, and measure it

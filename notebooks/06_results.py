@@ -34,7 +34,8 @@ if "google.colab" in sys.modules:
 # not hold** (the 90% interval inside the claim's equivalence margin, or the paper's direction
 # excluded with Holm control), **inconclusive** (neither; its evidence gives the smallest effect the
 # design could have detected at 80% power) and **not testable** (a precondition failed; its evidence
-# names the gate). A claim measured without a test over seeds takes the rule named in its evidence;
+# names the gates). A claim measured by another rule (the remedy tests, a claim without a test over
+# seeds) takes the rule named in its evidence;
 # *example* marks a single illustration, *measured* a sweep with no test defined. The worlds `lite1`
 # and `lite2` enter through the architecture comparison (Figure 8, in the `lite0` column). Profile
 # `smoke`, a CPU.
@@ -82,7 +83,8 @@ tidy
 # %% [markdown]
 # Of the {glue:text}`nb06_n_rows` claim-world cells measured offline, {glue:text}`nb06_n_holds` hold,
 # {glue:text}`nb06_n_does_not_hold` do not hold, {glue:text}`nb06_n_inconclusive` are inconclusive and
-# {glue:text}`nb06_n_not_testable` are not testable (the others are examples and measurements).
+# {glue:text}`nb06_n_not_testable` are not testable (the others are examples, measurements and
+# partial results).
 # The sections below give one table per claim, glued from the notebook that computed it.
 #
 # (results-eq12)=
@@ -238,17 +240,17 @@ tidy
 # ship code only and download their data at run time, so the paper's Dogs-vs-Cats task stays in the
 # `paper` world, which needs downloads.
 #
-# What this task **can** show: whether ImageNet memories survive fine-tuning of a real ImageNet
-# backbone (Eq. 3 over the classes of the world's real photos), whether a real photo pasted behind a
-# target image draws a fine-tuned model's Grad-CAM map and its errors more than a scratch model's
-# (Eq. 4 and the paired controls), whether Eq. 5 flags such inputs, and whether the three
-# architectures keep the same memories.
+# What this task **could** show, where its gates pass: whether ImageNet memories survive fine-tuning
+# of a real ImageNet backbone (Eq. 3 over the classes of the world's real photos), whether a real
+# photo pasted behind a target image draws a fine-tuned model's Grad-CAM map and its errors more than a
+# scratch model's (Eq. 4 and the paired controls), and whether the three architectures keep the same
+# memories. Whether its gates pass in this run is the `lite0` gates table above: a gate that fails
+# there makes the claims that need it *not testable* in the matrix. Eq. 5 is measured in `shapes` only.
 #
 # What it **cannot** show: the paper's setting, where target images are colour photos of animals in
 # scenes full of ImageNet objects (its kerchiefs, tennis balls and espresso cups). Grey face
 # thumbnails share little with ImageNet photos, so almost every ImageNet class is source-only here
-# (notebook 2's Eq. 1 table) and a composite is an easy case: a grey square on a colour photo. Only
-# the classes of the world's real photos (notebook 3's table) can be tested for lingering at all, so
-# $L$ and $F \setminus L$ are small sets (where every testable class lingers, $F \setminus L$ is empty
-# and the within-model contrast is *not testable* by its contrast-size gate), and the intervals say
-# how little a handful of classes can settle.
+# (notebook 2's Eq. 1 table). Only the classes of the world's real photos (notebook 3's table) can be
+# tested for lingering at all, so $L$ and $F \setminus L$ are small sets (where every testable class
+# lingers, $F \setminus L$ is empty and the within-model contrast is *not testable* by its
+# contrast-size gate), and the intervals say how little a handful of classes can settle.

@@ -40,6 +40,8 @@ def test_rules_at_their_endpoints():
     assert cov.majority_status(["holds", "inconclusive"]) == "partly"
     assert cov.majority_status(["inconclusive", "does not hold"]) == "inconclusive"
     assert cov.majority_status([]) == "inconclusive"
+    assert cov.majority_status(["not testable", "not testable", "not measured"]) == "not testable"
+    assert cov.majority_status(["not testable", "holds"]) == "holds"  # untestable architectures are left out
     assert cov.from_verdict("lowers it") == "holds" and cov.from_verdict("does not lower it") == "does not hold"
     with pytest.raises(ValueError):
         cov.from_verdict("perhaps")

@@ -135,3 +135,14 @@ def test_transfer_helps_is_stated_not_blocking():
     from lingerlab.comparison import describe
 
     assert "clean accuracy ref 0.800 vs base 0.900" in describe(summarize(ctl, gates=g))
+
+
+def test_every_failed_gate_is_named():
+    ctl = _controls({"ref": 0.5, "base": 0.5}, n_L=6)  # neither arm competent, F \ L empty
+    g = gates.evaluate(ctl, _survival(), _faith({"ref": [True] * 5, "base": [True] * 5}), "ref", ["base"])
+    assert g.failed("between arms", "flip_rate", "ref", "base") == (
+        "competence on pasted targets (ref); competence on pasted targets (base)"
+    )
+    assert g.failed("within model", "excess_error", "ref", "ref") == (
+        "contrast size (L and F \\ L); competence on pasted targets (ref)"
+    )

@@ -783,7 +783,7 @@ def _evidence(r: Any) -> str:
     """A test's numbers in one clause: effect, 95% interval, Holm-adjusted p, seeds, and the margin or
     minimum detectable effect its verdict needs."""
     if r.verdict == "not testable":
-        return f"the gate {r.gate} fails"
+        return f"failed gate{'s' if ';' in r.gate else ''}: {r.gate}"
     if r.verdict == "not measured":
         return "the set is empty"
     text = (

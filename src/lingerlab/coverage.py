@@ -232,10 +232,12 @@ def beats_status(lo: float, hi: float, other_lo: float, other_hi: float) -> str:
 def majority_status(verdicts: Iterable[str]) -> str:
     """Several verdicts of ``stats.verdict`` on one claim (one per architecture, say): ``holds`` or
     ``does not hold`` when every measured verdict is that, ``partly`` when some but not all hold,
-    otherwise ``inconclusive``. Verdicts "not measured" are left out."""
-    v = [x for x in verdicts if x != "not measured"]
+    otherwise ``inconclusive``. Verdicts "not measured" and "not testable" are left out; when nothing
+    else is left, the claim is ``not testable`` if any verdict was."""
+    given = list(verdicts)
+    v = [x for x in given if x not in ("not measured", "not testable")]
     if not v:
-        return "inconclusive"
+        return "not testable" if "not testable" in given else "inconclusive"
     if all(x == "holds" for x in v):
         return "holds"
     if all(x == "does not hold" for x in v):

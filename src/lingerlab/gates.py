@@ -15,7 +15,7 @@ Eq. 4 and the error claims compare models on composites I(c). Each comparison ne
 - **transfer helps**: M^t's clean target accuracy against M^b's. It blocks nothing; it is stated beside
   every between-arm verdict, so that "the fine-tuned model is the weaker one" is never hidden.
 
-:func:`evaluate` computes the table; :func:`failed_gate` names the first gate a claim fails.
+:func:`evaluate` computes the table; :func:`failed_gate` names every gate a claim fails.
 """
 
 from __future__ import annotations
@@ -203,13 +203,12 @@ def evaluate(
 
 
 def failed_gate(gates: Gates, kind: str, measure: str, reference: str, baseline: str) -> str | None:
-    """The first gate the claim ``(kind, measure)`` fails, as ``"gate (subject)"``, else None.
-    Object survival comes first: with no surviving class every claim fails it."""
+    """Every gate the claim ``(kind, measure)`` fails, as ``"gate (subject)"`` joined by ``"; "``, else
+    None. With no surviving class every claim fails object survival, and nothing else is asked."""
     if not gates.passed("object survival", "F"):
         return "object survival (F)"
+    failed = []
     for gate, who in NEEDS.get((kind, measure), ()):
         subjects = {"both": [reference, baseline], "reference": [reference]}.get(who, [who])
-        for subject in subjects:
-            if not gates.passed(gate, subject):
-                return f"{gate} ({subject})"
-    return None
+        failed += [f"{gate} ({subject})" for subject in subjects if not gates.passed(gate, subject)]
+    return "; ".join(failed) or None
