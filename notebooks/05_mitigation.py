@@ -402,11 +402,10 @@ for name, a in arch.items():
     fig = ll.plotting.plot_arch(a)
     fig.suptitle(f"Figure 8, {name}: fine-tuned (M^t) vs scratch (M^b, same data),\n{len(seeds)} seeds", y=1.02,
                  fontsize=10)
-    ll.publish(fig, f"05_arch_{name.replace(' ', '_')}",
-               key="nb05_arch_fig" if name == "real photos" else f"nb05_arch_{name.replace(' ', '_')}_fig")
+    ll.publish(fig, f"05_arch_{name}", key=f"nb05_arch_{name}_fig")
 
 # %% [markdown]
-# ```{glue:figure} nb05_arch_fig
+# ```{glue:figure} nb05_arch_lite0_fig
 # :name: fig-nb05-arch
 #
 # **The paper's Figure 8 as an architecture comparison: EfficientNet-Lite0, -Lite1 and -Lite2 on one
