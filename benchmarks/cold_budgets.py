@@ -10,7 +10,7 @@ Stages, in order, sharing one model cache (``--cache``, default: a new temporary
 first stage that needs a model trains it):
 
 - ``shapes``: the ``shapes`` smoke world (data, M^s) plus M^t and M^b, seed 0.
-- ``remedies``: notebook 5's remedy section, ``sweeps.remedy_table`` and ``sweeps.remedy_tests`` for
+- ``remedies``: notebook 5's remedy section, ``remedy_sweep.remedy_table`` and ``remedy_tests`` for
   seeds 0-2 (every remedy of ``default_remedies``, its trainings and measurements, and the tests on
   plain M^t's L composites; the world models of ``shapes`` are cached by the stage before).
 - ``lite0``, ``lite1``, ``lite2``: that smoke world (EfficientNet-Lite0/1/2 with its source photos and
@@ -18,7 +18,7 @@ first stage that needs a model trains it):
 - ``remedies-lite0`` (only when asked for): the same remedy section in ``lite0`` (EfficientNet-Lite0 on
   the faces task; its M^t and M^s are trained or read in the same cache); in notebook 5 only when its
   ``remedy_worlds`` names ``lite0`` (by default at profile ``full``), not in the smoke book.
-- ``arch`` (only when asked for): notebook 5's architecture comparison (``sweeps.arch_comparison`` over
+- ``arch`` (only when asked for): notebook 5's architecture comparison (``arch_sweep.arch_comparison`` over
   Lite0/1/2 and the shapes CNN at widths 8 and 16, three seeds, every model and measure) in a model
   cache of its own that starts empty.
 - ``notebooks`` (only when asked for): every notebook of ``_toc.yml`` executed by
@@ -116,14 +116,16 @@ def _world_models(name: str) -> None:
 def _remedies(world: str = "shapes") -> None:
     """Notebook 5's remedy section in ``world``: the table and the tests on L composites, seeds 0-2;
     prints each remedy's paired change against plain fine-tuning (mean over the seeds)."""
-    from lingerlab import load_world, sweeps
+    from lingerlab import load_world
     from lingerlab.audit import Audit
+    from lingerlab.remedy_summary import summarize_remedies
+    from lingerlab.remedy_sweep import remedy_table, remedy_tests
 
     audit = Audit(load_world(world, "smoke", device="cpu", progress=False), device="cpu")
     built: dict = {}
-    table = sweeps.remedy_table(audit, seeds=(0, 1, 2), memo=built)
-    sweeps.remedy_tests(audit, seeds=(0, 1, 2), memo=built)
-    s = sweeps.summarize_remedies(table)
+    table = remedy_table(audit, seeds=(0, 1, 2), memo=built)
+    remedy_tests(audit, seeds=(0, 1, 2), memo=built)
+    s = summarize_remedies(table)
     for r in s.itertuples():
         print(
             f"  {world} {r.remedy}: "
@@ -174,16 +176,16 @@ def _book() -> None:
 
 def _arch() -> None:
     """Notebook 5's Figure 8 call, cold: the same specs and seeds, in an empty cache of its own."""
-    from lingerlab import sweeps
+    from lingerlab.arch_sweep import arch_comparison, figure8_specs
     from lingerlab.profiles import get_profile
 
     with tempfile.TemporaryDirectory(prefix="lingerlab-arch-") as tmp:
         old = os.environ["LINGERLAB_CACHE"]
         os.environ["LINGERLAB_CACHE"] = tmp
         try:
-            for specs in sweeps.figure8_specs(get_profile("shapes", "smoke").width).values():
+            for specs in figure8_specs(get_profile("shapes", "smoke").width).values():
                 t = time.perf_counter()
-                res = sweeps.arch_comparison(specs, profile="smoke", seeds=(0, 1, 2), audit_kwargs={"device": "cpu"})
+                res = arch_comparison(specs, profile="smoke", seeds=(0, 1, 2), audit_kwargs={"device": "cpu"})
                 print(
                     f"  {', '.join(specs)}: {time.perf_counter() - t:.0f} s; |L| "
                     + ", ".join(f"{r.label} {r.n_L:.1f}" for r in res.table.itertuples()),

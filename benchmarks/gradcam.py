@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from lingerlab.attribution import _resolve, gradcam  # noqa: E402
+from lingerlab.attribution import gradcam  # noqa: E402
+from lingerlab.cam_layers import _resolve  # noqa: E402
 
 
 def build(name: str, num_classes: int = 1000) -> torch.nn.Module:

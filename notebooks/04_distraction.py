@@ -48,9 +48,9 @@ if "google.colab" in sys.modules:
 #    whose gate fails is **not testable**, and says which gate;
 # 5. **ten seeds per arm**, effects with a two-stage bootstrap (seeds, then classes within each seed),
 #    one-sided exact permutation p-values in the paper's direction, Holm across the world's family of
-#    tests, and one of four verdicts from one rule in code (`lingerlab.stats.verdict`): **holds**,
+#    tests, and one of four verdicts from one rule in code (`lingerlab.verdict_rule.verdict`): **holds**,
 #    **does not hold** (the 90% interval inside an {term}`equivalence margin` fixed in code,
-#    `comparison.MARGINS`, or the paper's direction excluded with Holm control), **inconclusive** (with
+#    `fair_test.MARGINS`, or the paper's direction excluded with Holm control), **inconclusive** (with
 #    its {term}`minimum detectable effect` at 80% power) and **not testable**.
 #
 # The prose below describes the profile this book was built with (`smoke`, a CPU).
@@ -85,8 +85,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import lingerlab as ll
-from lingerlab import checks, comparison
-from lingerlab.plotting import Findings, plot_fig3a, plot_headline
+from lingerlab import checks, fair_test_text
+from lingerlab.arm_roles import recipe_table
+from lingerlab.controls import control_sets
+from lingerlab.fair_test import fair_test
+from lingerlab.fair_test_figures import class_maps, hijacks, per_class_distraction, plot_fig3a, plot_headline
+from lingerlab.permutation import smallest_p
+from lingerlab.publishing import Findings
 
 ch = ll.chapter(world, profile, seed, device, n_seeds=10)
 dev, seeds, world_, audit = ch.device, ch.seeds, ch.world, ch.audit
@@ -109,7 +114,7 @@ audit
 # trained on fewer images until its accuracy matches the reference's.
 
 # %%
-recipes = comparison.recipe_table(audit, arms, seeds)
+recipes = recipe_table(audit, arms, seeds)
 ll.glue(f"nb04_{world_.name}_recipes", recipes, display=False)
 recipes
 
@@ -125,7 +130,7 @@ recipes
 scale_rows = []
 base_arm = "M^b (same data)"  # the paper's own M^b
 for s_ in (0.4, 0.5, 0.6):
-    sets_ = comparison.control_sets(ll.Audit(world_, device=dev, scale=s_))
+    sets_ = control_sets(ll.Audit(world_, device=dev, scale=s_))
     y_ = sets_["source_only"].target_label
     for label, arm in ((ref, arms[ref]), (base_arm, base_arm)):
         acc_ = {k: audit.accuracy(arm, seed, data=(sets_[name].images, y_))
@@ -171,7 +176,7 @@ linger_view
 # %% [markdown]
 # ## 4. The fair test
 #
-# `comparison.fair_test` trains (or loads) every arm for every seed, measures every composite on the
+# `fair_test` trains (or loads) every arm for every seed, measures every composite on the
 # three paired backgrounds and computes Eq. 4 with its per-class null, checks the gates on the same
 # composites, then runs the family of tests without the classes whose source object the overlay
 # hides. Its docstring states the family and the rule; in short, for each baseline and each of five
@@ -180,13 +185,13 @@ linger_view
 # an exact one-sided permutation p-value over the seeds of the two arms (smallest possible here:
 # {glue:text}`nb04_p_floor:.2e`); within the reference model, L against $F \setminus L$ for excess
 # error and Eq. 4 (p from relabelling which classes linger, within each seed). The p-values of the
-# world are Holm-adjusted together, and `stats.verdict` gives each test one of the four verdicts.
+# world are Holm-adjusted together, and `verdict_rule.verdict` gives each test one of the four verdicts.
 
 # %%
-ft = comparison.fair_test(audit, arms, seeds)
-ll.glue("nb04_p_floor", comparison.smallest_p(len(seeds), len(seeds), "greater"), display=False)
-comparison.measure_table(ft, ["target_acc", "err_source_only", "err_neutral", "err_shared", "excess_error", "flip_rate",
-                               "hijack_rate", "distraction", "distraction_null", "distraction_excess"])
+ft = fair_test(audit, arms, seeds)
+ll.glue("nb04_p_floor", smallest_p(len(seeds), len(seeds), "greater"), display=False)
+fair_test_text.measure_table(ft, ["target_acc", "err_source_only", "err_neutral", "err_shared", "excess_error",
+                                  "flip_rate", "hijack_rate", "distraction", "distraction_null", "distraction_excess"])
 
 # %% [markdown]
 # Each cell: mean over the seeds [95% bootstrap-over-seeds interval]. `distraction_null` is the
@@ -232,7 +237,7 @@ ll.glue(f"nb04_{world_.name}_gates", ft.gates.table, display=False)
 ft.gates.table
 
 # %% tags=["hide-input"]
-sets = comparison.control_sets(audit)
+sets = control_sets(audit)
 neut = checks.neutral_check(audit, comp, sets["neutral"])
 check_view = ft.gates.survival[["source_name", "p_alone", "p_composite", "ratio", "survives"]].merge(
     neut[["source_name", "p_neutral", "chance", "neutral"]], on="source_name").round(3)
@@ -242,13 +247,13 @@ check_view
 # (nb04-verdicts)=
 # ## 6. Verdicts
 #
-# The family of tests of this world, each verdict from `stats.verdict` on the Holm-adjusted one-sided
+# The family of tests of this world, each verdict from `verdict_rule.verdict` on the Holm-adjusted one-sided
 # p, beside its failed gate or the smallest effect it could have detected.
 
 # %%
 ll.glue(f"nb04_{world_.name}_verdicts", ft.verdicts(), display=False)
-ll.glue(f"nb04_{world_.name}_findings", Findings(comparison.findings(ft)), display=False)
-Markdown(comparison.findings(ft))
+ll.glue(f"nb04_{world_.name}_findings", Findings(fair_test_text.findings(ft)), display=False)
+Markdown(fair_test_text.findings(ft))
 
 # %% [markdown]
 # (nb04-hijacks)=
@@ -262,11 +267,11 @@ Markdown(comparison.findings(ft))
 # Figure 6, measured on the same composites:
 
 # %%
-ll.glue(f"nb04_{world_.name}_occlusion", Markdown(comparison.occlusion_text(ft)), display=False)
-Markdown(comparison.occlusion_text(ft))
+ll.glue(f"nb04_{world_.name}_occlusion", Markdown(fair_test_text.occlusion_text(ft)), display=False)
+Markdown(fair_test_text.occlusion_text(ft))
 
 # %% tags=["hide-input", "remove-output"]
-fig, hijacked = ll.figures.hijacks(audit, ft)
+fig, hijacked = hijacks(audit, ft)
 ll.publish(fig, f"04_{world_.name}_hijacks", key="nb04_hijacks_fig")
 
 # %% [markdown]
@@ -292,11 +297,11 @@ hijacked
 
 
 # %% tags=["hide-input", "remove-output"]
-pc = ll.plotting.per_class_distraction(ft, [ref, ft.baselines[0]]).pivot_table(
+pc = per_class_distraction(ft, [ref, ft.baselines[0]]).pivot_table(
     index="source_class", columns="arm", values="distraction")
 ranked = (pc[ref] - pc[ft.baselines[0]]).sort_values(ascending=False)  # largest gap first
 for rank_, c in zip(("first", "second", "last"), list(ranked.index[:2]) + list(ranked.index[-1:])):
-    fig = ll.figures.class_maps(audit, ft, int(c))
+    fig = class_maps(audit, ft, int(c))
     ll.publish(fig, f"04_{world_.name}_maps_{c}", key=f"nb04_maps_{rank_}")
     ll.glue(f"nb04_maps_{rank_}_name", world_.source_classes[int(c)], display=False)
 
@@ -331,7 +336,7 @@ def explorer():
     """Pick a source-only class, see its composites with the three maps (needs Jupyter or Colab)."""
     import ipywidgets as widgets
 
-    return widgets.interactive(lambda c: plt.show(ll.figures.class_maps(audit, ft, int(c))),
+    return widgets.interactive(lambda c: plt.show(class_maps(audit, ft, int(c))),
                                c=widgets.Dropdown(options=[(world_.source_classes[c], c) for c in F],
                                                   description="class"))
 
@@ -356,8 +361,8 @@ other = world_.spec.companion
 audit_o = ll.Audit(ll.load_world(other, profile=profile, seed=seed), device=dev)
 arms_o = audit_o.world.spec.comparison
 ref_o = audit_o.world.spec.comparison_reference
-ft_o = comparison.fair_test(audit_o, arms_o, seeds)
-recipes_o = comparison.recipe_table(audit_o, arms_o, seeds)
+ft_o = fair_test(audit_o, arms_o, seeds)
+recipes_o = recipe_table(audit_o, arms_o, seeds)
 ll.glue(f"nb04_{other}_recipes", recipes_o, display=False)
 recipes_o
 
@@ -391,8 +396,8 @@ ll.publish(fig, f"04_{other}_fig3a", key="nb04_other_fig3a")
 # ```
 
 # %%
-ll.glue(f"nb04_{other}_findings", Findings(comparison.findings(ft_o)), display=False)
-Markdown(comparison.findings(ft_o))
+ll.glue(f"nb04_{other}_findings", Findings(fair_test_text.findings(ft_o)), display=False)
+Markdown(fair_test_text.findings(ft_o))
 
 # %% [markdown]
 # (nb04-headline)=
@@ -408,7 +413,7 @@ shown = {world_.name: [ref, *ft.baselines], other: [ref_o, *ft_o.baselines]}
 fig = plot_headline(tests_, shown, [("distraction", "Eq. 4 on L (hollow: per-class null)"),
                                     ("excess_error", "excess error on L")])
 ll.publish(fig, "04_headline", key="nb04_headline_fig")
-headline = Findings("\n\n".join(comparison.headline(t_, w_) for w_, t_ in tests_.items()))
+headline = Findings("\n\n".join(fair_test_text.headline(t_, w_) for w_, t_ in tests_.items()))
 ll.glue("nb04_headline", headline, display=False)
 headline
 
@@ -455,8 +460,8 @@ for name_, ft_ in tests_.items():
 summary = pd.DataFrame(summary)
 ll.glue("nb04_summary", summary, display=False)
 ll.coverage.glue_claims("nb04_claims", [
-    *comparison.claims(ft, world_.name, anchor="nb04-verdicts"),
-    *comparison.claims(ft_o, other, anchor="nb04-real"),
+    *fair_test_text.claims(ft, world_.name, anchor="nb04-verdicts"),
+    *fair_test_text.claims(ft_o, other, anchor="nb04-real"),
     ll.coverage.claim(4, "Some source-only classes linger in the fine-tuned backbone", "Eq. 3", world_.name, "measured",
                       f"|L| per seed {[len(v) for v in Ls.values()]} of |F| = {len(F)} (no control in this world)",
                       "04_distraction", "nb04-composites")])
@@ -470,7 +475,7 @@ summary
 #   figure shows Eq. 4 on L beside its null with intervals.
 # - A fair test needs arms that differ only in what is compared (the recipe table), a per-class null
 #   for Eq. 4, paired controls for the error, and gates that say whether the composites and maps can
-#   carry the measure; every verdict comes from `stats.verdict` on Holm-adjusted exact permutation
+#   carry the measure; every verdict comes from `verdict_rule.verdict` on Holm-adjusted exact permutation
 #   p-values, with its margin, its detectable effect or its failed gate beside it.
 # - The full family of tests and the gates of each world are on the [results page](06_results.ipynb).
 #
@@ -483,7 +488,7 @@ summary
 #    :class: dropdown
 #    The test relabels which seeds belong to which arm; with ten seeds per arm there are
 #    $\binom{20}{10}$ labellings, and the observed one is at best the most extreme of them.
-#    `comparison.smallest_p(5, 5, "greater")` gives the floor for five seeds per arm, $1/\binom{10}{5}$:
+#    `smallest_p(5, 5, "greater")` gives the floor for five seeds per arm, $1/\binom{10}{5}$:
 #    times the seven tests of the family (Holm's first step) it is close to alpha itself, so only the
 #    largest effects could reach "holds".
 #    :::
@@ -493,7 +498,7 @@ summary
 #
 #    :::{admonition} Solution
 #    :class: dropdown
-#    Give `comparison.fair_test` an `arms` dictionary whose reference is the plain fine-tuning recipe
+#    Give `fair_test` an `arms` dictionary whose reference is the plain fine-tuning recipe
 #    (`"M^t"`) instead of `world_.spec.comparison[ref]`. The augmentation column then differs between
 #    the arms, so any difference in Eq. 4 may come from the augmentation (zoom-out teaches a model to
 #    read small patches) rather than from the initialisation, which is what the claim is about.

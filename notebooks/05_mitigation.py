@@ -69,7 +69,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import lingerlab as ll
-from lingerlab import sweeps
+from lingerlab.arch_sweep import arch_comparison, figure8_specs
+from lingerlab.mitigation_plots import plot_arch, plot_detection, plot_remedies, plot_size_sweep
+from lingerlab.remedy_summary import remedy_advice, remedy_effects_by_world, summarize_remedies
+from lingerlab.remedy_sweep import remedy_table, remedy_tests
+from lingerlab.size_sweep import describe_trends, size_sweep, size_trends
 
 pd.set_option("display.max_rows", 200)       # the remedy tables are long: show every row, never "..."
 pd.set_option("display.max_colwidth", 200)
@@ -104,7 +108,7 @@ ll.glue(f"nb05_{world_.name}_detection", det_summary, display=False)
 det_summary
 
 # %% tags=["remove-output"]
-fig = ll.plotting.plot_detection(det["summary"], title=f"{world_.name}: Eq. 5 against pytorch-ood's detectors")
+fig = plot_detection(det["summary"], title=f"{world_.name}: Eq. 5 against pytorch-ood's detectors")
 ll.publish(fig, f"05_{world_.name}_detection", key=f"nb05_{world_.name}_detection_fig")
 
 # %% [markdown]
@@ -163,8 +167,8 @@ ll.remedies.describe()
 
 # %%
 built = {}  # the remedied models, shared with the tests below
-table = sweeps.remedy_table(audit, seeds=seeds, memo=built)
-summary_r = sweeps.summarize_remedies(table)
+table = remedy_table(audit, seeds=seeds, memo=built)
+summary_r = summarize_remedies(table)
 cols = ["remedy", "feasible", "at_chance", "target_acc", "target_acc_sd", "composite_acc", "composite_acc_sd",
         "distraction", "distraction_null", "distraction_excess", "distraction_excess_sd", "n_lingering",
         "pruned_fraction", "d_target_acc", "d_composite_acc", "d_distraction_excess", "d_n_lingering"]
@@ -188,7 +192,7 @@ table[["remedy", "seed", "distraction", "distraction_ci_lo", "distraction_ci_hi"
 # %% tags=["remove-output"]
 # NBVAL_IGNORE_OUTPUT
 # (the time panel is wall-clock: post-hoc remedies are timed in each run)
-fig = sweeps.plot_remedies(table)
+fig = plot_remedies(summary_r)
 ll.publish(fig, f"05_{world_.name}_remedies", key=f"nb05_{world_.name}_remedies_fig")
 
 # %% [markdown]
@@ -214,7 +218,7 @@ ll.publish(fig, f"05_{world_.name}_remedies", key=f"nb05_{world_.name}_remedies_
 # permutation p over seeds, Holm-adjusted across the whole table.
 
 # %%
-rtests = sweeps.remedy_tests(audit, seeds=seeds, memo=built)
+rtests = remedy_tests(audit, seeds=seeds, memo=built)
 ll.glue(f"nb05_{world_.name}_remedy_tests", rtests.round(3), display=False)
 ll.glue(f"nb05_{world_.name}_remedy_p_floor", float(rtests.attrs["p_floor"]), display=False)
 print(f"{len(seeds)} seeds per arm: the smallest exact permutation p is {rtests.attrs['p_floor']:.3f}, so no "
@@ -253,7 +257,7 @@ for _, r in notes.iterrows():
 # the rule picks in this world and profile.
 
 # %% tags=["hide-input"]
-advice = sweeps.remedy_advice(summary_r)
+advice = remedy_advice(summary_r)
 ll.glue(f"nb05_{world_.name}_advice", advice, display=False)
 advice
 
@@ -282,7 +286,7 @@ advice
 # (`benchmarks/cold_budgets.py --stages lite0 remedies-lite0` times it), so the run stored here says
 # whether it was measured; run it with
 # `papermill 05_mitigation.ipynb out.ipynb -y "remedy_worlds: [lite0]"`. The last table puts the
-# worlds side by side, each remedy's verdict from the rule above (`sweeps.remedy_effects_by_world`).
+# worlds side by side, each remedy's verdict from the rule above (`remedy_summary.remedy_effects_by_world`).
 
 # %% tags=["hide-input"]
 summaries = {world_.name: summary_r}
@@ -291,16 +295,16 @@ for other_ in world_.profile.remedy_worlds if remedy_worlds is None else remedy_
     built_r = {}
     with warnings.catch_warnings():  # Eq. 3 over F tests the classes with D^c photos (notebook 3); the rest,
         warnings.filterwarnings("ignore", message=".*cannot be tested.*")  # untestable, are not lingering
-        table_rr = sweeps.remedy_table(audit_rr, seeds=seeds, memo=built_r)
-    summaries[other_] = summary_rr = sweeps.summarize_remedies(table_rr)
+        table_rr = remedy_table(audit_rr, seeds=seeds, memo=built_r)
+    summaries[other_] = summary_rr = summarize_remedies(table_rr)
     ll.glue(f"nb05_{other_}_remedies", summary_rr[cols[:13] + ["time_overhead"] + cols[13:]].round(3), display=False)
-    fig = sweeps.plot_remedies(table_rr)
+    fig = plot_remedies(summary_rr)
     ll.publish(fig, f"05_{other_}_remedies", key=f"nb05_{other_}_remedies_fig")
-    display(summary_rr[cols].round(3), sweeps.remedy_advice(summary_rr))
+    display(summary_rr[cols].round(3), remedy_advice(summary_rr))
 print(f"remedy tables measured in this run (profile {profile!r}): {', '.join(summaries)}")
 
 # %%
-by_world = sweeps.remedy_effects_by_world(summaries).round(3)
+by_world = remedy_effects_by_world(summaries).round(3)
 ll.glue("nb05_remedies_by_world", by_world, display=False)
 by_world
 
@@ -312,8 +316,8 @@ by_world
 # Here the same recipe is fine-tuned on nested subsets of the target training data.
 
 # %% tags=["remove-output"]
-size = sweeps.size_sweep(audit, sizes=sizes, seeds=seeds)
-fig = ll.plotting.plot_size_sweep(size, f"{world_.name}: fine-tuning on more target images")
+size = size_sweep(audit, sizes=sizes, seeds=seeds)
+fig = plot_size_sweep(size, f"{world_.name}: fine-tuning on more target images")
 ll.publish(fig, f"05_{world_.name}_size_sweep", key=f"nb05_{world_.name}_size_fig")
 
 # %% [markdown]
@@ -334,12 +338,12 @@ size.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 # Each model is measured on the composites of *its own* lingering classes, so a size at which
 # nothing lingers has no composites (NaN). The paper's Figure 7 reads "a larger target set weakens
 # the distraction". Which measures fall and which rise with the number of images, by Spearman's rank
-# correlation over every size and seed (`sweeps.size_trends`):
+# correlation over every size and seed (`size_sweep.size_trends`):
 
 # %%
-trends = sweeps.size_trends(size)
-ll.glue(f"nb05_{world_.name}_size_trends", Markdown(sweeps.describe_trends(trends, world_.name)), display=False)
-display(trends.round(4), Markdown(sweeps.describe_trends(trends, world_.name)))
+trends = size_trends(size)
+ll.glue(f"nb05_{world_.name}_size_trends", Markdown(describe_trends(trends, world_.name)), display=False)
+display(trends.round(4), Markdown(describe_trends(trends, world_.name)))
 
 # %% [markdown]
 # Eq. 4 and the error measures are taken on each model's own L, which changes with the size: read
@@ -353,9 +357,9 @@ display(trends.round(4), Markdown(sweeps.describe_trends(trends, world_.name)))
 audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
 n_full = len(audit_r.target_train_indices())
 sizes_r = sorted({max(4, round(n_full / 2 ** i)) for i in range(5)})
-size_r = sweeps.size_sweep(audit_r, sizes=sizes_r, seeds=seeds)
+size_r = size_sweep(audit_r, sizes=sizes_r, seeds=seeds)
 print(f"{real_world}: sizes {sizes_r} of {n_full} target training images, seeds {list(seeds)}")
-fig = ll.plotting.plot_size_sweep(size_r, f"{real_world} ({audit_r.world.spec.arch}): fine-tuning on more target images")
+fig = plot_size_sweep(size_r, f"{real_world} ({audit_r.world.spec.arch}): fine-tuning on more target images")
 ll.publish(fig, f"05_{real_world}_size_sweep", key=f"nb05_{real_world}_size_fig")
 
 # %% [markdown]
@@ -367,10 +371,10 @@ ll.publish(fig, f"05_{real_world}_size_sweep", key=f"nb05_{real_world}_size_fig"
 # ```
 
 # %%
-trends_r = sweeps.size_trends(size_r)
-ll.glue(f"nb05_{real_world}_size_trends", Markdown(sweeps.describe_trends(trends_r, real_world)), display=False)
+trends_r = size_trends(size_r)
+ll.glue(f"nb05_{real_world}_size_trends", Markdown(describe_trends(trends_r, real_world)), display=False)
 display(size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3), trends_r.round(4),
-        Markdown(sweeps.describe_trends(trends_r, real_world)))
+        Markdown(describe_trends(trends_r, real_world)))
 
 # %% [markdown]
 # (nb05-arch)=
@@ -388,8 +392,8 @@ display(size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3), tren
 # run through the same call.
 
 # %%
-arch_specs = sweeps.figure8_specs(shapes_width=audit.world.profile.width)
-arch = {name: sweeps.arch_comparison(specs, profile=profile, seeds=seeds, audit_kwargs={"device": dev})
+arch_specs = figure8_specs(shapes_width=audit.world.profile.width)
+arch = {name: arch_comparison(specs, profile=profile, seeds=seeds, audit_kwargs={"device": dev})
         for name, specs in arch_specs.items()}
 arch_table = pd.concat([a.view().assign(world=name) for name, a in arch.items()], ignore_index=True)
 arch_overlap = pd.concat([a.overlap.assign(world=name) for name, a in arch.items()], ignore_index=True)
@@ -399,7 +403,7 @@ arch_table
 
 # %% tags=["hide-input", "remove-output"]
 for name, a in arch.items():
-    fig = ll.plotting.plot_arch(a)
+    fig = plot_arch(a)
     fig.suptitle(f"Figure 8, {name}: fine-tuned (M^t) vs scratch (M^b, same data),\n{len(seeds)} seeds", y=1.02,
                  fontsize=10)
     ll.publish(fig, f"05_arch_{name}", key=f"nb05_arch_{name}_fig")
@@ -427,15 +431,15 @@ arch_overlap.round(3)
 # %% [markdown]
 # `jaccard_L` near one means the architectures keep the same source-only memories; `jaccard_F` is the
 # same for the source-only sets (F depends only on $M^s$ and the target data). The verdicts are
-# `stats.verdict` on the between-arm tests of each architecture's fair test (Holm across that
+# `verdict_rule.verdict` on the between-arm tests of each architecture's fair test (Holm across that
 # architecture's family, as in notebook 4). How small can a p-value be here? With three seeds per
 # arm, the exact two-sided permutation test of a between-arm effect has only so many relabellings;
 # its smallest possible p, before Holm:
 
 # %%
-from lingerlab import comparison
+from lingerlab.permutation import smallest_p
 
-p_floor = comparison.smallest_p(len(seeds), len(seeds))
+p_floor = smallest_p(len(seeds), len(seeds))
 ll.glue("nb05_arch_p_floor", round(float(p_floor), 3), display=False)
 reach = ("cannot reach" if p_floor >= 0.05 else "can reach")
 print(f"{len(seeds)} seeds per arm: the smallest exact two-sided permutation p is {p_floor:.3f}, which {reach} "
@@ -491,7 +495,7 @@ cov.glue_claims("nb05_claims", [
               f"{len(seeds)} seeds no exact p can reach 0.05", "05_mitigation", "nb05-remedy-tests"),
     *[cov.claim(14, "More target data weakens the distraction", "Fig. 7", w, "measured",
                 f"{len(s_['n_train'].unique())} sizes x {s_['seed'].nunique()} seeds; "
-                + sweeps.describe_trends(t_, w).split(": ", 1)[1], "05_mitigation", "nb05-size")
+                + describe_trends(t_, w).split(": ", 1)[1], "05_mitigation", "nb05-size")
       for w, s_, t_ in ((world_.name, size, trends), (real_world, size_r, trends_r))],
     *[cov.claim(15, "Across architectures, M^t is distracted more than its scratch M^b", "Fig. 8",
                 name,
@@ -539,7 +543,7 @@ summary.to_frame("value")
 #    ```python
 #    from lingerlab.remedies import Remedy
 #    lr10 = Remedy("lr x10", "finetune", {"lr": 10 * audit.recipe("M^t").lr})
-#    sweeps.summarize_remedies(sweeps.remedy_table(audit, ["plain fine-tuning", lr10], seeds=seeds))
+#    summarize_remedies(remedy_table(audit, ["plain fine-tuning", lr10], seeds=seeds))
 #    ```
 #    :::
 #

@@ -30,7 +30,7 @@ if "google.colab" in sys.modules:
 # from its rule in code, out of their executed outputs (`lingerlab.coverage`), and shows them as one
 # matrix: a row per claim of the paper, a column per world. Every status links to the section that
 # measured it; hover over it for the numbers behind it. The fair test's statuses come from
-# `stats.verdict`: **holds** (the paper's direction and a Holm-adjusted one-sided p < 0.05), **does
+# `verdict_rule.verdict`: **holds** (the paper's direction and a Holm-adjusted one-sided p < 0.05), **does
 # not hold** (the 90% interval inside the claim's equivalence margin, or the paper's direction
 # excluded with Holm control), **inconclusive** (neither; its evidence gives the smallest effect the
 # design could have detected at 80% power) and **not testable** (a precondition failed; its evidence
@@ -146,7 +146,7 @@ tidy
 # ```
 #
 # The family of tests of each world, Holm-adjusted together (classes whose source object the overlay
-# hides left out); each verdict from `stats.verdict`, beside its failed gate or its detectable effect.
+# hides left out); each verdict from `verdict_rule.verdict`, beside its failed gate or its detectable effect.
 # `shapes`:
 #
 # ```{glue} nb04_shapes_verdicts
@@ -180,7 +180,7 @@ tidy
 # :doc: 05_mitigation.ipynb
 # ```
 #
-# What to try first, by the rule of notebook 5 (`sweeps.remedy_advice`):
+# What to try first, by the rule of notebook 5 (`remedy_summary.remedy_advice`):
 #
 # ```{glue} nb05_shapes_advice
 # :doc: 05_mitigation.ipynb

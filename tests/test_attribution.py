@@ -10,7 +10,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from lingerlab.attribution import CAM_METHODS, cam, default_layer, gradcam, vit_reshape_transform
+from lingerlab.attribution import CAM_METHODS, cam, gradcam
+from lingerlab.cam_layers import default_layer, vit_reshape_transform
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402

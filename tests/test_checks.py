@@ -69,7 +69,7 @@ def test_deletion_test_separates_a_faithful_map_from_an_unfaithful_one():
 def test_survival_and_neutral_checks_on_a_tiny_world(tmp_path, monkeypatch):
     from lingerlab.audit import Audit
     from lingerlab.checks import neutral_check, source_survival
-    from lingerlab.comparison import control_sets
+    from lingerlab.controls import control_sets
 
     from test_audit import make_tiny_world
 

@@ -24,7 +24,8 @@ from lingerlab import cli
 from lingerlab.cli import args as cli_args
 from lingerlab.cli.verdicts import STATUSES, TEST_FIELDS
 from lingerlab.gates import GATES
-from lingerlab.report_html import SECTION_IDS, esc
+from lingerlab.html_page import esc
+from lingerlab.report_html import SECTION_IDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -369,8 +370,8 @@ def test_without_composites_every_test_is_not_testable_for_the_contrast_size():
     """No class of F has images: nothing to test, and every claim says which gate fails (no run needed)."""
     from types import SimpleNamespace
 
-    from lingerlab import comparison
     from lingerlab.cli import verdicts
+    from lingerlab.fair_test_text import findings
 
     for has_baseline, n in ((True, 7), (False, 2)):
         run = SimpleNamespace(
@@ -382,7 +383,7 @@ def test_without_composites_every_test_is_not_testable_for_the_contrast_size():
         assert not ft.gates.table["passed"].any() and "no class of F has images" in ft.gates.table["value"].iloc[0]
         assert verdicts.counts(ft) == {"holds": 0, "does not hold": 0, "inconclusive": 0, "not testable": n}
         assert all(r["verdict_text"].startswith("not testable: contrast size") for r in verdicts.records(ft))
-        assert comparison.findings(ft).startswith(f"Of {n} tests: 0 holds")
+        assert findings(ft).startswith(f"Of {n} tests: 0 holds")
 
 
 def test_when_the_overlay_hides_every_object_every_test_fails_object_survival(fixtures, monkeypatch, tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lingerlab.attribution import locate_layer
+from lingerlab.cam_layers import locate_layer
 from lingerlab.cli.args import UsageError
 from lingerlab.cli.loading import _read_file, check_cam_layer, find_head_by_outputs
 from lingerlab.models import Normalized

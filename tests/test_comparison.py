@@ -1,4 +1,4 @@
-"""comparison: paired controls, seed-level tests and the verdict, on a tiny hand-built world."""
+"""The fair test: paired controls, seed-level tests, the verdicts and their words, on a tiny hand-built world."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lingerlab.audit import Audit
-from lingerlab.comparison import control_sets, controls
+from lingerlab.controls import control_sets, controls
+from lingerlab.fair_test import CONTRAST_MEASURES, FAMILY_MEASURES, fair_test, subset_per_seed, summarize
 
 from test_audit import make_tiny_world
 
@@ -44,7 +45,7 @@ def test_shared_pool_uses_classes_with_images():
     source images; in a world where none has images there is none (the control is not available)."""
     from types import SimpleNamespace
 
-    from lingerlab.comparison import _shared_pool
+    from lingerlab.controls import _shared_pool
 
     v = torch.tensor([50, 40, 30, 20, 10, 0, 0])
     stub = SimpleNamespace(
@@ -64,11 +65,9 @@ def test_without_a_shared_class_err_shared_is_nan_and_not_a_test(audit, monkeypa
     """A world with no source class outside F that has images (lite0 at 224 px): the shared control is
     left out with a warning, its error is NaN, every other control is the same as with it, and the
     fair test reports err_shared as NaN and tests nothing on it."""
-    from lingerlab import comparison
-
     arms = ("M^t", "M^b (competent)")
     with_shared = controls(audit, arms, seeds=(0, 1), classes=[2, 3, 4])
-    monkeypatch.setattr(comparison, "_shared_pool", lambda a: [])
+    monkeypatch.setattr("lingerlab.controls._shared_pool", lambda a: [])
     with pytest.warns(RuntimeWarning, match="shared-class control is not available"):
         sets = control_sets(audit, classes=[2, 3, 4])
     assert set(sets) == {"source_only", "neutral"}
@@ -77,15 +76,14 @@ def test_without_a_shared_class_err_shared_is_nan_and_not_a_test(audit, monkeypa
     assert ctl["correct_shared"].isna().all() and with_shared["correct_shared"].notna().all()
     others = [c for c in ctl.columns if c != "correct_shared"]
     pd.testing.assert_frame_equal(ctl[others], with_shared[others])
-    ft = comparison.summarize(ctl, n_boot=200)
+    ft = summarize(ctl, n_boot=200)
     shared = ft.table[ft.table["measure"] == "err_shared"]
     assert len(shared) and shared["mean"].isna().all()
     assert "err_shared" not in set(ft.tests["measure"])
 
 
 # ------------------------------------------------------------------ the fair test
-from lingerlab.comparison import FAMILY_MEASURES, CONTRAST_MEASURES, fair_test, subset_per_seed, summarize  # noqa: E402
-from lingerlab.stats import VERDICTS  # noqa: E402
+from lingerlab.verdict_rule import VERDICTS  # noqa: E402
 
 
 def test_fair_test_scores_L_and_its_contrast(audit):
@@ -172,7 +170,8 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     assert t.loc["distraction_excess on L: ref > base", "verdict"] != "holds"
 
     # the intro's sentence and the coverage rows carry the rule's verdicts and the numbers
-    from lingerlab.comparison import COVERAGE_CLAIMS, claims, headline, smallest_p
+    from lingerlab.fair_test_text import COVERAGE_CLAIMS, claims, headline
+    from lingerlab.permutation import smallest_p
 
     line = headline(ft, "toy", measure="err_source_only")
     assert line.startswith("`toy`: ref is wrong more often on L composites than base: **holds**")
@@ -190,9 +189,19 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     assert smallest_p(10, 10, "greater") == pytest.approx(1 / 184_756)
     assert smallest_p(3, 3) == pytest.approx(0.1) and smallest_p(np.int64(4), 4) == pytest.approx(2 / 70)
 
+    # power of the central claim: its minimum detectable effect against the margin, from the family's row
+    from lingerlab.fair_test_text import power_text
+
+    row = t.loc["distraction_excess on L: ref > base"]
+    text = power_text(ft)
+    assert f"{row['mde']:.3f}" in text and f"margin {row['margin']:g}" in text
+    assert ("either 'holds' or 'does not hold' is reachable" in text) == (row["mde"] <= row["margin"])
+    assert "no between-arm test of nope" in power_text(ft, "nope")
+
 
 def test_recipe_table_and_describe(audit):
-    from lingerlab.comparison import describe, recipe_table
+    from lingerlab.arm_roles import recipe_table
+    from lingerlab.fair_test_text import describe
 
     arms = {"M^t": "M^t", "M^b (same data)": "M^b (same data)", "M^b (competent)": "M^b (competent)"}
     t = recipe_table(audit, arms, seeds=(0, 1))
@@ -200,6 +209,8 @@ def test_recipe_table_and_describe(audit):
     roles = dict(zip(t["arm"], t["role"]))
     assert roles["M^t"].startswith("reference") and "paper's own M^b" in roles["M^b (same data)"]
     assert list(t["training images"])[:2] == [20, 20]  # the same data, in the open
+    conv = [c for c in t.columns if c.startswith("converged")]
+    assert len(conv) == 1 and all(v.split(":")[0] in ("yes", "no") for v in t[conv[0]])
     acc = [audit.accuracy("M^t", s) for s in (0, 1)]
     assert t.loc[0, "target acc (mean)"] == pytest.approx(float(np.mean(acc)), abs=5e-4)
     with pytest.raises(ValueError, match="callable"):
@@ -213,7 +224,7 @@ def test_recipe_table_and_describe(audit):
 
 
 def test_hijacks_need_a_flip_and_the_other_arm_right():
-    from lingerlab.comparison import with_hijacks
+    from lingerlab.controls import with_hijacks
 
     rows = []
     # composite 0: ref flips, base right -> a hijack of ref; composite 1: ref flips, base wrong -> no

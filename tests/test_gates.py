@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lingerlab import gates
-from lingerlab.comparison import summarize
+from lingerlab.fair_test import summarize
 
 
 def _controls(neutral_acc: dict[str, float], n_L: int = 3, n_classes: int = 6, seeds: int = 5) -> pd.DataFrame:
@@ -132,7 +132,7 @@ def test_transfer_helps_is_stated_not_blocking():
     g = gates.evaluate(ctl, _survival(), _faith({"ref": [True] * 5, "base": [True] * 5}), "ref", ["base"])
     assert not g.passed("transfer helps", "base")
     assert g.failed("between arms", "err_source_only", "ref", "base") is None
-    from lingerlab.comparison import describe
+    from lingerlab.fair_test_text import describe
 
     assert "clean accuracy ref 0.800 vs base 0.900" in describe(summarize(ctl, gates=g))
 

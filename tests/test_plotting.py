@@ -1,4 +1,4 @@
-"""plotting: what the notebooks show and glue into the book."""
+"""What the notebooks show and glue into the book: the fair test's figures and publishing them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 
 def test_findings_display_as_markdown_and_html():
-    from lingerlab.plotting import Findings
+    from lingerlab.publishing import Findings
 
     f = Findings("- a **bold** claim\n- another")
     assert f._repr_markdown_() == "- a **bold** claim\n- another"
@@ -21,7 +21,7 @@ def test_per_class_distraction_is_over_the_seeds_where_the_class_lingers():
     import pandas as pd
     from types import SimpleNamespace
 
-    from lingerlab.plotting import per_class_distraction, plot_fig3a
+    from lingerlab.fair_test_figures import per_class_distraction, plot_fig3a
 
     rows = []
     for seed in range(5):
@@ -58,7 +58,7 @@ def test_a_class_with_one_source_photo_gets_an_interval_over_seeds():
     import pandas as pd
     from types import SimpleNamespace
 
-    from lingerlab.plotting import per_class_distraction, plot_fig3a
+    from lingerlab.fair_test_figures import per_class_distraction, plot_fig3a
 
     rows = []
     for seed in range(5):
@@ -93,7 +93,8 @@ def test_fig3a_fits_the_page_whatever_the_names_and_subsets():
     import pandas as pd
     from types import SimpleNamespace
 
-    from lingerlab.plotting import PAGE_WIDTH_IN, plot_fig3a, shown_scale, small_text
+    from lingerlab.fair_test_figures import plot_fig3a
+    from lingerlab.publishing import PAGE_WIDTH_IN, shown_scale, small_text
 
     arms = ["M^t (zoom-out, a long recipe name)", "M^b (same data, another long name)"]
     rows = []
@@ -128,7 +129,7 @@ def test_publish_checks_type_size_saves_and_closes(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lingerlab.plotting import BOOK_WIDTH_IN, MIN_FONT_PT, PAGE_WIDTH_IN, publish, shown_scale, small_text
+    from lingerlab.publishing import BOOK_WIDTH_IN, MIN_FONT_PT, PAGE_WIDTH_IN, publish, shown_scale, small_text
 
     monkeypatch.setenv("LINGERLAB_FIGURES", str(tmp_path))
     fig, ax = plt.subplots()

@@ -84,7 +84,7 @@ def test_scan_covers_the_product():
     for expected in [
         "README.md",
         "benchmarks/README.md",
-        "src/lingerlab/sweeps.py",
+        "src/lingerlab/audit.py",
         "tests/test_product_voice.py",
         "book/_static/lingerlab.css",
     ]:

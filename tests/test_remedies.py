@@ -394,9 +394,9 @@ def _tiny_audit(retrainable: bool = True):
     return Audit(tiny_world(retrainable=retrainable), v_lo=0, n_null=2, device="cpu", cache=False)
 
 
-def _old_finetune_kwargs(**overrides):
-    """What sweeps._finetune passed to training.finetune before the registry: the world's
-    ``finetune_defaults`` (here the tiny world's), the overrides, its ``finetune_subset``."""
+def _direct_finetune_kwargs(**overrides):
+    """The keyword arguments of a direct ``training.finetune`` call for the tiny world's M^t recipe
+    with ``overrides``: a remedy built through the registry must train under the same cache key."""
     from test_sweeps import MT
 
     return {"num_classes": 2, **MT, **overrides, "train_subset": list(range(24))}
@@ -457,7 +457,7 @@ def test_a_recipe_remedy_trains_exactly_mt_replaced(changes, monkeypatch):
     [(recipe, seed, source, (model, hist))] = calls
     assert recipe == audit.recipe("M^t").replace(**changes) and seed == 0 and source is None
     assert arm.model is model and audit.target_model(0, **changes) is model  # one model, one recipe
-    # the same training arguments as before the registry: the same training.finetune cache key
+    # the same training arguments as a direct call: the same training.finetune cache key
     w = audit.world
     _, old = training.finetune(
         w.source_model,
@@ -467,7 +467,7 @@ def test_a_recipe_remedy_trains_exactly_mt_replaced(changes, monkeypatch):
         device="cpu",
         cache=False,
         progress=False,
-        **_old_finetune_kwargs(**changes),
+        **_direct_finetune_kwargs(**changes),
     )
     assert hist.attrs["cache_key"] == old.attrs["cache_key"]
 

@@ -1,4 +1,4 @@
-"""Properties of lingerlab.stats: permutation test, bootstraps, Holm, verdict rule, compare_arms."""
+"""Properties of the statistics: permutation tests, bootstraps, Holm, the verdict rule and power."""
 
 from __future__ import annotations
 
@@ -7,21 +7,13 @@ import math
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from scipy import stats as sps
 
-from lingerlab.stats import (
-    bootstrap_diff_ci,
-    cluster_bootstrap_ci,
-    compare_arms,
-    holm,
-    holm_family,
-    paired_cluster_bootstrap_ci,
-    permutation_p,
-    verdict,
-)
+from lingerlab.bootstrap import cluster_bootstrap_ci, hierarchical_bootstrap, paired_cluster_bootstrap_ci
+from lingerlab.permutation import group_permutation_p, permutation_p
+from lingerlab.verdict_rule import holm, minimum_detectable_effect, verdict
 
 
 # ----------------------------------------------------------------------------- permutation_p
@@ -147,49 +139,15 @@ def test_permutation_p_10_10_is_fast():
     assert elapsed < 1.0, f"permutation_p on 10 + 10 took {elapsed:.2f} s"
 
 
-# ------------------------------------------------------------------------- bootstrap_diff_ci
-def test_bootstrap_diff_ci_contains_estimate_and_is_ordered():
-    rng = np.random.default_rng(1)
-    for s in range(10):
-        a, b = rng.normal(1, 1, 5 + s), rng.normal(0, 2, 6)
-        effect, lo, hi = bootstrap_diff_ci(a, b, n_boot=2000, seed=s)
-        assert effect == pytest.approx(a.mean() - b.mean())
-        assert lo <= effect <= hi
-
-
-def test_bootstrap_diff_ci_narrows_with_more_data():
-    rng = np.random.default_rng(2)
-    big_a, big_b = rng.normal(0, 1, 400), rng.normal(0, 1, 400)
-    _, lo_s, hi_s = bootstrap_diff_ci(big_a[:8], big_b[:8], seed=0)
-    _, lo_b, hi_b = bootstrap_diff_ci(big_a, big_b, seed=0)
-    assert hi_b - lo_b < 0.4 * (hi_s - lo_s)
-
-
-def test_bootstrap_diff_ci_deterministic_per_seed():
-    a, b = [0.2, 0.5, 0.1, 0.9, 0.4], [0.3, 0.3, 0.8, 0.0, 0.6]
-    assert bootstrap_diff_ci(a, b, seed=3) == bootstrap_diff_ci(a, b, seed=3)
-    assert bootstrap_diff_ci(a, b, seed=3) == bootstrap_diff_ci(a, b, seed=np.random.default_rng(3))
-    assert bootstrap_diff_ci(a, b, seed=3) != bootstrap_diff_ci(a, b, seed=4)
-    assert bootstrap_diff_ci(a, b, seed=torch.Generator().manual_seed(1)) == bootstrap_diff_ci(
-        a, b, seed=torch.Generator().manual_seed(1)
+# ------------------------------------------------------------------------------------- seeds
+def test_bootstrap_deterministic_per_seed():
+    a, clusters = np.random.default_rng(5).normal(size=40), np.arange(40) // 2
+    assert cluster_bootstrap_ci(a, clusters, seed=3) == cluster_bootstrap_ci(a, clusters, seed=3)
+    assert cluster_bootstrap_ci(a, clusters, seed=3) == cluster_bootstrap_ci(a, clusters, seed=np.random.default_rng(3))
+    assert cluster_bootstrap_ci(a, clusters, seed=3) != cluster_bootstrap_ci(a, clusters, seed=4)
+    assert cluster_bootstrap_ci(a, clusters, seed=torch.Generator().manual_seed(1)) == cluster_bootstrap_ci(
+        a, clusters, seed=torch.Generator().manual_seed(1)
     )
-
-
-def test_bootstrap_diff_ci_shift_moves_every_endpoint():
-    rng = np.random.default_rng(4)
-    a, b = rng.normal(0, 1, 7), rng.normal(0, 1, 5)
-    base = np.array(bootstrap_diff_ci(a, b, seed=8))
-    for c in (3.7, -12.25):
-        shifted = np.array(bootstrap_diff_ci(a + c, b, seed=8))
-        np.testing.assert_allclose(shifted - base, c, atol=1e-9)
-
-
-def test_bootstrap_diff_ci_nan_and_degenerate_arms():
-    a, b = [1.0, np.nan, 2.0, 3.0], [0.0, 1.0, np.nan]
-    assert bootstrap_diff_ci(a, b, seed=0) == bootstrap_diff_ci([1.0, 2.0, 3.0], [0.0, 1.0], seed=0)
-    effect, lo, hi = bootstrap_diff_ci([1.0], [0.0, 1.0])
-    assert effect == 0.5 and math.isnan(lo) and math.isnan(hi)
-    assert all(math.isnan(v) for v in bootstrap_diff_ci([], [1.0, 2.0]))
 
 
 # --------------------------------------------------------------------------------------- holm
@@ -374,89 +332,9 @@ def test_verdict_holds_and_does_not_hold_are_exclusive():
         assert got == ("holds" if holds2 else "does not hold" if dnh2 else "inconclusive")
 
 
-# ------------------------------------------------------------------------------- compare_arms
-def test_compare_arms_planted_effects():
-    rng = np.random.default_rng(10)
-    ref = rng.normal(1.0, 0.1, 5)
-    data = {
-        "M^t": ref,
-        "clear": rng.normal(0.0, 0.1, 5),
-        "reverse": rng.normal(2.0, 0.1, 5),
-        "noise": ref[[2, 0, 4, 1, 3]] + np.array([0.05, -0.05, 0.02, -0.02, 0.0]),
-    }
-    df = compare_arms(data, "M^t", paper_direction="higher", n_boot=4000, seed=0)
-    assert list(df["arm"]) == ["clear", "reverse", "noise"]
-    v = dict(zip(df["arm"], df["verdict"]))
-    assert v == {"clear": "holds", "reverse": "does not hold", "noise": "inconclusive"}
-    clear = df.set_index("arm").loc["clear"]
-    assert clear["p_perm"] == 2 / 252 and clear["n_reference"] == 5 and clear["n_arm"] == 5
-    assert clear["effect"] == pytest.approx(ref.mean() - data["clear"].mean())
-    assert clear["mean_reference"] == pytest.approx(ref.mean())
-    assert (df["p_holm"] >= df["p_perm"]).all()
-    np.testing.assert_allclose(df["p_holm"], holm(df["p_perm"].to_numpy()))
-    # the same data, the paper predicting the other direction, swaps holds and does not hold
-    df_low = compare_arms(data, "M^t", paper_direction="lower", n_boot=4000, seed=0)
-    assert dict(zip(df_low["arm"], df_low["verdict"])) == {
-        "clear": "does not hold",
-        "reverse": "holds",
-        "noise": "inconclusive",
-    }
-
-
-def test_compare_arms_family_nan_and_holm_family():
-    base = {"ref": [1.0, 1.1, 0.9, 1.05, 0.95], "a": [0.0, 0.1, -0.1, 0.05, -0.05], "empty": [np.nan] * 5}
-    df = compare_arms(base, "ref", paper_direction="higher", n_boot=1000, seed=np.int64(1))
-    empty = df.set_index("arm").loc["empty"]
-    assert empty["verdict"] == "not measured" and math.isnan(empty["p_perm"]) and math.isnan(empty["p_holm"])
-    assert df.set_index("arm").loc["a", "p_holm"] == 2 / 252  # the NaN row does not count in the family
-    wider = compare_arms(base, "ref", paper_direction="higher", n_boot=1000, seed=1, family=[0.01, 0.02, 0.5])
-    assert wider.set_index("arm").loc["a", "p_holm"] == pytest.approx(4 * 2 / 252)
-    assert wider.set_index("arm").loc["a", "verdict"] == "holds"
-    # a concatenated family across measures: Holm over all rows, verdicts redone from the new p
-    other = compare_arms(
-        {"ref": [0.5, 0.6, 0.4, 0.55, 0.45], "a": [0.3, 0.62, 0.2, 0.5, 0.41]},
-        "ref",
-        paper_direction="lower",
-        n_boot=1000,
-        seed=1,
-    )
-    fam = holm_family(pd.concat([df.assign(measure="m1"), other.assign(measure="m2")], ignore_index=True))
-    before = pd.concat([df, other], ignore_index=True)["p_holm"]
-    assert (fam["p_holm"].isna() == before.isna()).all()
-    assert (fam["p_holm"].dropna() >= before.dropna() - 1e-15).all()
-    np.testing.assert_allclose(fam["p_holm"], holm(fam["p_perm"].to_numpy()))
-    for r in fam.itertuples():
-        assert r.verdict == verdict(
-            r.effect, r.ci_lo, r.ci_hi, r.p_holm, paper_direction=r.paper_direction, alpha=r.alpha
-        )
-    # with a family so big that Holm lifts p above alpha, "holds" becomes "inconclusive"
-    big = holm_family(pd.concat([df] + [other] * 8, ignore_index=True))  # m = 9: 9 * 2/252 > 0.05
-    assert big.loc[big["arm"] == "a", "verdict"].iloc[0] == "inconclusive"
-    # a plain table: only the adjusted column is added
-    plain = holm_family(pd.DataFrame({"p": [0.01, 0.04]}), p_col="p", out_col="q")
-    np.testing.assert_allclose(plain["q"], [0.02, 0.04])
-
-
-def test_compare_arms_deterministic_and_errors():
-    data = {"ref": [1.0, 1.2, 0.8, 1.1, 0.9], "b": [0.5, 0.7, 0.6, 0.4, 0.8], "c": [1.0, 0.9, 1.3, 1.1, 0.7]}
-    one = compare_arms(data, "ref", paper_direction="higher", n_boot=500, seed=3)
-    pd.testing.assert_frame_equal(one, compare_arms(data, "ref", paper_direction="higher", n_boot=500, seed=3))
-    as_tensors = {k: torch.tensor(v, dtype=torch.float64) for k, v in data.items()}
-    tens = compare_arms(as_tensors, "ref", paper_direction="higher", n_boot=500, seed=3)
-    pd.testing.assert_frame_equal(one, tens)
-    with pytest.raises(ValueError, match="reference"):
-        compare_arms(data, "nope", paper_direction="higher")
-    with pytest.raises(ValueError, match="paper_direction"):
-        compare_arms(data, "ref", paper_direction="worse")
-    assert len(compare_arms({"ref": [1.0, 2.0]}, "ref", paper_direction="higher")) == 0
-
-
 # ---------------------------------------------------------------------------------- validation
 def test_numpy_integers_accepted():
     a, b = [0.2, 0.5, 0.1, 0.9, 0.4], [0.3, 0.3, 0.8, 0.0, 0.6]
-    assert bootstrap_diff_ci(a, b, n_boot=np.int64(500), seed=np.int32(2)) == bootstrap_diff_ci(
-        a, b, n_boot=500, seed=2
-    )
     assert cluster_bootstrap_ci(a, [0, 0, 1, 1, 2], n_boot=np.int64(500), seed=np.uint8(2)) == cluster_bootstrap_ci(
         a, [0, 0, 1, 1, 2], n_boot=500, seed=2
     )
@@ -468,10 +346,8 @@ def test_numpy_integers_accepted():
 @pytest.mark.parametrize(
     "call",
     [
-        lambda **kw: bootstrap_diff_ci([1.0, 2.0], [0.0, 1.0], **kw),
         lambda **kw: cluster_bootstrap_ci([1.0, 2.0], ["a", "b"], **kw),
         lambda **kw: paired_cluster_bootstrap_ci([1.0, 2.0], [0.0, 1.0], ["a", "b"], **kw),
-        lambda **kw: compare_arms({"r": [1.0, 2.0], "x": [0.0, 1.0]}, "r", paper_direction="higher", **kw),
     ],
 )
 def test_parameter_errors_name_the_parameter(call):
@@ -509,8 +385,6 @@ def test_permutation_p_parameter_errors():
 
 
 def test_group_permutation_p_moves_whole_groups():
-    from lingerlab.stats import group_permutation_p
-
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(10), 20)
     strata = np.zeros(len(groups), dtype=int)
@@ -536,7 +410,6 @@ def test_group_permutation_p_moves_whole_groups():
 
 
 # ------------------------------------------------- the symmetric rule, the two-stage bootstrap, power
-from lingerlab.stats import hierarchical_bootstrap, minimum_detectable_effect  # noqa: E402
 
 
 def test_symmetric_verdict_equivalence_and_opposite_direction():

@@ -1,4 +1,4 @@
-"""sweeps: remedy_table / size_sweep / arch_comparison on a tiny random world (schema and wiring)."""
+"""The sweeps: remedy_table / size_sweep / arch_comparison on a tiny random world (schema and wiring)."""
 
 from __future__ import annotations
 
@@ -15,22 +15,15 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab.arms import Recipe
-from lingerlab import sweeps, worlds
+from lingerlab import remedy_summary, remedy_sweep, worlds
+from lingerlab.arch_sweep import arch_comparison
 from lingerlab.audit import Audit
+from lingerlab.mitigation_plots import plot_remedies
 from lingerlab.models import Normalized
-from lingerlab.sweeps import (
-    REMEDY_COLUMNS,
-    NotFeasible,
-    Remedy,
-    arch_comparison,
-    default_remedies,
-    plot_remedies,
-    remedy_arms,
-    remedy_table,
-    retrain_source,
-    size_sweep,
-    summarize_remedies,
-)
+from lingerlab.remedies import NotFeasible, Remedy, default_remedies, remedy_arms, retrain_source
+from lingerlab.remedy_summary import summarize_remedies
+from lingerlab.remedy_sweep import REMEDY_COLUMNS, remedy_table
+from lingerlab.size_sweep import size_sweep
 from lingerlab.worlds.base import World, WorldSpec
 
 matplotlib.use("Agg")
@@ -127,7 +120,7 @@ def test_remedy_table_has_documented_columns_and_one_row_per_remedy_and_seed():
     assert (table["time_overhead"] > 0).all()
     s = summarize_remedies(table)
     assert list(s["remedy"]) == names and np.isclose(s.loc[0, "d_target_acc"], 0.0)
-    fig = plot_remedies(table)
+    fig = plot_remedies(s)
     assert len(fig.axes) >= 4
 
 
@@ -179,7 +172,7 @@ def test_size_sweep_rows_and_nested_subsets():
     with pytest.raises(ValueError, match="sizes"):
         size_sweep(audit, sizes=[1000], seeds=(0,))
     # the subsets grow from M^t's own D^t: nested, and n = |D^t| is M^t itself
-    from lingerlab.sweeps import _growth_order
+    from lingerlab.size_sweep import _growth_order
 
     own = audit.recipe("M^t").train_subset
     order = _growth_order(own, len(audit.world.target_train), 0)
@@ -323,7 +316,7 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
     assert list(v["architecture"]) == ["A", "B"] and v.loc[0, "|F|"] == 5 and len(v.columns) == 11
     assert v.loc[0, "excess error, M^t - M^b"].endswith(res.table.loc[0, "excess_error_verdict"])
     assert v.loc[0, "excess error on L, M^t"].startswith(f"{res.table.loc[0, 'excess_error_reference']:.3f} [")
-    from lingerlab.plotting import plot_arch
+    from lingerlab.mitigation_plots import plot_arch
 
     fig = plot_arch(res)
     assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1  # one overlap bar: A vs B
@@ -351,7 +344,7 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
 
 
 def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
-    from lingerlab.sweeps import _as_spec, figure8_specs
+    from lingerlab.arch_sweep import _as_spec, figure8_specs
     from lingerlab.worlds.lite import VARIANTS
 
     specs = figure8_specs(24)
@@ -363,7 +356,7 @@ def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
 
 
 def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
-    from lingerlab import comparison
+    from lingerlab.fair_test import FAMILY_MEASURES
 
     # p_lo below M^s's own p_c: every source-only class lingers, so L is not empty
     audit = Audit(tiny_world(), v_lo=0, n_null=2, device="cpu", cache=False, p_lo=1e-7)
@@ -373,11 +366,11 @@ def test_remedy_tests_score_every_remedy_on_plain_L_composites_with_holm():
         Remedy("WiSE", "wise_ft", {"alpha": 0.5}),
     ]
     memo: dict = {}
-    table = sweeps.remedy_table(audit, rems, seeds=(0, 1, 2), n_boot=50, memo=memo)
+    table = remedy_sweep.remedy_table(audit, rems, seeds=(0, 1, 2), n_boot=50, memo=memo)
     n_built = len(memo)
-    out = sweeps.remedy_tests(audit, rems, seeds=(0, 1, 2), n_boot=200, memo=memo)
+    out = remedy_sweep.remedy_tests(audit, rems, seeds=(0, 1, 2), n_boot=200, memo=memo)
     assert len(memo) == n_built  # the table's models, not new ones
-    assert set(out["remedy"]) == {"lr x5", "WiSE"} and len(out) == 2 * len(comparison.FAMILY_MEASURES)
+    assert set(out["remedy"]) == {"lr x5", "WiSE"} and len(out) == 2 * len(FAMILY_MEASURES)
     assert (out["p_holm"] >= out["p_perm"] - 1e-12).all()
     assert set(out["verdict"]) <= {"lowers it", "does not lower it", "inconclusive", "not measured"}
     assert out.attrs["p_floor"] == pytest.approx(0.1)
@@ -454,7 +447,7 @@ def _planted_summary() -> pd.DataFrame:
 
 
 def test_remedy_advice_applies_its_rule_to_planted_changes():
-    adv = sweeps.remedy_advice(_planted_summary())
+    adv = remedy_summary.remedy_advice(_planted_summary())
     answers = adv.answer.tolist()
     # within the costs (>= -0.01 target accuracy, <= 2x time): gainer (+0.1), then small gainer, then eraser (0)
     assert answers[0].startswith("gainer (+0.100 composite acc., -0.005 target acc.)")
@@ -466,7 +459,7 @@ def test_remedy_advice_applies_its_rule_to_planted_changes():
 
 def test_remedy_effects_by_world_gives_one_verdict_per_remedy_and_world():
     sm = _planted_summary()
-    t = sweeps.remedy_effects_by_world({"a": sm, "b": sm[sm.remedy != "gainer"]})
+    t = remedy_summary.remedy_effects_by_world({"a": sm, "b": sm[sm.remedy != "gainer"]})
     assert list(t.columns.get_level_values(0).unique()) == ["a", "b"]
     v = t[("a", "verdict")]
     assert v["plain fine-tuning"] == "reference" and v["gainer"] == "try" and v["costly"] == "costs too much"
@@ -485,18 +478,18 @@ def test_measure_reads_eq3_from_F_images_only_and_agrees_with_the_full_pass():
     F = audit.source_only().tolist()
     assert 0 < len(F) < len(audit.world.source_classes)  # class 0 is shared: its images are left out
     model = audit.model("M^t", 0)
-    row = sweeps.measure(audit, model, 0, n_boot=20)
-    sub = sweeps._images_of(audit, F)
+    row = remedy_sweep.measure(audit, model, 0, n_boot=20)
+    sub = remedy_sweep._images_of(audit, F)
     assert set(sub.tensors[1].tolist()) == set(F) and len(sub) == sum(len(audit.class_images(c)) for c in F)
     full = lingering(source_target_model(model, audit.source_model()), audit.world.source_data, F, p_lo=audit.p_lo)
     assert row["n_lingering"] == int(full["lingering"].sum())
     assert np.isclose(row["mean_p_st"], float(full["p_st"].mean()), rtol=0, atol=1e-6)
     # no class of the list has images: the whole of D^c is read, and Eq. 3 marks each untestable
-    assert sweeps._images_of(audit, [len(audit.world.source_classes) + 5]) is audit.world.source_data
+    assert remedy_sweep._images_of(audit, [len(audit.world.source_classes) + 5]) is audit.world.source_data
 
 
 def test_size_trends_name_what_falls_and_what_rises():
-    from lingerlab.sweeps import describe_trends, size_trends
+    from lingerlab.size_sweep import describe_trends, size_trends
 
     rng = np.random.default_rng(0)
     rows = [

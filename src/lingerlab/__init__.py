@@ -27,7 +27,7 @@ from .audit import Audit
 from .detection import auroc, evaluate_detection, fpr_at_tpr
 from .lingering import default_p_lo
 from . import coverage, figures, ood, plotting
-from .plotting import publish
+from .publishing import publish
 
 __version__ = "0.1.0"
 

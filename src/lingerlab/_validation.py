@@ -11,7 +11,7 @@ checks return the value as the plain Python type.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sized
+from typing import Any, Iterable, Sequence, Sized
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_bool",
     "check_nonempty",
     "check_same_length",
+    "check_seeds",
 ]
 
 _MAX_REPR = 80
@@ -164,3 +165,13 @@ def check_same_length(name_a: str, a: Sized, name_b: str, b: Sized) -> None:
     """Raise ValueError when two per-image sequences disagree in length."""
     if len(a) != len(b):
         raise ValueError(f"{name_a} and {name_b} must have one entry per image; got {len(a)} and {len(b)}")
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Check that ``seeds`` is a non-empty sequence of non-negative integers; return them as a list."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of non-negative integers; got {type(seeds).__name__}")
+    seeds = [check_int_range("seeds", s, 0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: pass at least one seed")
+    return seeds

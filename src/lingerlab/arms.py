@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from . import training as _training
+from .tuning import pick_rate
 from ._validation import check_bool, check_choice, check_int_range, check_range
 
 __all__ = [
@@ -329,9 +330,9 @@ class Zoo:
 
     def search(self, recipe: Recipe) -> pd.DataFrame:
         """The learning-rate search of ``recipe``: one run per rate of ``spec.lr_search`` at seed 0,
-        the target validation accuracy of each and the pick (best accuracy; ties: the smaller rate).
-        Every arm of a comparison goes through the same search; its runs are cached like any model
-        (the picked run is the arm's seed-0 model)."""
+        the target validation accuracy of each and the pick (:func:`pick_rate`). Every arm of a
+        comparison goes through the same search; its runs are cached like any model (the picked run
+        is the arm's seed-0 model)."""
         if self.accuracy is None:
             raise ValueError("this Zoo was built without accuracy=: it cannot search learning rates")
         rows = [
@@ -339,8 +340,8 @@ class Zoo:
             for lr in self.world.spec.lr_search
         ]
         out = pd.DataFrame(rows, columns=["arm", "lr", "val_acc"])
-        best = max(rows, key=lambda r: (r["val_acc"], -r["lr"])) if rows else None
-        out["picked"] = [best is not None and r["lr"] == best["lr"] for r in rows]
+        pick = pick_rate(out["lr"].tolist(), out["val_acc"].tolist(), len(self.world.target_val)) if rows else None
+        out["picked"] = [r["lr"] == pick for r in rows]
         return out
 
     def _tuned(self, recipe: Recipe) -> Recipe:

@@ -15,7 +15,7 @@ something about lingering memories, and each has a function here, with its rule 
   region as smooth as a real one); the deletion test of Samek et al.
   (2017) and Petsiuk et al. (RISE, 2018), at one fraction.
 
-Intervals over composites are cluster bootstraps by source photo (``stats.cluster_bootstrap_ci``).
+Intervals over composites are cluster bootstraps by source photo (``bootstrap.cluster_bootstrap_ci``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import stats as _stats
+from .bootstrap import cluster_bootstrap_ci
 from ._data import gather
 from ._validation import check_int_range, check_range
 from .models import as_generator
@@ -110,7 +110,7 @@ def source_survival(audit: object, composites: object, ratio: float = SURVIVAL_R
     out["survives"] = out["ratio"] >= ratio
     clusters = composite_clusters(audit, comp)
     out.attrs["overall"] = {
-        k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_alone", "p_composite")
+        k: cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_alone", "p_composite")
     }
     return out
 
@@ -140,7 +140,7 @@ def neutral_check(audit: object, composites: object, neutral: object, ratio: flo
     out["neutral"] = out["ratio"] <= ratio
     clusters = composite_clusters(audit, composites)
     out.attrs["overall"] = {
-        k: _stats.cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_composite", "p_neutral")
+        k: cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_composite", "p_neutral")
     }
     return out
 
@@ -224,7 +224,7 @@ def deletion_summary(
 ) -> dict[str, float]:
     """Mean ``drop_top``, ``drop_random`` and ``gain`` of :func:`deletion_test` rows, the gain's
     cluster-bootstrap 95% interval (by source photo) and ``faithful`` (the interval's lower end > 0)."""
-    gain, lo, hi = _stats.cluster_bootstrap_ci(rows["gain"].to_numpy(float), list(clusters), n_boot=n_boot, seed=seed)
+    gain, lo, hi = cluster_bootstrap_ci(rows["gain"].to_numpy(float), list(clusters), n_boot=n_boot, seed=seed)
     return {
         "drop_top": float(rows["drop_top"].mean()),
         "drop_random": float(rows["drop_random"].mean()),

@@ -5,7 +5,7 @@ and glues them (:func:`glue_claims`); the results page reads the
 rows back from the executed notebooks (:func:`read_claims`) and shows them as one matrix (paper
 claim x world, :func:`matrix_html`), each status linking to the section that measured it.
 
-Statuses. A claim tested across seeds takes the verdict of ``stats.verdict`` (``holds``, ``does not
+Statuses. A claim tested across seeds takes the verdict of ``verdict_rule.verdict`` (``holds``, ``does not
 hold``, ``inconclusive`` or ``not testable``, the last when a precondition of ``gates`` fails). A claim measured
 without a test across seeds takes one of
 the rules :func:`recovery_status`, :func:`above_null_status`, :func:`beats_status`,
@@ -211,7 +211,7 @@ def count_status(count: int, null_count: int) -> str:
 
 
 def from_verdict(verdict: str) -> str:
-    """A verdict of ``stats.verdict`` in any of the book's wordings (``lowers it`` / ``does not lower
+    """A verdict of ``verdict_rule.verdict`` in any of the book's wordings (``lowers it`` / ``does not lower
     it`` of the remedy tests) as a status."""
     words = {"lowers it": "holds", "does not lower it": "does not hold"}
     status = words.get(verdict, verdict)
@@ -230,7 +230,7 @@ def beats_status(lo: float, hi: float, other_lo: float, other_hi: float) -> str:
 
 
 def majority_status(verdicts: Iterable[str]) -> str:
-    """Several verdicts of ``stats.verdict`` on one claim (one per architecture, say): ``holds`` or
+    """Several verdicts of ``verdict_rule.verdict`` on one claim (one per architecture, say): ``holds`` or
     ``does not hold`` when every measured verdict is that, ``partly`` when some but not all hold,
     otherwise ``inconclusive``. Verdicts "not measured" and "not testable" are left out; when nothing
     else is left, the claim is ``not testable`` if any verdict was."""

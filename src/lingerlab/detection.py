@@ -241,7 +241,7 @@ def detection_over_seeds(
     composites, each with a 95% bootstrap-over-seeds interval; the chance levels AUROC 0.5 and FPR
     0.95 for a random score at 95% TPR). Seeds with an empty L have no positives and are left out
     (``n_lingering`` 0 in ``per_seed``)."""
-    from .stats import cluster_bootstrap_ci
+    from .bootstrap import cluster_bootstrap_ci
 
     rows = []
     for seed in seeds:

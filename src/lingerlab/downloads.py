@@ -2,10 +2,9 @@
 
 Nothing here runs unless asked (``load_paper(download=True)``); nothing is fetched at import.
 
-- :func:`fetch` downloads one URL to ``dest`` through ``dest.part``: an interrupted transfer resumes
-  with a ``Range:`` request (or restarts from zero when the server ignores ranges), the sha256 is
-  checked before the atomic rename to ``dest``, and an existing ``dest`` with the right hash returns
-  at once without any network access.
+- :func:`fetch` downloads one URL to ``dest`` through ``dest.part`` (a resumable transfer,
+  ``http_transfer.transfer``), checks the sha256 before the atomic rename to ``dest``, and returns an
+  existing ``dest`` with the right hash at once without any network access.
 - :func:`extract` unpacks a zip or tar(.gz) into a temporary sibling folder and renames it into place
   only when complete; a corrupt archive leaves nothing behind; absolute paths, ``..`` and links
   leaving the archive are refused.
@@ -29,20 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.client
 import os
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
+
+from .http_transfer import transfer
 
 __all__ = [
     "Asset",
@@ -193,14 +190,6 @@ def _matches(actual: str, expected: str) -> bool:
     return actual.startswith(expected)  # a full digest is its own 64-digit prefix
 
 
-def _progress(label: str, done: int, total: int | None, last: list[int]) -> None:
-    step = (total or 0) // 20 or 50 * _CHUNK
-    if done - last[0] >= step or (total and done >= total):
-        last[0] = done
-        pct = f" ({100 * done / total:.0f}%)" if total else ""
-        print(f"  {label}: {done / 1e6:.1f} MB{pct}", file=sys.stderr, flush=True)
-
-
 def fetch(
     url: str,
     dest: str | os.PathLike,
@@ -217,18 +206,15 @@ def fetch(
     """Download ``url`` to ``dest`` (HTTP(S) GET) and return ``dest``.
 
     ``sha256``: the full hex digest or a prefix of at least 8 digits. An existing ``dest`` whose hash
-    matches returns at once, without any network access. The bytes go to ``dest.part``; with
-    ``resume`` an existing ``.part`` is continued with a ``Range:`` request (a 206 answer appends,
-    a 200 restarts from zero, a 416 discards it and starts over). A transfer cut short after some
-    bytes arrived is resumed the same way, up to ``attempts`` requests in all; otherwise the
-    ``.part`` file is kept for the next call and ConnectionError raised (every transport failure,
-    HTTP errors included, is a ConnectionError). ``resume=False`` discards any ``.part`` and starts
-    every attempt from zero. The hash is checked before the atomic rename to ``dest``; a mismatch
-    deletes the ``.part`` file and raises ValueError naming the file, the expected and the actual hash.
+    matches returns at once, without any network access. The bytes go to ``dest.part`` through
+    ``http_transfer.transfer`` (``resume``, ``attempts``, ``timeout``, ``progress``: resumed with a
+    ``Range:`` request, kept for the next call when cut short; every transport failure is a
+    ConnectionError). The hash is checked before the atomic rename to ``dest``; a mismatch deletes
+    the ``.part`` file and raises ValueError naming the file, the expected and the actual hash.
 
     ``sha256=None`` is refused (ValueError, before any network access) unless
     ``allow_unverified=True``; then an existing ``dest`` is taken as it is, and the downloaded file's
-    sha256 is reported in a warning. ``timeout`` bounds every socket operation (seconds).
+    sha256 is reported in a warning.
     """
     dest = Path(dest).expanduser()
     label = name or dest.name
@@ -246,72 +232,12 @@ def fetch(
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"fetch downloads http:// and https:// URLs only; got {url!r}")
     if dest.is_file():
-        if expected is None:
-            return dest
-        if _matches(sha256_of(dest), expected):
+        if expected is None or _matches(sha256_of(dest), expected):
             return dest
         warnings.warn(f"{dest} exists but its sha256 does not match {expected}: downloading it again", stacklevel=2)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-
-    last = [0]
-    for attempt in range(1, attempts + 1):
-        if not resume and part.exists():
-            part.unlink()
-        offset = part.stat().st_size if part.is_file() else 0
-        headers = {"User-Agent": "lingerlab", "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        request = urllib.request.Request(url, headers=headers)
-        received = 0
-        try:
-            try:
-                response = urllib.request.urlopen(request, timeout=timeout)  # looked up at call time (patchable)
-            except urllib.error.HTTPError as e:
-                if e.code == 416 and offset:  # the .part is complete or longer than the file: start over
-                    e.close()
-                    part.unlink()
-                    continue
-                raise
-            with response:
-                status = response.status
-                length = response.headers.get("Content-Length")
-                length = int(length) if length and length.isdigit() else None
-                if status == 206 and offset:
-                    m = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-                    if not m or int(m.group(1)) != offset:
-                        raise ConnectionError(
-                            f"{url} answered a range request for bytes {offset}- with "
-                            f"Content-Range {response.headers.get('Content-Range')!r}"
-                        )
-                    mode, start = "ab", offset
-                elif status == 200:
-                    mode, start = "wb", 0  # no (or an ignored) range request: from zero
-                else:
-                    raise ConnectionError(f"{url} answered HTTP {status}")
-                total = start + length if length is not None else size
-                with open(part, mode) as f:
-                    while block := response.read(_CHUNK):
-                        f.write(block)
-                        received += len(block)
-                        if progress:
-                            _progress(label, start + received, total, last)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if length is not None and received < length:
-                    raise http.client.IncompleteRead(b"", length - received)
-            break
-        except (http.client.HTTPException, OSError) as e:
-            if received and attempt < attempts and not isinstance(e, urllib.error.HTTPError):
-                continue  # cut short after some bytes arrived: the next attempt resumes with a Range request
-            if not resume and part.exists():
-                part.unlink()
-            have = part.stat().st_size if part.is_file() else 0
-            kept = f"; {have} bytes are kept in {part} and the next call resumes from there" if have and resume else ""
-            what = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else f"{type(e).__name__}: {e}"
-            raise ConnectionError(f"download of {label} from {url} failed ({what}){kept}") from e
-    else:
-        raise ConnectionError(f"download of {label} from {url} did not complete in {attempts} attempts")
+    transfer(url, part, resume=resume, attempts=attempts, timeout=timeout, progress=progress, label=label, size=size)
 
     actual = sha256_of(part)
     got = part.stat().st_size

@@ -11,7 +11,8 @@
 - :func:`figure4`: the paper's Figure 4, source-only classes, shared classes, and the target images in
   which the shared classes show up (Eq. 1), with their counts.
 
-Both read every model and stage through an ``audit.Audit``, so they work in any world.
+Each reads every model and stage through an ``audit.Audit``, so it works in any world. The figures
+of the fair test (hijacked composites, per-class maps) are in :mod:`lingerlab.fair_test_figures`.
 """
 
 from __future__ import annotations
@@ -24,17 +25,28 @@ from torch import Tensor
 
 from ._validation import check_int_range, check_range
 from .attribution import gradcam
-from .comparison import control_sets
 from .composites import make_composites, neutral_backgrounds, occlude, paste
 from .distraction import top_quantile_mask
 from .plotting import show_cam, show_image
 
-__all__ = ["paper_arms", "figure1", "figure2", "figure4", "hijacks", "class_maps"]
+__all__ = ["paper_arms", "figure1", "figure2", "figure4"]
 
 
 def _probs(model: torch.nn.Module, x: Tensor) -> Tensor:
     with torch.inference_mode():
         return torch.softmax(model(x).float(), 1).cpu()
+
+
+def _show_prediction(
+    ax: Any, model: torch.nn.Module, x: Tensor, layer: Any, names: Sequence[str], title: str, mask: Tensor | None = None
+) -> Tensor:
+    """Draw ``model``'s Grad-CAM map for its prediction on the one image ``x``, titled ``title`` with the
+    predicted name and probability; return its probabilities."""
+    p = _probs(model, x)[0]
+    pred = int(p.argmax())
+    cam_map = gradcam(model, x, torch.tensor([pred], device=x.device), layer)[0].cpu()
+    show_cam(ax, x[0].cpu(), cam_map, f"{title}{names[pred]} ({p[pred]:.2f})", mask=mask)
+    return p
 
 
 OCCLUSION_AREAS = (0.2, 0.3, 0.4, 0.5, 0.6)  # the top parts of M^s's map figure1 tries, smallest first
@@ -108,6 +120,9 @@ def figure1(
         in_f = [c for c in top if c in F]
         xi = x[i : i + 1]
         row: dict[str, Any] = {"photo": name}
+        row.update(object=None, object_in_F_rank=None, object_has_images=False, object_in_L=False, area=float("nan"))
+        row.update(object_removed=False, p_object=float("nan"), p_object_occluded=float("nan"))
+        x_occ = None
         if in_f:
             c_o = in_f[0]
             cam_s = gradcam(m_s, xi, torch.tensor([c_o], device=dev), layer)[0].cpu()
@@ -139,17 +154,6 @@ def figure1(
                 axes[1 + len(models), i], x_occ[0].cpu(), f"occluded\nM^s: {_short(names[c_o])} ({p_occ[c_o]:.2f})"
             )
         else:
-            x_occ = None
-            row.update(
-                object=None,
-                object_in_F_rank=None,
-                object_has_images=False,
-                object_in_L=False,
-                area=float("nan"),
-                object_removed=False,
-                p_object=float("nan"),
-                p_object_occluded=float("nan"),
-            )
             show_image(axes[0, i], xi[0].cpu(), f"{name.split('.')[-1]}\nno class of F in M^s's top {k}")
             axes[1 + len(models), i].set_axis_off()
         for j, m in enumerate(models):
@@ -158,16 +162,9 @@ def figure1(
                     axes[col, i].set_axis_off()
                     row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float("nan"), None
                     continue
-                p = _probs(trained[m], x_in)[0]
-                pred = int(p.argmax())
-                cam_m = gradcam(trained[m], x_in, torch.tensor([pred], device=dev), layer)[0].cpu()
-                show_cam(
-                    axes[col, i],
-                    x_in[0].cpu(),
-                    cam_m,
-                    f"{m}{' (occluded)' if tag else ''}\n{t_names[pred]} ({p[pred]:.2f})",
-                )
-                row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float(p[label]), t_names[pred]
+                title = f"{m}{' (occluded)' if tag else ''}\n"
+                p = _show_prediction(axes[col, i], trained[m], x_in, layer, t_names, title)
+                row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float(p[label]), t_names[int(p.argmax())]
         rows.append(row)
     fig.tight_layout()
     return fig, pd.DataFrame(rows)
@@ -232,15 +229,12 @@ def figure2(
             }
         )
         for col, m in enumerate(models, start=2):
-            p = _probs(trained[m], x)[0]
-            pred = int(p.argmax())
-            cam_map = gradcam(trained[m], x, torch.tensor([pred], device=dev), layer)
-            show_cam(axes[r, col], x[0].cpu(), cam_map[0].cpu(), f"{m}: {t_names[pred]} ({p[pred]:.2f})", mask=mask)
+            p = _show_prediction(axes[r, col], trained[m], x, layer, t_names, f"{m}: ", mask)
             records.append(
                 {
                     "input": row_name,
                     "model": m,
-                    "prediction": t_names[pred],
+                    "prediction": t_names[int(p.argmax())],
                     "p(true target class)": float(p[c_t]) if r else float("nan"),
                     "p(source class)": float("nan"),
                 }
@@ -344,113 +338,3 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
         for c in cs
     ]
     return fig, pd.DataFrame(rows)
-
-
-def hijacks(audit: Any, ft: Any, n: int = 3, composites_seed: int = 0) -> tuple[Any, pd.DataFrame]:
-    """The paper's Figures 1, 3b and 5 searched for instead of picked: of every composite of the fair
-    test ``ft`` (``comparison.fair_test``), the ``n`` on which the reference arm is *hijacked* in the
-    most seeds (wrong with the source object, right with it blurred away, the first baseline right;
-    ``comparison.with_hijacks``). One row each, at the first seed that hijacks it: the composite,
-    M^s's map for the source class, the reference's map and p(true class) with the object and with it
-    blurred away, and the baseline's map and p(true class). Returns the figure (a line of text when no
-    composite is a hijack) and one row per composite shown."""
-    import matplotlib.pyplot as plt
-
-    check_int_range("n", n, 1)
-    ref, base = ft.reference, ft.baselines[0]
-    ctl = ft.controls
-    hit = ctl[(ctl["arm"] == ref) & ctl["hijack"].astype(bool)]
-    counts = (
-        hit.groupby("composite", sort=True)["seed"]
-        .agg(["size", "min"])
-        .sort_values("size", ascending=False, kind="stable")
-    )
-    top = counts.head(n)
-    names = audit.world.source_classes
-    if top.empty:
-        fig, ax = plt.subplots(figsize=(7.6, 1.0))
-        ax.set_axis_off()
-        ax.text(0.5, 0.5, f"no composite hijacks {ref} in any seed", ha="center", va="center", fontsize=10)
-        return fig, pd.DataFrame(columns=["composite", "source_class", "seeds_hijacked", "seed"])
-    sets = control_sets(audit, composites_seed=composites_seed)
-    comp, neutral = sets["source_only"], sets["neutral"]
-    idx = torch.as_tensor(top.index.to_numpy(), dtype=torch.long)
-    sub, sub_n = comp.subset(idx), neutral.subset(idx)
-    cs = audit.composite_classes(sub)
-    y = sub.target_label.cpu()
-    arms = audit.world.spec.comparison
-    fig, axes = plt.subplots(len(idx), 5, figsize=(7.6, 1.75 * len(idx)), squeeze=False)
-    rows = []
-    for r, (i, info) in enumerate(top.iterrows()):
-        s = int(info["min"])
-        one, one_n = sub.subset([r]), sub_n.subset([r])
-        m_ref, m_base = audit.model(arms[ref], s), audit.model(arms[base], s)
-        p_ref, p_ref_n, p_base = (
-            float(_probs(m, x.images)[0, y[r]]) for m, x in ((m_ref, one), (m_ref, one_n), (m_base, one))
-        )
-        show_image(axes[r, 0], one.images[0], f"{names[int(cs[r])]}")
-        show_cam(
-            axes[r, 1], one.images[0], audit.maps("M^s", one, int(cs[r]))[0], "$M^s$: source class" if r == 0 else None
-        )
-        show_cam(
-            axes[r, 2],
-            one.images[0],
-            audit.maps(m_ref, one, y[r : r + 1])[0],
-            f"$M^t$ p={p_ref:.2f}",
-            mask=one.masks[0],
-        )
-        show_cam(
-            axes[r, 3],
-            one_n.images[0],
-            audit.maps(m_ref, one_n, y[r : r + 1])[0],
-            f"blurred p={p_ref_n:.2f}",
-            mask=one.masks[0],
-        )
-        show_cam(
-            axes[r, 4],
-            one.images[0],
-            audit.maps(m_base, one, y[r : r + 1])[0],
-            f"$M^b$ p={p_base:.2f}",
-            mask=one.masks[0],
-        )
-        rows.append(
-            {
-                "composite": int(i),
-                "source_class": names[int(cs[r])],
-                "seeds_hijacked": int(info["size"]),
-                "seed": s,
-                "p_true_reference": p_ref,
-                "p_true_reference_blurred": p_ref_n,
-                "p_true_baseline": p_base,
-            }
-        )
-    fig.tight_layout()
-    return fig, pd.DataFrame(rows)
-
-
-def class_maps(audit: Any, ft: Any, c: int, n: int = 3, seed: int = 0, composites_seed: int = 0) -> Any:
-    """The paper's Figure 2, third row, for source class ``c``: its first ``n`` composites with M^s's
-    map for ``c`` and the maps of the fair test's reference and first baseline (seed ``seed``) for the
-    true target class; white outline: the pasted target image."""
-    import matplotlib.pyplot as plt
-
-    check_int_range("n", n, 1)
-    comp = audit.composites(seed=composites_seed)
-    idx = torch.nonzero(audit.composite_classes(comp) == int(c)).flatten()[:n]
-    if len(idx) == 0:
-        raise ValueError(f"c must be a source class with composites; class {c} has none")
-    sub = comp.subset(idx)
-    arms = audit.world.spec.comparison
-    ref, base = ft.reference, ft.baselines[0]
-    maps = {
-        "$M^s$": audit.maps("M^s", sub, int(c)),
-        "$M^t$": audit.maps(arms[ref], sub, sub.target_label, seed),
-        "$M^b$": audit.maps(arms[base], sub, sub.target_label, seed),
-    }
-    fig, axes = plt.subplots(len(idx), 4, figsize=(7.4, 2.0 * len(idx)), squeeze=False)
-    for r in range(len(idx)):
-        show_image(axes[r, 0], sub.images[r], audit.world.source_classes[int(c)] if r == 0 else None)
-        for j, (name, mp) in enumerate(maps.items(), start=1):
-            show_cam(axes[r, j], sub.images[r], mp[r], name if r == 0 else None, mask=sub.masks[r])
-    fig.tight_layout()
-    return fig

@@ -15,7 +15,7 @@ Eq. 4 and the error claims compare models on composites I(c). Each comparison ne
 - **transfer helps**: M^t's clean target accuracy against M^b's. It blocks nothing; it is stated beside
   every between-arm verdict, so that "the fine-tuned model is the weaker one" is never hidden.
 
-:func:`evaluate` computes the table; :func:`failed_gate` names every gate a claim fails.
+:func:`evaluate` computes the table; ``Gates.failed`` names every gate a claim fails.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 
-__all__ = ["COMPETENCE_MIN", "MIN_CLASSES", "GATES", "Gates", "evaluate", "failed_gate", "NEEDS"]
+__all__ = ["COMPETENCE_MIN", "MIN_CLASSES", "GATES", "Gates", "evaluate", "without_composites", "NEEDS"]
 
 #: an arm is competent on pasted targets when its mean accuracy on object-free composites reaches this
 COMPETENCE_MIN = 0.75
@@ -97,8 +97,17 @@ class Gates:
         return "\n".join(lines)
 
     def failed(self, kind: str, measure: str, reference: str, baseline: str) -> str | None:
-        """:func:`failed_gate` of this world's gates."""
-        return failed_gate(self, kind, measure, reference, baseline)
+        """Every gate the claim ``(kind, measure)`` fails (:data:`NEEDS`), as ``"gate (subject)"`` joined
+        by ``"; "``, else None. With no surviving class every claim fails object survival, and nothing
+        else is asked; a gate this world did not evaluate (:func:`without_composites`) is not asked."""
+        evaluated = set(self.table["gate"])
+        if "object survival" in evaluated and not self.passed("object survival", "F"):
+            return "object survival (F)"
+        failed = []
+        for gate, who in NEEDS.get((kind, measure), ()):
+            subjects = {"both": [reference, baseline], "reference": [reference]}.get(who, [who])
+            failed += [f"{gate} ({s})" for s in subjects if gate in evaluated and not self.passed(gate, s)]
+        return "; ".join(failed) or None
 
 
 def _contrast_counts(ctl: pd.DataFrame, reference: str, hidden: Iterable[int]) -> pd.DataFrame:
@@ -114,7 +123,7 @@ def _contrast_counts(ctl: pd.DataFrame, reference: str, hidden: Iterable[int]) -
 def evaluate(
     ctl: pd.DataFrame, survival: pd.DataFrame, faith: pd.DataFrame, reference: str, baselines: Iterable[str]
 ) -> Gates:
-    """The gate table from the fair test's controls (``comparison.controls``), the survival check
+    """The gate table from the fair test's controls (``controls.controls``), the survival check
     (``checks.source_survival``) and the deletion test (``checks.faithfulness``, models labelled as the
     arms of ``ctl``, with ``"M^s"``)."""
     arms = [reference, *baselines]
@@ -168,23 +177,9 @@ def evaluate(
     counts = _contrast_counts(ctl, reference, hidden)
     med_l = float(np.median(counts["L"])) if len(counts) else 0.0
     med_fl = float(np.median(counts[_FL])) if len(counts) else 0.0
-    rows.append(
-        {
-            "gate": "contrast size",
-            "subject": "L",
-            "value": f"surviving classes in L per seed {counts['L'].tolist()}",
-            "rule": f"median >= {MIN_CLASSES}",
-            "passed": med_l >= MIN_CLASSES,
-        }
-    )
-    rows.append(
-        {
-            "gate": "contrast size",
-            "subject": "L and F \\ L",
-            "value": f"in F \\ L per seed {counts[_FL].tolist()}",
-            "rule": f"median >= {MIN_CLASSES} in each",
-            "passed": med_l >= MIN_CLASSES and med_fl >= MIN_CLASSES,
-        }
+    rows += _contrast_size(
+        (f"surviving classes in L per seed {counts['L'].tolist()}", f"in F \\ L per seed {counts[_FL].tolist()}"),
+        (med_l >= MIN_CLASSES, med_l >= MIN_CLASSES and med_fl >= MIN_CLASSES),
     )
     acc = ctl.attrs.get("target_acc", {})
     ref_acc = np.mean([v for (a, _), v in acc.items() if a == reference]) if acc else float("nan")
@@ -202,13 +197,23 @@ def evaluate(
     return Gates(table=pd.DataFrame(rows), hidden=hidden, n_classes=counts, survival=survival, faith=faith)
 
 
-def failed_gate(gates: Gates, kind: str, measure: str, reference: str, baseline: str) -> str | None:
-    """Every gate the claim ``(kind, measure)`` fails, as ``"gate (subject)"`` joined by ``"; "``, else
-    None. With no surviving class every claim fails object survival, and nothing else is asked."""
-    if not gates.passed("object survival", "F"):
-        return "object survival (F)"
-    failed = []
-    for gate, who in NEEDS.get((kind, measure), ()):
-        subjects = {"both": [reference, baseline], "reference": [reference]}.get(who, [who])
-        failed += [f"{gate} ({subject})" for subject in subjects if not gates.passed(gate, subject)]
-    return "; ".join(failed) or None
+def _contrast_size(values: tuple[str, str], passed: tuple[bool, bool]) -> list[dict]:
+    """The contrast-size rows: L, and L and F \\ L together (each with its value and whether it passed)."""
+    return [
+        {"gate": "contrast size", "subject": s, "value": v, "rule": f"median >= {MIN_CLASSES}" + rule, "passed": p}
+        for s, v, p, rule in zip(("L", "L and F \\ L"), values, passed, ("", " in each"))
+    ]
+
+
+def without_composites(why: str) -> Gates:
+    """The gates of an audit with no composites to test: only the contrast size, which fails (no class
+    in L); every other gate is not evaluated."""
+    value = f"no composites to test ({why}): 0 classes in L"
+    empty = pd.DataFrame()
+    return Gates(
+        table=pd.DataFrame(_contrast_size((value, value), (False, False))),
+        hidden=(),
+        n_classes=pd.DataFrame(columns=["seed", "L", _FL]),
+        survival=empty,
+        faith=empty,
+    )

@@ -18,7 +18,7 @@ assembled by :func:`lingerlab.report_html.audit_page`.
 
 from __future__ import annotations
 
-from .args import build_parser
+from .parser import build_parser
 from .main import audit_main, main
 from .run import AuditRun
 

@@ -1,18 +1,13 @@
-"""Loading the user's models from their specs (torchvision/timm names, state dicts, saved modules) and small helpers."""
+"""Loading the user's models from their specs (torchvision/timm names, state dicts, saved modules), and
+finding each one's classification head and Grad-CAM layer."""
 
 from __future__ import annotations
 
-import math
-import platform
-import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .args import ModelSpec, UsageError
-
-
-# ------------------------------------------------------------------------------------ model loading
 
 
 def _first_line(e: BaseException) -> str:
@@ -328,10 +323,10 @@ def check_cam_layer(
     models: dict[str, Any], layer: str | None, image_size: int = 224
 ) -> tuple[str | None, dict[str, Any]]:
     """The Grad-CAM layer for every model, as ``load_world`` takes it (None: attribution's default),
-    and how it was chosen: ``given`` (``layer``), ``found`` (:func:`attribution.locate_layer` on one
+    and how it was chosen: ``given`` (``layer``), ``found`` (:func:`cam_layers.locate_layer` on one
     ``image_size`` px image; one answer for all models) or ``known`` (token models, ViT and Swin,
-    whose maps ``attribution.default_layer`` reshapes)."""
-    from ..attribution import _candidates, _resolve, locate_layer
+    whose maps ``cam_layers.default_layer`` reshapes)."""
+    from ..cam_layers import _candidates, _resolve, locate_layer
     from ..models import unwrap
 
     first = next(iter(models.values()))
@@ -380,78 +375,3 @@ def check_cam_layer(
         )
     world_name, name, shape = next(iter(found.values()))
     return world_name, {"name": _plain(first, name), "how": "found" if world_name else "known", "output": shape}
-
-
-# ----------------------------------------------------------------------------------------- helpers
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("lingerlab", "torch", "torchvision", "timm", "numpy", "pandas", "scipy", "matplotlib", "pillow"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return out
-
-
-def _jsonable(x: Any) -> Any:
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if x is None or isinstance(x, (str, int)):
-        return x
-    try:
-        import pandas as pd
-
-        if pd.isna(x):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(x)
-
-
-class _Stages:
-    """One tqdm bar over the audit's stages (on stderr); training bars appear under it."""
-
-    def __init__(self, names: Sequence[str], enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=len(names),
-            desc="audit",
-            file=sys.stderr,
-            disable=not enabled,
-            unit="stage",
-            dynamic_ncols=True,
-            leave=True,
-        )
-        self.current = ""
-
-    def start(self, name: str) -> None:
-        self.current = name
-        self.bar.set_description(name)
-        self.bar.refresh()
-
-    def done(self) -> None:
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.set_description("audit done")
-        self.bar.close()

@@ -1,9 +1,8 @@
-"""Outputs (report, JSON, CSV) and the command's entry point."""
+"""The command's entry point: check the arguments, load the models and the world, run the audit, exit status."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -12,148 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from .args import PROG, Checked, ModelSpec, UsageError, build_parser, check_folder_names, validate
-from .loading import _plain, _Stages, _first_line, _jsonable, _versions, check_cam_layer, load_model
-from .run import AuditRun
-
-
-# ------------------------------------------------------------------------------------------ output
-
-
-def write_outputs(
-    run: AuditRun, checked: Checked, data_info: dict[str, Any], wall_s: float, command: str, *, write: bool = True
-) -> list[Path]:
-    """CSV per stage, ``results.json`` and ``report.html`` in ``--out``; returns the files written.
-
-    ``write=False`` computes everything (the report's maps are collective passes under torchrun, so
-    every process must take part) and writes nothing: only the first process writes."""
-    out = checked.out
-    if write:
-        out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for name, table in run.tables.items():
-        path = out / f"{name}.csv"
-        if write:
-            table.to_csv(path, index=False)
-        files.append(path)
-    for name in ("data_summary", "models", "skipped_files"):
-        path = out / f"{name}.csv"
-        if write:
-            data_info[name].to_csv(path, index=False)
-        files.append(path)
-    html_path = out / "report.html"
-    files.append(html_path)
-    json_path = out / "results.json"
-    files.append(json_path)
-    results = {
-        "command": command,
-        "lingerlab_version": _versions().get("lingerlab", "unknown"),
-        "versions": _versions(),
-        "status": "ok",
-        "wall_s": wall_s,
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(checked.args).items()},
-        "models": run.models_info,
-        **checked.choices,
-        "data": data_info["json"],
-        "baseline": run.baseline,
-        "baseline_seeds": run.seeds if run.baseline == "scratch" else None,
-        "target_val_acc": {
-            "M^t": run.audit.accuracy("M^t"),
-            "M^b": (
-                run.results.get("baseline_val_acc")
-                if run.baseline == "scratch"
-                else [run.audit.accuracy("M^b")]
-                if run.has_baseline
-                else None
-            ),
-        },
-        **{
-            k: run.results.get(k)
-            for k in (
-                "parameters_resolved",
-                "source_only",
-                "lingering",
-                "composites",
-                "distraction",
-                "detection",
-                "gates",
-                "verdicts",
-                "verdict_counts",
-                "protocol",
-                "findings",
-            )
-        },
-        "warnings": run.warnings,
-        "notes": run.notes,
-        "files": [p.name for p in files],
-    }
-    results = _jsonable(results)
-    from ..report_html import audit_page
-
-    page = audit_page(run, checked, data_info, results)
-    if write:
-        html_path.write_text(page, encoding="utf-8")
-        json_path.write_text(json.dumps(results, indent=2, allow_nan=False), encoding="utf-8")
-    run.results_json = results
-    return files
-
-
-def data_inventory(checked: Checked, world: Any) -> dict[str, Any]:
-    """What was found in the folders: per split, classes, files found, images used, skipped files."""
-    import pandas as pd
-
-    skipped = list(world.spec.provenance.get("skipped_files", []))
-    td = checked.target_dir
-    found_t = sum(sum(f.values()) for f in td["files"].values())
-    found_s = sum(checked.source_folders.values())
-    rows = [
-        {
-            "data": "target train (D^t: Eq. 1, M^b's training set)",
-            "folder": td["root"],
-            "classes": len(world.target_classes),
-            "images": len(world.target_train),
-        },
-        {
-            "data": "target val (accuracy, composites' patches, Eq. 5 negatives)",
-            "folder": td["root"],
-            "classes": len(world.target_classes),
-            "images": len(world.target_val),
-        },
-        {
-            "data": "source images D^c (Eq. 3, composites' backgrounds)",
-            "folder": str(Path(checked.args.source_dir)),
-            "classes": len(set(world.source_data.targets)),
-            "images": len(world.source_data),
-        },
-    ]
-    summary = pd.DataFrame(rows)
-    t_skipped = [p for p in skipped if p.startswith(td["root"])]
-    per_class = []
-    for split, ds in (("train", world.target_train), ("val", world.target_val)):
-        for c, name in enumerate(world.target_classes):
-            per_class.append({"split": split, "class": name, "images": sum(1 for y in ds.targets if y == c)})
-    per_class = pd.DataFrame(per_class)
-    return {
-        "data_summary": summary,
-        "target_per_class": per_class,
-        "skipped_files": pd.DataFrame({"file": skipped}),
-        "models": pd.DataFrame([{"role": role, **info} for role, info in checked.models_info.items()]),
-        "json": {
-            "target_dir": td["root"],
-            "target_layout": td["layout"],
-            "target_classes": world.target_classes,
-            "n_target_train": len(world.target_train),
-            "n_target_val": len(world.target_val),
-            "n_source_images": len(world.source_data),
-            "n_source_folders": len(checked.source_folders),
-            "n_source_classes": len(world.source_classes),
-            "image_files_found": found_t + found_s,
-            "skipped_files": skipped,
-            "n_skipped": len(skipped),
-            "n_skipped_target": len(t_skipped),
-            "image_size": world.profile.image_size,
-        },
-    }
+from .args import Checked, ModelSpec, UsageError, check_folder_names, validate
+from .loading import _first_line, _plain, check_cam_layer, load_model
+from .outputs import data_inventory, write_outputs
+from .parser import PROG, build_parser
+from .run import AuditRun, StageBar
 
 
 # -------------------------------------------------------------------------------------------- main
@@ -359,7 +221,7 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
     stage = "setup"
     try:
         run = AuditRun(checked, world, infos, seen)
-        bar = _Stages(run.stage_names(), enabled=not args.quiet)
+        bar = StageBar(run.stage_names(), enabled=not args.quiet)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

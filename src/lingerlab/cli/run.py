@@ -1,16 +1,105 @@
-"""One audit of the user's models: :class:`AuditRun` runs the stages and keeps their tables."""
+"""One audit of the user's models: :class:`AuditRun` runs the stages and keeps their tables and
+numbers; :class:`StageBar` shows the stages."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import sys
+import warnings
+from typing import Any, Callable, Sequence
 
-from .args import PROG, Checked, UsageError
-from .loading import _Stages
 from . import verdicts as _verdicts
-from .verdicts import _auroc_interval, _distraction_stats
+from .args import Checked, UsageError
+from .parser import PROG
 
 
-# --------------------------------------------------------------------------------------- the audit
+class StageBar:
+    """One tqdm bar over the audit's stages (on stderr); training bars appear under it."""
+
+    def __init__(self, names: Sequence[str], enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=len(names),
+            desc="audit",
+            file=sys.stderr,
+            disable=not enabled,
+            unit="stage",
+            dynamic_ncols=True,
+            leave=True,
+        )
+        self.current = ""
+
+    def start(self, name: str) -> None:
+        self.current = name
+        self.bar.set_description(name)
+        self.bar.refresh()
+
+    def done(self) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.set_description("audit done")
+        self.bar.close()
+
+
+def _auroc_interval(neg: Any, pos: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUROC (negatives and positives resampled separately;
+    the Mann-Whitney form with mid-ranks, as ``detection.auroc``)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    neg, pos = np.asarray(neg, float), np.asarray(pos, float)
+    out = np.empty(n_boot)
+    for i in range(n_boot):
+        n, p = neg[rng.integers(0, len(neg), len(neg))], pos[rng.integers(0, len(pos), len(pos))]
+        r = rankdata(np.concatenate([n, p]))[len(n) :]
+        out[i] = (r.sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n))
+    a = (1 - level) / 2
+    lo, hi = np.quantile(out, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def _distraction_stats(dt: Any) -> tuple[Any, Any]:
+    """Per (model, class) and per model: distraction (Eq. 4) with a cluster-bootstrap 95% interval over
+    composites (seeds of M^b averaged per composite first), the shuffled-pair null, the excess over
+    it with its paired interval, and the error rate on the composites (descriptive: the tests are the
+    fair test's)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..bootstrap import cluster_bootstrap_ci, paired_cluster_bootstrap_ci
+
+    per = dt.groupby(
+        ["model", "composite", "source_class", "source_name", "lingering"], as_index=False, sort=False
+    ).agg(distraction=("distraction", "mean"), null=("null", "mean"), correct=("correct", "mean"))
+
+    def stats_of(sub: Any) -> dict[str, Any]:
+        d, nu = sub["distraction"].to_numpy(float), sub["null"].to_numpy(float)
+        clusters = sub["composite"].to_numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m, lo, hi = cluster_bootstrap_ci(d, clusters, n_boot=2000, seed=0)
+            e, elo, ehi = paired_cluster_bootstrap_ci(d, nu, clusters, n_boot=2000, seed=0)
+            null = float(np.nanmean(nu)) if np.isfinite(nu).any() else float("nan")
+        return {
+            "n": len(sub),
+            "distraction": m,
+            "ci_lo": lo,
+            "ci_hi": hi,
+            "null": null,
+            "excess": e,
+            "excess_lo": elo,
+            "excess_hi": ehi,
+            "error": float(1 - sub["correct"].mean()),
+        }
+
+    rows = [
+        {"model": m, "source_class": int(c), "source_name": n, "lingering": bool(ling), **stats_of(sub)}
+        for (m, c, n, ling), sub in per.groupby(["model", "source_class", "source_name", "lingering"], sort=False)
+    ]
+    overall = pd.DataFrame([{"model": m, **stats_of(sub)} for m, sub in per.groupby("model", sort=False)])
+    return pd.DataFrame(rows), overall
 
 
 class AuditRun:
@@ -72,7 +161,7 @@ class AuditRun:
     def stage_names(self) -> list[str]:
         return [name for name, _ in self.steps()] + ["report"]
 
-    def run(self, bar: _Stages) -> None:
+    def run(self, bar: StageBar) -> None:
         for name, fn in self.steps():
             bar.start(name)
             fn()
@@ -300,8 +389,8 @@ class AuditRun:
             )
 
     def verdicts(self) -> None:
-        """The book's fair test over L (``comparison.fair_test``): gates, tests, verdicts and findings."""
-        from .. import comparison
+        """The book's fair test over L (``fair_test.fair_test``): gates, tests, verdicts and findings."""
+        from ..fair_test_text import findings
 
         if not self.has_baseline:
             self.note(
@@ -322,7 +411,7 @@ class AuditRun:
         for name, frame in (("survival", ft.gates.survival), ("faithfulness", ft.gates.faith)):
             if len(frame):
                 self.tables[name] = frame
-        self.findings = comparison.findings(ft)
+        self.findings = findings(ft)
         self.protocol = _verdicts.protocol(self, ft)
         self.results["gates"] = ft.gates.table.to_dict("records")
         self.results["verdicts"] = _verdicts.records(ft)

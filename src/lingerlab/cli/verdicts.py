@@ -1,10 +1,10 @@
 """The fair test of the user's models: the book's gates, statistics and verdict rule over L.
 
-``comparison.fair_test`` runs the controls of every arm and seed, the survival check and the deletion
+``fair_test.fair_test`` runs the controls of every arm and seed, the survival check and the deletion
 test, evaluates the gates and gives every test one of four verdicts (holds, does not hold,
 inconclusive with its minimum detectable effect, not testable with its failed gate). Where it cannot
 run (no composites, or the overlay hides every source object) the same tests are reported "not
-testable", each naming the gate that fails.
+testable", each naming the gate that fails. ``run`` below is the audit's ``cli.run.AuditRun``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..comparison import FairTest
-    from .run import AuditRun
+    from ..fair_test import FairTest
 
-#: the four verdicts of the fair test (``stats.verdict``; "not measured" only for an empty set)
+#: the four verdicts of the fair test (``verdict_rule.verdict``; "not measured" only for an empty set)
 STATUSES = ("holds", "does not hold", "inconclusive", "not testable")
 #: the fields of every test in results.json
 TEST_FIELDS = (
@@ -41,183 +40,64 @@ TEST_FIELDS = (
 )
 
 
-def _auroc_interval(neg: Any, pos: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUROC (negatives and positives resampled separately;
-    the Mann-Whitney form with mid-ranks, as ``detection.auroc``)."""
-    import numpy as np
-    from scipy.stats import rankdata
-
-    rng = np.random.default_rng(seed)
-    neg, pos = np.asarray(neg, float), np.asarray(pos, float)
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        n, p = neg[rng.integers(0, len(neg), len(neg))], pos[rng.integers(0, len(pos), len(pos))]
-        r = rankdata(np.concatenate([n, p]))[len(n) :]
-        out[i] = (r.sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n))
-    a = (1 - level) / 2
-    lo, hi = np.quantile(out, [a, 1 - a])
-    return float(lo), float(hi)
-
-
-def _distraction_stats(dt: Any) -> tuple[Any, Any]:
-    """Per (model, class) and per model: distraction (Eq. 4) with a cluster-bootstrap 95% interval over
-    composites (seeds of M^b averaged per composite first), the shuffled-pair null, the excess over
-    it with its paired interval, and the error rate on the composites (descriptive: the tests are the
-    fair test's)."""
-    import numpy as np
-    import pandas as pd
-
-    from ..stats import cluster_bootstrap_ci, paired_cluster_bootstrap_ci
-
-    per = dt.groupby(
-        ["model", "composite", "source_class", "source_name", "lingering"], as_index=False, sort=False
-    ).agg(distraction=("distraction", "mean"), null=("null", "mean"), correct=("correct", "mean"))
-
-    def stats_of(sub: Any) -> dict[str, Any]:
-        d, nu = sub["distraction"].to_numpy(float), sub["null"].to_numpy(float)
-        clusters = sub["composite"].to_numpy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m, lo, hi = cluster_bootstrap_ci(d, clusters, n_boot=2000, seed=0)
-            e, elo, ehi = paired_cluster_bootstrap_ci(d, nu, clusters, n_boot=2000, seed=0)
-            null = float(np.nanmean(nu)) if np.isfinite(nu).any() else float("nan")
-        return {
-            "n": len(sub),
-            "distraction": m,
-            "ci_lo": lo,
-            "ci_hi": hi,
-            "null": null,
-            "excess": e,
-            "excess_lo": elo,
-            "excess_hi": ehi,
-            "error": float(1 - sub["correct"].mean()),
-        }
-
-    rows = [
-        {"model": m, "source_class": int(c), "source_name": n, "lingering": bool(ling), **stats_of(sub)}
-        for (m, c, n, ling), sub in per.groupby(["model", "source_class", "source_name", "lingering"], sort=False)
-    ]
-    overall = pd.DataFrame([{"model": m, **stats_of(sub)} for m, sub in per.groupby("model", sort=False)])
-    return pd.DataFrame(rows), overall
-
-
-# ------------------------------------------------------------------------------------ the fair test
-
-
-def arms_of(run: AuditRun) -> dict[str, str]:
+def arms_of(run: Any) -> dict[str, str]:
     """The arms of the user's audit, label -> arm name: M^t and, when there is one, M^b (the user's
     given baseline, measured for every seed, or the scratch recipe trained with each seed)."""
     return {"M^t": "M^t", "M^b": "M^b"} if run.has_baseline else {"M^t": "M^t"}
 
 
-def fair_test(run: AuditRun) -> FairTest:
-    """``comparison.fair_test`` of the audit's arms over ``run.seeds``; every test "not testable"
+def fair_test(run: Any) -> FairTest:
+    """``fair_test.fair_test`` of the audit's arms over ``run.seeds``; every test "not testable"
     (with the gate that fails) where the fair test cannot run."""
-    from .. import checks, comparison
-    from ..gates import MIN_CLASSES
+    from .. import checks
+    from .. import fair_test as _fair_test
+    from ..gates import without_composites
 
     audit, arms = run.audit, arms_of(run)
     comp = getattr(run, "comp", None)
     if comp is None or len(comp) < 2:
         why = "F is empty" if not run.F else "no class of F has images" if not run.F_images else "a single composite"
-        return _untestable(arms, _no_contrast_gates(why, MIN_CLASSES))
+        return _untestable(arms, without_composites(why))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         survival = checks.source_survival(audit, audit.composites(seed=0))
         if not survival["survives"].astype(bool).any():
             return _hidden_everywhere(run, arms, survival)
-        return comparison.fair_test(audit, arms, run.seeds)
+        return _fair_test.fair_test(audit, arms, run.seeds)
 
 
-def _hidden_everywhere(run: AuditRun, arms: dict[str, str], survival: Any) -> FairTest:
-    """The gates of a world where the overlay hides every source object (``comparison.summarize``
+def _hidden_everywhere(run: Any, arms: dict[str, str], survival: Any) -> FairTest:
+    """The gates of a world where the overlay hides every source object (``fair_test.summarize``
     would have no class left): every test fails the object-survival gate."""
-    from .. import checks, comparison
+    from .. import checks
+    from ..controls import controls
+    from ..fair_test import baselines_of
     from ..gates import evaluate
 
-    ctl = comparison.controls(run.audit, arms, run.seeds)
+    ctl = controls(run.audit, arms, run.seeds)
     ref = ctl.attrs["reference"]
-    base = tuple(a for a in arms if a != ref)
+    base = baselines_of(ctl, ref)
     faith = checks.faithfulness(run.audit, arms, run.seeds, run.audit.composites(seed=0))
     g = evaluate(ctl, survival, faith, ref, base)
     return _untestable(arms, g, controls=ctl)
 
 
-def _no_contrast_gates(why: str, min_classes: int) -> Any:
-    """Gates for an audit without composites to test: L has no class to compare (contrast size)."""
-    import pandas as pd
-
-    from ..gates import Gates
-
-    rows = [
-        {
-            "gate": "contrast size",
-            "subject": subject,
-            "value": f"no composites to test ({why}): 0 classes in L",
-            "rule": f"median >= {min_classes}" + (" in each" if subject != "L" else ""),
-            "passed": False,
-        }
-        for subject in ("L", "L and F \\ L")
-    ]
-    empty = pd.DataFrame()
-    return Gates(
-        table=pd.DataFrame(rows),
-        hidden=(),
-        n_classes=pd.DataFrame(columns=["seed", "L", "F \\ L"]),
-        survival=empty,
-        faith=empty,
-    )
-
-
 def _untestable(arms: dict[str, str], gates: Any, controls: Any = None) -> FairTest:
-    """The fair test's family of tests (the claims of ``comparison.summarize``), each "not testable"
-    with the first gate it fails (``gates.Gates.failed``, or the contrast size where only it was
-    evaluated)."""
+    """The fair test's family of tests (``fair_test.family``) with no numbers: each "not testable"
+    with the gates it fails (``gates.Gates.failed``)."""
     import pandas as pd
 
-    from ..comparison import CONTRAST_MEASURES, FAMILY_MEASURES, MARGINS, FairTest
-    from ..gates import NEEDS
+    from ..fair_test import FairTest, family, with_verdicts
 
     ref, base = "M^t", tuple(a for a in arms if a != "M^t")
-    plan = [(f"{m} on L: {ref} > {b}", "between arms", b, m, "L") for b in base for m in FAMILY_MEASURES]
-    plan += [(f"{m} of {ref}: L > F \\ L", "within model", ref, m, "L vs F \\ L") for m in CONTRAST_MEASURES]
-    evaluated = set(zip(gates.table["gate"], gates.table["subject"]))
-    rows = []
-    for claim, kind, b, m, subset in plan:
-        if ("object survival", "F") in evaluated:
-            gate = gates.failed(kind, m, ref, b) or ""
-        else:
-            need = dict(NEEDS[(kind, m)])["contrast size"]
-            gate = f"contrast size ({need})"
-        nan = float("nan")
-        rows.append(
-            {
-                "claim": claim,
-                "kind": kind,
-                "reference": ref,
-                "baseline": b,
-                "measure": m,
-                "subset": subset,
-                "effect": nan,
-                **dict.fromkeys(("ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se", "p_perm", "p_against"), nan),
-                "p_floor": nan,
-                "n_reference": 0,
-                "n_baseline": 0,
-                "p_holm": nan,
-                "p_against_holm": nan,
-                "margin": MARGINS[m],
-                "mde": nan,
-                "gate": gate,
-                "verdict": "not testable" if gate else "not measured",
-            }
-        )
-    tests = pd.DataFrame(rows)
-    ctl = controls if controls is not None else pd.DataFrame()
+    nan = float("nan")
+    numbers = dict.fromkeys(("effect", "ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se", "p_perm", "p_against"), nan)
+    rows = [{**claim, **numbers, "p_floor": nan, "n_reference": 0, "n_baseline": 0} for claim in family(ref, base)]
     return FairTest(
-        controls=ctl,
+        controls=controls if controls is not None else pd.DataFrame(),
         per_seed=pd.DataFrame(),
         table=pd.DataFrame(columns=["arm", "subset", "measure", "mean", "ci_lo", "ci_hi", "n_seeds", "values"]),
-        tests=tests,
+        tests=with_verdicts(pd.DataFrame(rows), gates),
         reference=ref,
         baselines=base,
         excluded=tuple(gates.hidden),
@@ -240,9 +120,9 @@ def counts(ft: FairTest) -> dict[str, int]:
     return out
 
 
-def protocol(run: AuditRun, ft: FairTest) -> dict[str, str]:
+def protocol(run: Any, ft: FairTest) -> dict[str, str]:
     """What the tests generalise over, in words, with the smallest p the design allows."""
-    from ..comparison import smallest_p
+    from ..permutation import smallest_p
 
     n = len(run.seeds)
     floor = smallest_p(n, n, "greater")
@@ -277,8 +157,8 @@ def protocol(run: AuditRun, ft: FairTest) -> dict[str, str]:
             ),
         }
     out["family"] = (
-        f"comparison.fair_test: {len(ft.tests)} tests over L, Holm's correction across them, one verdict rule "
-        "(stats.verdict: holds / does not hold / inconclusive with the smallest detectable effect / not "
+        f"fair_test.fair_test: {len(ft.tests)} tests over L, Holm's correction across them, one verdict rule "
+        "(verdict_rule.verdict: holds / does not hold / inconclusive with the smallest detectable effect / not "
         "testable with the failed gate)."
     )
     return out

@@ -12,7 +12,7 @@ fine-tuning, in one registry.
   (App. B Eqs. 6-7: channel sets, :class:`ChannelMask`), :mod:`.augment` (fine-tuning on
   composites), :mod:`.images` (a labelled dataset split by class).
 
-``sweeps.remedy_table`` measures every remedy on the same composites and seeds.
+``remedy_sweep.remedy_table`` measures every remedy on the same composites and seeds.
 """
 
 from .augment import CompositeAugment, composite_augment

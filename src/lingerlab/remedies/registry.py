@@ -7,7 +7,7 @@ that says what it is.
 
 :data:`REGISTRY` maps kind -> :class:`RemedyKind`; :func:`describe` prints it as a table. A
 :class:`Remedy` is one configured remedy (a kind and its parameters, shown as one row of
-``sweeps.remedy_table``); :func:`build` trains (or edits) its model for a seed through the registry.
+``remedy_sweep.remedy_table``); :func:`build` trains (or edits) its model for a seed through the registry.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def load_arch(
     import torch
     import torchvision
 
-    from ..attribution import _pick  # the default Grad-CAM layer, None when there is none (no raise)
+    from ..cam_layers import _pick  # the default Grad-CAM layer, None when there is none (no raise)
 
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name

@@ -62,6 +62,7 @@ __all__ = [
     "COLOURS",
     "SmallResNet",
     "ZoomOut",
+    "Occlude",
     "load_shapes",
     "shapes_v_lo",
     "render_source",
@@ -118,6 +119,51 @@ class ZoomOut:
         )
         out = x.clone()
         out[idx] = small + (1 - mask) * bg
+        return out
+
+
+class Occlude:
+    """Occlusion augmentation of M^s's training images: with probability ``prob`` a square of
+    ``lo``-``hi`` of the side, filled with a fresh background (clutter half the time), covers a random
+    place, as objects in photos are partly hidden (and as the composites' pasted patch hides them)."""
+
+    def __init__(self, prob: float, lo: float = 0.3, hi: float = 0.5) -> None:
+        check_range("source_occlusion", prob, 0, 1)
+        check_range("occlusion_min", lo, 0, 1, lo_open=True)
+        check_range("occlusion_max", hi, lo, 1)
+        self.prob, self.lo, self.hi = prob, lo, hi
+        self.cache_key = ("Occlude", prob, lo, hi)
+
+    @property
+    def label(self) -> str:
+        """One line for the recipe table."""
+        return f"occluder square of {round(self.lo * 100):g}-{round(self.hi * 100):g}% of the side, p={self.prob:g}"
+
+    def __repr__(self) -> str:
+        return f"Occlude(prob={self.prob}, lo={self.lo}, hi={self.hi})"
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        n, _, h, w = x.shape
+        idx = (torch.rand(n, generator=generator) < self.prob).nonzero().flatten()
+        m = len(idx)
+        if m == 0:
+            return x
+        side = (_uniform(generator, m, self.lo, self.hi) * h).round().long().clamp(1, h)
+        top = (torch.rand(m, generator=generator) * (h - side + 1)).long()
+        left = (torch.rand(m, generator=generator) * (w - side + 1)).long()
+        bg = _background(generator, m, h)
+        clut = _clutter_params(generator, m, (2, 5))
+        bg = _finish(_draw_clutter(bg, clut, h, torch.rand(m, generator=generator) < 0.5)).to(x.device, x.dtype)
+        rows = torch.arange(h).view(1, h, 1)
+        cols = torch.arange(w).view(1, 1, w)
+        inside = (
+            (rows >= top.view(-1, 1, 1))
+            & (rows < (top + side).view(-1, 1, 1))
+            & (cols >= left.view(-1, 1, 1))
+            & (cols < (left + side).view(-1, 1, 1))
+        ).to(x.device)
+        out = x.clone()
+        out[idx] = torch.where(inside[:, None], bg, x[idx])
         return out
 
 
@@ -187,6 +233,11 @@ def _check_profile(p: ShapesProfile) -> None:
     check_int_range("n_shared", p.n_shared, 0, n_other - 1)
     check_range("shared_prob", p.shared_prob, 0, 1)
     check_range("clutter_prob", p.clutter_prob, 0, 1)
+    check_range("source_occlusion", p.source_occlusion, 0, 1)
+    for f in ("glyph_scale", "glyph_scale_beside"):
+        lo, hi = getattr(p, f)
+        check_range(f, lo, 0, 0.6, lo_open=True)
+        check_range(f, hi, lo, 0.6)
     for f in ("source_train_per_class", "source_val_per_class", "target_val", "finetune_train"):
         check_int_range(f, getattr(p, f), 1)
     check_int_range("target_train", p.target_train, p.finetune_train)
@@ -208,7 +259,15 @@ _SOURCE_FIELDS = (
     "source_train_per_class",
     "source_val_per_class",
 )
-_TARGET_FIELDS = _SOURCE_FIELDS + ("n_shared", "shared_prob", "target_train", "finetune_train", "target_val")
+_TARGET_FIELDS = _SOURCE_FIELDS + (
+    "n_shared",
+    "shared_prob",
+    "target_train",
+    "finetune_train",
+    "target_val",
+    "glyph_scale",
+    "glyph_scale_beside",
+)
 
 
 def _data_key(profile: ShapesProfile, seed: int, fields: tuple[str, ...]) -> str:
@@ -336,6 +395,7 @@ def load_shapes(
         optimizer="adam",
         batch_size=profile.source_batch_size,
         lr_schedule="cosine",
+        augment=Occlude(profile.source_occlusion) if profile.source_occlusion > 0 else None,
         description=f"source model: scratch on {len(source_train):,} source images ({n_cls} classes), cosine schedule",
     )
     source_model, source_history = train_scratch(

@@ -273,12 +273,12 @@ def _target_params(profile: ShapesProfile, labels: Tensor, shared: Tensor, g: to
     ang = _uniform(g, n, 0, 2 * math.pi)
     osc = _uniform(g, n, 0.27, 0.4)
     # glyph as subject, object beside it
-    gx, gy, gsc = _uniform(g, n, 0.3, 0.7), _uniform(g, n, 0.3, 0.7), _uniform(g, n, 0.26, 0.36)
+    gx, gy, gsc = _uniform(g, n, 0.3, 0.7), _uniform(g, n, 0.3, 0.7), _uniform(g, n, *profile.glyph_scale)
     dist = _uniform(g, n, 0.38, 0.5)
     ox = (gx + dist * torch.cos(ang)).clamp(osc * 0.8, 1 - osc * 0.8)
     oy = (gy + dist * torch.sin(ang)).clamp(osc * 0.8, 1 - osc * 0.8)
     # object as subject, smaller glyph beside it
-    ox2, oy2, gsc2 = _uniform(g, n, 0.4, 0.6), _uniform(g, n, 0.4, 0.6), _uniform(g, n, 0.2, 0.28)
+    ox2, oy2, gsc2 = _uniform(g, n, 0.4, 0.6), _uniform(g, n, 0.4, 0.6), _uniform(g, n, *profile.glyph_scale_beside)
     dist2 = _uniform(g, n, 0.32, 0.42)
     gx2 = (ox2 + dist2 * torch.cos(ang)).clamp(gsc2 * 0.9, 1 - gsc2 * 0.9)
     gy2 = (oy2 + dist2 * torch.sin(ang)).clamp(gsc2 * 0.9, 1 - gsc2 * 0.9)

@@ -1,0 +1,287 @@
+"""The figures of the fair test (``fair_test.fair_test``, notebook 4): Eq. 4 per source-only class
+against its own null (the paper's Figure 3a), each arm's headline numbers on L, and the composites
+behind them with their Grad-CAM maps (the paper's Figures 1, 3b and 5 searched for, and Figure 2's
+third row per class)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._validation import check_int_range
+from .controls import control_sets
+from .plotting import UNITS, error_bars, show_cam, show_image
+from .publishing import BOOK_WIDTH_IN, shown_scale
+from .bootstrap import cluster_bootstrap_ci
+
+__all__ = ["per_class_distraction", "plot_fig3a", "plot_headline", "hijacks", "class_maps"]
+
+#: The colour of the i-th arm of a figure, the same in every figure of the fair test.
+_ARM_COLOURS = ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown")
+
+
+def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> pd.DataFrame:
+    """Per (arm, source class): Eq. 4 and its per-class null over the seeds in which the class is in L
+    (Fig. 3a is over L; a class in L in no seed is measured over all seeds and marked ``F \\ L``), the
+    cluster-bootstrap 95% interval of Eq. 4 (by source photo, per-composite values averaged over
+    those seeds first; a class with a single source photo has no spread between photos, and its
+    interval is a bootstrap over seeds instead: ``interval_over`` says which), ``share_L`` (in how many of the seeds
+    the class is in L) and ``subset``."""
+    ctl = ft.controls
+    rows = []
+    for arm in arms:
+        a = ctl[ctl.arm == arm]
+        n_seeds = a["seed"].nunique()
+        for (c, name), g in a.groupby(["source_class", "source_name"], sort=True):
+            share = g.groupby("seed")["in_L"].first().sum() / n_seeds
+            use = g[g["in_L"]] if share > 0 else g
+            per_comp = use.groupby("composite").agg(d=("distraction", "mean"), cluster=("cluster", "first"))
+            if per_comp["cluster"].nunique() >= 2:
+                mean, lo, hi = cluster_bootstrap_ci(
+                    per_comp["d"].to_numpy(float), per_comp["cluster"].tolist(), n_boot=n_boot, seed=int(c)
+                )
+                over = "source photos"
+            else:  # one photo: no spread between photos to resample, so the interval is over seeds
+                per_seed = use.groupby("seed")["distraction"].mean().dropna().to_numpy(float)
+                mean, lo, hi = cluster_bootstrap_ci(per_seed, np.arange(len(per_seed)), n_boot=n_boot, seed=int(c))
+                over = "seeds"
+            rows.append(
+                {
+                    "arm": arm,
+                    "source_class": int(c),
+                    "source_name": name,
+                    "distraction": mean,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "interval_over": over,
+                    "null": float(use["null"].mean()),
+                    "share_L": float(share),
+                    "subset": "L" if share > 0 else "F \\ L",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def plot_fig3a(ft: Any, arms: Sequence[str], title: str | None = None) -> Any:
+    """Figure 3a, per source-only class (one row each): Eq. 4 of each arm over the seeds in which the
+    class lingers (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null
+    (grey tick); classes ordered by how often they are in L (top: in L in every seed), with that share
+    printed beside each name; classes in L in no seed (``F \\ L``, the contrast) hollow, at the bottom.
+    The legend takes one column where two would be wider than the book's page. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    pc = per_class_distraction(ft, arms)
+    order = (
+        pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"].tolist()
+    )
+    pos = {c: i for i, c in enumerate(order)}
+    _, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 0.32 * len(order) + 1.6))
+    height = 0.8 / len(arms)
+    hollow = False
+    for j, arm in enumerate(arms):
+        sub = pc[pc.arm == arm]
+        y = np.array([pos[c] for c in sub["source_class"]]) - 0.4 + height * (j + 0.5)
+        colour = _ARM_COLOURS[j % len(_ARM_COLOURS)]
+        for subset, face in (("L", colour), ("F \\ L", "white")):
+            m = (sub["subset"] == subset).to_numpy()
+            if m.any():
+                d = sub[m]
+                hollow |= subset != "L"
+                ax.errorbar(
+                    d["distraction"],
+                    y[m],
+                    xerr=error_bars(d["distraction"], d["ci_lo"], d["ci_hi"]),
+                    fmt="o",
+                    ms=4,
+                    lw=0.8,
+                    color=colour,
+                    mfc=face,
+                    label=f"{arm}: Eq. 4" if subset == "L" else None,
+                )
+        ax.scatter(
+            sub["null"],
+            y,
+            marker="|",
+            s=120,
+            color="grey",
+            zorder=3,
+            label="per-class null (shuffled pairs)" if j == 0 else None,
+        )
+    names = pc[pc.arm == arms[0]].set_index("source_class")
+    ax.set_yticks(
+        range(len(order)),
+        [
+            f"{names.loc[c, 'source_name']} "
+            + (f"(L {names.loc[c, 'share_L']:.0%})" if names.loc[c, "share_L"] > 0 else "(F \\ L)")
+            for c in order
+        ],
+    )
+    ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
+    ax.set(xlabel="distraction (Eq. 4, IoU)")
+    ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
+    if hollow:  # one entry for every arm's hollow dots, so the legend's width does not grow with the arms' names
+        from matplotlib.lines import Line2D
+
+        ax.add_line(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                ms=4,
+                ls="",
+                color="grey",
+                mfc="white",
+                label="hollow: in F \\ L (lingers in no seed)",
+            )
+        )
+    anchor = (0.0, -0.12 - 0.6 / max(len(order), 1))
+    for ncol in (2, 1):  # long class or arm names: one column keeps the figure within the page
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=anchor, ncol=ncol, frameon=False)
+        ax.figure.tight_layout()
+        if shown_scale(ax.figure, BOOK_WIDTH_IN) == 1.0:
+            break
+    return ax
+
+
+def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]]) -> Any:
+    """One row per world, one column per measure: each arm's mean over seeds on L composites with its
+    bootstrap-over-seeds 95% interval; for Eq. 4 the per-class null beside it (hollow). ``tests``:
+    world -> FairTest; ``arms``: world -> arms to show; ``measures``: (measure, axis label). Returns
+    the figure."""
+    import matplotlib.pyplot as plt
+
+    worlds = list(tests)
+    fig, axes = plt.subplots(len(worlds), len(measures), figsize=(BOOK_WIDTH_IN, 3.0 * len(worlds)), squeeze=False)
+    for i, w in enumerate(worlds):
+        ft = tests[w]
+        t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
+        for j, (measure, label) in enumerate(measures):
+            ax = axes[i, j]
+            for k, arm in enumerate(arms[w]):
+                r = t.loc[(arm, measure)]
+                colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
+                ax.errorbar(
+                    [k],
+                    [r["mean"]],
+                    yerr=error_bars([r["mean"]], [r["ci_lo"]], [r["ci_hi"]]),
+                    fmt="o",
+                    color=colour,
+                    capsize=3,
+                )
+                if measure == "distraction":
+                    n = t.loc[(arm, "distraction_null")]
+                    ax.errorbar(
+                        [k + 0.25],
+                        [n["mean"]],
+                        yerr=error_bars([n["mean"]], [n["ci_lo"]], [n["ci_hi"]]),
+                        fmt="o",
+                        mfc="white",
+                        color="grey",
+                        capsize=2,
+                    )
+            if measure != "distraction":
+                ax.axhline(0, color="k", lw=0.6)
+            ax.set_xticks(range(len(arms[w])), list(arms[w]), rotation=20, fontsize=9)
+            ax.set_xlim(-0.5, len(arms[w]) - 0.3)
+            ax.set_ylabel(UNITS.get(measure, measure))
+            ax.set_title(f"{w}: {label}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def hijacks(audit: Any, ft: Any, n: int = 3, composites_seed: int = 0) -> tuple[Any, pd.DataFrame]:
+    """The paper's Figures 1, 3b and 5 searched for instead of picked: of every composite of the fair
+    test ``ft`` (``fair_test.fair_test``), the ``n`` on which the reference arm is *hijacked* in the
+    most seeds (wrong with the source object, right with it blurred away, the first baseline right;
+    ``controls.with_hijacks``). One row each, at the first seed that hijacks it: the composite,
+    M^s's map for the source class, the reference's map and p(true class) with the object and with it
+    blurred away, and the baseline's map and p(true class). Returns the figure (a line of text when no
+    composite is a hijack) and one row per composite shown."""
+    import matplotlib.pyplot as plt
+
+    check_int_range("n", n, 1)
+    ref, base = ft.reference, ft.baselines[0]
+    ctl = ft.controls
+    hit = ctl[(ctl["arm"] == ref) & ctl["hijack"].astype(bool)]
+    counts = (
+        hit.groupby("composite", sort=True)["seed"]
+        .agg(["size", "min"])
+        .sort_values("size", ascending=False, kind="stable")
+    )
+    top = counts.head(n)
+    names = audit.world.source_classes
+    if top.empty:
+        fig, ax = plt.subplots(figsize=(7.6, 1.0))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"no composite hijacks {ref} in any seed", ha="center", va="center", fontsize=10)
+        return fig, pd.DataFrame(columns=["composite", "source_class", "seeds_hijacked", "seed"])
+    sets = control_sets(audit, composites_seed=composites_seed)
+    comp, neutral = sets["source_only"], sets["neutral"]
+    idx = torch.as_tensor(top.index.to_numpy(), dtype=torch.long)
+    sub, sub_n = comp.subset(idx), neutral.subset(idx)
+    cs = audit.composite_classes(sub)
+    y = sub.target_label.cpu()
+    arms = audit.world.spec.comparison
+    fig, axes = plt.subplots(len(idx), 5, figsize=(7.6, 1.75 * len(idx)), squeeze=False)
+    rows = []
+    for r, (i, info) in enumerate(top.iterrows()):
+        s = int(info["min"])
+        one, one_n = sub.subset([r]), sub_n.subset([r])
+        m_ref, m_base = audit.model(arms[ref], s), audit.model(arms[base], s)
+        p_ref, p_ref_n, p_base = (
+            float(audit.logits(m, x.images).float().softmax(1)[0, y[r]])
+            for m, x in ((m_ref, one), (m_ref, one_n), (m_base, one))
+        )
+        show_image(axes[r, 0], one.images[0], f"{names[int(cs[r])]}")
+        panels = (
+            (one, audit.maps("M^s", one, int(cs[r])), "$M^s$: source class" if r == 0 else None, None),
+            (one, audit.maps(m_ref, one, y[r : r + 1]), f"$M^t$ p={p_ref:.2f}", one.masks[0]),
+            (one_n, audit.maps(m_ref, one_n, y[r : r + 1]), f"blurred p={p_ref_n:.2f}", one.masks[0]),
+            (one, audit.maps(m_base, one, y[r : r + 1]), f"$M^b$ p={p_base:.2f}", one.masks[0]),
+        )
+        for col, (x, maps, title, mask) in enumerate(panels, start=1):
+            show_cam(axes[r, col], x.images[0], maps[0], title, mask=mask)
+        rows.append(
+            {
+                "composite": int(i),
+                "source_class": names[int(cs[r])],
+                "seeds_hijacked": int(info["size"]),
+                "seed": s,
+                "p_true_reference": p_ref,
+                "p_true_reference_blurred": p_ref_n,
+                "p_true_baseline": p_base,
+            }
+        )
+    fig.tight_layout()
+    return fig, pd.DataFrame(rows)
+
+
+def class_maps(audit: Any, ft: Any, c: int, n: int = 3, seed: int = 0, composites_seed: int = 0) -> Any:
+    """The paper's Figure 2, third row, for source class ``c``: its first ``n`` composites with M^s's
+    map for ``c`` and the maps of the fair test's reference and first baseline (seed ``seed``) for the
+    true target class; white outline: the pasted target image."""
+    import matplotlib.pyplot as plt
+
+    check_int_range("n", n, 1)
+    comp = audit.composites(seed=composites_seed)
+    idx = torch.nonzero(audit.composite_classes(comp) == int(c)).flatten()[:n]
+    if len(idx) == 0:
+        raise ValueError(f"c must be a source class with composites; class {c} has none")
+    sub = comp.subset(idx)
+    arms = audit.world.spec.comparison
+    ref, base = ft.reference, ft.baselines[0]
+    maps = {
+        "$M^s$": audit.maps("M^s", sub, int(c)),
+        "$M^t$": audit.maps(arms[ref], sub, sub.target_label, seed),
+        "$M^b$": audit.maps(arms[base], sub, sub.target_label, seed),
+    }
+    fig, axes = plt.subplots(len(idx), 4, figsize=(7.4, 2.0 * len(idx)), squeeze=False)
+    for r in range(len(idx)):
+        show_image(axes[r, 0], sub.images[r], audit.world.source_classes[int(c)] if r == 0 else None)
+        for j, (name, mp) in enumerate(maps.items(), start=1):
+            show_cam(axes[r, j], sub.images[r], mp[r], name if r == 0 else None, mask=sub.masks[r])
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,217 @@
+"""The fair test in words, from code: the sentences and tables the book glues instead of typing numbers.
+
+:func:`findings` (every verdict with its numbers or its failed gate, the design's power, the gates),
+:func:`headline` (the paper's central claim in one sentence), :func:`occlusion_text` (Figs. 5 and 6),
+:func:`measure_table` (means and intervals per arm) and :func:`claims` (rows of the coverage matrix).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import coverage
+from .fair_test import SUBSETS, FairTest
+
+__all__ = [
+    "describe",
+    "power_text",
+    "findings",
+    "headline",
+    "occlusion_text",
+    "measure_table",
+    "claims",
+    "COVERAGE_CLAIMS",
+]
+
+_CLAIM_WORDS = {
+    "err_source_only": "is wrong more often on L composites than",
+    "excess_error": "has a larger excess error (source object vs blurred background) on L composites than",
+    "flip_rate": "is flipped by the source object more often on L composites than",
+    "hijack_rate": "is hijacked (wrong with the object, right without it, the other arm right) more often than",
+    "distraction_excess": "is more distracted (Eq. 4 above its per-class null) on L composites than",
+}
+_CONTRAST_WORDS = {
+    "excess_error": "its excess error is larger on L composites than on F \\ L composites",
+    "distraction_excess": "its Eq. 4 distraction above the null is larger on L composites than on F \\ L composites",
+}
+
+
+def _evidence(r: Any) -> str:
+    """A test's numbers in one clause: effect, 95% interval, Holm-adjusted p, seeds, and the margin or
+    minimum detectable effect its verdict needs."""
+    if r.verdict == "not testable":
+        return f"failed gate{'s' if ';' in r.gate else ''}: {r.gate}"
+    if r.verdict == "not measured":
+        return "the set is empty"
+    text = (
+        f"effect {r.effect:+.3f}, 95% CI [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}], one-sided Holm-adjusted p = "
+        f"{r.p_holm:.3g}, {r.n_reference} + {r.n_baseline} seeds"
+    )
+    if r.verdict == "inconclusive":
+        text += f"; smallest effect detectable at 80% power {r.mde:.3f}, margin {r.margin:g}"
+    elif r.verdict == "does not hold":
+        text += f"; 90% CI [{r.ci90_lo:+.3f}, {r.ci90_hi:+.3f}] against the margin +/-{r.margin:g}"
+    return text
+
+
+def _transfer(ft: FairTest, baseline: str) -> str:
+    """The transfer-helps gate's value for ``baseline`` (M^t's clean accuracy against it), or ''."""
+    g = ft.gates
+    if g is None:
+        return ""
+    row = g.table[(g.table["gate"] == "transfer helps") & (g.table["subject"] == baseline)]
+    return "" if row.empty else f"; {row['value'].iloc[0]}"
+
+
+def describe(ft: FairTest) -> str:
+    """The fair test's findings as Markdown bullets, one per test: the verdict of ``verdict_rule.verdict``
+    with its failed gate or its numbers (:func:`_evidence`), and for between-arm tests the clean
+    accuracy of both arms (text from code: the book glues it instead of typing numbers)."""
+    lines = []
+    for r in ft.tests.itertuples():
+        if r.kind == "between arms":
+            what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}"
+        else:
+            what = f"within {r.reference}, {_CONTRAST_WORDS.get(r.measure, r.measure)}"
+        extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
+        lines.append(f"- {what}: **{r.verdict}** ({_evidence(r)}{extra})")
+    counts = ft.tests["verdict"].value_counts()
+    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "does not hold", "inconclusive", "not testable"))
+    return f"Of {len(ft.tests)} tests: {head}.\n\n" + "\n".join(lines)
+
+
+def measure_table(ft: FairTest, measures: Sequence[str], subsets: Sequence[str] = SUBSETS) -> pd.DataFrame:
+    """``mean [95% interval]`` over seeds of each measure on each subset (rows) for every arm
+    (columns), as the book prints it (:meth:`FairTest.interval`); measures absent from the fair test
+    are left out."""
+    t = ft.table
+    arms = list(dict.fromkeys(t["arm"]))
+    rows = {
+        (subset, m): {a: ft.interval(a, m, subset) for a in arms}
+        for subset in subsets
+        for m in measures
+        if ((t["measure"] == m) & (t["subset"] == subset)).any()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["subset", "measure"])
+
+
+def occlusion_text(ft: FairTest) -> str:
+    """The paper's Figures 5 and 6 in two sentences, from the fair test: how much the source object
+    costs each arm on L composites (the excess error: error with the object minus error with it
+    blurred away, the occlusion of Fig. 5), and the reference's error when the background is a
+    shared class instead (Fig. 6: features common in the target data should not distract)."""
+    ref = ft.reference
+    parts = [f"{a} {ft.interval(a, 'excess_error')}" for a in (ref, *ft.baselines)]
+    text = "Blurring the source object away changes the error on L composites (excess error) by " + "; ".join(parts)
+    shared = ft.table[(ft.table["measure"] == "err_shared") & (ft.table["subset"] == "L") & (ft.table["arm"] == ref)]
+    if len(shared) and not np.isnan(float(shared["mean"].iloc[0])):
+        text += (
+            f". With a shared class behind the same patch, {ref}'s error is {ft.interval(ref, 'err_shared')}, "
+            f"against {ft.interval(ref, 'err_source_only')} with the source-only object and "
+            f"{ft.interval(ref, 'err_neutral')} on the blurred background"
+        )
+    else:
+        text += ". This world has no image of a shared class to put behind the patch"
+    return text + " (means over seeds, 95% bootstrap-over-seeds intervals)."
+
+
+def power_text(ft: FairTest, measure: str = "distraction_excess") -> str:
+    """The design's power for the central claim (``measure`` on L, the reference against the first
+    baseline): its minimum detectable effect at 80% power against its equivalence margin. At or below
+    the margin, either "holds" or "does not hold" is reachable; above it, only an effect larger
+    than the detectable one can give a verdict."""
+    t = ft.tests
+    row = t[(t["kind"] == "between arms") & (t["measure"] == measure)]
+    if row.empty:
+        return f"The family has no between-arm test of {measure}."
+    r = row.iloc[0]
+    head = f"Power of the central claim ({measure} on L, {r.reference} against {r.baseline})"
+    if r.gate:
+        return f"{head}: not computed, the claim is not testable ({r.gate})."
+    if not math.isfinite(r.mde):
+        return f"{head}: no effect is detectable, the design's smallest p is not below the level."
+    reach = (
+        "at or below the margin, so either 'holds' or 'does not hold' is reachable"
+        if r.mde <= r.margin
+        else "above the margin, so this world cannot show the effect absent"
+    )
+    return f"{head}: minimum detectable effect {r.mde:.3f} at 80% power against the margin {r.margin:g}, {reach}."
+
+
+def findings(ft: FairTest) -> str:
+    """The fair test in words (:func:`describe`), its power (:func:`power_text`) and its gates
+    (``gates.Gates.describe``)."""
+    text = f"{describe(ft)}\n\n{power_text(ft)}"
+    return text if ft.gates is None else f"{text}\n\nThe gates:\n\n{ft.gates.describe()}"
+
+
+#: The paper's claims the fair test decides, as rows of the coverage matrix: (kind, measure) ->
+#: (row order, claim, where in the paper).
+COVERAGE_CLAIMS = {
+    ("between arms", "err_source_only"): (6, "M^t is wrong more often than a scratch M^b on composites of L", "Fig. 3"),
+    ("between arms", "excess_error"): (
+        7,
+        "... and the source object causes it (excess error over a blurred copy)",
+        "Fig. 3, Fig. 1c",
+    ),
+    ("between arms", "flip_rate"): (8, "The source object flips M^t's prediction more often than M^b's", "Fig. 1c"),
+    ("between arms", "hijack_rate"): (
+        3,
+        "M^t is hijacked more often than M^b (wrong with the object, right without it, M^b right)",
+        "Fig. 1, Fig. 3b",
+    ),
+    ("between arms", "distraction_excess"): (
+        9,
+        "M^t is distracted more than M^b (Eq. 4 over L, above its null)",
+        "Eq. 4, Fig. 3a",
+    ),
+    ("within model", "distraction_excess"): (10, "M^t is distracted more on L than on F \\ L", "Eq. 4, Fig. 3a"),
+}
+
+
+def claims(ft: FairTest, world: str, page: str = "04_distraction", anchor: str = "") -> list[dict[str, Any]]:
+    """The fair test's verdicts on the paper's claims (:data:`COVERAGE_CLAIMS`) as rows of the
+    coverage matrix (``coverage.claim``); between arms against the first baseline (the paper's M^b)."""
+    rows = []
+    for r in ft.tests.itertuples():
+        key = (r.kind, r.measure)
+        if key not in COVERAGE_CLAIMS or (r.kind == "between arms" and r.baseline != ft.baselines[0]):
+            continue
+        order, text, paper = COVERAGE_CLAIMS[key]
+        extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
+        rows.append(
+            coverage.claim(
+                order, text, paper, world, coverage.from_verdict(r.verdict), _evidence(r) + extra, page, anchor
+            )
+        )
+    return rows
+
+
+def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> str:
+    """The paper's central claim (Fig. 3a, Eq. 4 over L) in one sentence for one world: the reference
+    against the first baseline (the paper's M^b) on ``measure``, with both arms' Eq. 4 on L and their
+    per-class nulls (means over seeds, 95% bootstrap-over-seeds intervals) and the verdict of
+    ``verdict_rule.verdict`` with its numbers or its failed gate. Markdown, from code (the intro glues it)."""
+    base = ft.baselines[0]
+    rows = ft.tests[
+        (ft.tests["kind"] == "between arms") & (ft.tests["measure"] == measure) & (ft.tests["baseline"] == base)
+    ]
+    if rows.empty:
+        raise ValueError(
+            f"no between-arms test of measure {measure!r} against {base!r}; "
+            f"measures tested: {sorted(set(ft.tests['measure']))}"
+        )
+    r = next(rows.itertuples())
+    cell = ft.interval
+    said = f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}"
+    if r.verdict in ("not testable", "not measured"):
+        return f"{said}: **{r.verdict}** ({_evidence(r)}{_transfer(ft, base)})."
+    return (
+        f"{said}: **{r.verdict}** (Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
+        f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
+        f"{cell(base, 'distraction_null')}; {_evidence(r)}{_transfer(ft, base)})."
+    )

@@ -1,0 +1,224 @@
+"""The figures of notebook 5 (mitigation): what each remedy buys against what it costs, the
+interference flag (Eq. 5) against out-of-distribution detectors, and the sweeps of App. B: training-set
+size (Fig. 7) and architecture (Fig. 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .plotting import UNITS, error_bars, legend_above
+from .publishing import BOOK_WIDTH_IN
+
+__all__ = ["plot_remedies", "plot_detection", "plot_arch", "plot_size_sweep"]
+
+
+def plot_remedies(summary: pd.DataFrame, reference: str = "plain fine-tuning") -> Any:
+    """What each remedy buys against what it costs: ``summary`` is ``remedy_summary.summarize_remedies``
+    (each remedy paired with ``reference``, mean ± SD over seeds).
+
+    Panels: gain in composite accuracy (buys) vs drop in target accuracy (costs; a remedy whose
+    target accuracy is at chance, ``at_chance``, is drawn hollow and labelled so); change in
+    distraction above its null (Eq. 4); change in mean p_c(M^st) over F and in |L| (Eq. 3), negative
+    is better; training-time overhead (x plain fine-tuning, log scale). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    s = summary[summary["feasible"] & (summary["remedy"] != reference)].reset_index(drop=True)
+    fig = plt.figure(figsize=(BOOK_WIDTH_IN, 4.0 + 0.26 * len(s) + 1.2))
+    grid = fig.add_gridspec(2, 3, height_ratios=[4.0, 0.26 * len(s) + 1.2], width_ratios=[1, 1, 1])
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0])]
+    axes += [fig.add_subplot(grid[1, k], sharey=axes[1]) for k in (1, 2)]
+    colours = plt.get_cmap("tab20")(np.arange(len(s)) % 20)
+    markers = "osD^v"
+    a = axes[0]
+    for i, r in s.iterrows():
+        lesion = bool(r.get("at_chance", False))  # target accuracy at chance: a lesion, drawn hollow
+        a.errorbar(
+            -r["d_target_acc"],
+            r["d_composite_acc"],
+            xerr=np.nan_to_num(r["d_target_acc_sd"]),
+            yerr=np.nan_to_num(r["d_composite_acc_sd"]),
+            fmt=markers[i % len(markers)],
+            color=colours[i],
+            capsize=3,
+            mfc="none" if lesion else colours[i],
+            label=r["remedy"] + (" (target acc. at chance)" if lesion else ""),
+        )
+    a.axhline(0, color="grey", lw=0.8)
+    a.axvline(0, color="grey", lw=0.8)
+    a.set_xlabel("cost: target accuracy drop vs plain")
+    a.set_ylabel("buys: composite accuracy gain vs plain")
+    handles, labels = a.get_legend_handles_labels()
+    a.set_title("accuracy")
+    y = np.arange(len(s))
+    b = axes[1]
+    b.barh(y, s["d_distraction_excess"], xerr=s["d_distraction_excess_sd"].fillna(0), color=colours)
+    b.set_yticks(y, s["remedy"], fontsize=9)
+    b.axvline(0, color="grey", lw=0.8)
+    b.set_xlabel("Eq. 4 above null, change")
+    b.set_title("distraction (< 0 buys)", fontsize=9)
+    e = axes[2]
+    e.barh(y, s["d_mean_p_st"], xerr=s["d_mean_p_st_sd"].fillna(0), color=colours)
+    for i, r in s.iterrows():
+        if np.isfinite(r["d_n_lingering"]):
+            e.annotate(f"{r['d_n_lingering']:+.0f} L", (0, i), xytext=(3, -3), textcoords="offset points", fontsize=9)
+    e.tick_params(labelleft=False)
+    e.axvline(0, color="grey", lw=0.8)
+    e.set_xlabel("mean p_c(M^st), change")
+    e.set_title("memories, Eq. 3 (< 0 buys)", fontsize=9)
+    c = axes[3]
+    c.barh(y, s["time_overhead"], xerr=s["time_overhead_sd"].fillna(0), color=colours)
+    c.set_xscale("log")
+    c.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
+    c.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis overlap
+    c.axvline(1, color="grey", lw=0.8)
+    c.tick_params(labelleft=False)
+    c.set_xlabel("x plain fine-tuning")
+    c.set_title("cost: training time", fontsize=9)
+    b.invert_yaxis()  # the registry's order, top down (the axes share it)
+    fig.tight_layout()
+    fig.legend(handles, labels, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    return fig
+
+
+def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
+    """Eq. 5 against pytorch-ood's detectors (``detection.detection_over_seeds(...)["summary"]``): AUROC
+    with its 95% bootstrap-over-seeds interval and the chance line (left); M^t's error on composites
+    each score flags and on those it lets through, at 5% clean false positives (right). One row per
+    score, Eq. 5 first. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    s = summary.reset_index(drop=True)
+    y = np.arange(len(s))[::-1]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 0.36 * len(s) + 2.2), sharey=True)
+    colours = ["tab:red" if n == "eq5" else "tab:blue" for n in s["score"]]
+    err = error_bars(s["auroc"], s["auroc_ci_lo"], s["auroc_ci_hi"])
+    for i, c in enumerate(colours):
+        a.errorbar(s["auroc"].iloc[i], y[i], xerr=[[err[0][i]], [err[1][i]]], fmt="o", color=c, capsize=3)
+    a.axvline(0.5, color="grey", ls="--", lw=1, label="chance (0.5)")
+    a.set_yticks(y, ["Eq. 5 (ours)" if n == "eq5" else n for n in s["score"]])
+    a.set_xlim(0, 1)
+    a.set_xlabel("AUROC, L composites vs clean")
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=9, frameon=False)
+    for col, off, mk, lab in (("error_flagged", 0.12, "o", "flagged"), ("error_unflagged", -0.12, "s", "not flagged")):
+        b.errorbar(
+            s[col],
+            y + off,
+            xerr=error_bars(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"]),
+            fmt=mk,
+            capsize=3,
+            label=lab,
+            color="tab:purple" if col == "error_flagged" else "tab:gray",
+        )
+    b.set_xlim(-0.02, 1.02)
+    b.set_xlabel("$M^t$ error on L composites\n(flag at 5% clean FPR)")
+    b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)
+    for ax in (a, b):
+        ax.tick_params(labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_arch(comparison: Any) -> Any:
+    """Figure 8 from ``arch_sweep.arch_comparison``: per architecture, |F with images| and |L| (range over
+    seeds); Eq. 4 on L of the fine-tuned arm and the scratch baseline with their 95% bootstrap-over-seeds
+    intervals and the per-class null (hollow); the same for the excess error; and the Jaccard overlap
+    of the lingering sets between architectures of one world (one cell per pair)."""
+    import matplotlib.pyplot as plt
+
+    t = comparison.table[comparison.table["available"].astype(bool)].reset_index(drop=True)
+    fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 7.0))
+    axes = list(axes.flat)
+    x = np.arange(len(t))
+    ax = axes[0]
+    ax.bar(x - 0.2, t["n_F_images"], 0.4, color="lightgrey", label="|F| with D^c images")
+    ax.bar(
+        x + 0.2,
+        t["n_L"],
+        0.4,
+        color="tab:red",
+        yerr=error_bars(t["n_L"], t["n_L_min"], t["n_L_max"]),
+        capsize=3,
+        label="|L| (mean, range over seeds)",
+    )
+    ax.set_title("|F| with images, and |L|", fontsize=9)
+    ax.set_ylabel("source-only classes")
+    legend_above(ax)
+    for ax, name, label in (
+        (axes[1], "distraction", "Eq. 4 on L (hollow: null)"),
+        (axes[2], "excess_error", "excess error on L"),
+    ):
+        for k, (tag, colour) in enumerate((("reference", "tab:red"), ("baseline", "tab:blue"))):
+            m, lo, hi = (t[f"{name}_{tag}{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
+            ax.errorbar(
+                x + (k - 0.5) * 0.3,
+                m,
+                yerr=error_bars(m, lo, hi),
+                fmt="o",
+                color=colour,
+                capsize=3,
+                label="fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)",
+            )
+            if name == "distraction":
+                n = t[f"null_{tag}"].to_numpy(float)
+                ax.scatter(x + (k - 0.5) * 0.3 + 0.12, n, marker="o", facecolor="white", edgecolor=colour, zorder=3)
+        if name != "distraction":
+            ax.axhline(0, color="k", lw=0.6)
+        ax.set_ylabel(UNITS[name])
+        ax.set_title(label, fontsize=9)
+        legend_above(ax, room=0.5)
+    for ax in axes[:3]:
+        ax.set_xticks(x, t["label"], rotation=20, fontsize=9)
+    ax = axes[3]
+    o = comparison.overlap
+    if len(o):
+        ax.barh(
+            np.arange(len(o)),
+            o["jaccard_L"],
+            xerr=error_bars(o["jaccard_L"], o["jaccard_L_min"], o["jaccard_L_max"]),
+            color="tab:purple",
+            capsize=3,
+            label="L (same seed; range over seeds)",
+        )
+        ax.scatter(o["jaccard_F"], np.arange(len(o)), marker="|", s=200, color="k", zorder=3, label="F")
+        ax.set_yticks(np.arange(len(o)), [f"{a}\nvs {b}" for a, b in zip(o["a"], o["b"])], fontsize=9)
+        ax.set_ylim(-0.6, len(o) - 0.4)
+        legend_above(ax, room=0.35)
+    ax.set(xlim=(0, 1.05), xlabel="Jaccard overlap")
+    ax.set_title("the same memories? (overlap)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_size_sweep(size: pd.DataFrame, title: str) -> Any:
+    """Figure 7 from ``size_sweep.size_sweep``: |L|, Eq. 4 on L (with its per-class null), excess error and
+    flip rate on L against the number of target training images; mean ± SD over seeds."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 5.6))
+    g = size.groupby("n_train")
+    for ax, (col, label) in zip(
+        axes.flat,
+        [
+            ("n_lingering", "|L| (Eq. 3)"),
+            ("distraction", "Eq. 4 on L"),
+            ("excess_error", "excess error on L"),
+            ("flip_rate", "flip rate on L"),
+        ],
+    ):
+        m, sd = g[col].mean(), g[col].std()
+        ax.errorbar(m.index, m, yerr=sd, fmt="o-", capsize=3, label="fine-tuned M^t")
+        ax.set(xscale="log", xlabel="target training images", ylabel=label)
+        if col == "distraction":
+            ax.plot(m.index, g["distraction_null"].mean(), "o--", color="grey", mfc="white", label="per-class null")
+            legend_above(ax, room=0.5, ncol=2)
+    fig.suptitle(f"{title}\n(mean ± SD over {size['seed'].nunique()} seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig

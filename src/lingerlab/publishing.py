@@ -1,0 +1,98 @@
+"""Putting results on the book's pages: every figure checked for legible type at page width, saved
+and glued (:func:`publish`), and Markdown text the book glues (:class:`Findings`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .report import glue, savefig
+
+__all__ = ["MIN_FONT_PT", "PAGE_WIDTH_IN", "BOOK_WIDTH_IN", "shown_scale", "small_text", "publish", "Findings"]
+
+#: The smallest type a figure of the book may carry *as the page shows it* (legible at page width).
+MIN_FONT_PT = 9.0
+#: The width the book's pages give a figure: the content column of the book's theme is at most 774 CSS
+#: px wide (measured in Chromium), and the notebooks' inline figures are drawn at 100 dpi, so a
+#: figure wider than this many inches is shown scaled down, and its type with it.
+PAGE_WIDTH_IN = 7.74
+#: The width the book's figures are designed at (inches): within the page, so shown at full size.
+BOOK_WIDTH_IN = 7.5
+
+
+def shown_scale(fig: Any, page_width_in: float = PAGE_WIDTH_IN) -> float:
+    """How much the page scales ``fig`` down: ``min(1, page width / the figure's tight width)``."""
+    fig.canvas.draw()
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, as bbox_inches="tight" saves it
+    return min(1.0, page_width_in / max(width, 1e-9))
+
+
+def small_text(fig: Any, min_pt: float = MIN_FONT_PT, page_width_in: float | None = PAGE_WIDTH_IN) -> list[str]:
+    """The visible texts of a matplotlib figure (titles, labels, tick labels, legends, annotations) whose
+    type is smaller than ``min_pt`` points as the page shows it (its size times :func:`shown_scale`;
+    ``page_width_in=None``: as drawn), each as ``'<text>' (<size> pt)``."""
+    from matplotlib.text import Text
+
+    scale = 1.0 if page_width_in is None else shown_scale(fig, page_width_in)
+    return [
+        f"{t.get_text()[:30]!r} ({t.get_fontsize() * scale:.3g} pt)"
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < min_pt - 0.05
+    ]  # 0.05 pt: rounding
+
+
+def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> Path:
+    """Show one figure of the book: check that its type is legible (:data:`MIN_FONT_PT`), save it as
+    ``<figures_dir>/<name>.png``, glue it as ``key`` (default ``fig_<name>``; the page numbers and
+    captions it with ``{glue:figure}``, and the cell that calls this carries ``remove-output`` so the
+    book shows it once), and close it. Outside the book's environment (no myst-nb) it is displayed.
+
+    Raises ``ValueError`` naming the texts that are too small, before anything is written."""
+    import matplotlib.pyplot as plt
+
+    small = small_text(fig)
+    if small:
+        raise ValueError(
+            f"figure {name!r}: text below {MIN_FONT_PT:g} pt at page width ({PAGE_WIDTH_IN:g} in; "
+            f"the figure is shown at {shown_scale(fig):.2f} of its size) is not legible: "
+            + ", ".join(small[:8])
+            + (" ..." if len(small) > 8 else "")
+            + f"; make it at most {BOOK_WIDTH_IN:g} in wide or its type larger"
+        )
+    path = savefig(fig, name, dpi=dpi)
+    try:
+        import myst_nb  # noqa: F401
+    except ImportError:  # pragma: no cover - Colab without the book's extras
+        from IPython.display import display
+
+        display(fig)
+    else:
+        glue(key or f"fig_{name}", fig, display=True)
+    plt.close(fig)
+    return path
+
+
+class Findings:
+    """Markdown text that displays as Markdown in a notebook and as HTML elsewhere: glue it, and the
+    book can paste it on the same page (``{glue:md}``, text/markdown) and on another one (``{glue}``
+    with ``:doc:``, which pastes text/html)."""
+
+    def __init__(self, markdown: str) -> None:
+        if not isinstance(markdown, str):
+            raise TypeError(f"markdown must be a str; got {type(markdown).__name__}")
+        self.markdown = markdown
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def _repr_html_(self) -> str:
+        try:
+            from markdown_it import MarkdownIt
+        except ImportError:  # pragma: no cover - markdown-it-py comes with the book's extras
+            import html
+
+            return f"<pre>{html.escape(self.markdown)}</pre>"
+        return MarkdownIt("commonmark").render(self.markdown)
+
+    def __repr__(self) -> str:
+        return self.markdown

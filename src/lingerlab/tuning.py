@@ -1,0 +1,44 @@
+"""Two rules the fair test applies to every arm's recipe alike: which learning rate a search picks,
+and whether a run has converged (validation accuracy no longer rising)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from ._validation import check_int_range
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """The standard error of an accuracy measured on ``n`` images, sqrt(a (1 - a) / n)."""
+    check_int_range("n", n, 1)
+    return (accuracy * (1 - accuracy) / n) ** 0.5
+
+
+def pick_rate(rates: Sequence[float], accuracies: Sequence[float], n_val: int) -> float:
+    """The one-standard-error rule (Hastie, Tibshirani and Friedman, *Elements of Statistical
+    Learning*, Sec. 7.10) over learning rates: the smallest rate whose validation accuracy is within
+    one binomial standard error (:func:`binomial_se`) of the best. Rates the validation set cannot
+    tell apart go to the gentlest one, so float noise in an accuracy's last digit does not move the pick."""
+    if not len(rates) or len(rates) != len(accuracies):
+        raise ValueError(
+            f"rates and accuracies must be non-empty and of one length; got {len(rates)}, {len(accuracies)}"
+        )
+    check_int_range("n_val", n_val, 1)
+    best = max(accuracies)
+    floor = best - binomial_se(best, n_val) - 1e-12
+    return float(min(r for r, a in zip(rates, accuracies) if a >= floor))
+
+
+def converged(history: pd.DataFrame, n_val: int) -> tuple[bool, str]:
+    """Whether a run's validation accuracy stopped rising: the last validation is no more than one
+    binomial standard error above the one before (a run validated once counts as not shown).
+    Returns the verdict and a short reading, e.g. ``"0.975 -> 0.979 (+0.004, SE 0.006)"``."""
+    check_int_range("n_val", n_val, 1)
+    val = history["val_acc"].dropna() if "val_acc" in history else pd.Series(dtype=float)
+    if len(val) < 2:
+        return False, "validated fewer than twice"
+    before, last = float(val.iloc[-2]), float(val.iloc[-1])
+    se = binomial_se(last, n_val)
+    return last - before <= se, f"{before:.3f} -> {last:.3f} ({last - before:+.3f}, SE {se:.3f})"

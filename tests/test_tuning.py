@@ -1,0 +1,48 @@
+"""tuning: the learning-rate pick (one-standard-error rule) and the convergence check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lingerlab.tuning import binomial_se, converged, pick_rate
+
+
+def test_binomial_se_endpoints():
+    assert binomial_se(1.0, 10) == 0.0 and binomial_se(0.0, 10) == 0.0
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="n"):
+        binomial_se(0.5, 0)
+
+
+def test_pick_rate_is_the_one_standard_error_rule():
+    # 500 validation images: the best 0.98 has SE 0.0063; 0.975 is within it, 0.97 is not
+    assert pick_rate([3e-4, 1e-3, 3e-3], [0.975, 0.97, 0.98], 500) == 3e-4
+    assert pick_rate([3e-4, 1e-3, 3e-3], [0.97, 0.975, 0.98], 500) == 1e-3
+    assert pick_rate([3e-4, 1e-3, 3e-3], [0.70, 0.90, 0.96], 500) == 3e-3
+    # one rate is always picked; equal accuracies go to the smallest rate; a larger validation set
+    # separates what a smaller one cannot
+    assert pick_rate([1e-2], [0.5], 10) == 1e-2
+    assert pick_rate([1e-2, 1e-3], [0.8, 0.8], 10**6) == 1e-3
+    assert pick_rate([1e-3, 1e-2], [0.97, 0.98], 100) == 1e-3
+    assert pick_rate([1e-3, 1e-2], [0.97, 0.98], 100_000) == 1e-2
+    with pytest.raises(ValueError, match="rates and accuracies"):
+        pick_rate([], [], 10)
+    with pytest.raises(ValueError, match="n_val"):
+        pick_rate([1e-3], [0.5], 0)
+
+
+def _history(vals):
+    return pd.DataFrame({"val_acc": vals}, index=pd.RangeIndex(1, len(vals) + 1, name="epoch"))
+
+
+def test_converged_reads_the_last_two_validations():
+    ok, text = converged(_history([0.6, np.nan, 0.95, np.nan, 0.955]), 500)
+    assert ok and text.startswith("0.950 -> 0.955")
+    rising, _ = converged(_history([0.6, 0.8, 0.9]), 500)
+    assert not rising  # +0.10 is far above one SE
+    falling, _ = converged(_history([0.9, 0.85]), 500)
+    assert falling  # a fall is not a rise
+    once, text = converged(_history([np.nan, 0.9]), 500)
+    assert not once and "fewer than twice" in text
