@@ -3,7 +3,7 @@
     python benchmarks/lite_speed.py                # Lite0 and Lite2 at the smoke profile's 112 px
     python benchmarks/lite_speed.py --repeats 5 --variants lite0
 
-1. **Inference batch** (``training.predict``'s default on a CPU, ``training.CPU_EVAL_BATCH``): eval-mode
+1. **Inference batch** (``inference.predict``'s default on a CPU, ``inference.CPU_EVAL_BATCH``): eval-mode
    milliseconds per image of M^s (1000 classes) over 256 images in batches of ``CPU_EVAL_BATCH``
    against batches of 256; ratio small / large (< 1: the small batch
    is faster).
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lingerlab.profiles import get_profile  # noqa: E402
-from lingerlab.training import CPU_EVAL_BATCH  # noqa: E402
+from lingerlab.inference import CPU_EVAL_BATCH  # noqa: E402
 from lingerlab.worlds.lite import VARIANTS, lite_source_model  # noqa: E402
 
 

@@ -27,6 +27,7 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lingerlab import training  # noqa: E402
+from lingerlab.recipe import Recipe  # noqa: E402
 
 
 def _smoke_width() -> int:
@@ -60,11 +61,8 @@ def _epoch_seconds(model: torch.nn.Module, data: TensorDataset, batch: int, layo
         model,
         data,
         None,
+        Recipe("bench", lr=1e-4, epochs=1, optimizer="adam", batch_size=batch),
         num_classes=2,
-        lr=1e-4,
-        epochs=1,
-        optimizer="adam",
-        batch_size=batch,
         cache=False,
         progress=False,
         device="cpu",

@@ -404,6 +404,8 @@ summary = {
     "v_lo (default)": audit.v_lo,
     "|F|": len(F),
     "classes with v = 0": int((v == 0).sum()),
+    # how many classes a count's own noise (Poisson, sqrt(v_lo)) could move across Eq. 2's cut-off
+    "classes within sqrt(v_lo) of v_lo": int(((v.double() - audit.v_lo).abs() <= max(1.0, audit.v_lo) ** 0.5).sum()),
 }
 if truth is not None:
     k_paper = min(5, n_src)

@@ -211,7 +211,7 @@ def mean_p(model: torch.nn.Module) -> np.ndarray:
 # diagnostics separate the two:
 #
 # - **BN updated** (the default recipe): statistics follow the target data during fine-tuning.
-# - **BN frozen** (`finetune(..., bn="freeze")`): BatchNorm layers stay in eval mode, running
+# - **BN frozen** (a recipe with `bn="freeze"`): BatchNorm layers stay in eval mode, running
 #   statistics keep their source values (their affine weights still train).
 # - **BN updated, source statistics restored** (`st_model(seed, bn="source")`): the updated model
 #   with $M^s$'s running statistics copied back. If its $p_c$ returns, the memory was masked, not lost.

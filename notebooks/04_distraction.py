@@ -85,7 +85,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import lingerlab as ll
-from lingerlab import checks, fair_test_text
+from lingerlab import checks, fair_test_text, perturbed
 from lingerlab.arm_roles import recipe_table
 from lingerlab.controls import control_sets
 from lingerlab.fair_test import fair_test
@@ -171,6 +171,9 @@ ll.publish(fig, f"04_{world_.name}_composites", key="nb04_composites_fig")
 # ```
 
 # %%
+# Eq. 3's noise band: the classes that training noise (the seed) moves across p_lo
+n_moving = len(set().union(*Ls.values()) - set.intersection(*map(set, Ls.values())))
+print(f"classes in L in some seeds but not in others: {n_moving} of |F| = {len(F)}")
 linger_view
 
 # %% [markdown]
@@ -248,9 +251,14 @@ check_view
 # ## 6. Verdicts
 #
 # The family of tests of this world, each verdict from `verdict_rule.verdict` on the Holm-adjusted one-sided
-# p, beside its failed gate or the smallest effect it could have detected.
+# p, beside its failed gate or the smallest effect it could have detected, and its **stability**: the
+# test is summarized again with each source class left out in turn, and the whole world is trained and
+# measured again in a child process with ATen's vector kernels off (`perturbed.SETTING`: other float
+# rounding, as on another CPU, with its own model cache). A verdict that either moves is *fragile*, and
+# the table says what moved it.
 
 # %%
+ft = perturbed.mark(ft, perturbed.rerun(world_.name, profile, seed, len(seeds)))
 ll.glue(f"nb04_{world_.name}_verdicts", ft.verdicts(), display=False)
 ll.glue(f"nb04_{world_.name}_findings", Findings(fair_test_text.findings(ft)), display=False)
 Markdown(fair_test_text.findings(ft))

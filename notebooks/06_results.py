@@ -34,8 +34,11 @@ if "google.colab" in sys.modules:
 # not hold** (the 90% interval inside the claim's equivalence margin, or the paper's direction
 # excluded with Holm control), **inconclusive** (neither; its evidence gives the smallest effect the
 # design could have detected at 80% power) and **not testable** (a precondition failed; its evidence
-# names the gates). A claim measured by another rule (the remedy tests, a claim without a test over
-# seeds) takes the rule named in its evidence;
+# names the gates). The evidence of each fair-test verdict also says whether it is **stable**: the
+# same with any one source class left out and, in `shapes`, the same when the world is trained again
+# under perturbed numerics (notebook 4, section 6); a *fragile* one names what moved it. A claim
+# measured by another rule (the remedy tests, a claim without a test over seeds) takes the rule named
+# in its evidence;
 # *example* marks a single illustration, *measured* a sweep with no test defined. The worlds `lite1`
 # and `lite2` enter through the architecture comparison (Figure 8, in the `lite0` column). Profile
 # `smoke`, a CPU.

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from lingerlab import cache as _cache
-from lingerlab.arms import Recipe
+from lingerlab.recipe import Recipe
 from lingerlab.tuning import pick_rate
 from lingerlab.audit import Audit
 from lingerlab.worlds.base import PlantedTruth, World, WorldSpec

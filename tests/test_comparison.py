@@ -117,7 +117,16 @@ def test_fair_test_scores_L_and_its_contrast(audit):
     assert r.effect == pytest.approx(
         ft.value("M^t", "err_source_only") - ft.value(r.baseline, "err_source_only"), nan_ok=True
     )
-    assert set(ft.verdicts().columns) == {"claim", "verdict", "effect [95% CI]", "margin", "p (one-sided)", "p (Holm)"}
+    assert set(ft.verdicts().columns) == {
+        "claim",
+        "verdict",
+        "effect [95% CI]",
+        "margin",
+        "stability",
+        "p (one-sided)",
+        "p (Holm)",
+    }
+    assert set(t["stability"]) <= {"stable", "fragile"}
     # the gates ran on the same composites and every untestable claim names its gate
     assert ft.gates is not None and set(ft.gates.table["gate"]) <= set(__import__("lingerlab").gates.GATES)
     assert (t.loc[t.verdict == "not testable", "gate"] != "").all() and (
@@ -197,6 +206,57 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     assert f"{row['mde']:.3f}" in text and f"margin {row['margin']:g}" in text
     assert ("either 'holds' or 'does not hold' is reachable" in text) == (row["mde"] <= row["margin"])
     assert "no between-arm test of nope" in power_text(ft, "nope")
+
+
+def _error_controls(rate_of) -> pd.DataFrame:
+    """Controls of two arms over 10 seeds and 6 classes (0-2 in L): ``rate_of(arm, class)`` is the
+    chance that the arm is wrong on a composite of that class."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for arm in ("ref", "base"):
+        for seed in range(10):
+            for comp in range(60):
+                c = comp % 6
+                wrong = rng.random() < rate_of(arm, c)
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "composite": comp,
+                        "source_class": c,
+                        "source_name": f"class {c}",
+                        "cluster": comp,
+                        "in_L": c < 3,
+                        "target_label": 0,
+                        "correct_source_only": not wrong,
+                        "correct_neutral": True,
+                        "correct_shared": True,
+                        "flip": wrong,
+                        "distraction": 0.2,
+                        "null": 0.2,
+                    }
+                )
+    ctl = pd.DataFrame(rows)
+    ctl.attrs.update(reference="ref", fine_tuned={"ref": True, "base": False}, target_acc={})
+    return ctl
+
+
+def test_leaving_one_class_out_marks_a_verdict_one_class_carries():
+    from lingerlab.fair_test import with_stability
+
+    claim = "err_source_only on L: ref > base"
+    # the reference errs more on every class of L: the verdict holds without any one of them
+    broad = with_stability(summarize(_error_controls(lambda a, c: 0.6 if a == "ref" and c < 3 else 0.1), n_boot=500))
+    t = broad.tests.set_index("claim")
+    assert t.loc[claim, "verdict"] == "holds" and t.loc[claim, "stability"] == "stable" and not t.loc[claim, "moved_by"]
+    # only class 0 carries the effect: without it the verdict changes, and the class is named
+    one = with_stability(summarize(_error_controls(lambda a, c: 0.9 if a == "ref" and c == 0 else 0.1), n_boot=500))
+    t = one.tests.set_index("claim")
+    assert t.loc[claim, "stability"] == "fragile" and "without class 0:" in t.loc[claim, "moved_by"]
+    assert "class 1" not in t.loc[claim, "moved_by"]
+    from lingerlab.fair_test_text import describe
+
+    assert "fragile, without class 0" in describe(one)
 
 
 def test_recipe_table_and_describe(audit):

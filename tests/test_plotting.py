@@ -123,6 +123,34 @@ def test_fig3a_fits_the_page_whatever_the_names_and_subsets():
     assert sum("hollow" in t for t in labels) == 1 and len(labels) == len(arms) + 2
 
 
+def test_book_notation_typesets_the_symbols_once():
+    from lingerlab.publishing import book_notation
+
+    assert book_notation("M^t (zoom-out) vs M^b") == "$M^t$ (zoom-out) vs $M^b$"
+    assert book_notation("mean p_c(M^st), change") == "mean $p_c$($M^{st}$), change"
+    assert book_notation("D^c images of M^s") == "$D^c$ images of $M^s$"
+    assert book_notation("$M^t$ error on L") == "$M^t$ error on L"  # already typeset
+    assert book_notation("HM^t2 and a lone $") == "HM^t2 and a lone $"  # neither a symbol nor balanced math
+
+
+def test_publish_puts_every_text_in_the_books_notation(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lingerlab.publishing import BOOK_WIDTH_IN, publish
+
+    monkeypatch.setenv("LINGERLAB_FIGURES", str(tmp_path))
+    fig, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 3))
+    ax.plot([0, 1], [0, 1], label="M^t")
+    ax.legend(fontsize=10)
+    ax.set_title("M^t against M^b", fontsize=10)
+    texts = [ax.title, ax.get_legend().get_texts()[0]]
+    publish(fig, "notation")
+    assert [t.get_text() for t in texts] == ["$M^t$ against $M^b$", "$M^t$"]
+
+
 def test_publish_checks_type_size_saves_and_closes(tmp_path, monkeypatch):
     import matplotlib
 

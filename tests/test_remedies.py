@@ -35,6 +35,7 @@ from lingerlab.remedies import (
     unlearning_loss,
 )
 from lingerlab.models import Normalized, find_head, replace_head, source_target_model, split_model
+from lingerlab.recipe import Recipe
 from lingerlab.training import finetune
 
 
@@ -117,10 +118,11 @@ def test_l1_as_finetune_extra_loss_changes_training_and_leaves_no_hooks(tmp_path
     x, y = _images(16, 3), torch.arange(16) % 2
     data = TensorDataset(x, y)
     src = _model()
-    kw = dict(num_classes=2, lr=0.1, epochs=2, batch_size=8, seed=0, progress=False)
-    plain, _ = finetune(src, data, None, **kw)
+    r = Recipe("t", lr=0.1, epochs=2, batch_size=8)
+    kw = dict(num_classes=2, seed=0, progress=False)
+    plain, _ = finetune(src, data, None, r, **kw)
     with l1_penultimate(5.0) as l1:
-        reg, _ = finetune(src, data, None, extra_loss=l1, **kw)
+        reg, _ = finetune(src, data, None, r.replace(extra_loss=l1), **kw)
     assert all(len(mod._forward_hooks) == 0 and len(mod._forward_pre_hooks) == 0 for mod in reg.modules())
     f_plain = penultimate_features(plain, x).abs().mean()
     f_reg = penultimate_features(reg, x).abs().mean()
@@ -394,12 +396,12 @@ def _tiny_audit(retrainable: bool = True):
     return Audit(tiny_world(retrainable=retrainable), v_lo=0, n_null=2, device="cpu", cache=False)
 
 
-def _direct_finetune_kwargs(**overrides):
-    """The keyword arguments of a direct ``training.finetune`` call for the tiny world's M^t recipe
-    with ``overrides``: a remedy built through the registry must train under the same cache key."""
+def _direct_recipe(**overrides):
+    """The tiny world's M^t recipe with ``overrides``, built by hand for a direct ``training.finetune``
+    call: a remedy built through the registry must train under the same cache key."""
     from test_sweeps import MT
 
-    return {"num_classes": 2, **MT, **overrides, "train_subset": list(range(24))}
+    return Recipe("direct", **{**MT, **overrides}, train_subset=list(range(24)))
 
 
 def _recorded(audit, monkeypatch):
@@ -463,11 +465,12 @@ def test_a_recipe_remedy_trains_exactly_mt_replaced(changes, monkeypatch):
         w.source_model,
         w.target_train,
         w.target_val,
+        _direct_recipe(**changes),
+        num_classes=2,
         seed=0,
         device="cpu",
         cache=False,
         progress=False,
-        **_direct_finetune_kwargs(**changes),
     )
     assert hist.attrs["cache_key"] == old.attrs["cache_key"]
 
@@ -508,13 +511,12 @@ def test_retrain_source_repeats_the_source_recipe_without_F():
         w.make_scratch,
         w.spec.source_train,
         TensorDataset(val[0][sel], val[1][sel]),
+        Recipe("direct", init="scratch", train_subset=keep, **SOURCE),
         num_classes=6,
         seed=w.seed,
         device="cpu",
         cache=False,
         progress=False,
-        train_subset=keep,
-        **SOURCE,
     )
     assert hist.attrs["cache_key"] == old.attrs["cache_key"]
     assert model.model.fc.out_features == 6

@@ -10,6 +10,7 @@ import torch
 
 from lingerlab import training
 from lingerlab.models import find_head, split_model
+from lingerlab.recipe import Recipe
 from lingerlab.remedies import Remedy, build
 from lingerlab.remedies.builders import cap_channels
 from lingerlab.remedies.established import (
@@ -37,9 +38,8 @@ def test_l2_sp_equals_its_definition():
         src,
         torch.utils.data.TensorDataset(_images(16), _labels(16)),
         None,
+        Recipe("t", epochs=1, lr=0.1),
         num_classes=2,
-        epochs=1,
-        lr=0.1,
         cache=False,
         progress=False,
         device="cpu",
@@ -59,18 +59,8 @@ def test_l2_sp_equals_its_definition():
 def test_l2_sp_with_a_very_large_weight_keeps_the_backbone_at_the_source():
     src = _model()
     data = torch.utils.data.TensorDataset(_images(32), _labels(32))
-    kw = dict(
-        num_classes=2,
-        epochs=20,
-        lr=0.1,
-        optimizer="sgd",
-        momentum=0.0,
-        batch_size=8,
-        cache=False,
-        progress=False,
-        device="cpu",
-        bn="freeze",
-    )
+    r = Recipe("t", epochs=20, lr=0.1, optimizer="sgd", momentum=0.0, batch_size=8, bn="freeze")
+    kw = dict(num_classes=2, cache=False, progress=False, device="cpu")
 
     def drift(m):
         s = dict(src.named_parameters())
@@ -78,10 +68,12 @@ def test_l2_sp_with_a_very_large_weight_keeps_the_backbone_at_the_source():
             float((p - s[k]).detach().abs().max()) for k, p in m.named_parameters() if not k.startswith("model.fc")
         )
 
-    plain = drift(training.finetune(src, data, None, **kw)[0])
+    plain = drift(training.finetune(src, data, None, r, **kw)[0])
     # SGD with lr * alpha = 1 pulls each backbone weight back to w0 at every step (w <- w0 - lr * grad)
     held = drift(
-        training.finetune(src, data, None, extra_loss=L2SP(src, alpha=10.0, beta=0.0, head="model.fc"), **kw)[0]
+        training.finetune(
+            src, data, None, r.replace(extra_loss=L2SP(src, alpha=10.0, beta=0.0, head="model.fc")), **kw
+        )[0]
     )
     assert plain > 0 and held < 0.1 * plain
 

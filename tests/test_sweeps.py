@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lingerlab.arms import Recipe
+from lingerlab.recipe import Recipe
 from lingerlab import remedy_summary, remedy_sweep, worlds
 from lingerlab.arch_sweep import arch_comparison
 from lingerlab.audit import Audit

@@ -1,4 +1,5 @@
-"""finetune / train_scratch: determinism, the on-disk cache, BatchNorm policy, freezing, validation."""
+"""finetune / train_scratch by a recipe: determinism, the on-disk cache, BatchNorm policy, freezing,
+validation; predict / evaluate; precise BatchNorm statistics."""
 
 from __future__ import annotations
 
@@ -10,18 +11,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from lingerlab.identities import callable_key
+from lingerlab.inference import CPU_EVAL_BATCH, EVAL_BATCH, eval_batch_size, evaluate, precise_bn_statistics, predict
 from lingerlab.models import Normalized
-from lingerlab.training import (
-    CPU_EVAL_BATCH,
-    EVAL_BATCH,
-    callable_key,
-    eval_batch_size,
-    evaluate,
-    finetune,
-    precise_bn_statistics,
-    predict,
-    train_scratch,
-)
+from lingerlab.recipe import Recipe
+from lingerlab.training import finetune, train_scratch
 
 
 class Tiny(nn.Module):
@@ -67,17 +61,18 @@ def _same(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-KW = dict(num_classes=2, lr=0.05, epochs=3, batch_size=8, progress=False, device="cpu")
+R = Recipe("t", lr=0.05, epochs=3, batch_size=8)
+KW = dict(num_classes=2, progress=False, device="cpu")
 
 
 def test_finetune_is_deterministic_and_cached(source, data, tmp_path):
     train, val = data
-    m1, h1 = finetune(source, train, val, cache=False, **KW)
-    m2, h2 = finetune(source, train, val, cache=False, **KW)
+    m1, h1 = finetune(source, train, val, R, cache=False, **KW)
+    m2, h2 = finetune(source, train, val, R, cache=False, **KW)
     assert _same(m1, m2)
     pd.testing.assert_frame_equal(h1.drop(columns=["epoch_s", "wall_s"]), h2.drop(columns=["epoch_s", "wall_s"]))
-    cold, hc = finetune(source, train, val, **KW)  # fills the cache
-    warm, hw = finetune(source, train, val, **KW)  # reads it
+    cold, hc = finetune(source, train, val, R, **KW)  # fills the cache
+    warm, hw = finetune(source, train, val, R, **KW)  # reads it
     assert _same(cold, m1) and _same(warm, cold)
     pd.testing.assert_frame_equal(hc, hw)
     assert str(hc) == str(hw)  # prints the same, warm or cold
@@ -95,16 +90,16 @@ def test_finetune_is_deterministic_and_cached(source, data, tmp_path):
 
 def test_seed_and_hyperparameters_change_the_result(source, data):
     train, val = data
-    a, _ = finetune(source, train, val, seed=0, **KW)
-    b, _ = finetune(source, train, val, seed=1, **KW)
-    c, _ = finetune(source, train, val, seed=0, **{**KW, "lr": 0.01})
+    a, _ = finetune(source, train, val, R, seed=0, **KW)
+    b, _ = finetune(source, train, val, R, seed=1, **KW)
+    c, _ = finetune(source, train, val, R.replace(lr=0.01), seed=0, **KW)
     assert not _same(a, b) and not _same(a, c)
 
 
 def test_bn_freeze_keeps_running_stats(source, data):
     train, val = data
-    frozen, _ = finetune(source, train, val, bn="freeze", **KW)
-    updated, _ = finetune(source, train, val, bn="update", **KW)
+    frozen, _ = finetune(source, train, val, R.replace(bn="freeze"), **KW)
+    updated, _ = finetune(source, train, val, R.replace(bn="update"), **KW)
     s = source.model.bn
     assert torch.equal(frozen.model.bn.running_mean, s.running_mean)
     assert torch.equal(frozen.model.bn.running_var, s.running_var)
@@ -114,12 +109,12 @@ def test_bn_freeze_keeps_running_stats(source, data):
 
 def test_freeze_prefixes(source, data):
     train, val = data
-    m, _ = finetune(source, train, val, freeze=["conv", "model.bn"], **KW)
+    m, _ = finetune(source, train, val, R.replace(freeze=("conv", "model.bn")), **KW)
     assert torch.equal(m.model.conv.weight, source.model.conv.weight)
     assert torch.equal(m.model.bn.weight, source.model.bn.weight)
     assert not torch.equal(m.model.fc.weight[:2], source.model.fc.weight[:2])
     with pytest.raises(ValueError, match="freeze prefix 'nope'.*model.conv"):
-        finetune(source, train, val, freeze=["nope"], **KW)
+        finetune(source, train, val, R.replace(freeze=("nope",)), **KW)
 
 
 def test_extra_loss_and_augment_are_part_of_the_key(source, data):
@@ -133,13 +128,13 @@ def test_extra_loss_and_augment_are_part_of_the_key(source, data):
     def flip(x, g):
         return x.flip(-1) if torch.rand(1, generator=g) < 0.5 else x
 
-    base, _ = finetune(source, train, val, **KW)
-    reg, _ = finetune(source, train, val, extra_loss=l1, **KW)
+    base, _ = finetune(source, train, val, R, **KW)
+    reg, _ = finetune(source, train, val, R.replace(extra_loss=l1), **KW)
     assert calls and not _same(base, reg)
     n = len(calls)
-    again, _ = finetune(source, train, val, extra_loss=l1, **KW)  # cached: l1 not called again
+    again, _ = finetune(source, train, val, R.replace(extra_loss=l1), **KW)  # cached: l1 not called again
     assert len(calls) == n and _same(again, reg)
-    aug, _ = finetune(source, train, val, augment=flip, **KW)
+    aug, _ = finetune(source, train, val, R.replace(augment=flip), **KW)
     assert not _same(aug, base)
     # a captured hyper-parameter is part of a callable's identity
     assert callable_key(functools.partial(pow, 2)) != callable_key(functools.partial(pow, 3))
@@ -162,15 +157,15 @@ def test_an_unhashable_callable_is_refused_before_training(source, data):
         return 0.0 * x.sum() if thing else x.sum()
 
     with pytest.raises(TypeError, match="Opaque.*cache_key"):
-        finetune(source, train, val, extra_loss=loss, **KW)
+        finetune(source, train, val, R.replace(extra_loss=loss), **KW)
 
 
 def test_layout_is_an_argument_and_part_of_the_key(source, data):
     train, val = data
-    kw = {**KW, "epochs": 1}
-    cl, h_cl = finetune(source, train, val, **kw)  # default: channels_last
-    cl2, h_cl2 = finetune(source, train, val, layout="channels_last", **kw)
-    nc, h_nc = finetune(source, train, val, layout="contiguous", **kw)
+    r1 = R.replace(epochs=1)
+    cl, h_cl = finetune(source, train, val, r1, **KW)  # default: channels_last
+    cl2, h_cl2 = finetune(source, train, val, r1, layout="channels_last", **KW)
+    nc, h_nc = finetune(source, train, val, r1, layout="contiguous", **KW)
     assert h_cl.attrs["cache_key"] == h_cl2.attrs["cache_key"] != h_nc.attrs["cache_key"]
     assert _same(cl, cl2)
     x = val.tensors[0]
@@ -179,9 +174,7 @@ def test_layout_is_an_argument_and_part_of_the_key(source, data):
     for bad in (
         lambda: predict(nc, x, layout="nhwc"),
         lambda: evaluate(nc, val, layout="nhwc"),
-        lambda: train_scratch(
-            make_tiny, train, val, layout="nhwc", **{k: v for k, v in kw.items() if k != "num_classes"}
-        ),
+        lambda: train_scratch(make_tiny, train, val, r1, layout="nhwc", progress=False, device="cpu"),
     ):
         with pytest.raises(ValueError, match="layout"):
             bad()
@@ -203,38 +196,39 @@ def test_predict_does_not_depend_on_the_batch_size(source, data):
 
 def test_train_subset(source, data):
     train, val = data
-    sub, h = finetune(source, train, val, train_subset=list(range(16)), **KW)
-    full, h_full = finetune(source, train, val, **KW)
+    sub, h = finetune(source, train, val, R.replace(train_subset=range(16)), **KW)
+    full, h_full = finetune(source, train, val, R, **KW)
     assert not _same(sub, full)
     # every index in order is no subset: the same run under the same cache key (arms.Zoo.matched's
     # first try is the competent baseline itself, trained once)
-    every, h_every = finetune(source, train, val, train_subset=list(range(len(train))), **KW)
+    every, h_every = finetune(source, train, val, R.replace(train_subset=range(len(train))), **KW)
     assert _same(every, full) and h_every.attrs["cache_key"] == h_full.attrs["cache_key"]
-    shuffled, h_shuffled = finetune(source, train, val, train_subset=list(range(len(train)))[::-1], **KW)
+    shuffled, h_shuffled = finetune(source, train, val, R.replace(train_subset=range(len(train))[::-1]), **KW)
     assert h_shuffled.attrs["cache_key"] != h_full.attrs["cache_key"]
     with pytest.raises(ValueError, match="train_subset"):
-        finetune(source, train, val, train_subset=[0, 99], **KW)
+        finetune(source, train, val, R.replace(train_subset=(0, 99)), **KW)
 
 
 def test_train_scratch(data):
     train, val = data
-    kw = dict(lr=0.05, epochs=5, batch_size=8, optimizer="adam", progress=False, device="cpu")
-    a, ha = train_scratch(make_tiny, train, val, **kw)
-    b, hb = train_scratch(make_tiny, train, val, **kw)
-    c, _ = train_scratch(make_tiny, train, val, cache=False, **kw)
+    r = Recipe("s", init="scratch", lr=0.05, epochs=5, batch_size=8, optimizer="adam")
+    kw = dict(progress=False, device="cpu")
+    a, ha = train_scratch(make_tiny, train, val, r, **kw)
+    b, hb = train_scratch(make_tiny, train, val, r, **kw)
+    c, _ = train_scratch(make_tiny, train, val, r, cache=False, **kw)
     assert _same(a, b) and _same(a, c)
     pd.testing.assert_frame_equal(ha, hb)
     assert evaluate(a, val) == pytest.approx(ha["val_acc"].iloc[-1])
     assert evaluate(a, val) >= 0.8
-    d, _ = train_scratch(make_tiny, train, val, seed=3, **kw)
+    d, _ = train_scratch(make_tiny, train, val, r, seed=3, **kw)
     assert not _same(a, d)
-    e, _ = train_scratch(make_tiny, train, val, lr_schedule="cosine", **kw)
+    e, _ = train_scratch(make_tiny, train, val, r.replace(lr_schedule="cosine"), **kw)
     assert not _same(a, e)
 
 
 def test_progress_goes_to_stderr(source, data, capsys):
     train, val = data
-    finetune(source, train, val, cache=False, **{**KW, "progress": True, "epochs": 1})
+    finetune(source, train, val, R.replace(epochs=1), cache=False, **{**KW, "progress": True})
     out = capsys.readouterr()
     assert out.out == "" and "finetune" in out.err
 
@@ -247,16 +241,44 @@ def test_progress_goes_to_stderr(source, data, capsys):
         ({"bn": "eval"}, "bn"),
         ({"epochs": -1}, "epochs"),
         ({"batch_size": 0}, "batch_size"),
-        ({"num_classes": 0}, "num_classes"),
         ({"lr_schedule": "step"}, "lr_schedule"),
-        ({"device": "gpu"}, "device"),
-        ({"layout": "bogus"}, "layout"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"num_workers": -1}, "num_workers"),
     ],
 )
-def test_parameter_errors(source, data, bad, word):
+def test_recipe_errors(bad, word):
+    """The recipe validates its fields once, when it is made."""
+    with pytest.raises(ValueError, match=word):
+        R.replace(**bad)
+
+
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"device": "gpu"}, "device"),
+        ({"layout": "bogus"}, "layout"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_run_errors(source, data, bad, word):
     train, val = data
     with pytest.raises(ValueError, match=word):
-        finetune(source, train, val, **{**KW, **bad})
+        finetune(source, train, val, R, **{**KW, **bad})
+    with pytest.raises(TypeError, match="recipe"):
+        finetune(source, train, val, {"lr": 0.05}, **KW)
+
+
+def test_cache_key_follows_the_recipe_fields():
+    """Every field that shapes the weights is in the key; names, descriptions and workers are not."""
+    key = R.cache_key()
+    assert key == R.replace(name="other", description="x", num_workers=2).cache_key()
+    assert {"lr", "epochs", "optimizer", "bn", "freeze", "augment", "extra_loss", "precise_bn"} <= set(key)
+    assert not {"name", "description", "train_subset", "num_workers"} & set(key)
+    assert key["momentum"] == 0.9 and R.replace(optimizer="adam").cache_key()["momentum"] is None
+    assert R.replace(freeze=("b", "a")).cache_key()["freeze"] == ["a", "b"]
+    assert R.replace(freeze="conv").freeze == ("conv",)
 
 
 def test_world_as_source(source, data):
@@ -265,24 +287,25 @@ def test_world_as_source(source, data):
     class W:
         source_model = source
 
-    a, _ = finetune(W(), train, val, **KW)
-    b, _ = finetune(source, train, val, **KW)
+    a, _ = finetune(W(), train, val, R, **KW)
+    b, _ = finetune(source, train, val, R, **KW)
     assert _same(a, b)
     with pytest.raises(ValueError, match="model_or_source"):
-        finetune("resnet", train, val, **KW)
+        finetune("resnet", train, val, R, **KW)
 
 
 def test_validation_schedule_never_changes_the_weights(source, data):
     train, val = data
-    kw = {**KW, "epochs": 5, "cache": False}
-    every, default, once = (finetune(source, train, val, val_every=v, **kw) for v in (1, None, 5))
+    kw = {**KW, "cache": False}
+    r5 = R.replace(epochs=5)
+    every, default, once = (finetune(source, train, val, r5, val_every=v, **kw) for v in (1, None, 5))
     assert _same(every[0], default[0]) and _same(every[0], once[0])
     assert every[1]["val_acc"].notna().all()
     assert list(default[1]["val_acc"].notna()) == [False, True, False, True, True]  # every 2nd and the last
     assert list(once[1]["val_acc"].notna()) == [False, False, False, False, True]
     assert once[1]["val_acc"].iloc[-1] == every[1]["val_acc"].iloc[-1]
     with pytest.raises(ValueError, match="val_every"):
-        finetune(source, train, val, val_every=0, **kw)
+        finetune(source, train, val, r5, val_every=0, **kw)
 
 
 def test_precise_bn_statistics_are_the_mean_of_batch_statistics():
@@ -312,9 +335,10 @@ def test_precise_bn_replaces_the_lagging_running_average(data):
     precise_bn=True it is the mean of the BatchNorm layer's input over the training images (weights
     barely move at lr 1e-9); bn='freeze' with it, or a non-bool, is refused."""
     train, val = data
-    kw = dict(epochs=1, lr=1e-9, batch_size=8, seed=0, cache=False, progress=False, device="cpu", layout="contiguous")
-    m0, _ = train_scratch(make_tiny, train, val, **kw)
-    m1, _ = train_scratch(make_tiny, train, val, precise_bn=True, **kw)
+    r = Recipe("s", init="scratch", epochs=1, lr=1e-9, batch_size=8, optimizer="adam")
+    kw = dict(seed=0, cache=False, progress=False, device="cpu", layout="contiguous")
+    m0, _ = train_scratch(make_tiny, train, val, r, **kw)
+    m1, _ = train_scratch(make_tiny, train, val, r.replace(precise_bn=True), **kw)
     seen = []
     hook = m1.model.bn.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
     with torch.no_grad():
@@ -324,8 +348,8 @@ def test_precise_bn_replaces_the_lagging_running_average(data):
     assert torch.allclose(m1.model.bn.running_mean, want, atol=1e-5)
     assert not torch.allclose(m0.model.bn.running_mean, want, atol=1e-2)
     with pytest.raises(ValueError, match="precise_bn"):
-        train_scratch(make_tiny, train, val, bn="freeze", precise_bn=True, **kw)
+        r.replace(bn="freeze", precise_bn=True)
     with pytest.raises(TypeError, match="precise_bn"):
-        train_scratch(make_tiny, train, val, precise_bn="yes", **kw)
-    with pytest.raises(ValueError, match="batch_size >= 2"):  # before training, not after its last epoch
-        train_scratch(make_tiny, train, val, precise_bn=True, **{**kw, "batch_size": 1})
+        r.replace(precise_bn="yes")
+    with pytest.raises(ValueError, match="batch_size >= 2"):  # in the recipe, not after the last epoch
+        r.replace(precise_bn=True, batch_size=1)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lingerlab.arms import Recipe, recipe_table
+from lingerlab.arms import recipe_table
+from lingerlab.recipe import Recipe
 from lingerlab.features import default_k, source_class_counts, source_only
 from lingerlab.models import batchnorm_layers, source_target_model
-from lingerlab.training import evaluate, finetune, predict, train_scratch
+from lingerlab.inference import evaluate, predict
+from lingerlab.training import finetune, train_scratch
 from lingerlab.worlds import load_world
 from lingerlab.worlds.lite import (
     LITE0_MEAN,
@@ -166,7 +168,7 @@ def test_world_spec_is_complete(world):
     assert isinstance(hash(spec.recipes["M^t"]), int) and len(set(spec.recipes.values())) == 2
     assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2
     # field by field, the arguments the old finetune_defaults / scratch_defaults dicts held
-    kt, kb = spec.recipes["M^t"].training_kwargs(), spec.recipes["M^b"].training_kwargs()
+    kt, kb = vars(spec.recipes["M^t"]), vars(spec.recipes["M^b"])
     keys = (
         "lr",
         "epochs",
@@ -192,7 +194,7 @@ def test_world_spec_is_complete(world):
         head="model._fc",
         momentum=0.9,
         weight_decay=0.0,
-        freeze=[],
+        freeze=(),
         num_workers=0,
     )
     assert {k: kb[k] for k in keys} == dict(
@@ -206,10 +208,10 @@ def test_world_spec_is_complete(world):
         head="model._fc",
         momentum=0.9,
         weight_decay=0.0,
-        freeze=[],
+        freeze=(),
         num_workers=0,
     )
-    assert "train_subset" not in kt and "train_subset" not in kb
+    assert kt["train_subset"] is None and kb["train_subset"] is None
     # the scratch net gets precise BatchNorm statistics (a three-epoch run's running averages lag); M^t does not
     assert (kt["precise_bn"], kb["precise_bn"]) == (False, p.scratch_precise_bn) == (False, True)
 
@@ -236,10 +238,10 @@ def lingering_count(world, bn: str, p_lo: float = 0.01) -> dict:
         world.source_model,
         world.target_train,
         world.target_val,
+        world.spec.recipes["M^t"].replace(bn=bn),
         progress=False,
         device="cpu",
         num_classes=2,
-        **world.spec.recipes["M^t"].replace(bn=bn).training_kwargs(),
     )
     v = source_class_counts(world.source_model, world.target_train, k=default_k(1000))
     f = set(source_only(v, world.spec.v_lo).tolist())
@@ -277,9 +279,9 @@ def test_scratch_baseline_learns(world):
         world.make_scratch,
         world.target_train,
         world.target_val,
+        world.spec.recipes["M^b"],
         progress=False,
         device="cpu",
-        **world.spec.recipes["M^b"].training_kwargs(),
     )
     acc = evaluate(mb, world.target_val)
     print(f"\nlite0 smoke scratch: val acc {acc:.3f}, {hist['wall_s'].iloc[-1]:.0f}s")

@@ -13,7 +13,8 @@ from torch import nn
 from torchvision.models import resnet18
 
 from lingerlab.models import Normalized
-from lingerlab.training import evaluate, finetune, train_scratch
+from lingerlab.inference import evaluate
+from lingerlab.training import finetune, train_scratch
 from lingerlab.worlds import World, load_world
 from lingerlab.worlds.custom import ImageFiles
 from lingerlab.worlds.paper import imagenet_wnids, resnet18_source_model, resnet18_weights_path
@@ -308,18 +309,18 @@ def test_allow_download_is_gone(kaggle, imagenet, tiny_source):
 
 def test_paper_world_trains(kaggle, imagenet, tiny_source):
     world, _ = _paper(kaggle, imagenet["imagefolder"], tiny_source)
-    kw = world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs()
+    rt = world.spec.recipes["M^t"].replace(epochs=1, batch_size=4)
     mt, h = finetune(
-        world.source_model, world.target_train, world.target_val, progress=False, device="cpu", num_classes=2, **kw
+        world.source_model, world.target_train, world.target_val, rt, progress=False, device="cpu", num_classes=2
     )
     assert len(h) == 1 and 0 <= evaluate(mt, world.target_val) <= 1
     mb, hb = train_scratch(
         world.make_scratch,
         world.target_train,
         world.target_val,
+        world.spec.recipes["M^b"].replace(epochs=1, batch_size=4),
         progress=False,
         device="cpu",
-        **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs(),
     )
     assert len(hb) == 1
 
@@ -342,7 +343,8 @@ _RECIPE_KEYS = (
 
 def _check_spec(world, arch, head, cam_layer, scratch_head):
     """The spec is complete, and its recipes hold the values the old finetune/scratch defaults held."""
-    from lingerlab.arms import Recipe, recipe_table
+    from lingerlab.arms import recipe_table
+    from lingerlab.recipe import Recipe
 
     spec, p = world.spec, world.profile
     modules = dict(world.source_model.named_modules())
@@ -353,7 +355,7 @@ def _check_spec(world, arch, head, cam_layer, scratch_head):
     assert all(isinstance(r, Recipe) for r in spec.recipes.values())
     assert isinstance(hash(spec.recipes["M^t"]), int) and len(set(spec.recipes.values())) == 2
     assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2
-    kt, kb = spec.recipes["M^t"].training_kwargs(), spec.recipes["M^b"].training_kwargs()
+    kt, kb = vars(spec.recipes["M^t"]), vars(spec.recipes["M^b"])
     assert spec.recipes["M^t"].init == "source" and spec.recipes["M^b"].init == "scratch"
     assert {k: kt[k] for k in _RECIPE_KEYS} == dict(
         lr=p.finetune_lr,
@@ -366,7 +368,7 @@ def _check_spec(world, arch, head, cam_layer, scratch_head):
         head=head,
         momentum=0.9,
         weight_decay=0.0,
-        freeze=[],
+        freeze=(),
         num_workers=p.num_workers,
     )
     assert {k: kb[k] for k in _RECIPE_KEYS} == dict(
@@ -380,10 +382,10 @@ def _check_spec(world, arch, head, cam_layer, scratch_head):
         head=scratch_head,
         momentum=0.9,
         weight_decay=0.0,
-        freeze=[],
+        freeze=(),
         num_workers=p.num_workers,
     )
-    assert "train_subset" not in kt and "train_subset" not in kb
+    assert kt["train_subset"] is None and kb["train_subset"] is None
 
 
 def test_paper_world_spec_is_complete(kaggle, imagenet, tiny_source):
@@ -472,18 +474,18 @@ def test_custom_world(custom_roots):
         world.source_model,
         world.target_train,
         world.target_val,
+        world.spec.recipes["M^t"].replace(epochs=1, batch_size=4),
         progress=False,
         device="cpu",
         num_classes=2,
-        **world.spec.recipes["M^t"].replace(epochs=1, batch_size=4).training_kwargs(),
     )
     mb, _ = train_scratch(
         world.make_scratch,
         world.target_train,
         world.target_val,
+        world.spec.recipes["M^b"].replace(epochs=1, batch_size=4),
         progress=False,
         device="cpu",
-        **world.spec.recipes["M^b"].replace(epochs=1, batch_size=4).training_kwargs(),
     )
     assert mt.model.fc.out_features == 2 and mb.model.fc.out_features == 2
     # the method's first steps run on it unchanged

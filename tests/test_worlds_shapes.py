@@ -10,17 +10,18 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from lingerlab.arms import Recipe, recipe_table
+from lingerlab.arms import recipe_table
+from lingerlab.recipe import Recipe
 from lingerlab.lingering import default_p_lo
 from lingerlab.features import default_k, precision_recall, source_class_counts, source_only
 from lingerlab.models import source_target_model
 from lingerlab.profiles import get_profile
-from lingerlab.training import evaluate, finetune, predict, train_scratch
+from lingerlab.inference import evaluate, predict
+from lingerlab.training import finetune, train_scratch
 from lingerlab.worlds import PlantedTruth, World, WorldSpec, load_world
+from lingerlab.worlds.shapes_augment import Occlude, ZoomOut
 from lingerlab.worlds.shapes import (
     SHAPES,
-    Occlude,
-    ZoomOut,
     _target_params,
     class_table,
     render_source,
@@ -178,7 +179,7 @@ def test_tiny_world_spec_is_complete(tiny):
 def test_recipes_carry_the_profile(tiny):
     """Field by field, the training arguments are the profile's (the values the old defaults dicts held)."""
     p, r = tiny.profile, tiny.spec.recipes
-    kt, kb = r["M^t"].training_kwargs(), r["M^b"].training_kwargs()
+    kt, kb = vars(r["M^t"]), vars(r["M^b"])
     assert {
         k: kt[k]
         for k in (
@@ -206,7 +207,7 @@ def test_recipes_carry_the_profile(tiny):
         head=None,
         momentum=0.9,
         weight_decay=0.0,
-        freeze=[],
+        freeze=(),
         num_workers=0,
     )
     assert {
@@ -234,10 +235,10 @@ def test_recipes_carry_the_profile(tiny):
         head=None,
         momentum=0.9,
         weight_decay=0.0,
-        freeze=[],
+        freeze=(),
         num_workers=0,
     )
-    assert "train_subset" not in kb and len(kt["train_subset"]) == p.finetune_train
+    assert kb["train_subset"] is None and len(kt["train_subset"]) == p.finetune_train
     z = kb["augment"]
     assert (z.lo, z.hi, z.prob) == (p.zoom_min, p.zoom_max, p.zoom_prob)
 
@@ -281,18 +282,18 @@ def _world_and_models(profile: str):
         w.source_model,
         w.target_train,
         w.target_val,
+        w.spec.recipes["M^t"],
         progress=False,
         device="cpu",
         num_classes=n,
-        **w.spec.recipes["M^t"].training_kwargs(),
     )
     mb, hb = train_scratch(
         w.make_scratch,
         w.target_train,
         w.target_val,
+        w.spec.recipes["M^b"],
         progress=False,
         device="cpu",
-        **w.spec.recipes["M^b"].training_kwargs(),
     )
     return w, mt, mb, ht, hb
 

@@ -16,11 +16,13 @@ from .interference import interference, interference_scores
 from .lingering import class_mean_probs, lingering, lingering_classes
 from .models import Normalized, batchnorm_layers, find_head, replace_head, source_target_model, split_model
 from ._data import as_image
-from .arms import Recipe, recipe_table
+from .arms import recipe_table
+from .recipe import Recipe
 from .config import AuditConfig
 from .chapter import Chapter, chapter
 from .report import glue, resolve_device, savefig
-from .training import evaluate, finetune, train_scratch
+from .inference import evaluate
+from .training import finetune, train_scratch
 from .worlds import World, WorldSpec, available_worlds, load_world
 from .attribution import cam, gradcam
 from .audit import Audit

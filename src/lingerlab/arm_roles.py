@@ -1,7 +1,7 @@
 """The arms of the fair test: which models it compares, which one is the fine-tuned reference, and
 what each arm is (:func:`recipe_table`).
 
-An arm is a label mapped to a zoo arm name, a ``arms.Recipe`` or a callable ``seed -> nn.Module`` (a
+An arm is a label mapped to a zoo arm name, a ``recipe.Recipe`` or a callable ``seed -> nn.Module`` (a
 remedy). By default a world compares ``spec.comparison`` (the accuracy-matched baseline only where
 target data are free to draw, as in ``shapes``) against ``spec.comparison_reference``.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 from torch import nn
 
 from ._validation import check_seeds
-from .arms import Recipe
+from .recipe import Recipe
 from .audit import Audit
 from .tuning import converged
 
@@ -102,7 +102,7 @@ def recipe_table(
     reference: str | None = None,
 ) -> pd.DataFrame:
     """One row per arm, every difference between arms in the open: its recipe
-    (``arms.Recipe.row``: init, training images, augmentation, epochs, optimiser, lr, schedule,
+    (``recipe.Recipe.row``: init, training images, augmentation, epochs, optimiser, lr, schedule,
     batch, BatchNorm), the learning-rate search that picked its lr (``arms.Zoo.search``: every
     rate tried, its validation accuracy at seed 0, the pick), the target validation accuracy (mean
     and range over ``seeds``), whether its first seed's run converged (``tuning.converged``) and its

@@ -1,6 +1,6 @@
 """Arms: the models a comparison puts side by side, each trained by a named **recipe**.
 
-A :class:`Recipe` is data: where training starts (``init``: fine-tune M^s or train
+A :class:`~lingerlab.recipe.Recipe` is data: where training starts (``init``: fine-tune M^s or train
 ``world.make_scratch()`` from random weights), which target images, augmentation, epochs,
 optimiser, learning rate and schedule, BatchNorm policy, which layers stay fixed. Recipes are frozen
 and hashable; :func:`recipe_table` prints one row per arm, so every difference between arms is in
@@ -24,149 +24,27 @@ grid (``spec.lr_search``), every arm of its comparison picks its rate by the sam
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from . import training as _training
 from .tuning import pick_rate
-from ._validation import check_bool, check_choice, check_int_range, check_range
+from ._validation import check_int_range
+from .recipe import Recipe
 
 __all__ = [
     "BUILTIN_ARMS",
-    "Recipe",
     "Zoo",
     "recipe_table",
     "from_scratch",
     "match_accuracy",
-    "subset_of",
     "target_indices",
 ]
-
-Augment = Callable[[Tensor, torch.Generator], Tensor]
-ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
-
-
-def subset_of(indices: Any) -> tuple[int, ...] | None:
-    """Indices (a sequence, tensor or None) as a tuple of Python ints (None stays None)."""
-    if indices is None:
-        return None
-    if isinstance(indices, Tensor):
-        return tuple(int(i) for i in indices.flatten().tolist())
-    return tuple(int(i) for i in indices)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one arm is trained (the training-loop arguments of ``training.finetune`` and
-    ``training.train_scratch``, as data).
-
-    Attributes:
-        name: the arm's name in tables (``"M^t"``, ``"M^b (competent)"``, a remedy's name...).
-        init: ``"source"`` (fine-tune the source model with a new head) or ``"scratch"``
-            (``world.make_scratch()``, random weights).
-        train_subset: indices of ``world.target_train`` to train on; None: all of it.
-        augment: ``augment(x, generator) -> x`` on each training batch (None: no augmentation).
-        epochs, optimizer (``"sgd"``/``"adam"``), lr, lr_schedule (``"constant"``/``"cosine"``),
-        momentum (SGD only), weight_decay, batch_size: the optimisation.
-        bn: ``"update"`` (BatchNorm statistics follow the target data) or ``"freeze"``.
-        precise_bn: recompute the BatchNorm statistics on the training images after the last step
-            (``training.precise_bn_statistics``; a short scratch run needs it).
-        freeze: parameter-name prefixes kept fixed (which layers train: all others).
-        head: qualified name of the head (None: found by ``models.find_head``).
-        extra_loss: a term added to the cross-entropy (remedies: L1, unlearning, L2-SP...).
-        num_workers: data-loader workers (file-backed worlds).
-        description: one line for the recipe table.
-    """
-
-    name: str
-    init: str = "source"
-    train_subset: tuple[int, ...] | None = None
-    augment: Augment | None = None
-    epochs: int = 5
-    optimizer: str = "sgd"
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    bn: str = "update"
-    precise_bn: bool = False
-    freeze: tuple[str, ...] = ()
-    head: str | None = None
-    extra_loss: ExtraLoss | None = None
-    num_workers: int = 0
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"name must be a non-empty string; got {self.name!r}")
-        check_choice("init", self.init, ("source", "scratch"))
-        check_int_range("epochs", self.epochs, 0)
-        check_choice("optimizer", self.optimizer, ("sgd", "adam"))
-        check_range("lr", self.lr, 0, None, lo_open=True)
-        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        check_int_range("batch_size", self.batch_size, 1)
-        check_choice("bn", self.bn, ("update", "freeze"))
-        object.__setattr__(self, "precise_bn", check_bool("precise_bn", self.precise_bn))
-        object.__setattr__(self, "train_subset", subset_of(self.train_subset))
-        object.__setattr__(self, "freeze", tuple(self.freeze))
-        object.__setattr__(self, "epochs", int(self.epochs))
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-
-    def replace(self, **changes: Any) -> "Recipe":
-        """A copy with ``changes`` (field names of :class:`Recipe`)."""
-        bad = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if bad:
-            raise ValueError(f"unknown recipe field(s) {bad}; valid: {[f.name for f in dataclasses.fields(self)]}")
-        return dataclasses.replace(self, **changes)
-
-    def training_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``training.finetune`` / ``training.train_scratch`` for this recipe."""
-        kw: dict[str, Any] = {
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "optimizer": self.optimizer,
-            "lr_schedule": self.lr_schedule,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "batch_size": self.batch_size,
-            "bn": self.bn,
-            "precise_bn": self.precise_bn,
-            "freeze": list(self.freeze),
-            "head": self.head,
-            "augment": self.augment,
-            "extra_loss": self.extra_loss,
-            "num_workers": self.num_workers,
-        }
-        if self.train_subset is not None:
-            kw["train_subset"] = list(self.train_subset)
-        return kw
-
-    def row(self, n_images: int) -> dict[str, Any]:
-        """One row of :func:`recipe_table` (``n_images``: how many images ``train_subset`` None means)."""
-        aug = "none" if self.augment is None else getattr(self.augment, "label", type(self.augment).__name__)
-        return {
-            "arm": self.name,
-            "init": "M^s (fine-tuned)" if self.init == "source" else "random (scratch)",
-            "training images": n_images if self.train_subset is None else len(self.train_subset),
-            "augmentation": aug,
-            "epochs": self.epochs,
-            "optimiser": self.optimizer,
-            "lr": self.lr,
-            "schedule": self.lr_schedule,
-            "batch": self.batch_size,
-            "BatchNorm": self.bn + (", precise statistics" if self.precise_bn else ""),
-            "frozen": ", ".join(self.freeze) or "none",
-            "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
-            "what it is": self.description,
-        }
 
 
 def target_indices(world: Any) -> list[int]:
@@ -301,7 +179,7 @@ class Zoo:
                 f"{', '.join(list(BUILTIN_ARMS) + self._world_arms())})"
             )
         if not (isinstance(arm, Recipe) or callable(arm)):
-            raise TypeError(f"arm must be an arms.Recipe or a callable seed -> nn.Module; got {type(arm).__name__}")
+            raise TypeError(f"arm must be a recipe.Recipe or a callable seed -> nn.Module; got {type(arm).__name__}")
         self._extra[name] = arm
 
     def recipe(self, name: str) -> Recipe:
@@ -388,26 +266,19 @@ class Zoo:
         """``(model, history)`` of ``recipe`` trained with ``seed``. ``source``: the model a
         ``"source"`` recipe fine-tunes (default ``world.source_model``; remedies pass an edited one)."""
         if not isinstance(recipe, Recipe):
-            raise TypeError(f"recipe must be an arms.Recipe; got {type(recipe).__name__}")
+            raise TypeError(f"recipe must be a recipe.Recipe; got {type(recipe).__name__}")
         seed = check_int_range("seed", seed, 0)
         key = (recipe, seed, id(source))
         hit = self._models.get(key)
         if hit is None or hit[1] is not source:
             w = self.world
-            common = dict(
-                seed=seed,
-                device=self.device,
-                cache=self.cache,
-                progress=self.progress,
-                num_classes=len(w.target_classes),
-                **recipe.training_kwargs(),
-            )
+            run = dict(seed=seed, device=self.device, cache=self.cache, progress=self.progress)
+            data = (w.target_train, w.target_val, recipe)
             if recipe.init == "source":
-                out = _training.finetune(
-                    w.source_model if source is None else source, w.target_train, w.target_val, **common
-                )
+                src = w.source_model if source is None else source
+                out = _training.finetune(src, *data, num_classes=len(w.target_classes), **run)
             else:
-                out = _training.train_scratch(w.make_scratch, w.target_train, w.target_val, **common)
+                out = _training.train_scratch(w.make_scratch, *data, num_classes=len(w.target_classes), **run)
             self._models[key] = hit = (out, source)  # the source is kept alive, so its id stays its own
         return hit[0]
 

@@ -26,7 +26,8 @@ from torch.utils.data import Dataset, Subset
 
 from . import arms as _arms
 from .arms import BUILTIN_ARMS
-from . import training as _training
+from . import identities as _identities
+from . import inference as _inference
 from ._data import ImageData, gather, labels_of
 from ._validation import check_choice, check_int_range
 from .attribution import gradcam
@@ -38,6 +39,7 @@ from .features import precision_recall, source_class_counts, source_only
 from .lingering import class_mean_probs
 from .lingering import lingering as _lingering_table
 from .models import source_target_model
+from .recipe import Recipe, subset_of
 from .report import resolve_device
 from .worlds.base import World
 
@@ -127,7 +129,7 @@ class Audit:
         return idx if n is None else idx[:n]
 
     # ------------------------------------------------------------------ arms (trained by audit.zoo)
-    def recipe(self, name: str) -> _arms.Recipe:
+    def recipe(self, name: str) -> Recipe:
         """The recipe of arm ``name`` (``arms.BUILTIN_ARMS`` or one added with ``audit.zoo.add``)."""
         return self.zoo.recipe(name)
 
@@ -168,9 +170,9 @@ class Audit:
         """``model``'s logits on ``images`` (None: ``world.target_val``), on the CPU."""
         m = self.model(model, seed)
         data: ImageData = self.world.target_val if images is None else images
-        data_key = ("target_val" if images is None else "", _training.data_fingerprint(data))
+        data_key = ("target_val" if images is None else "", _identities.data_fingerprint(data))
         return self.stages.get(
-            "logits", (self.model_fingerprint(m), data_key), lambda: _training.predict(m, data, device=self.device)[0]
+            "logits", (self.model_fingerprint(m), data_key), lambda: _inference.predict(m, data, device=self.device)[0]
         )
 
     def accuracy(
@@ -202,7 +204,7 @@ class Audit:
         t = (
             torch.full((len(images),), int(targets), dtype=torch.long)
             if isinstance(targets, (int, np.integer))
-            else torch.as_tensor(_arms.subset_of(targets), dtype=torch.long)
+            else torch.as_tensor(subset_of(targets), dtype=torch.long)
         )
         if len(t) != len(images):
             raise ValueError(f"targets must have one class per image ({len(images)}); got {len(t)}")
@@ -272,7 +274,7 @@ class Audit:
         """I(c) for each c in ``classes`` (default F): the first ``n_composites_per_class`` images of
         D^c, each with a random ``world.target_val`` image at ``scale`` pasted at a random place
         (draws from ``seed``). ``source_index`` indexes ``world.source_data``."""
-        cls = sorted(set(_arms.subset_of(self.source_only() if classes is None else classes) or ()))
+        cls = sorted(set(subset_of(self.source_only() if classes is None else classes) or ()))
         n_src = len(self.world.source_classes)
         bad = [c for c in cls if not 0 <= c < n_src]
         if bad:

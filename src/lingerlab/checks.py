@@ -31,7 +31,7 @@ from .bootstrap import cluster_bootstrap_ci
 from ._data import gather
 from ._validation import check_int_range, check_range
 from .models import as_generator
-from .training import predict
+from .inference import predict
 
 __all__ = [
     "composite_clusters",
@@ -71,7 +71,7 @@ def class_probability(
     batch_size: int | None = None,
 ) -> Tensor:
     """``softmax(model(x_i))[classes_i]`` for every image (CPU, float64; ``batch_size`` as in
-    :func:`lingerlab.training.predict`)."""
+    :func:`lingerlab.inference.predict`)."""
     logits, _ = predict(model, images, device=device, batch_size=batch_size)
     p = torch.softmax(logits.double(), dim=1)
     return p.gather(1, torch.as_tensor(classes, dtype=torch.long).view(-1, 1).cpu()).flatten()

@@ -17,8 +17,9 @@ each with one verdict of ``verdict_rule.verdict``; ``fair_test_text`` says it in
 
 from __future__ import annotations
 
+
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -100,7 +101,7 @@ class FairTest:
             ``ci90_lo, ci90_hi, se`` (hierarchical bootstrap), ``p_perm`` (one-sided, the paper's
             direction), ``p_against`` (one-sided, the other way), ``p_holm, p_against_holm, margin,
             mde`` (at 80% power), ``gate`` (the failed precondition or ""), ``verdict, n_reference,
-            n_baseline``.
+            n_baseline`` and, from :func:`fair_test`, ``stability, moved_by`` (:func:`with_stability`).
         reference: the fine-tuned arm every baseline is tested against.
         baselines: the arms of the between-arm tests.
         excluded: source classes left out (hidden by the overlay, or a sensitivity analysis).
@@ -128,6 +129,7 @@ class FairTest:
                     f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(t["effect"], t["ci_lo"], t["ci_hi"])
                 ],
                 "margin": t["margin"],
+                **({"stability": _stability_text(t)} if "stability" in t else {}),
                 "p (one-sided)": t["p_perm"].round(4),
                 "p (Holm)": t["p_holm"].round(4),
             }
@@ -148,6 +150,10 @@ class FairTest:
         as the book prints it."""
         r = self._row(arm, measure, subset)
         return f"{r['mean']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]"
+
+
+def _stability_text(t: pd.DataFrame) -> list[str]:
+    return [s if s == "stable" else f"{s} ({m})" for s, m in zip(t["stability"], t["moved_by"])]
 
 
 def _verdict_text(r: Any) -> str:
@@ -398,4 +404,37 @@ def fair_test(
         survival = _checks.source_survival(audit, comp)
         faith = _checks.faithfulness(audit, {a: specs[a] for a in (ref, *base)}, distinct_seeds(seeds), comp)
         g = evaluate(ctl, survival, faith, ref, base)
-    return summarize(ctl, reference=ref, baselines=base, gates=g, alpha=alpha, n_boot=n_boot)
+    ft = summarize(ctl, reference=ref, baselines=base, gates=g, alpha=alpha, n_boot=n_boot)
+    return with_stability(ft, alpha=alpha, n_boot=n_boot)
+
+
+def with_stability(ft: FairTest, *, alpha: float = 0.05, n_boot: int = 4000) -> FairTest:
+    """``ft`` with each test's leave-one-class-out stability: :func:`summarize` again with each tested
+    source class left out in turn (the same controls, gates and bootstrap seed), and the columns
+    ``stability`` ("stable": the verdict never changes; "fragile" otherwise) and ``moved_by`` (e.g.
+    ``"without striped ring: inconclusive"``) added to ``ft.tests``. Which classes sit in L and at
+    Eq. 1's cut-off moves between machines; a verdict that one class decides says so."""
+    ctl = ft.controls
+    names = dict(zip(ctl["source_class"], ctl["source_name"]))
+    moved: dict[str, list[str]] = {claim: [] for claim in ft.tests["claim"]}
+    for c in sorted(set(ctl["source_class"]) - set(ft.excluded)):
+        try:
+            alt = summarize(
+                ctl,
+                reference=ft.reference,
+                baselines=ft.baselines,
+                exclude=(*ft.excluded, c),
+                gates=ft.gates,
+                alpha=alpha,
+                n_boot=n_boot,
+            )
+        except ValueError:  # nothing left to test without it
+            continue
+        before = dict(zip(ft.tests["claim"], ft.tests["verdict"]))
+        for claim, v in zip(alt.tests["claim"], alt.tests["verdict"]):
+            if claim in moved and v != before[claim]:
+                moved[claim].append(f"without {names[c]}: {v}")
+    t = ft.tests.copy()
+    t["stability"] = ["fragile" if moved[c] else "stable" for c in t["claim"]]
+    t["moved_by"] = ["; ".join(moved[c]) for c in t["claim"]]
+    return replace(ft, tests=t)

@@ -55,6 +55,11 @@ def _evidence(r: Any) -> str:
         text += f"; smallest effect detectable at 80% power {r.mde:.3f}, margin {r.margin:g}"
     elif r.verdict == "does not hold":
         text += f"; 90% CI [{r.ci90_lo:+.3f}, {r.ci90_hi:+.3f}] against the margin +/-{r.margin:g}"
+    stability = getattr(r, "stability", "")
+    if stability == "stable":
+        text += "; the same verdict with any one class left out"
+    elif stability == "fragile":
+        text += f"; fragile, {r.moved_by}"
     return text
 
 

@@ -3,12 +3,22 @@ and glued (:func:`publish`), and Markdown text the book glues (:class:`Findings`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from .report import glue, savefig
 
-__all__ = ["MIN_FONT_PT", "PAGE_WIDTH_IN", "BOOK_WIDTH_IN", "shown_scale", "small_text", "publish", "Findings"]
+__all__ = [
+    "MIN_FONT_PT",
+    "PAGE_WIDTH_IN",
+    "BOOK_WIDTH_IN",
+    "shown_scale",
+    "small_text",
+    "book_notation",
+    "publish",
+    "Findings",
+]
 
 #: The smallest type a figure of the book may carry *as the page shows it* (legible at page width).
 MIN_FONT_PT = 9.0
@@ -41,14 +51,34 @@ def small_text(fig: Any, min_pt: float = MIN_FONT_PT, page_width_in: float | Non
     ]  # 0.05 pt: rounding
 
 
+# the book's symbols as typed in code and labels (M^t, M^st, D^c, p_c), not already inside $...$
+_SYMBOL = re.compile(r"(?<![$\\\w{])(M\^(?:st|s|t|b)|D\^[ct]|p_c)(?![\w}$])")
+
+
+def book_notation(text: str) -> str:
+    """``text`` with the book's symbols typeset as in its prose: ``"M^t (zoom-out)"`` ->
+    ``"$M^t$ (zoom-out)"``, ``"p_c(M^st)"`` -> ``"$p_c$($M^{st}$)"``; text already in ``$...$`` is kept."""
+    if text.count("$") % 2:
+        return text
+    parts = text.split("$")
+    for i in range(0, len(parts), 2):  # only outside math
+        parts[i] = _SYMBOL.sub(lambda m: "$" + re.sub(r"\^(\w\w+)", r"^{\1}", m.group(1)) + "$", parts[i])
+    return "$".join(parts)
+
+
 def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> Path:
     """Show one figure of the book: check that its type is legible (:data:`MIN_FONT_PT`), save it as
     ``<figures_dir>/<name>.png``, glue it as ``key`` (default ``fig_<name>``; the page numbers and
     captions it with ``{glue:figure}``, and the cell that calls this carries ``remove-output`` so the
     book shows it once), and close it. Outside the book's environment (no myst-nb) it is displayed.
 
+    Every text of the figure is put in the book's notation first (:func:`book_notation`).
     Raises ``ValueError`` naming the texts that are too small, before anything is written."""
     import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        t.set_text(book_notation(t.get_text()))
 
     small = small_text(fig)
     if small:

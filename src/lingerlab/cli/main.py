@@ -134,7 +134,7 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
         },
         "cam_layer": cam_choice,
     }
-    from ..training import weights_fingerprint
+    from ..identities import weights_fingerprint
 
     for role, key in (("source", "M^s (source)"), ("target", "M^t (target)"), ("baseline", "M^b (baseline, given)")):
         if role in models:

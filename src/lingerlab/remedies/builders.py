@@ -17,13 +17,14 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from .. import inference as _inference
 from .. import training as _training
 from .._data import gather, labels_of
 from ..composites import make_composites
 from .._validation import check_choice, check_int_range, check_probability, check_range
-from ..arms import Recipe
+from ..recipe import Recipe
 from ..models import find_head, split_model
-from ..training import weights_fingerprint
+from ..identities import weights_fingerprint
 from .augment import composite_augment
 from .established import BSS, L2SP, CoTuning, category_relationship, fit_linear_head, interpolate_weights, with_head
 from .images import images_by_class
@@ -222,7 +223,7 @@ def _plain(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     description="M^t's recipe with some fields changed (BatchNorm policy, learning rate...)",
     reference="Sec. 5.1 (not named there); settings of fine-tuning",
     check=_check_recipe_changes,
-    open_params="fields of arms.Recipe to change (bn, lr, epochs, weight_decay, freeze, ...)",
+    open_params="fields of recipe.Recipe to change (bn, lr, epochs, weight_decay, freeze, ...)",
 )
 def _finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     m, h = _train(audit, seed, **p)
@@ -442,15 +443,16 @@ def _lp_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     z, y = _features_of(w.source_model, audit.target_data(), head)
     probe = with_head(w.source_model, fit_linear_head(z, y, len(w.target_classes), float(p["C"]), seed), head)
     t_probe = _now() - t0
-    kw = {
-        **audit.recipe("M^t").training_kwargs(),
-        "seed": seed,
-        "device": audit.device,
-        "cache": audit.cache,
-        "progress": audit.progress,
-        "num_classes": None,
-    }
-    m, h = _training.train_scratch(_Fixed(probe), w.target_train, w.target_val, **kw)
+    m, h = _training.train_scratch(
+        _Fixed(probe),
+        w.target_train,
+        w.target_val,
+        audit.recipe("M^t"),
+        seed=seed,
+        device=audit.device,
+        cache=audit.cache,
+        progress=audit.progress,
+    )
     return Arm(m, _wall(h) + t_probe, note="the fine-tuning starts from the probe's head instead of a random one")
 
 
@@ -516,7 +518,7 @@ def _co_tuning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> A
     head, w = _head(audit), audit.world
     t0 = _now()
     x, y = gather(audit.target_data())
-    probs = _training.predict(w.source_model, x, device=audit.device)[0].softmax(1)
+    probs = _inference.predict(w.source_model, x, device=audit.device)[0].softmax(1)
     rel = category_relationship(probs, torch.as_tensor(y), len(w.target_classes))
     _, s_head = split_model(w.source_model, head)
     t_rel = _now() - t0
@@ -571,12 +573,12 @@ def retrain_source(
         world.make_scratch,
         data,
         val_sel,
+        recipe,
         num_classes=len(world.source_classes),
         seed=seed,
         device=device,
         cache=cache,
         progress=progress,
-        **recipe.training_kwargs(),
     )
 
 

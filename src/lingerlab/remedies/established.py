@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from .._validation import check_int_range, check_range
 from ..models import find_head, replace_head
-from ..training import weights_fingerprint
+from ..identities import weights_fingerprint
 from .penalties import HeadFeatures
 
 __all__ = [

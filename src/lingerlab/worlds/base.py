@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..arms import Recipe
+from ..recipe import Recipe
 
 __all__ = ["World", "WorldSpec", "PlantedTruth"]
 
@@ -48,7 +48,7 @@ class WorldSpec:
         input_size: image side in pixels that the models take.
         mean, std: the normalisation inside the models (``models.Normalized``); images are in [0, 1].
         recipes: the world's own arms by name: ``"M^t"`` (standard fine-tuning) and ``"M^b"`` (the
-            competent scratch baseline), as :class:`arms.Recipe`, and any further arm the world
+            competent scratch baseline), as :class:`recipe.Recipe`, and any further arm the world
             defines (``shapes``: ``"M^t (zoom-out)"``, M^t's recipe with M^b's augmentation).
         comparison_arms: the arms ``comparison.fair_test`` uses by default in this world: arm names, or
             a mapping table label -> arm name (a label says what the arm is, e.g. ``"M^t (no aug.)"``).

@@ -36,10 +36,10 @@ from torch.utils.data import Dataset
 
 from .. import cache as _cache
 from .._validation import check_choice, check_int_range, check_range
-from ..arms import Recipe
+from ..recipe import recipe_from_profile
 from ..models import batchnorm_layers, find_head, replace_head, unwrap
 from ..profiles import CustomProfile
-from ..training import weights_fingerprint
+from ..identities import weights_fingerprint
 from .base import World, WorldSpec
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "scan_images", "list_image_folder", "load_custom", "ReinitCopy"]
@@ -373,27 +373,23 @@ def load_custom(
         given["M^b"] = baseline_model.to(dev).eval()
     # no head in the scratch recipe (as before): models.find_head finds it in make_scratch()'s model
     recipes = {
-        "M^t": Recipe(
+        "M^t": recipe_from_profile(
+            profile,
+            "finetune_",
             "M^t",
             init="source",
-            lr=profile.finetune_lr,
-            epochs=profile.finetune_epochs,
-            optimizer=profile.finetune_optimizer,
-            bn=profile.finetune_bn,
-            batch_size=profile.finetune_batch_size,
             head=head_name,
             num_workers=profile.num_workers,
             description="the user's fine-tuned model (given: measured, not trained)"
             if "M^t" in given
             else "standard fine-tuning of M^s on D^t, no augmentation",
         ),
-        "M^b": Recipe(
+        "M^b": recipe_from_profile(
+            profile,
+            "scratch_",
             "M^b (competent)",
             init="scratch",
-            lr=profile.scratch_lr,
-            epochs=profile.scratch_epochs,
             optimizer="adam",
-            batch_size=profile.scratch_batch_size,
             num_workers=profile.num_workers,
             description="the user's own baseline (given: measured, not trained)"
             if "M^b" in given

@@ -44,10 +44,10 @@ from torch.utils.data import TensorDataset
 
 from .. import cache as _cache
 from .._validation import check_choice, check_int_range, check_range
-from ..arms import Recipe
+from ..recipe import recipe_from_profile
 from ..models import Normalized, batchnorm_layers
 from ..profiles import LiteProfile
-from ..training import weights_fingerprint
+from ..identities import weights_fingerprint
 from .base import World, WorldSpec
 
 __all__ = [
@@ -501,26 +501,21 @@ def load_lite(
     target_train, target_val = _lfw(size, profile.target_val_fraction, seed)
 
     recipes = {
-        "M^t": Recipe(
+        "M^t": recipe_from_profile(
+            profile,
+            "finetune_",
             "M^t",
             init="source",
-            lr=profile.finetune_lr,
-            epochs=profile.finetune_epochs,
-            optimizer=profile.finetune_optimizer,
-            bn=profile.finetune_bn,
-            batch_size=profile.finetune_batch_size,
             head="model._fc",
             description=f"standard fine-tuning of M^s on D^t (BatchNorm {profile.finetune_bn}), no augmentation",
         ),
-        "M^b": Recipe(
+        "M^b": recipe_from_profile(
+            profile,
+            "scratch_",
             "M^b (competent)",
             init="scratch",
-            lr=profile.scratch_lr,
-            epochs=profile.scratch_epochs,
             optimizer="adam",
-            batch_size=profile.scratch_batch_size,
             head="model._fc",
-            precise_bn=profile.scratch_precise_bn,
             description=f"scratch {v.arch} (BatchNorm momentum {profile.scratch_bn_momentum:g}) "
             f"on {len(target_train)} images, no augmentation",
         ),

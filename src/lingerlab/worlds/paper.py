@@ -42,8 +42,8 @@ from .. import downloads as _dl
 from .._validation import check_bool, check_choice, check_int_range
 from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized
 from ..profiles import PaperProfile
-from ..arms import Recipe
-from ..training import weights_fingerprint
+from ..recipe import recipe_from_profile
+from ..identities import weights_fingerprint
 from .base import World, WorldSpec
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
 from .lite import imagenet_classes
@@ -390,25 +390,21 @@ def load_paper(
     source = source.to(dev).eval()
     classes = imagenet_classes()
     recipes = {
-        "M^t": Recipe(
+        "M^t": recipe_from_profile(
+            profile,
+            "finetune_",
             "M^t",
             init="source",
-            lr=profile.finetune_lr,
-            epochs=profile.finetune_epochs,
-            optimizer=profile.finetune_optimizer,
-            bn=profile.finetune_bn,
-            batch_size=profile.finetune_batch_size,
             head="model.fc",
             num_workers=profile.num_workers,
             description="standard fine-tuning of M^s on D^t, no augmentation",
         ),
-        "M^b": Recipe(
+        "M^b": recipe_from_profile(
+            profile,
+            "scratch_",
             "M^b (competent)",
             init="scratch",
-            lr=profile.scratch_lr,
-            epochs=profile.scratch_epochs,
             optimizer="adam",
-            batch_size=profile.scratch_batch_size,
             head="model.fc",
             num_workers=profile.num_workers,
             description=f"scratch ResNet-18 on {len(target_train):,} images, no augmentation",

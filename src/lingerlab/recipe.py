@@ -1,0 +1,155 @@
+"""A training recipe as data (:class:`Recipe`): every knob of ``training.finetune`` /
+``training.train_scratch`` in one frozen, hashable, validated value, and :func:`recipe_from_profile`,
+the one mapping from a world profile's ``<prefix>_<field>`` settings to a recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import check_bool, check_choice, check_int_range, check_range
+from .identities import callable_key
+
+__all__ = ["Recipe", "recipe_from_profile", "subset_of", "Augment", "ExtraLoss"]
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+#: fields that name or describe a run, or that the training set's fingerprint already covers, and that
+#: leave the trained weights unchanged: not part of :meth:`Recipe.cache_key`
+_OUTSIDE_KEY = ("name", "description", "train_subset", "num_workers")
+
+
+def subset_of(indices: Any) -> tuple[int, ...] | None:
+    """Indices (a sequence, tensor or None) as a tuple of Python ints (None stays None)."""
+    if indices is None:
+        return None
+    if isinstance(indices, Tensor):
+        return tuple(int(i) for i in indices.flatten().tolist())
+    return tuple(int(i) for i in indices)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one arm is trained: what ``training.finetune`` and ``training.train_scratch`` run, as data.
+
+    Attributes:
+        name: the arm's name in tables (``"M^t"``, ``"M^b (competent)"``, a remedy's name...).
+        init: ``"source"`` (fine-tune the source model with a new head) or ``"scratch"``
+            (``world.make_scratch()``, random weights).
+        train_subset: indices of ``world.target_train`` to train on; None: all of it.
+        augment: ``augment(x, generator) -> x`` on each training batch (None: no augmentation).
+        epochs, optimizer (``"sgd"``/``"adam"``), lr, lr_schedule (``"constant"``/``"cosine"``),
+        momentum (SGD only, in [0, 1)), weight_decay, batch_size: the optimisation.
+        bn: ``"update"`` (BatchNorm statistics follow the target data) or ``"freeze"``.
+        precise_bn: recompute the BatchNorm statistics on the training images after the last step
+            (``inference.precise_bn_statistics``; a short scratch run needs it). Needs
+            ``bn="update"`` and ``batch_size >= 2``.
+        freeze: parameter-name prefixes kept fixed (which layers train: all others).
+        head: qualified name of the head (None: found by ``models.find_head``).
+        extra_loss: a term added to the cross-entropy (remedies: L1, unlearning, L2-SP...).
+        num_workers: data-loader workers (file-backed worlds).
+        description: one line for the recipe table.
+    """
+
+    name: str
+    init: str = "source"
+    train_subset: tuple[int, ...] | None = None
+    augment: Augment | None = None
+    epochs: int = 5
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    bn: str = "update"
+    precise_bn: bool = False
+    freeze: tuple[str, ...] = ()
+    head: str | None = None
+    extra_loss: ExtraLoss | None = None
+    num_workers: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty string; got {self.name!r}")
+        check_choice("init", self.init, ("source", "scratch"))
+        check_int_range("epochs", self.epochs, 0)
+        check_choice("optimizer", self.optimizer, ("sgd", "adam"))
+        check_range("lr", self.lr, 0, None, lo_open=True)
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        check_range("momentum", self.momentum, 0, 1, hi_open=True)
+        check_range("weight_decay", self.weight_decay, 0, None)
+        check_int_range("batch_size", self.batch_size, 1)
+        check_choice("bn", self.bn, ("update", "freeze"))
+        check_int_range("num_workers", self.num_workers, 0)
+        if check_bool("precise_bn", self.precise_bn) and self.bn == "freeze":
+            raise ValueError(
+                "precise_bn=True recomputes the BatchNorm statistics that bn='freeze' keeps fixed: "
+                "use bn='update' with precise_bn, or precise_bn=False"
+            )
+        if self.precise_bn and self.batch_size < 2:  # refused here, not after the last epoch
+            raise ValueError(
+                f"precise_bn=True needs batch_size >= 2 (a batch of one has no BatchNorm variance); "
+                f"got batch_size={self.batch_size}"
+            )
+        freeze = (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze)
+        object.__setattr__(self, "precise_bn", bool(self.precise_bn))
+        object.__setattr__(self, "train_subset", subset_of(self.train_subset))
+        object.__setattr__(self, "freeze", freeze)
+        object.__setattr__(self, "epochs", int(self.epochs))
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+        object.__setattr__(self, "num_workers", int(self.num_workers))
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with ``changes`` (field names of :class:`Recipe`)."""
+        bad = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if bad:
+            raise ValueError(f"unknown recipe field(s) {bad}; valid: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def cache_key(self) -> dict[str, Any]:
+        """The fields that define the trained weights, as plain data for a cache key: every field but
+        those of ``_OUTSIDE_KEY``; callables by :func:`identities.callable_key`, ``freeze`` sorted,
+        ``momentum`` only for SGD. A callable that cannot be hashed stably raises ``TypeError``."""
+        key = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _OUTSIDE_KEY}
+        key.update(
+            augment=callable_key(self.augment),
+            extra_loss=callable_key(self.extra_loss),
+            freeze=sorted(self.freeze),
+            momentum=self.momentum if self.optimizer == "sgd" else None,
+        )
+        return key
+
+    def row(self, n_images: int) -> dict[str, Any]:
+        """One row of :func:`recipe_table` (``n_images``: how many images ``train_subset`` None means)."""
+        aug = "none" if self.augment is None else getattr(self.augment, "label", type(self.augment).__name__)
+        return {
+            "arm": self.name,
+            "init": "M^s (fine-tuned)" if self.init == "source" else "random (scratch)",
+            "training images": n_images if self.train_subset is None else len(self.train_subset),
+            "augmentation": aug,
+            "epochs": self.epochs,
+            "optimiser": self.optimizer,
+            "lr": self.lr,
+            "schedule": self.lr_schedule,
+            "batch": self.batch_size,
+            "BatchNorm": self.bn + (", precise statistics" if self.precise_bn else ""),
+            "frozen": ", ".join(self.freeze) or "none",
+            "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
+            "what it is": self.description,
+        }
+
+
+def recipe_from_profile(profile: Any, prefix: str, name: str, **fixed: Any) -> Recipe:
+    """The recipe a world profile sets: each field ``f`` of :class:`Recipe` that the profile has as
+    ``<prefix>f`` (``finetune_lr``, ``scratch_epochs``, ``source_batch_size``...), then ``fixed``
+    (what the loader itself decides: ``init``, ``head``, ``augment``, ``description``...)."""
+    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
+    given = {f: getattr(profile, prefix + f) for f in fields if hasattr(profile, prefix + f)}
+    return Recipe(name, **{**given, **fixed})
