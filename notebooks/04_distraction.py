@@ -90,6 +90,7 @@ from lingerlab.arm_roles import recipe_table
 from lingerlab.controls import control_sets
 from lingerlab.fair_test import fair_test
 from lingerlab.fair_test_figures import class_maps, hijacks, per_class_distraction, plot_fig3a, plot_headline
+from lingerlab.identities import weights_fingerprint
 from lingerlab.permutation import smallest_p
 from lingerlab.publishing import Findings
 
@@ -258,7 +259,7 @@ check_view
 # the table says what moved it.
 
 # %%
-ft = perturbed.mark(ft, perturbed.rerun(world_.name, profile, seed, len(seeds)))
+ft = perturbed.mark(ft, perturbed.rerun(world_.name, profile, seed, len(seeds)), weights_fingerprint(world_.source_model))
 ll.glue(f"nb04_{world_.name}_verdicts", ft.verdicts(), display=False)
 ll.glue(f"nb04_{world_.name}_findings", Findings(fair_test_text.findings(ft)), display=False)
 Markdown(fair_test_text.findings(ft))

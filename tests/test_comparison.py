@@ -204,7 +204,9 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     row = t.loc["distraction_excess on L: ref > base"]
     text = power_text(ft)
     assert f"{row['mde']:.3f}" in text and f"margin {row['margin']:g}" in text
-    assert ("either 'holds' or 'does not hold' is reachable" in text) == (row["mde"] <= row["margin"])
+    both = row["mde"] <= row["margin"] and 1.645 * row["se"] < row["margin"]
+    assert ("either 'holds' or 'does not hold' is reachable" in text) == both
+    assert f"{1.645 * row['se']:.3f}" in text
     assert "no between-arm test of nope" in power_text(ft, "nope")
 
 
@@ -256,7 +258,7 @@ def test_leaving_one_class_out_marks_a_verdict_one_class_carries():
     assert "class 1" not in t.loc[claim, "moved_by"]
     from lingerlab.fair_test_text import describe
 
-    assert "fragile, without class 0" in describe(one)
+    assert "fragile: 1 of 6 classes left out move it: without class 0" in describe(one)
 
 
 def test_recipe_table_and_describe(audit):

@@ -20,17 +20,28 @@ def _ft(verdicts: dict[str, str], moved: dict[str, str] | None = None) -> FairTe
 
 def test_mark_flags_a_verdict_the_rerun_moves():
     ft = _ft({"a": "holds", "b": "inconclusive", "c": "does not hold"}, moved={"c": "without x: inconclusive"})
-    other = pd.DataFrame({"claim": ["a", "b", "c"], "verdict": ["holds", "does not hold", "does not hold"]})
+    other = pd.DataFrame(
+        {
+            "claim": ["a", "b", "c"],
+            "verdict": ["holds", "not testable", "does not hold"],
+            "gate": ["", "contrast size (L)", ""],
+        }
+    )
     t = mark(ft, other).tests.set_index("claim")
     assert list(t["numerics"]) == ["stable", "fragile", "stable"]
     tag = next(iter(SETTING))
-    assert t.loc["b", "numerics_moved"].startswith("does not hold under " + tag)
+    assert t.loc["b", "numerics_moved"].startswith("not testable (contrast size (L)) under " + tag)
     # the stability of a test is fragile when either check moves it, and says what moved it
     assert list(t["stability"]) == ["stable", "fragile", "fragile"]
     assert t.loc["c", "moved_by"] == "without x: inconclusive" and tag in t.loc["b", "moved_by"]
     # a claim the rerun did not measure is fragile, not silently stable
     t2 = mark(_ft({"d": "holds"}), other).tests
     assert t2["numerics"].tolist() == ["fragile"] and "not measured" in t2["numerics_moved"].iloc[0]
+    # a rerun that trained the same bits perturbed nothing: said, not counted as stable
+    other.attrs["source_fingerprint"] = "abc"
+    with pytest.raises(ValueError, match="perturbs nothing"):
+        mark(ft, other, "abc")
+    assert mark(ft, other, "def").tests["numerics"].tolist() == ["stable", "fragile", "stable"]
 
 
 def test_rerun_reports_a_failed_child(tmp_path, monkeypatch):

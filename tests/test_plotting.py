@@ -131,6 +131,7 @@ def test_book_notation_typesets_the_symbols_once():
     assert book_notation("D^c images of M^s") == "$D^c$ images of $M^s$"
     assert book_notation("$M^t$ error on L") == "$M^t$ error on L"  # already typeset
     assert book_notation("HM^t2 and a lone $") == "HM^t2 and a lone $"  # neither a symbol nor balanced math
+    assert book_notation(r"costs \$5 for M^t") == r"costs \$5 for M^t"  # an escaped dollar: left alone
 
 
 def test_publish_puts_every_text_in_the_books_notation(tmp_path, monkeypatch):
@@ -146,9 +147,12 @@ def test_publish_puts_every_text_in_the_books_notation(tmp_path, monkeypatch):
     ax.plot([0, 1], [0, 1], label="M^t")
     ax.legend(fontsize=10)
     ax.set_title("M^t against M^b", fontsize=10)
+    ax.set_yticks([0, 1], ["M^t (zoom-out)", "M^b (same data)"], fontsize=10)
     texts = [ax.title, ax.get_legend().get_texts()[0]]
     publish(fig, "notation")
     assert [t.get_text() for t in texts] == ["$M^t$ against $M^b$", "$M^t$"]
+    fig.canvas.draw()  # tick labels come back from the axis formatter on every draw
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["$M^t$ (zoom-out)", "$M^b$ (same data)"]
 
 
 def test_publish_checks_type_size_saves_and_closes(tmp_path, monkeypatch):

@@ -29,6 +29,8 @@ def test_pick_rate_is_the_one_standard_error_rule():
     assert pick_rate([1e-3, 1e-2], [0.97, 0.98], 100_000) == 1e-2
     with pytest.raises(ValueError, match="rates and accuracies"):
         pick_rate([], [], 10)
+    with pytest.raises(ValueError, match="without NaN"):
+        pick_rate([1e-3, 1e-2], [float("nan"), 0.9], 10)
     with pytest.raises(ValueError, match="n_val"):
         pick_rate([1e-3], [0.5], 0)
 
@@ -44,5 +46,7 @@ def test_converged_reads_the_last_two_validations():
     assert not rising  # +0.10 is far above one SE
     falling, _ = converged(_history([0.9, 0.85]), 500)
     assert falling  # a fall is not a rise
+    # reaching 100% from 99.8% on 500 images is one image: converged, not a rise the SE of 1.0 (0) forbids
+    assert converged(_history([0.9, 0.998, 1.0]), 500)[0]
     once, text = converged(_history([np.nan, 0.9]), 500)
     assert not once and "fewer than twice" in text

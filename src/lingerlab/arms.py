@@ -18,8 +18,9 @@ the open. The paper's arms (Sec. 3.1):
 
 :class:`Zoo` trains (and remembers) the model of a recipe for a seed with ``training.finetune`` /
 ``training.train_scratch``, which cache the weights on disk. Where the world names a learning-rate
-grid (``spec.lr_search``), every arm of its comparison picks its rate by the same search
-(:meth:`Zoo.search`): one run per rate at seed 0, the best validation accuracy wins.
+grid (``spec.lr_search``), the reference and the paper's M^b pick their rates by the same search
+(:meth:`Zoo.search`): one run per rate at seed 0, then ``tuning.pick_rate`` (the smallest rate within
+one standard error of the best validation accuracy).
 """
 
 from __future__ import annotations

@@ -388,10 +388,12 @@ def fair_test(
     gated: bool = True,
     alpha: float = 0.05,
     n_boot: int = 4000,
+    stability: bool = True,
 ) -> FairTest:
     """The paper's test on one world: ``controls.controls`` over F for every arm and seed, the survival
     check and the deletion test on the same composites (``checks``), the gates (``gates.evaluate``),
-    then :func:`summarize` without the hidden classes, each claim whose gate fails "not testable".
+    then :func:`summarize` without the hidden classes, each claim whose gate fails "not testable",
+    and (``stability``) each verdict's leave-one-class-out stability (:func:`with_stability`).
     ``arms`` default: ``spec.comparison_arms`` (labels -> arms); ``reference`` default:
     ``spec.comparison_reference``. ``gated=False`` skips the checks (every gate counts as passed)."""
     specs = arm_specs(audit, arms)
@@ -405,36 +407,40 @@ def fair_test(
         faith = _checks.faithfulness(audit, {a: specs[a] for a in (ref, *base)}, distinct_seeds(seeds), comp)
         g = evaluate(ctl, survival, faith, ref, base)
     ft = summarize(ctl, reference=ref, baselines=base, gates=g, alpha=alpha, n_boot=n_boot)
-    return with_stability(ft, alpha=alpha, n_boot=n_boot)
+    return with_stability(ft, alpha=alpha, n_boot=n_boot) if stability else ft
 
 
 def with_stability(ft: FairTest, *, alpha: float = 0.05, n_boot: int = 4000) -> FairTest:
     """``ft`` with each test's leave-one-class-out stability: :func:`summarize` again with each tested
-    source class left out in turn (the same controls, gates and bootstrap seed), and the columns
-    ``stability`` ("stable": the verdict never changes; "fragile" otherwise) and ``moved_by`` (e.g.
-    ``"without striped ring: inconclusive"``) added to ``ft.tests``. Which classes sit in L and at
-    Eq. 1's cut-off moves between machines; a verdict that one class decides says so."""
+    source class left out in turn (the same controls and bootstrap seed; the contrast-size gate
+    recounted without the class, ``gates.Gates.without``), and the columns ``stability`` ("stable":
+    the verdict never changes; "fragile" otherwise) and ``moved_by`` (e.g. ``"2 of 9 classes left out
+    move it: without striped ring: inconclusive; ..."``) added to ``ft.tests``. Which classes sit in L
+    and at Eq. 1's cut-off varies between machines; a verdict that one class decides says so (leaving
+    a class out imitates one leaving L, not one entering it)."""
     ctl = ft.controls
     names = dict(zip(ctl["source_class"], ctl["source_name"]))
-    moved: dict[str, list[str]] = {claim: [] for claim in ft.tests["claim"]}
-    for c in sorted(set(ctl["source_class"]) - set(ft.excluded)):
-        try:
-            alt = summarize(
-                ctl,
-                reference=ft.reference,
-                baselines=ft.baselines,
-                exclude=(*ft.excluded, c),
-                gates=ft.gates,
-                alpha=alpha,
-                n_boot=n_boot,
-            )
-        except ValueError:  # nothing left to test without it
-            continue
-        before = dict(zip(ft.tests["claim"], ft.tests["verdict"]))
+    before = dict(zip(ft.tests["claim"], ft.tests["verdict"]))
+    moved: dict[str, list[str]] = {claim: [] for claim in before}
+    classes = sorted(set(ctl["source_class"]) - set(ft.excluded))
+    for c in classes if len(classes) > 1 else ():
+        gates = None if ft.gates is None else ft.gates.without(ctl, ft.reference, [c])
+        alt = summarize(
+            ctl,
+            reference=ft.reference,
+            baselines=ft.baselines,
+            exclude=(*ft.excluded, c),
+            gates=gates,
+            alpha=alpha,
+            n_boot=n_boot,
+        )
         for claim, v in zip(alt.tests["claim"], alt.tests["verdict"]):
             if claim in moved and v != before[claim]:
                 moved[claim].append(f"without {names[c]}: {v}")
     t = ft.tests.copy()
     t["stability"] = ["fragile" if moved[c] else "stable" for c in t["claim"]]
-    t["moved_by"] = ["; ".join(moved[c]) for c in t["claim"]]
+    t["moved_by"] = [
+        f"{len(moved[c])} of {len(classes)} classes left out move it: " + "; ".join(moved[c]) if moved[c] else ""
+        for c in t["claim"]
+    ]
     return replace(ft, tests=t)

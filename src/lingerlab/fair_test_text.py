@@ -57,9 +57,10 @@ def _evidence(r: Any) -> str:
         text += f"; 90% CI [{r.ci90_lo:+.3f}, {r.ci90_hi:+.3f}] against the margin +/-{r.margin:g}"
     stability = getattr(r, "stability", "")
     if stability == "stable":
-        text += "; the same verdict with any one class left out"
+        perturbed = " and under perturbed numerics" if hasattr(r, "numerics") else ""
+        text += f"; stable: the same verdict with any one class left out{perturbed}"
     elif stability == "fragile":
-        text += f"; fragile, {r.moved_by}"
+        text += f"; fragile: {r.moved_by}"
     return text
 
 
@@ -126,9 +127,9 @@ def occlusion_text(ft: FairTest) -> str:
 
 def power_text(ft: FairTest, measure: str = "distraction_excess") -> str:
     """The design's power for the central claim (``measure`` on L, the reference against the first
-    baseline): its minimum detectable effect at 80% power against its equivalence margin. At or below
-    the margin, either "holds" or "does not hold" is reachable; above it, only an effect larger
-    than the detectable one can give a verdict."""
+    baseline), both ways: "holds" is reachable for an effect as large as the equivalence margin when
+    the minimum detectable effect at 80% power is at or below it; "does not hold" is reachable for no
+    effect when the 90% interval's half-width (1.645 standard errors) is below the margin."""
     t = ft.tests
     row = t[(t["kind"] == "between arms") & (t["measure"] == measure)]
     if row.empty:
@@ -137,14 +138,22 @@ def power_text(ft: FairTest, measure: str = "distraction_excess") -> str:
     head = f"Power of the central claim ({measure} on L, {r.reference} against {r.baseline})"
     if r.gate:
         return f"{head}: not computed, the claim is not testable ({r.gate})."
-    if not math.isfinite(r.mde):
-        return f"{head}: no effect is detectable, the design's smallest p is not below the level."
-    reach = (
-        "at or below the margin, so either 'holds' or 'does not hold' is reachable"
-        if r.mde <= r.margin
-        else "above the margin, so this world cannot show the effect absent"
+    if not math.isfinite(r.se):
+        return f"{head}: not computed, the effect has no standard error (too few seeds or classes)."
+    half = 1.645 * r.se
+    holds = (
+        f"minimum detectable effect {r.mde:.3f} at 80% power, "
+        + ("at or below" if r.mde <= r.margin else "above")
+        + f" the margin {r.margin:g}"
+        if math.isfinite(r.mde)
+        else "no effect is detectable (the design's smallest p is not below the level)"
     )
-    return f"{head}: minimum detectable effect {r.mde:.3f} at 80% power against the margin {r.margin:g}, {reach}."
+    absent = f"with no effect the 90% interval's half-width would be {half:.3f}, " + (
+        "inside the margin" if half < r.margin else "not inside the margin"
+    )
+    both = math.isfinite(r.mde) and r.mde <= r.margin and half < r.margin
+    verdicts = "either 'holds' or 'does not hold' is reachable" if both else "not both verdicts are reachable"
+    return f"{head}: {holds}; {absent}: {verdicts}."
 
 
 def findings(ft: FairTest) -> str:

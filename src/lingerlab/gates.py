@@ -20,7 +20,7 @@ Eq. 4 and the error claims compare models on composites I(c). Each comparison ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -95,6 +95,16 @@ class Gates:
             for r in self.table.itertuples()
         ]
         return "\n".join(lines)
+
+    def without(self, ctl: pd.DataFrame, reference: str, classes: Iterable[int]) -> "Gates":
+        """These gates with ``classes`` left out as well (a sensitivity analysis): the contrast-size rows
+        recounted on what is left; every other gate is per arm or per class and stands."""
+        left = tuple(sorted(set(self.hidden) | {int(c) for c in classes}))
+        counts = _contrast_counts(ctl, reference, left)
+        table = self.table.copy()
+        for i, row in zip(table.index[table["gate"] == "contrast size"], _contrast_rows(counts)):
+            table.loc[i, list(row)] = list(row.values())
+        return replace(self, table=table, hidden=left, n_classes=counts)
 
     def failed(self, kind: str, measure: str, reference: str, baseline: str) -> str | None:
         """Every gate the claim ``(kind, measure)`` fails (:data:`NEEDS`), as ``"gate (subject)"`` joined
@@ -175,12 +185,7 @@ def evaluate(
             }
         )
     counts = _contrast_counts(ctl, reference, hidden)
-    med_l = float(np.median(counts["L"])) if len(counts) else 0.0
-    med_fl = float(np.median(counts[_FL])) if len(counts) else 0.0
-    rows += _contrast_size(
-        (f"surviving classes in L per seed {counts['L'].tolist()}", f"in F \\ L per seed {counts[_FL].tolist()}"),
-        (med_l >= MIN_CLASSES, med_l >= MIN_CLASSES and med_fl >= MIN_CLASSES),
-    )
+    rows += _contrast_rows(counts)
     acc = ctl.attrs.get("target_acc", {})
     ref_acc = np.mean([v for (a, _), v in acc.items() if a == reference]) if acc else float("nan")
     for b in baselines:
@@ -195,6 +200,16 @@ def evaluate(
             }
         )
     return Gates(table=pd.DataFrame(rows), hidden=hidden, n_classes=counts, survival=survival, faith=faith)
+
+
+def _contrast_rows(counts: pd.DataFrame) -> list[dict]:
+    """The contrast-size rows from the per-seed counts of surviving classes in L and in F \\ L."""
+    med_l = float(np.median(counts["L"])) if len(counts) else 0.0
+    med_fl = float(np.median(counts[_FL])) if len(counts) else 0.0
+    return _contrast_size(
+        (f"surviving classes in L per seed {counts['L'].tolist()}", f"in F \\ L per seed {counts[_FL].tolist()}"),
+        (med_l >= MIN_CLASSES, med_l >= MIN_CLASSES and med_fl >= MIN_CLASSES),
+    )
 
 
 def _contrast_size(values: tuple[str, str], passed: tuple[bool, bool]) -> list[dict]:

@@ -2,11 +2,12 @@
 
 Another CPU type trains other weights from the same code and seeds (other vector kernels, other
 summation orders); which class sits at Eq. 1's or Eq. 3's cut-off, and so a verdict, can move with
-them. :func:`rerun` trains a world again in a child process with one numeric setting changed
-(:data:`SETTING`: ATen's vector kernels off, which changes the trained bits on every x86-64 CPU;
-``benchmarks/perturbed_numerics.py`` measures it) and its own model cache (under the cache root, so
-a second run reads it back), and returns its fair test's verdicts; :func:`mark` sets them beside the
-verdicts of the run at hand.
+them. :func:`rerun` trains a world again on the CPU in a child process with one numeric setting
+changed (:data:`SETTING`: ATen's vector kernels off, which changes the trained bits on an x86-64 CPU
+with vector units; ``benchmarks/perturbed_numerics.py`` measures it) and its own model cache (under the
+cache root, so a second run reads it back), and returns its fair test's verdicts; :func:`mark` sets
+them beside the verdicts of the run at hand. The check is about CPU numerics: a run on a GPU is
+compared with a CPU run, which is a larger perturbation than the one named.
 
     python -m lingerlab.perturbed --world shapes --profile smoke --n-seeds 10 --out verdicts.json
 """
@@ -30,13 +31,17 @@ from .fair_test import FairTest
 
 #: the perturbation: ATen's CPU kernels without vector instructions (any x86-64 CPU can run it)
 SETTING = {"ATEN_CPU_CAPABILITY": "default"}
-_COLUMNS = ("claim", "verdict", "effect", "ci_lo", "ci_hi")
+_COLUMNS = ("claim", "verdict", "gate", "effect", "ci_lo", "ci_hi")
 
 
-def rerun(world: str, profile: str = "smoke", seed: int = 0, n_seeds: int = 10) -> pd.DataFrame:
+def rerun(
+    world: str, profile: str = "smoke", seed: int = 0, n_seeds: int = 10, timeout_s: float = 7200
+) -> pd.DataFrame:
     """The fair test of ``world`` (``spec.comparison_arms``, seeds ``seed .. seed + n_seeds - 1``)
-    trained and measured again in a child process under :data:`SETTING`, with its models cached apart
-    (``<cache root>/perturbed-<setting>``): one row per test, ``claim, verdict, effect, ci_lo, ci_hi``."""
+    trained and measured again on the CPU in a child process under :data:`SETTING`, with its models
+    cached apart (``<cache root>/perturbed-<setting>``): one row per test, ``claim, verdict, gate,
+    effect, ci_lo, ci_hi``; ``attrs["source_fingerprint"]`` is the child's M^s weights fingerprint (a world
+    whose M^s is trained here differs from the parent's when the setting perturbed anything)."""
     check_int_range("seed", seed, 0)
     check_int_range("n_seeds", n_seeds, 1)
     tag = "-".join(f"{k}={v}" for k, v in SETTING.items())
@@ -44,28 +49,48 @@ def rerun(world: str, profile: str = "smoke", seed: int = 0, n_seeds: int = 10) 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "verdicts.json"
         args = ["--world", world, "--profile", profile, "--seed", str(seed), "--n-seeds", str(n_seeds)]
-        res = subprocess.run(
-            [sys.executable, "-m", "lingerlab.perturbed", *args, "--out", str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        try:
+            res = subprocess.run(
+                [sys.executable, "-m", "lingerlab.perturbed", *args, "--out", str(out)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"the rerun under {tag} took over {timeout_s:g} s and was stopped") from e
         if res.returncode != 0:
             raise RuntimeError(f"the rerun under {tag} failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
-        return pd.DataFrame(json.loads(out.read_text()), columns=list(_COLUMNS))
+        got = json.loads(out.read_text())
+    table = pd.DataFrame(got["tests"], columns=list(_COLUMNS))
+    table.attrs["source_fingerprint"] = got["source_fingerprint"]
+    return table
 
 
-def mark(ft: FairTest, rerun_tests: pd.DataFrame) -> FairTest:
+def mark(ft: FairTest, rerun_tests: pd.DataFrame, source_fingerprint: str | None = None) -> FairTest:
     """``ft`` with the columns ``numerics`` ("stable": the rerun gives the same verdict; "fragile"
-    otherwise) and ``numerics_moved`` (e.g. ``"inconclusive under ATEN_CPU_CAPABILITY=default"``) added to
-    its tests; a test's ``stability`` becomes "fragile" when either leaving a class out or the rerun
-    moves it."""
+    otherwise) and ``numerics_moved`` (e.g. ``"inconclusive under ATEN_CPU_CAPABILITY=default"``) added
+    to its tests; a test's ``stability`` becomes "fragile" when either leaving a class out or the rerun
+    moves it. ``source_fingerprint``: the run at hand's M^s fingerprint, where M^s is trained by the
+    world (``shapes``); equal to the rerun's, nothing was perturbed and ValueError says so."""
+    theirs = rerun_tests.attrs.get("source_fingerprint")
+    if source_fingerprint is not None and theirs == source_fingerprint:
+        raise ValueError(
+            f"the rerun under {SETTING} trained the same M^s bits as this run: the setting perturbs nothing "
+            "here (is it set already, or is this CPU without vector kernels?)"
+        )
     tag = ", ".join(f"{k}={v}" for k, v in SETTING.items())
     other = dict(zip(rerun_tests["claim"], rerun_tests["verdict"]))
+    gate = dict(zip(rerun_tests["claim"], rerun_tests["gate"] if "gate" in rerun_tests else [""] * len(rerun_tests)))
     t = ft.tests.copy()
     pairs = list(zip(t["claim"], t["verdict"]))
     t["numerics"] = ["stable" if other.get(c) == v else "fragile" for c, v in pairs]
-    t["numerics_moved"] = ["" if other.get(c) == v else f"{other.get(c, 'not measured')} under {tag}" for c, v in pairs]
+    t["numerics_moved"] = [
+        ""
+        if other.get(c) == v
+        else f"{other.get(c, 'not measured')}{f' ({gate[c]})' if gate.get(c) else ''} under {tag}"
+        for c, v in pairs
+    ]
     if "stability" in t:
         t["moved_by"] = ["; ".join(x for x in (m, n) if x) for m, n in zip(t["moved_by"], t["numerics_moved"])]
         t["stability"] = ["fragile" if m else "stable" for m in t["moved_by"]]
@@ -75,6 +100,7 @@ def mark(ft: FairTest, rerun_tests: pd.DataFrame) -> FairTest:
 def _main(argv: list[str] | None = None) -> None:
     from .chapter import chapter
     from .fair_test import fair_test
+    from .identities import weights_fingerprint
 
     ap = argparse.ArgumentParser(prog="python -m lingerlab.perturbed", description=__doc__.split("\n")[0])
     ap.add_argument("--world", required=True)
@@ -84,9 +110,12 @@ def _main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     ch = chapter(a.world, a.profile, a.seed, "cpu", n_seeds=a.n_seeds, progress=False)
-    spec = ch.world.spec
-    ft = fair_test(ch.audit, spec.comparison, ch.seeds)
-    Path(a.out).write_text(json.dumps(ft.tests[list(_COLUMNS)].to_dict("records")))
+    ft = fair_test(ch.audit, ch.world.spec.comparison, ch.seeds, stability=False)
+    got = {
+        "tests": ft.tests[list(_COLUMNS)].to_dict("records"),
+        "source_fingerprint": weights_fingerprint(ch.world.source_model),
+    }
+    Path(a.out).write_text(json.dumps(got))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ _SYMBOL = re.compile(r"(?<![$\\\w{])(M\^(?:st|s|t|b)|D\^[ct]|p_c)(?![\w}$])")
 def book_notation(text: str) -> str:
     """``text`` with the book's symbols typeset as in its prose: ``"M^t (zoom-out)"`` ->
     ``"$M^t$ (zoom-out)"``, ``"p_c(M^st)"`` -> ``"$p_c$($M^{st}$)"``; text already in ``$...$`` is kept."""
-    if text.count("$") % 2:
+    if len(re.findall(r"(?<!\\)\$", text)) % 2 or "\\$" in text:
         return text
     parts = text.split("$")
     for i in range(0, len(parts), 2):  # only outside math
@@ -77,8 +77,17 @@ def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> P
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
     for t in fig.findobj(Text):
         t.set_text(book_notation(t.get_text()))
+    for ax in fig.axes:  # tick labels are redrawn from their formatter, so it is the formatter that changes
+        for axis in (ax.xaxis, ax.yaxis):
+            fmt = axis.get_major_formatter()
+            if isinstance(fmt, FixedFormatter):  # labels given as text
+                fmt.seq = [book_notation(str(x)) for x in fmt.seq]
+            elif isinstance(fmt, FuncFormatter):
+                fmt.func = lambda x, pos, f=fmt.func: book_notation(str(f(x, pos)))
 
     small = small_text(fig)
     if small:

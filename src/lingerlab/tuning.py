@@ -21,9 +21,10 @@ def pick_rate(rates: Sequence[float], accuracies: Sequence[float], n_val: int) -
     Learning*, Sec. 7.10) over learning rates: the smallest rate whose validation accuracy is within
     one binomial standard error (:func:`binomial_se`) of the best. Rates the validation set cannot
     tell apart go to the gentlest one, so float noise in an accuracy's last digit does not move the pick."""
-    if not len(rates) or len(rates) != len(accuracies):
+    if not len(rates) or len(rates) != len(accuracies) or any(a != a for a in accuracies):
         raise ValueError(
-            f"rates and accuracies must be non-empty and of one length; got {len(rates)}, {len(accuracies)}"
+            f"rates and accuracies must be non-empty, of one length and without NaN; got {list(rates)}, "
+            f"{list(accuracies)}"
         )
     check_int_range("n_val", n_val, 1)
     best = max(accuracies)
@@ -33,12 +34,13 @@ def pick_rate(rates: Sequence[float], accuracies: Sequence[float], n_val: int) -
 
 def converged(history: pd.DataFrame, n_val: int) -> tuple[bool, str]:
     """Whether a run's validation accuracy stopped rising: the last validation is no more than one
-    binomial standard error above the one before (a run validated once counts as not shown).
-    Returns the verdict and a short reading, e.g. ``"0.975 -> 0.979 (+0.004, SE 0.006)"``."""
+    binomial standard error (of the one before, and at least one image) above the one before (a run
+    validated once counts as not shown). Returns the verdict and a short reading, e.g.
+    ``"0.975 -> 0.979 (+0.004, SE 0.006)"``."""
     check_int_range("n_val", n_val, 1)
     val = history["val_acc"].dropna() if "val_acc" in history else pd.Series(dtype=float)
     if len(val) < 2:
         return False, "validated fewer than twice"
     before, last = float(val.iloc[-2]), float(val.iloc[-1])
-    se = binomial_se(last, n_val)
-    return last - before <= se, f"{before:.3f} -> {last:.3f} ({last - before:+.3f}, SE {se:.3f})"
+    se = max(binomial_se(before, n_val), 1 / n_val)  # at least one image: a rise to 100% is not noise-free
+    return last - before <= se + 1e-12, f"{before:.3f} -> {last:.3f} ({last - before:+.3f}, SE {se:.3f})"

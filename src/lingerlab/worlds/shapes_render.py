@@ -258,10 +258,10 @@ def _target_params(profile: ShapesProfile, labels: Tensor, shared: Tensor, g: to
     """Every random draw of a target set except its clutter (so clutter can be re-drawn alone).
 
     A fraction ``shared_prob`` of the images also shows a co-occurring object, at the scale source
-    objects have (0.27-0.40). In half of those the glyph is the subject (central, 0.26-0.36) and the
-    object stands beside it; in the other half the object is the subject and a smaller glyph
-    (0.20-0.28) stands beside it, like a photo of a dog whose ball fills the frame. Images without an
-    object show a central glyph. The glyph is always drawn last (never hidden).
+    objects have (0.27-0.40). In half of those the glyph is the subject (central, at the profile's
+    ``glyph_scale``) and the object stands beside it; in the other half the object is the subject and
+    the glyph (``glyph_scale_beside``) stands beside it, like a photo of a dog whose ball fills the
+    frame. Images without an object show a central glyph. The glyph is always drawn last (never hidden).
     """
     n = len(labels)
     table = torch.as_tensor(class_table(profile))
