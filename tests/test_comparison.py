@@ -140,25 +140,25 @@ def test_fair_test_scores_L_and_its_contrast(audit):
         summarize(ctl, baselines=["nope"])
 
 
-def test_summarize_finds_a_planted_effect_and_a_planted_null():
-    """Synthetic controls: the reference is wrong on L composites far more often than the baseline."""
-    rng = np.random.default_rng(0)
+def _error_controls(rate_of, n_seeds: int = 10, rng_seed: int = 1) -> pd.DataFrame:
+    """Controls of two arms over ``n_seeds`` seeds and 6 classes (0-2 in L): ``rate_of(arm, class)`` is
+    the chance that the arm is wrong on a composite of that class."""
+    rng = np.random.default_rng(rng_seed)
     rows = []
     for arm in ("ref", "base"):
-        for seed in range(5):
+        for seed in range(n_seeds):
             for comp in range(60):
                 c = comp % 6
-                in_L = c < 3
-                wrong = rng.random() < (0.6 if (arm == "ref" and in_L) else 0.1)
+                wrong = rng.random() < rate_of(arm, c)
                 rows.append(
                     {
                         "arm": arm,
                         "seed": seed,
                         "composite": comp,
                         "source_class": c,
-                        "source_name": str(c),
+                        "source_name": f"class {c}",
                         "cluster": comp,
-                        "in_L": in_L,
+                        "in_L": c < 3,
                         "target_label": 0,
                         "correct_source_only": not wrong,
                         "correct_neutral": True,
@@ -170,6 +170,12 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
                 )
     ctl = pd.DataFrame(rows)
     ctl.attrs.update(reference="ref", fine_tuned={"ref": True, "base": False}, target_acc={})
+    return ctl
+
+
+def test_summarize_finds_a_planted_effect_and_a_planted_null():
+    """Synthetic controls: the reference is wrong on L composites far more often than the baseline."""
+    ctl = _error_controls(lambda arm, c: 0.6 if arm == "ref" and c < 3 else 0.1, n_seeds=5, rng_seed=0)
     ft = summarize(ctl, n_boot=2000)
     t = ft.tests.set_index("claim")
     assert t.loc["err_source_only on L: ref > base", "verdict"] == "holds"
@@ -208,39 +214,6 @@ def test_summarize_finds_a_planted_effect_and_a_planted_null():
     assert ("either 'holds' or 'does not hold' is reachable" in text) == both
     assert f"{1.645 * row['se']:.3f}" in text
     assert "no between-arm test of nope" in power_text(ft, "nope")
-
-
-def _error_controls(rate_of) -> pd.DataFrame:
-    """Controls of two arms over 10 seeds and 6 classes (0-2 in L): ``rate_of(arm, class)`` is the
-    chance that the arm is wrong on a composite of that class."""
-    rng = np.random.default_rng(1)
-    rows = []
-    for arm in ("ref", "base"):
-        for seed in range(10):
-            for comp in range(60):
-                c = comp % 6
-                wrong = rng.random() < rate_of(arm, c)
-                rows.append(
-                    {
-                        "arm": arm,
-                        "seed": seed,
-                        "composite": comp,
-                        "source_class": c,
-                        "source_name": f"class {c}",
-                        "cluster": comp,
-                        "in_L": c < 3,
-                        "target_label": 0,
-                        "correct_source_only": not wrong,
-                        "correct_neutral": True,
-                        "correct_shared": True,
-                        "flip": wrong,
-                        "distraction": 0.2,
-                        "null": 0.2,
-                    }
-                )
-    ctl = pd.DataFrame(rows)
-    ctl.attrs.update(reference="ref", fine_tuned={"ref": True, "base": False}, target_acc={})
-    return ctl
 
 
 def test_leaving_one_class_out_marks_a_verdict_one_class_carries():
