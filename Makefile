@@ -67,7 +67,8 @@ test-install: $(STAMP)
 	$(BIN)/python -m pytest tests/test_install.py -q -m install -s -p no:cacheprovider --durations=5
 
 # tests/nbval_tolerance.py compares numbers within its tolerances (floats: 2 SE of a smoke validation
-# accuracy; integers exactly unless the cell is tagged `trained`; `exact` cells exactly), words exactly.
+# accuracy; an estimate with its 95% interval within the two intervals' spread; integers exactly unless
+# the cell is tagged `trained`; `exact` cells exactly), words exactly.
 nbval: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -p tests.nbval_tolerance --nbval --nbval-current-env \
 	  --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout 3000 \

@@ -52,7 +52,7 @@ def main() -> None:
         ("shapes SmallResNet, batch 64", lambda: _MakeModel(24, 24)(), 32, 64, 24),
     ]
     try:
-        from lingerlab.worlds.lite import make_lite0
+        from lingerlab.worlds.lite_models import make_lite0
 
         cases.append(("EfficientNet-Lite0, 128 px, batch 16", lambda: make_lite0(128), 128, 16, 1000))
     except ImportError as e:  # pragma: no cover - optional dependency missing

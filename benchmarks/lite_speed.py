@@ -7,7 +7,7 @@
    milliseconds per image of M^s (1000 classes) over 256 images in batches of ``CPU_EVAL_BATCH``
    against batches of 256; ratio small / large (< 1: the small batch
    is faster).
-2. **Folded 'same' padding** (``worlds.lite.fold_same_padding``, applied by ``make_lite``): milliseconds
+2. **Folded 'same' padding** (``worlds.lite_models.fold_same_padding``, applied by ``make_lite``): milliseconds
    per Adam step (batch 16, 2 classes, channels-last, train mode) of the model as ``make_lite`` builds
    it against the package's own model with its separate pads (same weights); ratio folded / package.
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from lingerlab.profiles import get_profile  # noqa: E402
 from lingerlab.inference import CPU_EVAL_BATCH  # noqa: E402
-from lingerlab.worlds.lite import VARIANTS, lite_source_model  # noqa: E402
+from lingerlab.worlds.lite_models import VARIANTS, lite_source_model  # noqa: E402
 
 
 def _infer_ms(model: torch.nn.Module, x: torch.Tensor, batch: int) -> float:

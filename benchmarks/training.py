@@ -47,7 +47,7 @@ def _models() -> dict[str, tuple[torch.nn.Module, int, int, int]]:
     w = _smoke_width()
     out = {f"shapes SmallResNet (w={w})": (_shapes_cnn(w), 32, 32, 1024)}
     try:
-        from lingerlab.worlds.lite import make_lite0
+        from lingerlab.worlds.lite_models import make_lite0
 
         out["EfficientNet-Lite0"] = (make_lite0(128).eval(), 128, 16, 128)
     except ImportError as e:  # pragma: no cover - optional dependency missing

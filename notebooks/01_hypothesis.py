@@ -66,7 +66,7 @@ import torch
 import lingerlab as ll
 from lingerlab.attribution import gradcam
 from lingerlab.plotting import show_cam, show_image, topk_labels
-from lingerlab.worlds.lite import imagenet_classes, lite0_source_model
+from lingerlab.worlds.lite_models import imagenet_classes, lite0_source_model
 
 ch = ll.chapter(world, profile, seed, device)  # device, seeds, the world of Part B and its audit
 dev = ch.device
@@ -187,7 +187,7 @@ part_b.round(3)
 # whether any did).
 
 # %% tags=["hide-input", "remove-output"]
-from lingerlab.worlds.lite import target_photos
+from lingerlab.worlds.lite_photos import target_photos
 
 audit_r = ll.Audit(ll.load_world(real_world, profile=profile, seed=seed, progress=False), device=dev)
 world_r = audit_r.world

@@ -8,7 +8,9 @@ after nbval's sanitize regexes (``--nbval-sanitize-with``), each text output (st
 ``text/*`` MIME type, including papermill/myst-nb glue records) is split into numbers and the text
 between them. The text must be equal, up to the width of runs of spaces (table columns re-align when a
 number changes width); each pair of numbers must agree within the cell's tolerance from
-``TOLERANCES``. Words such as verdicts are text, so a changed verdict always fails.
+``TOLERANCES``; an estimate printed with its 95% interval (``0.03 [-0.01, +0.07]``) within the spread
+the two intervals report (:func:`_interval_agrees`). Words such as verdicts are text, so a changed
+verdict always fails.
 
 ``text/html`` is skipped where the same output has a ``text/plain`` with content (a DataFrame shows the
 same numbers in both); it is compared by the same rule where ``text/plain`` is only an object's repr
@@ -105,6 +107,10 @@ OVERRIDE_FIELDS = ("atol", "rtol", "count_tol", "count_rtol")
 # so ranges such as `0.914-0.962` are two positive numbers; a sentence's final dot is not a fraction.
 NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?!\.?\w)")
 _SPACES = re.compile(r"[ \t]+")
+_OPEN = re.compile(r"\s*\[\s*")  # between an estimate and its interval: "0.03 [-0.01, +0.07]"
+_COMMA = re.compile(r"\s*,\s*")
+#: how far an interval's half-width may grow or shrink (a factor) before it counts as changed
+HALF_WIDTH_RATIO = 1.5
 _PLACEHOLDER = "\x00"
 # text/plain that only names the object (the content is in another MIME type)
 _OBJECT_REPR = re.compile(r"<[\w.]+ object(?: at 0x[0-9A-Za-z]+)?>")
@@ -159,17 +165,44 @@ def _value(token: str) -> float:
     return float(token) if _is_float(token) else int(token)
 
 
-def _line_at(text: str, pos: int) -> tuple[int, str]:
-    """The 1-based line number and the line of ``text`` that contains position ``pos``."""
-    start = text.rfind("\n", 0, pos) + 1
-    end = text.find("\n", pos)
-    return text.count("\n", 0, pos) + 1, text[start : end if end >= 0 else len(text)]
+def _intervals(text: str, nums: list[re.Match[str]]) -> dict[int, tuple[float, float]]:
+    """The estimates printed with a 95% interval, ``x [lo, hi]`` (floats, ``lo <= x <= hi``): the index
+    of ``x`` among ``nums`` -> ``(x, half-width)``; the interval's two ends follow at the next indices."""
+    out: dict[int, tuple[float, float]] = {}
+    for i in range(len(nums) - 2):
+        x, lo, hi = nums[i : i + 3]
+        if not (
+            all(_is_float(m.group()) for m in (x, lo, hi))
+            and _OPEN.fullmatch(text[x.end() : lo.start()])
+            and _COMMA.fullmatch(text[lo.end() : hi.start()])
+            and text[hi.end() : hi.end() + 1] == "]"
+        ):
+            continue
+        xv, lov, hiv = float(x.group()), float(lo.group()), float(hi.group())
+        if lov <= xv <= hiv:
+            out[i] = (xv, (hiv - lov) / 2)
+    return out
+
+
+def _interval_agrees(stored: tuple[float, float], fresh: tuple[float, float]) -> bool:
+    """Two estimates with their 95% intervals agree when the estimates differ by at most
+    1.96 sqrt(se_s^2 + se_f^2) = sqrt(hw_s^2 + hw_f^2) (the 95% range of the difference of two
+    independent estimates; a rerun on other numerics shares data and seeds, so this is generous) and the
+    half-widths by at most a factor :data:`HALF_WIDTH_RATIO` (a broken interval, e.g. a zero-width one,
+    fails)."""
+    (xs, hs), (xf, hf) = stored, fresh
+    if abs(xf - xs) > (hs**2 + hf**2) ** 0.5 + 0.0005:  # + the last printed digit
+        return False
+    if hs == hf:
+        return True
+    return min(hs, hf) > 0 and max(hs, hf) / min(hs, hf) <= HALF_WIDTH_RATIO + 1e-9
 
 
 def compare_text(stored: str, fresh: str, tol: Tolerance) -> TextComparison:
     """Compare two sanitized texts: numbers within ``tol``, the text between them exactly.
 
     Runs of spaces and tabs count as one space, and spaces at the start and end of a line are ignored.
+    An estimate printed with its 95% interval is compared by :func:`_interval_agrees` instead.
     """
     if tol.exact:
         if stored == fresh:
@@ -179,26 +212,34 @@ def compare_text(stored: str, fresh: str, tol: Tolerance) -> TextComparison:
             min(stored.count("\n"), fresh.count("\n")) + 1,
         )
         return TextComparison(text_differs=True, first_diff_line=first)
-    stored_skel, stored_nums = split_numbers(stored)
-    fresh_skel, fresh_nums = split_numbers(fresh)
-    stored_lines, fresh_lines = _normalise_spaces(stored_skel), _normalise_spaces(fresh_skel)
-    if stored_lines != fresh_lines:
-        first = next(
-            (i for i, (a, b) in enumerate(zip(stored_lines, fresh_lines), 1) if a != b),
-            min(len(stored_lines), len(fresh_lines)) + 1,
-        )
-        return TextComparison(text_differs=True, first_diff_line=first)
+    stored_lines, fresh_lines = stored.split("\n"), fresh.split("\n")
+    if len(stored_lines) != len(fresh_lines):
+        return TextComparison(text_differs=True, first_diff_line=min(len(stored_lines), len(fresh_lines)) + 1)
     mismatches = []
-    for s, f in zip(stored_nums, fresh_nums):
-        if s.group() == f.group():
+    for number, (s_line, f_line) in enumerate(zip(stored_lines, fresh_lines), 1):
+        if s_line == f_line:
             continue
-        is_float = _is_float(s.group()) or _is_float(f.group())
-        s_val, f_val = _value(s.group()), _value(f.group())
-        allowed = tol.allowed(s_val, is_float)
-        if not abs(f_val - s_val) <= allowed:  # also true for a NaN difference
-            line, stored_line = _line_at(stored, s.start())
-            _, fresh_line = _line_at(fresh, f.start())
-            mismatches.append(NumberMismatch(s.group(), f.group(), allowed, is_float, line, stored_line, fresh_line))
+        s_skel, s_nums = split_numbers(s_line)
+        f_skel, f_nums = split_numbers(f_line)
+        if _normalise_spaces(s_skel) != _normalise_spaces(f_skel):
+            return TextComparison(text_differs=True, first_diff_line=number)
+        s_iv, f_iv = _intervals(s_line, s_nums), _intervals(f_line, f_nums)
+        skip: set[int] = set()
+        for k, iv in s_iv.items():
+            if k in f_iv:
+                skip.update((k, k + 1, k + 2))
+                if not _interval_agrees(iv, f_iv[k]):
+                    s, f = s_nums[k], f_nums[k]
+                    allowed = (iv[1] ** 2 + f_iv[k][1] ** 2) ** 0.5
+                    mismatches.append(NumberMismatch(s.group(), f.group(), allowed, True, number, s_line, f_line))
+        for k, (s, f) in enumerate(zip(s_nums, f_nums)):
+            if k in skip or s.group() == f.group():
+                continue
+            is_float = _is_float(s.group()) or _is_float(f.group())
+            s_val, f_val = _value(s.group()), _value(f.group())
+            allowed = tol.allowed(s_val, is_float)
+            if not abs(f_val - s_val) <= allowed:  # also true for a NaN difference
+                mismatches.append(NumberMismatch(s.group(), f.group(), allowed, is_float, number, s_line, f_line))
     return TextComparison(mismatches=tuple(mismatches))
 
 

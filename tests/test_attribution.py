@@ -11,13 +11,18 @@ import torchvision
 from torch import nn
 
 from lingerlab.attribution import CAM_METHODS, cam, gradcam
-from lingerlab.cam_layers import default_layer, vit_reshape_transform
+from lingerlab.cam_layers import _resolve, vit_reshape_transform
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 TOL = 1e-4
+
+
+def default_layer(model: nn.Module) -> str:
+    """The qualified name of the layer ``layer=None`` picks for ``model``."""
+    return _resolve(model, None)[1]
 
 
 def _reference(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: str, reshape_transform=None) -> torch.Tensor:

@@ -119,8 +119,6 @@ def test_stages_and_shapes(cache_root, world):
     d = a.distraction_table(models=("M^t", "M^b (same data)"), classes=[2, 3])
     assert len(d) == 12 and set(d["model"]) == {"M^t", "M^b (same data)"}
     assert d["distraction"].between(0, 1).all() and d["null"].between(0, 1).all()
-    rec = a.planted_recovery()
-    assert list(rec["set"]) == ["F", "L"] and rec["precision"].between(0, 1).all()
     m = a.maps("M^t", comp, comp.target_label)
     assert m.shape == (6, 16, 16)
     det = a.detection(classes=[2, 3])
@@ -387,6 +385,9 @@ def test_every_compared_arm_goes_through_the_same_lr_search(cache_root):
         assert recipe.lr == best["lr"] == pick_rate(list(trials["lr"]), list(trials["val_acc"]), len(w.target_val))
         # the picked trial is the arm's seed-0 model: its accuracy is what the search saw
         assert a.accuracy(a.zoo.train(recipe, 0)[0]) == pytest.approx(best["val_acc"])
+        # the recipe table finds a search by the recipe it picked, not by its name
+        assert a.zoo.search_of(recipe).equals(trials.reset_index(drop=True))
+    assert a.zoo.search_of(ref.replace(lr=0.123)).empty
     # arms outside the comparison keep their own rate; without a grid nothing is searched
     assert a.recipe("M^b").lr == w.recipe("M^b").lr
     plain = _audit(make_tiny_world())

@@ -85,15 +85,3 @@ def test_survival_and_neutral_checks_on_a_tiny_world(tmp_path, monkeypatch):
     assert (neut["neutral"] == (neut["ratio"] <= 2.0)).all()
     lo_hi = surv.attrs["overall"]["p_alone"]
     assert lo_hi[1] <= lo_hi[0] <= lo_hi[2]
-
-
-def test_describe_counts_what_the_tables_say():
-    from lingerlab.checks import describe
-
-    surv = pd.DataFrame({"source_name": ["a", "b", "c"], "survives": [True, False, False]})
-    surv.attrs["overall"] = {"p_alone": (0.9, 0.8, 0.95), "p_composite": (0.2, 0.1, 0.3)}
-    neut = pd.DataFrame({"source_name": ["a", "b", "c"], "neutral": [True, True, False], "chance": 0.1})
-    faith = pd.DataFrame({"model": ["M^s", "A", "A", "B"], "seed": [0, 0, 1, 0], "faithful": [True, True, False, True]})
-    text = describe(surv, neut, faith)
-    assert "in 1 of 3 source-only classes" in text and "Hidden: b, c." in text and "says little" in text
-    assert "in 2 of 3 classes" in text and "A: 1 of 2 seeds; B: 1 of 1 seeds" in text and "M^s: yes" in text

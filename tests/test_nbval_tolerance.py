@@ -93,6 +93,15 @@ CASES: dict[str, Case] = {
     "seed_count": Case(
         "seeds = list(range(9))\nprint(f'seeds per arm: {len(seeds)}')", [stdout("seeds per arm: 10\n")], passes=False
     ),
+    # an estimate with its interval moves within the spread both intervals report, sqrt(hw_s^2 + hw_f^2)
+    "interval_within": Case(
+        "print('effect +0.096 [+0.029, +0.169]')", [stdout("effect +0.026 [-0.040, +0.091]\n")], passes=True
+    ),
+    "interval_beyond": Case(
+        "print('effect +0.046 [+0.036, +0.056]')", [stdout("effect +0.026 [+0.016, +0.036]\n")], passes=False
+    ),
+    # a collapsed interval is a regression, even around the same estimate
+    "interval_collapsed": Case("print('0.221 [0.221, 0.221]')", [stdout("0.221 [0.199, 0.244]\n")], passes=False),
     # a per-cell override of the tolerance, and a malformed one
     "override_atol": Case(
         "print(0.5312)", [stdout("0.5000\n")], passes=True, metadata={"nbval-tolerance": {"atol": 0.05}}
@@ -221,3 +230,13 @@ def test_compare_text_bounds() -> None:
     assert tol.compare_text("gain 10.0", "gain 10.19", default).equal  # rtol on a larger scale
     assert tol.compare_text("|L| 100", "|L| 105", trained).equal  # count_rtol
     assert not tol.compare_text("|L| 100", "|L| 106", trained).equal
+    # the interval rule: estimates within sqrt(0.0655^2 + 0.07^2) = 0.096 of each other agree ...
+    assert tol.compare_text("+0.026 [-0.040, +0.091]", "+0.096 [+0.029, +0.169]", default).equal
+    assert not tol.compare_text("+0.026 [-0.040, +0.091]", "+0.126 [+0.059, +0.189]", default).equal
+    # ... when the half-widths agree within a factor 1.5
+    assert tol.compare_text("0.50 [0.40, 0.60]", "0.50 [0.35, 0.65]", default).equal
+    assert not tol.compare_text("0.50 [0.40, 0.60]", "0.50 [0.30, 0.70]", default).equal
+    # integers and an estimate outside its brackets are not intervals: the plain rules apply
+    assert not tol.compare_text("|L| 2 [3, 7]", "|L| 4 [5, 9]", default).equal
+    assert not tol.compare_text("0.9 [0.1, 0.5]", "0.7 [0.1, 0.5]", default).equal
+    assert not tol.compare_text("[0.1, 0.9] 0.50", "[0.1, 0.9] 0.60", default).equal

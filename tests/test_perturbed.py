@@ -15,7 +15,7 @@ def _ft(verdicts: dict[str, str], moved: dict[str, str] | None = None) -> FairTe
         tests["moved_by"] = [moved.get(c, "") for c in verdicts]
         tests["stability"] = ["fragile" if moved.get(c) else "stable" for c in verdicts]
     empty = pd.DataFrame()
-    return FairTest(controls=empty, per_seed=empty, table=empty, tests=tests, reference="ref", baselines=("b",))
+    return FairTest(controls=empty, table=empty, tests=tests, reference="ref", baselines=("b",))
 
 
 def test_mark_flags_a_verdict_the_rerun_moves():

@@ -180,3 +180,119 @@ def test_publish_checks_type_size_saves_and_closes(tmp_path, monkeypatch):
     path = publish(fig, "ok", key="fig_ok")
     assert path == tmp_path / "ok.png" and path.stat().st_size > 1000
     assert not plt.fignum_exists(fig.number)  # closed: the inline backend will not show it twice
+
+
+def _fig3a_controls(arms):
+    """A small fair test's controls: class 2 lingers in no seed (hollow), classes 0 and 1 in every seed."""
+    import numpy as np
+    import pandas as pd
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "arm": arm,
+            "seed": seed,
+            "composite": comp,
+            "source_class": comp % 3,
+            "source_name": f"class {comp % 3}",
+            "cluster": comp,
+            "in_L": comp % 3 != 2,
+            "distraction": float(rng.uniform()),
+            "null": 0.2 + 0.05 * (comp % 3),
+        }
+        for arm in arms
+        for seed in range(3)
+        for comp in range(9)
+    ]
+    return SimpleNamespace(controls=pd.DataFrame(rows))
+
+
+def _points(ax):
+    """Every point of the scatter collections on ``ax``, as sorted rounded (x, y) pairs."""
+    import numpy as np
+    from matplotlib.collections import PathCollection
+
+    xy = [np.asarray(c.get_offsets(), float).reshape(-1, 2) for c in ax.collections if isinstance(c, PathCollection)]
+    return sorted(map(tuple, np.round(np.concatenate(xy or [np.empty((0, 2))]), 9).tolist()))
+
+
+def _segments(ax):
+    """The end points of every error bar on ``ax``, as sorted rounded ((x0, y0), (x1, y1)) pairs."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    segs = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+    return sorted(tuple(map(tuple, np.round(np.asarray(s, float), 9).tolist())) for s in segs)
+
+
+def test_fig3a_dots_are_seaborns_strip_and_its_intervals_the_computed_ones():
+    import matplotlib
+    import numpy as np
+    from matplotlib.colors import to_rgba
+
+    matplotlib.use("Agg")
+    from lingerlab.fair_test_figures import per_class_distraction, plot_fig3a
+
+    arms = ["M^t (zoom-out)", "M^b (same data)"]
+    ft = _fig3a_controls(arms)
+    pc = per_class_distraction(ft, arms)
+    style = dict(matplotlib.rcParams)
+    ax = plot_fig3a(ft, arms)
+    assert dict(matplotlib.rcParams) == style  # seaborn's style stays within the figure
+    first = pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=False)
+    order = {c: i for i, c in enumerate(first["source_class"])}  # top down: most often in L, then most distracted
+    y = pc["source_class"].map(order) - 0.4 + 0.4 * (pc["arm"].map(arms.index) + 0.5)  # dodged per arm
+    # the strip plot's dots (one per class and arm) and the null's ticks (as many), nothing else
+    dots = list(zip(pc["distraction"], y)) + list(zip(pc["null"], y))
+    assert _points(ax) == sorted(tuple(np.round(p, 9)) for p in dots)
+    # the intervals, exactly the bootstrap's, one per dot
+    assert _segments(ax) == sorted(((lo, yy), (hi, yy)) for lo, hi, yy in np.round(np.c_[pc.ci_lo, pc.ci_hi, y], 9))
+    assert not ax.spines["top"].get_visible() and not ax.spines["right"].get_visible()
+    dot = {  # each point's collection and index, by its place
+        tuple(np.round(q, 9)): (c, k) for c in ax.collections for k, q in enumerate(np.asarray(c.get_offsets(), float))
+    }
+    for arm, subset, x, yy in zip(pc["arm"], pc["subset"], pc["distraction"], y):
+        c, k = dot[(round(x, 9), round(yy, 9))]
+        colour = to_rgba(("tab:red", "tab:orange")[arms.index(arm)])
+        assert np.allclose(c.get_edgecolors()[k], colour)
+        assert np.allclose(c.get_facecolors()[k], to_rgba("white") if subset == "F \\ L" else colour)
+
+
+def test_headline_dots_are_seaborns_strip_and_its_intervals_the_tables():
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+    from types import SimpleNamespace
+
+    matplotlib.use("Agg")
+    from lingerlab.fair_test_figures import plot_headline
+
+    arms = ["M^t", "M^b", "M^r"]
+    rows = [
+        {
+            "subset": s,
+            "arm": a,
+            "measure": m,
+            "mean": 0.1 * k + j,
+            "ci_lo": 0.1 * k + j - 0.05,
+            "ci_hi": 0.1 * k + j + 0.2,
+        }
+        for s in ("L", "F \\ L")
+        for k, a in enumerate(arms)
+        for j, m in enumerate(("distraction", "distraction_null", "excess_error"))
+    ]
+    rows = [r if r["subset"] == "L" else {**r, "mean": 9.0} for r in rows]  # only L is shown
+    tests = {"w": SimpleNamespace(table=pd.DataFrame(rows))}
+    measures = [("distraction", "Eq. 4 on L"), ("excess_error", "excess error")]
+    fig = plot_headline(tests, {"w": arms}, measures)
+    assert len(fig.axes) == 2
+    for ax, (measure, label), j in zip(fig.axes, measures, (0, 2)):
+        assert ax.get_title() == f"w: {label}" and [t.get_text() for t in ax.get_xticklabels()] == arms
+        means = [(k, 0.1 * k + j) for k in range(3)]
+        assert _points(ax) == [tuple(np.round(p, 9)) for p in means]  # the strip plot's dots, one per arm
+        bars = [((k, m - 0.05), (k, m + 0.2)) for k, m in means]
+        if measure == "distraction":  # the null's interval beside each arm
+            bars += [((k + 0.25, 0.1 * k + 0.95), (k + 0.25, 0.1 * k + 1.2)) for k in range(3)]
+        assert _segments(ax) == sorted(tuple(tuple(np.round(e, 9)) for e in b) for b in bars)
+        assert ax.get_xlabel() == "" and not ax.spines["top"].get_visible()

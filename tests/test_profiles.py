@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from lingerlab.profiles import PROFILES, ShapesProfile, get_profile, profile_names, split_overrides
-from lingerlab.worlds import available_worlds, load_world
+from lingerlab.worlds import _LOADERS, load_world
 
 
 def test_every_world_has_smoke_and_full():
-    assert set(available_worlds()) == {"shapes", "lite0", "lite1", "lite2", "paper", "custom"}
-    for world, profiles in available_worlds().items():
-        assert {"smoke", "full"} <= set(profiles)
+    assert set(_LOADERS) == {"shapes", "lite0", "lite1", "lite2", "paper", "custom"}
+    for world in _LOADERS:
+        assert {"smoke", "full"} <= set(PROFILES[world])
         for name, prof in PROFILES[world].items():
             assert dataclasses.is_dataclass(prof) and prof.name == name
 

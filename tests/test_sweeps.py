@@ -345,7 +345,7 @@ def test_arch_comparison_skips_only_what_cannot_be_had_here(monkeypatch, tmp_pat
 
 def test_figure8_specs_name_every_lite_variant_and_two_cnn_widths():
     from lingerlab.arch_sweep import _as_spec, figure8_specs
-    from lingerlab.worlds.lite import VARIANTS
+    from lingerlab.worlds.lite_models import VARIANTS
 
     specs = figure8_specs(24)
     assert list(specs["lite0"].values()) == [(name, None) for name in VARIANTS]

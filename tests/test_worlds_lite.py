@@ -16,22 +16,23 @@ from lingerlab.models import batchnorm_layers, source_target_model
 from lingerlab.inference import evaluate, predict
 from lingerlab.training import finetune, train_scratch
 from lingerlab.worlds import load_world
-from lingerlab.worlds.lite import (
+from lingerlab.worlds.lite_models import (
     LITE0_MEAN,
     LITE0_STD,
-    SAMPLE_PHOTOS,
     VARIANTS,
+    fold_same_padding,
+    imagenet_classes,
+    lite_source_model,
+    weights_path,
+)
+from lingerlab.worlds.lite_photos import (
+    SAMPLE_PHOTOS,
     _center_crop,
     _resize,
     _to_tensor,
-    fold_same_padding,
     foolbox_photos,
-    imagenet_classes,
-    lite0_weights_path,
-    lite_source_model,
     photo_table,
     target_photos,
-    weights_path,
 )
 
 
@@ -92,7 +93,7 @@ def test_folded_padding_gives_the_packages_outputs(variant):
 
 def test_variants_are_data():
     assert [VARIANTS[v].native_size for v in ("lite0", "lite1", "lite2")] == [224, 240, 260]
-    assert weights_path("lite0") == lite0_weights_path() and weights_path("lite2").is_file()
+    assert weights_path("lite0").is_file() and weights_path("lite2").is_file()
     with pytest.raises(ValueError, match="variant"):
         weights_path("lite7")
     from lingerlab.profiles import get_profile
@@ -163,7 +164,7 @@ def test_world_spec_is_complete(world):
     assert (spec.arch, spec.head, spec.cam_layer) == ("EfficientNet-Lite0", "model._fc", "model._conv_head")
     assert spec.input_size == p.image_size and spec.v_lo == 0 and spec.planted is None
     assert (spec.mean, spec.std) == (LITE0_MEAN, LITE0_STD)
-    assert spec.provenance["weights_path"] == str(lite0_weights_path())
+    assert spec.provenance["weights_path"] == str(weights_path("lite0"))
     assert all(isinstance(r, Recipe) for r in spec.recipes.values())
     assert isinstance(hash(spec.recipes["M^t"]), int) and len(set(spec.recipes.values())) == 2
     assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2

@@ -21,7 +21,7 @@ from ._validation import check_bool, check_int_range, check_seeds
 from .audit import Audit
 from .remedies import NotFeasible
 from .worlds import load_arch
-from .worlds.lite import VARIANTS
+from .worlds.lite_models import VARIANTS
 
 __all__ = ["ArchComparison", "arch_comparison", "figure8_specs"]
 
@@ -105,7 +105,7 @@ def _as_spec(spec: Any) -> tuple[str, str | None, dict[str, Any]]:
 
 def figure8_specs(shapes_width: int = 16) -> dict[str, dict[str, tuple]]:
     """The architectures of the book's offline Figure 8, by the world whose task they share (the column
-    of the results matrix): EfficientNet-Lite0/1/2 on ``lite0``'s faces task (``worlds.lite.VARIANTS``),
+    of the results matrix): EfficientNet-Lite0/1/2 on ``lite0``'s faces task (``worlds.lite_models.VARIANTS``),
     and the ``shapes`` CNN at width 8 and at ``shapes_width`` (the profile's own width). Each value is a
     ``specs`` mapping for :func:`arch_comparison`."""
     shapes_width = check_int_range("shapes_width", shapes_width, 1)

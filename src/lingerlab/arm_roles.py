@@ -116,7 +116,6 @@ def recipe_table(
             raise ValueError(f"recipe_table needs arms with recipes; {label!r} is a callable")
         recipe = spec if isinstance(spec, Recipe) else audit.recipe(spec)
         acc = [audit.accuracy(arm_model(audit, label, spec, s)) for s in seed_list]
-        searches = audit.zoo.searches()
         if label == ref:
             role = "reference: fine-tuned"
         elif is_fine_tuned(audit, spec):
@@ -128,7 +127,7 @@ def recipe_table(
         row = recipe.row(len(audit.world.target_train))
         row["arm"] = label
         done, reading = converged(audit.zoo.train(recipe, seed_list[0])[1], len(audit.world.target_val))
-        trials = searches[searches["arm"] == recipe.name] if len(searches) else searches
+        trials = audit.zoo.search_of(recipe)
         row.update(
             {
                 "lr search (val acc, seed 0)": ", ".join(

@@ -19,8 +19,8 @@ the open. The paper's arms (Sec. 3.1):
 :class:`Zoo` trains (and remembers) the model of a recipe for a seed with ``training.finetune`` /
 ``training.train_scratch``, which cache the weights on disk. Where the world names a learning-rate
 grid (``spec.lr_search``), the reference and the paper's M^b pick their rates by the same search
-(:meth:`Zoo.search`): one run per rate at seed 0, then ``tuning.pick_rate`` (the smallest rate within
-one standard error of the best validation accuracy).
+(:meth:`Zoo.search`): one run per rate at seed 0, then ``tuning.pick_rate`` (the smallest rate whose
+validation accuracy is not significantly below the best's, one-sided z-test at 5%).
 """
 
 from __future__ import annotations
@@ -232,6 +232,14 @@ class Zoo:
             table = self.search(recipe)
             self._searches[key] = (recipe.replace(lr=float(table.loc[table["picked"], "lr"].iloc[0])), table)
         return self._searches[key][0]
+
+    def search_of(self, recipe: Recipe) -> pd.DataFrame:
+        """The learning-rate search whose pick is ``recipe`` (no rows where no search made it), matched by
+        the whole recipe, so two arms that share a recipe name keep their own trials."""
+        for tuned, table in self._searches.values():
+            if tuned == recipe:
+                return table
+        return pd.DataFrame(columns=["arm", "lr", "val_acc", "picked"])
 
     def searches(self) -> pd.DataFrame:
         """Every learning-rate search this zoo ran, one row per trial."""

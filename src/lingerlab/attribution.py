@@ -12,7 +12,7 @@ for the target class with those of the source model for the source class. Two en
 - :func:`cam`: the other CAM methods (Grad-CAM++, LayerCAM, Score-CAM, ...) through pytorch-grad-cam.
 
 ``layer=None`` picks the last feature layer of known architectures: see
-:func:`lingerlab.cam_layers.default_layer`.
+:mod:`lingerlab.cam_layers`.
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def gradcam(
     bilinearly to the input's ``H x W`` and scaled again, exactly as pytorch-grad-cam's ``GradCAM``.
 
     ``images``: ``[N, C, H, W]`` tensor (or any ``ImageData``); ``targets``: one class index per
-    image (or one int for all); ``layer``: module, qualified name, or ``None`` for
-    ``cam_layers.default_layer``; ``reshape_transform`` maps the layer output to ``[N, C, h, w]`` (a default
+    image (or one int for all); ``layer``: module, qualified name, or ``None`` for the default
+    of ``cam_layers``; ``reshape_transform`` maps the layer output to ``[N, C, h, w]`` (a default
     ViT layer brings its own); ``batch_size``: images per forward pass (all at once when ``None``);
     ``channels_last``: feed batches channels-last (``None``: on CPU, where oneDNN runs them ~20%
     faster). The layout changes float rounding only, but for a layer followed by more ReLUs or

@@ -35,7 +35,7 @@ from .cache import StageCache, fingerprint
 from .composites import Composites, make_composites
 from .config import AuditConfig
 from .distraction import distraction_with_null
-from .features import precision_recall, source_class_counts, source_only
+from .features import source_class_counts, source_only
 from .lingering import class_mean_probs
 from .lingering import lingering as _lingering_table
 from .models import source_target_model
@@ -305,13 +305,12 @@ class Audit:
         seed: int = 0,
         models: Sequence[str | nn.Module] = ("M^t", "M^b"),
         classes: Iterable[int] | None = None,
-        composites_seed: int = 0,
     ) -> pd.DataFrame:
         """Eq. 4 per (composite, model): ``composite, source_class, source_name, lingering`` (c_s in L
         of M^t(seed)), ``target_label, model, seed, pred, correct, distraction`` (IoU of the top-(1-q)
         background pixels of A(x, model, c_t) and A(x, M^s, c_s)) and its chance level ``null``
         (shuffled pairs within the composite's source class: the per-class null)."""
-        comp = self.composites(classes, composites_seed)
+        comp = self.composites(classes)
         cs = self.composite_classes(comp)
         ms = self.maps("M^s", comp, cs)
         L = set(self.lingering_classes(seed))
@@ -347,56 +346,25 @@ class Audit:
             )
         return pd.concat(frames, ignore_index=True)
 
-    # ------------------------------------------------------------------ Eq. 5 and planted truth
-    def detection(
-        self,
-        seed: int = 0,
-        classes: Iterable[int] | None = None,
-        composites_seed: int = 0,
-        detectors: Sequence[str] | None = None,
-    ) -> dict[str, Any]:
+    # ------------------------------------------------------------------ Eq. 5
+    def detection(self, seed: int = 0, classes: Iterable[int] | None = None) -> dict[str, Any]:
         """Eq. 5 as a flag (``detection.evaluate_detection``): clean target validation images vs
         composites over ``classes`` (default F), with M^t(seed) and L(seed), against pytorch-ood's
-        ``detectors`` (None: all of ``ood.DETECTORS``) on M^t, fitted on M^t's own training images."""
+        detectors (``ood.DETECTORS``) on M^t, fitted on M^t's own training images."""
         from .detection import evaluate_detection
         from .ood import OODBaselines
 
         mt = self.target_model(seed)
         xt, yt = gather(self.world.target_train, _arms.target_indices(self.world))
-        baselines = OODBaselines(
-            mt, torch.utils.data.TensorDataset(xt, yt), yt, head=self.world.spec.head, detectors=detectors
-        )
+        baselines = OODBaselines(mt, torch.utils.data.TensorDataset(xt, yt), yt, head=self.world.spec.head)
         x, y = gather(self.world.target_val)
         return evaluate_detection(
             self.st_model(seed),
             mt,
             x,
             y,
-            self.composites(classes, composites_seed),
+            self.composites(classes),
             self.lingering_classes(seed),
             p_lo=self.config.p_lo,
             baselines=baselines,
         )
-
-    def planted_recovery(self, seed: int = 0) -> pd.DataFrame:
-        """Precision and recall of F (Eq. 2) and L (Eq. 3) against the planted source-only classes."""
-        truth = self.world.planted_source_only
-        if truth is None:
-            raise ValueError(
-                f"world {self.world.name!r} has no planted truth (spec.planted is None); "
-                "use a procedural world such as 'shapes'"
-            )
-        rows = []
-        for name, found in (("F", self.source_only().tolist()), ("L", self.lingering_classes(seed))):
-            p, r = precision_recall(found, truth)
-            rows.append(
-                {
-                    "set": name,
-                    "found": len(found),
-                    "planted": len(truth),
-                    "hits": len(set(found) & set(truth)),
-                    "precision": p,
-                    "recall": r,
-                }
-            )
-        return pd.DataFrame(rows)

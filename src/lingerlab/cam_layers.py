@@ -2,7 +2,7 @@
 
 ``layer=None`` in ``attribution.gradcam`` and ``attribution.cam`` picks the last feature layer of
 known architectures (torchvision, timm, ``efficientnet_lite_pytorch``), seeing through wrappers that
-keep the network in ``.model`` or ``.module`` (:func:`default_layer`); token models bring a reshape
+keep the network in ``.model`` (``lingerlab.models.Normalized``) or ``.module``; token models bring a reshape
 transform that lays their tokens out as a map (:func:`vit_reshape_transform`). :func:`locate_layer`
 finds the layer of any model from its outputs on one image.
 """
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ._validation import check_int_range
 from .models import eval_mode, unwrap
 
-__all__ = ["default_layer", "locate_layer", "vit_reshape_transform", "LayerSpec", "ReshapeTransform"]
+__all__ = ["locate_layer", "vit_reshape_transform", "LayerSpec", "ReshapeTransform"]
 
 LayerSpec = Union[nn.Module, str, None]
 ReshapeTransform = Callable[[Tensor], Tensor]
@@ -143,18 +143,6 @@ def _resolve(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, str, Reshap
         )
     name, reshape = picked
     return model.get_submodule(prefix + name), prefix + name, reshape
-
-
-def default_layer(model: nn.Module) -> str:
-    """Qualified name of the layer ``layer=None`` uses for ``model`` (raises ValueError if unknown).
-
-    ResNets: ``layer4``; VGG, EfficientNet, MobileNet, ConvNeXt (torchvision): ``features.<last>``;
-    DenseNet: ``features``; torchvision ViT: ``encoder.layers.<last>.ln_1`` (with
-    :func:`vit_reshape_transform`); timm: ``bn2`` / ``blocks.<last>[.norm1]`` / ``stages.<last>``;
-    ``efficientnet_lite_pytorch``: ``_bn1`` (the BatchNorm after ``_conv_head``). A wrapper that keeps
-    the network in ``.model`` (``lingerlab.models.Normalized``) or ``.module`` is seen through.
-    """
-    return _resolve(model, None)[1]
 
 
 def locate_layer(model: nn.Module, image_size: int = 224) -> tuple[str, tuple[int, int, int]]:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .bootstrap import cluster_bootstrap_ci
 from ._data import gather
-from ._validation import check_int_range, check_range
+from ._validation import check_range
 from .models import as_generator
 from .inference import predict
 
@@ -41,7 +41,6 @@ __all__ = [
     "source_survival",
     "neutral_check",
     "faithfulness",
-    "describe",
     "delete_pixels",
     "deletion_test",
     "deletion_summary",
@@ -63,85 +62,55 @@ def composite_clusters(audit: object, comp: object) -> np.ndarray:
 
 
 def class_probability(
-    model: nn.Module,
-    images: Tensor,
-    classes: Tensor,
-    *,
-    device: torch.device | None = None,
-    batch_size: int | None = None,
+    model: nn.Module, images: Tensor, classes: Tensor, *, device: torch.device | None = None
 ) -> Tensor:
-    """``softmax(model(x_i))[classes_i]`` for every image (CPU, float64; ``batch_size`` as in
-    :func:`lingerlab.inference.predict`)."""
-    logits, _ = predict(model, images, device=device, batch_size=batch_size)
+    """``softmax(model(x_i))[classes_i]`` for every image (CPU, float64)."""
+    logits, _ = predict(model, images, device=device)
     p = torch.softmax(logits.double(), dim=1)
     return p.gather(1, torch.as_tensor(classes, dtype=torch.long).view(-1, 1).cpu()).flatten()
 
 
-def _per_class(frame: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
-    g = frame.groupby(["source_class", "source_name"], sort=True)
-    out = g[list(cols)].mean()
-    out["n"] = g.size()
-    return out.reset_index()
-
-
-def source_survival(audit: object, composites: object, ratio: float = SURVIVAL_RATIO) -> pd.DataFrame:
-    """Per source class: M^s's mean ``p(c_s)`` on the source images alone (``p_alone``) and on their
-    composites (``p_composite``), ``ratio = p_composite / p_alone`` and ``survives``
-    (ratio >= ``ratio``, :data:`SURVIVAL_RATIO`). ``attrs["overall"]`` holds the pooled means with
+def _class_table(audit: object, comp: object, a: tuple[str, Tensor], b: tuple[str, Tensor]) -> pd.DataFrame:
+    """Per source class of ``comp``: M^s's mean ``p(c_s)`` on two image sets paired with the composites
+    (``a`` and ``b``: column name and images) and ``n``; ``attrs["overall"]`` holds the pooled means with
     cluster-bootstrap intervals (by source photo)."""
-    check_range("ratio", ratio, 0, 1)
-    comp = composites
     cs = audit.composite_classes(comp)  # type: ignore[attr-defined]
     ms = audit.source_model()  # type: ignore[attr-defined]
-    src, _ = gather(audit.world.source_data, comp.source_index.tolist())  # type: ignore[attr-defined]
-    p_alone = class_probability(ms, src, cs, device=audit.device)  # type: ignore[attr-defined]
-    p_comp = class_probability(ms, comp.images, cs, device=audit.device)  # type: ignore[attr-defined]
     names = list(audit.world.source_classes)  # type: ignore[attr-defined]
-    frame = pd.DataFrame(
-        {
-            "source_class": cs.numpy(),
-            "source_name": [names[int(c)] for c in cs],
-            "p_alone": p_alone.numpy(),
-            "p_composite": p_comp.numpy(),
-        }
-    )
-    out = _per_class(frame, ["p_alone", "p_composite"])
-    out["ratio"] = out["p_composite"] / out["p_alone"].where(out["p_alone"] > 0)
-    out["survives"] = out["ratio"] >= ratio
+    frame = pd.DataFrame({"source_class": cs.numpy(), "source_name": [names[int(c)] for c in cs]})
+    for col, images in (a, b):
+        frame[col] = class_probability(ms, images, cs, device=audit.device).numpy()  # type: ignore[attr-defined]
+    g = frame.groupby(["source_class", "source_name"], sort=True)
+    out = g[[a[0], b[0]]].mean()
+    out["n"] = g.size()
+    out = out.reset_index()
     clusters = composite_clusters(audit, comp)
-    out.attrs["overall"] = {
-        k: cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_alone", "p_composite")
-    }
+    out.attrs["overall"] = {k: cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in (a[0], b[0])}
     return out
 
 
-def neutral_check(audit: object, composites: object, neutral: object, ratio: float = NEUTRAL_RATIO) -> pd.DataFrame:
+def source_survival(audit: object, composites: object) -> pd.DataFrame:
+    """Per source class: M^s's mean ``p(c_s)`` on the source images alone (``p_alone``) and on their
+    composites (``p_composite``), ``ratio = p_composite / p_alone`` and ``survives``
+    (ratio >= :data:`SURVIVAL_RATIO`). ``attrs["overall"]`` holds the pooled means with
+    cluster-bootstrap intervals (by source photo)."""
+    src, _ = gather(audit.world.source_data, composites.source_index.tolist())  # type: ignore[attr-defined]
+    out = _class_table(audit, composites, ("p_alone", src), ("p_composite", composites.images))  # type: ignore[attr-defined]
+    out["ratio"] = out["p_composite"] / out["p_alone"].where(out["p_alone"] > 0)
+    out["survives"] = out["ratio"] >= SURVIVAL_RATIO
+    return out
+
+
+def neutral_check(audit: object, composites: object, neutral: object) -> pd.DataFrame:
     """Per source class: M^s's mean ``p(c_s)`` on the composites and on the blurred controls
     (``neutral``: the same patches on ``neutral_backgrounds``), ``chance = 1 / |C(D^s)|``,
-    ``ratio = p_neutral / chance`` and ``neutral`` (ratio <= ``ratio``, :data:`NEUTRAL_RATIO`: the
+    ``ratio = p_neutral / chance`` and ``neutral`` (ratio <= :data:`NEUTRAL_RATIO`: the
     blurred background leaves M^s near chance for the source class)."""
-    check_range("ratio", ratio, 0, None)
-    cs = audit.composite_classes(composites)  # type: ignore[attr-defined]
-    ms = audit.source_model()  # type: ignore[attr-defined]
-    p_comp = class_probability(ms, composites.images, cs, device=audit.device)  # type: ignore[attr-defined]
-    p_neu = class_probability(ms, neutral.images, cs, device=audit.device)  # type: ignore[attr-defined]
-    names = list(audit.world.source_classes)  # type: ignore[attr-defined]
-    frame = pd.DataFrame(
-        {
-            "source_class": cs.numpy(),
-            "source_name": [names[int(c)] for c in cs],
-            "p_composite": p_comp.numpy(),
-            "p_neutral": p_neu.numpy(),
-        }
-    )
-    out = _per_class(frame, ["p_composite", "p_neutral"])
-    out["chance"] = 1.0 / len(names)
+    pair = (("p_composite", composites.images), ("p_neutral", neutral.images))  # type: ignore[attr-defined]
+    out = _class_table(audit, composites, *pair)
+    out["chance"] = 1.0 / len(audit.world.source_classes)  # type: ignore[attr-defined]
     out["ratio"] = out["p_neutral"] / out["chance"]
-    out["neutral"] = out["ratio"] <= ratio
-    clusters = composite_clusters(audit, composites)
-    out.attrs["overall"] = {
-        k: cluster_bootstrap_ci(frame[k].to_numpy(), clusters, n_boot=2000) for k in ("p_composite", "p_neutral")
-    }
+    out["neutral"] = out["ratio"] <= NEUTRAL_RATIO
     return out
 
 
@@ -172,7 +141,6 @@ def deletion_test(
     frac: float = 0.2,
     generator: torch.Generator | int | None = 0,
     device: torch.device | None = None,
-    batch_size: int | None = None,
 ) -> pd.DataFrame:
     """The deletion test of one model's maps: per image, ``p`` (the model's probability of
     ``targets`` on the intact image), ``p_top`` (after deleting the ``frac`` share of pixels the map
@@ -183,8 +151,6 @@ def deletion_test(
     ``drop_random = log p - log p_random`` and ``gain = drop_top - drop_random``. A faithful map has
     ``gain > 0`` on average."""
     check_range("frac", frac, 0, 1, lo_open=True, hi_open=True)
-    if batch_size is not None:
-        check_int_range("batch_size", batch_size, 1)
     images = images.cpu()
     maps = maps.cpu()
     if len(maps) != len(images):
@@ -203,9 +169,9 @@ def deletion_test(
     # more than any contiguous region (lite0: every model "failed" against it)
     other = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
     noise = maps[other] + 1e-6 * torch.rand(maps.shape, generator=g)
-    p = class_probability(model, images, t, device=device, batch_size=batch_size)
-    p_top = class_probability(model, delete_pixels(images, maps, frac), t, device=device, batch_size=batch_size)
-    p_rand = class_probability(model, delete_pixels(images, noise, frac), t, device=device, batch_size=batch_size)
+    p = class_probability(model, images, t, device=device)
+    p_top = class_probability(model, delete_pixels(images, maps, frac), t, device=device)
+    p_rand = class_probability(model, delete_pixels(images, noise, frac), t, device=device)
     log = lambda v: torch.log(v.clamp(min=1e-12))  # noqa: E731
     return pd.DataFrame(
         {
@@ -219,12 +185,10 @@ def deletion_test(
     )
 
 
-def deletion_summary(
-    rows: pd.DataFrame, clusters: Sequence[object] | np.ndarray, *, n_boot: int = 2000, seed: int = 0
-) -> dict[str, float]:
+def deletion_summary(rows: pd.DataFrame, clusters: Sequence[object] | np.ndarray, *, seed: int = 0) -> dict[str, float]:
     """Mean ``drop_top``, ``drop_random`` and ``gain`` of :func:`deletion_test` rows, the gain's
     cluster-bootstrap 95% interval (by source photo) and ``faithful`` (the interval's lower end > 0)."""
-    gain, lo, hi = cluster_bootstrap_ci(rows["gain"].to_numpy(float), list(clusters), n_boot=n_boot, seed=seed)
+    gain, lo, hi = cluster_bootstrap_ci(rows["gain"].to_numpy(float), list(clusters), n_boot=2000, seed=seed)
     return {
         "drop_top": float(rows["drop_top"].mean()),
         "drop_random": float(rows["drop_random"].mean()),
@@ -235,9 +199,7 @@ def deletion_summary(
     }
 
 
-def faithfulness(
-    audit: object, arms: dict[str, str], seeds: Sequence[int], composites: object, *, frac: float = 0.2
-) -> pd.DataFrame:
+def faithfulness(audit: object, arms: dict[str, str], seeds: Sequence[int], composites: object) -> pd.DataFrame:
     """The deletion test on ``composites`` for M^s (maps for c_s, seed-free) and every arm of ``arms``
     (label -> arm name) and seed (maps for the pasted target class): one row per (model, seed) with
     :func:`deletion_summary`. The random deletions are seeded by the model's training seed."""
@@ -255,44 +217,8 @@ def faithfulness(
             comp.images,
             maps,
             t,
-            frac=frac,
             generator=10_000 + int(s),  # type: ignore[attr-defined]
             device=audit.device,
         )  # type: ignore[attr-defined]
         rows.append({"model": label, "seed": s, **deletion_summary(d, clusters, seed=int(s))})
     return pd.DataFrame(rows)
-
-
-def describe(survival: pd.DataFrame, neutral: pd.DataFrame, faith: pd.DataFrame) -> str:
-    """The three checks in words (Markdown), with their counts: how many classes' objects survive the
-    overlay, for how many the blur is neutral, and for how many (model, seed) pairs Grad-CAM passes
-    the deletion test. Text from code, so the book glues it instead of typing numbers."""
-    n = len(survival)
-    kept = int(survival["survives"].sum())
-    hidden = ", ".join(survival.loc[~survival["survives"], "source_name"].astype(str).tolist()) or "none"
-    s_over = survival.attrs.get("overall", {})
-    p_alone, p_comp = s_over.get("p_alone", (np.nan,) * 3), s_over.get("p_composite", (np.nan,) * 3)
-    lines = [
-        f"- **The source object survives the overlay** in {kept} of {n} source-only classes "
-        f"(M^s's mean p(c_s): {p_alone[0]:.3f} [{p_alone[1]:.3f}, {p_alone[2]:.3f}] on the source images alone, "
-        f"{p_comp[0]:.3f} [{p_comp[1]:.3f}, {p_comp[2]:.3f}] on the composites; 95% cluster-bootstrap intervals). "
-        f"Hidden: {hidden}."
-        + (
-            " Eq. 4 then compares maps of composites in which M^s itself no longer sees the "
-            "source object, so a null result there says little about lingering memories."
-            if kept < n / 2
-            else ""
-        )
-    ]
-    chance = float(neutral["chance"].iloc[0]) if len(neutral) else float("nan")
-    lines.append(
-        f"- **The blurred control is neutral** (M^s's p(c_s) at most {NEUTRAL_RATIO:g} x chance, "
-        f"{chance:.3g}) in {int(neutral['neutral'].sum())} of {len(neutral)} classes."
-    )
-    models = faith[faith["model"] != "M^s"]
-    per_model = models.groupby("model", sort=False)["faithful"].agg(["sum", "size"])
-    parts = "; ".join(f"{m}: {int(r['sum'])} of {int(r['size'])} seeds" for m, r in per_model.iterrows())
-    ms = faith[faith["model"] == "M^s"]
-    ms_ok = bool(ms["faithful"].all()) if len(ms) else False
-    lines.append(f"- **Grad-CAM passes the deletion test** for M^s: {'yes' if ms_ok else 'no'}; {parts}.")
-    return "\n".join(lines)

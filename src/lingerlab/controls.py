@@ -23,7 +23,6 @@ import torch
 
 from . import cache as _cache
 from ._data import gather
-from ._validation import check_choice
 from .arm_roles import ArmSpec, arm_model, arm_specs, distinct_seeds, is_fine_tuned, reference_arm
 from .audit import Audit
 from .checks import composite_clusters
@@ -66,17 +65,14 @@ def _shared_pool(audit: Audit) -> list[int]:
     return order[:4]
 
 
-def control_sets(
-    audit: Audit, classes: Iterable[int] | None = None, composites_seed: int = 0, neutral: str = "blur"
-) -> dict[str, Composites]:
+def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_seed: int = 0) -> dict[str, Composites]:
     """The three paired image sets: ``source_only`` (= ``audit.composites``), ``neutral`` and ``shared``:
-    the same target patches at the same places, pasted on a ``neutral_backgrounds(kind=neutral)``
+    the same target patches at the same places, pasted on a ``neutral_backgrounds(kind="blur")``
     version of each source image and on a (seeded) image of a shared class. Cached by the audit.
 
     ``shared`` is left out, with a warning, when no class outside F has source images (e.g. the
     ``lite0`` world at 224 px, where none of D^c's 22 classes is in a target image's top-k):
     :func:`controls` then reports ``correct_shared`` as NaN and the fair test's ``err_shared`` as NaN."""
-    check_choice("neutral", neutral, ("blur", "plain", "noise"))
     comp = audit.composites(classes, composites_seed)
     pool = _shared_pool(audit)
     if not pool:
@@ -90,8 +86,7 @@ def control_sets(
 
     def compute() -> dict[str, Composites]:
         src, _ = gather(audit.world.source_data, comp.source_index.tolist())
-        neutral_bg = neutral_backgrounds(src, kind=neutral, generator=composites_seed)
-        sets = {"source_only": comp, "neutral": paste(neutral_bg, comp)}
+        sets = {"source_only": comp, "neutral": paste(neutral_backgrounds(src), comp)}
         if not pool:
             return sets
         shared_idx = [i for c in pool for i in audit.class_images(c, audit.n_composites_per_class)]
@@ -105,7 +100,7 @@ def control_sets(
         shared.source_index = torch.as_tensor(idx, dtype=torch.long)
         return {**sets, "shared": shared}
 
-    key = (_cache.fingerprint(comp.images, comp.masks), pool, neutral, composites_seed, audit.n_composites_per_class)
+    key = (_cache.fingerprint(comp.images, comp.masks), pool, "blur", composites_seed, audit.n_composites_per_class)
     return audit.stages.get("control_sets", key, compute)
 
 
@@ -114,8 +109,6 @@ def controls(
     arms: Sequence[str] | Mapping[str, ArmSpec] | None = None,
     seeds: Sequence[int] = (0, 1, 2),
     classes: Iterable[int] | None = None,
-    composites_seed: int = 0,
-    neutral: str = "blur",
     reference: str | None = None,
 ) -> pd.DataFrame:
     """One row per (arm, seed, composite): correctness on the three paired sets, the flip, Eq. 4 and
@@ -131,7 +124,7 @@ def controls(
     specs = arm_specs(audit, arms)
     seed_list = distinct_seeds(seeds)
     ref = reference_arm(audit, specs, reference)
-    sets = control_sets(audit, classes, composites_seed, neutral)
+    sets = control_sets(audit, classes)
     comp = sets["source_only"]
     cs = audit.composite_classes(comp)
     ms = audit.maps("M^s", comp, cs)

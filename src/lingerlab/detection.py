@@ -10,9 +10,8 @@ convention, :mod:`lingerlab.ood`):
   MaxLogit, EnergyBased; and, fitted on M^t's own clean training images, Mahalanobis, KNN, ViM, ReAct.
 
 Negatives are clean target images, positives composites (a target image on a source-only image).
-Each score is also turned into a flag at the threshold that flags 5% of the clean images
-(``flag_fpr``), so M^t's error on flagged and on unflagged composites compares the scores at one
-false-positive rate.
+Each score is also turned into a flag at the threshold that flags 5% of the clean images, so M^t's
+error on flagged and on unflagged composites compares the scores at one false-positive rate.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ __all__ = [
     "auroc",
     "fpr_at_tpr",
     "evaluate_detection",
-    "msp_score",
-    "energy_score",
     "threshold_at_fpr",
 ]
 
@@ -95,20 +92,6 @@ def fpr_at_tpr(
     return float((neg >= t).mean())
 
 
-def msp_score(logits: Tensor) -> Tensor:
-    """pytorch-ood's ``MaxSoftmax`` score, ``-max_y softmax(logits)_y``: higher = less confident."""
-    from pytorch_ood.detector import MaxSoftmax
-
-    return MaxSoftmax.score(logits.float())
-
-
-def energy_score(logits: Tensor) -> Tensor:
-    """pytorch-ood's ``EnergyBased`` score, ``-logsumexp(logits)`` (T = 1): higher = more suspicious."""
-    from pytorch_ood.detector import EnergyBased
-
-    return EnergyBased.score(logits.float())
-
-
 def threshold_at_fpr(negatives: Tensor | np.ndarray | Iterable[float], fpr: float = 0.05) -> float:
     """The threshold ``t`` such that ``score > t`` flags at most ``fpr`` of ``negatives``: their
     ``1 - fpr`` quantile (the higher order statistic, so the bound holds exactly on these negatives)."""
@@ -123,15 +106,11 @@ def evaluate_detection(
     target_model: nn.Module,
     clean_images: ImageData,
     clean_labels: Tensor | None,
-    composites: Composites | Tensor,
+    composites: Composites,
     lingering_classes: Tensor | Iterable[int],
     p_lo: float = 0.01,
     *,
-    composite_labels: Tensor | None = None,
-    tpr: float = 0.95,
     baselines: OODBaselines | None = None,
-    head: str | None = None,
-    flag_fpr: float = 0.05,
 ) -> dict[str, Any]:
     """Eq. 5 as a detector of composites among clean target images, against pytorch-ood's detectors on M^t.
 
@@ -140,17 +119,17 @@ def evaluate_detection(
         target_model: M^t (its logits and features feed the baselines; its errors are the damage).
         clean_images, clean_labels: clean target images (negatives) and their labels (None: taken
             from a labelled dataset).
-        composites: positives; a ``Composites`` (labels = ``target_label``) or images with
-            ``composite_labels``.
+        composites: positives (labels = ``target_label``).
         lingering_classes: L (Eq. 3). With an empty L the Eq. 5 score is 0 everywhere (AUROC 0.5).
         p_lo: Eq. 5's threshold.
         baselines: an :class:`lingerlab.ood.OODBaselines` built over ``target_model`` (fitted on its
             training images); None: the detectors that need no fitting (MaxSoftmax, MaxLogit,
-            EnergyBased). ``head`` names M^t's head for them.
-        flag_fpr: each score's flag is ``score > threshold_at_fpr(clean scores, flag_fpr)``.
+            EnergyBased).
+
+    Each score's flag is ``score > threshold_at_fpr(clean scores, 0.05)``.
 
     Returns a dict: ``table`` (DataFrame, one row per score, ``eq5`` first: ``auroc``, ``fpr_at_95tpr``,
-    and for its flag at ``flag_fpr``: ``flag_rate_composites``, ``error_flagged``, ``error_unflagged``
+    and for its flag: ``flag_rate_composites``, ``error_flagged``, ``error_unflagged``
     (M^t's error rate on flagged / unflagged composites) and ``errors_caught`` (share of M^t's composite
     errors flagged)); for the Eq. 5 flag at ``p_lo``: ``flag_rate_clean`` (its false-positive rate),
     ``flag_rate_composites`` (its true-positive rate), ``error_flagged``, ``error_unflagged``,
@@ -159,12 +138,7 @@ def evaluate_detection(
     not allow, with the reason) and the counts ``n_clean``, ``n_composites``, ``n_lingering``.
     """
     check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
-    if isinstance(composites, Composites):
-        comp_x, comp_y = composites.images, composites.target_label if composite_labels is None else composite_labels
-    else:
-        comp_x, comp_y = composites, composite_labels
-    if comp_y is None:
-        raise ValueError("composite_labels must be given when composites is a plain image tensor")
+    comp_x, comp_y = composites.images, composites.target_label
     if clean_labels is None:
         clean_labels = labels_of(clean_images)
     comp_y = torch.as_tensor(comp_y).long().cpu()
@@ -177,7 +151,7 @@ def evaluate_detection(
     ]
     if baselines is None:
         baselines = OODBaselines(
-            target_model, None, None, head=head, detectors=[n for n, d in DETECTORS.items() if d.reads == "logits"]
+            target_model, None, None, detectors=[n for n, d in DETECTORS.items() if d.reads == "logits"]
         )
     f_clean, lg_clean = features_and_logits(target_model, clean_images, baselines.head)
     f_comp, lg_comp = features_and_logits(target_model, comp_x, baselines.head)
@@ -200,10 +174,8 @@ def evaluate_detection(
 
     rows = []
     for name, (neg, pos) in scores.items():
-        flag = pos.double() > threshold_at_fpr(neg, flag_fpr)
-        rows.append(
-            {"score": name, "auroc": auroc(neg, pos), "fpr_at_95tpr": fpr_at_tpr(neg, pos, tpr), **flag_stats(flag)}
-        )
+        flag = pos.double() > threshold_at_fpr(neg, 0.05)
+        rows.append({"score": name, "auroc": auroc(neg, pos), "fpr_at_95tpr": fpr_at_tpr(neg, pos), **flag_stats(flag)})
     table = pd.DataFrame(rows)
     s_clean, s_comp = scores["eq5"]
     return {
@@ -220,18 +192,11 @@ def evaluate_detection(
     }
 
 
-def detection_over_seeds(
-    audit: Any,
-    seeds: Sequence[int],
-    *,
-    n_boot: int = 10_000,
-    composites_seed: int = 0,
-    detectors: Sequence[str] | None = None,
-) -> dict[str, pd.DataFrame]:
+def detection_over_seeds(audit: Any, seeds: Sequence[int]) -> dict[str, pd.DataFrame]:
     """Eq. 5 scored fairly against pytorch-ood's detectors: for each seed,
     positives are the composites of *that seed's* lingering classes L (Eq. 3 of M^t), negatives the
-    clean target validation images, and every score (Eq. 5, and each of ``detectors`` on M^t, fitted
-    on M^t's own training images; None: all of ``ood.DETECTORS``) ranks the same positives.
+    clean target validation images, and every score (Eq. 5, and each of ``ood.DETECTORS`` on M^t, fitted
+    on M^t's own training images) ranks the same positives.
 
     Returns ``per_seed`` (one row per (seed, score): ``auroc, fpr_at_95tpr``, the flag at 5% clean
     FPR (``flag_rate_composites, error_flagged, error_unflagged, errors_caught``), ``n_lingering,
@@ -258,7 +223,7 @@ def detection_over_seeds(
                 }
             )
             continue
-        det = audit.detection(seed, classes=L, composites_seed=composites_seed, detectors=detectors)
+        det = audit.detection(seed, classes=L)
         extra = {f"p_lo_{k}": det[k] for k in ("flag_rate_clean", "flag_rate_composites", "errors_caught")}
         for r in det["table"].to_dict("records"):
             rows.append(
@@ -278,7 +243,7 @@ def detection_over_seeds(
             v = g[col].to_numpy(float)
             v = v[np.isfinite(v)]
             mean, lo, hi = (
-                cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0) if len(v) else (float("nan"),) * 3
+                cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=10_000, seed=0) if len(v) else (float("nan"),) * 3
             )
             row.update({col: mean, f"{col}_ci_lo": lo, f"{col}_ci_hi": hi})
         out.append(row)

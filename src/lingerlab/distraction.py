@@ -2,19 +2,17 @@
 
 ``distraction(x, M) = IoU(P_q(A^b(x, M, c_t)), P_q(A^b(x, M^s, c_s)))``: the sets of background
 (non-overlay) pixels whose attribution is above the q-quantile (paper: q = 0.8), compared by IoU.
-Plus what makes the number interpretable: its chance level on shuffled pairs, bootstrap intervals
-and a paired permutation test for comparing two models on the same composites.
+Plus what makes the number interpretable: its chance level on shuffled pairs and bootstrap intervals.
 
 In a distributed run (:mod:`lingerlab.distributed`) nothing here is split: the Grad-CAM maps come
 back whole, in order, on every process (:func:`lingerlab.attribution.gradcam` gathers them), and
-the IoUs, their shuffled-pair null and the resampling tests are cheap tensor operations on them
+the IoUs, their shuffled-pair null and the bootstrap are cheap tensor operations on them
 (milliseconds next to the maps' forward and backward passes), so every process computes the same
 numbers as a single process, with no communication.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 
 import torch
@@ -193,11 +191,10 @@ def _finite(values: Tensor, name: str) -> Tensor:
 
 
 def bootstrap_ci(
-    values: Tensor, n_boot: int = 2000, level: float = 0.95, generator: torch.Generator | int | None = None
+    values: Tensor, n_boot: int = 2000, generator: torch.Generator | int | None = None
 ) -> tuple[float, float, float]:
-    """Percentile bootstrap of the mean: ``(mean, lo, hi)``. NaN values are dropped first."""
+    """Percentile bootstrap of the mean with a 95% interval: ``(mean, lo, hi)``. NaN values are dropped first."""
     check_int_range("n_boot", n_boot, 1)
-    check_range("level", level, 0, 1, lo_open=True, hi_open=True)
     v = _finite(values, "values")
     gen = as_generator(generator)
     gen_device = gen.device if gen is not None else torch.device("cpu")
@@ -210,53 +207,6 @@ def bootstrap_ci(
         idx = torch.randint(0, n, (m, n), generator=gen, device=gen_device)
         means.append(v_cpu[idx].mean(dim=1))
     boot = torch.cat(means)
-    alpha = (1 - level) / 2
+    alpha = (1 - 0.95) / 2
     lo, hi = torch.quantile(boot, torch.tensor([alpha, 1 - alpha], dtype=boot.dtype, device=boot.device)).tolist()
     return float(v.mean()), float(lo), float(hi)
-
-
-def paired_test(
-    a: Tensor,
-    b: Tensor,
-    n_perm: int = 5000,
-    generator: torch.Generator | int | None = None,
-    n_boot: int = 2000,
-    level: float = 0.95,
-) -> dict[str, float]:
-    """Compare two models on the same composites: paired sign-flip permutation test of ``mean(a - b)``.
-
-    Under H0 (no difference) each per-composite difference is as likely to have either sign. Pairs with
-    a NaN are dropped. With ``2**n <= n_perm`` all sign patterns are enumerated (exact test); otherwise
-    the two-sided p-value is ``(1 + #{|perm mean| >= |observed|}) / (n_perm + 1)``. Returns
-    ``dict(mean_diff, ci_lo, ci_hi, p_value, n)`` with a percentile bootstrap CI of the mean difference.
-    """
-    check_int_range("n_perm", n_perm, 1)
-    a_t, b_t = (
-        torch.as_tensor(a).flatten().double(),
-        torch.as_tensor(b).flatten().double().to(torch.as_tensor(a).device),
-    )
-    if len(a_t) != len(b_t):
-        raise ValueError(f"a and b must have one value per composite; got {len(a_t)} and {len(b_t)}")
-    keep = ~(torch.isnan(a_t) | torch.isnan(b_t))
-    d = (a_t - b_t)[keep].cpu()
-    if len(d) == 0:
-        raise ValueError("a and b have no pair without NaN: pass at least one value each")
-    gen = as_generator(generator)
-    mean_diff, ci_lo, ci_hi = bootstrap_ci(d, n_boot=n_boot, level=level, generator=gen)
-    n = len(d)
-    obs = abs(float(d.mean()))
-    tol = 1e-12 * max(1.0, obs)
-    if 2**n <= n_perm:
-        signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=n)), dtype=torch.float64)
-        stats = (signs * d).mean(dim=1).abs()
-        p_value = float((stats >= obs - tol).double().mean())
-    else:
-        gen_device = gen.device if gen is not None else torch.device("cpu")
-        d_g = d.to(gen_device)
-        hits, chunk = 0, max(1, 2_000_000 // n)
-        for start in range(0, n_perm, chunk):
-            m = min(chunk, n_perm - start)
-            signs = torch.randint(0, 2, (m, n), generator=gen, device=gen_device).double() * 2 - 1
-            hits += int(((signs * d_g).mean(dim=1).abs() >= obs - tol).sum())
-        p_value = (1 + hits) / (n_perm + 1)
-    return {"mean_diff": mean_diff, "ci_lo": ci_lo, "ci_hi": ci_hi, "p_value": p_value, "n": n}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import Any, Callable, ContextManager, Sequence, TypeVar
+from typing import Any, Callable, ContextManager, TypeVar
 
 import torch
 from torch import Tensor
@@ -231,31 +231,21 @@ def all_reduce_max(t: Tensor) -> Tensor:
 _META = 10  # gathered per rank: n_local, ndim, up to 8 trailing sizes
 
 
-def all_gather_cat(t: Tensor, n_total: int, order: Sequence[int] | Tensor | None = None) -> Tensor:
+def all_gather_cat(t: Tensor, n_total: int) -> Tensor:
     """Every process's rows of ``t`` (``[n_local, ...]``) reassembled into one ``[n_total, ...]``
     tensor, in the original order, on every process (on ``t``'s device).
 
-    ``order=None``: rank r holds the rows at ``shard_indices(n_total, r)`` (contiguous blocks), so
-    the result is the ranks' rows concatenated in rank order. Otherwise ``order`` lists, for each of
-    this process's rows, its index in the result; all ranks' ``order`` together must be a
-    permutation of ``0..n_total-1``. Ranks may hold different numbers of rows (also none: pass an
-    empty tensor of the right dtype; its trailing shape is taken from the others): rows are padded
+    Rank r holds the rows at ``shard_indices(n_total, r)`` (contiguous blocks), so the result is the
+    ranks' rows concatenated in rank order. Ranks may hold different numbers of rows (also none: pass
+    an empty tensor of the right dtype; its trailing shape is taken from the others): rows are padded
     to the longest shard, gathered and unpadded. Trailing shapes and dtypes must agree. Not
-    distributed: ``t`` itself (``order=None``) or ``t``'s rows placed at ``order``.
+    distributed: ``t`` itself.
     """
     n_total = check_int_range("n_total", n_total, 0)
-    ord_t = None if order is None else torch.as_tensor(order, dtype=torch.long).flatten().cpu()
-    if ord_t is not None and len(ord_t) != len(t):
-        raise ValueError(f"order must hold one index per row of t ({len(t)}); got {len(ord_t)}")
     if not is_distributed():
         if len(t) != n_total:
             raise ValueError(f"t must hold n_total = {n_total} rows in a single process; got {len(t)}")
-        if ord_t is None:
-            return t
-        _check_permutation(ord_t, n_total)
-        out = torch.empty_like(t)
-        out[ord_t.to(t.device)] = t
-        return out
+        return t
     dist = _dist()
     w = world_size()
     if t.dim() - 1 > _META - 2:
@@ -285,28 +275,7 @@ def all_gather_cat(t: Tensor, n_total: int, order: Sequence[int] | Tensor | None
         pad[: len(t)] = t.to(cdev, wire)
     parts = [torch.empty_like(pad) for _ in range(w)]
     dist.all_gather(parts, pad)
-    rows = [p[:s] for p, s in zip(parts, sizes)]
-    if ord_t is None:
-        out = torch.cat(rows)
-    else:
-        ords = torch.full((biggest,), -1, dtype=torch.long)
-        ords[: len(ord_t)] = ord_t
-        odev = _comm_device(ords)
-        ord_parts = [torch.empty(biggest, dtype=torch.long, device=odev) for _ in range(w)]
-        dist.all_gather(ord_parts, ords.to(odev))
-        where = torch.cat([o[:s].cpu() for o, s in zip(ord_parts, sizes)])
-        _check_permutation(where, n_total)
-        out = torch.empty((n_total, *trailing), dtype=wire, device=cdev)
-        out[where.to(cdev)] = torch.cat(rows)
-    return out.to(t.device, dtype)
-
-
-def _check_permutation(idx: Tensor, n: int) -> None:
-    ok = len(idx) == n and (
-        n == 0 or (int(idx.min()) >= 0 and int(idx.max()) < n and bool((torch.bincount(idx, minlength=n) == 1).all()))
-    )
-    if not ok:
-        raise ValueError(f"order must place every index of 0..{n - 1} exactly once across the ranks")
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(t.device, dtype)
 
 
 def run_local(fn: Callable[[], T]) -> T:

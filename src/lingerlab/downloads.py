@@ -265,10 +265,7 @@ def fetch_asset(
     *,
     base_url: str | None = None,
     sha256: str | None = None,
-    allow_unverified: bool = False,
     progress: bool = False,
-    timeout: float = 60,
-    resume: bool = True,
 ) -> Path:
     """:func:`fetch` one registered asset (an :class:`Asset` or a name in :data:`ASSETS`) to ``dest``,
     with its URL from :func:`asset_url` and its hash from :func:`asset_sha256`."""
@@ -280,10 +277,7 @@ def fetch_asset(
         asset_url(asset, base_url),
         dest,
         sha256=asset_sha256(asset, sha256),
-        resume=resume,
         progress=progress,
-        timeout=timeout,
-        allow_unverified=allow_unverified,
         size=asset.size,
         name=asset.name,
     )

@@ -93,7 +93,6 @@ class FairTest:
 
     Attributes:
         controls: one row per (arm, seed, composite) (``controls.controls``).
-        per_seed: one row per (arm, seed, subset) (:func:`subset_per_seed`).
         table: one row per (arm, subset, measure): ``mean`` over seeds, ``ci_lo, ci_hi`` (95%
             bootstrap over seeds), ``n_seeds`` and the per-seed ``values``.
         tests: the family of tests of the world, one row each: ``claim, kind`` ("between arms" or
@@ -109,7 +108,6 @@ class FairTest:
     """
 
     controls: pd.DataFrame
-    per_seed: pd.DataFrame
     table: pd.DataFrame
     tests: pd.DataFrame
     reference: str
@@ -267,8 +265,6 @@ def summarize(
     gates: Gates | None = None,
     alpha: float = 0.05,
     n_boot: int = 4000,
-    seed: int = 0,
-    n_resamples: int = 10_000,
 ) -> FairTest:
     """The fair test from the rows of ``controls.controls`` (cheap: no model runs).
 
@@ -317,7 +313,7 @@ def summarize(
             sub = seed_values(arm, subset)
             for measure in (m for m in MEASURES if m in sub):
                 v = sub[measure].to_numpy(dtype=float)
-                mean, lo, hi = cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=seed)
+                mean, lo, hi = cluster_bootstrap_ci(v, np.arange(len(v)), n_boot=n_boot, seed=0)
                 n, values = int((~np.isnan(v)).sum()), tuple(float(x) for x in v)
                 rows.append(
                     dict(
@@ -326,7 +322,8 @@ def summarize(
                 )
     table = pd.DataFrame(rows)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
+    n_resamples = 10_000
     vals = composite_values(ctl)
     vals[["arm", "seed", "source_class", "in_L"]] = ctl[["arm", "seed", "source_class", "in_L"]]
     r_ctl = ctl[ctl["arm"] == ref]
@@ -371,9 +368,7 @@ def summarize(
             }
         )
     t = with_verdicts(pd.DataFrame(tests), gates, alpha)
-    return FairTest(
-        controls=ctl, per_seed=ps, table=table, tests=t, reference=ref, baselines=base, excluded=excl, gates=gates
-    )
+    return FairTest(controls=ctl, table=table, tests=t, reference=ref, baselines=base, excluded=excl, gates=gates)
 
 
 def fair_test(
@@ -383,9 +378,6 @@ def fair_test(
     *,
     reference: str | None = None,
     baselines: Sequence[str] | None = None,
-    composites_seed: int = 0,
-    neutral: str = "blur",
-    gated: bool = True,
     alpha: float = 0.05,
     n_boot: int = 4000,
     stability: bool = True,
@@ -395,17 +387,15 @@ def fair_test(
     then :func:`summarize` without the hidden classes, each claim whose gate fails "not testable",
     and (``stability``) each verdict's leave-one-class-out stability (:func:`with_stability`).
     ``arms`` default: ``spec.comparison_arms`` (labels -> arms); ``reference`` default:
-    ``spec.comparison_reference``. ``gated=False`` skips the checks (every gate counts as passed)."""
+    ``spec.comparison_reference``."""
     specs = arm_specs(audit, arms)
-    ctl = controls(audit, specs, seeds, None, composites_seed, neutral, reference=reference)
+    ctl = controls(audit, specs, seeds, reference=reference)
     ref = ctl.attrs["reference"]
     base = baselines_of(ctl, ref, baselines)
-    g = None
-    if gated:
-        comp = audit.composites(seed=composites_seed)
-        survival = _checks.source_survival(audit, comp)
-        faith = _checks.faithfulness(audit, {a: specs[a] for a in (ref, *base)}, distinct_seeds(seeds), comp)
-        g = evaluate(ctl, survival, faith, ref, base)
+    comp = audit.composites(seed=0)
+    survival = _checks.source_survival(audit, comp)
+    faith = _checks.faithfulness(audit, {a: specs[a] for a in (ref, *base)}, distinct_seeds(seeds), comp)
+    g = evaluate(ctl, survival, faith, ref, base)
     ft = summarize(ctl, reference=ref, baselines=base, gates=g, alpha=alpha, n_boot=n_boot)
     return with_stability(ft, alpha=alpha, n_boot=n_boot) if stability else ft
 

@@ -13,7 +13,7 @@ import torch
 
 from ._validation import check_int_range
 from .controls import control_sets
-from .plotting import UNITS, error_bars, show_cam, show_image
+from .plotting import UNITS, axes_style, error_bars, show_cam, show_image
 from .publishing import BOOK_WIDTH_IN, shown_scale
 from .bootstrap import cluster_bootstrap_ci
 
@@ -65,134 +65,172 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
     return pd.DataFrame(rows)
 
 
+def _hollow(collections: Sequence[Any], hollow_y: np.ndarray) -> None:
+    """Edge each dot of ``collections`` in its own colour; make it hollow (white) where its row is one
+    of ``hollow_y``."""
+    from matplotlib.colors import to_rgba
+
+    for coll in collections:
+        xy = np.asarray(coll.get_offsets(), dtype=float).reshape(-1, 2)
+        if len(xy):
+            face = np.array(coll.get_facecolors())
+            coll.set_edgecolors(face.copy())
+            face[np.isclose(xy[:, 1][:, None], hollow_y[None, :]).any(axis=1)] = to_rgba("white")
+            coll.set_facecolors(face)
+
+
 def plot_fig3a(ft: Any, arms: Sequence[str], title: str | None = None) -> Any:
     """Figure 3a, per source-only class (one row each): Eq. 4 of each arm over the seeds in which the
     class lingers (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null
     (grey tick); classes ordered by how often they are in L (top: in L in every seed), with that share
     printed beside each name; classes in L in no seed (``F \\ L``, the contrast) hollow, at the bottom.
-    The legend takes one column where two would be wider than the book's page. Returns the axes."""
+    The dots are seaborn's strip plot (one dodged row per arm); the intervals are drawn over it as
+    computed. The legend takes one column where two would be wider than the book's page. Returns the axes."""
     import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.lines import Line2D
 
+    arms = list(arms)
     pc = per_class_distraction(ft, arms)
     order = (
         pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"].tolist()
     )
-    pos = {c: i for i, c in enumerate(order)}
-    _, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 0.32 * len(order) + 1.6))
-    height = 0.8 / len(arms)
-    hollow = False
-    for j, arm in enumerate(arms):
-        sub = pc[pc.arm == arm]
-        y = np.array([pos[c] for c in sub["source_class"]]) - 0.4 + height * (j + 0.5)
-        colour = _ARM_COLOURS[j % len(_ARM_COLOURS)]
-        for subset, face in (("L", colour), ("F \\ L", "white")):
-            m = (sub["subset"] == subset).to_numpy()
-            if m.any():
-                d = sub[m]
-                hollow |= subset != "L"
-                ax.errorbar(
-                    d["distraction"],
-                    y[m],
-                    xerr=error_bars(d["distraction"], d["ci_lo"], d["ci_hi"]),
-                    fmt="o",
-                    ms=4,
-                    lw=0.8,
-                    color=colour,
-                    mfc=face,
-                    label=f"{arm}: Eq. 4" if subset == "L" else None,
-                )
-        ax.scatter(
-            sub["null"],
-            y,
-            marker="|",
-            s=120,
-            color="grey",
-            zorder=3,
-            label="per-class null (shuffled pairs)" if j == 0 else None,
+    colours = {arm: _ARM_COLOURS[j % len(_ARM_COLOURS)] for j, arm in enumerate(arms)}
+    height = 0.8 / len(arms)  # each arm's row within a class, where the strip plot dodges it
+    y = pc["source_class"].map({c: i for i, c in enumerate(order)}) - 0.4 + height * (pc["arm"].map(arms.index) + 0.5)
+    pc["y"] = y.to_numpy(float)
+    with axes_style():
+        _, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 0.32 * len(order) + 1.6))
+        n_before = len(ax.collections)
+        sns.stripplot(
+            data=pc,
+            x="distraction",
+            y="source_class",
+            hue="arm",
+            order=order,
+            hue_order=arms,
+            palette=colours,
+            orient="y",
+            dodge=True,
+            jitter=False,
+            size=4,
+            linewidth=1.0,
+            zorder=2.5,
+            legend=False,
+            ax=ax,
         )
-    names = pc[pc.arm == arms[0]].set_index("source_class")
-    ax.set_yticks(
-        range(len(order)),
-        [
-            f"{names.loc[c, 'source_name']} "
-            + (f"(L {names.loc[c, 'share_L']:.0%})" if names.loc[c, "share_L"] > 0 else "(F \\ L)")
-            for c in order
-        ],
-    )
-    ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
-    ax.set(xlabel="distraction (Eq. 4, IoU)")
-    ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
-    if hollow:  # one entry for every arm's hollow dots, so the legend's width does not grow with the arms' names
-        from matplotlib.lines import Line2D
-
-        ax.add_line(
-            Line2D(
-                [],
-                [],
-                marker="o",
-                ms=4,
-                ls="",
-                color="grey",
-                mfc="white",
-                label="hollow: in F \\ L (lingers in no seed)",
+        _hollow(ax.collections[n_before:], pc.loc[pc["subset"] != "L", "y"].to_numpy(float))
+        handles = []
+        for j, arm in enumerate(arms):
+            sub = pc[pc.arm == arm]
+            ax.errorbar(
+                sub["distraction"],
+                sub["y"],
+                xerr=error_bars(sub["distraction"], sub["ci_lo"], sub["ci_hi"]),
+                fmt="none",
+                lw=0.8,
+                color=colours[arm],
             )
+            label = "per-class null (shuffled pairs)" if j == 0 else None
+            null = ax.scatter(sub["null"], sub["y"], marker="|", s=120, color="grey", zorder=3, label=label)
+            handles += [null] if j == 0 else []
+        # one entry for every arm's hollow dots, so the legend's width does not grow with the arms' names
+        if (pc["subset"] != "L").any():
+            hollow = Line2D([], [], marker="o", ms=4, ls="", color="grey", mfc="white")
+            handles.append(hollow)
+            hollow.set_label("hollow: in F \\ L (lingers in no seed)")
+        handles += [  # an arm with no class in L has no filled dot to name
+            Line2D([], [], marker="o", ms=4, lw=0.8, color=colours[arm], label=f"{arm}: Eq. 4")
+            for arm in arms
+            if (pc.loc[pc.arm == arm, "subset"] == "L").any()
+        ]
+        names = pc[pc.arm == arms[0]].set_index("source_class")
+        ax.set_yticks(
+            range(len(order)),
+            [
+                f"{names.loc[c, 'source_name']} "
+                + (f"(L {names.loc[c, 'share_L']:.0%})" if names.loc[c, "share_L"] > 0 else "(F \\ L)")
+                for c in order
+            ],
         )
-    anchor = (0.0, -0.12 - 0.6 / max(len(order), 1))
-    for ncol in (2, 1):  # long class or arm names: one column keeps the figure within the page
-        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=anchor, ncol=ncol, frameon=False)
-        ax.figure.tight_layout()
-        if shown_scale(ax.figure, BOOK_WIDTH_IN) == 1.0:
-            break
+        ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
+        ax.set(xlabel="distraction (Eq. 4, IoU)", ylabel="")
+        ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
+        sns.despine(ax=ax)
+        anchor = (0.0, -0.12 - 0.6 / max(len(order), 1))
+        for ncol in (2, 1):  # long class or arm names: one column keeps the figure within the page
+            ax.legend(handles=handles, fontsize=9, loc="upper left", bbox_to_anchor=anchor, ncol=ncol, frameon=False)
+            ax.figure.tight_layout()
+            if shown_scale(ax.figure, BOOK_WIDTH_IN) == 1.0:
+                break
     return ax
 
 
 def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]]) -> Any:
-    """One row per world, one column per measure: each arm's mean over seeds on L composites with its
-    bootstrap-over-seeds 95% interval; for Eq. 4 the per-class null beside it (hollow). ``tests``:
-    world -> FairTest; ``arms``: world -> arms to show; ``measures``: (measure, axis label). Returns
-    the figure."""
+    """One row per world, one column per measure: each arm's mean over seeds on L composites (seaborn's
+    strip plot, one dot per arm) with its bootstrap-over-seeds 95% interval as computed; for Eq. 4 the
+    per-class null beside it (hollow). ``tests``: world -> FairTest; ``arms``: world -> arms to show;
+    ``measures``: (measure, axis label). Returns the figure."""
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
     worlds = list(tests)
-    fig, axes = plt.subplots(len(worlds), len(measures), figsize=(BOOK_WIDTH_IN, 3.0 * len(worlds)), squeeze=False)
-    for i, w in enumerate(worlds):
-        ft = tests[w]
-        t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
-        for j, (measure, label) in enumerate(measures):
-            ax = axes[i, j]
-            for k, arm in enumerate(arms[w]):
-                r = t.loc[(arm, measure)]
-                colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
-                ax.errorbar(
-                    [k],
-                    [r["mean"]],
-                    yerr=error_bars([r["mean"]], [r["ci_lo"]], [r["ci_hi"]]),
-                    fmt="o",
-                    color=colour,
-                    capsize=3,
+    with axes_style():
+        fig, axes = plt.subplots(len(worlds), len(measures), figsize=(BOOK_WIDTH_IN, 3.0 * len(worlds)), squeeze=False)
+        for i, w in enumerate(worlds):
+            ft = tests[w]
+            t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
+            shown = list(arms[w])
+            colours = {arm: _ARM_COLOURS[k % len(_ARM_COLOURS)] for k, arm in enumerate(shown)}
+            for j, (measure, label) in enumerate(measures):
+                ax = axes[i, j]
+                rows = pd.DataFrame([t.loc[(arm, measure)] for arm in shown]).assign(arm=shown)
+                sns.stripplot(
+                    data=rows,
+                    x="arm",
+                    y="mean",
+                    hue="arm",
+                    order=shown,
+                    hue_order=shown,
+                    palette=colours,
+                    jitter=False,
+                    size=6,
+                    legend=False,
+                    ax=ax,
                 )
-                if measure == "distraction":
-                    n = t.loc[(arm, "distraction_null")]
+                for k, arm in enumerate(shown):
+                    r = rows.iloc[k]
                     ax.errorbar(
-                        [k + 0.25],
-                        [n["mean"]],
-                        yerr=error_bars([n["mean"]], [n["ci_lo"]], [n["ci_hi"]]),
-                        fmt="o",
-                        mfc="white",
-                        color="grey",
-                        capsize=2,
+                        [k],
+                        [r["mean"]],
+                        yerr=error_bars([r["mean"]], [r["ci_lo"]], [r["ci_hi"]]),
+                        fmt="none",
+                        color=colours[arm],
+                        capsize=3,
                     )
-            if measure != "distraction":
-                ax.axhline(0, color="k", lw=0.6)
-            ax.set_xticks(range(len(arms[w])), list(arms[w]), rotation=20, fontsize=9)
-            ax.set_xlim(-0.5, len(arms[w]) - 0.3)
-            ax.set_ylabel(UNITS.get(measure, measure))
-            ax.set_title(f"{w}: {label}", fontsize=9)
-    fig.tight_layout()
+                    if measure == "distraction":
+                        n = t.loc[(arm, "distraction_null")]
+                        ax.errorbar(
+                            [k + 0.25],
+                            [n["mean"]],
+                            yerr=error_bars([n["mean"]], [n["ci_lo"]], [n["ci_hi"]]),
+                            fmt="o",
+                            mfc="white",
+                            color="grey",
+                            capsize=2,
+                        )
+                if measure != "distraction":
+                    ax.axhline(0, color="k", lw=0.6)
+                ax.set_xticks(range(len(shown)), shown, rotation=20, fontsize=9)
+                ax.set_xlim(-0.5, len(shown) - 0.3)
+                ax.set(xlabel="", ylabel=UNITS.get(measure, measure))
+                ax.set_title(f"{w}: {label}", fontsize=9)
+        sns.despine(fig=fig)
+        fig.tight_layout()
     return fig
 
 
-def hijacks(audit: Any, ft: Any, n: int = 3, composites_seed: int = 0) -> tuple[Any, pd.DataFrame]:
+def hijacks(audit: Any, ft: Any, n: int = 3) -> tuple[Any, pd.DataFrame]:
     """The paper's Figures 1, 3b and 5 searched for instead of picked: of every composite of the fair
     test ``ft`` (``fair_test.fair_test``), the ``n`` on which the reference arm is *hijacked* in the
     most seeds (wrong with the source object, right with it blurred away, the first baseline right;
@@ -218,7 +256,7 @@ def hijacks(audit: Any, ft: Any, n: int = 3, composites_seed: int = 0) -> tuple[
         ax.set_axis_off()
         ax.text(0.5, 0.5, f"no composite hijacks {ref} in any seed", ha="center", va="center", fontsize=10)
         return fig, pd.DataFrame(columns=["composite", "source_class", "seeds_hijacked", "seed"])
-    sets = control_sets(audit, composites_seed=composites_seed)
+    sets = control_sets(audit)
     comp, neutral = sets["source_only"], sets["neutral"]
     idx = torch.as_tensor(top.index.to_numpy(), dtype=torch.long)
     sub, sub_n = comp.subset(idx), neutral.subset(idx)
@@ -259,14 +297,14 @@ def hijacks(audit: Any, ft: Any, n: int = 3, composites_seed: int = 0) -> tuple[
     return fig, pd.DataFrame(rows)
 
 
-def class_maps(audit: Any, ft: Any, c: int, n: int = 3, seed: int = 0, composites_seed: int = 0) -> Any:
+def class_maps(audit: Any, ft: Any, c: int, n: int = 3, seed: int = 0) -> Any:
     """The paper's Figure 2, third row, for source class ``c``: its first ``n`` composites with M^s's
     map for ``c`` and the maps of the fair test's reference and first baseline (seed ``seed``) for the
     true target class; white outline: the pasted target image."""
     import matplotlib.pyplot as plt
 
     check_int_range("n", n, 1)
-    comp = audit.composites(seed=composites_seed)
+    comp = audit.composites()
     idx = torch.nonzero(audit.composite_classes(comp) == int(c)).flatten()[:n]
     if len(idx) == 0:
         raise ValueError(f"c must be a source class with composites; class {c} has none")

@@ -67,14 +67,12 @@ class Gates:
     Attributes:
         table: one row per (gate, subject): ``gate, subject, value, rule, passed``.
         hidden: source classes whose object the overlay hides (left out of every test).
-        n_classes: per seed, surviving classes in L and in F \\ L (columns ``seed, L, F \\ L``).
         survival: the survival check it read (``checks.source_survival``).
         faith: the deletion test it read (``checks.faithfulness``).
     """
 
     table: pd.DataFrame
     hidden: tuple[int, ...]
-    n_classes: pd.DataFrame
     survival: pd.DataFrame
     faith: pd.DataFrame
 
@@ -104,7 +102,7 @@ class Gates:
         table = self.table.copy()
         for i, row in zip(table.index[table["gate"] == "contrast size"], _contrast_rows(counts)):
             table.loc[i, list(row)] = list(row.values())
-        return replace(self, table=table, hidden=left, n_classes=counts)
+        return replace(self, table=table, hidden=left)
 
     def failed(self, kind: str, measure: str, reference: str, baseline: str) -> str | None:
         """Every gate the claim ``(kind, measure)`` fails (:data:`NEEDS`), as ``"gate (subject)"`` joined
@@ -199,7 +197,7 @@ def evaluate(
                 "passed": bool(ref_acc >= b_acc),
             }
         )
-    return Gates(table=pd.DataFrame(rows), hidden=hidden, n_classes=counts, survival=survival, faith=faith)
+    return Gates(table=pd.DataFrame(rows), hidden=hidden, survival=survival, faith=faith)
 
 
 def _contrast_rows(counts: pd.DataFrame) -> list[dict]:
@@ -228,7 +226,6 @@ def without_composites(why: str) -> Gates:
     return Gates(
         table=pd.DataFrame(_contrast_size((value, value), (False, False))),
         hidden=(),
-        n_classes=pd.DataFrame(columns=["seed", "L", _FL]),
         survival=empty,
         faith=empty,
     )

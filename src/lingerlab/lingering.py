@@ -214,8 +214,3 @@ def lingering(
             stacklevel=2,
         )
     return table
-
-
-def lingering_classes(table: pd.DataFrame) -> list[int]:
-    """The class ids of L from a :func:`lingering` table."""
-    return [int(c) for c in table.loc[table["lingering"], "class"]]

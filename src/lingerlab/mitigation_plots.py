@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .plotting import UNITS, error_bars, legend_above
+from .plotting import UNITS, axes_style, error_bars, legend_above
 from .publishing import BOOK_WIDTH_IN
 
 __all__ = ["plot_remedies", "plot_detection", "plot_arch", "plot_size_sweep"]
@@ -197,28 +197,53 @@ def plot_arch(comparison: Any) -> Any:
     return fig
 
 
+def _mean_sd_line(ax: Any, size: pd.DataFrame, col: str, sd: bool, **kws: Any) -> None:
+    """Seaborn's line of ``col``'s mean over seeds against ``n_train`` (with ± SD bars where ``sd``); a
+    size at which every seed's value is missing breaks the line."""
+    import seaborn as sns
+
+    present = size.groupby("n_train")[col].count() > 0
+    runs = (~present).cumsum()[present]
+    for k, sizes in enumerate(runs.groupby(runs).groups.values()):
+        sns.lineplot(
+            data=size[size["n_train"].isin(sizes)],
+            x="n_train",
+            y=col,
+            errorbar="sd" if sd else None,
+            err_style="bars",
+            err_kws={"capsize": 3},
+            legend=False,
+            ax=ax,
+            **(kws if k == 0 else {**kws, "label": "_nolegend_"}),
+        )
+
+
 def plot_size_sweep(size: pd.DataFrame, title: str) -> Any:
     """Figure 7 from ``size_sweep.size_sweep``: |L|, Eq. 4 on L (with its per-class null), excess error and
-    flip rate on L against the number of target training images; mean ± SD over seeds."""
+    flip rate on L against the number of target training images; mean ± SD over seeds (seaborn's line
+    plot, which computes both from the per-seed rows)."""
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
-    fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 5.6))
-    g = size.groupby("n_train")
-    for ax, (col, label) in zip(
-        axes.flat,
-        [
-            ("n_lingering", "|L| (Eq. 3)"),
-            ("distraction", "Eq. 4 on L"),
-            ("excess_error", "excess error on L"),
-            ("flip_rate", "flip rate on L"),
-        ],
-    ):
-        m, sd = g[col].mean(), g[col].std()
-        ax.errorbar(m.index, m, yerr=sd, fmt="o-", capsize=3, label="fine-tuned M^t")
-        ax.set(xscale="log", xlabel="target training images", ylabel=label)
-        if col == "distraction":
-            ax.plot(m.index, g["distraction_null"].mean(), "o--", color="grey", mfc="white", label="per-class null")
-            legend_above(ax, room=0.5, ncol=2)
-    fig.suptitle(f"{title}\n(mean ± SD over {size['seed'].nunique()} seeds)", fontsize=10)
-    fig.tight_layout()
+    with axes_style():
+        fig, axes = plt.subplots(2, 2, figsize=(BOOK_WIDTH_IN, 5.6))
+        for ax, (col, label) in zip(
+            axes.flat,
+            [
+                ("n_lingering", "|L| (Eq. 3)"),
+                ("distraction", "Eq. 4 on L"),
+                ("excess_error", "excess error on L"),
+                ("flip_rate", "flip rate on L"),
+            ],
+        ):
+            if col == "distraction":  # drawn first so that it heads the legend, and on top of M^t's line
+                null = dict(color="grey", ls="--", marker="o", mfc="white", mec="grey", mew=1.0, zorder=2.1)
+                _mean_sd_line(ax, size, "distraction_null", sd=False, label="per-class null", **null)
+            _mean_sd_line(ax, size, col, sd=True, color="C0", marker="o", label="fine-tuned M^t")
+            ax.set(xscale="log", xlabel="target training images", ylabel=label)
+            if col == "distraction":
+                legend_above(ax, room=0.5, ncol=2)
+        sns.despine(fig=fig)
+        fig.suptitle(f"{title}\n(mean ± SD over {size['seed'].nunique()} seeds)", fontsize=10)
+        fig.tight_layout()
     return fig

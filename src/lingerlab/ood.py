@@ -26,7 +26,7 @@ batches of images, as Captum's attributions are; :data:`DETECTORS` is the regist
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,13 +44,11 @@ Fit = Callable[[nn.Linear, Tensor, Tensor], Callable[[Tensor, Tensor], Tensor]]
 
 @dataclass(frozen=True)
 class Detector:
-    """One registered baseline: its pytorch-ood class, what it reads, how it is fitted, its paper."""
+    """One registered baseline: its pytorch-ood class, what it reads and how it is fitted."""
 
     name: str
     fit: Fit
     reads: str  # "logits" or "features"
-    reference: str
-    requires: str = ""  # what the architecture must allow ("" = any classifier with a linear head)
 
 
 def knn_k(n_train: int) -> int:
@@ -111,13 +109,13 @@ def _fit_react(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tenso
 DETECTORS: dict[str, Detector] = {
     d.name: d
     for d in (
-        Detector("MaxSoftmax", _logit_score("MaxSoftmax"), "logits", "Hendrycks & Gimpel, ICLR 2017"),
-        Detector("MaxLogit", _logit_score("MaxLogit"), "logits", "Hendrycks et al., ICML 2022"),
-        Detector("EnergyBased", _logit_score("EnergyBased"), "logits", "Liu et al., NeurIPS 2020"),
-        Detector("Mahalanobis", _fit_mahalanobis, "features", "Lee et al., NeurIPS 2018"),
-        Detector("KNN", _fit_knn, "features", "Sun et al., ICML 2022"),
-        Detector("ViM", _fit_vim, "features", "Wang et al., CVPR 2022", "a linear head with a bias, D >= 2"),
-        Detector("ReAct", _fit_react, "features", "Sun, Guo & Li, NeurIPS 2021", "non-negative (post-ReLU) features"),
+        Detector("MaxSoftmax", _logit_score("MaxSoftmax"), "logits"),
+        Detector("MaxLogit", _logit_score("MaxLogit"), "logits"),
+        Detector("EnergyBased", _logit_score("EnergyBased"), "logits"),
+        Detector("Mahalanobis", _fit_mahalanobis, "features"),
+        Detector("KNN", _fit_knn, "features"),
+        Detector("ViM", _fit_vim, "features"),
+        Detector("ReAct", _fit_react, "features"),
     )
 }
 
@@ -197,11 +195,3 @@ class OODBaselines:
 
     def __call__(self, images: ImageData) -> dict[str, Tensor]:
         return self.scores(*features_and_logits(self.model, images, self.head))
-
-
-def describe() -> list[Mapping[str, Any]]:
-    """One row per registered detector: name, what it reads, its requirement, its paper."""
-    return [
-        {"detector": d.name, "reads": d.reads, "requires": d.requires or "a linear head", "reference": d.reference}
-        for d in DETECTORS.values()
-    ]

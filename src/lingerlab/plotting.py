@@ -82,3 +82,11 @@ def legend_above(ax: Any, room: float = 0.45, ncol: int = 1) -> None:
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + room * (hi - lo))
     ax.legend(fontsize=9, loc="upper left", ncol=ncol, frameon=False)
+
+
+def axes_style() -> Any:
+    """Seaborn's "ticks" axes style for one figure, in the fonts of the book's other figures."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    return sns.axes_style("ticks", {k: mpl.rcParams[k] for k in ("font.family", "font.sans-serif")})

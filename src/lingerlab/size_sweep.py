@@ -43,16 +43,13 @@ def size_sweep(
     audit: Any,
     sizes: Sequence[int],
     seeds: Sequence[int] = (0, 1, 2),
-    subset_seed: int = 0,
-    epochs: int | None = None,
-    arm: str = "M^t",
 ) -> pd.DataFrame:
     """App. B, Fig. 7 measured on distraction: fine-tune on the first ``n`` images of one seeded
     ordering of ``world.target_train`` (:func:`_growth_order`: the arm's own D^t first, so the subsets
     are nested and ``n = |D^t|`` is the arm itself) for each ``n`` in ``sizes``, with the recipe of
-    ``arm`` (default M^t; ``train_subset`` replaced).
+    M^t (``train_subset`` replaced).
 
-    The number of epochs stays the recipe's (``epochs`` overrides it), so a larger set also means more
+    The number of epochs stays the recipe's, so a larger set also means more
     steps, as it would in practice. F (Eq. 2) is the audit's, fixed across sizes. One row per (size,
     seed): ``n_train, seed, target_acc``; Eq. 3: ``n_lingering`` (|L| of that model) and ``mean_p_st``
     (mean p_c over F under its M^st); and on the composites of *its own* L (``controls.controls``):
@@ -65,15 +62,8 @@ def size_sweep(
     sizes = [check_int_range("sizes", n, 2, n_all) for n in sizes]
     if not sizes:
         raise ValueError("sizes is empty: pass at least one training-set size")
-    subset_seed = check_int_range("subset_seed", subset_seed, 0)
-    perm = _growth_order(audit.recipe(arm).train_subset, n_all, subset_seed)
-    changes: dict[str, Any] = {}
-    if epochs is not None:
-        changes["epochs"] = check_int_range("epochs", epochs, 1)
-    recipes = {
-        f"n={n}": audit.recipe(arm).replace(name=f"{arm}, n={n}", train_subset=sorted(perm[:n]), **changes)
-        for n in sizes
-    }
+    perm = _growth_order(audit.recipe("M^t").train_subset, n_all, 0)
+    recipes = {f"n={n}": audit.recipe("M^t").replace(name=f"M^t, n={n}", train_subset=sorted(perm[:n])) for n in sizes}
     ctl = controls(audit, recipes, seeds, reference=next(iter(recipes)))
     ps = subset_per_seed(ctl)
     ps = ps[ps.subset == "L"].set_index(["arm", "seed"])

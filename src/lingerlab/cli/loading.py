@@ -325,7 +325,7 @@ def check_cam_layer(
     """The Grad-CAM layer for every model, as ``load_world`` takes it (None: attribution's default),
     and how it was chosen: ``given`` (``layer``), ``found`` (:func:`cam_layers.locate_layer` on one
     ``image_size`` px image; one answer for all models) or ``known`` (token models, ViT and Swin,
-    whose maps ``cam_layers.default_layer`` reshapes)."""
+    whose maps the default layer of ``cam_layers`` reshapes)."""
     from ..cam_layers import _candidates, _resolve, locate_layer
     from ..models import unwrap
 

@@ -52,7 +52,7 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
                 f"is needed: the source model has {n_out} outputs (pass a text file "
                 "with one class name per line, in output order)",
             )
-        from ..worlds.lite import imagenet_classes
+        from ..worlds.lite_models import imagenet_classes
 
         names = imagenet_classes()
         if n_out != len(names):

@@ -95,7 +95,6 @@ def _untestable(arms: dict[str, str], gates: Any, controls: Any = None) -> FairT
     rows = [{**claim, **numbers, "p_floor": nan, "n_reference": 0, "n_baseline": 0} for claim in family(ref, base)]
     return FairTest(
         controls=controls if controls is not None else pd.DataFrame(),
-        per_seed=pd.DataFrame(),
         table=pd.DataFrame(columns=["arm", "subset", "measure", "mean", "ci_lo", "ci_hi", "n_seeds", "values"]),
         tests=with_verdicts(pd.DataFrame(rows), gates),
         reference=ref,

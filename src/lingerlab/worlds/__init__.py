@@ -14,10 +14,10 @@ import inspect
 from typing import Any
 
 from .._validation import check_int_range
-from ..profiles import PROFILES, get_profile, split_overrides
+from ..profiles import get_profile, split_overrides
 from .base import PlantedTruth, World, WorldSpec
 
-__all__ = ["World", "WorldSpec", "PlantedTruth", "load_world", "available_worlds"]
+__all__ = ["World", "WorldSpec", "PlantedTruth", "load_world"]
 
 # world name -> (module, loader, the loader's fixed keyword arguments: a variant is data, not a branch)
 _LOADERS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -34,11 +34,6 @@ def _loader(name: str) -> tuple[Any, dict[str, Any], dict[str, inspect.Parameter
     loader = getattr(importlib.import_module(module), attr)
     params = {k: p for k, p in inspect.signature(loader).parameters.items() if k not in fixed}
     return loader, fixed, params
-
-
-def available_worlds() -> dict[str, list[str]]:
-    """World names and the profiles each defines, e.g. ``{"shapes": ["smoke", "full"], ...}``."""
-    return {name: list(PROFILES[name]) for name in _LOADERS}
 
 
 def load_world(name: str, profile: Any = "smoke", seed: int = 0, **overrides: Any) -> World:

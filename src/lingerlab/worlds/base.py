@@ -44,7 +44,7 @@ class WorldSpec:
     Attributes:
         arch: the architecture's name (``"SmallResNet"``, ``"EfficientNet-Lite0"``, ``"ResNet-18"``).
         head: qualified name of the classification head H(M) in the source model.
-        cam_layer: the layer Grad-CAM reads (None: ``cam_layers.default_layer``).
+        cam_layer: the layer Grad-CAM reads (None: the architecture's default, ``cam_layers``).
         input_size: image side in pixels that the models take.
         mean, std: the normalisation inside the models (``models.Normalized``); images are in [0, 1].
         recipes: the world's own arms by name: ``"M^t"`` (standard fine-tuning) and ``"M^b"`` (the

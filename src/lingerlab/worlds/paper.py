@@ -46,7 +46,7 @@ from ..recipe import recipe_from_profile
 from ..identities import weights_fingerprint
 from .base import World, WorldSpec
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
-from .lite import imagenet_classes
+from .lite_models import imagenet_classes
 
 __all__ = [
     "resnet18_source_model",
