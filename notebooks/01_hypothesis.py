@@ -144,7 +144,7 @@ summary_a
 # $M^b$ is the paper's scratch baseline, the one notebook 4's fair test uses: the same architecture
 # trained from scratch on exactly $M^t$'s training images (`M^b (same data)`).
 
-# %%
+# %% tags=["trained"]
 world_, audit = ch.world, ch.audit
 table = audit.lingering(seed)
 chosen = table.sort_values("p_st", ascending=False).iloc[0]
@@ -169,7 +169,7 @@ ll.publish(fig, f"01_{world_.name}_hypothesis", key="nb01_fig2")
 # below.
 # ```
 
-# %%
+# %% tags=["trained"]
 part_b.round(3)
 
 # %% [markdown]
@@ -238,7 +238,7 @@ ll.publish(fig, "01_real_photos_figure2", key="nb01_real_fig2")
 # and the composite with the photo blurred, through {term}`M^s`, {term}`M^t` and {term}`M^b`.
 # ```
 
-# %%
+# %% tags=["trained"]
 fig2_r.round(3)
 
 # %% [markdown]
@@ -246,7 +246,7 @@ fig2_r.round(3)
 # source-only class, many composites and several seeds, against a shuffled-pair {term}`null` and with
 # paired controls. The numbers this page contributes to the [results page](06_results.ipynb):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 summary = {
     "lite0 M^s top-1 on composite": summary_a["composite top-1"],
     f"{world_.name}: |F|": len(table),
@@ -260,7 +260,7 @@ summary = {
 ll.glue("nb01_summary", pd.Series(summary).to_frame("value"), display=False)
 pd.Series(summary).to_frame("value")
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "trained"]
 # This page's rows of the results page's coverage matrix (lingerlab.coverage).
 from lingerlab import coverage
 

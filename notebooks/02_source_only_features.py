@@ -90,7 +90,7 @@ if truth is not None:
 # logits; the counts for any $k$ then come from the same logits (`Audit.logits` caches them, so the
 # model never runs twice). The audit's own `counts()` (Eq. 1 at the default $k$) must agree.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 logits_s = audit.logits("M^s", D_t)  # [|D^t|, #source classes], one forward pass, cached on disk
 
 
@@ -106,7 +106,7 @@ print(f"sum of v(c) = {int(v.sum())} = k x |D^t| = {audit.k} x {len(D_t)}")
 print(f"classes with v(c) = 0: {int((v == 0).sum())} of {n_src}; |F| at v_lo = {audit.v_lo:g}: {len(F)}")
 
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 def status_of(c: int) -> str:
     """Planted status of source class c (shapes); 'unknown' in worlds without planted truth."""
     if truth is None:
@@ -208,7 +208,7 @@ ll.publish(fig, f"02_{world_.name}_F_size", key="nb02_F_size_fig")
 # same numbers as a table:
 # ```
 
-# %%
+# %% tags=["trained"]
 size_F
 
 # %% [markdown]
@@ -333,7 +333,7 @@ else:
 # chance level of each (a random set of $|F|$ classes) after them.
 # ```
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 if truth is not None:
     print(f"precision and recall of F at the default k = {audit.k}, v_lo = {audit.v_lo:g}:")
     display(pr)
@@ -353,7 +353,7 @@ if truth is not None:
 # count $v(c)$ at each $k$, and the median rank $M^s$ gives it on exactly the images that contain it:
 # Eq. 1 only counts a class that makes the top $k$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 planted = world_.spec.planted  # None in worlds without planted ground truth
 co = sorted(planted.co_occurring) if planted is not None else []
 planted_in = planted.target_train_shared_class if planted is not None else None
@@ -389,13 +389,13 @@ else:
 # names for some of them.) The missed classes, with the number of target images in which $M^s$ names
 # each:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 if truth is not None:
     missed_ = sorted(set(truth) - {int(c) for c in F})
     display(pd.DataFrame({"planted source-only class missed by F": [world_.source_classes[c] for c in missed_],
                           f"v(c) at k = {audit.k}": [int(v[c]) for c in missed_]}))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 summary = {
     "world": world_.name,
     "source classes": n_src,

@@ -125,7 +125,7 @@ display_photos.round(3)
 # images are the photos above, so most of $F$ (which spans nearly all of ImageNet's classes)
 # has no $D^c$.
 
-# %%
+# %% tags=["trained"]
 table = audit.lingering(seed)
 tested = table[table["n_images"] > 0].sort_values(["p_source", "class"], ascending=[False, True]).reset_index(drop=True)
 classes = tested["class"].tolist()
@@ -222,7 +222,7 @@ def mean_p(model: torch.nn.Module) -> np.ndarray:
 # of $M^t$ with the source statistics copied in for the restored rows (what the restoration would
 # cost the target task), and of $M^b$ for the control.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 done = {"update": "updated", "freeze": "frozen"}
 models = {"M^s": M_s}
 accuracy = {"M^s": float("nan")}  # target validation accuracy of the M^t each row's backbone comes from
@@ -353,7 +353,7 @@ ll.publish(fig, f"03_{world_.name}_L_vs_p_lo", key="nb03_L_vs_p_lo_fig")
 # the audit's {term}`p_lo` (dashed) and chance (dotted). The counts at a few thresholds:
 # ```
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 thresholds = sorted({chance, 0.01, audit.p_lo, 0.1, 0.5})
 pd.DataFrame({name: [int((P[name] > t).sum()) for t in thresholds] for name in P.columns},
              index=pd.Index([f"{t:.4g}" for t in thresholds], name="p_lo")).T

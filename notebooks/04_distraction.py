@@ -129,7 +129,7 @@ recipes
 # distraction at a scale where a model reads the patch on a neutral background. Every world uses the
 # paper's `scale = 0.4`; the competence gate of section 5 checks it.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 scale_rows = []
 base_arm = "M^b (same data)"  # the paper's own M^b
 for s_ in (0.4, 0.5, 0.6):
@@ -149,7 +149,7 @@ pd.DataFrame(scale_rows).pivot_table(index="scale", columns="model", sort=False)
 # the images of $D^c$ at `audit.scale` of each side. All of F is composited once; each seed of the
 # reference model then splits F into its own lingering set L (Eq. 3) and the rest, $F \setminus L$.
 
-# %% tags=["hide-input", "remove-output"]
+# %% tags=["hide-input", "remove-output", "trained"]
 comp = audit.composites(seed=0)
 cls = audit.composite_classes(comp)
 F = audit.source_only().tolist()
@@ -173,7 +173,7 @@ ll.publish(fig, f"04_{world_.name}_composites", key="nb04_composites_fig")
 # in each seed:
 # ```
 
-# %%
+# %% tags=["trained"]
 # Eq. 3's noise band: the classes that training noise (the seed) moves across p_lo
 n_moving = len(set().union(*Ls.values()) - set.intersection(*map(set, Ls.values())))
 print(f"classes in L in some seeds but not in others: {n_moving} of |F| = {len(F)}")
@@ -193,7 +193,7 @@ linger_view
 # error and Eq. 4 (p from relabelling which classes linger, within each seed). The p-values of the
 # world are Holm-adjusted together, and `verdict_rule.verdict` gives each test one of the four verdicts.
 
-# %%
+# %% tags=["trained"]
 ft = fair_test(audit, arms, seeds)
 ll.glue("nb04_p_floor", smallest_p(len(seeds), len(seeds), "greater"), display=False)
 fair_test_text.measure_table(ft, ["target_acc", "err_source_only", "err_neutral", "err_shared", "excess_error",
@@ -205,7 +205,7 @@ fair_test_text.measure_table(ft, ["target_acc", "err_source_only", "err_neutral"
 # `err_shared` puts the same patch on an image of a shared class instead (the paper's Figure 6);
 # `hijack_rate` counts the paper's Figure 1 (next section).
 
-# %% tags=["hide-input", "remove-output"]
+# %% tags=["hide-input", "remove-output", "trained"]
 fig = plot_fig3a(ft, [ref, *ft.baselines[:1]],
                  title=f"{world_.name}: Eq. 4 per source-only class\n(95% cluster-bootstrap CI; grey: its own null)").figure
 fig.tight_layout()
@@ -238,11 +238,11 @@ ll.publish(fig, f"04_{world_.name}_fig3a", key="nb04_fig3a")
 # fine-tuned arm against each baseline, stated beside every verdict. The blurred control is also
 # checked for neutrality (M^s's p(c_s) on it at most `checks.NEUTRAL_RATIO` times chance).
 
-# %%
+# %% tags=["trained"]
 ll.glue(f"nb04_{world_.name}_gates", ft.gates.table, display=False)
 ft.gates.table
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 sets = control_sets(audit)
 neut = checks.neutral_check(audit, comp, sets["neutral"])
 check_view = ft.gates.survival[["source_name", "p_alone", "p_composite", "ratio", "survives"]].merge(
@@ -260,7 +260,7 @@ check_view
 # rounding, as on another CPU, with its own model cache). A verdict that either moves is *fragile*, and
 # the table says what moved it.
 
-# %%
+# %% tags=["trained"]
 ft = perturbed.mark(ft, perturbed.rerun(world_.name, profile, seed, len(seeds)), weights_fingerprint(world_.source_model))
 ll.glue(f"nb04_{world_.name}_verdicts", ft.verdicts(), display=False)
 ll.glue(f"nb04_{world_.name}_findings", Findings(fair_test_text.findings(ft)), display=False)
@@ -277,7 +277,7 @@ Markdown(fair_test_text.findings(ft))
 # are shown with their maps. The occlusion of the paper's Figure 5 and the shared classes of its
 # Figure 6, measured on the same composites:
 
-# %%
+# %% tags=["trained"]
 ll.glue(f"nb04_{world_.name}_occlusion", Markdown(fair_test_text.occlusion_text(ft)), display=False)
 Markdown(fair_test_text.occlusion_text(ft))
 
@@ -295,7 +295,7 @@ ll.publish(fig, f"04_{world_.name}_hijacks", key="nb04_hijacks_fig")
 # away, and the paper's {term}`M^b` on the composite; white outline: the pasted target image.
 # ```
 
-# %%
+# %% tags=["trained"]
 hijacked
 
 # %% [markdown]
@@ -307,7 +307,7 @@ hijacked
 # pasted target image.
 
 
-# %% tags=["hide-input", "remove-output"]
+# %% tags=["hide-input", "remove-output", "trained"]
 pc = per_class_distraction(ft, [ref, ft.baselines[0]]).pivot_table(
     index="source_class", columns="arm", values="distraction")
 ranked = (pc[ref] - pc[ft.baselines[0]]).sort_values(ascending=False)  # largest gap first
@@ -367,7 +367,7 @@ else:
 # run needs them; the recipe table shows it): the paper's M^b. Augmented views of one
 # source photo share a cluster in every composite-level interval.
 
-# %%
+# %% tags=["trained"]
 other = world_.spec.companion
 audit_o = ll.Audit(ll.load_world(other, profile=profile, seed=seed), device=dev)
 arms_o = audit_o.world.spec.comparison
@@ -377,13 +377,13 @@ recipes_o = recipe_table(audit_o, arms_o, seeds)
 ll.glue(f"nb04_{other}_recipes", recipes_o, display=False)
 recipes_o
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 print(f"{other}: |F| = {len(audit_o.source_only())}, |L| per seed = "
       f"{[len(audit_o.lingering_classes(s_, arms_o[ref_o])) for s_ in seeds]}")
 ll.glue(f"nb04_{other}_gates", ft_o.gates.table, display=False)
 ft_o.gates.table
 
-# %%
+# %% tags=["trained"]
 ll.glue(f"nb04_{other}_verdicts", ft_o.verdicts(), display=False)
 ft_o.verdicts()
 
@@ -406,7 +406,7 @@ ll.publish(fig, f"04_{other}_fig3a", key="nb04_other_fig3a")
 # of one source photo.
 # ```
 
-# %%
+# %% tags=["trained"]
 ll.glue(f"nb04_{other}_findings", Findings(fair_test_text.findings(ft_o)), display=False)
 Markdown(fair_test_text.findings(ft_o))
 
@@ -418,7 +418,7 @@ Markdown(fair_test_text.findings(ft_o))
 # (hollow, grey), and the excess error due to the source object; means over the seeds with 95%
 # bootstrap-over-seeds intervals.
 
-# %% tags=["remove-output"]
+# %% tags=["remove-output", "trained"]
 tests_ = {world_.name: ft, other: ft_o}
 shown = {world_.name: [ref, *ft.baselines], other: [ref_o, *ft_o.baselines]}
 fig = plot_headline(tests_, shown, [("distraction", "Eq. 4 on L (hollow: per-class null)"),
@@ -453,7 +453,7 @@ headline
 # neither, and the smallest effect the design could have detected says how much that is worth;
 # **not testable** names the gate that failed. The recipe table says what differs between each pair.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 summary = {}
 for name_, ft_ in tests_.items():
     base_ = ft_.baselines[0]

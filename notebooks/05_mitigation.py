@@ -101,7 +101,7 @@ audit
 # score is an {term}`outlier score`: higher means more suspicious. Means over five seeds of $M^t$ with 95%
 # bootstrap-over-seeds intervals.
 
-# %%
+# %% tags=["trained"]
 det = ll.detection.detection_over_seeds(audit, det_seeds)
 det_summary = det["summary"].round(3)
 ll.glue(f"nb05_{world_.name}_detection", det_summary, display=False)
@@ -122,7 +122,7 @@ ll.publish(fig, f"05_{world_.name}_detection", key=f"nb05_{world_.name}_detectio
 # {term}`bootstrap over seeds` intervals.
 # ```
 
-# %%
+# %% tags=["trained"]
 det["per_seed"].round(3)
 
 # %% [markdown]
@@ -165,7 +165,7 @@ det["per_seed"].round(3)
 # %%
 ll.remedies.describe()
 
-# %%
+# %% tags=["trained"]
 built = {}  # the remedied models, shared with the tests below
 table = remedy_table(audit, seeds=seeds, memo=built)
 summary_r = summarize_remedies(table)
@@ -178,14 +178,14 @@ summary_r[cols].round(3)
 # Training time of each remedy relative to plain fine-tuning with the same seed (wall-clock, so it
 # varies a little from run to run; the book's copy of the table above carries it as a column):
 
-# %%
+# %% tags=["trained"]
 # NBVAL_IGNORE_OUTPUT
 timing = summary_r[["remedy", "time_overhead", "time_overhead_sd"]].round(2)
 ll.glue(f"nb05_{world_.name}_remedies", summary_r[cols[:13] + ["time_overhead"] + cols[13:]].round(3),
         display=False)
 timing
 
-# %%
+# %% tags=["trained"]
 table[["remedy", "seed", "distraction", "distraction_ci_lo", "distraction_ci_hi", "distraction_null",
        "n_lingering"]].round(3)
 
@@ -217,7 +217,7 @@ ll.publish(fig, f"05_{world_.name}_remedies", key=f"nb05_{world_.name}_remedies_
 # (negative: the remedy lowers it), with a 95% bootstrap-over-seeds interval and the exact
 # permutation p over seeds, Holm-adjusted across the whole table.
 
-# %%
+# %% tags=["trained"]
 rtests = remedy_tests(audit, seeds=seeds, memo=built)
 ll.glue(f"nb05_{world_.name}_remedy_tests", rtests.round(3), display=False)
 ll.glue(f"nb05_{world_.name}_remedy_p_floor", float(rtests.attrs["p_floor"]), display=False)
@@ -230,19 +230,19 @@ rtests.round(3)
 # shuffled-pair null, and the excess error over a blurred background, each with its 95%
 # bootstrap-over-seeds interval (`_lo`, `_hi`).
 
-# %%
+# %% tags=["trained"]
 on_L = rtests.attrs["on_L"].round(3)
 ll.glue(f"nb05_{world_.name}_remedies_on_L", on_L, display=False)
 on_L
 
-# %%
+# %% tags=["trained"]
 err = rtests[rtests.measure == "err_source_only"].set_index("remedy")
 helps = err[err.ci_hi < 0].index.tolist()
 hurts = err[err.ci_lo > 0].index.tolist()
 print("interval of the change in error on L composites below 0 (the remedy lowers it):", ", ".join(helps) or "none")
 print("interval above 0 (the remedy raises it):", ", ".join(hurts) or "none")
 
-# %%
+# %% tags=["trained"]
 notes = summary_r.loc[summary_r.note != "", ["remedy", "note"]]
 for _, r in notes.iterrows():
     print(f"{r.remedy}: {r.note}")
@@ -256,7 +256,7 @@ for _, r in notes.iterrows():
 # *removes memories* when its mean |L| is at most half of plain fine-tuning's. The cell prints what
 # the rule picks in this world and profile.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 advice = remedy_advice(summary_r)
 ll.glue(f"nb05_{world_.name}_advice", advice, display=False)
 advice
@@ -303,7 +303,7 @@ for other_ in world_.profile.remedy_worlds if remedy_worlds is None else remedy_
     display(summary_rr[cols].round(3), remedy_advice(summary_rr))
 print(f"remedy tables measured in this run (profile {profile!r}): {', '.join(summaries)}")
 
-# %%
+# %% tags=["trained"]
 by_world = remedy_effects_by_world(summaries).round(3)
 ll.glue("nb05_remedies_by_world", by_world, display=False)
 by_world
@@ -330,7 +330,7 @@ ll.publish(fig, f"05_{world_.name}_size_sweep", key=f"nb05_{world_.name}_size_fi
 # three seeds. The numbers:
 # ```
 
-# %%
+# %% tags=["trained"]
 size_cols = ["target_acc", "n_lingering", "mean_p_st", "distraction", "distraction_null", "excess_error", "flip_rate"]
 size.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 
@@ -340,7 +340,7 @@ size.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3)
 # the distraction". Which measures fall and which rise with the number of images, by Spearman's rank
 # correlation over every size and seed (`size_sweep.size_trends`):
 
-# %%
+# %% tags=["trained"]
 trends = size_trends(size)
 ll.glue(f"nb05_{world_.name}_size_trends", Markdown(describe_trends(trends, world_.name)), display=False)
 display(trends.round(4), Markdown(describe_trends(trends, world_.name)))
@@ -370,7 +370,7 @@ ll.publish(fig, f"05_{real_world}_size_sweep", key=f"nb05_{real_world}_size_fig"
 # fine-tuned on nested subsets of its LFW training images. The numbers:
 # ```
 
-# %%
+# %% tags=["trained"]
 trends_r = size_trends(size_r)
 ll.glue(f"nb05_{real_world}_size_trends", Markdown(describe_trends(trends_r, real_world)), display=False)
 display(size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3), trends_r.round(4),
@@ -391,7 +391,7 @@ display(size_r.groupby("n_train")[size_cols].agg(["mean", "std"]).round(3), tren
 # On a GPU with downloads, `("paper", "resnet18")`, `("paper", "resnet50")` and `("paper", "vit_b_16")`
 # run through the same call.
 
-# %%
+# %% tags=["trained"]
 arch_specs = figure8_specs(shapes_width=audit.world.profile.width)
 arch = {name: arch_comparison(specs, profile=profile, seeds=seeds, audit_kwargs={"device": dev})
         for name, specs in arch_specs.items()}
@@ -425,7 +425,7 @@ for name, a in arch.items():
 # **The same in `shapes`,** for the procedural world's CNN at two widths.
 # ```
 
-# %%
+# %% tags=["trained"]
 arch_overlap.round(3)
 
 # %% [markdown]
@@ -448,7 +448,7 @@ print(f"{len(seeds)} seeds per arm: the smallest exact two-sided permutation p i
 # %% [markdown]
 # ## The numbers of this page
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 ref = summary_r.set_index("remedy")
 best = summary_r[summary_r.feasible & (summary_r.remedy != "plain fine-tuning")].sort_values("d_composite_acc",
                                                                                              ascending=False)

@@ -50,7 +50,7 @@ seed = 0
 device = "auto"
 claims_dir = "."      # where the executed notebooks 1-5 are (scripts/execute.py sets it for --output-dir)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +73,7 @@ matrix
 # %% [markdown]
 # The same statuses as a tidy table, each with the numbers behind it (a row per claim and world):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "trained"]
 tidy = claims[claims.status != "not run here"].sort_values(["order", "world"], kind="stable")[
     ["paper", "claim", "world", "status", "evidence"]].reset_index(drop=True)
 counts = tidy["status"].value_counts()
