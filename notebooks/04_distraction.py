@@ -93,6 +93,7 @@ from lingerlab.fair_test_figures import class_maps, hijacks, per_class_distracti
 from lingerlab.identities import weights_fingerprint
 from lingerlab.permutation import smallest_p
 from lingerlab.publishing import Findings
+from lingerlab.rate_sensitivity import rate_sensitivity
 
 ch = ll.chapter(world, profile, seed, device, n_seeds=10)
 dev, seeds, world_, audit = ch.device, ch.seeds, ch.world, ch.audit
@@ -120,6 +121,18 @@ audit
 recipes = recipe_table(audit, arms, seeds)
 ll.glue(f"nb04_{world_.name}_recipes", recipes, display=False)
 recipes
+
+# %% [markdown]
+# Every verdict about L below is a verdict at the picked rate. The search cannot always tell the rates
+# of its grid apart, and a gentler or harsher rate may leave another L: the table below trains the
+# reference's recipe at every rate of the grid for the same seeds and counts |L| (Eq. 3) per seed. Where
+# a rate the validation set could not rule out leaves L empty, lingering in this world hangs on the
+# learning rate, and the verdicts say nothing about that rate.
+
+# %% tags=["trained"]
+sensitivity = rate_sensitivity(audit, ref, seeds)
+ll.glue(f"nb04_{world_.name}_rate_sensitivity", sensitivity, display=False)
+sensitivity
 
 # %% [markdown]
 # ## 2. How small can the pasted target be?

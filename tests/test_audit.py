@@ -392,3 +392,23 @@ def test_every_compared_arm_goes_through_the_same_lr_search(cache_root):
     assert a.recipe("M^b").lr == w.recipe("M^b").lr
     plain = _audit(make_tiny_world())
     assert plain.recipe("M^t").lr == 0.01 and plain.zoo.searches().empty
+
+
+def test_rate_sensitivity_reads_L_at_every_rate_of_the_search(cache_root):
+    from lingerlab.rate_sensitivity import rate_sensitivity
+
+    w = make_tiny_world(lr_search=(0.003, 0.05))
+    a = _audit(w)
+    ref = a.recipe(w.spec.reference_arm)
+    t = rate_sensitivity(a, w.spec.reference_arm, seeds=(0, 1))
+    assert list(t["lr"]) == [0.003, 0.05] and list(t["picked"]) == [lr == ref.lr for lr in (0.003, 0.05)]
+    for row in t.itertuples():
+        # a reference agrees: |L| of each seed's model at that rate, from Audit.lingering directly
+        models = [a.zoo.train(ref.replace(lr=row.lr), s)[0] for s in (0, 1)]
+        sizes = [int(a.lingering(s, m)["lingering"].sum()) for s, m in zip((0, 1), models)]
+        assert row[4] == ", ".join(map(str, sizes)) and row[5] == float(pd.Series(sizes).median())
+    # the picked row is the arm's own models
+    picked = t.loc[t["picked"]].iloc[0]
+    assert picked["|L| per seed"] == ", ".join(str(len(a.lingering_classes(s, w.spec.reference_arm))) for s in (0, 1))
+    with pytest.raises(ValueError, match="fine-tuned"):
+        rate_sensitivity(a, "M^b")

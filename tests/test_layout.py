@@ -44,6 +44,7 @@ CHECKED = (
     "permutation",
     "plotting",
     "publishing",
+    "rate_sensitivity",
     "recipe",
     "remedies.builder_kit",
     "remedies.builders",
