@@ -93,7 +93,7 @@ from lingerlab.fair_test_figures import class_maps, hijacks, per_class_distracti
 from lingerlab.identities import weights_fingerprint
 from lingerlab.permutation import smallest_p
 from lingerlab.publishing import Findings
-from lingerlab.rate_sensitivity import rate_sensitivity
+from lingerlab.rate_sensitivity import rate_sensitivity, rate_text
 
 ch = ll.chapter(world, profile, seed, device, n_seeds=10)
 dev, seeds, world_, audit = ch.device, ch.seeds, ch.world, ch.audit
@@ -429,7 +429,8 @@ Markdown(fair_test_text.findings(ft_o))
 #
 # Both worlds, on composites of the lingering classes L: Eq. 4 for each arm with its per-class null
 # (hollow, grey), and the excess error due to the source object; means over the seeds with 95%
-# bootstrap-over-seeds intervals.
+# bootstrap-over-seeds intervals. Below the figure, how much L in `shapes` hangs on the learning rate
+# its search picked (section 1).
 
 # %% tags=["remove-output", "trained"]
 tests_ = {world_.name: ft, other: ft_o}
@@ -437,7 +438,8 @@ shown = {world_.name: [ref, *ft.baselines], other: [ref_o, *ft_o.baselines]}
 fig = plot_headline(tests_, shown, [("distraction", "Eq. 4 on L (hollow: per-class null)"),
                                     ("excess_error", "excess error on L")])
 ll.publish(fig, "04_headline", key="nb04_headline_fig")
-headline = Findings("\n\n".join(fair_test_text.headline(t_, w_) for w_, t_ in tests_.items()))
+headline = Findings("\n\n".join([*(fair_test_text.headline(t_, w_) for w_, t_ in tests_.items()),
+                                   rate_text(sensitivity, world_.name)]))
 ll.glue("nb04_headline", headline, display=False)
 headline
 

@@ -412,3 +412,25 @@ def test_rate_sensitivity_reads_L_at_every_rate_of_the_search(cache_root):
     assert picked["|L| per seed"] == ", ".join(str(len(a.lingering_classes(s, w.spec.reference_arm))) for s in (0, 1))
     with pytest.raises(ValueError, match="fine-tuned"):
         rate_sensitivity(a, "M^b")
+
+
+def test_rate_text_states_the_pick_and_an_empty_L():
+    from lingerlab.rate_sensitivity import rate_text
+
+    table = pd.DataFrame(
+        {
+            "lr": [3e-4, 1e-3, 3e-3],
+            "picked": [True, False, False],
+            "target acc (mean)": [0.981, 0.982, 0.980],
+            "|L| per seed": ["7, 5", "0, 1", "0, 0"],
+            "|L| (median)": [5.5, 0.5, 0.0],
+        }
+    )
+    text = rate_text(table, "shapes")
+    assert "at the picked 0.0003 (target accuracy 0.981) the median |L| per seed is 5.5" in text
+    assert "0.001: 0.5 (accuracy 0.982); 0.003: 0 (accuracy 0.980)" in text
+    assert "forgot the source-only classes" in text
+    assert "forgot" not in rate_text(table.iloc[:2], "shapes")
+    assert "no other rate" in rate_text(table.iloc[:1], "shapes")
+    with pytest.raises(ValueError, match="exactly one picked"):
+        rate_text(table.assign(picked=False), "shapes")

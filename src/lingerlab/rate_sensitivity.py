@@ -10,7 +10,7 @@ import pandas as pd
 from .arm_roles import distinct_seeds, is_fine_tuned
 from .audit import Audit
 
-__all__ = ["rate_sensitivity"]
+__all__ = ["rate_sensitivity", "rate_text"]
 
 
 def rate_sensitivity(audit: Audit, arm: str, seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> pd.DataFrame:
@@ -37,3 +37,28 @@ def rate_sensitivity(audit: Audit, arm: str, seeds: Sequence[int] = (0, 1, 2, 3,
             }
         )
     return pd.DataFrame(rows)
+
+
+def rate_text(table: pd.DataFrame, world: str) -> str:
+    """One Markdown sentence from a :func:`rate_sensitivity` table: |L| at the picked rate against the
+    search's other rates, and what an empty L at one of them means for the verdicts."""
+    picked = table.loc[table["picked"]]
+    if len(picked) != 1:
+        raise ValueError(f"table must have exactly one picked rate; got {len(picked)}")
+    p, others = picked.iloc[0], table.loc[~table["picked"]]
+    said = (
+        f"`{world}`: L depends on the learning rate; at the picked {p['lr']:g} (target accuracy "
+        f"{p['target acc (mean)']:.3f}) the median |L| per seed is {p['|L| (median)']:g}"
+    )
+    if others.empty:
+        return said + " (no other rate was searched)."
+    rest = "; ".join(
+        f"{r['lr']:g}: {r['|L| (median)']:g} (accuracy {r['target acc (mean)']:.3f})" for _, r in others.iterrows()
+    )
+    said += f", at the search's other rates {rest}."
+    if (others["|L| (median)"] == 0).any():
+        said += (
+            " Where the median is 0, fine-tuning forgot the source-only classes: the verdicts about L hold for the "
+            "picked rate, and say nothing of those."
+        )
+    return said
