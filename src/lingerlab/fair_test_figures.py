@@ -23,6 +23,11 @@ __all__ = ["per_class_distraction", "plot_fig3a", "plot_headline", "hijacks", "c
 _ARM_COLOURS = ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:brown")
 
 
+def _arm_colours(arms: Sequence[str]) -> dict[str, str]:
+    """Each arm's colour, in the order the arms are shown (the palette repeats after its end)."""
+    return {arm: _ARM_COLOURS[j % len(_ARM_COLOURS)] for j, arm in enumerate(arms)}
+
+
 def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> pd.DataFrame:
     """Per (arm, source class): Eq. 4 and its per-class null over the seeds in which the class is in L
     (Fig. 3a is over L; a class in L in no seed is measured over all seeds and marked ``F \\ L``), the
@@ -95,7 +100,7 @@ def plot_fig3a(ft: Any, arms: Sequence[str], title: str | None = None) -> Any:
     order = (
         pc[pc.arm == arms[0]].sort_values(["share_L", "distraction"], ascending=[False, False])["source_class"].tolist()
     )
-    colours = {arm: _ARM_COLOURS[j % len(_ARM_COLOURS)] for j, arm in enumerate(arms)}
+    colours = _arm_colours(arms)
     height = 0.8 / len(arms)  # each arm's row within a class, where the strip plot dodges it
     y = pc["source_class"].map({c: i for i, c in enumerate(order)}) - 0.4 + height * (pc["arm"].map(arms.index) + 0.5)
     pc["y"] = y.to_numpy(float)
@@ -181,7 +186,7 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
             ft = tests[w]
             t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
             shown = list(arms[w])
-            colours = {arm: _ARM_COLOURS[k % len(_ARM_COLOURS)] for k, arm in enumerate(shown)}
+            colours = _arm_colours(shown)
             for j, (measure, label) in enumerate(measures):
                 ax = axes[i, j]
                 rows = pd.DataFrame([t.loc[(arm, measure)] for arm in shown]).assign(arm=shown)

@@ -20,9 +20,9 @@ def rate_sensitivity(audit: Audit, arm: str, seeds: Sequence[int] = (0, 1, 2, 3,
     per seed with its median. A verdict about L holds for the picked rate only; this table says whether
     another rate the validation set could not rule out would have left an L at all."""
     seed_list = distinct_seeds(seeds)
-    recipe = audit.recipe(arm)
     if not is_fine_tuned(audit, arm):
         raise ValueError(f"arm must be a fine-tuned arm (L is defined for M^st); got {arm!r}")
+    recipe = audit.recipe(arm)
     rows = []
     for lr in audit.world.spec.lr_search or (recipe.lr,):
         models = [audit.zoo.train(recipe.replace(lr=lr), s)[0] for s in seed_list]
