@@ -107,8 +107,9 @@ audit
 # One row per arm: what it starts from, which images, which augmentation, how long and how it is
 # optimised, its BatchNorm policy, the learning-rate search that picked its rate (every rate tried,
 # its validation accuracy at seed 0, the pick; the same grid for every arm, `spec.lr_search`; the pick
-# is the gentlest rate whose accuracy is not significantly below the best's (a one-sided z-test),
-# `tuning.pick_rate`, so float noise that reorders near-equal accuracies rarely moves it), and its
+# is the gentlest rate whose validation answers are not significantly worse than the best's (an
+# exact one-sided McNemar test on the same images, `tuning.pick_rate`), so float noise that reorders
+# near-equal accuracies rarely moves it), and its
 # accuracy on the clean target validation images (mean and range over the ten seeds). `role` says how
 # the tests use the arm: every *baseline* is tested against the *reference*; the paper's own M^b is
 # the reference's recipe from random weights. A scratch arm trained on every target training image

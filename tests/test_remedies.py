@@ -82,7 +82,7 @@ def test_l1_equals_hand_computed_value_and_reuses_the_forward():
     expected = 0.3 * backbone(x).abs().mean()
     assert torch.allclose(first, expected, atol=1e-6)
     assert torch.allclose(second, expected, atol=1e-6)
-    assert not l1._cap.handles  # hooks removed on exit
+    assert not l1.handles  # hooks removed on exit
     assert len(m.model.fc._forward_hooks) == 0 and len(m._forward_pre_hooks) == 0
 
 

@@ -12,7 +12,7 @@ from lingerlab import training
 from lingerlab.models import find_head, split_model
 from lingerlab.recipe import Recipe
 from lingerlab.remedies import Remedy, build
-from lingerlab.remedies.pruning_plan import cap_channels
+from lingerlab.remedies.pruning import cap_channels
 from lingerlab.remedies.established import (
     BSS,
     L2SP,
@@ -221,7 +221,7 @@ def test_bounded_pruning_never_prunes_more_than_its_fraction(cap):
 def test_capped_variants_share_one_computation_of_the_channel_sets(monkeypatch):
     """With one memo (as the remedy table passes), the channel sets of a model are computed once for
     its uncapped and capped variants; each arm prunes what it prunes alone and is charged their time."""
-    import lingerlab.remedies.pruning_plan as B
+    import lingerlab.remedies.pruning as B
 
     audit = _tiny_audit()
     kinds = [

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lingerlab.tuning import binomial_se, converged, pick_rate
+from lingerlab.tuning import binomial_se, converged, mcnemar_worse_p, pick_rate
 
 
 def test_binomial_se_endpoints():
@@ -16,30 +16,52 @@ def test_binomial_se_endpoints():
         binomial_se(0.5, 0)
 
 
+def _pair(n: int, both: int, only_best: int, only_other: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness of (other, best) on ``n`` images with the given agreement counts."""
+    other, best = np.zeros(n, bool), np.zeros(n, bool)
+    other[:both] = best[:both] = True
+    best[both : both + only_best] = True
+    other[both + only_best : both + only_best + only_other] = True
+    return other, best
+
+
+def test_mcnemar_worse_p_matches_the_exact_binomial_test():
+    stats = pytest.importorskip("scipy.stats")
+    for only_best, only_other in [(0, 0), (4, 0), (5, 0), (7, 3), (12, 2), (3, 9)]:
+        other, best = _pair(60, 40, only_best, only_other)
+        want = (
+            1.0
+            if only_best + only_other == 0
+            else stats.binomtest(only_best, only_best + only_other, 0.5, alternative="greater").pvalue
+        )
+        assert mcnemar_worse_p(other, best) == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="one length"):
+        mcnemar_worse_p([True, False], [True])
+
+
 def test_pick_rate_is_the_gentlest_rate_not_significantly_worse():
-    # 500 validation images: 0.98 vs 0.97 differ by 0.01 < 1.645 x 0.0099 (SE of the difference)
-    assert pick_rate([3e-4, 1e-3, 3e-3], [0.97, 0.975, 0.98], 500) == 3e-4
-    # the perturbed-numerics search of the book's shapes world: 0.980 / 0.978 / 0.986 -> the gentlest
-    assert pick_rate([3e-4, 1e-3, 3e-3], [0.980, 0.978, 0.986], 500) == 3e-4
-    # 0.96 vs 0.904: gap 0.056 > 1.645 x 0.0158 = 0.026; a clear loser is never picked
-    assert pick_rate([3e-4, 1e-3, 3e-3], [0.712, 0.904, 0.960], 500) == 3e-3
-    # either side of the critical gap on 400 images: 0.035 <= 0.0374 passes, 0.040 > 0.0377 does not
-    assert pick_rate([1e-3, 1e-2], [0.865, 0.9], 400) == 1e-3
-    assert pick_rate([1e-3, 1e-2], [0.860, 0.9], 400) == 1e-2
-    # one rate is always picked; equal accuracies go to the smallest rate; a larger validation set
-    # separates what a smaller one cannot
-    assert pick_rate([1e-2], [0.5], 10) == 1e-2
-    assert pick_rate([1e-2, 1e-3], [0.8, 0.8], 10**6) == 1e-3
-    assert pick_rate([1e-3, 1e-2], [0.97, 0.98], 100) == 1e-3
-    assert pick_rate([1e-3, 1e-2], [0.97, 0.98], 100_000) == 1e-2
-    # a perfect best and a perfect other: no gap, the gentlest
-    assert pick_rate([1e-3, 1e-2], [1.0, 1.0], 50) == 1e-3
-    with pytest.raises(ValueError, match="rates and accuracies"):
-        pick_rate([], [], 10)
-    with pytest.raises(ValueError, match="without NaN"):
-        pick_rate([1e-3, 1e-2], [float("nan"), 0.9], 10)
-    with pytest.raises(ValueError, match="n_val"):
-        pick_rate([1e-3], [0.5], 0)
+    # either side of the critical count: 4 images only the best gets right (p = 1/16) is not worse,
+    # 5 (p = 1/32) is, whatever the accuracies of the two
+    other4, best4 = _pair(500, 480, 4, 0)
+    assert pick_rate([1e-3, 1e-2], [other4, best4]) == 1e-3
+    other5, best5 = _pair(500, 480, 5, 0)
+    assert pick_rate([1e-3, 1e-2], [other5, best5]) == 1e-2
+    # paired: the same accuracy gap is significant when the runs disagree only there and not when they
+    # disagree on many images both ways (a gap of 0.02 on 500 images: 0.90 vs 0.92, 0.86 vs 0.88)
+    assert pick_rate([1e-3, 1e-2], list(_pair(500, 450, 10, 0))) == 1e-2
+    assert pick_rate([1e-3, 1e-2], list(_pair(500, 380, 60, 50))) == 1e-3
+    # three rates: a clear loser is never picked, a tie with the best goes to the gentler rate
+    worst, best = _pair(500, 350, 130, 0)
+    assert pick_rate([3e-4, 1e-3, 3e-3], [worst, best, best]) == 1e-3
+    # one rate is always picked; identical runs go to the smallest rate; order of the grid is free
+    assert pick_rate([1e-2], [best]) == 1e-2
+    assert pick_rate([1e-2, 1e-3], [best, best]) == 1e-3
+    with pytest.raises(ValueError, match="rates and correct"):
+        pick_rate([], [])
+    with pytest.raises(ValueError, match="at least one validation image"):
+        pick_rate([1e-3, 1e-2], [[], [True]])
+    with pytest.raises(ValueError, match="alpha"):
+        pick_rate([1e-3], [[True]], alpha=0)
 
 
 def _history(vals):

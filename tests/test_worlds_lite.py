@@ -25,10 +25,9 @@ from lingerlab.worlds.lite_models import (
     lite_source_model,
     weights_path,
 )
+from lingerlab._data import square_resize
 from lingerlab.worlds.lite_photos import (
     SAMPLE_PHOTOS,
-    _center_crop,
-    _resize,
     _to_tensor,
     foolbox_photos,
     photo_table,
@@ -52,7 +51,7 @@ def test_source_model_sees_real_photos(variant, size):
     names = imagenet_classes()
     px = get_profile(variant, "smoke").image_size if size == "smoke" else VARIANTS[variant].native_size
     model = lite_source_model(variant, px)
-    x = torch.stack([_resize(_center_crop(_to_tensor(getattr(skd, n)())), px) for n in ("chelsea", "coffee")])
+    x = torch.stack([square_resize(_to_tensor(getattr(skd, n)()), px) for n in ("chelsea", "coffee")])
     with torch.no_grad():
         top1 = model(x).argmax(1).tolist()
     assert [names[i] for i in top1] == ["Egyptian cat", "espresso"]
@@ -168,22 +167,8 @@ def test_world_spec_is_complete(world):
     assert all(isinstance(r, Recipe) for r in spec.recipes.values())
     assert isinstance(hash(spec.recipes["M^t"]), int) and len(set(spec.recipes.values())) == 2
     assert len(recipe_table(spec.recipes.values(), len(world.target_train))) == 2
-    # field by field, the arguments the old finetune_defaults / scratch_defaults dicts held
     kt, kb = vars(spec.recipes["M^t"]), vars(spec.recipes["M^b"])
-    keys = (
-        "lr",
-        "epochs",
-        "optimizer",
-        "batch_size",
-        "bn",
-        "lr_schedule",
-        "augment",
-        "head",
-        "momentum",
-        "weight_decay",
-        "freeze",
-        "num_workers",
-    )
+    keys = "lr epochs optimizer batch_size bn lr_schedule augment head momentum weight_decay freeze num_workers".split()
     assert {k: kt[k] for k in keys} == dict(
         lr=p.finetune_lr,
         epochs=p.finetune_epochs,

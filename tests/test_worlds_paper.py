@@ -326,23 +326,12 @@ def test_paper_world_trains(kaggle, imagenet, tiny_source):
 
 
 _RECIPE_KEYS = (
-    "lr",
-    "epochs",
-    "optimizer",
-    "batch_size",
-    "bn",
-    "lr_schedule",
-    "augment",
-    "head",
-    "momentum",
-    "weight_decay",
-    "freeze",
-    "num_workers",
+    "lr epochs optimizer batch_size bn lr_schedule augment head momentum weight_decay freeze num_workers".split()
 )
 
 
 def _check_spec(world, arch, head, cam_layer, scratch_head):
-    """The spec is complete, and its recipes hold the values the old finetune/scratch defaults held."""
+    """The spec is complete, and its recipes hold the profile's values."""
     from lingerlab.arms import recipe_table
     from lingerlab.recipe import Recipe
 
@@ -435,16 +424,9 @@ def test_custom_world(custom_roots):
     torch.manual_seed(0)
     src = Normalized(SmallNet(5), (0.5,) * 3, (0.25,) * 3).eval()
     classes = ["apple", "banana", "cherry", "date", "elder"]
+    opts = dict(source_model=src, source_classes=classes, target_root=target_root, source_root=source_root)
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        world = load_world(
-            "custom",
-            source_model=src,
-            source_classes=classes,
-            target_root=target_root,
-            source_root=source_root,
-            image_size=SIZE,
-            device="cpu",
-        )
+        world = load_world("custom", **opts, image_size=SIZE, device="cpu")
     assert world.target_classes == ["ants", "bees"]
     assert len(world.target_train) + len(world.target_val) == 10 and len(world.target_val) == 2
     assert sorted(set(world.source_data.targets)) == [0, 3]
@@ -459,16 +441,7 @@ def test_custom_world(custom_roots):
     }
     assert world.spec.given == {}
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        w2 = load_world(
-            "custom",
-            source_model=src,
-            source_classes=classes,
-            target_root=target_root,
-            source_root=source_root,
-            image_size=SIZE,
-            device="cpu",
-            cam_layer="model.features.0",
-        )
+        w2 = load_world("custom", **opts, image_size=SIZE, device="cpu", cam_layer="model.features.0")
     assert w2.spec.cam_layer == "model.features.0" and w2.spec.recipes["M^t"] == world.spec.recipes["M^t"]
     mt, _ = finetune(
         world.source_model,

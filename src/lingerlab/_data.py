@@ -81,7 +81,6 @@ def as_image(array, size: int | None = None) -> Tensor:
     [3, size, size] float tensor in [0, 1]: grey is repeated, alpha dropped, centre-cropped to a
     square and resized (bilinear, antialiased) when ``size`` is given."""
     import numpy as np
-    import torch.nn.functional as F
 
     a = np.asarray(array)
     if a.ndim == 2:
@@ -90,12 +89,17 @@ def as_image(array, size: int | None = None) -> Tensor:
         raise ValueError(f"array must be H x W, H x W x 3 or H x W x 4; got shape {a.shape}")
     a = a[..., :3]
     t = torch.as_tensor(a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)).permute(2, 0, 1)
-    if size is not None:
-        h, w = t.shape[1:]
-        s = min(h, w)
-        t = t[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return t.clamp(0, 1)
+    return (t if size is None else square_resize(t, size)).clamp(0, 1)
+
+
+def square_resize(t: Tensor, size: int) -> Tensor:
+    """An image ``[C, H, W]`` centre-cropped to a square and resized to ``size`` px (bilinear, antialiased)."""
+    import torch.nn.functional as F
+
+    h, w = t.shape[1:]
+    s = min(h, w)
+    t = t[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 def gather(data: ImageData, idx: Sequence[int] | None = None) -> tuple[Tensor, Tensor | None]:

@@ -1,11 +1,7 @@
 """Up-front parameter checks: every error names the parameter and what would be valid.
 
-As in scikit-learn's ``_param_validation``, a value of the wrong *type* (a string or a bool where a
-number is expected, a float where an integer is expected, an int where one of some strings is
-expected) raises ``TypeError``; a value of the right type but outside what is allowed (out of
-range, NaN, not one of the choices) raises ``ValueError``. NumPy scalars (``np.int64``,
-``np.float32``, ``np.bool_``, ...) are accepted wherever the matching Python type is, and the
-checks return the value as the plain Python type.
+A value of the wrong type raises ``TypeError``, one of the right type but not allowed (out of range,
+NaN, not a choice) ``ValueError``. NumPy scalars are accepted and come back as Python values.
 """
 
 from __future__ import annotations
@@ -15,16 +11,8 @@ from typing import Any, Iterable, Sequence, Sized
 
 import numpy as np
 
-__all__ = [
-    "check_range",
-    "check_int_range",
-    "check_probability",
-    "check_choice",
-    "check_bool",
-    "check_nonempty",
-    "check_same_length",
-    "check_seeds",
-]
+__all__ = ["check_range", "check_int_range", "check_probability", "check_choice", "check_bool", "check_nonempty"]
+__all__ += ["check_same_length", "check_seeds"]
 
 _MAX_REPR = 80
 
@@ -69,13 +57,8 @@ def check_range(
     lo_open: bool = False,
     hi_open: bool = False,
 ) -> float:
-    """Check that ``value`` is a real number with ``lo (<|<=) value (<|<=) hi``; return it.
-
-    Python ints and floats and NumPy integer/floating scalars are accepted; the value comes back as
-    a Python ``int`` (for integers) or ``float``. A bool, a string, ``None`` or any other type raises
-    TypeError; NaN or a value outside the interval raises ValueError. Both messages name the
-    parameter, the valid interval and the value given.
-    """
+    """``value`` (a Python int or float) if it is a real number with ``lo (<|<=) value (<|<=) hi``:
+    a bool or a non-number raises TypeError, NaN or a value outside ValueError."""
     interval = _interval(lo, hi, lo_open, hi_open)
     if not _is_real(value):
         raise TypeError(f"{name} must be a real number in {interval}; got {_show(value)}")
@@ -96,11 +79,8 @@ def check_probability(name: str, value: float, *, lo_open: bool = False, hi_open
 
 
 def check_int_range(name: str, value: int, lo: int, hi: int | None = None) -> int:
-    """Check that ``value`` is an integer with ``lo <= value <= hi``; return it as a Python int.
-
-    Python ints and NumPy integer scalars are accepted. A bool, a float (even ``3.0``), a string or
-    any other type raises TypeError; a value out of range raises ValueError.
-    """
+    """``value`` as a Python int if it is an integer with ``lo <= value <= hi``: a bool, a float (even
+    ``3.0``) or a non-number raises TypeError, a value out of range ValueError."""
     interval = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, inf)"
     if not _is_int(value):
         raise TypeError(f"{name} must be an integer in {interval}; got {_show(value)}")
@@ -111,10 +91,7 @@ def check_int_range(name: str, value: int, lo: int, hi: int | None = None) -> in
 
 
 def check_bool(name: str, value: Any) -> bool:
-    """Check that ``value`` is a bool (or a NumPy bool); return it as a Python bool.
-
-    Anything else, including 0/1 and the strings ``"true"``/``"false"``, raises TypeError.
-    """
+    """``value`` as a Python bool if it is a (NumPy) bool; anything else, 0/1 included, raises TypeError."""
     if not _is_bool(value):
         raise TypeError(f"{name} must be True or False; got {_show(value)}")
     return bool(value)
@@ -134,12 +111,8 @@ def _same_kind(value: Any, choice: Any) -> bool:
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
-    """Check that ``value`` is one of ``choices``; return the matching choice.
-
-    A value whose type matches none of the choices' types (e.g. an int where the choices are
-    strings) raises TypeError; a value of a valid type that is none of the choices raises
-    ValueError. Both messages list the valid choices. Unhashable values are fine.
-    """
+    """The choice equal to ``value``: a value of no choice's type raises TypeError, one of a valid
+    type that is none of the choices ValueError (both list the choices)."""
     choices = tuple(choices)
     listed = ", ".join(map(repr, choices))
     kinds = [c for c in choices if _same_kind(value, c)]

@@ -1,11 +1,5 @@
-"""The architecture sweep: App. B, Fig. 8 as numbers.
-
-:func:`arch_comparison` runs the fair test (``fair_test.fair_test``) of each architecture on one
-target task and reports |F|, |L|, Eq. 4 and the excess error of the fine-tuned arm against a scratch
-baseline, and the overlap of the lingering sets between architectures of one world, over whatever
-``(world, arch)`` pairs load here (``worlds.load_arch``); :func:`figure8_specs` names the book's
-architectures. Every model is trained and every stage read through an ``audit.Audit`` (cached).
-"""
+"""The architecture sweep, App. B, Fig. 8 as numbers: the fair test of each architecture on one task
+(:func:`arch_comparison`) and the book's architectures (:func:`figure8_specs`)."""
 
 from __future__ import annotations
 
@@ -36,20 +30,14 @@ class ArchComparison:
 
     Attributes:
         table: one row per architecture: ``label, world, arch, available, note``; ``n_F`` (|F|, Eq. 2),
-            ``n_F_images`` (classes of F with D^c images: the most L can hold), ``n_L`` (mean |L| over
-            seeds, Eq. 3) and ``n_L_min, n_L_max``; ``acc_reference, acc_baseline`` (target validation
-            accuracy, mean over seeds); for the reference (fine-tuned) arm and the scratch baseline on the
-            composites of L: ``distraction_*`` (Eq. 4), ``null_*`` (its per-class null) and
-            ``excess_error_*`` (error on source-only minus neutral composites), each ``mean`` with a 95%
-            bootstrap-over-seeds ``lo``/``hi``; the between-arm tests of the fair test
-            (``fair_test.summarize``) on ``distraction_excess`` and ``excess_error``: ``effect``,
-            ``lo``, ``hi``, ``p_holm`` and ``verdict``.
-        overlap: one row per pair of architectures with the same source classes and the same D^c
-            images (the same world up to its model; a photo labelled by M^s's top-1 may get another
-            label from another model): ``jaccard_L`` (mean over seeds of |L_a ∩ L_b| / |L_a ∪ L_b|,
-            same seed), its min and max, ``jaccard_F``, and ``n_L_common`` (the mean size of the
-            intersection).
-        tests: label -> ``fair_test.FairTest``, the whole fair test of each architecture.
+            ``n_F_images``, ``n_L`` (mean |L| over seeds, Eq. 3) with ``n_L_min, n_L_max``;
+            ``acc_reference, acc_baseline``; per arm (``reference``, ``baseline``) on L, Eq. 4
+            (``distraction_*``), its null (``null_*``) and ``excess_error_*`` with 95% ``_lo``/``_hi``;
+            the between-arm tests of ``distraction_excess`` and ``excess_error`` (``effect``, ``lo``,
+            ``hi``, ``p_holm``, ``verdict``).
+        overlap: per pair of architectures of one world (same source classes and D^c images): the
+            Jaccard overlap of L (same seed; mean, min, max), of F, and ``n_L_common``.
+        tests: label -> ``fair_test.FairTest``.
         lingering: label -> {seed: sorted L}.
     """
 
@@ -59,8 +47,8 @@ class ArchComparison:
     lingering: dict[str, dict[int, list[int]]]
 
     def view(self) -> pd.DataFrame:
-        """The table as the book shows it, one row per available architecture: each number with its
-        95% interval in brackets (Eq. 4 also with its per-class null) and each test with its verdict."""
+        """The table as the book shows it: each available architecture's numbers with their 95% intervals
+        and each test with its verdict."""
 
         def ci(r: Any, key: str) -> str:
             return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
@@ -104,10 +92,8 @@ def _as_spec(spec: Any) -> tuple[str, str | None, dict[str, Any]]:
 
 
 def figure8_specs(shapes_width: int = 16) -> dict[str, dict[str, tuple]]:
-    """The architectures of the book's offline Figure 8, by the world whose task they share (the column
-    of the results matrix): EfficientNet-Lite0/1/2 on ``lite0``'s faces task (``worlds.lite_models.VARIANTS``),
-    and the ``shapes`` CNN at width 8 and at ``shapes_width`` (the profile's own width). Each value is a
-    ``specs`` mapping for :func:`arch_comparison`."""
+    """The ``specs`` of the book's offline Figure 8, by the world whose task they share: EfficientNet-Lite0/1/2
+    on ``lite0``'s task, and the ``shapes`` CNN at width 8 and at ``shapes_width``."""
     shapes_width = check_int_range("shapes_width", shapes_width, 1)
     return {
         "lite0": {v.arch: (v.name, None) for v in VARIANTS.values()},
@@ -128,19 +114,12 @@ def arch_comparison(
 ) -> ArchComparison:
     """App. B, Fig. 8: the fair test of each architecture on the same target task (:class:`ArchComparison`).
 
-    ``specs``: ``(world, arch)`` or ``(world, arch, world options)`` per architecture, as a sequence
-    or as a mapping from label to spec. Each is loaded by ``worlds.load_arch(world, arch, profile,
-    world_seed, download=download, **options)``: ``arch`` None is the world's own model (``lite0``,
-    ``lite1``, ``lite2`` are EfficientNet-Lite0/1/2 on one task; ``("shapes", None, {"width": 8})`` is
-    the shapes CNN at another width); a world whose loader takes ``source_model=`` (``paper``) runs a
-    torchvision ImageNet model (``"resnet18"``, ``"resnet50"``, ``"vit_b_16"``: weights from the torch
-    hub cache, fetched only with ``download=True``). A spec that cannot be had here (``NotFeasible``,
-    ``FileNotFoundError``, ``ImportError``: missing weights, data or packages) gives a row with
-    ``available=False`` and the reason, so one call runs offline and on a GPU; any other error
-    propagates. Each available architecture gets ``fair_test.fair_test`` with two arms, the world's
-    reference (fine-tuned) arm and ``baseline`` (a scratch arm of its ``spec.comparison``), over
-    ``seeds``. Labels default to the world's name, with ``": arch"`` when an arch is named; a
-    repeated label is an error. ``load`` replaces ``worlds.load_arch`` (same signature).
+    ``specs``: ``(world, arch)`` or ``(world, arch, world options)``, a sequence or a mapping label ->
+    spec, each loaded by ``load`` (default ``worlds.load_arch(world, arch, profile, world_seed,
+    download=download, **options)``; ``arch`` None: the world's own model). A spec that cannot be had
+    here (:data:`_UNAVAILABLE`) gives an ``available=False`` row with the reason. Each fair test has two
+    arms: the world's reference and ``baseline``. Labels default to the world's name (``": arch"``
+    added when an arch is named); a repeated label is an error.
     """
     seed_list = check_seeds(seeds)
     n_boot = check_int_range("n_boot", n_boot, 1)
@@ -172,14 +151,8 @@ def arch_comparison(
                 f"baseline must be an arm of world {world_name!r}'s comparison "
                 f"({', '.join(map(repr, comp))}); got {baseline!r}"
             )
-        ft = fair_test(
-            audit,
-            {ref: comp[ref], baseline: comp[baseline]},
-            seed_list,
-            reference=ref,
-            baselines=[baseline],
-            n_boot=n_boot,
-        )
+        arms = {ref: comp[ref], baseline: comp[baseline]}
+        ft = fair_test(audit, arms, seed_list, reference=ref, baselines=[baseline], n_boot=n_boot)
         tests[label] = ft
         L = {int(s): list(v) for s, v in ft.controls.attrs["lingering"].items()}
         lingering[label] = L
@@ -210,27 +183,16 @@ def arch_comparison(
         }
         t = ft.table[ft.table.subset == "L"].set_index(["arm", "measure"])
         for arm, tag in ((ref, "reference"), (baseline, "baseline")):
-            for measure, name in (
-                ("distraction", "distraction"),
-                ("distraction_null", "null"),
-                ("excess_error", "excess_error"),
-            ):
+            for measure, name in (("distraction", "distraction"), ("distraction_null", "null"), ("excess_error",) * 2):
                 r = t.loc[(arm, measure)] if (arm, measure) in t.index else None
-                for stat in ("mean", "ci_lo", "ci_hi"):
-                    key = f"{name}_{tag}" + {"mean": "", "ci_lo": "_lo", "ci_hi": "_hi"}[stat]
-                    row[key] = float(r[stat]) if r is not None else float("nan")
+                for stat, suffix in (("mean", ""), ("ci_lo", "_lo"), ("ci_hi", "_hi")):
+                    row[f"{name}_{tag}{suffix}"] = float(r[stat]) if r is not None else float("nan")
         between = ft.tests[ft.tests.kind == "between arms"].set_index("measure")
         for measure in ("distraction_excess", "excess_error"):
             r = between.loc[measure]
-            row.update(
-                {
-                    f"{measure}_effect": float(r.effect),
-                    f"{measure}_effect_lo": float(r.ci_lo),
-                    f"{measure}_effect_hi": float(r.ci_hi),
-                    f"{measure}_p_holm": float(r.p_holm),
-                    f"{measure}_verdict": r.verdict,
-                }
-            )
+            for key, col in zip(("effect", "effect_lo", "effect_hi", "p_holm"), ("effect", "ci_lo", "ci_hi", "p_holm")):
+                row[f"{measure}_{key}"] = float(r[col])
+            row[f"{measure}_verdict"] = r.verdict
         rows.append(row)
     overlap = []
     labels = list(lingering)
@@ -239,17 +201,10 @@ def arch_comparison(
             if keys[a][:2] != keys[b][:2]:
                 continue
             js = [_jaccard(set(lingering[a][s]), set(lingering[b][s])) for s in seed_list]
-            overlap.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "jaccard_L": float(np.nanmean(js)) if not np.isnan(js).all() else float("nan"),
-                    "jaccard_L_min": float(np.nanmin(js)) if not np.isnan(js).all() else float("nan"),
-                    "jaccard_L_max": float(np.nanmax(js)) if not np.isnan(js).all() else float("nan"),
-                    "n_L_common": float(np.mean([len(set(lingering[a][s]) & set(lingering[b][s])) for s in seed_list])),
-                    "jaccard_F": _jaccard(keys[a][2], keys[b][2]),
-                }
-            )
+            empty = np.isnan(js).all()
+            stats = [float("nan") if empty else float(f(js)) for f in (np.nanmean, np.nanmin, np.nanmax)]
+            common = float(np.mean([len(set(lingering[a][s]) & set(lingering[b][s])) for s in seed_list]))
+            overlap.append((a, b, *stats, common, _jaccard(keys[a][2], keys[b][2])))
     return ArchComparison(
         table=pd.DataFrame(rows),
         tests=tests,

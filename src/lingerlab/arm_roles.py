@@ -1,10 +1,6 @@
-"""The arms of the fair test: which models it compares, which one is the fine-tuned reference, and
-what each arm is (:func:`recipe_table`).
-
-An arm is a label mapped to a zoo arm name, a ``recipe.Recipe`` or a callable ``seed -> nn.Module`` (a
-remedy). By default a world compares ``spec.comparison`` (the accuracy-matched baseline only where
-target data are free to draw, as in ``shapes``) against ``spec.comparison_reference``.
-"""
+"""The arms of the fair test: which models it compares, which is the fine-tuned reference, and what
+each arm is (:func:`recipe_table`). An arm is a label mapped to a zoo arm name, a ``recipe.Recipe``
+or a callable ``seed -> nn.Module`` (a remedy); by default ``spec.comparison``."""
 
 from __future__ import annotations
 
@@ -66,9 +62,7 @@ def is_fine_tuned(audit: Audit, spec: ArmSpec) -> bool:
     with ``init="source"``, or the name of one; a callable arm (a remedy) is not treated as one."""
     if isinstance(spec, Recipe):
         return spec.init == "source"
-    if not isinstance(spec, str) or spec == "M^s":
-        return False
-    if spec in ("M^b", "M^b (competent)", "M^b (same data)", "M^b (matched acc)"):
+    if not isinstance(spec, str) or spec in ("M^s", "M^b", "M^b (competent)", "M^b (same data)", "M^b (matched acc)"):
         return False
     try:
         return audit.recipe(spec).init == "source"
@@ -101,11 +95,8 @@ def recipe_table(
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     reference: str | None = None,
 ) -> pd.DataFrame:
-    """One row per arm, every difference between arms in the open: its recipe
-    (``recipe.Recipe.row``: init, training images, augmentation, epochs, optimiser, lr, schedule,
-    batch, BatchNorm), the learning-rate search that picked its lr (``arms.Zoo.search``: every
-    rate tried, its validation accuracy at seed 0, the pick), the target validation accuracy (mean
-    and range over ``seeds``), whether its first seed's run converged (``tuning.converged``) and its
+    """One row per arm, every difference between arms in the open: its recipe, its learning-rate
+    search, its target validation accuracy over ``seeds``, whether its first seed converged and its
     ``role`` in the fair test (the reference, the paper's own M^b, a baseline, or context)."""
     specs = arm_specs(audit, arms)
     ref = reference_arm(audit, specs, reference)

@@ -1,26 +1,11 @@
-"""Arms: the models a comparison puts side by side, each trained by a named **recipe**.
-
-A :class:`~lingerlab.recipe.Recipe` is data: where training starts (``init``: fine-tune M^s or train
-``world.make_scratch()`` from random weights), which target images, augmentation, epochs,
-optimiser, learning rate and schedule, BatchNorm policy, which layers stay fixed. Recipes are frozen
-and hashable; :func:`recipe_table` prints one row per arm, so every difference between arms is in
-the open. The paper's arms (Sec. 3.1):
-
-- ``M^t``: standard fine-tuning (SFT) of M^s on D^t: the world's ``spec.recipes["M^t"]``;
-- further arms of the world (``spec.recipes``), e.g. ``shapes``' ``M^t (zoom-out)``: M^t with the
-  scratch arms' augmentation, so the comparison differs only in the initialisation;
-- ``M^b (competent)``: the world's competent scratch recipe (``spec.recipes["M^b"]``);
-- ``M^b (same data)``: the reference fine-tuning recipe (``spec.reference_arm``) from random weights:
-  the same images, augmentation, steps and schedule; the paper's own M^b, "the same model trained
-  from scratch" (:func:`from_scratch`);
-- ``M^b (matched acc)``: that recipe on fewer images, sized by :func:`match_accuracy` so its target
-  accuracy matches M^t's.
-
-:class:`Zoo` trains (and remembers) the model of a recipe for a seed with ``training.finetune`` /
-``training.train_scratch``, which cache the weights on disk. Where the world names a learning-rate
-grid (``spec.lr_search``), the reference and the paper's M^b pick their rates by the same search
-(:meth:`Zoo.search`): one run per rate at seed 0, then ``tuning.pick_rate`` (the smallest rate whose
-validation accuracy is not significantly below the best's, one-sided z-test at 5%).
+"""Arms: the models a comparison puts side by side, each trained by a named, frozen
+:class:`~lingerlab.recipe.Recipe` (:func:`recipe_table` shows every difference). The paper's arms
+(Sec. 3.1): ``M^t`` (fine-tuning of M^s on D^t) and the world's further ``spec.recipes``; ``M^b
+(competent)``, the world's scratch recipe; ``M^b (same data)``, the reference fine-tuning recipe from
+random weights (:func:`from_scratch`, the paper's own M^b); ``M^b (matched acc)``, that recipe on
+fewer images, accuracy-matched to M^t (:func:`match_accuracy`). :class:`Zoo` trains and remembers
+them; where the world names ``spec.lr_search``, the reference and M^b pick their rates by the same
+search (:meth:`Zoo.search`, ``tuning.pick_rate``).
 """
 
 from __future__ import annotations
@@ -34,18 +19,12 @@ import torch
 from torch import nn
 
 from . import training as _training
+from .inference import predict
 from .tuning import pick_rate
 from ._validation import check_int_range
 from .recipe import Recipe
 
-__all__ = [
-    "BUILTIN_ARMS",
-    "Zoo",
-    "recipe_table",
-    "from_scratch",
-    "match_accuracy",
-    "target_indices",
-]
+__all__ = ["BUILTIN_ARMS", "Zoo", "recipe_table", "from_scratch", "match_accuracy", "target_indices"]
 
 
 def target_indices(world: Any) -> list[int]:
@@ -61,10 +40,8 @@ def recipe_table(recipes: Sequence[Recipe] | Mapping[str, Recipe], n_images: int
 
 
 def from_scratch(recipe: Recipe, *, name: str = "M^b (same data)", precise_bn: bool = False) -> Recipe:
-    """``recipe`` trained from random weights instead of M^s: the same images, augmentation, epochs,
-    optimiser, schedule and batch (so the same number of steps). ``precise_bn``: recompute the
-    BatchNorm statistics after the last step, which a short scratch run needs (the world's scratch
-    recipe says so); the recipe table shows it."""
+    """``recipe`` trained from random weights instead of M^s: the same images, augmentation and steps.
+    ``precise_bn``: recompute the BatchNorm statistics after the last step (a short scratch run needs it)."""
     return recipe.replace(
         name=name,
         init="scratch",
@@ -76,15 +53,10 @@ def from_scratch(recipe: Recipe, *, name: str = "M^b (same data)", precise_bn: b
 def match_accuracy(
     accuracy_at: Callable[[int], float], n_max: int, target: float, tol: float, *, min_n: int = 32, max_tries: int = 7
 ) -> dict[str, Any]:
-    """Find a training-set size n whose model is within ``tol`` of ``target`` accuracy.
-
-    ``accuracy_at(n)`` trains on the first n images of a fixed ordering and returns the validation
-    accuracy. n = ``n_max`` is tried first; then n is halved until the accuracy falls to
-    ``target + tol`` or below, then bisected (on log n) between the last too-accurate and the first
-    not-too-accurate n, at most ``max_tries`` calls in all. The n with the smallest gap wins (ties:
-    the larger n). If even n_max is below ``target - tol``, less data cannot match: n_max is
-    returned with ``within_tol`` False. Returns ``n_images, val_acc, gap, within_tol, tries``.
-    """
+    """A training-set size n whose model (``accuracy_at(n)``: validation accuracy on the first n images)
+    is within ``tol`` of ``target``: n_max first, then halved until no longer too accurate, then
+    bisected on log n, at most ``max_tries`` calls; the smallest gap wins (ties: the larger n).
+    Returns ``target_acc, n_images, val_acc, gap, within_tol, tries``."""
     check_int_range("max_tries", max_tries, 1)
     check_int_range("n_max", n_max, 1)
     min_n = min(n_max, check_int_range("min_n", min_n, 1))
@@ -120,30 +92,20 @@ def match_accuracy(
             elif acc < target - tol:
                 n_lo = n
     best = min(tries, key=lambda t: (abs(t["gap"]), -t["n_images"]))
-    return {
-        "target_acc": target,
-        "n_images": best["n_images"],
-        "val_acc": best["val_acc"],
-        "gap": best["gap"],
-        "within_tol": abs(best["gap"]) <= tol,
-        "tries": pd.DataFrame(tries),
-    }
+    return {"target_acc": target, **best, "within_tol": abs(best["gap"]) <= tol, "tries": pd.DataFrame(tries)}
 
 
 #: Arm names a :class:`Zoo` resolves by itself; "M^b" is short for the competent baseline.
 BUILTIN_ARMS = ("M^s", "M^t", "M^b", "M^b (competent)", "M^b (same data)", "M^b (matched acc)")
 
 ModelFactory = Callable[[int], nn.Module]
+_SEARCH_COLUMNS = ["arm", "lr", "val_acc", "picked"]
 
 
 class Zoo:
-    """The model zoo of one world: arm name -> recipe -> model for a seed.
-
-    Resolves the built-in arms (:data:`BUILTIN_ARMS`) and arms added with :meth:`add` (a recipe, or
-    a ``factory(seed) -> nn.Module`` for a post-hoc remedy). Models are trained once per object
-    (weights cached on disk by ``training``). ``accuracy(model) -> float`` (target validation
-    accuracy) and ``stages`` (a ``cache.StageCache``) serve the accuracy-matched baseline.
-    """
+    """The model zoo of one world: arm name -> recipe -> model for a seed, for the built-in arms
+    (:data:`BUILTIN_ARMS`) and those added with :meth:`add`. ``accuracy(model) -> float`` (target
+    validation accuracy) and ``stages`` (a ``cache.StageCache``) serve the accuracy-matched baseline."""
 
     def __init__(
         self,
@@ -160,15 +122,14 @@ class Zoo:
         self.accuracy, self.stages, self.match_tol = accuracy, stages, match_tol
         self._extra: dict[str, ModelFactory | Recipe] = {}
         self._models: dict[tuple[Recipe, int, int], tuple[tuple[nn.Module, pd.DataFrame], Any]] = {}
-        self._searches: dict[tuple[str, Recipe], tuple[Recipe, pd.DataFrame]] = {}
+        self._searches: dict[Recipe, tuple[Recipe, pd.DataFrame]] = {}  # recipe -> (tuned recipe, trials)
 
     def names(self) -> list[str]:
-        """Every arm name :meth:`model` resolves: the built-ins, the world's further recipes
-        (``spec.recipes`` beyond M^t and M^b) and the arms added with :meth:`add`."""
+        """Every arm name :meth:`model` resolves: built-ins, the world's further recipes, added arms."""
         return list(BUILTIN_ARMS) + self._world_arms() + list(self._extra)
 
     def _world_arms(self) -> list[str]:
-        return [k for k in self.world.spec.recipes if k not in ("M^t", "M^b") and k not in BUILTIN_ARMS]
+        return [k for k in self.world.spec.recipes if k not in BUILTIN_ARMS]
 
     def add(self, name: str, arm: ModelFactory | Recipe) -> None:
         """Register an arm: a :class:`Recipe`, or ``factory(seed) -> nn.Module``."""
@@ -186,8 +147,9 @@ class Zoo:
     def recipe(self, name: str) -> Recipe:
         """The recipe of arm ``name`` (M^t, each M^b regime, or a recipe added with :meth:`add`)."""
         w = self.world
-        if name == "M^t":
-            return self._tuned(w.recipe("M^t")) if name == w.spec.reference_arm else w.recipe("M^t")
+        if name == "M^t" or name in self._world_arms():
+            recipe = w.recipe("M^t") if name == "M^t" else w.spec.recipes[name]
+            return self._tuned(recipe) if name == w.spec.reference_arm else recipe
         if name in ("M^b", "M^b (competent)"):
             return w.recipe("M^b")
         if name == "M^b (same data)":
@@ -200,26 +162,21 @@ class Zoo:
                 train_subset=self.matched()["train_subset"],
                 description=f"scratch, competent recipe on fewer images, accuracy matched to {w.spec.reference_arm}",
             )
-        if name in self._world_arms():
-            return self._tuned(w.spec.recipes[name]) if name == w.spec.reference_arm else w.spec.recipes[name]
         arm = self._extra.get(name)
         if isinstance(arm, Recipe):
             return arm
         raise ValueError(f"name must be an arm with a recipe: {', '.join(map(repr, self.names()[1:]))}; got {name!r}")
 
     def search(self, recipe: Recipe) -> pd.DataFrame:
-        """The learning-rate search of ``recipe``: one run per rate of ``spec.lr_search`` at seed 0,
-        the target validation accuracy of each and the pick (:func:`pick_rate`). Every arm of a
-        comparison goes through the same search; its runs are cached like any model (the picked run
-        is the arm's seed-0 model)."""
-        if self.accuracy is None:
-            raise ValueError("this Zoo was built without accuracy=: it cannot search learning rates")
-        rows = [
-            {"arm": recipe.name, "lr": lr, "val_acc": float(self.accuracy(self.train(recipe.replace(lr=lr), 0)[0]))}
-            for lr in self.world.spec.lr_search
-        ]
-        out = pd.DataFrame(rows, columns=["arm", "lr", "val_acc"])
-        pick = pick_rate(out["lr"].tolist(), out["val_acc"].tolist(), len(self.world.target_val)) if rows else None
+        """The learning-rate search of ``recipe``: one (cached) run per rate of ``spec.lr_search`` at
+        seed 0, its target validation accuracy and the pick (:func:`pick_rate` on per-image correctness)."""
+        rows, correct = [], []
+        for lr in self.world.spec.lr_search:
+            logits, labels = predict(self.train(recipe.replace(lr=lr), 0)[0], self.world.target_val, device=self.device)
+            correct.append((logits.argmax(1) == labels).numpy())
+            rows.append({"arm": recipe.name, "lr": lr, "val_acc": float(correct[-1].mean(dtype=np.float64))})
+        out = pd.DataFrame(rows, columns=_SEARCH_COLUMNS[:3])
+        pick = pick_rate(out["lr"].tolist(), correct) if rows else None
         out["picked"] = [r["lr"] == pick for r in rows]
         return out
 
@@ -227,26 +184,21 @@ class Zoo:
         """``recipe`` with the learning rate :meth:`search` picks (unchanged without ``spec.lr_search``)."""
         if not self.world.spec.lr_search:
             return recipe
-        key = ("tuned", recipe)
-        if key not in self._searches:
+        if recipe not in self._searches:
             table = self.search(recipe)
-            self._searches[key] = (recipe.replace(lr=float(table.loc[table["picked"], "lr"].iloc[0])), table)
-        return self._searches[key][0]
+            self._searches[recipe] = (recipe.replace(lr=float(table.loc[table["picked"], "lr"].iloc[0])), table)
+        return self._searches[recipe][0]
 
     def search_of(self, recipe: Recipe) -> pd.DataFrame:
-        """The learning-rate search whose pick is ``recipe`` (no rows where no search made it), matched by
-        the whole recipe, so two arms that share a recipe name keep their own trials."""
-        for tuned, table in self._searches.values():
-            if tuned == recipe:
-                return table
-        return pd.DataFrame(columns=["arm", "lr", "val_acc", "picked"])
+        """The learning-rate search whose pick is ``recipe`` (matched by the whole recipe; no rows if none)."""
+        return next(
+            (t for tuned, t in self._searches.values() if tuned == recipe), pd.DataFrame(columns=_SEARCH_COLUMNS)
+        )
 
     def searches(self) -> pd.DataFrame:
         """Every learning-rate search this zoo ran, one row per trial."""
         frames = [t for _, t in self._searches.values()]
-        return (
-            pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["arm", "lr", "val_acc", "picked"])
-        )
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_SEARCH_COLUMNS)
 
     def table(self, names: Sequence[str]) -> pd.DataFrame:
         """:func:`recipe_table` of the arms ``names``."""
@@ -292,10 +244,9 @@ class Zoo:
         return hit[0]
 
     def matched(self, seeds: Sequence[int] = (0, 1, 2), max_tries: int = 7) -> dict[str, Any]:
-        """How "M^b (matched acc)" trains: the competent recipe on a seeded ordering of its images, cut
-        to the size :func:`match_accuracy` finds (seed 0) within ``match_tol`` of the accuracy of the
-        world's reference fine-tuned arm (``spec.reference_arm``, mean over ``seeds``). Returns the
-        choice, ``train_subset`` and every try (cached)."""
+        """How "M^b (matched acc)" trains: the competent recipe on a seeded ordering of its images, cut to
+        the size :func:`match_accuracy` finds within ``match_tol`` of ``spec.reference_arm``'s accuracy
+        (mean over ``seeds``). Returns the choice, ``train_subset`` and every try (cached)."""
         if self.accuracy is None or self.stages is None:
             raise ValueError("this Zoo was built without accuracy= and stages=: it cannot match accuracy")
         target = float(np.mean([self.accuracy(self.model(self.world.spec.reference_arm, s)) for s in seeds]))

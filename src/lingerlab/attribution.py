@@ -1,18 +1,10 @@
 """Class activation maps: the attribution maps ``A(x, M, c)`` of the paper's Eq. 4.
 
-The paper measures distraction by comparing Grad-CAM maps (Selvaraju et al., "Grad-CAM: Visual
-Explanations from Deep Networks via Gradient-based Localization", ICCV 2017) of the fine-tuned model
-for the target class with those of the source model for the source class. Two entry points:
-
-- :func:`gradcam`: a fast, batched Grad-CAM that differentiates the selected logits only down to the
-  chosen layer's output (``torch.autograd.grad``; no parameter gradients, no backward through the
-  layers below, no numpy round trip). Its maps equal pytorch-grad-cam's ``GradCAM`` (same ReLU,
-  per-image min-max scaling, bilinear resize as ``cv2.INTER_LINEAR`` and final rescaling) to float
-  rounding.
-- :func:`cam`: the other CAM methods (Grad-CAM++, LayerCAM, Score-CAM, ...) through pytorch-grad-cam.
-
-``layer=None`` picks the last feature layer of known architectures: see
-:mod:`lingerlab.cam_layers`.
+The paper compares Grad-CAM maps (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks
+via Gradient-based Localization", ICCV 2017) of the fine-tuned model for the target class with those
+of the source model for the source class. :func:`gradcam` is a fast batched Grad-CAM equal to
+pytorch-grad-cam's ``GradCAM`` to float rounding; :func:`cam` runs the other pytorch-grad-cam methods.
+``layer=None`` picks the last feature layer of known architectures (:mod:`lingerlab.cam_layers`).
 """
 
 from __future__ import annotations
@@ -37,27 +29,14 @@ _EPS = 1e-7  # pytorch-grad-cam's scale_cam_image: (x - min) / (1e-7 + max)
 
 #: method name -> pytorch-grad-cam class name, for :func:`cam`
 _CAM_CLASSES = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "hirescam": "HiResCAM",
-    "gradcamelementwise": "GradCAMElementWise",
-    "xgradcam": "XGradCAM",
-    "layercam": "LayerCAM",
-    "eigencam": "EigenCAM",
-    "eigengradcam": "EigenGradCAM",
-    "scorecam": "ScoreCAM",
-    "ablationcam": "AblationCAM",
-    "fullgrad": "FullGrad",
-    "kpcacam": "KPCA_CAM",
-    "randomcam": "RandomCAM",
-    "shapleycam": "ShapleyCAM",
-    "fem": "FEM",
+    c.lower().replace("plusplus", "++").replace("_", ""): c
+    for c in (
+        "GradCAM GradCAMPlusPlus HiResCAM GradCAMElementWise XGradCAM LayerCAM EigenCAM EigenGradCAM ScoreCAM "
+        "AblationCAM FullGrad KPCA_CAM RandomCAM ShapleyCAM FEM"
+    ).split()
 }
 #: the methods :func:`cam` knows (those the installed pytorch-grad-cam lacks are refused when called)
 CAM_METHODS: tuple[str, ...] = tuple(_CAM_CLASSES)
-
-
-# --------------------------------------------------------------------------- shared helpers
 
 
 def _targets_tensor(targets: Targets, n: int) -> Tensor:
@@ -88,19 +67,12 @@ def _minmax(x: Tensor) -> Tensor:
 
 
 def _scale(cam_map: Tensor, size: tuple[int, int]) -> Tensor:
-    """ReLU'd maps ``[N, h, w]`` -> scaled, resized, rescaled ``[N, H, W]`` as pytorch-grad-cam does.
-
-    pytorch-grad-cam min-max scales each map, resizes it with ``cv2.resize`` (bilinear,
-    half-pixel centres: identical to ``F.interpolate(..., align_corners=False)`` to ~3e-7), then
-    scales again when it aggregates layers.
-    """
+    """ReLU'd maps ``[N, h, w]`` -> min-max scaled, bilinearly resized (as ``cv2.resize`` to ~3e-7) and
+    scaled again ``[N, H, W]``, as pytorch-grad-cam does."""
     x = _minmax(cam_map)
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     return _minmax(x)
-
-
-# --------------------------------------------------------------------------- Grad-CAM
 
 
 def _gradcam_batch(
@@ -122,10 +94,8 @@ def _gradcam_batch(
                 f"layer {lname!r} runs more than once per forward pass; pick a layer "
                 "used once (e.g. a BatchNorm or block, not a shared activation)"
             )
-        # Everything before the layer ran without autograd; from here on gradients are tracked, and
-        # they start at a fresh leaf, so the backward stops at the layer. The model continues with a
-        # clone: an in-place op after the layer (DenseNet's F.relu(features, inplace=True)) changes
-        # the clone and the map sees the output as the layer produced it.
+        # gradients start at a fresh leaf here, so the backward stops at the layer; the model goes on
+        # with a clone, so an in-place op after the layer (DenseNet's ReLU) leaves the map's input alone
         torch.set_grad_enabled(True)
         a = out.detach().requires_grad_(True)
         captured.append(a)
@@ -178,36 +148,17 @@ def gradcam(
 ) -> Tensor:
     """Grad-CAM maps (Selvaraju et al., 2017): the paper's ``A(x, M, c)`` of Eq. 4.
 
-    For each image, the gradient of the target logit with respect to ``layer``'s output is averaged
-    over space into channel weights; the ReLU of the weighted channel sum is min-max scaled, resized
-    bilinearly to the input's ``H x W`` and scaled again, exactly as pytorch-grad-cam's ``GradCAM``.
+    Per image, the target logit's gradient at ``layer``'s output, averaged over space, weighs its
+    channels; the ReLU of the weighted sum is min-max scaled, resized bilinearly to ``H x W`` and
+    scaled again, exactly as pytorch-grad-cam's ``GradCAM``. ``targets``: one class index per image
+    (or one int); ``layer``: module, qualified name or ``None`` (``cam_layers``' default, which may
+    bring its own ``reshape_transform`` to ``[N, C, h, w]``); ``batch_size``: images per pass (all
+    when ``None``); ``channels_last``: channels-last batches (``None``: on CPU; float rounding only).
+    ``autocast="bf16"`` runs the forward and backward in bfloat16 (tolerances: tests/test_precision.py).
+    Distributed, each process maps its shard and every process gets all ``N`` maps in order.
 
-    ``images``: ``[N, C, H, W]`` tensor (or any ``ImageData``); ``targets``: one class index per
-    image (or one int for all); ``layer``: module, qualified name, or ``None`` for the default
-    of ``cam_layers``; ``reshape_transform`` maps the layer output to ``[N, C, h, w]`` (a default
-    ViT layer brings its own); ``batch_size``: images per forward pass (all at once when ``None``);
-    ``channels_last``: feed batches channels-last (``None``: on CPU, where oneDNN runs them ~20%
-    faster). The layout changes float rounding only, but for a layer followed by more ReLUs or
-    max-pools (not the default layers) such rounding can flip activation masks downstream and move
-    maps by ~1e-3; pass ``channels_last=False`` to reproduce pytorch-grad-cam to ~1e-6 there.
-
-    ``autocast``: ``None``/``"fp32"`` (default) runs in float32; ``"bf16"`` runs the forward (and so
-    the backward to ``layer``) under bfloat16 autocast, for GPUs (ValueError where unsupported); the
-    channel weights, the map and its scaling are computed in float32 and the maps come back
-    float32. Stated tolerance of the scaled maps in [0, 1], checked by tests/test_precision.py on a
-    small random CNN (64 images at 32 px, 8x8 maps): mean |bf16 - fp32| over all pixels <= 0.01
-    (measured 0.003-0.004 over 20 seeds); per image max |diff| <= 0.05 on average over images
-    (measured 0.019-0.031) and <= 0.1 for 90% of images (measured <= 0.051; single images reach
-    0.21); top-20% masks (Eq. 4's P_0.8) with IoU >= 0.9 on average (measured 0.962-0.980) and
-    >= 0.8 for 95% of images (measured 98-100%).
-
-    In a distributed run (:mod:`lingerlab.distributed`) each process computes the maps of its
-    contiguous shard of the images, and the maps are gathered: every process returns all ``N``
-    maps in the original order, equal to one process's up to float rounding (a different batching).
-
-    Returns float32 maps ``[N, H, W]`` in ``[0, 1]`` on the device of ``images`` (a tensor) or of
-    the model (other data). The model runs in eval mode; its train/eval flags are restored, no
-    parameter ``.grad`` is touched, and the backward pass stops at ``layer``.
+    Returns float32 maps ``[N, H, W]`` in ``[0, 1]`` on the device of ``images`` (a tensor) or of the
+    model; train/eval flags are restored, no parameter ``.grad`` is touched.
     """
     lmod, lname, suggested = _resolve(model, layer)
     reshape = reshape_transform if reshape_transform is not None else suggested
@@ -223,58 +174,39 @@ def gradcam(
         out_dev = dev
         n = num_items(images)
     t_all = _targets_tensor(targets, n)
+
+    def run(data: ImageData, t: Tensor) -> Tensor:
+        """Grad-CAM maps of all ``data`` (targets ``t``), batch by batch, concatenated."""
+        if isinstance(data, Tensor):
+            bs = data.shape[0] if batch_size is None else batch_size
+            chunks = ((data[i : i + bs], None) for i in range(0, data.shape[0], bs))
+        else:
+            chunks = batches(data, batch_size or 64)
+        outs: list[Tensor] = []
+        with eval_mode(model):
+            i = 0
+            for x, _ in chunks:
+                _check_images(x)
+                if x.is_inference():
+                    x = x.clone()
+                x = x.to(dev)
+                if channels_last or (channels_last is None and x.device.type == "cpu"):
+                    # oneDNN runs channels-last batches ~20% faster; the maps move by float rounding only
+                    x = x.contiguous(memory_format=torch.channels_last)
+                outs.append(_gradcam_batch(model, x, t[i : i + len(x)], lmod, lname, reshape, amp).to(out_dev))
+                i += len(x)
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
     if not _dist.is_distributed():
-        return _gradcam_pass(model, images, t_all, lmod, lname, reshape, batch_size, channels_last, dev, out_dev, amp)
+        return run(images, t_all)
     idx = _dist.shard_indices(n)
     shard = _dist.shard_data(images, idx)
     t_shard = t_all[idx.start : idx.stop]
 
     def local() -> Tensor:
-        if len(idx) == 0:
-            return torch.empty(0, dtype=torch.float32, device=out_dev)
-        return _gradcam_pass(model, shard, t_shard, lmod, lname, reshape, batch_size, channels_last, dev, out_dev, amp)
+        return torch.empty(0, dtype=torch.float32, device=out_dev) if len(idx) == 0 else run(shard, t_shard)
 
     return _dist.all_gather_cat(_dist.run_local(local), n)
-
-
-def _gradcam_pass(
-    model: nn.Module,
-    images: ImageData,
-    t_all: Tensor,
-    lmod: nn.Module,
-    lname: str,
-    reshape: ReshapeTransform | None,
-    batch_size: int | None,
-    channels_last: bool | None,
-    dev: torch.device,
-    out_dev: torch.device,
-    amp: str | None,
-) -> Tensor:
-    """Grad-CAM maps of all ``images`` (targets ``t_all``), batch by batch, concatenated."""
-    if isinstance(images, Tensor):
-        n = images.shape[0]
-        bs = n if batch_size is None else batch_size
-        chunks = ((images[i : i + bs], None) for i in range(0, n, bs))
-    else:
-        chunks = batches(images, batch_size or 64)
-    outs: list[Tensor] = []
-    with eval_mode(model):
-        i = 0
-        for x, _ in chunks:
-            _check_images(x)
-            if x.is_inference():
-                x = x.clone()
-            x = x.to(dev)
-            if channels_last or (channels_last is None and x.device.type == "cpu"):
-                # oneDNN convolutions run ~20% faster on channels-last batches; the maps move by
-                # float rounding only (median 2e-6, worst 4e-5 seen on random ResNet-18 weights)
-                x = x.contiguous(memory_format=torch.channels_last)
-            outs.append(_gradcam_batch(model, x, t_all[i : i + len(x)], lmod, lname, reshape, amp).to(out_dev))
-            i += len(x)
-    return torch.cat(outs) if len(outs) > 1 else outs[0]
-
-
-# --------------------------------------------------------------------------- pytorch-grad-cam methods
 
 
 def cam(
@@ -286,13 +218,9 @@ def cam(
     reshape_transform: ReshapeTransform | None = None,
     **method_kwargs: Any,
 ) -> Tensor:
-    """Class activation maps ``[N, H, W]`` by a pytorch-grad-cam method (see :data:`CAM_METHODS`).
-
-    The same ``A(x, M, c)`` role as :func:`gradcam` (Eq. 4), with another attribution method:
-    Grad-CAM++, LayerCAM, Score-CAM, Ablation-CAM, Eigen-CAM, ... ``method_kwargs`` go to the
-    method's constructor. Returns a float32 tensor on the device of ``images``; restores the model's
-    train/eval flags and its parameters' ``.grad``, and removes the library's hooks.
-    """
+    """Class activation maps ``[N, H, W]`` by a pytorch-grad-cam method (:data:`CAM_METHODS`): Eq. 4's
+    ``A(x, M, c)`` by another attribution method; ``method_kwargs`` go to its constructor. Returns
+    float32 maps on the device of ``images``; restores train/eval flags and ``.grad``, removes hooks."""
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -8,10 +8,9 @@
     d  = audit.distraction_table()   # Eq. 4 for M^t and M^b, with its shuffled-pair null
     e  = audit.detection()           # Eq. 5 as a flag
 
-Parameters come from one :class:`config.AuditConfig` built from ``world.spec``; the models from
-named recipes (:mod:`arms`); stage results from :class:`cache.StageCache`, keyed by the world's
-fingerprint, the stage's parameters, the weights of the models it reads and the code that computes
-it. ``audit.computed`` counts the stages this object actually computed (cache misses).
+Parameters come from :class:`config.AuditConfig` (built from ``world.spec``), models from named
+recipes (:mod:`arms`), stage results from :class:`cache.StageCache` (keyed by world, parameters,
+model weights and code; ``audit.computed`` counts the cache misses).
 """
 
 from __future__ import annotations
@@ -108,7 +107,6 @@ class Audit:
             self._fps[id(model)] = hit
         return hit[1]
 
-    # ------------------------------------------------------------------ data (Sec. 3.1)
     def target_train_indices(self) -> list[int]:
         """Indices of ``world.target_train`` that M^t is fine-tuned on: D^t of Eqs. 1-2."""
         return _arms.target_indices(self.world)
@@ -128,7 +126,6 @@ class Audit:
         idx = torch.nonzero(self.source_labels() == int(c)).flatten().tolist()
         return idx if n is None else idx[:n]
 
-    # ------------------------------------------------------------------ arms (trained by audit.zoo)
     def recipe(self, name: str) -> Recipe:
         """The recipe of arm ``name`` (``arms.BUILTIN_ARMS`` or one added with ``audit.zoo.add``)."""
         return self.zoo.recipe(name)
@@ -165,7 +162,6 @@ class Audit:
             raise ValueError(f"arm must be a fine-tuned arm (its recipe starts from M^s) for Eq. 3; got {arm!r}")
         return self.target_model(seed) if arm == "M^t" else self.model(arm, seed)
 
-    # ------------------------------------------------------------------ predictions and maps (cached)
     def logits(self, model: str | nn.Module, images: Tensor | Dataset | None = None, seed: int = 0) -> Tensor:
         """``model``'s logits on ``images`` (None: ``world.target_val``), on the CPU."""
         m = self.model(model, seed)
@@ -215,7 +211,6 @@ class Audit:
             lambda: gradcam(m, images.to(self.device), t.to(self.device), layer, batch_size=128).cpu(),
         )
 
-    # ------------------------------------------------------------------ Eqs. 1-3
     def counts(self) -> Tensor:
         """Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class (CPU)."""
         return self.stages.get(
@@ -253,10 +248,8 @@ class Audit:
         )
 
     def lingering(self, seed: int = 0, arm: str | nn.Module = "M^t") -> pd.DataFrame:
-        """Eq. 3 table over F for the fine-tuned ``arm`` (default M^t; an arm name or a fine-tuned
-        model): ``class, name, v, n_images,
-        p_source, p_st, p_st_source_bn, lingering`` (``p_st > p_lo``; changing ``p_lo`` or ``v_lo``
-        only re-thresholds cached means)."""
+        """Eq. 3 table over F for the fine-tuned ``arm`` (name or model; default M^t): ``class, name, v,
+        n_images, p_source, p_st, p_st_source_bn, lingering`` (``p_st > p_lo``, on cached means)."""
         full = self._class_probs(seed, arm)
         table = full[full["class"].isin(set(self.source_only().tolist()))].reset_index(drop=True).copy()
         v = self.counts()
@@ -269,7 +262,6 @@ class Audit:
         t = self.lingering(seed, arm)
         return [int(c) for c in t.loc[t["lingering"], "class"]]
 
-    # ------------------------------------------------------------------ Sec. 4: composites and Eq. 4
     def composites(self, classes: Iterable[int] | None = None, seed: int = 0) -> Composites:
         """I(c) for each c in ``classes`` (default F): the first ``n_composites_per_class`` images of
         D^c, each with a random ``world.target_val`` image at ``scale`` pasted at a random place
@@ -301,31 +293,19 @@ class Audit:
         return self.source_labels()[composites.source_index.cpu()]
 
     def distraction_table(
-        self,
-        seed: int = 0,
-        models: Sequence[str | nn.Module] = ("M^t", "M^b"),
-        classes: Iterable[int] | None = None,
+        self, seed: int = 0, models: Sequence[str | nn.Module] = ("M^t", "M^b"), classes: Iterable[int] | None = None
     ) -> pd.DataFrame:
-        """Eq. 4 per (composite, model): ``composite, source_class, source_name, lingering`` (c_s in L
-        of M^t(seed)), ``target_label, model, seed, pred, correct, distraction`` (IoU of the top-(1-q)
-        background pixels of A(x, model, c_t) and A(x, M^s, c_s)) and its chance level ``null``
-        (shuffled pairs within the composite's source class: the per-class null)."""
+        """Eq. 4 per (composite, model): ``composite, source_class, source_name, lingering`` (c_s in L of
+        M^t(seed)), ``target_label, model, seed, pred, correct, distraction`` and its per-class ``null``."""
         comp = self.composites(classes)
         cs = self.composite_classes(comp)
         ms = self.maps("M^s", comp, cs)
         L = set(self.lingering_classes(seed))
         names = list(self.world.source_classes)
-        frames = []
+        cfg, frames = self.config, []
         for j, name in enumerate(models):
-            d, null = distraction_with_null(
-                self.maps(name, comp, comp.target_label, seed),
-                ms,
-                comp.masks.cpu(),
-                self.config.q,
-                self.config.n_null,
-                seed,
-                groups=cs,
-            )
+            maps = self.maps(name, comp, comp.target_label, seed)
+            d, null = distraction_with_null(maps, ms, comp.masks.cpu(), cfg.q, cfg.n_null, seed, groups=cs)
             pred = self.logits(name, comp.images, seed).argmax(1)
             frames.append(
                 pd.DataFrame(
@@ -346,7 +326,6 @@ class Audit:
             )
         return pd.concat(frames, ignore_index=True)
 
-    # ------------------------------------------------------------------ Eq. 5
     def detection(self, seed: int = 0, classes: Iterable[int] | None = None) -> dict[str, Any]:
         """Eq. 5 as a flag (``detection.evaluate_detection``): clean target validation images vs
         composites over ``classes`` (default F), with M^t(seed) and L(seed), against pytorch-ood's
@@ -358,13 +337,5 @@ class Audit:
         xt, yt = gather(self.world.target_train, _arms.target_indices(self.world))
         baselines = OODBaselines(mt, torch.utils.data.TensorDataset(xt, yt), yt, head=self.world.spec.head)
         x, y = gather(self.world.target_val)
-        return evaluate_detection(
-            self.st_model(seed),
-            mt,
-            x,
-            y,
-            self.composites(classes),
-            self.lingering_classes(seed),
-            p_lo=self.config.p_lo,
-            baselines=baselines,
-        )
+        mst, comp, L = self.st_model(seed), self.composites(classes), self.lingering_classes(seed)
+        return evaluate_detection(mst, mt, x, y, comp, L, p_lo=self.config.p_lo, baselines=baselines)

@@ -1,14 +1,6 @@
-"""Bootstrap intervals: the unit resampled is what varies independently, never a row of a pooled table.
-
-- :func:`cluster_bootstrap_ci`, :func:`paired_cluster_bootstrap_ci`: composite-level intervals that
-  resample whole clusters (augmented views of one source photo are one cluster; Field and Welsh
-  2007; Cameron, Gelbach and Miller 2008); with one cluster per value, a bootstrap over seeds;
-- :func:`hierarchical_bootstrap`: draws of a mean over seeds of per-seed class means, resampling seeds
-  and then the classes within each drawn seed (Davison and Hinkley 1997, sec. 3.8), because which
-  classes a seed's L holds is a large part of what varies.
-
-Seeds x composites are never pooled as independent observations. Inputs and seeds follow
-``_stat_inputs``.
+"""Bootstrap intervals that resample what varies independently (clusters, seeds, classes), never rows
+of a pooled table (Field and Welsh 2007; Cameron, Gelbach and Miller 2008; Davison and Hinkley 1997,
+sec. 3.8). Inputs and seeds follow ``_stat_inputs``.
 """
 
 from __future__ import annotations
@@ -36,13 +28,10 @@ def cluster_bootstrap_ci(
 ) -> tuple[float, float, float]:
     """``(pooled mean, lo, hi)``: a cluster (block) percentile bootstrap of the mean of ``values``.
 
-    Rows that share a label in ``clusters`` (any hashable labels: strings, ints; e.g. the source
-    photo of each augmented composite) are one cluster. Each of ``n_boot`` replicates draws as many
-    clusters as there are, with replacement, and takes the mean over all rows of the drawn clusters
-    (so clusters weigh by their size: the pooled mean of the resampled rows) (Field and Welsh 2007;
-    Cameron, Gelbach and Miller 2008). ``statistic``: only ``"mean"``. Rows whose value is NaN are
-    dropped first (a cluster left with no row drops out). No rows: all NaN; a single cluster: ``lo``
-    and ``hi`` are NaN.
+    Rows sharing a label in ``clusters`` (e.g. the source photo of augmented composites) are one
+    cluster; each of ``n_boot`` replicates draws as many clusters as there are, with replacement, and
+    takes the mean over their rows (Field and Welsh 2007; Cameron, Gelbach and Miller 2008).
+    ``statistic``: only ``"mean"``. NaN rows are dropped; no rows: all NaN; one cluster: NaN interval.
     """
     statistic = check_choice("statistic", statistic, ("mean",))
     level = check_range("level", level, 0, 1, lo_open=True, hi_open=True)
@@ -90,12 +79,8 @@ def paired_cluster_bootstrap_ci(
     seed: Seed = 0,
     statistic: str = "mean",
 ) -> tuple[float, float, float]:
-    """``(mean(a - b), lo, hi)``: :func:`cluster_bootstrap_ci` of the per-row difference ``a - b``.
-
-    ``a[i]`` and ``b[i]`` are two measurements of the same row (e.g. one composite under two models or
-    two backgrounds); rows where either is NaN are dropped. Clusters are resampled whole, as in
-    :func:`cluster_bootstrap_ci`.
-    """
+    """``(mean(a - b), lo, hi)``: :func:`cluster_bootstrap_ci` of the per-row difference ``a - b`` (two
+    measurements of the same row; rows where either is NaN are dropped)."""
     x, y = as_values("a", a, drop_nan=False), as_values("b", b, drop_nan=False)
     if len(x) != len(y):
         raise ValueError(f"a and b must have one value per row; got {len(x)} and {len(y)}")
@@ -105,10 +90,8 @@ def paired_cluster_bootstrap_ci(
 def hierarchical_bootstrap(units: Sequence[Sequence[ArrayLike]], *, n_boot: int = 4000, seed: Seed = 0) -> np.ndarray:
     """Bootstrap draws of ``mean over seeds of [mean(g_0) - mean(g_1)]`` (or ``mean(g_0)``).
 
-    ``units`` holds one entry per seed: a tuple of one or two 1-D arrays of class means (``g_0``: the
-    classes of the set measured, e.g. L; ``g_1``, optional: the contrast set, e.g. F \\ L). Each draw
-    resamples the seeds with replacement and then, independently for every drawn seed, the classes of
-    each of its groups with replacement (a two-stage bootstrap: Davison and Hinkley 1997, sec. 3.8).
+    ``units``: per seed, one or two 1-D arrays of class means (e.g. L, and F \\ L). Each draw resamples
+    the seeds, then the classes of each group of every drawn seed (Davison and Hinkley 1997, sec. 3.8).
     Seeds with an empty group drop out. Returns ``n_boot`` draws (all NaN when no seed is left).
     """
     n_boot = check_int_range("n_boot", n_boot, 1)

@@ -1,21 +1,10 @@
-"""A small on-disk cache for stage outputs and checkpoints, keyed by a hash of their inputs AND code.
+"""An on-disk cache of stage outputs keyed by a hash of their inputs and of their code.
 
-Entries are written atomically (temporary file in the same folder, fsync, then ``os.replace``), so
-an interrupted run never leaves a half-written entry behind: the next call simply recomputes it.
-The cache lives in ``$LINGERLAB_CACHE`` or, by default, ``~/.cache/lingerlab``.
-
-An entry file is one header line, ``lingerlab-cache/2 <sha256 of the rest>``, then a ``torch.save``
-of the value in a safe form (:func:`_encode`: tensors, lists, dicts and plain scalars only), read back
-with ``torch.load(..., weights_only=True)``: loading an entry never runs code from the file. An
-entry with another header (an older lingerlab's pickle), a wrong checksum (truncated, overwritten)
-or that does not load is reported with a warning and recomputed, never unpickled with code.
-
-The cache follows the code by itself: :func:`cached` keys every entry also by :func:`code_hash`
-of the module that defined ``compute`` (that module plus every ``lingerlab`` module it imports,
-transitively, docstrings and comments ignored), so editing the code that computes a result
-invalidates it without a version number bumped by hand. :func:`fingerprint` hashes data, and
-callables by their code and captured values; it never falls back to ``repr`` (which may hold a
-memory address): an object it does not know raises ``TypeError``.
+Entries live in ``$LINGERLAB_CACHE`` (default ``~/.cache/lingerlab``) and are written atomically. An
+entry is a header line ``lingerlab-cache/2 <sha256 of the rest>`` then a ``torch.save`` of the value
+in a safe form (:func:`_encode`), read with ``weights_only=True``: loading never runs code. An entry
+of another format, with a wrong checksum or that does not load is reported by name and recomputed.
+:func:`cached` keys every entry also by the :func:`code_hash` of the code that computes it.
 """
 
 from __future__ import annotations
@@ -38,20 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .codehash import _code_targets, code_hash  # noqa: F401
-from .fingerprints import fingerprint  # noqa: F401
+from .codehash import _code_targets, code_hash
+from .fingerprints import fingerprint
 
-__all__ = [
-    "cache_dir",
-    "code_hash",
-    "fingerprint",
-    "cached",
-    "StageCache",
-    "CacheEntryError",
-    "atomic_write_bytes",
-    "save",
-    "load",
-]
+__all__ = ["cache_dir", "code_hash", "fingerprint", "cached", "StageCache", "CacheEntryError", "atomic_write_bytes"]
+__all__ += ["save", "load"]
 
 T = TypeVar("T")
 
@@ -62,20 +42,13 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-# --------------------------------------------------------------------------------------------
-# storage
-# --------------------------------------------------------------------------------------------
-
 _STALE_TMP_S = 3600.0  # a temporary file this old is left over from a killed write, not a live one
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
-
-    The bytes go to a temporary file in the same folder, are fsynced, then renamed over ``path``;
-    on any error (KeyboardInterrupt included) the temporary file is removed. Temporary files of
-    ``path`` left by a killed process (older than an hour) are removed by the next write.
-    """
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part:
+    a temporary file in the same folder, fsynced, renamed over ``path`` (removed on any error); stale
+    temporary files of ``path`` (older than an hour) are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
@@ -110,13 +83,9 @@ class CacheEntryError(ValueError):
 
 
 def _encode(obj: Any) -> Any:
-    """``obj`` as tensors, lists, str-keyed dicts and scalars, which ``weights_only`` loading accepts.
-
-    Other types become tagged tuples ``(tag, ...)`` (a tuple itself is tagged ``"tuple"``, so every
-    tuple in the result is a tag): numpy arrays and scalars (as tensors), pandas DataFrames and
-    Series (column by column), ``pd.NA``, and the dataclasses of ``_DATACLASSES``. Anything else
-    raises ``TypeError``.
-    """
+    """``obj`` as tensors, lists, str-keyed dicts and scalars, which ``weights_only`` loading accepts;
+    numpy values, pandas frames and series, ``pd.NA``, tuples and the ``_DATACLASSES`` become tagged
+    tuples ``(tag, ...)``; anything else raises ``TypeError``."""
     t = type(obj)
     if t in _SCALARS or t is torch.Tensor or t is torch.nn.Parameter:
         return obj
@@ -199,10 +168,8 @@ def _decode(obj: Any) -> Any:
         return tuple(_decode(v) for v in obj[1])
     if tag == "dict":
         return {_decode(k): _decode(v) for k, v in obj[1]}
-    if tag == "ndarray":
-        return obj[1].numpy()
-    if tag == "numpy":
-        return obj[1].numpy()[()]
+    if tag in ("ndarray", "numpy"):
+        return obj[1].numpy() if tag == "ndarray" else obj[1].numpy()[()]
     if tag == "NA":
         return pd.NA
     if tag == "DataFrame":
@@ -220,8 +187,9 @@ def _decode(obj: Any) -> Any:
         module, _, qualname = obj[1].rpartition(".")
         cls = getattr(importlib.import_module(module), qualname)
         values = {k: _decode(v) for k, v in obj[2].items()}
-        inst = cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.init})
-        for f in dataclasses.fields(cls):
+        fields = dataclasses.fields(cls)
+        inst = cls(**{f.name: values[f.name] for f in fields if f.init})
+        for f in fields:
             if not f.init:
                 setattr(inst, f.name, values[f.name])
         return inst
@@ -237,12 +205,8 @@ def save(obj: Any, path: Path) -> None:
 
 
 def load(path: Path) -> Any:
-    """Load an entry written by :func:`save` (on the CPU), with ``weights_only=True``.
-
-    Raises :class:`CacheEntryError` for a file of another format, whose checksum does not match or
-    that holds objects a weights_only load refuses (and whatever else ``torch.load`` raises for one
-    it cannot read); nothing in the file is ever run.
-    """
+    """Load an entry written by :func:`save` onto the CPU with ``weights_only=True`` (nothing in it
+    runs); :class:`CacheEntryError` for another format, a wrong checksum or refused objects."""
     data = Path(path).read_bytes()
     header, newline, payload = data.partition(b"\n")
     fmt, _, digest = header.partition(b" ")
@@ -257,8 +221,9 @@ def load(path: Path) -> Any:
     return _decode(value)
 
 
-def _entry_path(stage: str, key: str, code: str, root: Path | None) -> Path:
-    return (root or cache_dir()) / stage / f"{key}-{code}.pt"
+def _entry(stage: str, key: str, compute: Callable[[], Any], code: Sequence[Any], root: Path | None) -> Path:
+    """The file of ``stage``'s entry for ``key`` and the code behind ``compute`` and ``code``."""
+    return (root or cache_dir()) / stage / f"{key}-{code_hash(*_code_targets(compute), *code)}.pt"
 
 
 def _load_or_compute(path: Path, compute: Callable[[], T]) -> T:
@@ -286,27 +251,17 @@ def cached(
     enabled: bool = True,
     code: Sequence[Any] = (),
 ) -> T:
-    """Return the cached result of ``stage`` under ``key``, computing and storing it on a miss.
-
-    The entry is keyed also by :func:`code_hash` of the module that defined ``compute`` (for a
-    ``functools.partial`` its ``.func``; for code outside ``lingerlab`` the ``lingerlab`` modules it
-    references) and of the extra ``code`` targets, so editing that code recomputes it. An unreadable
-    entry is treated as a miss and rewritten; a ``compute`` that raises writes nothing.
-    """
+    """The result of ``stage`` under ``key``, computed and stored on a miss; keyed also by the
+    :func:`code_hash` of ``compute``'s code and of the extra ``code`` targets. An unreadable entry is
+    a miss; a ``compute`` that raises writes nothing."""
     if not enabled:
         return compute()
-    digest = code_hash(*_code_targets(compute), *code)
-    return _load_or_compute(_entry_path(stage, key, digest, root), compute)
+    return _load_or_compute(_entry(stage, key, compute, code, root), compute)
 
 
 class StageCache:
-    """Cached pipeline stages under one ``scope`` (e.g. a world fingerprint).
-
-    ``get(stage, parts, compute)`` returns ``compute()``'s result, stored on disk under
-    ``key(stage, parts)`` and the code of ``compute``'s module (see :func:`cached`), memoised in
-    memory per key; ``computed[stage]`` counts the misses this object computed. With
-    ``enabled=False`` nothing is read or written on disk (the in-memory memo still applies).
-    """
+    """Cached pipeline stages under one ``scope`` (e.g. a world fingerprint), as :func:`cached` on
+    disk (unless ``enabled=False``) and memoised in memory; ``computed[stage]`` counts the misses."""
 
     def __init__(self, scope: Any, *, enabled: bool = True, root: Path | None = None) -> None:
         fingerprint(scope)  # fail now, not at the first stage, if the scope cannot be hashed
@@ -314,7 +269,7 @@ class StageCache:
         self.enabled = bool(enabled)
         self.root = Path(root) if root is not None else None
         self.computed: collections.Counter[str] = collections.Counter()
-        self._memo: dict[tuple[str, str, str], Any] = {}
+        self._memo: dict[tuple[str, str], Any] = {}
 
     def __repr__(self) -> str:
         return f"StageCache(scope={self.scope!r}, enabled={self.enabled}, root={self.root})"
@@ -325,9 +280,8 @@ class StageCache:
 
     def get(self, stage: str, parts: Any, compute: Callable[[], T], *, code: Sequence[Any] = ()) -> T:
         """The result of ``stage`` for ``parts``: from memory, else from disk, else ``compute()``."""
-        key = self.key(stage, parts)
-        digest = code_hash(*_code_targets(compute), *code)
-        memo_key = (stage, key, digest)
+        path = _entry(stage, self.key(stage, parts), compute, code, self.root)
+        memo_key = (stage, path.name)  # the data key and the code hash
         if memo_key in self._memo:
             return self._memo[memo_key]
 
@@ -336,6 +290,5 @@ class StageCache:
             self.computed[stage] += 1
             return result
 
-        result = _load_or_compute(_entry_path(stage, key, digest, self.root), counted) if self.enabled else counted()
-        self._memo[memo_key] = result
-        return result
+        self._memo[memo_key] = _load_or_compute(path, counted) if self.enabled else counted()
+        return self._memo[memo_key]

@@ -1,10 +1,6 @@
-"""The layer Grad-CAM reads: the last feature layer of known architectures, or one found from outputs.
-
-``layer=None`` in ``attribution.gradcam`` and ``attribution.cam`` picks the last feature layer of
-known architectures (torchvision, timm, ``efficientnet_lite_pytorch``), seeing through wrappers that
-keep the network in ``.model`` (``lingerlab.models.Normalized``) or ``.module``; token models bring a reshape
-transform that lays their tokens out as a map (:func:`vit_reshape_transform`). :func:`locate_layer`
-finds the layer of any model from its outputs on one image.
+"""The layer Grad-CAM reads (Eq. 4's maps): the last feature layer of known architectures, or one found
+from outputs (:func:`locate_layer`). Wrappers that keep the network in ``.model`` or ``.module`` are seen
+through; token models bring a reshape transform (:func:`vit_reshape_transform`).
 """
 
 from __future__ import annotations
@@ -27,13 +23,9 @@ ReshapeTransform = Callable[[Tensor], Tensor]
 def vit_reshape_transform(
     tokens: Tensor, grid: tuple[int, int] | int | None = None, *, num_prefix_tokens: int = 1
 ) -> Tensor:
-    """Turn ViT tokens ``[B, 1 + h*w, C]`` into a feature map ``[B, C, h, w]``.
-
-    Drops the ``num_prefix_tokens`` leading tokens (the class token of torchvision's
-    ``VisionTransformer``; timm models with register tokens have more) and lays the patch tokens out
-    on a ``grid`` (``(h, w)``; square when ``None``). Pass it as ``reshape_transform`` to
-    ``attribution.gradcam``, ``attribution.cam`` or pytorch-grad-cam itself.
-    """
+    """ViT tokens ``[B, prefix + h*w, C]`` as a feature map ``[B, C, h, w]``: the ``num_prefix_tokens``
+    leading tokens (class, register) dropped, the patches laid on ``grid`` (``(h, w)``; square when
+    ``None``). A ``reshape_transform`` for ``attribution.gradcam``/``cam`` or pytorch-grad-cam."""
     if tokens.dim() != 3:
         raise ValueError(f"tokens must be [B, tokens, C]; got shape {tuple(tokens.shape)}")
     patches = tokens[:, num_prefix_tokens:, :]
@@ -148,11 +140,8 @@ def _resolve(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, str, Reshap
 def locate_layer(model: nn.Module, image_size: int = 224) -> tuple[str, tuple[int, int, int]]:
     """The layer Grad-CAM reads, found from outputs: ``(qualified name, (C, H, W) of its output)``.
 
-    Forward hooks on every leaf and ``nn.Sequential`` module record their outputs on one zero image
-    ``[1, 3, image_size, image_size]`` (eval mode, no gradients; modes restored after). The layer is
-    the last module, in execution order, whose output is a map ``[1, C, H, W]`` with ``H * W > 1``:
-    the last spatial map before global pooling (as torchcam's ``locate_candidate_layer``). Raises
-    ValueError when no module gives one.
+    The last leaf or ``nn.Sequential`` module, in execution order, whose output on one zero image is a
+    map ``[1, C, H, W]`` with ``H * W > 1`` (as torchcam's ``locate_candidate_layer``); ValueError if none.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
@@ -166,14 +155,9 @@ def locate_layer(model: nn.Module, image_size: int = 224) -> tuple[str, tuple[in
         if n and (isinstance(m, nn.Sequential) or next(m.children(), None) is None)
     ]
     param = next(model.parameters(), None)
-    x = torch.zeros(
-        1,
-        3,
-        image_size,
-        image_size,
-        device=param.device if param is not None else None,
-        dtype=param.dtype if param is not None and param.is_floating_point() else None,
-    )
+    device = param.device if param is not None else None
+    dtype = param.dtype if param is not None and param.is_floating_point() else None
+    x = torch.zeros(1, 3, image_size, image_size, device=device, dtype=dtype)
     try:
         with eval_mode(model), torch.no_grad():
             model(x)

@@ -19,8 +19,7 @@ __all__ = ["Chapter", "chapter", "profile_table"]
 
 @dataclass
 class Chapter:
-    """What a chapter works with: ``device``, ``seeds`` (the arms' training seeds), ``world`` and
-    ``audit`` (None when the chapter loads no world)."""
+    """A chapter's ``device``, training ``seeds``, ``world`` and ``audit`` (None without a world)."""
 
     device: torch.device
     seed: int
@@ -33,7 +32,7 @@ class Chapter:
 def _short_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
 ) -> str:
-    """A warning as ``Category: message`` (without the file path of the machine that ran it)."""
+    """A warning as ``Category: message``, without the file path."""
     return f"{category.__name__}: {message}\n"
 
 
@@ -47,21 +46,19 @@ def chapter(
     progress: bool = True,
     **audit_params: Any,
 ) -> Chapter:
-    """Set up a notebook: pick the device, seed torch's global generator with ``seed``, set pandas'
-    display so tables are not cut, print warnings without file paths, load ``world`` at ``profile`` (None: no world)
-    and build its
-    ``Audit`` (``audit_params``: :class:`config.AuditConfig` fields). ``seeds`` are ``seed, seed + 1,
-    ...`` (``n_seeds`` of them), the training seeds of every arm."""
+    """Set up a notebook: pick the device, seed torch with ``seed``, show pandas tables uncut, print
+    warnings without file paths, and load ``world`` at ``profile`` (None: no world) with its ``Audit``
+    (``audit_params``: :class:`config.AuditConfig` fields); ``seeds``: ``seed .. seed + n_seeds - 1``."""
     import pandas as pd
 
     check_int_range("seed", seed, 0)
     check_int_range("n_seeds", n_seeds, 1)
     dev = resolve_device(device)
     torch.manual_seed(int(seed))
-    pd.set_option("display.width", 160)
-    pd.set_option("display.max_columns", None)  # the book never shows a table cut with "..."
-    pd.set_option("display.max_rows", 500)
-    pd.set_option("display.max_colwidth", 200)
+    # the book never shows a table cut with "..."
+    pd.set_option(
+        "display.width", 160, "display.max_columns", None, "display.max_rows", 500, "display.max_colwidth", 200
+    )
     warnings.formatwarning = _short_warning
     out = Chapter(device=dev, seed=int(seed), seeds=tuple(int(seed) + i for i in range(n_seeds)), profile=profile)
     if world is not None:
@@ -71,8 +68,8 @@ def chapter(
 
 
 def profile_table(worlds: Any = ("shapes", "lite0", "lite1", "lite2", "paper")) -> Any:
-    """What profile ``full`` changes against ``smoke``: one row per (world, field) whose value differs
-    between the two, read from ``profiles.PROFILES`` (the numbers are the dataclasses', not typed)."""
+    """What profile ``full`` changes against ``smoke``: one row per (world, field) that differs, read
+    from ``profiles.PROFILES``."""
     import dataclasses
 
     import pandas as pd

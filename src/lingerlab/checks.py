@@ -1,26 +1,13 @@
-"""Checks the distraction measure needs before it can mean anything (``gates`` turns them into rules).
-
-Eq. 4 compares Grad-CAM maps on composites. Three things must hold for that comparison to say
-something about lingering memories, and each has a function here, with its rule written down:
-
-- :func:`source_survival`: the source object survives the overlay. M^s's probability of the
-  source class c_s on the composite vs on the source image alone; a class whose object the pasted
-  target hides is flagged (and left out of the tests).
-- :func:`neutral_check`: the blurred control is neutral. M^s's probability of c_s on the blurred
-  background (``composites.neutral_backgrounds(kind="blur")``) falls to near chance ``1 / |C(D^s)|``
-  (at most twice it).
-- :func:`deletion_test`: Grad-CAM is faithful for each model. Deleting (filling with the image's
-  mean colour) the 20% of pixels a map ranks highest lowers the model's log-probability of the
-  class the map explains more than deleting the top 20% of another image's map (the null: a random
-  region as smooth as a real one); the deletion test of Samek et al.
-  (2017) and Petsiuk et al. (RISE, 2018), at one fraction.
-
-Intervals over composites are cluster bootstraps by source photo (``bootstrap.cluster_bootstrap_ci``).
+"""Checks the distraction measure (Eq. 4) needs before it can mean anything (``gates`` turns them into
+rules): the source object survives the overlay (:func:`source_survival`), the blurred control is neutral
+(:func:`neutral_check`), and Grad-CAM is faithful for each model (:func:`deletion_test`: the deletion test
+of Samek et al. 2017 and Petsiuk et al. 2018, at one fraction). Intervals over composites are cluster
+bootstraps by source photo.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,18 +20,8 @@ from ._validation import check_range
 from .models import as_generator
 from .inference import predict
 
-__all__ = [
-    "composite_clusters",
-    "SURVIVAL_RATIO",
-    "NEUTRAL_RATIO",
-    "class_probability",
-    "source_survival",
-    "neutral_check",
-    "faithfulness",
-    "delete_pixels",
-    "deletion_test",
-    "deletion_summary",
-]
+__all__ = ["composite_clusters", "SURVIVAL_RATIO", "NEUTRAL_RATIO", "class_probability", "source_survival"]
+__all__ += ["neutral_check", "faithfulness", "delete_pixels", "deletion_test", "deletion_summary"]
 
 #: a class survives the overlay when M^s's mean p(c_s) on its composites is at least this share of
 #: its mean p(c_s) on the same source images alone
@@ -54,10 +31,10 @@ SURVIVAL_RATIO = 0.5
 NEUTRAL_RATIO = 2.0
 
 
-def composite_clusters(audit: object, comp: object) -> np.ndarray:
+def composite_clusters(audit: Any, comp: Any) -> np.ndarray:
     """The source photo of every composite (``spec.source_groups``; else its source image)."""
-    groups = audit.world.spec.source_groups  # type: ignore[attr-defined]
-    idx = comp.source_index.cpu().numpy()  # type: ignore[attr-defined]
+    groups = audit.world.spec.source_groups
+    idx = comp.source_index.cpu().numpy()
     return np.asarray([groups[i] for i in idx], dtype=object) if groups is not None else idx.astype(object)
 
 
@@ -70,16 +47,16 @@ def class_probability(
     return p.gather(1, torch.as_tensor(classes, dtype=torch.long).view(-1, 1).cpu()).flatten()
 
 
-def _class_table(audit: object, comp: object, a: tuple[str, Tensor], b: tuple[str, Tensor]) -> pd.DataFrame:
+def _class_table(audit: Any, comp: Any, a: tuple[str, Tensor], b: tuple[str, Tensor]) -> pd.DataFrame:
     """Per source class of ``comp``: M^s's mean ``p(c_s)`` on two image sets paired with the composites
     (``a`` and ``b``: column name and images) and ``n``; ``attrs["overall"]`` holds the pooled means with
     cluster-bootstrap intervals (by source photo)."""
-    cs = audit.composite_classes(comp)  # type: ignore[attr-defined]
-    ms = audit.source_model()  # type: ignore[attr-defined]
-    names = list(audit.world.source_classes)  # type: ignore[attr-defined]
+    cs = audit.composite_classes(comp)
+    ms = audit.source_model()
+    names = list(audit.world.source_classes)
     frame = pd.DataFrame({"source_class": cs.numpy(), "source_name": [names[int(c)] for c in cs]})
     for col, images in (a, b):
-        frame[col] = class_probability(ms, images, cs, device=audit.device).numpy()  # type: ignore[attr-defined]
+        frame[col] = class_probability(ms, images, cs, device=audit.device).numpy()
     g = frame.groupby(["source_class", "source_name"], sort=True)
     out = g[[a[0], b[0]]].mean()
     out["n"] = g.size()
@@ -89,26 +66,26 @@ def _class_table(audit: object, comp: object, a: tuple[str, Tensor], b: tuple[st
     return out
 
 
-def source_survival(audit: object, composites: object) -> pd.DataFrame:
+def source_survival(audit: Any, composites: Any) -> pd.DataFrame:
     """Per source class: M^s's mean ``p(c_s)`` on the source images alone (``p_alone``) and on their
     composites (``p_composite``), ``ratio = p_composite / p_alone`` and ``survives``
     (ratio >= :data:`SURVIVAL_RATIO`). ``attrs["overall"]`` holds the pooled means with
     cluster-bootstrap intervals (by source photo)."""
-    src, _ = gather(audit.world.source_data, composites.source_index.tolist())  # type: ignore[attr-defined]
-    out = _class_table(audit, composites, ("p_alone", src), ("p_composite", composites.images))  # type: ignore[attr-defined]
+    src, _ = gather(audit.world.source_data, composites.source_index.tolist())
+    out = _class_table(audit, composites, ("p_alone", src), ("p_composite", composites.images))
     out["ratio"] = out["p_composite"] / out["p_alone"].where(out["p_alone"] > 0)
     out["survives"] = out["ratio"] >= SURVIVAL_RATIO
     return out
 
 
-def neutral_check(audit: object, composites: object, neutral: object) -> pd.DataFrame:
+def neutral_check(audit: Any, composites: Any, neutral: Any) -> pd.DataFrame:
     """Per source class: M^s's mean ``p(c_s)`` on the composites and on the blurred controls
     (``neutral``: the same patches on ``neutral_backgrounds``), ``chance = 1 / |C(D^s)|``,
     ``ratio = p_neutral / chance`` and ``neutral`` (ratio <= :data:`NEUTRAL_RATIO`: the
     blurred background leaves M^s near chance for the source class)."""
-    pair = (("p_composite", composites.images), ("p_neutral", neutral.images))  # type: ignore[attr-defined]
+    pair = (("p_composite", composites.images), ("p_neutral", neutral.images))
     out = _class_table(audit, composites, *pair)
-    out["chance"] = 1.0 / len(audit.world.source_classes)  # type: ignore[attr-defined]
+    out["chance"] = 1.0 / len(audit.world.source_classes)
     out["ratio"] = out["p_neutral"] / out["chance"]
     out["neutral"] = out["ratio"] <= NEUTRAL_RATIO
     return out
@@ -142,17 +119,12 @@ def deletion_test(
     generator: torch.Generator | int | None = 0,
     device: torch.device | None = None,
 ) -> pd.DataFrame:
-    """The deletion test of one model's maps: per image, ``p`` (the model's probability of
-    ``targets`` on the intact image), ``p_top`` (after deleting the ``frac`` share of pixels the map
-    ranks highest), ``p_random`` (after deleting the ``frac`` share that the map of another image,
-    drawn from ``generator``, ranks highest: a random region of the same shape statistics), and the drops of the
-    score ``log p`` (the log-probability, so that a confident
-    model's saturated probability still shows a change): ``drop_top = log p - log p_top``,
-    ``drop_random = log p - log p_random`` and ``gain = drop_top - drop_random``. A faithful map has
-    ``gain > 0`` on average."""
+    """The deletion test of one model's maps: per image, the probability of ``targets`` intact (``p``), after
+    deleting the ``frac`` share of pixels the map ranks highest (``p_top``) and after deleting those another
+    image's map ranks highest (``p_random``), and the drops of ``log p``: ``drop_top``, ``drop_random`` and
+    ``gain = drop_top - drop_random`` (> 0 on average for a faithful map)."""
     check_range("frac", frac, 0, 1, lo_open=True, hi_open=True)
-    images = images.cpu()
-    maps = maps.cpu()
+    images, maps = images.cpu(), maps.cpu()
     if len(maps) != len(images):
         raise ValueError(f"maps must have one map per image ({len(images)}); got {len(maps)}")
     t = torch.as_tensor(targets, dtype=torch.long).cpu()
@@ -165,8 +137,7 @@ def deletion_test(
     if n < 2:
         raise ValueError(f"images must hold at least 2 images (the null deletes another image's top pixels); got {n}")
     # the null: the top pixels of *another* image's map (as smooth and contiguous as the real one); a
-    # scattered random 20% of single pixels is an out-of-distribution perturbation that hurts a CNN
-    # more than any contiguous region (lite0: every model "failed" against it)
+    # scattered random 20% of single pixels hurts a CNN more than any contiguous region
     other = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
     noise = maps[other] + 1e-6 * torch.rand(maps.shape, generator=g)
     p = class_probability(model, images, t, device=device)
@@ -199,26 +170,19 @@ def deletion_summary(rows: pd.DataFrame, clusters: Sequence[object] | np.ndarray
     }
 
 
-def faithfulness(audit: object, arms: dict[str, str], seeds: Sequence[int], composites: object) -> pd.DataFrame:
+def faithfulness(audit: Any, arms: dict[str, str], seeds: Sequence[int], composites: Any) -> pd.DataFrame:
     """The deletion test on ``composites`` for M^s (maps for c_s, seed-free) and every arm of ``arms``
     (label -> arm name) and seed (maps for the pasted target class): one row per (model, seed) with
     :func:`deletion_summary`. The random deletions are seeded by the model's training seed."""
     comp = composites
-    cs = audit.composite_classes(comp)  # type: ignore[attr-defined]
+    cs = audit.composite_classes(comp)
     clusters = composite_clusters(audit, comp)
-    y = comp.target_label.cpu()  # type: ignore[attr-defined]
+    y = comp.target_label.cpu()
     rows = []
     jobs = [("M^s", "M^s", 0, cs)] + [(label, arm, s, y) for label, arm in arms.items() for s in seeds]
     for label, arm, s, t in jobs:
-        model = audit.model(arm, s)  # type: ignore[attr-defined]
-        maps = audit.maps(model, comp, t)  # type: ignore[attr-defined]
-        d = deletion_test(
-            model,
-            comp.images,
-            maps,
-            t,
-            generator=10_000 + int(s),  # type: ignore[attr-defined]
-            device=audit.device,
-        )  # type: ignore[attr-defined]
+        model = audit.model(arm, s)
+        maps = audit.maps(model, comp, t)
+        d = deletion_test(model, comp.images, maps, t, generator=10_000 + int(s), device=audit.device)
         rows.append({"model": label, "seed": s, **deletion_summary(d, clusters, seed=int(s))})
     return pd.DataFrame(rows)

@@ -1,7 +1,5 @@
-"""The identity of code, for cache keys: :func:`code_hash` hashes a ``lingerlab`` module and every
-``lingerlab`` module it imports, transitively, from their ASTs with docstrings removed (comments and
-formatting never reach an AST), so an edit that changes what code computes changes the hash and an
-edit of its documentation does not."""
+"""The identity of code for cache keys: :func:`code_hash` hashes ``lingerlab`` modules and the
+``lingerlab`` modules they import, transitively, by their syntax trees without docstrings."""
 
 from __future__ import annotations
 
@@ -18,10 +16,6 @@ __all__ = ["code_hash"]
 
 _PKG = __name__.rpartition(".")[0] or __name__  # "lingerlab"
 _PKG_DIR = Path(__file__).resolve().parent  # where its modules live (no import needed)
-
-# --------------------------------------------------------------------------------------------
-# code identity
-# --------------------------------------------------------------------------------------------
 
 
 def _in_pkg(name: str | None) -> bool:
@@ -42,8 +36,10 @@ def _module_file(name: str) -> tuple[Path, bool] | None:
     return None
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    """Drop module, class and function docstrings (in place) so that they change no hash."""
+def _parse(source: str, filename: str = "<unknown>") -> tuple[ast.AST, str]:
+    """``source``'s syntax tree without module, class and function docstrings, and its hash
+    (formatting, comments and docstrings change neither)."""
+    tree = ast.parse(source, filename=filename)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -54,13 +50,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
                 and isinstance(body[0].value.value, str)
             ):
                 node.body = body[1:]
-    return tree
-
-
-def _ast_digest(source: str) -> str:
-    """Hash of ``source``'s syntax tree without docstrings: formatting and comments change nothing."""
-    tree = _strip_docstrings(ast.parse(source))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    return tree, hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
 
 
 def _resolve_imports(name: str, is_pkg: bool, tree: ast.AST) -> set[str]:
@@ -86,15 +76,11 @@ def _resolve_imports(name: str, is_pkg: bool, tree: ast.AST) -> set[str]:
             for alias in node.names:
                 add(alias.name)
         elif isinstance(node, ast.ImportFrom):
-            if node.level == 0:
-                base = node.module or ""
-            else:
-                up = node.level - 1
-                if up > len(package) - 1:
-                    continue  # above the top-level package
-                parts = package[: len(package) - up] if up else package
-                base = ".".join(parts + ([node.module] if node.module else []))
-            add(base, [a.name for a in node.names])
+            up = node.level - 1  # packages above this module's own
+            if node.level and up > len(package) - 1:
+                continue  # above the top-level package
+            parts = package[: len(package) - up] if node.level else []
+            add(".".join(parts + ([node.module] if node.module else [])), [a.name for a in node.names])
         elif (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
@@ -114,8 +100,7 @@ def _module_info(name: str) -> tuple[str, frozenset[str]]:
     if found is None:
         raise ValueError(f"no module named {name!r} in the {_PKG} package ({_PKG_DIR})")
     path, is_pkg = found
-    tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-    digest = hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    tree, digest = _parse(path.read_text(encoding="utf-8"), str(path))
     return digest, frozenset(_resolve_imports(name, is_pkg, tree))
 
 
@@ -141,13 +126,7 @@ def _target_module(target: Any) -> str | None:
     while isinstance(target, functools.partial):
         target = target.func
     target = getattr(target, "__func__", target)  # bound methods, classmethod/staticmethod objects
-    if not (
-        inspect.isfunction(target)
-        or inspect.isclass(target)
-        or inspect.isbuiltin(target)
-        or inspect.ismethoddescriptor(target)
-        or callable(target)
-    ):
+    if not (callable(target) or inspect.ismethoddescriptor(target)):
         raise TypeError(
             f"code_hash targets are modules, module names or functions/classes; got {type(target).__qualname__}"
         )
@@ -158,14 +137,9 @@ def _target_module(target: Any) -> str | None:
 
 
 def code_hash(*targets: Any) -> str:
-    """Hash of the ``lingerlab`` code behind ``targets`` (16 hex characters).
-
-    A target is a module, a dotted module name, or a function/class/method (its defining module).
-    Each ``lingerlab`` module counts with the closure of the ``lingerlab`` modules it imports; each
-    module is hashed by its syntax tree without docstrings, so comments, docstrings and formatting
-    change nothing while any code change does. Modules outside ``lingerlab`` contribute nothing
-    (hash their version where it matters). Memoised per process.
-    """
+    """Hash (16 hex characters) of the ``lingerlab`` code behind ``targets``: modules, dotted module
+    names or functions/classes/methods (their module), each with the closure of the ``lingerlab``
+    modules it imports. Code outside ``lingerlab`` adds nothing. Memoised per process."""
     names: set[str] = set()
     for t in targets:
         mod = _target_module(t)
@@ -191,9 +165,8 @@ def _code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
 
 def _referenced_modules(fn: Any, _seen: set[int] | None = None) -> set[str]:
     """``lingerlab`` modules a function outside ``lingerlab`` reaches through its global names and
-    closure (modules, functions, classes or instances of ``lingerlab`` classes), following plain
-    functions of its own module, so a script's ``lambda: features.source_class_counts(...)`` is keyed
-    by ``features``' code."""
+    closure, following plain functions of its own module (a script's ``lambda: features.f(...)``
+    is keyed by ``features``' code)."""
     seen = set() if _seen is None else _seen
     fn = getattr(fn, "__func__", fn)
     if not inspect.isfunction(fn):
@@ -205,10 +178,8 @@ def _referenced_modules(fn: Any, _seen: set[int] | None = None) -> set[str]:
         return set()
     seen.add(id(fn))
     out: set[str] = set()
-    values: list[Any] = []
     g = fn.__globals__
-    for code in _code_objects(fn.__code__):
-        values.extend(g[n] for n in code.co_names if n in g)
+    values: list[Any] = [g[n] for code in _code_objects(fn.__code__) for n in code.co_names if n in g]
     for cell in fn.__closure__ or ():
         try:
             values.append(cell.cell_contents)

@@ -14,24 +14,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._data import ImageData, gather, num_items
-from ._validation import check_choice, check_int_range, check_nonempty, check_range, check_same_length
+from ._validation import check_choice, check_int_range, check_range, check_same_length
 from .models import as_generator
 
 
 @dataclass
 class Composites:
-    """A batch of composites; every field has one entry per composite.
-
-    Attributes:
-        images: ``[N, 3, H, W]`` float in [0, 1].
-        masks: ``[N, H, W]`` bool, True on the overlay (pasted target patch).
-        target_index: ``[N]`` index of the pasted target image.
-        target_label: ``[N]`` its target class id, or -1 when the target images are unlabelled.
-        source_index: ``[N]`` index of the background (source) image.
-        boxes: ``[N, 4]`` overlay boxes as ``(top, left, height, width)`` in pixels.
-        source_label: ``[N]`` the background's source class c_s (the class Eq. 4 attributes M^s to),
-            or -1 when unknown.
-    """
+    """A batch of composites, one entry per composite in every field: ``images`` ``[N, 3, H, W]`` in
+    [0, 1], ``masks`` ``[N, H, W]`` (True on the pasted patch), the pasted ``target_index`` and its
+    ``target_label`` (-1: unlabelled), the background's ``source_index``, ``boxes`` (top, left, height,
+    width) and ``source_label`` c_s (the class Eq. 4 attributes M^s to; -1: unknown)."""
 
     images: Tensor
     masks: Tensor
@@ -52,11 +44,8 @@ class Composites:
         """The composites at ``idx`` (indices, a bool mask or a slice)."""
         if isinstance(idx, list):
             idx = torch.as_tensor(idx, dtype=torch.long)
-        out = {}
-        for f in fields(self):
-            t = getattr(self, f.name)
-            out[f.name] = t[idx.to(t.device) if isinstance(idx, Tensor) else idx]
-        return Composites(**out)
+        pick = lambda t: t[idx.to(t.device) if isinstance(idx, Tensor) else idx]
+        return Composites(**{f.name: pick(getattr(self, f.name)) for f in fields(self)})
 
     def to(self, device: torch.device | str) -> "Composites":
         """All fields moved to ``device``."""
@@ -94,23 +83,18 @@ def make_composites(
     source_labels: Tensor | None = None,
     batch_size: int = 256,
 ) -> Composites:
-    """I(c_s): for each source image, a target image resized to ``round(scale*H) x round(scale*W)``
-    pasted at a location fully inside the image (paper: scale 0.4, 16% of the area).
+    """I(c_s): on each source image, a target image resized to ``round(scale*H) x round(scale*W)`` and
+    pasted fully inside (paper: scale 0.4, 16% of the area), on ``source_images``' device.
 
-    The target image is drawn uniformly (or given by ``target_index``), the location uniformly among
-    all positions that keep the patch inside (or given by ``boxes`` ``[N, 4]`` = top, left, height,
-    width; then each box's own size is used). Draws come from ``generator`` (or an int seed): the same
-    generator state gives identical composites. ``target_labels`` default to the labels of a
-    labelled ``target_images`` dataset, else -1; ``source_labels`` likewise (the c_s of each background).
-    Results live on ``source_images``' device.
+    The target image (or ``target_index``) and the place (or ``boxes`` ``[N, 4]``: top, left, height,
+    width) are drawn uniformly from ``generator`` (or an int seed). ``target_labels`` /
+    ``source_labels`` default to the datasets' labels, else -1.
     """
     check_range("scale", scale, 0, 1, lo_open=True)
     check_int_range("batch_size", batch_size, 1)
     gen = as_generator(generator)
     src, src_labels = _collect(source_images, "source_images")
     tgt, tgt_labels = _collect(target_images, "target_images")
-    check_nonempty("source_images", src)
-    check_nonempty("target_images", tgt)
     n, _, h, w = src.shape
     device = src.device
     if target_labels is not None:
@@ -126,7 +110,7 @@ def make_composites(
     else:
         t_idx = torch.as_tensor(target_index, dtype=torch.long).to(device)
         check_same_length("source_images", src, "target_index", t_idx)
-        if len(t_idx) and (int(t_idx.min()) < 0 or int(t_idx.max()) >= len(tgt)):
+        if int(t_idx.min()) < 0 or int(t_idx.max()) >= len(tgt):
             raise ValueError(
                 f"target_index must be in [0, {len(tgt) - 1}]; got [{int(t_idx.min())}, {int(t_idx.max())}]"
             )
@@ -141,15 +125,12 @@ def make_composites(
             raise ValueError(f"boxes must be [N, 4] (top, left, height, width); got shape {tuple(bx.shape)}")
         check_same_length("source_images", src, "boxes", bx)
         t_, l_, bh, bw = bx.unbind(1)
-        if len(bx) and (
-            bool((t_ < 0).any() | (l_ < 0).any() | (bh < 1).any() | (bw < 1).any())
-            or bool(((t_ + bh) > h).any() | ((l_ + bw) > w).any())
-        ):
+        if bool(((t_ < 0) | (l_ < 0) | (bh < 1) | (bw < 1) | (t_ + bh > h) | (l_ + bw > w)).any()):
             raise ValueError(f"boxes must lie fully inside the {h}x{w} images with height and width >= 1")
     images = src.clone()
     masks = torch.zeros(n, h, w, dtype=torch.bool, device=device)
     tgt = tgt.to(device)
-    sizes = torch.unique(bx[:, 2:], dim=0).tolist() if n else []
+    sizes = torch.unique(bx[:, 2:], dim=0).tolist()
     corners = bx[:, :2].tolist()
     for ph, pw in sizes:
         sel = torch.nonzero((bx[:, 2] == ph) & (bx[:, 3] == pw)).flatten()
@@ -188,16 +169,8 @@ def paste(backgrounds: Tensor, composites: Composites) -> Composites:
             f"got {tuple(backgrounds.shape)}"
         )
     bg = backgrounds.to(composites.images.device, composites.images.dtype)
-    images = torch.where(composites.masks[:, None], composites.images, bg)
-    return Composites(
-        images=images,
-        masks=composites.masks.clone(),
-        target_index=composites.target_index.clone(),
-        target_label=composites.target_label.clone(),
-        source_index=composites.source_index.clone(),
-        boxes=composites.boxes.clone(),
-        source_label=composites.source_label.clone(),
-    )
+    out = {f.name: getattr(composites, f.name).clone() for f in fields(composites) if f.name != "images"}
+    return Composites(images=torch.where(composites.masks[:, None], composites.images, bg), **out)
 
 
 def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -218,13 +191,9 @@ def neutral_backgrounds(
 ) -> Tensor:
     """Object-free backgrounds, one per image of ``like`` ``[N, 3, H, W]``, for paired controls.
 
-    ``"blur"`` (recommended default): a heavy Gaussian blur (``sigma``, default ``min(H, W) / 6``
-    pixels) of the source image itself. It keeps each image's colours, brightness and low-frequency
-    layout, so the control differs from the composite only in the object's shape and texture: an
-    error difference between the two isolates the source *object*, not a shift of image statistics.
-    ``"plain"``: each image's mean colour (no structure at all, but also no colour variation).
-    ``"noise"``: Gaussian noise with each image's per-channel mean and std, clipped to [0, 1]
-    (matches first and second moments but adds high-frequency texture the model may react to).
+    ``"blur"`` (default): a heavy Gaussian blur (``sigma``, default ``min(H, W) / 6``) of the image
+    itself, keeping its colours and layout, so the control differs only in the object. ``"plain"``:
+    each image's mean colour. ``"noise"``: Gaussian noise with each image's channel mean and std.
     """
     check_choice("kind", kind, ("blur", "plain", "noise"))
     if like.ndim != 4:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,29 +14,16 @@ __all__ = ["AuditConfig"]
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """Parameters of one audit.
+    """Parameters of one audit (defaults: :meth:`from_world`)."""
 
-    Attributes:
-        k: Eq. 1's top-k (default ``features.default_k``: top-5 per 1000 source classes).
-        v_lo: Eq. 2's threshold on v(c) (default ``spec.v_lo``, else 1% of |D^t|).
-        p_lo: Eq. 3/5's threshold on a mean softmax probability (default ``lingering.default_p_lo``:
-            ten times chance, the paper's 0.01 for 1000 classes).
-        scale: overlay scale of the composites along each side (default ``spec.composite_scale``;
-            paper 0.4).
-        q: Eq. 4's quantile (paper 0.8: the top 20% of background pixels).
-        n_composites_per_class: |I(c)|, the first n images of each D^c (None: all of D^c).
-        n_null: shuffled pairs per composite for Eq. 4's null.
-        match_tol: accuracy gap allowed for the accuracy-matched baseline.
-    """
-
-    k: int
-    v_lo: float
-    p_lo: float
-    scale: float
-    q: float = 0.8
-    n_composites_per_class: int | None = None
-    n_null: int = 20
-    match_tol: float = 0.02
+    k: int  # Eq. 1's top-k (default features.default_k: top-5 per 1000 source classes)
+    v_lo: float  # Eq. 2's threshold on v(c) (default spec.v_lo, else 1% of |D^t|)
+    p_lo: float  # Eq. 3/5's threshold on a mean softmax probability (default: ten times chance)
+    scale: float  # the composites' overlay scale along each side (default spec.composite_scale; paper 0.4)
+    q: float = 0.8  # Eq. 4's quantile (paper 0.8: the top 20% of background pixels)
+    n_composites_per_class: int | None = None  # |I(c)|: the first n images of each D^c (None: all)
+    n_null: int = 20  # shuffled pairs per composite for Eq. 4's null
+    match_tol: float = 0.02  # accuracy gap allowed for the accuracy-matched baseline
 
     @classmethod
     def from_world(
@@ -73,7 +59,3 @@ class AuditConfig:
             n_null=int(check_int_range("n_null", n_null, 1)),
             match_tol=float(check_range("match_tol", match_tol, 0, 1, lo_open=True)),
         )
-
-    def replace(self, **changes: Any) -> "AuditConfig":
-        """A copy with ``changes``."""
-        return dataclasses.replace(self, **changes)

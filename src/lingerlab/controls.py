@@ -1,15 +1,11 @@
 """Paired controls: every source-only composite shown again with the same target patch at the same place.
 
-The paper's claim (Sec. 4, Fig. 3a): on composites I(c) of lingering classes, the fine-tuned M^t is
-distracted (Eq. 4) and wrong more often than a model trained from scratch, M^b. The controls put the
-same patch on (a) a neutral background: a heavy Gaussian blur of the same source image
-(``composites.neutral_backgrounds(kind="blur")``), which keeps the image's colours, brightness and
-layout but removes the object's shape and texture, so the difference isolates the *source object*
-rather than a shift in image statistics; and (b) an image of a *shared* source class (planted in
-``shapes``; elsewhere the highest-v classes outside F), which the paper predicts should not distract.
-``excess_error`` = error on source-only minus error on neutral; ``flip_rate`` = right on neutral,
-wrong on source-only. These separate "M^t is weak on a small pasted target" from "the source object
-pulls M^t away". :func:`controls` measures every arm and seed on them (the measures: :data:`MEASURES`).
+The paper's claim (Sec. 4, Fig. 3a) is that on composites I(c) of lingering classes the fine-tuned M^t
+is distracted (Eq. 4) and wrong more often than M^b trained from scratch. The controls put the same
+patch on (a) a heavy Gaussian blur of the same source image (``composites.neutral_backgrounds``),
+which keeps its colours and layout but not the object, and (b) an image of a *shared* source class,
+which the paper predicts should not distract. They separate "M^t is weak on a small pasted target"
+from "the source object pulls M^t away"; :func:`controls` measures every arm and seed (:data:`MEASURES`).
 """
 
 from __future__ import annotations
@@ -48,31 +44,23 @@ MEASURES: dict[str, tuple[str, str]] = {
 
 
 def _shared_pool(audit: Audit) -> list[int]:
-    """Source classes used as the 'shared' control: planted_shared, else the (up to 4) highest-v classes
-    outside F that have images in the source data (in ImageNet-sized worlds most classes have none).
-    Empty when no class outside F has images: the shared control is then not available."""
+    """Source classes of the 'shared' control: planted_shared, else the (up to 4) highest-v classes
+    outside F that have images in the source data (empty: the control is not available)."""
     planted = audit.world.planted_shared
     if planted:
         return sorted(int(c) for c in planted)
     v = audit.counts()
     F = set(audit.source_only().tolist())
     with_images = set(audit.source_labels().unique().tolist())
-    order = [
-        int(c)
-        for c in torch.argsort(v, descending=True, stable=True).tolist()
-        if int(c) not in F and int(c) in with_images
-    ]
-    return order[:4]
+    order = torch.argsort(v, descending=True, stable=True).tolist()
+    return [c for c in order if c not in F and c in with_images][:4]
 
 
 def control_sets(audit: Audit, classes: Iterable[int] | None = None, composites_seed: int = 0) -> dict[str, Composites]:
     """The three paired image sets: ``source_only`` (= ``audit.composites``), ``neutral`` and ``shared``:
-    the same target patches at the same places, pasted on a ``neutral_backgrounds(kind="blur")``
-    version of each source image and on a (seeded) image of a shared class. Cached by the audit.
-
-    ``shared`` is left out, with a warning, when no class outside F has source images (e.g. the
-    ``lite0`` world at 224 px, where none of D^c's 22 classes is in a target image's top-k):
-    :func:`controls` then reports ``correct_shared`` as NaN and the fair test's ``err_shared`` as NaN."""
+    the same target patches at the same places, pasted on a blurred version of each source image and
+    on a (seeded) image of a shared class. Cached by the audit. ``shared`` is left out, with a warning,
+    when no class outside F has source images (``correct_shared`` and ``err_shared`` are then NaN)."""
     comp = audit.composites(classes, composites_seed)
     pool = _shared_pool(audit)
     if not pool:
@@ -112,15 +100,13 @@ def controls(
     reference: str | None = None,
 ) -> pd.DataFrame:
     """One row per (arm, seed, composite): correctness on the three paired sets, the flip, Eq. 4 and
-    its per-class null (shuffled pairs within the source class) on the source-only composite.
+    its per-class null on the source-only composite.
 
-    Columns: ``arm, seed, composite, source_class, source_name, cluster`` (the source photo: views of
-    one photo share it), ``in_L`` (c_s is in the lingering set L of that seed: the arm's own L when
-    the arm is fine-tuned from M^s, else the L of ``reference`` at that seed, so a scratch baseline is
-    scored on the same composites as the model it is compared with), ``target_label,
-    correct_source_only, correct_neutral, correct_shared, flip, distraction, null``;
-    ``attrs["target_acc"]`` maps (arm, seed) to validation accuracy. ``reference``: a label of
-    ``arms`` (default: ``arm_roles.reference_arm``)."""
+    Columns: ``arm, seed, composite, source_class, source_name, cluster`` (the source photo), ``in_L``
+    (c_s is in that seed's L: the arm's own when it is fine-tuned from M^s, else ``reference``'s),
+    ``target_label, correct_source_only, correct_neutral, correct_shared, flip, distraction, null``;
+    ``attrs["target_acc"]`` maps (arm, seed) to validation accuracy. ``reference`` default:
+    ``arm_roles.reference_arm``."""
     specs = arm_specs(audit, arms)
     seed_list = distinct_seeds(seeds)
     ref = reference_arm(audit, specs, reference)
@@ -142,9 +128,8 @@ def controls(
         for seed in seed_list:
             model = arm_model(audit, arm, spec, seed)
             correct = {k: (audit.logits(model, s.images).argmax(1) == y).numpy() for k, s in sets.items()}
-            d, null = distraction_with_null(
-                audit.maps(model, comp, y), ms, masks, audit.q, audit.n_null, seed, groups=cs
-            )
+            maps = audit.maps(model, comp, y)
+            d, null = distraction_with_null(maps, ms, masks, audit.q, audit.n_null, seed, groups=cs)
             acc[(arm, seed)] = audit.accuracy(model)
             L = set(audit.lingering_classes(seed, model)) if tuned[arm] and arm != ref else ref_L[seed]
             frames.append(
@@ -194,9 +179,8 @@ def composite_values(ctl: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_hijacks(ctl: pd.DataFrame, reference: str, baseline: str) -> pd.DataFrame:
-    """``ctl`` with a ``hijack`` column: the arm is wrong on the composite, right with the source object
-    blurred away (a flip), and the other arm of the pair (the baseline for the reference, the reference
-    for every other arm) is right on the same composite at the same seed: the paper's Figure 1."""
+    """``ctl`` with a ``hijack`` column: a flip while the other arm of the pair (the baseline for the
+    reference, else the reference) is right on the same composite at the same seed (the paper's Fig. 1)."""
     key = ["seed", "composite"]
     right = ctl.set_index(["arm", *key])["correct_source_only"]
     other = np.where(ctl["arm"] == reference, baseline, reference)

@@ -1,17 +1,8 @@
 """The book's coverage matrix: which of the paper's claims each world tests, and with what status.
 
-Each notebook states its claims as rows (:func:`claim`) with a status from one of the rules below
-and glues them (:func:`glue_claims`); the results page reads the
-rows back from the executed notebooks (:func:`read_claims`) and shows them as one matrix (paper
-claim x world, :func:`matrix_html`), each status linking to the section that measured it.
-
-Statuses. A claim tested across seeds takes the verdict of ``verdict_rule.verdict`` (``holds``, ``does not
-hold``, ``inconclusive`` or ``not testable``, the last when a precondition of ``gates`` fails). A claim measured
-without a test across seeds takes one of
-the rules :func:`recovery_status`, :func:`above_null_status`, :func:`beats_status`,
-:func:`majority_status`; ``example`` marks a single illustration, ``measured`` a sweep with no test
-defined, ``not testable`` a claim the world has no ground truth for, ``not measured`` a test whose
-sets are empty, ``not run here`` a world the offline book cannot run.
+Notebooks glue claim rows (:func:`claim`, :func:`glue_claims`) whose status is a verdict of
+``verdict_rule.verdict`` or one of the rules below; the results page reads them back
+(:func:`read_claims`) and shows paper claim x world (:func:`matrix_html`).
 """
 
 from __future__ import annotations
@@ -42,6 +33,8 @@ __all__ = [
     "RECOVERY_THRESHOLD",
 ]
 
+#: a verdict's statuses, then ``partly``, ``not measured`` (empty sets), ``not testable`` (no ground truth or
+#: a failed gate), ``example`` (one illustration), ``measured`` (no test defined), ``not run here`` (offline)
 STATUSES = (
     "holds",
     "does not hold",
@@ -53,8 +46,8 @@ STATUSES = (
     "measured",
     "not run here",
 )
-#: Eqs. 1-2 recover a planted set when precision and recall both reach this (fixed with the world's
-#: tests before the book's numbers were read; tests/test_worlds_shapes.py uses the same threshold).
+#: Eqs. 1-2 recover a planted set when precision and recall both reach this (fixed before the book's
+#: numbers were read; tests/test_worlds_shapes.py uses the same threshold).
 RECOVERY_THRESHOLD = 0.9
 _FIELDS = ("order", "claim", "paper", "world", "status", "evidence", "page", "anchor")
 
@@ -62,24 +55,14 @@ _FIELDS = ("order", "claim", "paper", "world", "status", "evidence", "page", "an
 def claim(
     order: int, claim: str, paper: str, world: str, status: str, evidence: str, page: str, anchor: str = ""
 ) -> dict[str, Any]:
-    """One row of the matrix: the paper's ``claim`` (``paper``: its figure or equation), measured in
-    ``world`` with ``status`` (one of :data:`STATUSES`), ``evidence`` (the numbers behind it, from code),
-    and where: ``page`` (a notebook's file name without suffix) and ``anchor`` (a section id on it).
-    ``order`` sorts the claims down the matrix (rows with one ``claim`` must share it)."""
+    """One row of the matrix: the paper's ``claim`` (``paper``: its figure or equation) in ``world``, with
+    ``status`` (one of :data:`STATUSES`), ``evidence``, and the ``page`` and ``anchor`` that measured it;
+    ``order`` sorts the claims down the matrix."""
     check_choice("status", status, STATUSES)
     for name, value in (("claim", claim), ("paper", paper), ("world", world), ("page", page)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string; got {value!r}")
-    return {
-        "order": int(order),
-        "claim": claim,
-        "paper": paper,
-        "world": world,
-        "status": status,
-        "evidence": str(evidence),
-        "page": page,
-        "anchor": str(anchor),
-    }
+    return dict(zip(_FIELDS, (int(order), claim, paper, world, status, str(evidence), page, str(anchor))))
 
 
 def glue_claims(key: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -105,8 +88,7 @@ def _glued_text(output: Mapping[str, Any]) -> str | None:
 
 
 def read_claims(notebooks: Iterable[str | Path], suffix: str = "_claims") -> pd.DataFrame:
-    """Every claim row glued (under a key ending in ``suffix``) in the stored outputs of
-    ``notebooks`` (executed ``.ipynb`` files), as one table in :func:`claim`'s columns."""
+    """Every claim row glued under a key ending in ``suffix`` in the executed ``notebooks``, as one table."""
     import ast
 
     import nbformat
@@ -128,14 +110,13 @@ def read_claims(notebooks: Iterable[str | Path], suffix: str = "_claims") -> pd.
 
 
 def _cells(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (claim, world), the last one glued where a notebook states a cell twice."""
+    """One row per (claim, world), the last one glued."""
     return rows.drop_duplicates(["claim", "world"], keep="last").set_index(["claim", "world"])
 
 
 def matrix(rows: pd.DataFrame, worlds: Sequence[str] | None = None) -> pd.DataFrame:
-    """Paper claim x world: where the claim is in the paper (column ``in the paper``) and its status in
-    each world ("" where a world does not test it).
-    ``worlds``: the column order (default: in order of first appearance)."""
+    """Paper claim x world: ``in the paper`` and each world's status ("" where untested), worlds in the
+    order ``worlds`` (default: of first appearance)."""
     worlds = list(worlds) if worlds is not None else list(dict.fromkeys(rows["world"]))
     claims = rows.sort_values("order", kind="stable").drop_duplicates("claim")
     out = pd.DataFrame({"in the paper": claims["paper"].to_numpy()}, index=pd.Index(claims["claim"], name="claim"))
@@ -149,8 +130,8 @@ _COLOURS = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a
 
 
 def matrix_html(rows: pd.DataFrame, worlds: Sequence[str] | None = None, href: str = "{page}.html#{anchor}") -> str:
-    """:func:`matrix` as an HTML table in which every status links to the section that measured it
-    (``href`` formats ``page`` and ``anchor``) and carries the evidence as its tooltip."""
+    """:func:`matrix` as HTML: each status links to its section (``href`` formats ``page`` and ``anchor``)
+    with the evidence as its tooltip."""
     m = matrix(rows, worlds)
     worlds = list(m.columns[1:])
     by_cell = _cells(rows)
@@ -180,9 +161,8 @@ def recovery_status(
     chance_recall: float,
     threshold: float = RECOVERY_THRESHOLD,
 ) -> str:
-    """Eqs. 1-2 against a planted truth: ``holds`` when precision and recall both reach ``threshold``;
-    ``does not hold`` when either is at or below its chance level (a random set of the same size);
-    otherwise ``partly``."""
+    """Eqs. 1-2 against a planted truth: ``holds`` when precision and recall reach ``threshold``, ``does not
+    hold`` when either is at or below chance, else ``partly``."""
     if any(math.isnan(float(v)) for v in (precision, recall)):
         return "inconclusive"
     if precision >= threshold and recall >= threshold:
@@ -193,8 +173,8 @@ def recovery_status(
 
 
 def above_null_status(value_lo: float, value_hi: float, null: float) -> str:
-    """A measure against its null or chance level: ``holds`` when its 95% interval lies above the null,
-    ``does not hold`` when it lies at or below it, otherwise ``inconclusive``."""
+    """``holds`` when the 95% interval lies above ``null``, ``does not hold`` when at or below it, else
+    ``inconclusive``."""
     if any(math.isnan(float(v)) for v in (value_lo, value_hi, null)):
         return "inconclusive"
     if value_lo > null:
@@ -205,14 +185,12 @@ def above_null_status(value_lo: float, value_hi: float, null: float) -> str:
 
 
 def count_status(count: int, null_count: int) -> str:
-    """A count against the same count under a null model (e.g. |L| against the control's |L|, Eq. 3):
-    ``holds`` when it is larger, ``does not hold`` otherwise."""
+    """A count against its null model's (e.g. |L|, Eq. 3): ``holds`` when larger, else ``does not hold``."""
     return "holds" if int(count) > int(null_count) else "does not hold"
 
 
 def from_verdict(verdict: str) -> str:
-    """A verdict of ``verdict_rule.verdict`` in any of the book's wordings (``lowers it`` / ``does not lower
-    it`` of the remedy tests) as a status."""
+    """A verdict (also the remedy tests' ``lowers it`` / ``does not lower it``) as a status."""
     words = {"lowers it": "holds", "does not lower it": "does not hold"}
     status = words.get(verdict, verdict)
     check_choice("verdict", status, STATUSES)
@@ -220,8 +198,8 @@ def from_verdict(verdict: str) -> str:
 
 
 def beats_status(lo: float, hi: float, other_lo: float, other_hi: float) -> str:
-    """One score against another, each with its 95% interval: ``holds`` when the intervals are apart
-    with this one above, ``does not hold`` when apart with this one below, otherwise ``inconclusive``."""
+    """``holds`` when this 95% interval lies above the other's, ``does not hold`` when below, else
+    ``inconclusive``."""
     if lo > other_hi:
         return "holds"
     if hi < other_lo:
@@ -230,10 +208,8 @@ def beats_status(lo: float, hi: float, other_lo: float, other_hi: float) -> str:
 
 
 def majority_status(verdicts: Iterable[str]) -> str:
-    """Several verdicts of ``verdict_rule.verdict`` on one claim (one per architecture, say): ``holds`` or
-    ``does not hold`` when every measured verdict is that, ``partly`` when some but not all hold,
-    otherwise ``inconclusive``. Verdicts "not measured" and "not testable" are left out; when nothing
-    else is left, the claim is ``not testable`` if any verdict was."""
+    """Several verdicts on one claim: ``holds`` or ``does not hold`` when every measured one is that,
+    ``partly`` when some hold, else ``inconclusive``; ``not testable`` when none is measured and one was."""
     given = list(verdicts)
     v = [x for x in given if x not in ("not measured", "not testable")]
     if not v:

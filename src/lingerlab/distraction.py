@@ -1,14 +1,9 @@
 """Distraction (paper, Eq. 4): do the target and source models look at the same background pixels?
 
 ``distraction(x, M) = IoU(P_q(A^b(x, M, c_t)), P_q(A^b(x, M^s, c_s)))``: the sets of background
-(non-overlay) pixels whose attribution is above the q-quantile (paper: q = 0.8), compared by IoU.
-Plus what makes the number interpretable: its chance level on shuffled pairs and bootstrap intervals.
-
-In a distributed run (:mod:`lingerlab.distributed`) nothing here is split: the Grad-CAM maps come
-back whole, in order, on every process (:func:`lingerlab.attribution.gradcam` gathers them), and
-the IoUs, their shuffled-pair null and the bootstrap are cheap tensor operations on them
-(milliseconds next to the maps' forward and backward passes), so every process computes the same
-numbers as a single process, with no communication.
+(non-overlay) pixels whose attribution is above the q-quantile (paper: q = 0.8), compared by IoU;
+with its chance level on shuffled pairs and bootstrap intervals. Nothing here is split in a
+distributed run: every process computes the same numbers from the gathered maps.
 """
 
 from __future__ import annotations
@@ -28,12 +23,9 @@ def _check_maps(name: str, maps: Tensor) -> None:
 
 
 def top_quantile_mask(maps: Tensor, q: float, region: Tensor | None = None) -> Tensor:
-    """P_q: per map, the pixels of ``region`` whose value is above the map's q-quantile over ``region``.
-
-    ``maps`` ``[N, H, W]``; ``region`` bool ``[N, H, W]`` or ``[H, W]`` (None: the whole map). The
-    quantile interpolates linearly (numpy's default). Returns bool ``[N, H, W]``, False outside
-    ``region``; empty for a map with an empty region or constant over it.
-    """
+    """P_q: per map ``[N, H, W]``, the pixels of ``region`` (bool ``[N, H, W]`` or ``[H, W]``; None: all)
+    above the map's q-quantile over ``region`` (linear interpolation, as numpy). Returns bool ``[N, H, W]``,
+    False outside ``region``; empty for an empty region or a map constant over it."""
     check_range("q", q, 0, 1, lo_open=True, hi_open=True)
     _check_maps("maps", maps)
     n, h, w = maps.shape
@@ -49,9 +41,8 @@ def top_quantile_mask(maps: Tensor, q: float, region: Tensor | None = None) -> T
     pos = q * (count - 1).clamp(min=0).double()
     lo = pos.floor().long()
     hi = pos.ceil().long()
-    # the two order statistics around the quantile, read from the top: ascending position p of the
-    # ``count`` region values is descending position count - 1 - p; a partial top-k (the values outside
-    # the region last, as -inf) costs a third of the full sort, and picks the same two values
+    # the two order statistics around the quantile, read from a partial top-k (values outside the region
+    # as -inf): ascending position p of the ``count`` region values is descending position count - 1 - p
     k = max(1, min(flat.shape[1], int((count - lo).max()) if n else 1))
     top = torch.where(r, flat, torch.full_like(flat, float("-inf"))).topk(k, dim=1).values
     a = top.gather(1, (count - 1 - lo).clamp(min=0)[:, None])[:, 0].double()
@@ -74,13 +65,9 @@ def _iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 def distraction(map_t: Tensor, map_s: Tensor, overlay_mask: Tensor, q: float = 0.8) -> Tensor:
-    """Eq. 4, per image: IoU of the top-(1-q) background pixels of ``map_t`` and of ``map_s``.
-
-    ``map_t`` = A(x, M, c_t) for the model under test (M^t or M^b), ``map_s`` = A(x, M^s, c_s);
-    both ``[N, H, W]`` at the resolution of ``overlay_mask`` ``[N, H, W]`` (True on the overlay,
-    which is excluded). Symmetric in the two maps. NaN where both top sets are empty (a map
-    constant on the background), since the overlap is then undefined. Returns float ``[N]``.
-    """
+    """Eq. 4, per image: IoU of the top-(1-q) background pixels of ``map_t`` = A(x, M, c_t) and of
+    ``map_s`` = A(x, M^s, c_s), both ``[N, H, W]`` as ``overlay_mask`` (True on the excluded overlay).
+    NaN where both top sets are empty. Returns float ``[N]``."""
     background = _background(map_t, map_s, overlay_mask, q)
     return _iou(top_quantile_mask(map_t, q, background), top_quantile_mask(map_s.to(map_t.device), q, background))
 
@@ -130,14 +117,10 @@ def distraction_null(
     generator: torch.Generator | int | None = None,
     groups: Tensor | None = None,
 ) -> Tensor:
-    """Chance level of Eq. 4: the same IoU for unrelated pairs (``map_t[i]`` vs ``map_s[j]``, j != i,
-    j uniform, with image i's overlay mask), ``n_perm`` draws per image.
-
-    ``groups`` (one id per image, e.g. the source class c_s): j is drawn among the *other images of
-    i's group*, so each class is measured against its own chance level (a class whose source maps
-    all sit in one place has a higher null than one whose maps spread); an image alone in its group
-    gets NaN. Returns ``[n_perm, N]``; ``.mean(0)`` is a per-image chance level paired with
-    ``distraction``, ``.nanmean()`` the overall one. Needs at least two images.
+    """Chance level of Eq. 4: the same IoU for unrelated pairs (``map_t[i]`` vs ``map_s[j]``, j != i
+    uniform, with image i's overlay mask), ``n_perm`` draws per image. With ``groups`` (e.g. the source
+    class c_s) j is drawn within i's group, the per-class null (NaN for an image alone in its group).
+    Returns ``[n_perm, N]``. Needs at least two images.
     """
     check_int_range("n_perm", n_perm, 1)
     background = _background(map_t, map_s, overlay_mask, q)
@@ -154,12 +137,6 @@ def distraction_null(
     return torch.stack(out)
 
 
-def null_seed(seed: int) -> int:
-    """The generator seed of Eq. 4's shuffled-pair null for models of training seed ``seed``
-    (``1000 * seed + 7``: distinct per seed, and never the seed that drew the composites)."""
-    return 1000 * int(seed) + 7
-
-
 def distraction_with_null(
     map_t: Tensor,
     map_s: Tensor,
@@ -169,25 +146,17 @@ def distraction_with_null(
     seed: int = 0,
     groups: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Eq. 4 per composite and its chance level: ``(distraction, null)``, where ``null`` is the mean
-    over ``n_null`` shuffled pairs (:func:`distraction_null`, within ``groups`` when given: the
-    per-class null; generator :func:`null_seed` of ``seed``; NaN for a composite with no other to
-    pair with)."""
+    """Eq. 4 per composite and its chance level: ``(distraction, null)``, ``null`` the mean over ``n_null``
+    shuffled pairs (:func:`distraction_null`, within ``groups``; NaN for a composite with no partner),
+    drawn by generator ``1000 * seed + 7`` (distinct per seed, never the composites' seed)."""
     d = distraction(map_t, map_s, overlay_mask, q)
     if len(map_t) < 2:
         return d, torch.full((len(map_t),), float("nan"), dtype=d.dtype)
-    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=null_seed(seed), groups=groups)
+    generator = 1000 * int(seed) + 7
+    null = distraction_null(map_t, map_s, overlay_mask, q, n_perm=n_null, generator=generator, groups=groups)
     with warnings.catch_warnings():  # an image alone in its group: all-NaN column, NaN mean
         warnings.simplefilter("ignore", RuntimeWarning)
         return d, null.nanmean(0)
-
-
-def _finite(values: Tensor, name: str) -> Tensor:
-    v = torch.as_tensor(values).flatten().double()
-    v = v[~torch.isnan(v)]
-    if len(v) == 0:
-        raise ValueError(f"{name} is empty (or all NaN): pass at least one value")
-    return v
 
 
 def bootstrap_ci(
@@ -195,7 +164,10 @@ def bootstrap_ci(
 ) -> tuple[float, float, float]:
     """Percentile bootstrap of the mean with a 95% interval: ``(mean, lo, hi)``. NaN values are dropped first."""
     check_int_range("n_boot", n_boot, 1)
-    v = _finite(values, "values")
+    v = torch.as_tensor(values).flatten().double()
+    v = v[~torch.isnan(v)]
+    if len(v) == 0:
+        raise ValueError("values is empty (or all NaN): pass at least one value")
     gen = as_generator(generator)
     gen_device = gen.device if gen is not None else torch.device("cpu")
     n = len(v)

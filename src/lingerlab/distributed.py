@@ -1,25 +1,11 @@
 """How the batched passes run: split across processes, and at what precision.
 
-**Processes.** When a ``torch.distributed`` process group is initialised with more than one process
-(``torchrun --nproc-per-node N ...`` and then :func:`init_from_env`, or the caller's own
-``init_process_group``), the batched passes split their data: Eq. 1 counts
-(:func:`lingerlab.features.source_class_counts`), Eq. 3 class means
-(:func:`lingerlab.lingering.class_mean_probs` and :func:`lingerlab.lingering.lingering`) and the
-Grad-CAM maps of Eq. 4 (:func:`lingerlab.attribution.gradcam`). Each process takes its
-:func:`shard_indices` of the data, and the results are combined with ``all_reduce`` (counts, sums)
-or ``all_gather`` (maps, back in the original order), so every process ends with the full result.
-Nothing here schedules work or starts processes: the launcher does that. Without a process group,
-or with one process, every helper is a no-op and the passes run exactly as in a plain session.
-
-Which device a collective runs on: the gloo backend on CPU tensors, nccl on CUDA tensors; a
-tensor on the other kind of device is copied over and back (with a ``"cpu:gloo,cuda:nccl"`` group,
-which :func:`init_from_env` creates when CUDA is available, both stay where they are).
-
-**Precision.** :func:`check_autocast` and :func:`autocast_context` implement the ``autocast=``
-option of those passes: ``None`` or ``"fp32"`` (default) is the float32 path, unchanged;
-``"bf16"`` runs the model's forward under ``torch.autocast(device_type, dtype=torch.bfloat16)``.
-It pays on GPUs with bf16 tensor cores; on the CPU keep float32 (benchmarks/bf16_cpu.py measured
-bf16 *slower* for EfficientNet-Lite0 there).
+With a ``torch.distributed`` group of several processes (``torchrun`` then :func:`init_from_env`),
+Eq. 1 counts, Eq. 3 class means and Eq. 4's Grad-CAM maps each take this process's
+:func:`shard_indices` and combine with ``all_reduce`` / ``all_gather`` so every process ends with the
+full result; without one every helper is a no-op. Collectives run on gloo (CPU) or nccl (CUDA),
+copying a tensor over when needed. :func:`check_autocast` / :func:`autocast_context` implement the
+passes' ``autocast=`` option: None/``"fp32"`` (float32) or ``"bf16"`` (slower on CPU: benchmarks/bf16_cpu.py).
 """
 
 from __future__ import annotations
@@ -89,14 +75,9 @@ def world_size() -> int:
 
 
 def init_from_env(backend: str | None = None) -> bool:
-    """Initialise the default process group from a launcher's environment (``torchrun`` sets
-    ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, ``LOCAL_RANK``); return
-    :func:`is_distributed`.
-
-    Does nothing when a group already exists or ``WORLD_SIZE`` is unset or 1 (a plain run).
-    ``backend=None``: ``"cpu:gloo,cuda:nccl"`` when CUDA is available (each process then uses GPU
-    ``LOCAL_RANK`` as its current device, so ``"cuda"`` means its own GPU), else ``"gloo"``.
-    """
+    """Initialise the default process group from ``torchrun``'s environment unless one exists or
+    ``WORLD_SIZE`` is at most 1; return :func:`is_distributed`. ``backend=None``: ``"cpu:gloo,cuda:nccl"``
+    with CUDA (GPU ``LOCAL_RANK`` made current), else ``"gloo"``."""
     dist = _dist()
     if not dist.is_available():
         return False
@@ -113,14 +94,8 @@ def init_from_env(backend: str | None = None) -> bool:
 
 
 def shard_indices(n: int, rank: int | None = None, world_size: int | None = None) -> range:
-    """The indices of ``0..n-1`` that process ``rank`` of ``world_size`` handles (defaults: this
-    process and the current group).
-
-    **Contiguous** blocks, in rank order, whose sizes differ by at most one (the first ``n %
-    world_size`` ranks get one more): every index lands on exactly one rank, and concatenating the
-    ranks' results in rank order restores the original order. A rank may get an empty range when
-    ``n < world_size``.
-    """
+    """The contiguous block of ``0..n-1`` that process ``rank`` of ``world_size`` handles (defaults: this
+    process and group); blocks in rank order differ in size by at most one (the first ranks get more)."""
     n = check_int_range("n", n, 0)
     group = is_distributed()
     if world_size is None:
@@ -134,13 +109,8 @@ def shard_indices(n: int, rank: int | None = None, world_size: int | None = None
 
 
 def shard_data(data: Any, indices: range | None = None) -> Any:
-    """This process's part of ``data`` (``ImageData``) at ``indices`` (default: :func:`shard_indices`).
-
-    A tensor becomes a slice (a view), a ``TensorDataset`` a ``TensorDataset`` of slices, any other
-    map-style ``Dataset`` a ``Subset``, and a ``DataLoader`` with sequential sampling the same kind
-    of loader over the shard of its dataset. A loader that shuffles or samples otherwise, an
-    iterable dataset or ``drop_last=True`` cannot be split consistently and raises ValueError.
-    """
+    """This process's part of ``data`` (``ImageData``) at ``indices`` (default: :func:`shard_indices`), of
+    the same kind; a loader that is not sequential or an iterable dataset raises ValueError."""
     from ._data import num_items
 
     idx = shard_indices(num_items(data)) if indices is None else indices
@@ -160,18 +130,9 @@ def shard_data(data: Any, indices: range | None = None) -> Any:
                 "in a distributed run, a DataLoader must sample sequentially (no shuffle, sampler "
                 "or drop_last) to be split across processes; pass its dataset instead"
             )
-        kwargs: dict[str, Any] = dict(
-            batch_size=data.batch_size,
-            shuffle=False,
-            num_workers=data.num_workers,
-            collate_fn=data.collate_fn,
-            pin_memory=data.pin_memory,
-            timeout=data.timeout,
-            worker_init_fn=data.worker_init_fn,
-        )
-        if data.num_workers > 0:
-            kwargs.update(prefetch_factor=data.prefetch_factor, persistent_workers=data.persistent_workers)
-        return DataLoader(shard_data(data.dataset, idx), **kwargs)
+        keys = ["batch_size", "num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn"]
+        keys += ["prefetch_factor", "persistent_workers"] if data.num_workers > 0 else []
+        return DataLoader(shard_data(data.dataset, idx), shuffle=False, **{k: getattr(data, k) for k in keys})
     if isinstance(data, IterableDataset):
         raise ValueError("an IterableDataset cannot be split across processes; pass a map-style Dataset")
     if isinstance(data, Dataset):
@@ -185,8 +146,7 @@ def shard_data(data: Any, indices: range | None = None) -> Any:
 
 
 def _comm_device(t: Tensor) -> torch.device:
-    """The device the group's backend takes ``t`` on: its own when the backend serves its device
-    type, else CPU (gloo) or the current CUDA device (nccl)."""
+    """The device the group's backend takes ``t`` on (its own, else CPU for gloo or CUDA for nccl)."""
     backend = str(_dist().get_backend()).lower()
     kind = t.device.type
     if ":" in backend:  # "cpu:gloo,cuda:nccl"
@@ -215,11 +175,7 @@ def _all_reduce(t: Tensor, op: Any) -> Tensor:
 
 
 def all_reduce_sum(t: Tensor) -> Tensor:
-    """Sum ``t`` over all processes, in place; return ``t`` (a no-op when not distributed).
-
-    Integer sums are exact; floating-point sums depend on the order of addition only by rounding.
-    ``t`` must not be an inference tensor (clone one made under ``torch.inference_mode``).
-    """
+    """Sum ``t`` over all processes, in place; return ``t`` (no-op when not distributed; not an inference tensor)."""
     return _all_reduce(t, _dist().ReduceOp.SUM if is_distributed() else None)
 
 
@@ -232,15 +188,8 @@ _META = 10  # gathered per rank: n_local, ndim, up to 8 trailing sizes
 
 
 def all_gather_cat(t: Tensor, n_total: int) -> Tensor:
-    """Every process's rows of ``t`` (``[n_local, ...]``) reassembled into one ``[n_total, ...]``
-    tensor, in the original order, on every process (on ``t``'s device).
-
-    Rank r holds the rows at ``shard_indices(n_total, r)`` (contiguous blocks), so the result is the
-    ranks' rows concatenated in rank order. Ranks may hold different numbers of rows (also none: pass
-    an empty tensor of the right dtype; its trailing shape is taken from the others): rows are padded
-    to the longest shard, gathered and unpadded. Trailing shapes and dtypes must agree. Not
-    distributed: ``t`` itself.
-    """
+    """Every process's rows of ``t`` (its :func:`shard_indices` block, possibly empty) concatenated in
+    rank order into ``[n_total, ...]`` on every process; padded to the longest shard for the gather."""
     n_total = check_int_range("n_total", n_total, 0)
     if not is_distributed():
         if len(t) != n_total:
@@ -279,12 +228,8 @@ def all_gather_cat(t: Tensor, n_total: int) -> Tensor:
 
 
 def run_local(fn: Callable[[], T]) -> T:
-    """Run this process's part of a pass, then agree with the others that every part succeeded.
-
-    Not distributed: just ``fn()``. Distributed: if ``fn`` raises on some process, that process
-    re-raises its error and the others raise RuntimeError, instead of waiting forever in the next
-    collective for a process that left.
-    """
+    """``fn()``, then agree that every process succeeded: a failing process re-raises its error and the
+    others raise RuntimeError instead of hanging in the next collective."""
     if not is_distributed():
         return fn()
     error: BaseException | None = None
@@ -307,13 +252,8 @@ AUTOCAST_CHOICES: tuple[str | None, ...] = (None, "fp32", "bf16")
 
 
 def check_autocast(autocast: str | None, device: torch.device | str) -> str | None:
-    """Validate an ``autocast=`` option for a model on ``device``: ``None`` for the float32 path
-    (``None`` or ``"fp32"``), ``"bf16"`` when bfloat16 autocast is supported there.
-
-    A value other than the choices raises (TypeError for a non-string, ValueError otherwise); bf16 on a
-    device type without autocast, or where autocast would switch itself off (a CUDA GPU without
-    bf16), raises ValueError.
-    """
+    """An ``autocast=`` option checked for ``device``: None (float32, for None or ``"fp32"``) or ``"bf16"``;
+    bf16 where autocast is missing or would switch itself off raises ValueError."""
     mode = check_choice("autocast", autocast, AUTOCAST_CHOICES)
     if mode in (None, "fp32"):
         return None
@@ -336,9 +276,7 @@ def check_autocast(autocast: str | None, device: torch.device | str) -> str | No
 
 
 def autocast_context(device: torch.device | str, mode: str | None) -> ContextManager[Any]:
-    """A fresh context for one forward pass: ``nullcontext()`` for ``mode`` None (float32, nothing
-    changes), ``torch.autocast(device.type, dtype=torch.bfloat16)`` for ``"bf16"`` (``mode`` as
-    returned by :func:`check_autocast`)."""
+    """A fresh context for one forward pass: ``nullcontext()`` for None, bf16 ``torch.autocast`` for ``"bf16"``."""
     if mode is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

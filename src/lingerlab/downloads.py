@@ -1,27 +1,11 @@
-"""Downloads: hash-checked, resumable HTTP(S) fetches and safe archive extraction.
+"""Downloads (only when asked: ``load_paper(download=True)``): hash-checked, resumable HTTP(S) fetches
+(:func:`fetch`), safe archive extraction (:func:`extract`) and the paper world's assets (:data:`ASSETS`).
 
-Nothing here runs unless asked (``load_paper(download=True)``); nothing is fetched at import.
-
-- :func:`fetch` downloads one URL to ``dest`` through ``dest.part`` (a resumable transfer,
-  ``http_transfer.transfer``), checks the sha256 before the atomic rename to ``dest``, and returns an
-  existing ``dest`` with the right hash at once without any network access.
-- :func:`extract` unpacks a zip or tar(.gz) into a temporary sibling folder and renames it into place
-  only when complete; a corrupt archive leaves nothing behind; absolute paths, ``..`` and links
-  leaving the archive are refused.
-- :data:`ASSETS` lists the paper world's downloads (:class:`Asset`); :func:`fetch_asset` fetches one.
-
-**Hashes.** Only hashes this project can know are written down; none is invented. An asset whose
-sha256 is unknown has ``sha256=None``: fetching it is refused unless the hash is passed
-(``sha256=`` or ``$LINGERLAB_SHA256_<NAME>``, e.g. ``LINGERLAB_SHA256_DOGSCATS_MICROSOFT``) or
-``allow_unverified=True`` is given (then the actual sha256 is reported in a warning, to pin it
-next time). A sha256 shorter than 64 hex digits is a *prefix*: the file's sha256 must start with
-it. That is how torchvision checks its weights (``torch.hub``'s ``check_hash``: the 8 hex digits in
-``resnet18-f37072fd.pth``), and the registry gives the ResNet-18 weights exactly that prefix.
-
-**Mirrors and tests.** ``base_url=`` or ``$LINGERLAB_DOWNLOAD_BASE`` replaces the scheme and host of
-every asset URL (its path is kept; a path in the base is prepended): the tests point it at a local
-server on 127.0.0.1. ``$LINGERLAB_URL_<NAME>`` replaces one asset's whole URL (needed for assets
-without a public URL: Kaggle's train.zip, an ImageNet validation archive).
+An asset whose sha256 is unknown (``None``; none is invented) is refused unless the hash is passed
+(``sha256=`` or ``$LINGERLAB_SHA256_<NAME>``) or ``allow_unverified=True``. A sha256 shorter than 64
+hex digits is a prefix, as torch hub checks ``resnet18-f37072fd.pth``. ``base_url=`` or
+``$LINGERLAB_DOWNLOAD_BASE`` replaces every URL's scheme and host (a mirror, the tests' local server);
+``$LINGERLAB_URL_<NAME>`` replaces one asset's whole URL.
 """
 
 from __future__ import annotations
@@ -65,14 +49,9 @@ class ArchiveError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Asset:
-    """One downloadable file.
-
-    ``sha256``: the full hex digest, a prefix of it (at least 8 hex digits, see the module
-    docstring), or None when this project cannot know it. ``size``: bytes, when known. ``layout``:
-    what the file holds, for humans. For archives, ``strip`` names the single top folder whose
-    contents become the target folder, and ``expect`` lists paths (relative to the target folder)
-    the archive must contain.
-    """
+    """One downloadable file: ``sha256`` a full digest, a prefix (8+ hex digits) or None; ``layout`` for
+    humans; for archives, ``strip`` the top folder whose contents become the target and ``expect``
+    the paths it must contain."""
 
     name: str
     url: str | None
@@ -186,10 +165,6 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _matches(actual: str, expected: str) -> bool:
-    return actual.startswith(expected)  # a full digest is its own 64-digit prefix
-
-
 def fetch(
     url: str,
     dest: str | os.PathLike,
@@ -203,18 +178,11 @@ def fetch(
     attempts: int = 3,
     name: str | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` (HTTP(S) GET) and return ``dest``.
+    """Download ``url`` to ``dest`` through ``dest.part`` (``http_transfer.transfer``) and return ``dest``.
 
-    ``sha256``: the full hex digest or a prefix of at least 8 digits. An existing ``dest`` whose hash
-    matches returns at once, without any network access. The bytes go to ``dest.part`` through
-    ``http_transfer.transfer`` (``resume``, ``attempts``, ``timeout``, ``progress``: resumed with a
-    ``Range:`` request, kept for the next call when cut short; every transport failure is a
-    ConnectionError). The hash is checked before the atomic rename to ``dest``; a mismatch deletes
-    the ``.part`` file and raises ValueError naming the file, the expected and the actual hash.
-
-    ``sha256=None`` is refused (ValueError, before any network access) unless
-    ``allow_unverified=True``; then an existing ``dest`` is taken as it is, and the downloaded file's
-    sha256 is reported in a warning.
+    An existing ``dest`` with the right hash returns without network access. The sha256 (full or a
+    prefix) is checked before the atomic rename; a mismatch deletes the download (ValueError).
+    ``sha256=None`` is refused unless ``allow_unverified=True`` (then the actual hash is warned).
     """
     dest = Path(dest).expanduser()
     label = name or dest.name
@@ -232,7 +200,7 @@ def fetch(
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"fetch downloads http:// and https:// URLs only; got {url!r}")
     if dest.is_file():
-        if expected is None or _matches(sha256_of(dest), expected):
+        if expected is None or sha256_of(dest).startswith(expected):
             return dest
         warnings.warn(f"{dest} exists but its sha256 does not match {expected}: downloading it again", stacklevel=2)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +212,7 @@ def fetch(
     if size is not None and got != size:
         part.unlink()
         raise ValueError(f"{label}: downloaded {got} bytes from {url}, expected {size}; the download was deleted")
-    if expected is not None and not _matches(actual, expected):
+    if expected is not None and not actual.startswith(expected):
         part.unlink()
         kind = "sha256" if len(expected) == 64 else "sha256 prefix"
         raise ValueError(
@@ -340,16 +308,11 @@ def _has(names: Iterable[PurePosixPath], want: str) -> bool:
 def extract(
     archive: str | os.PathLike, into: str | os.PathLike, *, expect: Sequence[str] = (), strip: str | None = None
 ) -> Path:
-    """Unpack a zip or tar(.gz, .bz2, .xz) ``archive`` so that its contents are ``into``; return ``into``.
+    """Unpack a zip or tar ``archive`` so that its contents (under top folder ``strip``) are ``into``.
 
-    ``strip``: a top folder of the archive whose contents become ``into`` (e.g. ImageNetV2's
-    ``imagenetv2-matched-frequency-format-val``). ``expect``: paths (relative to ``into``) the
-    archive must hold, checked before anything is written. ``into`` must not exist or be an empty
-    folder (FileExistsError otherwise). The archive is unpacked into a temporary sibling folder
-    that is renamed to ``into`` only when complete: a corrupt or truncated archive raises
-    :class:`ArchiveError` (a ValueError) and leaves nothing at ``into`` and no temporary folder.
-    Members with absolute paths or ``..``, links pointing outside the archive, and device files
-    are refused (ArchiveError) before anything is written.
+    ``into`` must be absent or empty; ``expect`` lists paths it must hold. Unsafe members (absolute,
+    ``..``, outside links, devices) are refused and a corrupt archive leaves nothing behind
+    (:class:`ArchiveError`): it is unpacked into a temporary sibling renamed into place when complete.
     """
     archive, into = Path(archive).expanduser(), Path(into).expanduser()
     if into.exists() and (not into.is_dir() or any(into.iterdir())):

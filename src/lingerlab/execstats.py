@@ -1,11 +1,5 @@
-"""Execution statistics of the stored notebooks: what ``scripts/execute.py`` records in a notebook's
-metadata when it runs it, and the book's page generated from that metadata.
-
-Papermill stores each run's ``start_time`` and ``duration`` under ``metadata.papermill``;
-``execute.py`` adds ``metadata.lingerlab`` (:func:`run_metadata`): whether the model cache was cold
-(the notebook added entries to it: it trained or computed something) or warm (it added none), the
-entry counts before and after, the profile and device asked for, and the machine (:func:`machine`).
-"""
+"""Execution statistics of the stored notebooks: the run metadata ``scripts/execute.py`` records
+(``metadata.lingerlab`` next to papermill's ``metadata.papermill``) and the book's page built from it."""
 
 from __future__ import annotations
 
@@ -24,6 +18,7 @@ from .cache import cache_dir
 __all__ = ["cache_entries", "machine", "run_metadata", "table", "page", "NOT_RECORDED"]
 
 NOT_RECORDED = "not recorded"
+COLUMNS = ["notebook", "wall time (s)", "cache", "cache entries", "started (UTC)", "profile", "device", "machine"]
 
 
 def cache_entries(root: Path | None = None) -> int:
@@ -44,8 +39,7 @@ def _cpu_model() -> str:
 
 
 def _device_name(device: str) -> str:
-    """The device a run with ``device`` (auto, cpu, cuda, cuda:N, mps) used: the CUDA device's name, or
-    the device as given."""
+    """The device a run with ``device`` (auto, cpu, cuda, cuda:N, mps) used: a CUDA device's name, or ``device``."""
     import torch
 
     if device == "auto":
@@ -109,21 +103,8 @@ def _row(path: Path) -> dict[str, Any]:
 
 
 def table(notebooks: Iterable[Path]) -> pd.DataFrame:
-    """One row per notebook, from its stored metadata; a value the run did not record reads
-    ``"not recorded"`` (a wall time: NaN)."""
-    return pd.DataFrame(
-        [_row(p) for p in notebooks],
-        columns=[
-            "notebook",
-            "wall time (s)",
-            "cache",
-            "cache entries",
-            "started (UTC)",
-            "profile",
-            "device",
-            "machine",
-        ],
-    )
+    """One row per notebook from its stored metadata; what a run did not record reads ``"not recorded"`` (NaN s)."""
+    return pd.DataFrame([_row(p) for p in notebooks], columns=COLUMNS)
 
 
 def _cell(value: Any) -> str:

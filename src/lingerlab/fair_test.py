@@ -1,22 +1,14 @@
 """The fair test of the distraction claim (paper, Sec. 4 and Fig. 3a): Eq. 4 and the errors over L,
 F \\ L as the contrast, seeds as the unit, Holm across the family and one verdict rule.
 
-1. **Paired controls** (``controls``): every composite again with its patch on a blurred background
-   and on an image of a shared class.
-2. **Seeds.** Each arm is trained with several seeds; every measure is a mean over seeds with a
-   bootstrap-over-seeds interval, and M^t is tested against each baseline with an exact permutation
-   test over the seeds and a hierarchical bootstrap (seeds, then classes) for the effect's interval.
-3. **Baselines.** ``M^b (same data)``: the scratch recipe on exactly M^t's training images;
-   ``M^b (competent)``: the world's competent scratch recipe; ``M^b (matched acc)``: the recipe on
-   fewer images so its validation accuracy matches M^t's (``arms.Zoo.matched``; default only for
-   ``shapes``, where data are free). ``arm_roles.recipe_table`` says what each arm is.
-
+Every composite is shown again on paired controls (``controls``); each arm is trained with several
+seeds; M^t is tested against each baseline (``arm_roles.recipe_table``) with an exact permutation
+test over the seeds and a hierarchical bootstrap (seeds, then classes) for the effect's interval.
 :func:`fair_test` runs the controls, the gates (``gates``) and the family of tests (:func:`summarize`),
 each with one verdict of ``verdict_rule.verdict``; ``fair_test_text`` says it in words.
 """
 
 from __future__ import annotations
-
 
 import math
 from dataclasses import dataclass, replace
@@ -95,12 +87,10 @@ class FairTest:
         controls: one row per (arm, seed, composite) (``controls.controls``).
         table: one row per (arm, subset, measure): ``mean`` over seeds, ``ci_lo, ci_hi`` (95%
             bootstrap over seeds), ``n_seeds`` and the per-seed ``values``.
-        tests: the family of tests of the world, one row each: ``claim, kind`` ("between arms" or
-            "within model"), ``reference, baseline, measure, subset, effect, ci_lo, ci_hi`` (95%),
-            ``ci90_lo, ci90_hi, se`` (hierarchical bootstrap), ``p_perm`` (one-sided, the paper's
-            direction), ``p_against`` (one-sided, the other way), ``p_holm, p_against_holm, margin,
-            mde`` (at 80% power), ``gate`` (the failed precondition or ""), ``verdict, n_reference,
-            n_baseline`` and, from :func:`fair_test`, ``stability, moved_by`` (:func:`with_stability`).
+        tests: the family of tests (:func:`family`), one row each, with ``effect``, its intervals
+            (``ci_lo, ci_hi, ci90_lo, ci90_hi, se``), ``p_perm, p_against`` (one-sided each way), their
+            Holm adjustments, ``margin, mde, gate, verdict, n_reference, n_baseline`` and, from
+            :func:`fair_test`, ``stability, moved_by``.
         reference: the fine-tuned arm every baseline is tested against.
         baselines: the arms of the between-arm tests.
         excluded: source classes left out (hidden by the overlay, or a sensitivity analysis).
@@ -188,10 +178,8 @@ def family(reference: str, baselines: Sequence[str]) -> list[dict[str, str]]:
 
 
 def with_verdicts(tests: pd.DataFrame, gates: Gates | None = None, alpha: float = 0.05) -> pd.DataFrame:
-    """``tests`` (:func:`family` rows with their numbers) with the Holm-adjusted p-values of each
-    direction (``verdict_rule.holm``), the margin (:data:`MARGINS`), the minimum detectable effect at
-    80% power at Holm's strictest level ``alpha / m`` (``verdict_rule.minimum_detectable_effect``),
-    the failed gate (``gates.Gates.failed``) and the verdict (``verdict_rule.verdict``)."""
+    """``tests`` (:func:`family` rows) with Holm-adjusted p-values each way, the margin (:data:`MARGINS`),
+    the minimum detectable effect at Holm's strictest level ``alpha / m``, the failed gate and the verdict."""
     t = tests.copy()
     t["p_holm"] = holm(t["p_perm"].to_numpy(float))
     t["p_against_holm"] = holm(t["p_against"].to_numpy(float))
@@ -244,16 +232,11 @@ def _effect(units: list[tuple[np.ndarray, ...]]) -> float:
 def _draw_summary(draws: np.ndarray) -> dict[str, float]:
     """95% and 90% percentile intervals and the standard error of bootstrap draws (NaN when empty)."""
     d = draws[~np.isnan(draws)]
+    keys = ("ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se")
     if len(d) < 2:
-        return dict.fromkeys(("ci_lo", "ci_hi", "ci90_lo", "ci90_hi", "se"), float("nan"))
+        return dict.fromkeys(keys, float("nan"))
     lo, lo90, hi90, hi = np.quantile(d, [0.025, 0.05, 0.95, 0.975])
-    return {
-        "ci_lo": float(lo),
-        "ci_hi": float(hi),
-        "ci90_lo": float(lo90),
-        "ci90_hi": float(hi90),
-        "se": float(d.std(ddof=1)),
-    }
+    return dict(zip(keys, (float(lo), float(hi), float(lo90), float(hi90), float(d.std(ddof=1)))))
 
 
 def summarize(
@@ -268,22 +251,12 @@ def summarize(
 ) -> FairTest:
     """The fair test from the rows of ``controls.controls`` (cheap: no model runs).
 
-    The family of tests (:func:`family`), one world at a time:
-
-    - **between arms**, for every baseline (:func:`baselines_of`) and every measure of
-      :data:`FAMILY_MEASURES`, on the composites of L (that seed's lingering set of the reference):
-      effect = mean over seeds of the mean over L's classes, reference minus baseline; its 95% and 90%
-      intervals from a hierarchical bootstrap (seeds, then classes within each seed:
-      ``bootstrap.hierarchical_bootstrap``); the exact one-sided permutation p over the seeds, in the
-      paper's direction and against it (``permutation.permutation_p``);
-    - **within the reference model**, for every measure of :data:`CONTRAST_MEASURES`: effect = mean
-      over seeds of (mean over L's classes - mean over F \\ L's classes), the same hierarchical
-      bootstrap; p from relabelling which classes are in L within each seed, one-sided each way
-      (``permutation.group_permutation_p``).
-
-    The paper predicts every effect > 0; :func:`with_verdicts` gives each test its verdict.
-    ``gates``: the world's ``gates.Gates`` (its hidden classes are left out of every test);
-    ``exclude``: further source classes to leave out (a sensitivity analysis).
+    **Between arms** (every baseline x :data:`FAMILY_MEASURES`, on L): effect = mean over seeds of the
+    mean over L's classes, reference minus baseline; 95% and 90% intervals from
+    ``bootstrap.hierarchical_bootstrap``; one-sided ``permutation.permutation_p`` each way over seeds.
+    **Within the reference** (:data:`CONTRAST_MEASURES`): L minus F \\ L, the same bootstrap, p from
+    ``permutation.group_permutation_p``. The paper predicts every effect > 0 (:func:`with_verdicts`).
+    ``gates``' hidden classes and ``exclude`` (a sensitivity analysis) are left out.
     """
     excl = tuple(sorted({int(c) for c in exclude} | set(gates.hidden if gates is not None else ())))
     if excl:
@@ -355,18 +328,8 @@ def summarize(
             _, p = group_permutation_p(*args, alternative="greater", n_resamples=n_resamples, seed=rng)
             _, p_against = group_permutation_p(*args, alternative="less", n_resamples=n_resamples, seed=rng)
             p_floor = 1.0 / (n_resamples + 1)
-        tests.append(
-            {
-                **claim,
-                "effect": effect,
-                **_draw_summary(draws),
-                "p_perm": p,
-                "p_against": p_against,
-                "p_floor": p_floor,
-                "n_reference": n_a,
-                "n_baseline": n_b,
-            }
-        )
+        numbers = dict(effect=effect, **_draw_summary(draws), p_perm=p, p_against=p_against, p_floor=p_floor)
+        tests.append({**claim, **numbers, "n_reference": n_a, "n_baseline": n_b})
     t = with_verdicts(pd.DataFrame(tests), gates, alpha)
     return FairTest(controls=ctl, table=table, tests=t, reference=ref, baselines=base, excluded=excl, gates=gates)
 
@@ -382,12 +345,9 @@ def fair_test(
     n_boot: int = 4000,
     stability: bool = True,
 ) -> FairTest:
-    """The paper's test on one world: ``controls.controls`` over F for every arm and seed, the survival
-    check and the deletion test on the same composites (``checks``), the gates (``gates.evaluate``),
-    then :func:`summarize` without the hidden classes, each claim whose gate fails "not testable",
-    and (``stability``) each verdict's leave-one-class-out stability (:func:`with_stability`).
-    ``arms`` default: ``spec.comparison_arms`` (labels -> arms); ``reference`` default:
-    ``spec.comparison_reference``."""
+    """The paper's test on one world: ``controls.controls`` for every arm and seed, the survival check and
+    the deletion test (``checks``), the gates (``gates.evaluate``), :func:`summarize` without the hidden
+    classes and (``stability``) :func:`with_stability`. ``arms``, ``reference``: the spec's comparison."""
     specs = arm_specs(audit, arms)
     ctl = controls(audit, specs, seeds, reference=reference)
     ref = ctl.attrs["reference"]
@@ -402,12 +362,8 @@ def fair_test(
 
 def with_stability(ft: FairTest, *, alpha: float = 0.05, n_boot: int = 4000) -> FairTest:
     """``ft`` with each test's leave-one-class-out stability: :func:`summarize` again with each tested
-    source class left out in turn (the same controls and bootstrap seed; the contrast-size gate
-    recounted without the class, ``gates.Gates.without``), and the columns ``stability`` ("stable":
-    the verdict never changes; "fragile" otherwise) and ``moved_by`` (e.g. ``"2 of 9 classes left out
-    move it: without striped ring: inconclusive; ..."``) added to ``ft.tests``. Which classes sit in L
-    and at Eq. 1's cut-off varies between machines; a verdict that one class decides says so (leaving
-    a class out imitates one leaving L, not one entering it)."""
+    source class left out in turn (contrast-size gate recounted, ``gates.Gates.without``), adding the
+    columns ``stability`` ("stable" or "fragile") and ``moved_by`` (the classes that change the verdict)."""
     ctl = ft.controls
     names = dict(zip(ctl["source_class"], ctl["source_name"]))
     before = dict(zip(ft.tests["claim"], ft.tests["verdict"]))

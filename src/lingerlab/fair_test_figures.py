@@ -1,7 +1,5 @@
-"""The figures of the fair test (``fair_test.fair_test``, notebook 4): Eq. 4 per source-only class
-against its own null (the paper's Figure 3a), each arm's headline numbers on L, and the composites
-behind them with their Grad-CAM maps (the paper's Figures 1, 3b and 5 searched for, and Figure 2's
-third row per class)."""
+"""The fair test's figures (notebook 4): Eq. 4 per source-only class against its null (Fig. 3a), each
+arm's headline numbers on L, and the composites behind them with their Grad-CAM maps (Figs. 1, 2, 3b, 5)."""
 
 from __future__ import annotations
 
@@ -24,17 +22,27 @@ _ARM_COLOURS = ("tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple", 
 
 
 def _arm_colours(arms: Sequence[str]) -> dict[str, str]:
-    """Each arm's colour, in the order the arms are shown (the palette repeats after its end)."""
+    """Each arm's colour, in the order shown (the palette repeats)."""
     return {arm: _ARM_COLOURS[j % len(_ARM_COLOURS)] for j, arm in enumerate(arms)}
 
 
+def _strip(ax: Any, data: pd.DataFrame, x: str, y: str, order: Sequence[Any], arms: Sequence[str], **kws: Any) -> None:
+    """Seaborn's strip plot of ``data``, one colour per arm (:func:`_arm_colours`), without jitter or legend."""
+    import seaborn as sns
+
+    kws.update(hue="arm", order=order, hue_order=arms, palette=_arm_colours(arms), jitter=False, legend=False)
+    sns.stripplot(data=data, x=x, y=y, ax=ax, **kws)
+
+
+def _interval(r: Any) -> list[np.ndarray]:
+    """The error bars of one row's ``mean`` and 95% interval ``ci_lo``, ``ci_hi``."""
+    return error_bars([r["mean"]], [r["ci_lo"]], [r["ci_hi"]])
+
+
 def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> pd.DataFrame:
-    """Per (arm, source class): Eq. 4 and its per-class null over the seeds in which the class is in L
-    (Fig. 3a is over L; a class in L in no seed is measured over all seeds and marked ``F \\ L``), the
-    cluster-bootstrap 95% interval of Eq. 4 (by source photo, per-composite values averaged over
-    those seeds first; a class with a single source photo has no spread between photos, and its
-    interval is a bootstrap over seeds instead: ``interval_over`` says which), ``share_L`` (in how many of the seeds
-    the class is in L) and ``subset``."""
+    """Per (arm, source class): Eq. 4, its per-class null and its cluster-bootstrap 95% interval over
+    the seeds in which the class is in L (all seeds, ``subset`` ``F \\ L``, where it is in L in none);
+    the interval resamples source photos, or seeds where the class has one photo (``interval_over``)."""
     ctl = ft.controls
     rows = []
     for arm in arms:
@@ -71,8 +79,7 @@ def per_class_distraction(ft: Any, arms: Sequence[str], n_boot: int = 2000) -> p
 
 
 def _hollow(collections: Sequence[Any], hollow_y: np.ndarray) -> None:
-    """Edge each dot of ``collections`` in its own colour; make it hollow (white) where its row is one
-    of ``hollow_y``."""
+    """Edge each dot in its own colour; make it hollow where its y is one of ``hollow_y``."""
     from matplotlib.colors import to_rgba
 
     for coll in collections:
@@ -85,12 +92,9 @@ def _hollow(collections: Sequence[Any], hollow_y: np.ndarray) -> None:
 
 
 def plot_fig3a(ft: Any, arms: Sequence[str], title: str | None = None) -> Any:
-    """Figure 3a, per source-only class (one row each): Eq. 4 of each arm over the seeds in which the
-    class lingers (dot, 95% interval of :func:`per_class_distraction`) next to its own per-class null
-    (grey tick); classes ordered by how often they are in L (top: in L in every seed), with that share
-    printed beside each name; classes in L in no seed (``F \\ L``, the contrast) hollow, at the bottom.
-    The dots are seaborn's strip plot (one dodged row per arm); the intervals are drawn over it as
-    computed. The legend takes one column where two would be wider than the book's page. Returns the axes."""
+    """Figure 3a: per source-only class (rows, ordered by share of seeds in L), each arm's Eq. 4 with its
+    95% interval (seaborn's strip plot) beside its per-class null (grey tick); ``F \\ L`` hollow.
+    Returns the axes."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.lines import Line2D
@@ -107,57 +111,31 @@ def plot_fig3a(ft: Any, arms: Sequence[str], title: str | None = None) -> Any:
     with axes_style():
         _, ax = plt.subplots(figsize=(BOOK_WIDTH_IN, 0.32 * len(order) + 1.6))
         n_before = len(ax.collections)
-        sns.stripplot(
-            data=pc,
-            x="distraction",
-            y="source_class",
-            hue="arm",
-            order=order,
-            hue_order=arms,
-            palette=colours,
-            orient="y",
-            dodge=True,
-            jitter=False,
-            size=4,
-            linewidth=1.0,
-            zorder=2.5,
-            legend=False,
-            ax=ax,
-        )
+        dots = dict(orient="y", dodge=True, size=4, linewidth=1.0, zorder=2.5)
+        _strip(ax, pc, "distraction", "source_class", order, arms, **dots)
         _hollow(ax.collections[n_before:], pc.loc[pc["subset"] != "L", "y"].to_numpy(float))
         handles = []
         for j, arm in enumerate(arms):
             sub = pc[pc.arm == arm]
+            d = sub["distraction"]
             ax.errorbar(
-                sub["distraction"],
-                sub["y"],
-                xerr=error_bars(sub["distraction"], sub["ci_lo"], sub["ci_hi"]),
-                fmt="none",
-                lw=0.8,
-                color=colours[arm],
+                d, sub["y"], xerr=error_bars(d, sub["ci_lo"], sub["ci_hi"]), fmt="none", lw=0.8, color=colours[arm]
             )
             label = "per-class null (shuffled pairs)" if j == 0 else None
             null = ax.scatter(sub["null"], sub["y"], marker="|", s=120, color="grey", zorder=3, label=label)
             handles += [null] if j == 0 else []
         # one entry for every arm's hollow dots, so the legend's width does not grow with the arms' names
         if (pc["subset"] != "L").any():
-            hollow = Line2D([], [], marker="o", ms=4, ls="", color="grey", mfc="white")
-            handles.append(hollow)
-            hollow.set_label("hollow: in F \\ L (lingers in no seed)")
+            label = "hollow: in F \\ L (lingers in no seed)"
+            handles.append(Line2D([], [], marker="o", ms=4, ls="", color="grey", mfc="white", label=label))
         handles += [  # an arm with no class in L has no filled dot to name
             Line2D([], [], marker="o", ms=4, lw=0.8, color=colours[arm], label=f"{arm}: Eq. 4")
             for arm in arms
             if (pc.loc[pc.arm == arm, "subset"] == "L").any()
         ]
         names = pc[pc.arm == arms[0]].set_index("source_class")
-        ax.set_yticks(
-            range(len(order)),
-            [
-                f"{names.loc[c, 'source_name']} "
-                + (f"(L {names.loc[c, 'share_L']:.0%})" if names.loc[c, "share_L"] > 0 else "(F \\ L)")
-                for c in order
-            ],
-        )
+        share = lambda c: f"(L {names.loc[c, 'share_L']:.0%})" if names.loc[c, "share_L"] > 0 else "(F \\ L)"
+        ax.set_yticks(range(len(order)), [f"{names.loc[c, 'source_name']} {share(c)}" for c in order])
         ax.set_ylim(len(order) - 0.5, -0.5)  # the first class at the top
         ax.set(xlabel="distraction (Eq. 4, IoU)", ylabel="")
         ax.set_title(title or "Eq. 4 per source-only class, against its own null", fontsize=10)
@@ -172,10 +150,9 @@ def plot_fig3a(ft: Any, arms: Sequence[str], title: str | None = None) -> Any:
 
 
 def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measures: Sequence[tuple[str, str]]) -> Any:
-    """One row per world, one column per measure: each arm's mean over seeds on L composites (seaborn's
-    strip plot, one dot per arm) with its bootstrap-over-seeds 95% interval as computed; for Eq. 4 the
-    per-class null beside it (hollow). ``tests``: world -> FairTest; ``arms``: world -> arms to show;
-    ``measures``: (measure, axis label). Returns the figure."""
+    """One row per world (``tests``: world -> FairTest), one column per (measure, label) of ``measures``:
+    each of ``arms[world]``'s mean on L with its 95% interval (seaborn's strip plot), and for Eq. 4
+    its per-class null (hollow). Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -190,39 +167,14 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
             for j, (measure, label) in enumerate(measures):
                 ax = axes[i, j]
                 rows = pd.DataFrame([t.loc[(arm, measure)] for arm in shown]).assign(arm=shown)
-                sns.stripplot(
-                    data=rows,
-                    x="arm",
-                    y="mean",
-                    hue="arm",
-                    order=shown,
-                    hue_order=shown,
-                    palette=colours,
-                    jitter=False,
-                    size=6,
-                    legend=False,
-                    ax=ax,
-                )
+                _strip(ax, rows, "arm", "mean", shown, shown, size=6)
                 for k, arm in enumerate(shown):
                     r = rows.iloc[k]
-                    ax.errorbar(
-                        [k],
-                        [r["mean"]],
-                        yerr=error_bars([r["mean"]], [r["ci_lo"]], [r["ci_hi"]]),
-                        fmt="none",
-                        color=colours[arm],
-                        capsize=3,
-                    )
+                    ax.errorbar([k], [r["mean"]], yerr=_interval(r), fmt="none", color=colours[arm], capsize=3)
                     if measure == "distraction":
                         n = t.loc[(arm, "distraction_null")]
                         ax.errorbar(
-                            [k + 0.25],
-                            [n["mean"]],
-                            yerr=error_bars([n["mean"]], [n["ci_lo"]], [n["ci_hi"]]),
-                            fmt="o",
-                            mfc="white",
-                            color="grey",
-                            capsize=2,
+                            [k + 0.25], [n["mean"]], yerr=_interval(n), fmt="o", mfc="white", color="grey", capsize=2
                         )
                 if measure != "distraction":
                     ax.axhline(0, color="k", lw=0.6)
@@ -236,13 +188,9 @@ def plot_headline(tests: dict[str, Any], arms: dict[str, Sequence[str]], measure
 
 
 def hijacks(audit: Any, ft: Any, n: int = 3) -> tuple[Any, pd.DataFrame]:
-    """The paper's Figures 1, 3b and 5 searched for instead of picked: of every composite of the fair
-    test ``ft`` (``fair_test.fair_test``), the ``n`` on which the reference arm is *hijacked* in the
-    most seeds (wrong with the source object, right with it blurred away, the first baseline right;
-    ``controls.with_hijacks``). One row each, at the first seed that hijacks it: the composite,
-    M^s's map for the source class, the reference's map and p(true class) with the object and with it
-    blurred away, and the baseline's map and p(true class). Returns the figure (a line of text when no
-    composite is a hijack) and one row per composite shown."""
+    """Figs. 1, 3b and 5 searched for: the ``n`` composites of ``ft`` on which the reference is hijacked
+    (``controls.with_hijacks``) in the most seeds, each at its first such seed, with M^s's, the
+    reference's (with the object and blurred) and the baseline's maps. Returns the figure and a table."""
     import matplotlib.pyplot as plt
 
     check_int_range("n", n, 1)
@@ -303,9 +251,8 @@ def hijacks(audit: Any, ft: Any, n: int = 3) -> tuple[Any, pd.DataFrame]:
 
 
 def class_maps(audit: Any, ft: Any, c: int, n: int = 3, seed: int = 0) -> Any:
-    """The paper's Figure 2, third row, for source class ``c``: its first ``n`` composites with M^s's
-    map for ``c`` and the maps of the fair test's reference and first baseline (seed ``seed``) for the
-    true target class; white outline: the pasted target image."""
+    """Figure 2, third row, for source class ``c``: its first ``n`` composites with the maps of M^s, the
+    reference and the first baseline (seed ``seed``); white outline: the pasted target image."""
     import matplotlib.pyplot as plt
 
     check_int_range("n", n, 1)

@@ -1,9 +1,4 @@
-"""The fair test in words, from code: the sentences and tables the book glues instead of typing numbers.
-
-:func:`findings` (every verdict with its numbers or its failed gate, the design's power, the gates),
-:func:`headline` (the paper's central claim in one sentence), :func:`occlusion_text` (Figs. 5 and 6),
-:func:`measure_table` (means and intervals per arm) and :func:`claims` (rows of the coverage matrix).
-"""
+"""The fair test in words, from code: the sentences and tables the book glues instead of typing numbers."""
 
 from __future__ import annotations
 
@@ -41,8 +36,7 @@ _CONTRAST_WORDS = {
 
 
 def _evidence(r: Any) -> str:
-    """A test's numbers in one clause: effect, 95% interval, Holm-adjusted p, seeds, and the margin or
-    minimum detectable effect its verdict needs."""
+    """A test's numbers in one clause: effect, 95% interval, Holm-adjusted p, seeds, and what its verdict needs."""
     if r.verdict == "not testable":
         return f"failed gate{'s' if ';' in r.gate else ''}: {r.gate}"
     if r.verdict == "not measured":
@@ -64,36 +58,33 @@ def _evidence(r: Any) -> str:
     return text
 
 
-def _transfer(ft: FairTest, baseline: str) -> str:
-    """The transfer-helps gate's value for ``baseline`` (M^t's clean accuracy against it), or ''."""
+def _transfer(ft: FairTest, r: Any) -> str:
+    """The transfer-helps gate's value for the baseline of the between-arms test ``r``, or ''."""
     g = ft.gates
-    if g is None:
+    if g is None or r.kind != "between arms":
         return ""
-    row = g.table[(g.table["gate"] == "transfer helps") & (g.table["subject"] == baseline)]
+    row = g.table[(g.table["gate"] == "transfer helps") & (g.table["subject"] == r.baseline)]
     return "" if row.empty else f"; {row['value'].iloc[0]}"
 
 
 def describe(ft: FairTest) -> str:
-    """The fair test's findings as Markdown bullets, one per test: the verdict of ``verdict_rule.verdict``
-    with its failed gate or its numbers (:func:`_evidence`), and for between-arm tests the clean
-    accuracy of both arms (text from code: the book glues it instead of typing numbers)."""
+    """The fair test's findings as Markdown bullets, one per test: its verdict with its failed gate or
+    its numbers, and for between-arm tests the transfer-helps gate's value."""
     lines = []
     for r in ft.tests.itertuples():
         if r.kind == "between arms":
             what = f"{r.reference} {_CLAIM_WORDS.get(r.measure, r.measure)} {r.baseline}"
         else:
             what = f"within {r.reference}, {_CONTRAST_WORDS.get(r.measure, r.measure)}"
-        extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
-        lines.append(f"- {what}: **{r.verdict}** ({_evidence(r)}{extra})")
+        lines.append(f"- {what}: **{r.verdict}** ({_evidence(r)}{_transfer(ft, r)})")
     counts = ft.tests["verdict"].value_counts()
     head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in ("holds", "does not hold", "inconclusive", "not testable"))
     return f"Of {len(ft.tests)} tests: {head}.\n\n" + "\n".join(lines)
 
 
 def measure_table(ft: FairTest, measures: Sequence[str], subsets: Sequence[str] = SUBSETS) -> pd.DataFrame:
-    """``mean [95% interval]`` over seeds of each measure on each subset (rows) for every arm
-    (columns), as the book prints it (:meth:`FairTest.interval`); measures absent from the fair test
-    are left out."""
+    """``mean [95% interval]`` of each measure on each subset (rows) for every arm (columns); measures
+    absent from the fair test are left out."""
     t = ft.table
     arms = list(dict.fromkeys(t["arm"]))
     rows = {
@@ -106,10 +97,8 @@ def measure_table(ft: FairTest, measures: Sequence[str], subsets: Sequence[str] 
 
 
 def occlusion_text(ft: FairTest) -> str:
-    """The paper's Figures 5 and 6 in two sentences, from the fair test: how much the source object
-    costs each arm on L composites (the excess error: error with the object minus error with it
-    blurred away, the occlusion of Fig. 5), and the reference's error when the background is a
-    shared class instead (Fig. 6: features common in the target data should not distract)."""
+    """Figures 5 and 6 in two sentences: each arm's excess error on L composites (Fig. 5), and the
+    reference's error with a shared class behind the patch (Fig. 6)."""
     ref = ft.reference
     parts = [f"{a} {ft.interval(a, 'excess_error')}" for a in (ref, *ft.baselines)]
     text = "Blurring the source object away changes the error on L composites (excess error) by " + "; ".join(parts)
@@ -126,10 +115,9 @@ def occlusion_text(ft: FairTest) -> str:
 
 
 def power_text(ft: FairTest, measure: str = "distraction_excess") -> str:
-    """The design's power for the central claim (``measure`` on L, the reference against the first
-    baseline), both ways: "holds" is reachable for an effect as large as the equivalence margin when
-    the minimum detectable effect at 80% power is at or below it; "does not hold" is reachable for no
-    effect when the 90% interval's half-width (1.645 standard errors) is below the margin."""
+    """The design's power for ``measure`` on L (reference against the first baseline): whether "holds"
+    (minimum detectable effect at 80% power within the margin) and "does not hold" (90% interval's
+    half-width, 1.645 standard errors, below the margin) are reachable."""
     t = ft.tests
     row = t[(t["kind"] == "between arms") & (t["measure"] == measure)]
     if row.empty:
@@ -157,8 +145,7 @@ def power_text(ft: FairTest, measure: str = "distraction_excess") -> str:
 
 
 def findings(ft: FairTest) -> str:
-    """The fair test in words (:func:`describe`), its power (:func:`power_text`) and its gates
-    (``gates.Gates.describe``)."""
+    """The fair test in words (:func:`describe`), its power (:func:`power_text`) and its gates."""
     text = f"{describe(ft)}\n\n{power_text(ft)}"
     return text if ft.gates is None else f"{text}\n\nThe gates:\n\n{ft.gates.describe()}"
 
@@ -188,28 +175,22 @@ COVERAGE_CLAIMS = {
 
 
 def claims(ft: FairTest, world: str, page: str = "04_distraction", anchor: str = "") -> list[dict[str, Any]]:
-    """The fair test's verdicts on the paper's claims (:data:`COVERAGE_CLAIMS`) as rows of the
-    coverage matrix (``coverage.claim``); between arms against the first baseline (the paper's M^b)."""
+    """The fair test's verdicts on :data:`COVERAGE_CLAIMS` as rows of the coverage matrix; between arms
+    against the first baseline only."""
     rows = []
     for r in ft.tests.itertuples():
         key = (r.kind, r.measure)
         if key not in COVERAGE_CLAIMS or (r.kind == "between arms" and r.baseline != ft.baselines[0]):
             continue
         order, text, paper = COVERAGE_CLAIMS[key]
-        extra = _transfer(ft, r.baseline) if r.kind == "between arms" else ""
-        rows.append(
-            coverage.claim(
-                order, text, paper, world, coverage.from_verdict(r.verdict), _evidence(r) + extra, page, anchor
-            )
-        )
+        status, evidence = coverage.from_verdict(r.verdict), _evidence(r) + _transfer(ft, r)
+        rows.append(coverage.claim(order, text, paper, world, status, evidence, page, anchor))
     return rows
 
 
 def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> str:
-    """The paper's central claim (Fig. 3a, Eq. 4 over L) in one sentence for one world: the reference
-    against the first baseline (the paper's M^b) on ``measure``, with both arms' Eq. 4 on L and their
-    per-class nulls (means over seeds, 95% bootstrap-over-seeds intervals) and the verdict of
-    ``verdict_rule.verdict`` with its numbers or its failed gate. Markdown, from code (the intro glues it)."""
+    """The paper's central claim (Fig. 3a, Eq. 4 over L) in one Markdown sentence for one world: the
+    reference against the first baseline on ``measure``, both arms' Eq. 4 and nulls, and the verdict."""
     base = ft.baselines[0]
     rows = ft.tests[
         (ft.tests["kind"] == "between arms") & (ft.tests["measure"] == measure) & (ft.tests["baseline"] == base)
@@ -223,9 +204,9 @@ def headline(ft: FairTest, world: str, measure: str = "distraction_excess") -> s
     cell = ft.interval
     said = f"`{world}`: {ft.reference} {_CLAIM_WORDS.get(measure, measure)} {base}"
     if r.verdict in ("not testable", "not measured"):
-        return f"{said}: **{r.verdict}** ({_evidence(r)}{_transfer(ft, base)})."
+        return f"{said}: **{r.verdict}** ({_evidence(r)}{_transfer(ft, r)})."
     return (
         f"{said}: **{r.verdict}** (Eq. 4 on L {cell(ft.reference, 'distraction')} against its null "
         f"{cell(ft.reference, 'distraction_null')}; {base} {cell(base, 'distraction')} against "
-        f"{cell(base, 'distraction_null')}; {_evidence(r)}{_transfer(ft, base)})."
+        f"{cell(base, 'distraction_null')}; {_evidence(r)}{_transfer(ft, r)})."
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -17,20 +17,33 @@ from .models import eval_mode
 def default_k(num_source_classes: int) -> int:
     """Eq. 1's k, scaled with the source label space: ``max(1, round(5 * n / 1000))``.
 
-    The paper uses top-5 over ImageNet's 1000 classes (0.5% of the label space). Kept fixed at 5
-    over a few dozen classes, top-5 is a fifth of the label space: nearly every class lands in
-    some image's top 5 by chance, v(c) is high everywhere and the source-only tail is flooded
-    (notebook 2 measures recall against k on the planted truth).
-    Scaling keeps the same fraction: 5 for 1000 classes, 1 for tens of classes.
+    The paper's top-5 over ImageNet's 1000 classes is 0.5% of the label space; fixed at 5 over a few
+    dozen classes, nearly every class would land in some image's top 5 by chance (notebook 2).
     """
     check_int_range("num_source_classes", num_source_classes, 1)
     return max(1, round(5 * num_source_classes / 1000))
 
 
+def _sum_over_shards(
+    one_pass: Callable[[ImageData], list[Tensor] | None], data: ImageData, zeros: Callable[[int], list[Tensor]]
+) -> list[Tensor] | None:
+    """``one_pass(data)`` (per-class tensors, the last one the counts; None for no batch). Distributed,
+    each process passes over its shard and the tensors are summed over processes; a process whose
+    shard is empty learns the number of classes from the others (``zeros``)."""
+    if not _dist.is_distributed():
+        return one_pass(data)
+    shard = _dist.shard_data(data)
+    local = _dist.run_local(lambda: one_pass(shard))
+    c = int(_dist.all_reduce_max(torch.tensor([0 if local is None else len(local[-1])], dtype=torch.long)))
+    if c == 0:
+        return None
+    return [_dist.all_reduce_sum(t) for t in (zeros(c) if local is None else local)]
+
+
 def _count_pass(
     source_model: nn.Module, data: ImageData, k: int | None, batch_size: int, device: torch.device, amp: str | None
-) -> Tensor | None:
-    """Eq. 1's counts over ``data`` (None when it yields no batch)."""
+) -> list[Tensor] | None:
+    """Eq. 1's counts over ``data`` (None when it yields no batch), as a one-element list."""
     counts: Tensor | None = None
     with eval_mode(source_model), torch.inference_mode():
         for x, _ in batches(data, batch_size, device):
@@ -43,7 +56,8 @@ def _count_pass(
                 counts = torch.zeros(n_classes, dtype=torch.long, device=device)
             top = logits.float().topk(kk, dim=1).indices
             counts += torch.bincount(top.flatten(), minlength=n_classes)
-    return counts
+    # a clone: the pass made an inference tensor, which cannot be summed in place
+    return None if counts is None else [counts.clone()]
 
 
 def source_class_counts(
@@ -56,23 +70,11 @@ def source_class_counts(
 ) -> Tensor:
     """Eq. 1: ``v(c) = |{x in D^t : c in top_k(M^s(x))}|`` for every source class c.
 
-    One batched pass of ``source_model`` (in eval mode, under ``torch.inference_mode``) over
-    ``target_data``; labels, if any, are ignored. ``k=None`` uses :func:`default_k`.
-    Returns a LongTensor ``[num_source_classes]`` on the model's device; ``v.sum() == k * N``.
-
-    ``autocast``: ``None``/``"fp32"`` (default) runs in float32; ``"bf16"`` runs the forward under
-    bfloat16 autocast (for GPUs; ValueError where unsupported). bf16 rounds logits to 8 bits of
-    mantissa, so images whose k-th and (k+1)-th logits are close change their top-k set. Stated
-    tolerance, checked by tests/test_precision.py on a small random CNN with close logits (64
-    images, 20 classes, k = 1 and 2): at least 90% of the images keep their top-k set (measured
-    93.8-100% over 20 seeds), at least 50% of the classes keep exactly their float32 count
-    (measured 60-100%) and no count moves by more than 3 (measured <= 2). The count of a class is
-    a sum over images, so the fraction of classes with an exact count falls as N grows; the
-    per-image agreement is the scale-free number.
-
-    In a distributed run (:mod:`lingerlab.distributed`) each process counts its shard of
-    ``target_data`` and the counts are summed over processes (int64: exactly one process's counts,
-    unless float rounding of a different batching flips a top-k tie); every process gets them all.
+    One pass of ``source_model`` (eval mode, ``torch.inference_mode``) over ``target_data``; labels are
+    ignored; ``k=None`` uses :func:`default_k`. Returns a LongTensor ``[num_source_classes]`` on the
+    model's device; ``v.sum() == k * N``. ``autocast="bf16"`` runs the forward in bfloat16, which can
+    change the top-k set of images with close logits (tolerances: tests/test_precision.py).
+    Distributed, each process counts its shard and the counts are summed over processes.
     """
     if k is not None:
         check_int_range("k", k, 1)
@@ -82,21 +84,14 @@ def source_class_counts(
         raise ValueError("target_data is empty: pass at least one image")
     device = model_device(source_model)
     amp = check_autocast(autocast, device)
-    if not _dist.is_distributed():
-        counts = _count_pass(source_model, target_data, k, batch_size, device, amp)
-        if counts is None:
-            raise ValueError("target_data is empty: pass at least one image")
-        return counts.clone()
-    shard = _dist.shard_data(target_data)
-    local = _dist.run_local(lambda: _count_pass(source_model, shard, k, batch_size, device, amp))
-    # a process whose shard is empty (N < processes) learns the number of classes from the others
-    n_classes = int(_dist.all_reduce_max(torch.tensor([0 if local is None else len(local)], dtype=torch.long)))
-    if n_classes == 0:
+    counts = _sum_over_shards(
+        lambda data: _count_pass(source_model, data, k, batch_size, device, amp),
+        target_data,
+        lambda c: [torch.zeros(c, dtype=torch.long, device=device)],
+    )
+    if counts is None:
         raise ValueError("target_data is empty: pass at least one image")
-    counts = (
-        torch.zeros(n_classes, dtype=torch.long, device=device) if local is None else local.clone()
-    )  # a clone: the pass made an inference tensor, which cannot be summed in place
-    return _dist.all_reduce_sum(counts)
+    return counts[0]
 
 
 def source_only(v: Tensor | Iterable[int], v_lo: float) -> Tensor:
@@ -109,16 +104,12 @@ def source_only(v: Tensor | Iterable[int], v_lo: float) -> Tensor:
 
 
 def _as_set(xs: Tensor | Iterable[int]) -> set[int]:
-    if isinstance(xs, Tensor):
-        return {int(i) for i in xs.flatten().tolist()}
-    return {int(i) for i in xs}
+    return {int(i) for i in (xs.flatten().tolist() if isinstance(xs, Tensor) else xs)}
 
 
 def precision_recall(found: Tensor | Iterable[int], truth: Tensor | Iterable[int]) -> tuple[float, float]:
-    """Precision and recall of a found class set against a planted ground truth.
-
-    Undefined ratios (nothing found, or an empty truth) are 0.0, as scikit-learn's ``zero_division=0``.
-    """
+    """Precision and recall of a found class set against a planted ground truth (undefined ratios are
+    0.0, as scikit-learn's ``zero_division=0``)."""
     f, t = _as_set(found), _as_set(truth)
     hit = len(f & t)
     precision = hit / len(f) if f else 0.0

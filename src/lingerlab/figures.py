@@ -1,19 +1,6 @@
-"""The paper's picture figures as functions: each returns the figure and the numbers drawn in it.
-
-- :func:`figure1`: a real target-class photo that also shows a source-only object (the paper's
-  Figure 1, a dog with an espresso cup): predictions and Grad-CAM of M^t and M^b, then the same with
-  the object occluded (Fig. 1c). The object is found by rule, not by hand: the most probable class of
-  M^s's top ``k`` that is in F (Eq. 2), and its region is the smallest top part of M^s's Grad-CAM
-  map for that class (20%, 30%, ... of the pixels, as Eq. 4's P_q) whose occlusion halves M^s's
-  probability of it.
-- :func:`figure2`: the paper's Figure 2, rows (a source-only image alone, a target image, the
-  composite, and the composite with the source object blurred away) through M^s, M^t and M^b.
-- :func:`figure4`: the paper's Figure 4, source-only classes, shared classes, and the target images in
-  which the shared classes show up (Eq. 1), with their counts.
-
-Each reads every model and stage through an ``audit.Audit``, so it works in any world. The figures
-of the fair test (hijacked composites, per-class maps) are in :mod:`lingerlab.fair_test_figures`.
-"""
+"""The paper's picture figures (Figs. 1, 2 and 4), each read through an ``audit.Audit`` in any world
+and returning the figure and the numbers drawn in it; the fair test's figures are in
+:mod:`lingerlab.fair_test_figures`."""
 
 from __future__ import annotations
 
@@ -40,8 +27,7 @@ def _probs(model: torch.nn.Module, x: Tensor) -> Tensor:
 def _show_prediction(
     ax: Any, model: torch.nn.Module, x: Tensor, layer: Any, names: Sequence[str], title: str, mask: Tensor | None = None
 ) -> Tensor:
-    """Draw ``model``'s Grad-CAM map for its prediction on the one image ``x``, titled ``title`` with the
-    predicted name and probability; return its probabilities."""
+    """Draw ``model``'s Grad-CAM map for its prediction on the image ``x``; return its probabilities."""
     p = _probs(model, x)[0]
     pred = int(p.argmax())
     cam_map = gradcam(model, x, torch.tensor([pred], device=x.device), layer)[0].cpu()
@@ -53,9 +39,7 @@ OCCLUSION_AREAS = (0.2, 0.3, 0.4, 0.5, 0.6)  # the top parts of M^s's map figure
 
 
 def paper_arms(audit: Any) -> tuple[str, str]:
-    """The arms the figures show by default, the paper's M^t and M^b: the world's fine-tuning recipe
-    ``M^t`` and the first scratch arm of its fair test (``spec.comparison``). In the embedded worlds
-    that is ``M^b (same data)``, trained from scratch on exactly M^t's images, as in the paper."""
+    """The paper's M^t and M^b: ``M^t`` and the first scratch arm of ``spec.comparison``."""
     scratch = [arm for arm in audit.world.spec.comparison.values() if audit.recipe(arm).init == "scratch"]
     if not scratch:
         raise ValueError(
@@ -74,22 +58,14 @@ def figure1(
     models: Sequence[str] | None = None,
     areas: Sequence[float] = OCCLUSION_AREAS,
 ) -> tuple[Any, pd.DataFrame]:
-    """Figure 1 on real photos of target class ``label`` (``photos``: name -> [3, H, W] in [0, 1] at the
-    world's input size).
+    """Figure 1 on real photos of target class ``label`` (``photos``: name -> [3, H, W] in [0, 1]).
 
-    Per photo: the source-only object ``c_o`` is the most probable class of M^s's top ``k`` that is in
-    F (none: the row says so and shows no occlusion); its region is the top ``area`` of ``A(x, M^s, c_o)``
-    (Eq. 4's top-quantile mask P_q with q = 1 - area), filled with the photo's mean colour
-    (``composites.occlude``), for the first of ``areas`` at which M^s's probability of ``c_o`` falls
-    below half of what it was (``object_removed``; else the last area, and ``object_removed`` is
-    False). Returns the figure (one column per photo: the photo with M^s's map for ``c_o``, each
-    model's map for its prediction, the occluded photo, each model's map on it) and a table:
-    ``photo, object, object_in_F_rank`` (its rank in M^s's top k), ``object_has_images`` (c_o has D^c images, so Eq.
-    3 can test it), ``object_in_L``, ``area``
-    (occluded fraction of the pixels), ``object_removed``, ``p_object`` and ``p_object_occluded`` (M^s), and per
-    model ``p_label``,
-    ``p_label_occluded``, ``prediction`` and ``prediction_occluded``. ``models``: arm names (None:
-    :func:`paper_arms`).
+    Per photo, the source-only object ``c_o`` is the most probable class of M^s's top ``k`` in F (Eq. 2);
+    its region is the top ``area`` of ``A(x, M^s, c_o)`` (Eq. 4's P_q), occluded for the first of
+    ``areas`` that halves M^s's probability of ``c_o`` (``object_removed``). Returns the figure (one
+    column per photo) and one row per photo (``object``, its rank in the top k, ``area``, ``p_object``
+    with and without occlusion, and per model ``p_label`` and ``prediction``, also ``_occluded``).
+    ``models``: arm names (None: :func:`paper_arms`).
     """
     import matplotlib.pyplot as plt
 
@@ -118,10 +94,9 @@ def figure1(
     for i, name in enumerate(photos):
         top = ps[i].topk(k).indices.tolist()
         in_f = [c for c in top if c in F]
-        xi = x[i : i + 1]
-        row: dict[str, Any] = {"photo": name}
-        row.update(object=None, object_in_F_rank=None, object_has_images=False, object_in_L=False, area=float("nan"))
-        row.update(object_removed=False, p_object=float("nan"), p_object_occluded=float("nan"))
+        xi, photo, nan = x[i : i + 1], name.split(".")[-1], float("nan")
+        row: dict[str, Any] = dict(photo=name, object=None, object_in_F_rank=None, object_has_images=False)
+        row.update(object_in_L=False, area=nan, object_removed=False, p_object=nan, p_object_occluded=nan)
         x_occ = None
         if in_f:
             c_o = in_f[0]
@@ -143,24 +118,17 @@ def figure1(
                 p_object=float(ps[i, c_o]),
                 p_object_occluded=float(p_occ[c_o]),
             )
-            show_cam(
-                axes[0, i],
-                xi[0].cpu(),
-                cam_s,
-                f"{name.split('.')[-1]}\nM^s: {_short(names[c_o])} ({ps[i, c_o]:.2f})",
-                mask=mask,
-            )
-            show_image(
-                axes[1 + len(models), i], x_occ[0].cpu(), f"occluded\nM^s: {_short(names[c_o])} ({p_occ[c_o]:.2f})"
-            )
+            obj = f"M^s: {_short(names[c_o])}"
+            show_cam(axes[0, i], xi[0].cpu(), cam_s, f"{photo}\n{obj} ({ps[i, c_o]:.2f})", mask=mask)
+            show_image(axes[1 + len(models), i], x_occ[0].cpu(), f"occluded\n{obj} ({p_occ[c_o]:.2f})")
         else:
-            show_image(axes[0, i], xi[0].cpu(), f"{name.split('.')[-1]}\nno class of F in M^s's top {k}")
+            show_image(axes[0, i], xi[0].cpu(), f"{photo}\nno class of F in M^s's top {k}")
             axes[1 + len(models), i].set_axis_off()
         for j, m in enumerate(models):
             for x_in, col, tag in ((xi, 1 + j, ""), (x_occ, 2 + len(models) + j, "_occluded")):
                 if x_in is None:
                     axes[col, i].set_axis_off()
-                    row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = float("nan"), None
+                    row[f"{m} p_label{tag}"], row[f"{m} prediction{tag}"] = nan, None
                     continue
                 title = f"{m}{' (occluded)' if tag else ''}\n"
                 p = _show_prediction(axes[col, i], trained[m], x_in, layer, t_names, title)
@@ -173,13 +141,9 @@ def figure1(
 def figure2(
     audit: Any, source_class: int, seed: int = 0, target_index: int | None = None, models: Sequence[str] | None = None
 ) -> tuple[Any, pd.DataFrame]:
-    """Figure 2: the first D^c image of ``source_class`` alone, a target validation image (index
-    ``target_index``; None: drawn with ``seed``), their composite (``audit.scale``, pasted at a place
-    drawn with ``seed``) and the composite on the blurred source image, through M^s (map for
-    ``source_class``) and each of ``models`` (map for its prediction; the pasted patch outlined).
-    Returns the figure and one row per (input, model): ``prediction``, ``p(true target class)`` (NaN
-    on the source-only image, which has none) and, for M^s, ``p(source class)``. ``models``: arm names
-    (None: :func:`paper_arms`)."""
+    """Figure 2: a D^c image of ``source_class``, a target image (``target_index``; None: drawn with
+    ``seed``), their composite and the composite on the blurred source image, through M^s and each of
+    ``models`` (None: :func:`paper_arms`). Returns the figure and one row per (input, model)."""
     import matplotlib.pyplot as plt
 
     world = audit.world
@@ -219,33 +183,19 @@ def figure2(
         show_cam(
             axes[r, 1], x[0].cpu(), m_map[0].cpu(), f"M^s: {names[source_class]} ({p_s[source_class]:.2f})", mask=mask
         )
-        records.append(
-            {
-                "input": row_name,
-                "model": "M^s",
-                "prediction": names[int(p_s.argmax())],
-                "p(true target class)": float("nan"),
-                "p(source class)": float(p_s[source_class]),
-            }
-        )
+        nan = float("nan")
+        records.append((row_name, "M^s", names[int(p_s.argmax())], nan, float(p_s[source_class])))
         for col, m in enumerate(models, start=2):
             p = _show_prediction(axes[r, col], trained[m], x, layer, t_names, f"{m}: ", mask)
-            records.append(
-                {
-                    "input": row_name,
-                    "model": m,
-                    "prediction": t_names[int(p.argmax())],
-                    "p(true target class)": float(p[c_t]) if r else float("nan"),
-                    "p(source class)": float("nan"),
-                }
-            )
+            records.append((row_name, m, t_names[int(p.argmax())], float(p[c_t]) if r else nan, nan))
     fig.suptitle(
         f"{world.name}: Grad-CAM of M^s ({_short(names[source_class])}) and of {', '.join(models)}\n"
         f"(their predictions); white outline: the pasted {t_names[c_t]!r} image",
         fontsize=10,
     )
     fig.tight_layout()
-    return fig, pd.DataFrame(records)
+    columns = ["input", "model", "prediction", "p(true target class)", "p(source class)"]
+    return fig, pd.DataFrame(records, columns=columns)
 
 
 def _short(s: str, n: int = 22) -> str:
@@ -253,15 +203,9 @@ def _short(s: str, n: int = 22) -> str:
 
 
 def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
-    """Figure 4: which source classes Eq. 1 finds in the target data and which never appear.
-
-    Top row: a D^c image of each of the ``ncol`` source-only classes (``v <= v_lo``, with D^c images)
-    of lowest ``v``; middle row: a D^c image of each of the ``ncol`` most prevalent (shared) classes,
-    or their name where the world has no image of them; bottom row: for each shared class, the target
-    image of D^t on which M^s gives it the highest probability (where it "manifests"). In a world with
-    planted truth, a source-only pick that was planted as shared is titled in red. Returns the figure
-    and one row per class shown: ``row, class, name, v, has_images, p_max`` (M^s's highest
-    probability of the class over D^t), ``best_target`` (that image's index in D^t)."""
+    """Figure 4: D^c images of the ``ncol`` source-only classes of lowest ``v`` (Eq. 1), of the ``ncol``
+    most prevalent shared classes, and the target image on which M^s gives each shared class its
+    highest probability. Returns the figure and one row per class shown."""
     import matplotlib.pyplot as plt
 
     ncol = check_int_range("ncol", ncol, 1)
@@ -289,29 +233,22 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
     def source_image(c: int) -> Tensor:
         return world.source_data[audit.class_images(c)[0]][0]
 
+    def name_v(c: int) -> str:
+        return f"{_short(names[c])}\nv = {int(v[c])}"
+
     for j, c in enumerate(only):
         wrong = truth is not None and c not in truth
-        show_image(
-            axes[0, j],
-            source_image(c),
-            f"{_short(names[c])}\nv = {int(v[c])}" + ("\n(planted: shared)" if wrong else ""),
-        )
+        show_image(axes[0, j], source_image(c), name_v(c) + ("\n(planted: shared)" if wrong else ""))
         if wrong:
             axes[0, j].title.set_color("tab:red")
     for j, c in enumerate(shared):
-        if len(fig_rows) == 3:
-            if has_images[c]:
-                show_image(axes[1, j], source_image(c), f"{_short(names[c])}\nv = {int(v[c])}")
-            else:
-                axes[1, j].text(
-                    0.5,
-                    0.5,
-                    f"{_short(names[c])}\nv = {int(v[c])}\n(no D^c image)",
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    transform=axes[1, j].transAxes,
-                )
+        if len(fig_rows) == 3 and has_images[c]:
+            show_image(axes[1, j], source_image(c), name_v(c))
+        elif len(fig_rows) == 3:
+            ax = axes[1, j]
+            ax.text(
+                0.5, 0.5, f"{name_v(c)}\n(no D^c image)", ha="center", va="center", fontsize=9, transform=ax.transAxes
+            )
         x_t, y_t = D_t[best[c]]
         title = f"a {world.target_classes[int(y_t)]!r} image\np_c under M^s = {float(p_s[best[c], c]):.2f}"
         if len(fig_rows) == 2:
@@ -325,16 +262,8 @@ def figure4(audit: Any, ncol: int = 4) -> tuple[Any, pd.DataFrame]:
     )
     fig.tight_layout()
     rows = [
-        {
-            "row": row,
-            "class": c,
-            "name": names[c],
-            "v": int(v[c]),
-            "has_images": bool(has_images[c]),
-            "p_max": float(p_s[best[c], c]),
-            "best_target": best[c],
-        }
+        (row, c, names[c], int(v[c]), bool(has_images[c]), float(p_s[best[c], c]), best[c])
         for row, cs in (("source-only", only), ("shared", shared))
         for c in cs
     ]
-    return fig, pd.DataFrame(rows)
+    return fig, pd.DataFrame(rows, columns=["row", "class", "name", "v", "has_images", "p_max", "best_target"])

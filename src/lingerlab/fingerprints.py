@@ -1,7 +1,4 @@
-"""Stable hashes of data and callables for cache keys: :func:`fingerprint`. Tensors, arrays,
-modules (their weights), containers, dataclasses, objects with a ``cache_key`` and callables (by
-their code and captured values); no ``repr`` fallback, which may hold a memory address: an object
-it does not know raises ``TypeError`` naming its type."""
+"""Stable hashes of data, models and callables for cache keys: :func:`fingerprint`."""
 
 from __future__ import annotations
 
@@ -20,13 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .codehash import _ast_digest, _in_pkg, _referenced_modules, code_hash
+from .codehash import _in_pkg, _parse, _referenced_modules, code_hash
 
 __all__ = ["fingerprint"]
-
-# --------------------------------------------------------------------------------------------
-# fingerprints
-# --------------------------------------------------------------------------------------------
 
 _BUILTIN_CALLABLES = (
     types.BuiltinFunctionType,
@@ -38,9 +31,8 @@ _BUILTIN_CALLABLES = (
 
 
 def _qualname(obj: Any) -> str:
-    return (
-        f"{getattr(obj, '__module__', None) or ''}:{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', '')}"
-    )
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "")
+    return f"{getattr(obj, '__module__', None) or ''}:{name}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,13 +56,19 @@ def _const_digest(c: Any) -> bytes:
     return bytes.fromhex(fingerprint(c, length=64))
 
 
-def _function_source_digest(fn: types.FunctionType) -> str:
-    """A function's AST (docstrings removed) when its source is available, else its bytecode; a lambda
-    adds its bytecode (several lambdas may share one source line)."""
+def _source_digest(obj: Any) -> str | None:
+    """The hash of ``obj``'s source without docstrings, None when its source cannot be read."""
     try:
-        src = textwrap.dedent(inspect.getsource(fn))
-        digest = _ast_digest(src)
+        return _parse(textwrap.dedent(inspect.getsource(obj)))[1]
     except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+
+
+def _function_source_digest(fn: types.FunctionType) -> str:
+    """A function's source digest, else its bytecode; a lambda adds its bytecode (several lambdas
+    may share one source line)."""
+    digest = _source_digest(fn)
+    if digest is None:
         return "co:" + _code_digest(fn.__code__)
     if fn.__name__ == "<lambda>":
         digest += ":" + _code_digest(fn.__code__)
@@ -79,11 +77,10 @@ def _function_source_digest(fn: types.FunctionType) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _class_digest(cls: type) -> str:
-    """A class outside ``lingerlab``: its AST, or without source the bytecode of its functions."""
-    try:
-        return "ast:" + _ast_digest(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError, IndentationError):
-        pass
+    """A class outside ``lingerlab``: its source digest, else the bytecode of its functions."""
+    digest = _source_digest(cls)
+    if digest is not None:
+        return "ast:" + digest
     h = hashlib.sha256(b"cls")
     for name, value in sorted(vars(cls).items()):
         func = getattr(value, "__func__", value)
@@ -100,7 +97,6 @@ class _Hasher:
         self.active: dict[int, int] = {}  # id -> depth of the objects being hashed (cycles)
         self.path: list[str] = []
 
-    # framing ---------------------------------------------------------------------------------
     @staticmethod
     def _w(h: Any, tag: bytes, data: bytes = b"") -> None:
         h.update(tag + struct.pack("<Q", len(data)) + data)
@@ -123,7 +119,6 @@ class _Hasher:
             f"give it a cache_key attribute or pass plain data"
         )
 
-    # dispatch --------------------------------------------------------------------------------
     def feed(self, h: Any, obj: Any, *, instance: bool = False) -> None:  # noqa: C901 - one flat dispatch
         w = self._w
         if obj is None:
@@ -230,12 +225,8 @@ class _Hasher:
             return self._feed_class(h, obj)
         if isinstance(obj, _BUILTIN_CALLABLES):
             owner = getattr(obj, "__objclass__", None)
-            w(
-                h,
-                b"b",
-                f"{_qualname(owner) if owner is not None else getattr(obj, '__module__', None) or ''}:"
-                f"{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}".encode(),
-            )
+            where = _qualname(owner) if owner is not None else getattr(obj, "__module__", None) or ""
+            w(h, b"b", f"{where}:{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}".encode())
             slf = getattr(obj, "__self__", None)
             if slf is not None and not isinstance(slf, types.ModuleType):
                 self._at(h, ".__self__", slf, instance=True)
@@ -279,10 +270,8 @@ class _Hasher:
 
 def _instance_state(obj: Any) -> dict[str, Any] | None:
     """An instance's attributes (``__dict__`` and slots), or None when it has neither."""
-    state: dict[str, Any] | None = None
     d = getattr(obj, "__dict__", None)
-    if isinstance(d, dict):
-        state = dict(d)
+    state: dict[str, Any] | None = dict(d) if isinstance(d, dict) else None
     for cls in type(obj).__mro__:
         slots = cls.__dict__.get("__slots__", ())
         for s in [slots] if isinstance(slots, str) else slots:
@@ -293,17 +282,9 @@ def _instance_state(obj: Any) -> dict[str, Any] | None:
 
 
 def fingerprint(*parts: Any, length: int = 16) -> str:
-    """A stable hex hash of ``parts``: data, models (their weights) and code (no memory addresses).
-
-    Hashes None, bools, ints, floats (numpy scalars like the Python scalar of the same value),
-    complex numbers, str, bytes, numpy arrays, tensors, dtypes, devices, ``nn.Module`` (state dict),
-    mappings, lists/tuples, sets, enum members, paths, dataclass instances (type + fields), objects
-    with a ``cache_key`` (type + key; a ``lingerlab`` class adds its module's :func:`code_hash`),
-    functions, methods, classes and ``functools.partial`` (module, qualified name and code: the
-    :func:`code_hash` of a ``lingerlab`` module, else the function's AST or bytecode; plus defaults
-    and closure cells), and callable instances (their class + ``__dict__``). Anything else raises
-    ``TypeError`` naming the type.
-    """
+    """A stable hex hash of ``parts``: scalars, arrays, tensors, models (their weights), containers,
+    dataclasses, objects with a ``cache_key`` and callables (their code and captured values). No
+    ``repr`` fallback (it may hold a memory address): an unknown type raises ``TypeError``."""
     hasher = _Hasher()
     h = hashlib.sha256()
     for i, p in enumerate(parts):

@@ -1,21 +1,12 @@
-"""The preconditions of the paper's test, as gates: a measure is believed only where they hold.
+"""The preconditions of the paper's test (Eq. 4 and the error claims on composites I(c)), as gates.
 
-Eq. 4 and the error claims compare models on composites I(c). Each comparison needs:
+- **object survival**: M^s still sees the source object on the composites (``checks.source_survival``);
+- **competence on pasted targets**: an arm reads the patch on the blurred control (:data:`COMPETENCE_MIN`);
+- **attribution faithfulness**: Grad-CAM passes the deletion test (``checks.faithfulness``);
+- **contrast size**: :data:`MIN_CLASSES` surviving classes in L (and F \\ L) in the median seed;
+- **transfer helps**: M^t's clean accuracy against M^b's, stated beside the verdicts (blocks nothing).
 
-- **object survival**: the pasted target leaves the source object visible to M^s: per class, M^s's
-  mean p(c_s) on the composites keeps at least ``checks.SURVIVAL_RATIO`` of its value on the source
-  images alone (``checks.source_survival``). A class that fails leaves every claim (counted).
-- **competence on pasted targets**: an arm reads the pasted target on an object-free background (the
-  blurred control): mean accuracy over seeds at least :data:`COMPETENCE_MIN`. Otherwise its error
-  claims are not testable: an arm that cannot read the patch is wrong for reasons of its own.
-- **attribution faithfulness**: Grad-CAM passes the deletion test (``checks.faithfulness``) for M^s and
-  in more than half the seeds of the arm measured. Otherwise Eq. 4 is not testable for it.
-- **contrast size**: at least :data:`MIN_CLASSES` surviving classes in L (and, for the within-model
-  contrast, in F \\ L) in the median seed.
-- **transfer helps**: M^t's clean target accuracy against M^b's. It blocks nothing; it is stated beside
-  every between-arm verdict, so that "the fine-tuned model is the weaker one" is never hidden.
-
-:func:`evaluate` computes the table; ``Gates.failed`` names every gate a claim fails.
+:func:`evaluate` computes the table; ``Gates.failed`` names every gate a claim fails (:data:`NEEDS`).
 """
 
 from __future__ import annotations
@@ -41,13 +32,14 @@ GATES = (
     "contrast size",
     "transfer helps",
 )
+_ERROR_NEEDS = (("contrast size", "L"), ("competence on pasted targets", "both"))
 
 #: what each claim of the fair test needs: (kind, measure) -> (gate, which models)
 NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("between arms", "err_source_only"): (("contrast size", "L"), ("competence on pasted targets", "both")),
-    ("between arms", "excess_error"): (("contrast size", "L"), ("competence on pasted targets", "both")),
-    ("between arms", "flip_rate"): (("contrast size", "L"), ("competence on pasted targets", "both")),
-    ("between arms", "hijack_rate"): (("contrast size", "L"), ("competence on pasted targets", "both")),
+    ("between arms", "err_source_only"): _ERROR_NEEDS,
+    ("between arms", "excess_error"): _ERROR_NEEDS,
+    ("between arms", "flip_rate"): _ERROR_NEEDS,
+    ("between arms", "hijack_rate"): _ERROR_NEEDS,
     ("between arms", "distraction_excess"): (("contrast size", "L"), ("attribution faithfulness", "both")),
     ("within model", "excess_error"): (
         ("contrast size", "L and F \\ L"),
@@ -58,6 +50,11 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
         ("attribution faithfulness", "reference"),
     ),
 }
+
+
+def _row(gate: str, subject: str, value: str, rule: str, passed: bool) -> dict:
+    """One row of the gate table."""
+    return {"gate": gate, "subject": subject, "value": value, "rule": rule, "passed": passed}
 
 
 @dataclass(frozen=True)
@@ -88,15 +85,14 @@ class Gates:
 
     def describe(self) -> str:
         """The gates in words (Markdown bullets), each with its value and rule."""
-        lines = [
+        return "\n".join(
             f"- **{r.gate}** ({r.subject}): {r.value}; rule: {r.rule}: **{'passes' if r.passed else 'fails'}**"
             for r in self.table.itertuples()
-        ]
-        return "\n".join(lines)
+        )
 
     def without(self, ctl: pd.DataFrame, reference: str, classes: Iterable[int]) -> "Gates":
-        """These gates with ``classes`` left out as well (a sensitivity analysis): the contrast-size rows
-        recounted on what is left; every other gate is per arm or per class and stands."""
+        """These gates with ``classes`` left out as well (a sensitivity analysis): only the contrast-size
+        rows are recounted."""
         left = tuple(sorted(set(self.hidden) | {int(c) for c in classes}))
         counts = _contrast_counts(ctl, reference, left)
         table = self.table.copy()
@@ -106,8 +102,8 @@ class Gates:
 
     def failed(self, kind: str, measure: str, reference: str, baseline: str) -> str | None:
         """Every gate the claim ``(kind, measure)`` fails (:data:`NEEDS`), as ``"gate (subject)"`` joined
-        by ``"; "``, else None. With no surviving class every claim fails object survival, and nothing
-        else is asked; a gate this world did not evaluate (:func:`without_composites`) is not asked."""
+        by ``"; "``, else None. With no surviving class every claim fails object survival alone; a gate
+        this world did not evaluate (:func:`without_composites`) is not asked."""
         evaluated = set(self.table["gate"])
         if "object survival" in evaluated and not self.passed("object survival", "F"):
             return "object survival (F)"
@@ -135,67 +131,34 @@ def evaluate(
     (``checks.source_survival``) and the deletion test (``checks.faithfulness``, models labelled as the
     arms of ``ctl``, with ``"M^s"``)."""
     arms = [reference, *baselines]
-    rows = []
     hidden = tuple(sorted(int(c) for c in survival.loc[~survival["survives"].astype(bool), "source_class"]))
     n_surv = len(survival) - len(hidden)
-    rows.append(
-        {
-            "gate": "object survival",
-            "subject": "F",
-            "value": f"{n_surv} of {len(survival)} classes keep M^s's p(c_s) on the composite",
-            "rule": "at least one class survives",
-            "passed": n_surv > 0,
-        }
-    )
+    value = f"{n_surv} of {len(survival)} classes keep M^s's p(c_s) on the composite"
+    rows = [_row("object survival", "F", value, "at least one class survives", n_surv > 0)]
     neutral_acc = ctl.assign(acc=ctl["correct_neutral"].astype(float)).groupby(["arm", "seed"])["acc"].mean()
     for arm in arms:
         acc = neutral_acc.loc[arm]
-        rows.append(
-            {
-                "gate": "competence on pasted targets",
-                "subject": arm,
-                "value": f"accuracy on object-free composites {acc.mean():.3f} (seeds {acc.min():.3f}-{acc.max():.3f})",
-                "rule": f"mean >= {COMPETENCE_MIN:g}",
-                "passed": bool(acc.mean() >= COMPETENCE_MIN),
-            }
-        )
+        value = f"accuracy on object-free composites {acc.mean():.3f} (seeds {acc.min():.3f}-{acc.max():.3f})"
+        rule = f"mean >= {COMPETENCE_MIN:g}"
+        rows.append(_row("competence on pasted targets", arm, value, rule, bool(acc.mean() >= COMPETENCE_MIN)))
     ms = faith[faith["model"] == "M^s"]
     ms_ok = bool(len(ms)) and bool(ms["faithful"].all())
-    rows.append(
-        {
-            "gate": "attribution faithfulness",
-            "subject": "M^s",
-            "value": f"deletion gain {ms['gain'].mean():.3f}" if len(ms) else "not measured",
-            "rule": "gain's 95% interval above 0",
-            "passed": ms_ok,
-        }
-    )
+    value = f"deletion gain {ms['gain'].mean():.3f}" if len(ms) else "not measured"
+    rows.append(_row("attribution faithfulness", "M^s", value, "gain's 95% interval above 0", ms_ok))
     for arm in arms:
         f = faith[faith["model"] == arm]
         share = float(f["faithful"].mean()) if len(f) else float("nan")
-        rows.append(
-            {
-                "gate": "attribution faithfulness",
-                "subject": arm,
-                "value": f"faithful in {int(f['faithful'].sum())} of {len(f)} seeds",
-                "rule": "more than half the seeds, and M^s",
-                "passed": bool(ms_ok and share > 0.5),
-            }
-        )
-    counts = _contrast_counts(ctl, reference, hidden)
-    rows += _contrast_rows(counts)
+        value = f"faithful in {int(f['faithful'].sum())} of {len(f)} seeds"
+        rule = "more than half the seeds, and M^s"
+        rows.append(_row("attribution faithfulness", arm, value, rule, bool(ms_ok and share > 0.5)))
+    rows += _contrast_rows(_contrast_counts(ctl, reference, hidden))
     acc = ctl.attrs.get("target_acc", {})
     ref_acc = np.mean([v for (a, _), v in acc.items() if a == reference]) if acc else float("nan")
     for b in baselines:
         b_acc = np.mean([v for (a, _), v in acc.items() if a == b]) if acc else float("nan")
+        value = f"clean accuracy {reference} {ref_acc:.3f} vs {b} {b_acc:.3f}"
         rows.append(
-            {
-                "gate": "transfer helps",
-                "subject": b,
-                "value": f"clean accuracy {reference} {ref_acc:.3f} vs {b} {b_acc:.3f}",
-                "rule": "stated beside the verdict; blocks nothing",
-                "passed": bool(ref_acc >= b_acc),
-            }
+            _row("transfer helps", b, value, "stated beside the verdict; blocks nothing", bool(ref_acc >= b_acc))
         )
     return Gates(table=pd.DataFrame(rows), hidden=hidden, survival=survival, faith=faith)
 
@@ -213,19 +176,13 @@ def _contrast_rows(counts: pd.DataFrame) -> list[dict]:
 def _contrast_size(values: tuple[str, str], passed: tuple[bool, bool]) -> list[dict]:
     """The contrast-size rows: L, and L and F \\ L together (each with its value and whether it passed)."""
     return [
-        {"gate": "contrast size", "subject": s, "value": v, "rule": f"median >= {MIN_CLASSES}" + rule, "passed": p}
+        _row("contrast size", s, v, f"median >= {MIN_CLASSES}" + rule, p)
         for s, v, p, rule in zip(("L", "L and F \\ L"), values, passed, ("", " in each"))
     ]
 
 
 def without_composites(why: str) -> Gates:
-    """The gates of an audit with no composites to test: only the contrast size, which fails (no class
-    in L); every other gate is not evaluated."""
+    """The gates of an audit with no composites to test: only the contrast size, which fails."""
     value = f"no composites to test ({why}): 0 classes in L"
     empty = pd.DataFrame()
-    return Gates(
-        table=pd.DataFrame(_contrast_size((value, value), (False, False))),
-        hidden=(),
-        survival=empty,
-        faith=empty,
-    )
+    return Gates(pd.DataFrame(_contrast_size((value, value), (False, False))), (), empty, empty)

@@ -1,8 +1,5 @@
-"""HTML building blocks for a self-contained page, with the standard library only.
-
-Figures are embedded as base64 PNG ``<img>`` tags, tables are pandas ``to_html`` with escaping, and
-the page carries its own CSS: no script, no stylesheet, no font or image is fetched from anywhere.
-"""
+"""HTML building blocks of a self-contained page: figures as base64 PNG ``<img>`` tags, escaped pandas tables
+and the page's own CSS (no script, stylesheet, font or image is fetched)."""
 
 from __future__ import annotations
 
@@ -113,14 +110,8 @@ def table_html(df: pd.DataFrame, *, max_rows: int | None = 200, scroll: bool = F
     cut = max_rows is not None and len(df) > max_rows
     shown = (df.head(max_rows) if cut else df).copy()
     for col in shown.columns:
-        if (
-            shown[col].dtype == object
-            or pd.api.types.is_numeric_dtype(shown[col])
-            or pd.api.types.is_bool_dtype(shown[col])
-        ):
-            shown[col] = [
-                _fmt(v) if not (v is None or (isinstance(v, float) and math.isnan(v))) else "\u2013" for v in shown[col]
-            ]
+        if shown[col].dtype == object or pd.api.types.is_numeric_dtype(shown[col]):  # bool is numeric
+            shown[col] = ["\u2013" if v is None else _fmt(v) for v in shown[col]]  # NaN: a dash too
     out = shown.to_html(index=False, escape=True, border=0, classes="data", na_rep="\u2013")
     if cut:
         out += f'<p class="note">first {max_rows} of {len(df)} rows (all of them are in the CSV file)</p>'

@@ -1,10 +1,5 @@
-"""A resumable HTTP(S) transfer into a ``.part`` file, with the standard library only.
-
-:func:`transfer` continues an existing ``.part`` with a ``Range:`` request (or restarts from zero
-when the server ignores ranges) and resumes a transfer cut short, up to a number of attempts; every
-transport failure is a ``ConnectionError``. Checking what arrived is the caller's job
-(``downloads.fetch``).
-"""
+"""A resumable HTTP(S) transfer into a ``.part`` file, standard library only (``downloads.fetch``
+checks what arrived)."""
 
 from __future__ import annotations
 
@@ -40,13 +35,9 @@ def transfer(
     label: str = "",
     size: int | None = None,
 ) -> None:
-    """GET ``url`` into ``part``. With ``resume`` an existing ``part`` is continued with a ``Range:``
-    request (a 206 answer appends, a 200 restarts from zero, a 416 discards it and starts over), and a
-    transfer cut short after some bytes arrived is resumed the same way, up to ``attempts`` requests in
-    all; otherwise ``part`` is kept for the next call and ConnectionError raised (HTTP errors
-    included). ``resume=False`` discards any ``part`` and starts every attempt from zero. ``label``
-    names the file in messages and in the progress lines (``progress``; ``size``: the expected total
-    bytes, when the server does not say). ``timeout`` bounds every socket operation (seconds)."""
+    """GET ``url`` into ``part``, continuing an existing ``part`` (and a transfer cut short) with a
+    ``Range:`` request when ``resume``, up to ``attempts`` requests; a failure keeps ``part`` and raises
+    ConnectionError. ``size``: the expected total for progress lines when the server does not say."""
     label = label or part.name
     last = [0]
     for attempt in range(1, attempts + 1):

@@ -20,18 +20,14 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 def architecture_key(model: nn.Module) -> str:
-    """Hash of a model's structure and the module settings a state dict does not hold (BatchNorm
-    momentum and eps, dropout rates, conv strides...): every module's name, type and ``extra_repr``."""
+    """Hash of a model's structure and the settings a state dict lacks (momenta, dropout rates,
+    strides): every module's name, type and ``extra_repr``."""
     return _cache.fingerprint([(n, type(m).__qualname__, m.extra_repr()) for n, m in model.named_modules()])
 
 
 def data_fingerprint(data: ImageData) -> str:
-    """A stable hash of a dataset's contents.
-
-    Uses, in order: a ``fingerprint`` attribute (lazy file datasets define one from paths, sizes and
-    labels), the tensors of a ``TensorDataset``/``Tensor``, a ``Subset``'s parent and indices, else
-    every item (images and labels) read once.
-    """
+    """A stable hash of a dataset's contents: its ``fingerprint`` attribute, its tensors, a ``Subset``'s
+    parent and indices, else every item read once."""
     fp = getattr(data, "fingerprint", None)
     if isinstance(fp, str) and fp:
         return fp
@@ -43,19 +39,11 @@ def data_fingerprint(data: ImageData) -> str:
         return _cache.fingerprint("subset", data_fingerprint(data.dataset), [int(i) for i in data.indices])
     if isinstance(data, DataLoader):
         return data_fingerprint(data.dataset)  # type: ignore[arg-type]
-    parts: list[Any] = [type(data).__name__, num_items(data)]
-    for x, y in batches(data, batch_size=256):
-        parts.append(_cache.fingerprint(x, y))
-    return _cache.fingerprint("items", parts)
+    items = [_cache.fingerprint(x, y) for x, y in batches(data, batch_size=256)]
+    return _cache.fingerprint("items", [type(data).__name__, num_items(data), *items])
 
 
 def callable_key(fn: Callable[..., Any] | None) -> str | None:
-    """Identity of a callable for a cache key: :func:`lingerlab.cache.fingerprint` of it (None for None).
-
-    An object may define ``cache_key`` (a plain-data description of what it computes); otherwise the
-    key hashes its code (the ``lingerlab`` module closure that defines it, or its own source) and the
-    values it closes over (``functools.partial`` arguments, defaults, closure cells, an instance's
-    attributes), so editing the function or changing a captured hyper-parameter invalidates the cache.
-    An object that cannot be hashed stably raises ``TypeError``.
-    """
+    """Identity of a callable for a cache key (None for None): its ``cache_key``, else its code and the
+    values it closes over (:func:`lingerlab.cache.fingerprint`); ``TypeError`` if it cannot be hashed."""
     return None if fn is None else _cache.fingerprint(fn, length=24)

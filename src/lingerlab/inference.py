@@ -10,26 +10,16 @@ from ._data import ImageData, batches, model_device
 from ._validation import check_choice, check_int_range, check_nonempty
 from .models import batchnorm_layers, eval_mode
 
-__all__ = [
-    "predict",
-    "evaluate",
-    "precise_bn_statistics",
-    "LAYOUTS",
-    "check_layout",
-    "uses_channels_last",
-    "nhwc",
-    "eval_batch_size",
-    "CPU_EVAL_BATCH",
-    "EVAL_BATCH",
-]
+__all__ = ["predict", "evaluate", "precise_bn_statistics", "LAYOUTS", "check_layout", "uses_channels_last", "nhwc"]
+__all__ += ["eval_batch_size", "CPU_EVAL_BATCH", "EVAL_BATCH"]
 
 
-# Memory formats CNNs can train and predict in (``layout=``); part of the training cache key, since it
-# changes the rounding. benchmarks/training.py times both.
+# memory formats CNNs can train and predict in (``layout=``; part of the training cache key: it changes rounding)
 LAYOUTS = ("channels_last", "contiguous")
 
 
 def check_layout(layout: str) -> str:
+    """``layout`` if it is one of :data:`LAYOUTS`."""
     return check_choice("layout", layout, LAYOUTS)
 
 
@@ -43,16 +33,15 @@ def nhwc(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-#: images per inference batch on a CPU: EfficientNet-Lite0 at 112 px runs 5.37 ms per image at 32 and
-#: 10.01 ms at 256 on the 2-core CPU (``benchmarks/lite_speed.py``; the activations of a large batch
-#: leave the caches); the shapes CNN is flat from 16 to 256 (about 0.3 ms). Accelerators keep large batches.
+#: images per inference batch on a CPU, where large batches leave the caches (EfficientNet-Lite0 at 112 px:
+#: 5.37 ms per image at 32, 10.01 ms at 256, ``benchmarks/lite_speed.py``); on an accelerator
+#: :data:`EVAL_BATCH`.
 CPU_EVAL_BATCH = 32
 EVAL_BATCH = 256
 
 
 def eval_batch_size(device: torch.device | str | None) -> int:
-    """The default images per inference batch on ``device``: :data:`CPU_EVAL_BATCH` on a CPU (or when
-    unknown), :data:`EVAL_BATCH` on an accelerator."""
+    """The default images per inference batch on ``device`` (None: the CPU)."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     return CPU_EVAL_BATCH if dev.type == "cpu" else EVAL_BATCH
 
@@ -66,12 +55,8 @@ def predict(
     device: torch.device | str | None = None,
     layout: str = "channels_last",
 ) -> tuple[Tensor, Tensor | None]:
-    """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode (on the CPU).
-
-    ``batch_size``: images per forward pass (None: :func:`eval_batch_size` of the device; eval-mode
-    outputs do not depend on it beyond float rounding). ``layout``: ``"channels_last"`` (a CNN's input
-    batches in NHWC memory format) or ``"contiguous"``.
-    """
+    """``(logits [N, C], labels [N] or None)`` of ``model`` on ``data`` in eval mode, on the CPU
+    (``batch_size`` None: :func:`eval_batch_size`; ``layout``: one of :data:`LAYOUTS`)."""
     check_layout(layout)
     dev = torch.device(device) if device is not None else model_device(model)
     batch_size = eval_batch_size(dev) if batch_size is None else check_int_range("batch_size", batch_size, 1)
@@ -79,9 +64,7 @@ def predict(
     channels_last = uses_channels_last(model, layout)
     with eval_mode(model):
         for x, y in batches(data, batch_size=batch_size, device=dev):
-            if channels_last:  # faster convolutions; the model's weights are left as they are
-                x = nhwc(x)
-            outs.append(model(x).float().cpu())
+            outs.append(model(nhwc(x) if channels_last else x).float().cpu())  # weights left as they are
             ys.append(y.cpu() if y is not None else None)
     logits = torch.cat(outs) if outs else torch.empty(0, 0)
     labels = None if any(y is None for y in ys) or not ys else torch.cat(ys)  # type: ignore[arg-type]
@@ -115,14 +98,10 @@ def precise_bn_statistics(
     device: torch.device | str | None = None,
     layout: str = "channels_last",
 ) -> nn.Module:
-    """Precise BatchNorm (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm", Sec. 3): replace every
-    BatchNorm layer's running statistics by the plain average of its batch statistics over ``data``
-    (train-mode forward passes in batches of ``batch_size``, no gradient, no augmentation), so that
-    eval mode normalises with the statistics of the final weights rather than an exponential average
-    that lags behind them. A net trained from scratch with few steps needs it: ``lite0``'s scratch
-    EfficientNet is at 0.98 accuracy in train mode and at chance (0.5) in eval mode after three
-    epochs with momentum 0.1. Weights are unchanged; each layer's momentum and training flag are
-    restored. Returns ``model``."""
+    """Precise BatchNorm (Wu & Johnson 2021, Sec. 3): every BatchNorm layer's running statistics
+    become the plain average of its batch statistics over ``data`` (train-mode passes, no gradient),
+    so that eval mode uses the final weights' statistics (a scratch net trained briefly needs it).
+    Weights, momenta and training flags are kept. Returns ``model``."""
     layers = list(batchnorm_layers(model).values())
     if not layers:
         return model

@@ -12,24 +12,19 @@ from ._validation import check_int_range, check_range
 from .models import eval_mode
 
 
+def class_list(classes: Tensor | Iterable[int]) -> list[int]:
+    """Class ids given as a tensor or an iterable, as a list of ints."""
+    return [int(c) for c in (classes.flatten().tolist() if isinstance(classes, Tensor) else classes)]
+
+
 def interference_scores(
     mst: nn.Module, images: ImageData, lingering_classes: Tensor | Iterable[int], batch_size: int = 64
 ) -> Tensor:
-    """``s(x) = max_{c in L} p_c(M^st(x))`` for every image: the score Eq. 5 thresholds.
-
-    The softmax runs over all source classes; the max over the lingering ones only. With an empty L
-    no memory can interfere: the scores are all 0 (and the model is not run). Returns ``[N]`` float
-    on the model's device.
-    """
+    """``s(x) = max_{c in L} p_c(M^st(x))`` for every image (softmax over all source classes): the score
+    Eq. 5 thresholds, ``[N]`` on the model's device; all 0 for an empty L (the model is not run)."""
     check_int_range("batch_size", batch_size, 1)
     device = model_device(mst)
-    cls = torch.as_tensor(
-        lingering_classes.flatten().tolist()
-        if isinstance(lingering_classes, Tensor)
-        else [int(c) for c in lingering_classes],
-        dtype=torch.long,
-        device=device,
-    )
+    cls = torch.as_tensor(class_list(lingering_classes), dtype=torch.long, device=device)
     if len(cls) == 0:
         return torch.zeros(num_items(images), device=device)
     out = []
@@ -53,10 +48,7 @@ def interference(
     p_lo: float = 0.01,
     batch_size: int = 64,
 ) -> tuple[Tensor, Tensor]:
-    """Eq. 5: flag x when some lingering class c in L has ``p_c(M^st(x)) > p_lo``.
-
-    Returns ``(scores [N], flags [N] bool)``; with an empty L the scores are 0 and nothing is flagged.
-    """
+    """Eq. 5: flag x when some lingering class c in L has ``p_c(M^st(x)) > p_lo``: ``(scores, flags)``."""
     check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
     scores = interference_scores(mst, images, lingering_classes, batch_size)
     return scores, scores > p_lo

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from ._data import ImageData, batches, model_device
 from ._validation import check_int_range, check_range
-from . import distributed as _dist
 from .distributed import autocast_context, check_autocast
+from .features import _sum_over_shards
 from .models import eval_mode
 
 
@@ -24,8 +24,9 @@ def _sum_pass(
     batch_size: int,
     devices: Sequence[torch.device],
     amps: Sequence[str | None],
-) -> tuple[list[Tensor] | None, Tensor | None]:
-    """One pass over ``source_data``: per-class sums of p_c (float64) for each model, and per-class counts."""
+) -> list[Tensor] | None:
+    """One pass over ``source_data``: per-class sums of p_c (float64) for each model, then the per-class
+    counts (None when it yields no batch)."""
     sums: list[Tensor] | None = None
     counts: Tensor | None = None
     with eval_mode(*models), torch.no_grad():
@@ -54,7 +55,7 @@ def _sum_pass(
                         )
                     counts += torch.bincount(yd, minlength=len(sums[0]))  # type: ignore[operator]
                 sums[i].index_add_(0, yd, p.gather(1, yd[:, None])[:, 0].double())
-    return sums, counts
+    return None if sums is None or counts is None else [*sums, counts]
 
 
 def _class_mean_probs_many(
@@ -65,43 +66,32 @@ def _class_mean_probs_many(
     autocast: str | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     """One pass over ``source_data``: per-class mean softmax p_c for each model, and per-class counts.
-
-    Distributed (:mod:`lingerlab.distributed`): each process sums over its shard of ``source_data``;
-    the float64 sums and int64 counts are summed over processes, then divided. Counts are exact; the
-    means equal one process's up to float rounding (the per-image probabilities of a different
-    batching, and float64 partial sums added in another order: |difference| <= 1e-6, in practice
-    0 or one float32 ulp).
-    """
+    Distributed, the float64 sums and int64 counts are summed over processes, then divided (the means
+    equal one process's to float rounding)."""
     check_int_range("batch_size", batch_size, 1)
     if num_classes is not None:
         check_int_range("num_classes", num_classes, 1)
     devices = [model_device(m) for m in models]
     amps = [check_autocast(autocast, d) for d in devices]
-    if not _dist.is_distributed():
-        sums, counts = _sum_pass(models, source_data, num_classes, batch_size, devices, amps)
-    else:
-        shard = _dist.shard_data(source_data)
-        sums, counts = _dist.run_local(lambda: _sum_pass(models, shard, num_classes, batch_size, devices, amps))
-        # a process whose shard is empty (N < processes) learns the number of classes from the others
-        c = int(_dist.all_reduce_max(torch.tensor([0 if counts is None else len(counts)], dtype=torch.long)))
-        if c > 0:
-            if sums is None or counts is None:
-                sums = [torch.zeros(c, dtype=torch.float64, device=d) for d in devices]
-                counts = torch.zeros(c, dtype=torch.long, device=devices[0])
-            for s in sums:
-                _dist.all_reduce_sum(s)
-            _dist.all_reduce_sum(counts)
-    if sums is None or counts is None:
+    out = _sum_over_shards(
+        lambda data: _sum_pass(models, data, num_classes, batch_size, devices, amps),
+        source_data,
+        lambda c: [
+            *(torch.zeros(c, dtype=torch.float64, device=d) for d in devices),
+            torch.zeros(c, dtype=torch.long, device=devices[0]),
+        ],
+    )
+    if out is None:
         raise ValueError("source_data is empty: pass at least one image")
+    sums, counts = out[:-1], out[-1]
     means = [(s / counts.to(s.device)).float() for s in sums]  # 0/0 -> NaN for classes without images
     return means, counts
 
 
 def default_p_lo(num_source_classes: int) -> float:
-    """Eq. 3's threshold scaled to the source label space: ten times the chance level 1/n, capped
-    at 0.5. For ImageNet's 1000 classes this is the paper's 0.01 ("10 times higher than the
-    expected score with a no-skill ImageNet classifier"); with 24 classes, 0.01 would sit below
-    chance (1/24 = 0.042) and flag everything."""
+    """Eq. 3's threshold scaled to the source label space: ten times the chance level 1/n, capped at
+    0.5; the paper's 0.01 for ImageNet's 1000 classes ("10 times higher than the expected score with a
+    no-skill ImageNet classifier")."""
     if num_source_classes < 2:
         raise ValueError(f"num_source_classes must be >= 2; got {num_source_classes}")
     return min(0.5, 10.0 / num_source_classes)
@@ -118,16 +108,9 @@ def class_mean_probs(
     """For every class c: ``mean_{x in D^c} p_c(model(x))`` (the statistic of Eq. 3) and ``|D^c|``.
 
     ``source_data`` yields ``(image, source class id)``. Returns ``(mean_p [C], counts [C])`` on the
-    model's device; classes without images get NaN.
-
-    ``autocast``: ``None``/``"fp32"`` (default) runs in float32; ``"bf16"`` runs the forward under
-    bfloat16 autocast (for GPUs; ValueError where unsupported); the softmax and the means stay
-    float32/float64, and the means come back float32. Stated tolerance, checked by
-    tests/test_precision.py on a small random CNN (64 images, 20 classes): every class mean within
-    0.005 (absolute) of float32 (measured 0.0004-0.0018 over 20 seeds); the counts are unchanged.
-
-    In a distributed run (:mod:`lingerlab.distributed`) each process sums its shard and the sums are
-    combined: the same counts, and means within 1e-6 of one process, on every process.
+    model's device; classes without images get NaN. ``autocast="bf16"`` runs the forward in bfloat16;
+    the means stay float32 (tolerances: tests/test_precision.py). Distributed, each process sums its
+    shard and the sums are combined: the same counts, and means within 1e-6 of one process.
     """
     means, counts = _class_mean_probs_many([model], source_data, num_classes, batch_size, autocast)
     return means[0], counts.to(means[0].device)
@@ -149,15 +132,12 @@ def lingering(
 ) -> pd.DataFrame:
     """Eq. 3: ``L = {c in F : mean_{x in D^c} p_c(M^st(x)) > p_lo}``, as a table with one row per class.
 
-    ``classes`` is F (e.g. from ``features.source_only``). Columns: ``class``, ``name``, ``v`` (Eq. 1,
-    when given), ``n_images`` (|D^c|), ``p_source`` (mean p_c under M^s, when ``source_model`` is given),
-    ``p_st`` (under M^st), ``p_st_source_bn`` (under M^st with source BN statistics, when given) and
-    ``lingering`` (``p_st > p_lo``). Columns for models not given hold NaN, so the schema is fixed.
-    A class with no images gets ``n_images`` 0, NaN probabilities, ``lingering`` False and a warning.
-    All models are evaluated in one pass over ``source_data`` (split across processes in a
-    distributed run, as :func:`class_mean_probs`); ``autocast`` as in :func:`class_mean_probs`.
-    ``p_source``: M^s's per-class means already computed (``class_mean_probs(source_model,
-    source_data)[0]``, the same for every fine-tuned model), in place of ``source_model``.
+    ``classes`` is F (``features.source_only``). Columns: ``class, name, v`` (Eq. 1, when given),
+    ``n_images`` (|D^c|), ``p_source`` (under ``source_model``, or its means ``p_source`` already
+    computed), ``p_st`` (under M^st), ``p_st_source_bn`` (under ``mst_source_bn``) and ``lingering``
+    (``p_st > p_lo``); columns of models not given hold NaN. A class with no images gets ``n_images``
+    0, NaN probabilities, ``lingering`` False and a warning. All models share one pass over
+    ``source_data``; ``autocast`` and distributed runs as in :func:`class_mean_probs`.
     """
     check_range("p_lo", p_lo, 0, 1, lo_open=True, hi_open=True)
     if p_source is not None and source_model is not None:
@@ -180,25 +160,19 @@ def lingering(
     idx = torch.as_tensor(cls, dtype=torch.long)
 
     def col(t: Tensor | None) -> np.ndarray:
-        if t is None:
-            return np.full(len(cls), np.nan)
-        return t.detach().cpu()[idx].double().numpy()
+        return np.full(len(cls), np.nan) if t is None else t.detach().cpu()[idx].double().numpy()
 
     it = iter(means[1:])
     p_source = next(it) if source_model is not None else p_source
     p_bn = next(it) if mst_source_bn is not None else None
     n_img = counts.cpu()[idx].numpy()
     p_st = col(means[0])
-    v_col = (
-        pd.array(torch.as_tensor(v).cpu()[idx].long().tolist(), dtype="Int64")
-        if v is not None
-        else pd.array([pd.NA] * len(cls), dtype="Int64")
-    )
+    v_col = torch.as_tensor(v).cpu()[idx].long().tolist() if v is not None else [pd.NA] * len(cls)
     table = pd.DataFrame(
         {
             "class": pd.array(cls, dtype="int64"),
             "name": [class_names[c] if class_names is not None else str(c) for c in cls],
-            "v": v_col,
+            "v": pd.array(v_col, dtype="Int64"),
             "n_images": n_img.astype("int64"),
             "p_source": col(p_source),
             "p_st": p_st,

@@ -1,6 +1,5 @@
-"""The figures of notebook 5 (mitigation): what each remedy buys against what it costs, the
-interference flag (Eq. 5) against out-of-distribution detectors, and the sweeps of App. B: training-set
-size (Fig. 7) and architecture (Fig. 8)."""
+"""Notebook 5's figures: what each remedy buys and costs, Eq. 5 against OOD detectors, and the sweeps of
+App. B (Fig. 7: training-set size; Fig. 8: architecture)."""
 
 from __future__ import annotations
 
@@ -16,14 +15,10 @@ __all__ = ["plot_remedies", "plot_detection", "plot_arch", "plot_size_sweep"]
 
 
 def plot_remedies(summary: pd.DataFrame, reference: str = "plain fine-tuning") -> Any:
-    """What each remedy buys against what it costs: ``summary`` is ``remedy_summary.summarize_remedies``
-    (each remedy paired with ``reference``, mean ± SD over seeds).
-
-    Panels: gain in composite accuracy (buys) vs drop in target accuracy (costs; a remedy whose
-    target accuracy is at chance, ``at_chance``, is drawn hollow and labelled so); change in
-    distraction above its null (Eq. 4); change in mean p_c(M^st) over F and in |L| (Eq. 3), negative
-    is better; training-time overhead (x plain fine-tuning, log scale). Returns the figure.
-    """
+    """What each remedy of ``summary`` (``remedy_summary.summarize_remedies``) buys against what it costs,
+    paired with ``reference`` (mean ± SD over seeds): composite-accuracy gain vs target-accuracy drop
+    (hollow: at chance), change in Eq. 4 above its null, in mean p_c(M^st) and |L| (Eq. 3), and the
+    training-time overhead (log scale). Returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
@@ -55,30 +50,25 @@ def plot_remedies(summary: pd.DataFrame, reference: str = "plain fine-tuning") -
     handles, labels = a.get_legend_handles_labels()
     a.set_title("accuracy")
     y = np.arange(len(s))
-    b = axes[1]
-    b.barh(y, s["d_distraction_excess"], xerr=s["d_distraction_excess_sd"].fillna(0), color=colours)
+    b, e, c = axes[1:]
+    for ax, col, zero, xlabel, title in (
+        (b, "d_distraction_excess", 0, "Eq. 4 above null, change", "distraction (< 0 buys)"),
+        (e, "d_mean_p_st", 0, "mean p_c(M^st), change", "memories, Eq. 3 (< 0 buys)"),
+        (c, "time_overhead", 1, "x plain fine-tuning", "cost: training time"),
+    ):
+        ax.barh(y, s[col], xerr=s[f"{col}_sd"].fillna(0), color=colours)
+        ax.axvline(zero, color="grey", lw=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=9)
     b.set_yticks(y, s["remedy"], fontsize=9)
-    b.axvline(0, color="grey", lw=0.8)
-    b.set_xlabel("Eq. 4 above null, change")
-    b.set_title("distraction (< 0 buys)", fontsize=9)
-    e = axes[2]
-    e.barh(y, s["d_mean_p_st"], xerr=s["d_mean_p_st_sd"].fillna(0), color=colours)
     for i, r in s.iterrows():
         if np.isfinite(r["d_n_lingering"]):
             e.annotate(f"{r['d_n_lingering']:+.0f} L", (0, i), xytext=(3, -3), textcoords="offset points", fontsize=9)
     e.tick_params(labelleft=False)
-    e.axvline(0, color="grey", lw=0.8)
-    e.set_xlabel("mean p_c(M^st), change")
-    e.set_title("memories, Eq. 3 (< 0 buys)", fontsize=9)
-    c = axes[3]
-    c.barh(y, s["time_overhead"], xerr=s["time_overhead_sd"].fillna(0), color=colours)
     c.set_xscale("log")
     c.xaxis.set_major_formatter(FormatStrFormatter("%gx"))
     c.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis overlap
-    c.axvline(1, color="grey", lw=0.8)
     c.tick_params(labelleft=False)
-    c.set_xlabel("x plain fine-tuning")
-    c.set_title("cost: training time", fontsize=9)
     b.invert_yaxis()  # the registry's order, top down (the axes share it)
     fig.tight_layout()
     fig.legend(handles, labels, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
@@ -87,9 +77,8 @@ def plot_remedies(summary: pd.DataFrame, reference: str = "plain fine-tuning") -
 
 def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
     """Eq. 5 against pytorch-ood's detectors (``detection.detection_over_seeds(...)["summary"]``): AUROC
-    with its 95% bootstrap-over-seeds interval and the chance line (left); M^t's error on composites
-    each score flags and on those it lets through, at 5% clean false positives (right). One row per
-    score, Eq. 5 first. Returns the figure."""
+    with its 95% interval (left) and M^t's error on the composites each score flags or not at 5% clean
+    false positives (right). Returns the figure."""
     import matplotlib.pyplot as plt
 
     s = summary.reset_index(drop=True)
@@ -105,15 +94,9 @@ def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
     a.set_xlabel("AUROC, L composites vs clean")
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=9, frameon=False)
     for col, off, mk, lab in (("error_flagged", 0.12, "o", "flagged"), ("error_unflagged", -0.12, "s", "not flagged")):
-        b.errorbar(
-            s[col],
-            y + off,
-            xerr=error_bars(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"]),
-            fmt=mk,
-            capsize=3,
-            label=lab,
-            color="tab:purple" if col == "error_flagged" else "tab:gray",
-        )
+        err = error_bars(s[col], s[f"{col}_ci_lo"], s[f"{col}_ci_hi"])
+        colour = "tab:purple" if col == "error_flagged" else "tab:gray"
+        b.errorbar(s[col], y + off, xerr=err, fmt=mk, capsize=3, label=lab, color=colour)
     b.set_xlim(-0.02, 1.02)
     b.set_xlabel("$M^t$ error on L composites\n(flag at 5% clean FPR)")
     b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)
@@ -127,10 +110,9 @@ def plot_detection(summary: pd.DataFrame, title: str = "") -> Any:
 
 
 def plot_arch(comparison: Any) -> Any:
-    """Figure 8 from ``arch_sweep.arch_comparison``: per architecture, |F with images| and |L| (range over
-    seeds); Eq. 4 on L of the fine-tuned arm and the scratch baseline with their 95% bootstrap-over-seeds
-    intervals and the per-class null (hollow); the same for the excess error; and the Jaccard overlap
-    of the lingering sets between architectures of one world (one cell per pair)."""
+    """Figure 8 from ``arch_sweep.arch_comparison``: per architecture, |F with images| and |L|; Eq. 4 on L
+    (with its null, hollow) and the excess error of M^t and M^b with 95% intervals; and the Jaccard
+    overlap of L between architectures of one world."""
     import matplotlib.pyplot as plt
 
     t = comparison.table[comparison.table["available"].astype(bool)].reset_index(drop=True)
@@ -139,15 +121,8 @@ def plot_arch(comparison: Any) -> Any:
     x = np.arange(len(t))
     ax = axes[0]
     ax.bar(x - 0.2, t["n_F_images"], 0.4, color="lightgrey", label="|F| with D^c images")
-    ax.bar(
-        x + 0.2,
-        t["n_L"],
-        0.4,
-        color="tab:red",
-        yerr=error_bars(t["n_L"], t["n_L_min"], t["n_L_max"]),
-        capsize=3,
-        label="|L| (mean, range over seeds)",
-    )
+    err = error_bars(t["n_L"], t["n_L_min"], t["n_L_max"])
+    ax.bar(x + 0.2, t["n_L"], 0.4, color="tab:red", yerr=err, capsize=3, label="|L| (mean, range over seeds)")
     ax.set_title("|F| with images, and |L|", fontsize=9)
     ax.set_ylabel("source-only classes")
     legend_above(ax)
@@ -157,18 +132,12 @@ def plot_arch(comparison: Any) -> Any:
     ):
         for k, (tag, colour) in enumerate((("reference", "tab:red"), ("baseline", "tab:blue"))):
             m, lo, hi = (t[f"{name}_{tag}{s}"].to_numpy(float) for s in ("", "_lo", "_hi"))
-            ax.errorbar(
-                x + (k - 0.5) * 0.3,
-                m,
-                yerr=error_bars(m, lo, hi),
-                fmt="o",
-                color=colour,
-                capsize=3,
-                label="fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)",
-            )
+            xk = x + (k - 0.5) * 0.3
+            arm = "fine-tuned (M^t)" if tag == "reference" else "scratch (M^b, same data)"
+            ax.errorbar(xk, m, yerr=error_bars(m, lo, hi), fmt="o", color=colour, capsize=3, label=arm)
             if name == "distraction":
                 n = t[f"null_{tag}"].to_numpy(float)
-                ax.scatter(x + (k - 0.5) * 0.3 + 0.12, n, marker="o", facecolor="white", edgecolor=colour, zorder=3)
+                ax.scatter(xk + 0.12, n, marker="o", facecolor="white", edgecolor=colour, zorder=3)
         if name != "distraction":
             ax.axhline(0, color="k", lw=0.6)
         ax.set_ylabel(UNITS[name])
@@ -179,14 +148,9 @@ def plot_arch(comparison: Any) -> Any:
     ax = axes[3]
     o = comparison.overlap
     if len(o):
-        ax.barh(
-            np.arange(len(o)),
-            o["jaccard_L"],
-            xerr=error_bars(o["jaccard_L"], o["jaccard_L_min"], o["jaccard_L_max"]),
-            color="tab:purple",
-            capsize=3,
-            label="L (same seed; range over seeds)",
-        )
+        err = error_bars(o["jaccard_L"], o["jaccard_L_min"], o["jaccard_L_max"])
+        label = "L (same seed; range over seeds)"
+        ax.barh(np.arange(len(o)), o["jaccard_L"], xerr=err, color="tab:purple", capsize=3, label=label)
         ax.scatter(o["jaccard_F"], np.arange(len(o)), marker="|", s=200, color="k", zorder=3, label="F")
         ax.set_yticks(np.arange(len(o)), [f"{a}\nvs {b}" for a, b in zip(o["a"], o["b"])], fontsize=9)
         ax.set_ylim(-0.6, len(o) - 0.4)
@@ -198,8 +162,8 @@ def plot_arch(comparison: Any) -> Any:
 
 
 def _mean_sd_line(ax: Any, size: pd.DataFrame, col: str, sd: bool, **kws: Any) -> None:
-    """Seaborn's line of ``col``'s mean over seeds against ``n_train`` (with ± SD bars where ``sd``); a
-    size at which every seed's value is missing breaks the line."""
+    """Seaborn's line of ``col``'s mean over seeds against ``n_train`` (± SD bars where ``sd``), broken
+    at sizes where every seed's value is missing."""
     import seaborn as sns
 
     present = size.groupby("n_train")[col].count() > 0
@@ -219,9 +183,8 @@ def _mean_sd_line(ax: Any, size: pd.DataFrame, col: str, sd: bool, **kws: Any) -
 
 
 def plot_size_sweep(size: pd.DataFrame, title: str) -> Any:
-    """Figure 7 from ``size_sweep.size_sweep``: |L|, Eq. 4 on L (with its per-class null), excess error and
-    flip rate on L against the number of target training images; mean ± SD over seeds (seaborn's line
-    plot, which computes both from the per-seed rows)."""
+    """Figure 7 from ``size_sweep.size_sweep``: |L|, Eq. 4 on L (with its null), excess error and flip rate
+    against the number of target training images; mean ± SD over seeds (seaborn's line plot)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 

@@ -27,10 +27,8 @@ _KNOWN_HEADS = ("fc", "_fc", "heads.head", "head.fc", "head", "classifier", "las
 
 
 class Normalized(nn.Module):
-    """Wrap ``model`` so that it takes images in [0, 1]: ``forward(x) = model((x - mean) / std)``.
-
-    ``mean`` and ``std`` are buffers (they follow ``.to(device)`` and live in the state dict).
-    """
+    """Wrap ``model`` so that it takes images in [0, 1]: ``forward(x) = model((x - mean) / std)``
+    (``mean`` and ``std`` are buffers)."""
 
     def __init__(
         self, model: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
@@ -48,28 +46,25 @@ class Normalized(nn.Module):
         return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
 
 
-def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
-    """Peel wrappers that hold one network: ``Normalized.model``, ``DataParallel.module`` and any
-    module whose only child is its ``.model`` / ``.module``.
+_WRAPPERS = (Normalized, nn.DataParallel, nn.parallel.DistributedDataParallel)  # they hold one network
 
-    Returns ``(prefix, inner)`` where ``prefix`` is the qualified name of ``inner`` inside ``model``
-    ("" when nothing was peeled), ending in "." when non-empty.
-    """
+
+def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
+    """``(prefix, inner)``: ``model`` without the wrappers that hold one network (``Normalized``,
+    ``DataParallel``, a module whose only child is its ``.model``/``.module``); ``prefix`` is the
+    qualified name of ``inner`` with a trailing "." ("" when nothing was peeled)."""
     prefix = ""
     for _ in range(8):
-        inner = None
         for attr in ("model", "module"):
             sub = getattr(model, attr, None)
+            # a wrapper holds one network; a network that merely owns `.model` also has others
             if isinstance(sub, nn.Module) and sub is not model:
-                # a wrapper holds one network; a network that merely owns `.model` also has others
-                others = [n for n, _ in model.named_children() if n != attr]
-                if not others or isinstance(model, (Normalized, nn.DataParallel, nn.parallel.DistributedDataParallel)):
-                    inner = (attr, sub)
+                if all(n == attr for n, _ in model.named_children()) or isinstance(model, _WRAPPERS):
                     break
-        if inner is None:
+        else:
             break
-        prefix += inner[0] + "."
-        model = inner[1]
+        prefix += attr + "."
+        model = sub
     return prefix, model
 
 
@@ -108,9 +103,7 @@ def _timm_head(model: nn.Module) -> str | None:
         except Exception:  # noqa: BLE001 - a foreign get_classifier; fall back to the heuristics
             clf = None
         if isinstance(clf, nn.Linear):
-            for n, m in model.named_modules():
-                if m is clf:
-                    return n
+            return next((n for n, m in model.named_modules() if m is clf), None)
     return None
 
 
@@ -124,13 +117,8 @@ def _candidates(model: nn.Module) -> str:
 
 
 def find_head(model: nn.Module, head: str | None = None) -> tuple[str, nn.Linear]:
-    """Locate the linear classification head H(M): ``(qualified_name, module)``.
-
-    ``head`` names it explicitly (a qualified module name, relative to ``model`` or to the model
-    inside ``Normalized``/``.module`` wrappers). Otherwise: timm's ``pretrained_cfg['classifier']`` /
-    ``get_classifier()``, then the usual attributes (``fc``, ``_fc``, ``heads.head``, ``head``,
-    ``classifier[-1]``, ...). The returned name is always relative to ``model``.
-    """
+    """``(qualified name in model, module)`` of the linear head H(M): ``head`` (relative to ``model``
+    or to the network inside its wrappers), else timm's classifier, else the usual attributes."""
     prefix, inner = unwrap(model)
     if head is not None:
         found = [(n, m) for n in dict.fromkeys((head, prefix + head)) if head and (m := _get(model, n)) is not None]
@@ -143,12 +131,8 @@ def find_head(model: nn.Module, head: str | None = None) -> tuple[str, nn.Linear
                 f"{type(found[0][1]).__name__}. {_candidates(model)}"
             )
         raise ValueError(f"head={head!r} is not a module of {type(inner).__name__}; {_candidates(model)}")
-    name = _timm_head(inner)
-    if name is None:
-        for attr in _KNOWN_HEADS:
-            name = _last_linear(inner, attr)
-            if name is not None:
-                break
+    known = (_last_linear(inner, attr) for attr in _KNOWN_HEADS)
+    name = next((n for n in (_timm_head(inner), *known) if n is not None), None)
     if name is None:
         raise ValueError(
             f'cannot find the classification head of {type(inner).__name__}: pass head="name" '
@@ -165,11 +149,8 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def split_model(model: nn.Module, head: str | None = None) -> tuple[nn.Module, nn.Linear]:
-    """``(B(M), H(M))``: deep copies with ``head(backbone(x)) == model(x)``.
-
-    The backbone is the whole model with its head replaced by ``nn.Identity`` (so for VGG it keeps
-    ``features``, ``avgpool`` and ``classifier[:-1]``; for ConvNeXt the LayerNorm and Flatten).
-    """
+    """``(B(M), H(M))``: deep copies with ``head(backbone(x)) == model(x)``; the backbone is the
+    whole model with its head replaced by ``nn.Identity``."""
     name, _ = find_head(model, head)
     backbone = copy.deepcopy(model)
     head_mod = backbone.get_submodule(name)
@@ -182,11 +163,9 @@ def _init_linear(lin: nn.Linear, generator: torch.Generator | None) -> None:
     bound = 1.0 / math.sqrt(lin.in_features)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     with torch.no_grad():
-        w = torch.rand(lin.weight.shape, generator=generator, device=gen_device) * 2 * bound - bound
-        lin.weight.copy_(w)
-        if lin.bias is not None:
-            b = torch.rand(lin.bias.shape, generator=generator, device=gen_device) * 2 * bound - bound
-            lin.bias.copy_(b)
+        for p in (lin.weight, lin.bias):
+            if p is not None:
+                p.copy_(torch.rand(p.shape, generator=generator, device=gen_device) * 2 * bound - bound)
 
 
 def as_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -201,11 +180,8 @@ def as_generator(generator: torch.Generator | int | None) -> torch.Generator | N
 def replace_head(
     model: nn.Module, num_classes: int, head: str | None = None, generator: torch.Generator | int | None = None
 ) -> nn.Module:
-    """A deep copy of ``model`` with a fresh ``nn.Linear(in_features, num_classes)`` head.
-
-    The new head keeps the old one's device, dtype and bias setting; its weights are drawn with
-    PyTorch's default initialisation from ``generator`` (reproducible when seeded).
-    """
+    """A deep copy of ``model`` with a fresh ``nn.Linear(in_features, num_classes)`` head (the old
+    one's device, dtype and bias), initialised as PyTorch does from ``generator``."""
     check_int_range("num_classes", num_classes, 1)
     name, old = find_head(model, head)
     new_model = copy.deepcopy(model)
@@ -222,22 +198,17 @@ def batchnorm_layers(model: nn.Module) -> dict[str, _BatchNorm]:
 
 
 def copy_batchnorm_stats(dst: nn.Module, src: nn.Module) -> nn.Module:
-    """Copy running_mean/running_var/num_batches_tracked from ``src``'s BN layers into ``dst``'s (in place).
-
-    Layers are matched by qualified name; differing architectures raise ValueError.
-    """
+    """Copy the running statistics of ``src``'s BatchNorm layers into ``dst``'s (in place, by name)."""
     d, s = batchnorm_layers(dst), batchnorm_layers(src)
     if set(d) != set(s):
-        missing, extra = sorted(set(d) - set(s)), sorted(set(s) - set(d))
         raise ValueError(
             "the two models' BatchNorm layers differ: the architectures must match "
-            f"(only in target: {missing[:5]}, only in source: {extra[:5]})"
+            f"(only in target: {sorted(set(d) - set(s))[:5]}, only in source: {sorted(set(s) - set(d))[:5]})"
         )
     with torch.no_grad():
         for name, bn in d.items():
-            sb = s[name]
             for buf in ("running_mean", "running_var", "num_batches_tracked"):
-                a, b = getattr(bn, buf, None), getattr(sb, buf, None)
+                a, b = getattr(bn, buf, None), getattr(s[name], buf, None)
                 if a is None or b is None:
                     if (a is None) != (b is None):
                         raise ValueError(f"BatchNorm layer {name!r} tracks {buf} in one model but not the other")
@@ -253,12 +224,8 @@ def copy_batchnorm_stats(dst: nn.Module, src: nn.Module) -> nn.Module:
 def source_target_model(
     target_model: nn.Module, source_model: nn.Module, bn: str = "target", head: str | None = None
 ) -> nn.Module:
-    """M^st = B(M^t) + H(M^s) (Sec. 3.2): ``target_model``'s backbone with a copy of ``source_model``'s head.
-
-    ``bn="source"`` also puts the source model's BatchNorm running statistics back into M^st: a
-    diagnostic of whether a memory is lost or only masked by statistics shifted during fine-tuning.
-    The result is a new model in eval mode on ``target_model``'s device; the inputs are untouched.
-    """
+    """M^st = B(M^t) + H(M^s) (Sec. 3.2), a new model in eval mode on ``target_model``'s device;
+    ``bn="source"`` also restores M^s's BatchNorm statistics (is a memory lost or only masked?)."""
     check_choice("bn", bn, ("target", "source"))
     t_name, t_head = find_head(target_model, head)
     _, s_head = find_head(source_model, head)

@@ -1,26 +1,12 @@
-"""The field's out-of-distribution detectors, from ``pytorch-ood`` (Kirchheim, Filax & Ortmeier,
-CVPR-W 2022), as baselines for Eq. 5.
-
-**Sign convention** (here, in :mod:`lingerlab.detection` and in every table of the book): a score is
-an *outlier score*, higher = more suspicious, pytorch-ood's own orientation. Eq. 5's score
-``max_{c in L} p_c(M^st(x))`` is oriented the same way.
-
-Each detector reads M^t only: its penultimate features ``B(M^t)(x)`` and its logits
-``H(M^t)(B(M^t)(x))``, taken in one forward pass. The ones that need fitting are fitted on the
-features of M^t's own clean training images (D^t), never on a composite:
+"""The field's out-of-distribution detectors, from ``pytorch-ood`` (Kirchheim, Filax & Ortmeier, CVPR-W
+2022), as baselines for Eq. 5. Scores are outlier scores (higher = more suspicious, as Eq. 5's), read from
+M^t's penultimate features and logits; the fitted ones are fitted on M^t's own clean training images:
 
 - ``MaxSoftmax`` (Hendrycks & Gimpel, ICLR 2017), ``MaxLogit`` (Hendrycks et al., ICML 2022),
   ``EnergyBased`` (Liu et al., NeurIPS 2020): logits only;
-- ``Mahalanobis`` (Lee et al., NeurIPS 2018; class means and a shared covariance of the features);
-- ``KNN`` (Sun et al., ICML 2022; distance to the k-th nearest normalised training feature,
-  ``k = min(50, n_train // 10)``: the paper's 50 where D^t has 500 images or more);
-- ``ViM`` (Wang et al., CVPR 2022; virtual logit of the residual outside a principal subspace of
-  dimension ``d = D // 2``; needs a linear head with a bias and D >= 2);
-- ``ReAct`` (Sun, Guo & Li, NeurIPS 2021; energy after clipping the features at their 90th
-  percentile on D^t; needs non-negative features, as after a ReLU).
-
-``OODBaselines(model, head, train_images)`` is built (and fitted) once over a model and called on
-batches of images, as Captum's attributions are; :data:`DETECTORS` is the registry.
+- ``Mahalanobis`` (Lee et al., NeurIPS 2018); ``KNN`` (Sun et al., ICML 2022; k of :func:`knn_k`);
+- ``ViM`` (Wang et al., CVPR 2022; principal subspace of dimension ``D // 2``; needs a head bias);
+- ``ReAct`` (Sun, Guo & Li, NeurIPS 2021; features clipped at their 90th percentile; needs them >= 0).
 """
 
 from __future__ import annotations
@@ -36,7 +22,7 @@ from ._validation import check_choice
 from .models import find_head
 from .remedies.pruning import penultimate_features
 
-__all__ = ["Detector", "DETECTORS", "DEFAULT_DETECTORS", "OODBaselines", "features_and_logits", "knn_k"]
+__all__ = ["Detector", "DETECTORS", "OODBaselines", "features_and_logits", "knn_k"]
 
 #: ``fit(head, train_features, train_labels) -> scorer``; ``scorer(features, logits) -> scores [N]``.
 Fit = Callable[[nn.Linear, Tensor, Tensor], Callable[[Tensor, Tensor], Tensor]]
@@ -66,18 +52,15 @@ def _logit_score(cls_name: str) -> Fit:
     return fit
 
 
-def _fit_mahalanobis(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    from pytorch_ood.detector import Mahalanobis
+def _feature_score(cls_name: str) -> Fit:
+    def fit(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        import pytorch_ood.detector as D
 
-    det = Mahalanobis(None).fit_features(z.float(), y)
-    return lambda feats, logits: det.predict_features(feats.float()).float()
+        kw = {"k": knn_k(len(z))} if cls_name == "KNN" else {}
+        det = getattr(D, cls_name)(None, **kw).fit_features(z.float(), y)
+        return lambda feats, logits: det.predict_features(feats.float()).float()
 
-
-def _fit_knn(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    from pytorch_ood.detector import KNN
-
-    det = KNN(None, k=knn_k(len(z))).fit_features(z.float(), y)
-    return lambda feats, logits: det.predict_features(feats.float()).float()
+    return fit
 
 
 def _fit_vim(head: nn.Linear, z: Tensor, y: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
@@ -112,15 +95,12 @@ DETECTORS: dict[str, Detector] = {
         Detector("MaxSoftmax", _logit_score("MaxSoftmax"), "logits"),
         Detector("MaxLogit", _logit_score("MaxLogit"), "logits"),
         Detector("EnergyBased", _logit_score("EnergyBased"), "logits"),
-        Detector("Mahalanobis", _fit_mahalanobis, "features"),
-        Detector("KNN", _fit_knn, "features"),
+        Detector("Mahalanobis", _feature_score("Mahalanobis"), "features"),
+        Detector("KNN", _feature_score("KNN"), "features"),
         Detector("ViM", _fit_vim, "features"),
         Detector("ReAct", _fit_react, "features"),
     )
 }
-
-#: every registered detector
-DEFAULT_DETECTORS: tuple[str, ...] = tuple(DETECTORS)
 
 
 def features_and_logits(model: nn.Module, images: ImageData, head: str | None = None) -> tuple[Tensor, Tensor]:
@@ -134,15 +114,10 @@ def features_and_logits(model: nn.Module, images: ImageData, head: str | None = 
 
 
 class OODBaselines:
-    """pytorch-ood detectors over one target-task ``model``, fitted once on ``train_images`` (the model's
-    own clean training images) and called on batches: ``baselines(images) -> {name: scores [N]}``
-    (outlier scores, higher = more suspicious).
-
-    ``train_labels`` None: read from a labelled dataset. ``train_images`` None: only the detectors that
-    read logits (the others are listed in :attr:`skipped`). ``detectors``: names from :data:`DETECTORS`
-    (None: all). A detector whose requirement this model
-    does not meet (ViM without a head bias, ReAct on features that take negative values) is left out
-    and listed in :attr:`skipped` with the reason, so one call serves every architecture.
+    """pytorch-ood ``detectors`` (None: all of :data:`DETECTORS`) over one target-task ``model``, fitted once
+    on its clean ``train_images`` (labels None: read from the dataset) and called on batches:
+    ``baselines(images) -> {name: scores [N]}``. A detector this model does not allow (no training images,
+    ViM without a head bias, ReAct on signed features) is listed in :attr:`skipped` with the reason.
     """
 
     def __init__(
@@ -154,7 +129,7 @@ class OODBaselines:
         head: str | None = None,
         detectors: Sequence[str] | None = None,
     ) -> None:
-        names = list(DEFAULT_DETECTORS if detectors is None else detectors)
+        names = list(DETECTORS if detectors is None else detectors)
         if isinstance(detectors, str):
             raise TypeError("detectors must be a sequence of names, not one string: wrap it in a list")
         for n in names:

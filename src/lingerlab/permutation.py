@@ -1,13 +1,6 @@
-"""Permutation tests: the unit relabelled is what H0 makes exchangeable (a seed, or a whole class).
-
-- :func:`permutation_p`: the difference in means of two arms, one value per seed; an exact test over
-  all relabellings of the pooled seeds (Fisher 1935; Good, *Permutation, Parametric and Bootstrap
-  Tests of Hypotheses*, 2005), or a seeded Monte Carlo estimate ``(hits + 1) / (n + 1)`` (Phipson
-  and Smyth 2010) when there are too many; :func:`smallest_p` is the floor a design allows;
-- :func:`group_permutation_p`: a set of groups (the classes of L) against the other groups, over
-  several strata (seeds), moving whole groups.
-
-Inputs and seeds follow ``_stat_inputs``.
+"""Permutation tests that relabel what H0 makes exchangeable: seeds (:func:`permutation_p`, exact or
+Monte Carlo; Fisher 1935; Good 2005; Phipson and Smyth 2010) or whole classes within seeds
+(:func:`group_permutation_p`). Inputs and seeds follow ``_stat_inputs``.
 """
 
 from __future__ import annotations
@@ -52,21 +45,14 @@ def permutation_p(
     n_resamples: int = 10_000,
     seed: Seed = 0,
 ) -> float:
-    """Permutation p-value for the difference in means ``mean(a) - mean(b)`` (one value per seed).
+    """Permutation p-value for ``mean(a) - mean(b)`` (one value per seed).
 
-    Under H0 the labels are exchangeable: every split of the pooled values into groups of sizes
-    ``len(a)`` and ``len(b)`` is equally likely. When there are at most ``max_exact`` such splits
-    (``comb(n_a + n_b, n_a)``; 252 at 5 + 5, 184,756 at 10 + 10) all of them are enumerated and the
-    p-value is exact: the share of splits (the observed one included) whose difference is at least as
-    extreme as the observed one. Otherwise ``n_resamples`` random splits are drawn (seeded by ``seed``)
-    and ``p = (hits + 1) / (n_resamples + 1)`` (Phipson and Smyth 2010), never 0.
-
-    ``alternative``: ``"greater"`` tests mean(a) > mean(b) (``P(D >= d_obs)``), ``"less"``
-    mean(a) < mean(b) (``P(D <= d_obs)``), ``"two-sided"`` is ``P(|D| >= |d_obs|)``. (For unequal
-    group sizes the permutation distribution need not be symmetric, and this differs from SciPy's
-    two-sided ``2 * min(P(D >= d), P(D <= d))``; at equal sizes they agree.) Ties count as extreme
-    within ``1e-12 * max|pooled value|``. NaNs are dropped from each arm first; NaN is returned when
-    an arm is then empty. Identical arms give 1.0 (two-sided).
+    Every split of the pooled values into groups of sizes ``len(a)`` and ``len(b)`` is equally likely
+    under H0. With at most ``max_exact`` splits all are enumerated (exact p: the share at least as
+    extreme, the observed one included); otherwise ``n_resamples`` seeded random splits give
+    ``(hits + 1) / (n_resamples + 1)`` (Phipson and Smyth 2010). ``alternative``: ``"greater"`` is
+    ``P(D >= d_obs)``, ``"less"`` ``P(D <= d_obs)``, ``"two-sided"`` ``P(|D| >= |d_obs|)``. Ties within
+    ``1e-12 * max|value|`` count as extreme. NaNs are dropped; an empty arm gives NaN.
     """
     alternative = check_choice("alternative", alternative, ALTERNATIVES)
     max_exact = check_int_range("max_exact", max_exact, 0)
@@ -116,17 +102,14 @@ def group_permutation_p(
     n_resamples: int = 10_000,
     seed: Seed = 0,
 ) -> tuple[float, float]:
-    """``(statistic, p)``: is a set of *groups* different from the other groups, over several strata?
+    """``(statistic, p)``: is a set of *groups* (the classes of L) different from the other groups, over
+    several strata (seeds)?
 
-    Each row is one observation (a composite) with its ``group`` (its source class), whether that group
-    is in the set within the row's stratum (``in_set``: the class is in L of that seed's model) and
-    its ``stratum`` (the seed). The statistic is the mean over strata of ``mean(values in the set) -
-    mean(values outside it)``; strata where either side is empty are left out. Under H0 set
-    membership is exchangeable between the groups of a stratum: each of ``n_resamples`` draws
-    relabels, independently in every stratum, which groups are in the set (keeping its size), so
-    whole groups move together and the observations of one group are never split (a group is a
-    cluster). ``p = (hits + 1) / (n_resamples + 1)`` (Phipson and Smyth 2010); ``alternative`` as in
-    :func:`permutation_p`. NaN values are dropped first; no usable stratum gives ``(nan, nan)``.
+    One row per observation, with its ``group``, whether the group is in the set within the row's
+    ``stratum`` (``in_set``) and the stratum. Statistic: mean over strata of ``mean(in set) - mean(out)``
+    (strata with an empty side left out). Each of ``n_resamples`` draws relabels, in every stratum,
+    which whole groups are in the set (its size kept); ``p = (hits + 1) / (n_resamples + 1)``;
+    ``alternative`` as in :func:`permutation_p`. NaN values are dropped; no usable stratum: NaNs.
     """
     alternative = check_choice("alternative", alternative, ALTERNATIVES)
     n_resamples = check_int_range("n_resamples", n_resamples, 1)
@@ -179,10 +162,6 @@ def group_permutation_p(
 
 def smallest_p(n_reference: int, n_baseline: int, alternative: str = "two-sided") -> float:
     """The smallest exact permutation p that ``n_reference`` against ``n_baseline`` seeds allow
-    (:func:`permutation_p` on two fully separated samples; ``alternative="greater"`` for the fair
-    test's one-sided tests): with fewer relabellings than ``1 / alpha``, no test can reach "holds",
-    however large the effect."""
-    a = np.arange(int(n_reference), dtype=float)
-    return float(
-        permutation_p(a + int(n_baseline) + 1e6, np.arange(int(n_baseline), dtype=float), alternative=alternative)
-    )
+    (:func:`permutation_p` on two fully separated samples): below ``1 / alpha`` relabellings nothing holds."""
+    a, b = np.arange(int(n_reference), dtype=float), np.arange(int(n_baseline), dtype=float)
+    return float(permutation_p(a + int(n_baseline) + 1e6, b, alternative=alternative))

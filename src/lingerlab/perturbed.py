@@ -1,13 +1,9 @@
 """The fair test again under perturbed numerics: does a verdict survive what another CPU would do?
 
-Another CPU type trains other weights from the same code and seeds (other vector kernels, other
-summation orders); which class sits at Eq. 1's or Eq. 3's cut-off, and so a verdict, can move with
-them. :func:`rerun` trains a world again on the CPU in a child process with one numeric setting
-changed (:data:`SETTING`: ATen's vector kernels off, which changes the trained bits on an x86-64 CPU
-with vector units; ``benchmarks/perturbed_numerics.py`` measures it) and its own model cache (under the
-cache root, so a second run reads it back), and returns its fair test's verdicts; :func:`mark` sets
-them beside the verdicts of the run at hand. The check is about CPU numerics: a run on a GPU is
-compared with a CPU run, which is a larger perturbation than the one named.
+:func:`rerun` trains a world again on the CPU in a child process under :data:`SETTING` (which changes
+the trained bits on an x86-64 CPU with vector units; ``benchmarks/perturbed_numerics.py`` measures it)
+with its own model cache; :func:`mark` sets its verdicts beside those of the run at hand (a run on
+a GPU is thus compared with a CPU run, a larger perturbation than the one named).
 
     python -m lingerlab.perturbed --world shapes --profile smoke --n-seeds 10 --out verdicts.json
 """
@@ -37,11 +33,9 @@ _COLUMNS = ("claim", "verdict", "gate", "effect", "ci_lo", "ci_hi")
 def rerun(
     world: str, profile: str = "smoke", seed: int = 0, n_seeds: int = 10, timeout_s: float = 7200
 ) -> pd.DataFrame:
-    """The fair test of ``world`` (``spec.comparison_arms``, seeds ``seed .. seed + n_seeds - 1``)
-    trained and measured again on the CPU in a child process under :data:`SETTING`, with its models
-    cached apart (``<cache root>/perturbed-<setting>``): one row per test, ``claim, verdict, gate,
-    effect, ci_lo, ci_hi``; ``attrs["source_fingerprint"]`` is the child's M^s weights fingerprint (a world
-    whose M^s is trained here differs from the parent's when the setting perturbed anything)."""
+    """The fair test of ``world`` (seeds ``seed .. seed + n_seeds - 1``) rerun on the CPU in a child process
+    under :data:`SETTING`, its models cached under ``<cache root>/perturbed-<setting>``: one row per test
+    (``claim, verdict, gate, effect, ci_lo, ci_hi``); ``attrs["source_fingerprint"]``: the child's M^s."""
     check_int_range("seed", seed, 0)
     check_int_range("n_seeds", n_seeds, 1)
     tag = "-".join(f"{k}={v}" for k, v in SETTING.items())
@@ -68,11 +62,9 @@ def rerun(
 
 
 def mark(ft: FairTest, rerun_tests: pd.DataFrame, source_fingerprint: str | None = None) -> FairTest:
-    """``ft`` with the columns ``numerics`` ("stable": the rerun gives the same verdict; "fragile"
-    otherwise) and ``numerics_moved`` (e.g. ``"inconclusive under ATEN_CPU_CAPABILITY=default"``) added
-    to its tests; a test's ``stability`` becomes "fragile" when either leaving a class out or the rerun
-    moves it. ``source_fingerprint``: the run at hand's M^s fingerprint, where M^s is trained by the
-    world (``shapes``); equal to the rerun's, nothing was perturbed and ValueError says so."""
+    """``ft`` with ``numerics`` ("stable" where the rerun gives the same verdict, else "fragile") and
+    ``numerics_moved`` added to its tests, and ``stability`` "fragile" where a left-out class or the
+    rerun moves it. ValueError when the rerun's M^s equals ``source_fingerprint`` (nothing perturbed)."""
     theirs = rerun_tests.attrs.get("source_fingerprint")
     if source_fingerprint is not None and theirs == source_fingerprint:
         raise ValueError(

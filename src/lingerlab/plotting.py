@@ -1,5 +1,5 @@
-"""Low-level drawing helpers the book's figures share: images, Grad-CAM overlays, image grids,
-top-k labels, error bars from intervals, legends above the data, and each measure's axis label."""
+"""Low-level drawing helpers the book's figures share: images, Grad-CAM overlays, grids, top-k labels,
+error bars, legends and each measure's axis label."""
 
 from __future__ import annotations
 
@@ -71,8 +71,7 @@ def topk_labels(logits: Tensor, names: Sequence[str], k: int = 5) -> list[list[t
 
 
 def error_bars(mean: Any, lo: Any, hi: Any) -> list[np.ndarray]:
-    """Error-bar lengths below and above ``mean`` (clipped at 0: a mean of equal values may sit an ulp
-    above their maximum)."""
+    """Error-bar lengths below and above ``mean``, clipped at 0 (a mean may sit an ulp above its ``hi``)."""
     m, lo, hi = (np.asarray(v, dtype=float) for v in (mean, lo, hi))
     return [np.clip(m - lo, 0, None), np.clip(hi - m, 0, None)]
 

@@ -1,11 +1,5 @@
-"""Profiles: the sizes of a world as data (``smoke`` for a CPU in minutes, ``full`` for a GPU).
-
-Each world has one frozen dataclass; a profile is an instance of it. The same code runs under every
-profile: only these numbers change. ``get_profile("shapes", "smoke", epochs_source=2)`` returns a
-copy with fields overridden (unknown fields raise ValueError listing the valid ones; a value of the
-wrong type raises TypeError naming the field and the expected type; NumPy scalars are accepted and
-stored as Python ``int``/``float``).
-"""
+"""Profiles: the sizes of a world as data (``smoke`` for a CPU in minutes, ``full`` for a GPU), one
+frozen dataclass per world; :func:`get_profile` returns one with fields overridden."""
 
 from __future__ import annotations
 
@@ -18,7 +12,6 @@ from ._validation import _is_bool, _is_int, _is_real
 __all__ = [
     "ShapesProfile",
     "LiteProfile",
-    "Lite0Profile",
     "PaperProfile",
     "CustomProfile",
     "PROFILES",
@@ -30,12 +23,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ShapesProfile:
-    """Sizes of the procedural ``shapes`` world (32 px images, planted truth).
-
-    Source classes are ``n_shapes x n_textures x n_colours`` objects; the first two shapes are the
-    target glyphs' look-alikes (``tee``, ``aitch``). ``target_train`` images train the scratch
-    baseline; fine-tuning uses a seeded subset of ``finetune_train`` of them (the paper's small D^t).
-    """
+    """Sizes of the procedural ``shapes`` world: ``n_shapes x n_textures x n_colours`` source classes
+    (the first two shapes look like the target glyphs); the scratch baseline trains on ``target_train``
+    images, fine-tuning on a seeded ``finetune_train`` of them (the paper's small D^t)."""
 
     name: str
     image_size: int = 32
@@ -51,55 +41,44 @@ class ShapesProfile:
     target_train: int = 2500  # scratch baseline's training set (= world.target_train)
     finetune_train: int = 400  # fine-tuning subset of target_train (spec.recipes["M^t"].train_subset)
     target_val: int = 500
-    # base channel width of the ResNet-like CNN: 16 trains 2.0x faster than 24 on a 2-core CPU
-    # (benchmarks/training.py) (FLOPs go
-    # with width squared) and, with a fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
+    # CNN base width: 16 trains 2.0x faster than 24 on a 2-core CPU (benchmarks/training.py) and, with a
+    # fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
     width: int = 16
     source_epochs: int = 4
     source_lr: float = 3e-3
     source_batch_size: int = 128
-    # 20 epochs over the 400 images (260 steps, cosine): the budget of both arms of the fair test; on
-    # 200 images the scratch arm reads pasted targets at 0.55, below the competence gate
+    # both fair-test arms' budget (on 200 images the scratch arm falls below the competence gate)
     finetune_epochs: int = 20
     finetune_lr: float = 3e-4
     finetune_lr_schedule: str = "cosine"
     finetune_optimizer: str = "adam"  # SGD at lr 0.01 ranged 0.68-0.95 target accuracy over seeds
     finetune_batch_size: int = 32
-    # the learning rates each arm of the fair test is tuned over (the same grid, one run per rate)
-    lr_search: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    lr_search: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # the grid every fair-test arm is tuned over
     scratch_epochs: int = 8
     scratch_lr: float = 2e-3
     scratch_batch_size: int = 64
     zoom_min: float = 0.35  # zoom-out augmentation of the scratch baseline
     zoom_max: float = 0.8
     zoom_prob: float = 0.5
-    # the glyph's scale when it is the subject of a target image (object coordinates; 0.3 fills about
-    # half the side) and when a shared object is the subject and the glyph stands beside it
-    # (large enough that a target pasted at 40% of the side still shows a glyph of about 10 px)
+    # the glyph's scale as a target image's subject and beside a shared object (still about 10 px in a
+    # target pasted at 40% of the side)
     glyph_scale: tuple[float, float] = (0.4, 0.5)
     glyph_scale_beside: tuple[float, float] = (0.3, 0.36)
-    # M^s's training images: the fraction that get an occluder (a square of background and clutter at
-    # 30-50% of the side, at a random place), as photos show objects partly hidden
-    # (without it the overlay hides the object of most source-only classes)
+    # fraction of M^s's training images with an occluder at 30-50% of the side, as in photos
     source_occlusion: float = 0.5
-    # the scratch baselines of notebook 4's fair test: smoke keeps the paper's own M^b; full adds the
-    # accuracy-matched arm
+    # notebook 4's scratch baselines; notebook 5's further remedy worlds and Figure 7's training-set sizes
     comparison_baselines: tuple[str, ...] = ("M^b (same data)",)
-    # notebook 5: further worlds whose remedy table is measured (a real-photo world's costs more CPU
-    # training than the whole smoke book), and the training-set sizes of the Figure 7 sweep
     remedy_worlds: tuple[str, ...] = ()
     size_sweep: tuple[int, ...] = (50, 100, 200, 400)
 
 
 @dataclass(frozen=True)
 class LiteProfile:
-    """Sizes of the ``lite0``/``lite1``/``lite2`` worlds (EfficientNet-Lite ImageNet weights, LFW faces vs
-    non-faces). ``smoke`` runs the three at one size (112 px: one target task); ``full`` at each model's
-    native resolution (224 / 240 / 260 px)."""
+    """Sizes of the ``lite0``/``lite1``/``lite2`` worlds (EfficientNet-Lite, LFW faces vs non-faces):
+    ``smoke`` at 112 px for all three, ``full`` at each model's native 224 / 240 / 260 px."""
 
     name: str
-    # smoke: one size for the three models (one task); 112 px is the smallest of 96-128 at which each still
-    # names chelsea and coffee right (96 px: Lite0 says coffeepot; 104 px: teapot); 0.77x the FLOPs of 128 px
+    # the smallest size of 96-128 px at which each model still names chelsea and coffee right
     image_size: int = 112
     dc_per_class: int = 4  # seeded augmented views per D^c photo
     target_val_fraction: float = 0.3  # of scikit-image's 200 LFW-subset images
@@ -109,19 +88,14 @@ class LiteProfile:
     finetune_bn: str = "update"
     source_bn_momentum: float = 0.01  # M^s's BatchNorm momentum while fine-tuning with bn="update"
     finetune_batch_size: int = 16
-    # as many epochs as M^t's fine-tuning: with precise BatchNorm statistics (recomputed on the training
-    # images after the last step) three epochs reach validation 0.95-1.0 for Lite0/1/2 at seeds 0-2; without
-    # them the eval-mode statistics lag the weights and the nets sit at chance until epoch 6
+    # as many epochs as M^t's: with precise BatchNorm statistics three reach validation 0.95-1.0 (without,
+    # the nets sit at chance until epoch 6)
     scratch_epochs: int = 3
     scratch_lr: float = 1e-3
     scratch_batch_size: int = 16
     scratch_bn_momentum: float = 0.1
     scratch_precise_bn: bool = True
-    # the learning rates each arm of the fair test is tuned over (the same grid, one run per rate)
-    lr_search: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
-
-
-Lite0Profile = LiteProfile  # the name before lite1 and lite2 joined
+    lr_search: tuple[float, ...] = (1e-4, 3e-4, 1e-3)  # the grid every fair-test arm is tuned over
 
 
 def _lite_full(image_size: int) -> LiteProfile:
@@ -239,10 +213,8 @@ def split_overrides(world: str, overrides: dict[str, Any]) -> tuple[dict[str, An
 
 
 def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
-    """The profile ``profile`` of ``world`` with ``overrides`` applied (a new frozen instance).
-
-    ``profile`` is a name (``"smoke"``/``"full"``) or an instance of the world's profile class.
-    """
+    """Profile ``profile`` (a name or an instance of the world's class) of ``world`` with ``overrides``
+    applied; an unknown field raises ValueError, a value of the wrong type TypeError."""
     names = profile_names(world)
     cls = type(PROFILES[world][names[0]])
     if isinstance(profile, cls):
@@ -266,12 +238,8 @@ def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
 
 
 def _coerce_field(world: str, field: str, value: Any, default: Any) -> Any:
-    """``value`` as the type of the field's ``default`` (NumPy scalars become Python ones).
-
-    int fields take ints and NumPy integers (not bools, not floats such as ``3.0``); float fields
-    take ints and floats of Python or NumPy; str fields take strings; bool fields take bools.
-    Anything else raises TypeError naming the field and the expected type.
-    """
+    """``value`` as the type of the field's ``default`` (NumPy scalars become Python ones; ints are
+    not bools or floats, floats may be ints); anything else raises TypeError."""
     if _is_bool(default):
         ok, want, cast = _is_bool(value), "a bool", bool
     elif isinstance(default, int):

@@ -9,17 +9,6 @@ from typing import Any
 
 from .report import glue, savefig
 
-__all__ = [
-    "MIN_FONT_PT",
-    "PAGE_WIDTH_IN",
-    "BOOK_WIDTH_IN",
-    "shown_scale",
-    "small_text",
-    "book_notation",
-    "publish",
-    "Findings",
-]
-
 #: The smallest type a figure of the book may carry *as the page shows it* (legible at page width).
 MIN_FONT_PT = 9.0
 #: The width the book's pages give a figure: the content column of the book's theme is at most 774 CSS
@@ -38,9 +27,8 @@ def shown_scale(fig: Any, page_width_in: float = PAGE_WIDTH_IN) -> float:
 
 
 def small_text(fig: Any, min_pt: float = MIN_FONT_PT, page_width_in: float | None = PAGE_WIDTH_IN) -> list[str]:
-    """The visible texts of a matplotlib figure (titles, labels, tick labels, legends, annotations) whose
-    type is smaller than ``min_pt`` points as the page shows it (its size times :func:`shown_scale`;
-    ``page_width_in=None``: as drawn), each as ``'<text>' (<size> pt)``."""
+    """The visible texts of ``fig`` smaller than ``min_pt`` points as the page shows them (size times
+    :func:`shown_scale`; ``page_width_in=None``: as drawn), each as ``'<text>' (<size> pt)``."""
     from matplotlib.text import Text
 
     scale = 1.0 if page_width_in is None else shown_scale(fig, page_width_in)
@@ -67,16 +55,11 @@ def book_notation(text: str) -> str:
 
 
 def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> Path:
-    """Show one figure of the book: check that its type is legible (:data:`MIN_FONT_PT`), save it as
-    ``<figures_dir>/<name>.png``, glue it as ``key`` (default ``fig_<name>``; the page numbers and
-    captions it with ``{glue:figure}``, and the cell that calls this carries ``remove-output`` so the
-    book shows it once), and close it. Outside the book's environment (no myst-nb) it is displayed.
-
-    Every text of the figure is put in the book's notation first (:func:`book_notation`).
-    Raises ``ValueError`` naming the texts that are too small, before anything is written."""
+    """Show one figure of the book: its texts put in :func:`book_notation`, checked legible
+    (:data:`MIN_FONT_PT`; else ``ValueError`` naming the small texts, before anything is written), saved as
+    ``<figures_dir>/<name>.png``, glued as ``key`` (default ``fig_<name>``; displayed without myst-nb), closed."""
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
-
     from matplotlib.ticker import FixedFormatter, FuncFormatter
 
     for t in fig.findobj(Text):
@@ -112,9 +95,8 @@ def publish(fig: Any, name: str, *, key: str | None = None, dpi: int = 120) -> P
 
 
 class Findings:
-    """Markdown text that displays as Markdown in a notebook and as HTML elsewhere: glue it, and the
-    book can paste it on the same page (``{glue:md}``, text/markdown) and on another one (``{glue}``
-    with ``:doc:``, which pastes text/html)."""
+    """Markdown text shown as Markdown in a notebook and as HTML elsewhere (``{glue:md}`` on its page,
+    ``{glue}`` with ``:doc:`` on another)."""
 
     def __init__(self, markdown: str) -> None:
         if not isinstance(markdown, str):

@@ -14,11 +14,9 @@ __all__ = ["rate_sensitivity", "rate_text"]
 
 
 def rate_sensitivity(audit: Audit, arm: str, seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> pd.DataFrame:
-    """How much Eq. 3's L depends on the learning rate the search picked for the fine-tuned ``arm``: for
-    every rate of ``spec.lr_search`` (or the recipe's own rate), the arm's recipe at that rate trained
-    for ``seeds``, one row per rate: ``lr``, ``picked``, the mean target validation accuracy and |L| (Eq. 3)
-    per seed with its median. A verdict about L holds for the picked rate only; this table says whether
-    another rate the validation set could not rule out would have left an L at all."""
+    """How much Eq. 3's L hangs on the rate picked for the fine-tuned ``arm``: per rate of ``spec.lr_search``
+    (or the recipe's own), the recipe trained for ``seeds``: ``lr``, ``picked``, mean target accuracy,
+    |L| per seed and its median."""
     seed_list = distinct_seeds(seeds)
     if not is_fine_tuned(audit, arm):
         raise ValueError(f"arm must be a fine-tuned arm (L is defined for M^st); got {arm!r}")
@@ -40,8 +38,7 @@ def rate_sensitivity(audit: Audit, arm: str, seeds: Sequence[int] = (0, 1, 2, 3,
 
 
 def rate_text(table: pd.DataFrame, world: str) -> str:
-    """One Markdown sentence from a :func:`rate_sensitivity` table: |L| at the picked rate against the
-    search's other rates, and what an empty L at one of them means for the verdicts."""
+    """One Markdown sentence from :func:`rate_sensitivity`: |L| at the picked rate against the other rates."""
     picked = table.loc[table["picked"]]
     if len(picked) != 1:
         raise ValueError(f"table must have exactly one picked rate; got {len(picked)}")

@@ -1,6 +1,5 @@
-"""A training recipe as data (:class:`Recipe`): every knob of ``training.finetune`` /
-``training.train_scratch`` in one frozen, hashable, validated value, and :func:`recipe_from_profile`,
-the one mapping from a world profile's ``<prefix>_<field>`` settings to a recipe."""
+"""A training recipe as data (:class:`Recipe`: every knob of ``training.finetune`` /
+``training.train_scratch``, frozen, hashable and validated) and :func:`recipe_from_profile`."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ __all__ = ["Recipe", "recipe_from_profile", "subset_of", "Augment", "ExtraLoss"]
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
-#: fields that name or describe a run, or that the training set's fingerprint already covers, and that
-#: leave the trained weights unchanged: not part of :meth:`Recipe.cache_key`
+#: fields that leave the trained weights unchanged or that the training set's fingerprint covers
 _OUTSIDE_KEY = ("name", "description", "train_subset", "num_workers")
 
 
@@ -35,25 +33,14 @@ def subset_of(indices: Any) -> tuple[int, ...] | None:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one arm is trained: what ``training.finetune`` and ``training.train_scratch`` run, as data.
+    """How one arm is trained, as data.
 
-    Attributes:
-        name: the arm's name in tables (``"M^t"``, ``"M^b (competent)"``, a remedy's name...).
-        init: ``"source"`` (fine-tune the source model with a new head) or ``"scratch"``
-            (``world.make_scratch()``, random weights).
-        train_subset: indices of ``world.target_train`` to train on; None: all of it.
-        augment: ``augment(x, generator) -> x`` on each training batch (None: no augmentation).
-        epochs, optimizer (``"sgd"``/``"adam"``), lr, lr_schedule (``"constant"``/``"cosine"``),
-        momentum (SGD only, in [0, 1)), weight_decay, batch_size: the optimisation.
-        bn: ``"update"`` (BatchNorm statistics follow the target data) or ``"freeze"``.
-        precise_bn: recompute the BatchNorm statistics on the training images after the last step
-            (``inference.precise_bn_statistics``; a short scratch run needs it). Needs
-            ``bn="update"`` and ``batch_size >= 2``.
-        freeze: parameter-name prefixes kept fixed (which layers train: all others).
-        head: qualified name of the head (None: found by ``models.find_head``).
-        extra_loss: a term added to the cross-entropy (remedies: L1, unlearning, L2-SP...).
-        num_workers: data-loader workers (file-backed worlds).
-        description: one line for the recipe table.
+    ``init``: ``"source"`` (fine-tune M^s with a new ``head``; None: ``models.find_head``'s) or
+    ``"scratch"`` (``world.make_scratch()``); ``train_subset``: indices of ``world.target_train``
+    (None: all); ``augment(x, generator) -> x`` per batch; ``bn``: ``"update"`` or ``"freeze"`` the
+    BatchNorm statistics; ``precise_bn``: recompute them after the last step (needs ``bn="update"``,
+    ``batch_size >= 2``); ``freeze``: parameter-name prefixes kept fixed; ``extra_loss``: a term added
+    to the cross-entropy (remedies); ``description``: one line for the recipe table.
     """
 
     name: str
@@ -79,15 +66,15 @@ class Recipe:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty string; got {self.name!r}")
         check_choice("init", self.init, ("source", "scratch"))
-        check_int_range("epochs", self.epochs, 0)
+        epochs = check_int_range("epochs", self.epochs, 0)
         check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         check_range("lr", self.lr, 0, None, lo_open=True)
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         check_range("momentum", self.momentum, 0, 1, hi_open=True)
         check_range("weight_decay", self.weight_decay, 0, None)
-        check_int_range("batch_size", self.batch_size, 1)
+        batch_size = check_int_range("batch_size", self.batch_size, 1)
         check_choice("bn", self.bn, ("update", "freeze"))
-        check_int_range("num_workers", self.num_workers, 0)
+        num_workers = check_int_range("num_workers", self.num_workers, 0)
         if check_bool("precise_bn", self.precise_bn) and self.bn == "freeze":
             raise ValueError(
                 "precise_bn=True recomputes the BatchNorm statistics that bn='freeze' keeps fixed: "
@@ -102,9 +89,9 @@ class Recipe:
         object.__setattr__(self, "precise_bn", bool(self.precise_bn))
         object.__setattr__(self, "train_subset", subset_of(self.train_subset))
         object.__setattr__(self, "freeze", freeze)
-        object.__setattr__(self, "epochs", int(self.epochs))
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        object.__setattr__(self, "num_workers", int(self.num_workers))
+        object.__setattr__(self, "epochs", epochs)
+        object.__setattr__(self, "batch_size", batch_size)
+        object.__setattr__(self, "num_workers", num_workers)
 
     def replace(self, **changes: Any) -> "Recipe":
         """A copy with ``changes`` (field names of :class:`Recipe`)."""
@@ -114,9 +101,8 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     def cache_key(self) -> dict[str, Any]:
-        """The fields that define the trained weights, as plain data for a cache key: every field but
-        those of ``_OUTSIDE_KEY``; callables by :func:`identities.callable_key`, ``freeze`` sorted,
-        ``momentum`` only for SGD. A callable that cannot be hashed stably raises ``TypeError``."""
+        """The fields that define the trained weights, as plain data for a cache key (callables by
+        :func:`identities.callable_key`, which raises ``TypeError`` for one it cannot hash stably)."""
         key = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _OUTSIDE_KEY}
         key.update(
             augment=callable_key(self.augment),
@@ -147,9 +133,8 @@ class Recipe:
 
 
 def recipe_from_profile(profile: Any, prefix: str, name: str, **fixed: Any) -> Recipe:
-    """The recipe a world profile sets: each field ``f`` of :class:`Recipe` that the profile has as
-    ``<prefix>f`` (``finetune_lr``, ``scratch_epochs``, ``source_batch_size``...), then ``fixed``
-    (what the loader itself decides: ``init``, ``head``, ``augment``, ``description``...)."""
+    """The recipe a world profile sets: each :class:`Recipe` field ``f`` the profile has as ``<prefix>f``
+    (``finetune_lr``...), then ``fixed`` (what the loader decides: ``init``, ``augment``...)."""
     fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
     given = {f: getattr(profile, prefix + f) for f in fields if hasattr(profile, prefix + f)}
     return Recipe(name, **{**given, **fixed})

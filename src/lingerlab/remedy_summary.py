@@ -1,11 +1,5 @@
-"""Reading a remedy table (``remedy_sweep.remedy_table``): what each remedy buys against what it costs.
-
-- :func:`summarize_remedies`: per remedy, mean and SD over seeds and the paired change against plain
-  fine-tuning.
-- :func:`remedy_advice`: what to try first, by one rule (:data:`MAX_TARGET_COST`,
-  :data:`MAX_TIME_OVERHEAD`, :data:`REMOVES_SHARE`).
-- :func:`remedy_effects_by_world`: each remedy's verdict by that rule, world by world.
-"""
+"""Reading a remedy table (``remedy_sweep.remedy_table``): what each remedy buys against what it costs,
+summarized per remedy, as advice by one rule, and world by world."""
 
 from __future__ import annotations
 
@@ -32,8 +26,8 @@ _METRICS = (
 
 
 def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning") -> pd.DataFrame:
-    """Per remedy: mean and SD over seeds of each metric, and the paired change against ``reference``
-    (same seed): ``d_<metric>`` mean and SD. Rows keep the table's remedy order."""
+    """Per remedy (in the table's order): mean and SD over seeds of each metric, and the paired change
+    against ``reference`` (same seed), ``d_<metric>`` and its SD."""
     missing = [c for c in ("remedy", "seed", "feasible") + _METRICS if c not in table]
     if missing:
         raise ValueError(f"table must be a remedy_table; missing columns {missing}")
@@ -64,13 +58,10 @@ def summarize_remedies(table: pd.DataFrame, reference: str = "plain fine-tuning"
     return pd.DataFrame(out)
 
 
-#: the rule of :func:`remedy_advice`, the same for every remedy table: a remedy may cost at most
-#: this much target accuracy (paired mean over seeds) ...
-MAX_TARGET_COST = 0.01
-#: ... and at most this multiple of plain fine-tuning's training time; it *removes memories* when its
-#: mean |L| is at most this share of plain fine-tuning's
-MAX_TIME_OVERHEAD = 2.0
-REMOVES_SHARE = 0.5
+#: the rule of :func:`remedy_advice`: a remedy may cost at most this much target accuracy (paired mean)
+#: and this multiple of plain fine-tuning's time; it *removes memories* when its mean |L| is at most
+#: this share of plain fine-tuning's
+MAX_TARGET_COST, MAX_TIME_OVERHEAD, REMOVES_SHARE = 0.01, 2.0, 0.5
 
 
 def _eligible(summary: pd.DataFrame, reference: str) -> pd.Series:
@@ -90,11 +81,9 @@ def _removes(summary: pd.DataFrame, reference: str) -> pd.Series:
 
 
 def remedy_advice(summary: pd.DataFrame, reference: str = "plain fine-tuning", n_first: int = 3) -> pd.DataFrame:
-    """What to try first, by one rule (:data:`MAX_TARGET_COST`, :data:`MAX_TIME_OVERHEAD`,
-    :data:`REMOVES_SHARE`): among the feasible remedies not at chance that cost at most one point of
-    target accuracy and at most twice plain fine-tuning's time, the ``n_first`` with the largest gain in
-    composite accuracy; the remedies whose mean |L| is at most half of plain's; those at chance.
-    ``summary``: :func:`summarize_remedies`. Columns ``question, answer``."""
+    """What to try first: the ``n_first`` feasible remedies not at chance with the largest composite-accuracy
+    gain within the costs of :data:`MAX_TARGET_COST` and :data:`MAX_TIME_OVERHEAD`; those that remove
+    memories (:data:`REMOVES_SHARE`); those at chance. Columns ``question, answer``."""
     first = summary[_eligible(summary, reference)].sort_values("d_composite_acc", ascending=False).head(n_first)
     removes = summary[_removes(summary, reference)].remedy.tolist()
     lesions = summary[summary.at_chance].remedy.tolist()
@@ -119,13 +108,10 @@ def remedy_advice(summary: pd.DataFrame, reference: str = "plain fine-tuning", n
 def remedy_effects_by_world(
     summaries: Mapping[str, pd.DataFrame], reference: str = "plain fine-tuning"
 ) -> pd.DataFrame:
-    """Which remedies help in which world: per remedy (rows) and world (column groups), the paired change
-    against ``reference`` in composite and target accuracy (mean over seeds +- SD) and in |L|, and
-    ``verdict``: ``"try"`` (within :func:`remedy_advice`'s costs, and a composite gain larger than its
-    SD over seeds), ``"gain within its SD"`` (within the costs, a gain no larger than its SD: no
-    better than seed noise), ``"costs too much"``, each with
-    ``"; removes memories"`` when its mean |L| is at most half of plain's; or ``"lesion"`` (at chance),
-    ``"not feasible"``, ``"reference"``. ``summaries``: world name -> :func:`summarize_remedies`."""
+    """Per remedy (rows) and world (column groups; ``summaries``: world -> :func:`summarize_remedies`):
+    the paired changes in composite and target accuracy and |L|, and a ``verdict`` by
+    :func:`remedy_advice`'s rule ("try", "gain within its SD", "costs too much", each perhaps with
+    "; removes memories"; "lesion", "not feasible", "reference")."""
     cols = {}
     for world, sm in summaries.items():
         verdicts = []
@@ -141,10 +127,8 @@ def remedy_effects_by_world(
                 v = "costs too much" if not e else "try" if r.d_composite_acc > sd else "gain within its SD"
                 verdicts.append(v + ("; removes memories" if rm else ""))
         t = sm.set_index("remedy")
-        cols[(world, "d_composite_acc")] = t.d_composite_acc
-        cols[(world, "d_composite_acc_sd")] = t.d_composite_acc_sd
-        cols[(world, "d_target_acc")] = t.d_target_acc
-        cols[(world, "d_n_lingering")] = t.d_n_lingering
+        for m in ("d_composite_acc", "d_composite_acc_sd", "d_target_acc", "d_n_lingering"):
+            cols[(world, m)] = t[m]
         cols[(world, "verdict")] = pd.Series(verdicts, index=t.index)
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["world", "measure"])

@@ -1,22 +1,11 @@
-"""The remedy sweep: every remedy of Sec. 5.1 / App. B measured on the same composites and seeds.
-
-- :func:`remedy_table`: one tidy row per (remedy, seed): target validation accuracy, accuracy on
-  composites I(c) (Sec. 4), distraction (Eq. 4) with its shuffled-pair null and a bootstrap
-  interval, the number of lingering classes (Eq. 3) and the training-time overhead against plain
-  fine-tuning (:func:`measure` scores one model). ``remedy_summary`` reads it as what each remedy
-  buys against what it costs. The remedies themselves (a registry of named kinds) are
-  :mod:`lingerlab.remedies`.
-- :func:`remedy_tests`: each remedy against plain fine-tuning on the composites of L, Holm-corrected.
-
-Every model is built through the registry (``remedies.build``, cached on disk), every stage read
-through an ``audit.Audit`` (cached), so a second call costs only the table assembly. Times are the
-wall time of the run that trained a model: a model read from the cache reports the time stored
-when it was trained.
+"""The remedy sweep: every remedy of :mod:`lingerlab.remedies` (Sec. 5.1 / App. B) measured on the same
+composites and seeds (:func:`remedy_table`, one model scored by :func:`measure`), and each tested against
+plain fine-tuning on the composites of L (:func:`remedy_tests`). Models are built through the registry and
+cached; a model read from the cache reports the wall time stored when it was trained.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,30 +28,11 @@ from .verdict_rule import holm, verdict
 __all__ = ["REMEDY_COLUMNS", "AT_CHANCE_MARGIN", "measure", "remedy_table", "remedy_tests"]
 
 #: Columns of :func:`remedy_table`, in order.
-REMEDY_COLUMNS = [
-    "remedy",
-    "kind",
-    "params",
-    "seed",
-    "feasible",
-    "target_acc",
-    "composite_acc",
-    "distraction",
-    "distraction_ci_lo",
-    "distraction_ci_hi",
-    "distraction_null",
-    "distraction_excess",
-    "n_lingering",
-    "n_source_only",
-    "mean_p_st",
-    "n_pruned",
-    "pruned_fraction",
-    "chance",
-    "at_chance",
-    "train_s",
-    "time_overhead",
-    "note",
-]
+REMEDY_COLUMNS = (
+    "remedy kind params seed feasible target_acc composite_acc distraction distraction_ci_lo distraction_ci_hi "
+    "distraction_null distraction_excess n_lingering n_source_only mean_p_st n_pruned pruned_fraction chance "
+    "at_chance train_s time_overhead note"
+).split()
 
 #: a model whose target accuracy is within this of chance (1 / number of target classes) is a lesion,
 #: not a remedy: ``at_chance`` marks such rows of :func:`remedy_table` and, on the mean over seeds, the
@@ -78,13 +48,9 @@ def measure(
     lingering_defined: bool = True,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """The remedy-table metrics of one target-task ``model`` (any head name, pruned or not).
-
-    ``target_acc`` on ``world.target_val``; on the audit's composites over F (seed 0 draw):
-    ``composite_acc`` and Eq. 4 ``distraction`` (mean, bootstrap CI over composites, the shuffled-pair
-    ``distraction_null``, ``distraction_excess`` = mean of distraction minus null per composite);
-    Eq. 3 with M^st = B(model) + H(source or M^s): ``n_lingering`` over F and ``mean_p_st``.
-    """
+    """The remedy-table metrics of one target-task ``model``: ``target_acc``; on the composites over F,
+    ``composite_acc`` and Eq. 4 ``distraction`` (bootstrap CI, shuffled-pair null, mean excess over it);
+    Eq. 3 with M^st = B(model) + H(source or M^s): ``n_lingering`` over F and ``mean_p_st``."""
     F = audit.source_only().tolist()
     nan = float("nan")
     row: dict[str, Any] = {"target_acc": audit.accuracy(model, seed), "n_source_only": len(F)}
@@ -145,15 +111,10 @@ def remedy_table(
 ) -> pd.DataFrame:
     """Measure every remedy for every seed: one tidy row each, columns :data:`REMEDY_COLUMNS`.
 
-    ``remedies``: ``remedies.Remedy`` objects, or names from ``remedies.default_remedies`` (None: all).
-    Each is built through the registry (``remedies.build``). A remedy that cannot run in this world
-    (``remedies.NotFeasible``, e.g. retraining an ImageNet source) gets ``feasible=False``, NaN metrics and
-    the reason in ``note``. ``time_overhead`` is a row's ``train_s`` divided by plain fine-tuning's for
-    the same seed (plain is trained when absent). ``pruned_fraction``: the share of the layer's
-    channels a pruning remedy removed; ``chance``: 1 / number of target classes; ``at_chance``: target
-    accuracy within :data:`AT_CHANCE_MARGIN` of it (a lesion, not a remedy). ``memo``: a dict that keeps
-    every built model, so :func:`remedy_tests` on the same dict measures the same models without
-    building them again.
+    ``remedies``: ``Remedy`` objects or names of ``default_remedies`` (None: all). An infeasible remedy
+    gets ``feasible=False``, NaN metrics and the reason in ``note``. ``time_overhead``: ``train_s`` over
+    plain fine-tuning's for the seed; ``at_chance``: target accuracy within :data:`AT_CHANCE_MARGIN` of
+    ``chance`` (1 / number of target classes). ``memo`` keeps the built models for :func:`remedy_tests`.
     """
     seeds = check_seeds(seeds)
     n_boot = check_int_range("n_boot", n_boot, 1)
@@ -161,20 +122,13 @@ def remedy_table(
     names = [r.name for r in chosen]
     if len(set(names)) != len(names):
         raise ValueError(f"remedies must have distinct names; got {names}")
-    plain_s: dict[int, float] = {}
     memo = {} if memo is None else memo
     chance = 1 / len(audit.world.target_classes)
     rows = []
     for seed in seeds:
-        plain_s[seed] = build(audit, Remedy("plain fine-tuning", "plain"), seed, memo).train_s
+        plain_s = build(audit, Remedy("plain fine-tuning", "plain"), seed, memo).train_s
         for r in chosen:
-            row: dict[str, Any] = {
-                "remedy": r.name,
-                "kind": r.kind,
-                "params": r.describe(),
-                "seed": seed,
-                "chance": chance,
-            }
+            row: dict[str, Any] = {"remedy": r.name, "kind": r.kind, "params": r.describe(), "seed": seed}
             try:
                 arm = _built(audit, r, seed, memo)
             except NotFeasible as e:
@@ -186,25 +140,20 @@ def remedy_table(
                 feasible=True,
                 note=arm.note,
                 train_s=arm.train_s,
-                time_overhead=arm.train_s / plain_s[seed] if plain_s[seed] > 0 else float("nan"),
+                time_overhead=arm.train_s / plain_s if plain_s > 0 else float("nan"),
                 n_pruned=arm.n_pruned,
                 pruned_fraction=arm.pruned_fraction if arm.pruned_fraction is not None else float("nan"),
             )
             row.update(measure(audit, arm.model, seed, arm.source, arm.lingering_defined, n_boot))
             row["at_chance"] = bool(row["target_acc"] <= chance + AT_CHANCE_MARGIN)
             rows.append(row)
-    table = pd.DataFrame(rows)
-    for c in REMEDY_COLUMNS:
-        if c not in table:
-            table[c] = np.nan
+    table = pd.DataFrame(rows).reindex(columns=REMEDY_COLUMNS)
+    table["chance"] = chance
     table["feasible"] = table["feasible"].astype(bool)
     table["at_chance"] = table["at_chance"].astype("boolean")
     table["note"] = table["note"].fillna("")
-    table["n_pruned"] = pd.array(
-        [None if (v is None or (isinstance(v, float) and math.isnan(v))) else int(v) for v in table["n_pruned"]],
-        dtype="Int64",
-    )
-    return table[REMEDY_COLUMNS]
+    table["n_pruned"] = pd.to_numeric(table["n_pruned"]).astype("Int64")
+    return table
 
 
 def _built(audit: Any, remedy: Remedy, seed: int, memo: dict) -> Any:
@@ -223,23 +172,13 @@ def remedy_tests(
     memo: dict | None = None,
     reference: str = "plain fine-tuning",
 ) -> pd.DataFrame:
-    """Each remedy against plain fine-tuning on the composites of L, Holm-corrected.
+    """Each remedy against plain fine-tuning on the composites of plain M^t's lingering classes L (Eq. 3).
 
-    The composites are those of the lingering classes L of *plain* M^t at each seed (Eq. 3), the same
-    for every remedy, so each remedy is scored on the memories it is meant to remove. For every
-    feasible remedy and every measure of ``fair_test.FAMILY_MEASURES`` (error on the composite, excess
-    error over a blurred background, flip rate, Eq. 4 above its per-class null) the difference
-    remedy minus plain over the seeds, its 95% bootstrap-over-seeds interval and the exact
-    permutation p; all p-values of the table are Holm-adjusted together. Verdict, from
-    ``verdict_rule.verdict`` (the paper's side being "the remedy lowers it"): ``"lowers it"`` (p_holm < 0.05
-    and the effect negative), ``"does not lower it"`` (the interval excludes every lowering) or
-    ``"inconclusive"``. With 3 seeds per arm the smallest exact permutation p is 0.1, so no remedy can
-    reach "lowers it"; the intervals carry the information. ``memo``: the dict given to
-    :func:`remedy_table` (its models are reused). Columns: ``remedy, measure, plain, remedy_value,
-    effect, ci_lo, ci_hi, p_perm, p_holm, verdict, seeds``. ``attrs["on_L"]``: one row per arm (plain
-    fine-tuning first) with its accuracy on the L composites, Eq. 4 over them and its shuffled-pair
-    null, and its excess error, each with a 95% bootstrap-over-seeds interval (``_lo``, ``_hi``);
-    ``attrs["p_floor"]``: the smallest exact permutation p these seeds allow.
+    Per feasible remedy and measure of ``fair_test.FAMILY_MEASURES``: remedy minus plain over the seeds,
+    its 95% bootstrap-over-seeds interval, the exact permutation p, Holm-adjusted over the table, and the
+    verdict of ``verdict_rule.verdict`` ("lowers it", "does not lower it" or "inconclusive"). ``memo``: the
+    dict given to :func:`remedy_table`. ``attrs["on_L"]``: every arm's accuracy, Eq. 4, null and excess
+    error on the L composites with intervals; ``attrs["p_floor"]``: the smallest p these seeds allow.
     """
     seed_list = check_seeds(seeds)
     memo = {} if memo is None else memo
@@ -261,21 +200,10 @@ def remedy_tests(
     means = on_L["mean"]
     rows = []
     for r in t.itertuples():
+        plain, value = (float(means.get((a, r.measure), np.nan)) for a in (reference, r.baseline))
+        n = min(r.n_reference, r.n_baseline)
         # summarize's effect is plain minus remedy; a remedy that lowers a measure has a negative remedy - plain
-        effect, lo, hi = -r.effect, -r.ci_hi, -r.ci_lo
-        rows.append(
-            {
-                "remedy": r.baseline,
-                "measure": r.measure,
-                "plain": float(means.get((reference, r.measure), np.nan)),
-                "remedy_value": float(means.get((r.baseline, r.measure), np.nan)),
-                "effect": effect,
-                "ci_lo": lo,
-                "ci_hi": hi,
-                "p_perm": r.p_perm,
-                "seeds": min(r.n_reference, r.n_baseline),
-            }
-        )
+        rows.append((r.baseline, r.measure, plain, value, -r.effect, -r.ci_hi, -r.ci_lo, r.p_perm, n))
     out = pd.DataFrame(
         rows, columns=["remedy", "measure", "plain", "remedy_value", "effect", "ci_lo", "ci_hi", "p_perm", "seeds"]
     )

@@ -24,27 +24,23 @@ def _new_figure(width: float, height: float):
     return fig
 
 
+def _new_axes(width: float, height: float):
+    """``(figure, its one axes)`` (:func:`_new_figure`)."""
+    fig = _new_figure(width, height)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
 def counts_figure(v: Sequence[int], in_F: Sequence[bool], v_lo: float, names: Sequence[str]):
     """Eq. 1's v(c) for every source class, sorted, with Eq. 2's threshold and F in red."""
-    v = np.asarray(v, dtype=float)
-    in_F = np.asarray(in_F, dtype=bool)
+    v, in_F = np.asarray(v, dtype=float), np.asarray(in_F, dtype=bool)
     order = np.argsort(-v, kind="stable")
-    fig = _new_figure(9, 3.0)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(9, 3.0)
     colours = np.where(in_F[order], "#c0392b", "#4c72b0")
     ax.bar(np.arange(len(v)), v[order], color=colours, width=1.0 if len(v) > 60 else 0.8)
     zero = np.flatnonzero(in_F[order] & (v[order] == 0))
     if len(zero):  # v(c) = 0 draws no bar: mark those classes of F on the axis
-        ax.scatter(
-            zero,
-            np.zeros(len(zero)),
-            marker="^",
-            color="#c0392b",
-            s=18,
-            zorder=3,
-            clip_on=False,
-            label="v(c) = 0 (in F)",
-        )
+        mark = dict(marker="^", color="#c0392b", s=18, zorder=3, clip_on=False, label="v(c) = 0 (in F)")
+        ax.scatter(zero, np.zeros(len(zero)), **mark)
     ax.axhline(v_lo, color="#333", lw=1, ls="--", label=f"v_lo = {v_lo:g}")
     if len(v) <= 40:
         ax.set_xticks(np.arange(len(v)))
@@ -60,8 +56,7 @@ def counts_figure(v: Sequence[int], in_F: Sequence[bool], v_lo: float, names: Se
 def lingering_figure(table: pd.DataFrame, p_lo: float, max_classes: int = 30):
     """Mean p_c over D^c under M^s, M^st and the scratch-backbone control, per class of F (top by p_st)."""
     t = table.dropna(subset=["p_st"]).sort_values("p_st", ascending=False).head(max_classes)
-    fig = _new_figure(max(5.0, 0.32 * len(t) + 2), 3.2)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(max(5.0, 0.32 * len(t) + 2), 3.2)
     if len(t) == 0:
         ax.text(0.5, 0.5, "no class of F has images in the source folder", ha="center", va="center")
         ax.set_axis_off()
@@ -105,33 +100,18 @@ def distraction_figure(by_class: pd.DataFrame, max_classes: int = 20):
     models = list(dict.fromkeys(by_class["model"]))
     ref = by_class[by_class["model"] == models[0]].sort_values("excess", ascending=False).head(max_classes)
     classes = list(ref["source_class"])
-    fig = _new_figure(max(5.0, 0.4 * len(classes) + 2), 3.2)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(max(5.0, 0.4 * len(classes) + 2), 3.2)
     colours = ["#c0392b", "#4c72b0", "#55a868"]
     w = 0.8 / max(1, len(models))
     for j, m in enumerate(models):
         sub = by_class[by_class["model"] == m].set_index("source_class").reindex(classes)
         x = np.arange(len(classes)) + (j - (len(models) - 1) / 2) * w
-        d = sub["distraction"].to_numpy(dtype=float)
-        lo = d - sub["ci_lo"].to_numpy(dtype=float)
-        hi = sub["ci_hi"].to_numpy(dtype=float) - d
-        ax.errorbar(
-            x,
-            d,
-            yerr=np.nan_to_num(np.vstack([lo, hi]), nan=0.0),
-            fmt="o",
-            color=colours[j % 3],
-            label=f"{m}: distraction (95% interval)",
-            ms=4,
-            capsize=2,
-        )
+        d, lo, hi = (sub[k].to_numpy(dtype=float) for k in ("distraction", "ci_lo", "ci_hi"))
+        yerr = np.nan_to_num(np.vstack([d - lo, hi - d]), nan=0.0)
+        colour = colours[j % 3]
+        ax.errorbar(x, d, yerr=yerr, fmt="o", color=colour, label=f"{m}: distraction (95% interval)", ms=4, capsize=2)
         ax.scatter(
-            x,
-            sub["null"].to_numpy(dtype=float),
-            marker="_",
-            s=120,
-            color=colours[j % 3],
-            label=f"{m}: shuffled-pair null",
+            x, sub["null"].to_numpy(dtype=float), marker="_", s=120, color=colour, label=f"{m}: shuffled-pair null"
         )
     ax.set_xticks(np.arange(len(classes)))
     ax.set_xticklabels([str(n)[:14] for n in ref["source_name"]], rotation=70, fontsize=7)
@@ -151,8 +131,7 @@ def roc_curve(negatives: Iterable[float], positives: Iterable[float]) -> tuple[n
 
 def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]):
     """ROC curves ``name -> (fpr, tpr, auroc)``."""
-    fig = _new_figure(4.2, 3.8)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = _new_axes(4.2, 3.8)
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{name} (AUROC {auc:.3f})", drawstyle="steps-post")
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls=":")

@@ -25,24 +25,21 @@ __all__ = ["audit_page", "SECTION_IDS"]
 WORST = 3  # classes shown with their composites and maps
 #: the fair test's measures shown per subset in the verdicts section
 _MEASURES_SHOWN = (
-    "target_acc",
-    "err_source_only",
-    "err_neutral",
-    "excess_error",
-    "flip_rate",
-    "hijack_rate",
-    "distraction",
-    "distraction_null",
-    "distraction_excess",
-)
+    "target_acc err_source_only err_neutral excess_error flip_rate hijack_rate distraction distraction_null "
+    "distraction_excess"
+).split()
+
+#: the numbers of the interference flag at p_lo shown in the detection section
+_FLAG_MEASURES = (
+    "flag_rate_clean flag_rate_composites error_composites error_flagged error_unflagged errors_caught error_clean"
+).split()
 
 SECTION_IDS = ("models-and-data", "source-only", "lingering", "composites", "distraction", "detection", "verdicts")
 
 
 def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Mapping[str, Any]) -> str:
-    """The report of one ``lingerlab audit`` run: ``run`` is its ``cli.AuditRun`` (tables, figures'
-    data, notes), ``checked`` the validated arguments, ``data_info`` what the folders held and
-    ``results`` the content of results.json."""
+    """The report of one ``lingerlab audit`` run (``run``: its ``cli.AuditRun``; ``checked``: the validated
+    arguments; ``data_info``: what the folders held; ``results``: the content of results.json)."""
     a, w = run.audit, run.world
     cfg = a.config
     secs: list[Section] = []
@@ -50,8 +47,15 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     def warn(section: Section, key: str) -> None:
         section.add(*[f'<p class="warn">{esc(t)}</p>' for t in run.notes.get(key, [])])
 
+    def section(id_: str, title: str, notes: str | None = None) -> Section:
+        """A new section of the page, opening with the run's notes on ``notes`` when given."""
+        secs.append(Section(id_, title))
+        if notes:
+            warn(secs[-1], notes)
+        return secs[-1]
+
     # -- models and data
-    s = Section("models-and-data", "Models and data found")
+    s = section("models-and-data", "Models and data found")
     s.add("<h3>Models</h3>", table_html(data_info["models"]))
     if "baseline_recipe" in run.tables:
         s.add(
@@ -72,10 +76,9 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     )
     if run.warnings:
         s.add("<h3>Warnings while loading</h3>", "<ul>" + "".join(f"<li>{esc(x)}</li>" for x in run.warnings) + "</ul>")
-    secs.append(s)
 
     # -- source-only
-    s = Section("source-only", "Source-only classes F (Eqs. 1-2)")
+    s = section("source-only", "Source-only classes F (Eqs. 1-2)")
     t = run.tables["counts"]
     s.p(
         f"v(c) counts the training images whose top-{cfg.k} source classes under M^s include c (Eq. 1). "
@@ -85,10 +88,9 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
     warn(s, "source-only")
     s.add(img(counts_figure(t["v"].tolist(), t["in_F"].tolist(), cfg.v_lo, list(t["name"])), "v(c) per class"))
     s.add("<h3>F with v(c)</h3>", table_html(run.tables["source_only"][["class", "name", "v", "n_images"]]))
-    secs.append(s)
 
     # -- lingering
-    s = Section("lingering", "Lingering classes L (Eq. 3)")
+    s = section("lingering", "Lingering classes L (Eq. 3)")
     lt = run.tables["lingering"]
     s.p(
         f"For each class c of F with images, the mean p_c over D^c under M^s, under M^st = B(M^t) + H(M^s) and "
@@ -113,11 +115,9 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
         "not lost). Classes without images cannot be tested and are never in L.",
         "note",
     )
-    secs.append(s)
 
     # -- composites
-    s = Section("composites", "Composites and maps for the worst classes (Sec. 4)")
-    warn(s, "composites")
+    s = section("composites", "Composites and maps for the worst classes (Sec. 4)", "composites")
     if run.comp is not None and "distraction_by_class" in run.tables:
         bc = run.tables["distraction_by_class"]
         mt = bc[bc["model"] == "M^t"].copy()
@@ -160,11 +160,9 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
                 composites_figure(rows, ["composite", "A(x, M^s, c_s)", "A(x, M^t, c_t)", third]), "composites and maps"
             )
         )
-    secs.append(s)
 
     # -- distraction
-    s = Section("distraction", "Distraction per class (Eq. 4)")
-    warn(s, "distraction")
+    s = section("distraction", "Distraction per class (Eq. 4)", "distraction")
     if "distraction_by_class" in run.tables:
         s.p(
             f"Eq. 4: IoU of the top {100 * (1 - cfg.q):.0f}% background pixels of A(x, M, c_t) and A(x, M^s, c_s). "
@@ -175,11 +173,9 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
         s.add("<h3>All composites</h3>", table_html(run.overall))
         s.add(img(distraction_figure(run.tables["distraction_by_class"]), "distraction per class"))
         s.add("<h3>Per class</h3>", table_html(run.tables["distraction_by_class"], scroll=True))
-    secs.append(s)
 
     # -- detection
-    s = Section("detection", "The interference flag (Eq. 5) on your data")
-    warn(s, "detection")
+    s = section("detection", "The interference flag (Eq. 5) on your data", "detection")
     if "detection" in run.results:
         d = run.results["detection"]
         lo, hi = d["eq5_auroc_ci"]
@@ -202,27 +198,12 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
                 "ROC curves",
             )
         )
-        flags = pd.DataFrame(
-            [
-                {"measure": k, "value": d[k]}
-                for k in (
-                    "flag_rate_clean",
-                    "flag_rate_composites",
-                    "error_composites",
-                    "error_flagged",
-                    "error_unflagged",
-                    "errors_caught",
-                    "error_clean",
-                )
-            ]
-        )
+        flags = pd.DataFrame([{"measure": k, "value": d[k]} for k in _FLAG_MEASURES])
         s.add("<h3>The flag at p_lo</h3>", table_html(flags))
-    secs.append(s)
 
     # -- verdicts: the book's fair test over L
     ft = run.ft
-    s = Section("verdicts", "Verdicts: the fair test over L")
-    warn(s, "verdicts")
+    s = section("verdicts", "Verdicts: the fair test over L", "verdicts")
     s.p(f"Protocol: {run.protocol['kind']}. {run.protocol['text']} {run.protocol['family']}")
     s.p(
         "Verdict rule (verdict_rule.verdict), in this order: not testable when a gate fails (the gate is named); holds "
@@ -243,7 +224,6 @@ def audit_page(run: Any, checked: Any, data_info: Mapping[str, Any], results: Ma
             table_html(measure_table(ft, measures).reset_index(), scroll=True),
         )
     s.add("<h3>Findings</h3>", markdown_html(run.findings))
-    secs.append(s)
 
     # -- summary
     det = results.get("detection") or {}

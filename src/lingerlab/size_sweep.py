@@ -1,11 +1,4 @@
-"""The training-set size sweep: App. B, Fig. 7 as numbers.
-
-:func:`size_sweep` fine-tunes on nested subsets of the target training set and measures each model
-(Eq. 3, and the fair test's controls on the composites of its own L); :func:`size_trends` and
-:func:`describe_trends` say which measures fall or rise as the set grows. Every model is trained
-through the audit's ``arms.Zoo`` (cached on disk); a model read from the cache reports the training
-time stored when it was trained.
-"""
+"""The training-set size sweep, App. B, Fig. 7 as numbers (:func:`size_sweep`), and its trends in words."""
 
 from __future__ import annotations
 
@@ -28,9 +21,7 @@ _CONTROLS = ("distraction", "distraction_null", "distraction_excess", "err_sourc
 
 
 def _growth_order(own: Sequence[int] | None, n_all: int, seed: int) -> list[int]:
-    """The order in which :func:`size_sweep` adds images: the arm's own training images first (a seeded
-    permutation of them), then the rest of ``target_train`` (a seeded permutation), so the subsets are
-    nested and the size of the arm's own set is the arm itself."""
+    """The arm's own training images (seeded permutation), then the rest of ``target_train``: nested subsets."""
     g = torch.Generator().manual_seed(seed)
     first = list(range(n_all)) if own is None else list(own)
     rest = sorted(set(range(n_all)) - set(first))
@@ -39,24 +30,11 @@ def _growth_order(own: Sequence[int] | None, n_all: int, seed: int) -> list[int]
     ]
 
 
-def size_sweep(
-    audit: Any,
-    sizes: Sequence[int],
-    seeds: Sequence[int] = (0, 1, 2),
-) -> pd.DataFrame:
-    """App. B, Fig. 7 measured on distraction: fine-tune on the first ``n`` images of one seeded
-    ordering of ``world.target_train`` (:func:`_growth_order`: the arm's own D^t first, so the subsets
-    are nested and ``n = |D^t|`` is the arm itself) for each ``n`` in ``sizes``, with the recipe of
-    M^t (``train_subset`` replaced).
-
-    The number of epochs stays the recipe's, so a larger set also means more
-    steps, as it would in practice. F (Eq. 2) is the audit's, fixed across sizes. One row per (size,
-    seed): ``n_train, seed, target_acc``; Eq. 3: ``n_lingering`` (|L| of that model) and ``mean_p_st``
-    (mean p_c over F under its M^st); and on the composites of *its own* L (``controls.controls``):
-    ``distraction``, its per-class ``distraction_null``, ``distraction_excess``, ``err_source_only``,
-    ``excess_error``, ``flip_rate`` and ``n_composites_L`` (NaN measures where L is empty);
-    ``train_s``.
-    """
+def size_sweep(audit: Any, sizes: Sequence[int], seeds: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
+    """App. B, Fig. 7: fine-tune with M^t's recipe on the first ``n`` images of :func:`_growth_order` for
+    each ``n`` in ``sizes`` (the epochs stay the recipe's; F stays the audit's). One row per (size,
+    seed): ``target_acc``, Eq. 3's ``n_lingering`` and ``mean_p_st``, the fair test's controls on the
+    composites of that model's own L (NaN where L is empty), ``n_composites_L`` and ``train_s``."""
     seeds = check_seeds(seeds)
     n_all = len(audit.world.target_train)
     sizes = [check_int_range("sizes", n, 2, n_all) for n in sizes]
@@ -89,10 +67,9 @@ def size_sweep(
 
 
 def size_trends(size: pd.DataFrame, measures: Sequence[str] = SIZE_MEASURES, alpha: float = 0.05) -> pd.DataFrame:
-    """Figure 7 in words: for each measure of :func:`size_sweep`, Spearman's rank correlation between the
-    number of target training images and the per-seed values (every size and seed one point; NaN
-    values, where L is empty, left out), its p-value, and the trend: ``falls`` or ``rises`` where
-    p < ``alpha``, else ``no monotone trend`` (``not measured`` with fewer than three points)."""
+    """Figure 7 in words: per measure, Spearman's correlation of the per-seed values (NaN left out) with
+    ``n_train``, its p and the trend (``falls``/``rises`` where p < ``alpha``, ``no monotone trend``,
+    ``not measured`` with fewer than three points)."""
     rows = []
     for m in measures:
         d = size[["n_train", m]].dropna()

@@ -1,12 +1,6 @@
-"""Fine-tuning (M^t) and training from scratch (M^b) by a :class:`~lingerlab.recipe.Recipe`: plain,
-seeded loops with on-disk checkpoints.
-
-Both entry points share one loop (:func:`_fit`). A run is keyed by a hash of everything that
-defines it (initial weights and architecture, data, the recipe's :meth:`~lingerlab.recipe.Recipe.cache_key`,
-seed, device type, memory layout, validation schedule, torch version) and, through ``cache.cached``,
-by the code of this module's import closure, so editing the training code retrains. The final
-weights and the per-epoch history are stored together, so a warm cache returns the same weights and
-prints the same history as the cold run that filled it.
+"""Fine-tuning (M^t) and training from scratch (M^b) by a :class:`~lingerlab.recipe.Recipe`: one
+seeded loop (:func:`_fit`) with on-disk checkpoints of the final weights and per-epoch history, keyed
+by everything that defines the run and (through ``cache.cached``) the code of this module's imports.
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from . import cache as _cache
@@ -31,47 +25,24 @@ from .models import batchnorm_layers, find_head, replace_head
 from .recipe import Recipe
 from .report import resolve_device
 
-__all__ = ["finetune", "train_scratch", "history_frame"]
+__all__ = ["finetune", "train_scratch"]
 
 _HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "epoch_s", "wall_s"]
 
 
-def history_frame(history: dict[str, list]) -> pd.DataFrame:
-    """The per-epoch history as a DataFrame (index: epoch)."""
-    return pd.DataFrame({c: history[c] for c in _HISTORY_COLUMNS}).set_index("epoch")
-
-
-def _freeze(model: nn.Module, freeze: Sequence[str]) -> list[str]:
-    """Turn off gradients of parameters whose name starts with one of ``freeze``; return their names.
-
-    Names are those of ``model.named_parameters()``; inside a ``Normalized`` wrapper the name
-    relative to the wrapped model (without ``model.``) works too.
-    """
-    if isinstance(freeze, str):
-        freeze = [freeze]
-    names = [n for n, _ in model.named_parameters()]
-    frozen: list[str] = []
+def _freeze(model: nn.Module, freeze: Sequence[str]) -> None:
+    """Turn off gradients of parameters whose name (or name inside a ``Normalized`` wrapper, without
+    ``model.``) starts with one of ``freeze``."""
+    params = dict(model.named_parameters())
     for prefix in freeze:
-        hits = [n for n in names if n.startswith(prefix) or n.startswith("model." + prefix)]
+        hits = [n for n in params if n.startswith(prefix) or n.startswith("model." + prefix)]
         if not hits:
-            tops = sorted(
-                {n.split(".")[0] if not n.startswith("model.") else ".".join(n.split(".")[:2]) for n in names}
-            )
+            tops = sorted({".".join(n.split(".")[: 2 if n.startswith("model.") else 1]) for n in params})
             raise ValueError(
                 f"freeze prefix {prefix!r} matches no parameter; parameter names start with: {', '.join(tops[:20])}"
             )
-        frozen.extend(hits)
-    params = dict(model.named_parameters())
-    for n in set(frozen):
-        params[n].requires_grad_(False)
-    return sorted(set(frozen))
-
-
-def _set_train_mode(model: nn.Module, bn: str) -> None:
-    model.train()
-    if bn == "freeze":
-        for layer in batchnorm_layers(model).values():
-            layer.eval()
+        for n in hits:
+            params[n].requires_grad_(False)
 
 
 def _fit(
@@ -105,7 +76,8 @@ def _fit(
     else:
         opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     n = len(train)  # type: ignore[arg-type]
-    total_steps = max(1, recipe.epochs * math.ceil(n / recipe.batch_size))
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total_steps = max(1, recipe.epochs * steps_per_epoch)
     sched = (
         torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
@@ -115,7 +87,6 @@ def _fit(
     )
     tensors = train.tensors if isinstance(train, TensorDataset) else None
     history: dict[str, list] = {c: [] for c in _HISTORY_COLUMNS}
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
     bar = tqdm(
         total=recipe.epochs * steps_per_epoch,
         desc=desc,
@@ -143,7 +114,10 @@ def _fit(
                         num_workers=recipe.num_workers,
                     )
                 )
-            _set_train_mode(model, recipe.bn)
+            model.train()
+            if recipe.bn == "freeze":
+                for layer in batchnorm_layers(model).values():
+                    layer.eval()
             # per-step loss and hit count stay on the device and are read once per epoch: no host sync
             # per step, so a GPU queues the next step while it runs this one
             losses, hits, sizes = [], [], []
@@ -180,12 +154,8 @@ def _fit(
                 else float("nan")
             )
             now = time.perf_counter()
-            history["epoch"].append(epoch)
-            history["train_loss"].append(train_loss)
-            history["train_acc"].append(train_acc)
-            history["val_acc"].append(val_acc)
-            history["epoch_s"].append(now - t0)
-            history["wall_s"].append(now - t_start)
+            for c, v in zip(_HISTORY_COLUMNS, (epoch, train_loss, train_acc, val_acc, now - t0, now - t_start)):
+                history[c].append(v)
     finally:
         bar.close()
         if channels_last:  # back to NCHW, the layout a model loaded from the cache has
@@ -194,30 +164,22 @@ def _fit(
     return history
 
 
-def _val_every(epochs: int, val_every: int | None) -> int:
-    """Validation interval: ``val_every``, or by default about four validations per run."""
-    if val_every is None:
-        return max(1, math.ceil(epochs / 4))
-    check_int_range("val_every", val_every, 1)
-    return val_every
-
-
-def _select(train: Dataset, train_subset: Sequence[int] | Tensor | None) -> Dataset:
+def _select(train: Dataset, train_subset: tuple[int, ...] | None) -> Dataset:
+    """``train`` cut to ``train_subset`` (a recipe's tuple of indices; None: all of it)."""
     if train_subset is None:
         return train
-    idx = [int(i) for i in (train_subset.tolist() if isinstance(train_subset, Tensor) else train_subset)]
     n = len(train)  # type: ignore[arg-type]
-    bad = [i for i in idx if not 0 <= i < n]
+    bad = [i for i in train_subset if not 0 <= i < n]
     if bad:
         raise ValueError(f"train_subset must hold indices in [0, {n - 1}] of train; got e.g. {bad[:3]}")
-    if not idx:
+    if not train_subset:
         raise ValueError("train_subset is empty: pass at least one index")
-    if idx == list(range(n)):  # every index in order is no subset: the same run under the same cache key
+    if train_subset == tuple(range(n)):  # every index in order is no subset: the same run under the same cache key
         return train
     if isinstance(train, TensorDataset):  # keep the fast tensor path
-        t = torch.as_tensor(idx)
+        t = torch.as_tensor(train_subset)
         return TensorDataset(*(x[t] for x in train.tensors))
-    return Subset(train, idx)
+    return Subset(train, list(train_subset))
 
 
 def _run(
@@ -235,9 +197,8 @@ def _run(
     val_every: int | None,
     layout: str,
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Build the initial model (under ``torch.manual_seed(seed)``), then train it by ``recipe``, or
-    load the cached result of the same run. ``identity``: what the key needs beyond the initial
-    weights, data, recipe and run settings."""
+    """Build the initial model (under ``torch.manual_seed(seed)``) and train it by ``recipe``, or load
+    the cached run. ``identity``: what the key needs beyond weights, data, recipe and run settings."""
     if not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a recipe.Recipe; got {type(recipe).__name__}")
     check_layout(layout)
@@ -245,7 +206,9 @@ def _run(
     dev = resolve_device(device)
     check_nonempty("train", train)  # type: ignore[arg-type]
     train = _select(train, recipe.train_subset)
-    every = _val_every(recipe.epochs, val_every)
+    if val_every is not None:
+        check_int_range("val_every", val_every, 1)
+    every = max(1, math.ceil(recipe.epochs / 4)) if val_every is None else val_every  # default: about 4 per run
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         model = build()
@@ -294,7 +257,7 @@ def _run(
     entry = _cache.cached(stage, key, compute, enabled=cache)
     model.load_state_dict(entry["state_dict"])
     model = model.to(dev).eval()
-    frame = history_frame(entry["history"])
+    frame = pd.DataFrame({c: entry["history"][c] for c in _HISTORY_COLUMNS}).set_index("epoch")
     frame.attrs["cache_key"] = key
     return model, frame
 
@@ -313,31 +276,20 @@ def finetune(
     val_every: int | None = None,
     layout: str = "channels_last",
 ) -> tuple[nn.Module, pd.DataFrame]:
-    """Standard fine-tuning: M^t = M^s with a fresh ``num_classes`` head, trained on ``train`` by ``recipe``.
+    """Standard fine-tuning: M^t = M^s (``model_or_source``, or a ``World``'s ``source_model``; not
+    modified) with a fresh ``num_classes`` head (``recipe.head``, default ``models.find_head``'s),
+    trained on ``train`` (``recipe.train_subset`` of it) by ``recipe``.
 
-    Args:
-        model_or_source: the source model M^s (taking [0, 1] images) or a ``World`` (its
-            ``source_model``). It is not modified.
-        train, val: labelled target data (``val`` may be None: no validation column); the recipe's
-            ``train_subset`` selects from ``train``.
-        recipe: every training knob (:class:`~lingerlab.recipe.Recipe`; its ``head`` names the head
-            to replace, default ``models.find_head``'s; its ``init`` is not read here).
-        seed: drives head initialisation, shuffling, augmentation and the global RNG (dropout).
-        val_every: validate after every ``val_every``-th epoch and after the last (default: about
-            four times per run; the history's ``val_acc`` is NaN for the other epochs). Validation
-            never changes the weights.
-        cache: load/store the result on disk (``cache.cache_dir()/finetune``); the entry is keyed by
-            the run's inputs, the torch version and the code of this module's import closure.
-        layout: ``"channels_last"`` (default) or ``"contiguous"``: the memory format models with
-            convolutions train and validate in (part of the cache key: it changes the rounding).
+    ``val`` may be None (no validation). ``seed`` drives head initialisation, shuffling, augmentation
+    and the global RNG (dropout). ``val_every``: validate after every ``val_every``-th epoch and the
+    last (default: about four times per run; ``val_acc`` is NaN in between). ``cache``: load/store the
+    run under ``cache.cache_dir()/finetune``. ``layout``: ``"channels_last"`` (1.3-1.5x faster CNN
+    training on a CPU, ``benchmarks/training.py``) or ``"contiguous"``, the memory format convolutional
+    models train and validate in (part of the key: it changes the rounding); the model returned is in
+    the default layout, as a cached one is.
 
-    In channels-last memory format CNNs train 1.3-1.5x faster on a CPU (``benchmarks/training.py``);
-    the returned model is back in the default layout, as a cached one is.
-
-    Returns:
-        ``(model, history)``: the fine-tuned model in eval mode on ``device`` and a DataFrame with
-        per-epoch ``train_loss``, ``train_acc``, ``val_acc``, ``epoch_s`` and cumulative ``wall_s``
-        (timings of the run that trained it: identical whether the cache was warm or cold).
+    Returns ``(model, history)``: the model in eval mode on ``device`` and per-epoch ``train_loss``,
+    ``train_acc``, ``val_acc``, ``epoch_s`` and cumulative ``wall_s`` (of the run that trained it).
     """
     source = getattr(model_or_source, "source_model", model_or_source)
     if not isinstance(source, nn.Module):
@@ -348,20 +300,8 @@ def finetune(
         gen = torch.Generator().manual_seed(seed)
         return replace_head(copy.deepcopy(source).cpu(), num_classes, head=recipe.head, generator=gen)
 
-    return _run(
-        "finetune",
-        build,
-        {"num_classes": num_classes},
-        train,
-        val,
-        recipe,
-        seed=seed,
-        device=device,
-        cache=cache,
-        progress=progress,
-        val_every=val_every,
-        layout=layout,
-    )
+    run = dict(seed=seed, device=device, cache=cache, progress=progress, val_every=val_every, layout=layout)
+    return _run("finetune", build, {"num_classes": num_classes}, train, val, recipe, **run)
 
 
 def train_scratch(
@@ -396,17 +336,6 @@ def train_scratch(
             m = replace_head(m, num_classes, head=recipe.head, generator=torch.Generator().manual_seed(seed))
         return m.cpu()
 
-    return _run(
-        "scratch",
-        build,
-        {"num_classes": num_classes, "make_model": callable_key(make_model)},
-        train,
-        val,
-        recipe,
-        seed=seed,
-        device=device,
-        cache=cache,
-        progress=progress,
-        val_every=val_every,
-        layout=layout,
-    )
+    run = dict(seed=seed, device=device, cache=cache, progress=progress, val_every=val_every, layout=layout)
+    identity = {"num_classes": num_classes, "make_model": callable_key(make_model)}
+    return _run("scratch", build, identity, train, val, recipe, **run)

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
-from ._validation import check_int_range
+from ._validation import check_int_range, check_range
 
 
 def binomial_se(accuracy: float, n: int) -> float:
@@ -17,32 +19,33 @@ def binomial_se(accuracy: float, n: int) -> float:
     return (accuracy * (1 - accuracy) / n) ** 0.5
 
 
-#: one-sided 5% normal quantile: a rate is "worse than the best" only when the gap exceeds it
-Z_WORSE = 1.6449
+def mcnemar_worse_p(correct: Sequence[bool], correct_best: Sequence[bool]) -> float:
+    """Exact one-sided McNemar p-value that a run is worse than the best on the same images: of the
+    images the two runs disagree on, ``n_b`` the best gets right and ``n_a`` the run gets right;
+    ``p = P(X >= n_b)`` for ``X ~ Binomial(n_a + n_b, 1/2)`` (1 when they never disagree)."""
+    a, b = np.asarray(correct, dtype=bool), np.asarray(correct_best, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"correct and correct_best must be non-empty 1-D of one length; got {a.shape}, {b.shape}")
+    n_b, n_a = int((b & ~a).sum()), int((a & ~b).sum())
+    n = n_a + n_b
+    return float(sum(math.comb(n, k) for k in range(n_b, n + 1)) / 2**n)
 
 
-def pick_rate(rates: Sequence[float], accuracies: Sequence[float], n_val: int) -> float:
+def pick_rate(rates: Sequence[float], correct: Sequence[Sequence[bool]], alpha: float = 0.05) -> float:
     """The gentlest learning rate not significantly worse than the best: the smallest rate whose
-    validation accuracy ``a`` passes a one-sided two-proportion z-test against the best ``b`` at 5%,
-    ``b - a <= 1.645 sqrt(se(b)^2 + se(a)^2)`` with :func:`binomial_se` on ``n_val`` images (in the
-    spirit of the one-standard-error rule of Hastie, Tibshirani and Friedman, *Elements of Statistical
-    Learning*, Sec. 7.10, with a margin of about 2.3 SE for equal SEs). The test treats the two
-    accuracies as independent although they are measured on the same images, which makes it
-    conservative: it leans towards the gentlest rate. Rates the validation set cannot tell apart go to
-    the gentlest one, so float noise that reorders near-equal accuracies rarely moves the pick."""
-    if not len(rates) or len(rates) != len(accuracies) or any(a != a for a in accuracies):
-        raise ValueError(
-            f"rates and accuracies must be non-empty, of one length and without NaN; got {list(rates)}, "
-            f"{list(accuracies)}"
-        )
-    check_int_range("n_val", n_val, 1)
-    best = max(accuracies)
-
-    def not_worse(a: float) -> bool:
-        gap = Z_WORSE * (binomial_se(best, n_val) ** 2 + binomial_se(a, n_val) ** 2) ** 0.5
-        return best - a <= gap + 1e-12
-
-    return float(min(r for r, a in zip(rates, accuracies) if not_worse(a)))
+    per-image validation correctness ``correct[i]`` is not worse than the most accurate run's by an
+    exact one-sided McNemar test at ``alpha`` (:func:`mcnemar_worse_p`: paired, on the same images;
+    in the spirit of the one-standard-error rule of Hastie, Tibshirani and Friedman, *Elements of
+    Statistical Learning*, Sec. 7.10). Rates the validation set cannot tell apart go to the gentlest
+    one, so float noise that reorders near-equal accuracies rarely moves the pick."""
+    if not len(rates) or len(rates) != len(correct):
+        raise ValueError(f"rates and correct must be non-empty and of one length; got {len(rates)} and {len(correct)}")
+    check_range("alpha", alpha, 0, 1, lo_open=True, hi_open=True)
+    accuracy = [float(np.mean(np.asarray(c, dtype=bool))) if len(c) else float("nan") for c in correct]
+    if any(a != a for a in accuracy):
+        raise ValueError("every rate needs the correctness of at least one validation image")
+    best = correct[int(np.argmax(accuracy))]
+    return float(min(r for r, c in zip(rates, correct) if mcnemar_worse_p(c, best) >= alpha))
 
 
 def converged(history: pd.DataFrame, n_val: int) -> tuple[bool, str]:

@@ -1,9 +1,5 @@
-"""From a family of tests to verdicts: Holm's correction, the power of a design and the one verdict rule.
-
-- :func:`holm`: Holm's step-down correction across the family of tests of one world (Holm 1979);
-- :func:`minimum_detectable_effect`: the smallest true effect a one-sided test detects with 80% power;
-- :func:`verdict`: the one rule that turns (effect, intervals, adjusted p-values, gate) into one of
-  the four verdicts.
+"""From a family of tests to verdicts: Holm's correction (Holm 1979), the minimum detectable effect of
+a design and the one rule (:func:`verdict`) that gives each claim one of the verdicts.
 """
 
 from __future__ import annotations
@@ -22,13 +18,8 @@ DIRECTIONS = ("higher", "lower")
 
 
 def holm(pvalues: ArrayLike) -> np.ndarray:
-    """Holm-Bonferroni step-down adjusted p-values (Holm 1979), in the input order.
-
-    With the m non-NaN p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of ``p_(i)`` is
-    ``max_{j <= i} min(1, (m - j + 1) p_(j))``: monotone in the sorted order, never below the raw
-    p, capped at 1. Rejecting where the adjusted p is below alpha controls the family-wise error
-    rate at alpha. NaN entries stay NaN and do not count in the family size m.
-    """
+    """Holm-Bonferroni step-down adjusted p-values (Holm 1979), in the input order: with the m non-NaN
+    p-values sorted, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``. NaN stays NaN."""
     p = as_values("pvalues", pvalues, drop_nan=False)
     ok = ~np.isnan(p)
     if ((p[ok] < 0) | (p[ok] > 1)).any():
@@ -45,11 +36,9 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
 
 
 def minimum_detectable_effect(se: float, *, alpha: float = 0.05, power: float = 0.8, p_floor: float = 0.0) -> float:
-    """The smallest true effect that a one-sided test at level ``alpha`` detects with probability
-    ``power``, for an estimate with standard error ``se`` (normal approximation: ``(z_{1-alpha} +
-    z_{power}) * se``; Cohen 1988, ch. 2). ``p_floor``: the smallest p-value the design can give (a
-    permutation test over few seeds); when it is not below ``alpha`` no effect is detectable and the
-    result is ``inf``. NaN ``se`` gives NaN."""
+    """The smallest true effect a one-sided test at ``alpha`` detects with probability ``power``:
+    ``(z_{1-alpha} + z_{power}) * se`` (Cohen 1988, ch. 2); ``inf`` when the design's smallest p-value
+    ``p_floor`` is not below ``alpha``; NaN for NaN ``se``."""
     from scipy.stats import norm
 
     alpha = check_range("alpha", alpha, 0, 1, lo_open=True, hi_open=True)
@@ -77,9 +66,8 @@ def verdict(
 ) -> str:
     """The verdict on one claim, from one rule fixed in code.
 
-    ``paper_direction`` is the sign of the effect the paper predicts (``"higher"``: effect > 0,
-    ``"lower"``: effect < 0); ``[ci_lo, ci_hi]`` the effect's 95% interval and ``p_adjusted`` its
-    Holm-adjusted one-sided p in the paper's direction. In this order:
+    ``paper_direction``: the sign of the effect the paper predicts (``"higher"``/``"lower"``);
+    ``[ci_lo, ci_hi]``: its 95% interval; ``p_adjusted``: its Holm-adjusted one-sided p. In order:
 
     1. ``gate`` names a failed precondition -> ``"not testable"``.
     2. effect is NaN -> ``"not measured"``.

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 IMAGEFOLDER_HELP = "an ImageFolder: DIR/<class>/<images>, or DIR/train/<class>/... and DIR/val/<class>/..."
+_EXTENSIONS = ", ".join(IMAGE_EXTENSIONS)
+_SOURCE_LAYOUT = "DIR/<class name or index>/<images>"
 
 
 class UsageError(Exception):
@@ -44,12 +46,10 @@ _SPEC_RE = re.compile(r"(torchvision|timm):([A-Za-z0-9_.\-]+)")
 
 def parse_model_spec(text: str, flag: str, *, download_hint: bool = True) -> ModelSpec:
     """Parse a model spec (no torch needed); a bad one raises :class:`UsageError` for ``flag``."""
+    wflag = flag.replace("-model", "-weights").replace("--baseline", "--baseline-weights")
     valid = (
-        "torchvision:<name>, timm:<name> (with "
-        + flag.replace("-model", "-weights").replace("--baseline", "--baseline-weights")
-        + " FILE"
-        + (" or --download" if download_hint else "")
-        + ") or the path of a file saved with torch.save(model)"
+        f"torchvision:<name>, timm:<name> (with {wflag} FILE{' or --download' if download_hint else ''}) "
+        "or the path of a file saved with torch.save(model)"
     )
     m = _SPEC_RE.fullmatch(text.strip())
     if m:
@@ -82,22 +82,28 @@ def _image_folders(root: Path) -> dict[str, int]:
     return out
 
 
+def _folder(text: str, flag: str, missing: str, not_dir: str) -> Path:
+    """``text`` as an existing folder; ``missing`` and ``not_dir`` end the error otherwise."""
+    root = Path(text).expanduser()
+    if not root.exists():
+        raise UsageError(flag, f"folder {text!r} does not exist ({missing})")
+    if not root.is_dir():
+        raise UsageError(flag, f"{text!r} is not a folder ({not_dir})")
+    return root
+
+
 def check_target_dir(text: str) -> dict[str, Any]:
     """The layout of ``--target-dir``: ``layout``, ``classes`` and image counts per split."""
-    root = Path(text).expanduser()
     flag = "--target-dir"
-    if not root.exists():
-        raise UsageError(flag, f"folder {text!r} does not exist (pass {IMAGEFOLDER_HELP})")
-    if not root.is_dir():
-        raise UsageError(flag, f"{text!r} is not a folder (pass {IMAGEFOLDER_HELP})")
+    root = _folder(text, flag, f"pass {IMAGEFOLDER_HELP}", f"pass {IMAGEFOLDER_HELP}")
     if (root / "train").is_dir() and (root / "val").is_dir():
         splits = {s: _image_folders(root / s) for s in ("train", "val")}
         for s, f in splits.items():
             if not f:
                 raise UsageError(
                     flag,
-                    f"{str(root / s)!r} has no class folders with images "
-                    f"({', '.join(IMAGE_EXTENSIONS)}): expected {s}/<class>/<images>",
+                    f"{str(root / s)!r} has no class folders with images ({_EXTENSIONS}): "
+                    f"expected {s}/<class>/<images>",
                 )
         classes = sorted(set(splits["train"]) | set(splits["val"]))
         layout = "train/ and val/"
@@ -106,8 +112,7 @@ def check_target_dir(text: str) -> dict[str, Any]:
         if not f:
             raise UsageError(
                 flag,
-                f"folder {text!r} has no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) "
-                f"(pass {IMAGEFOLDER_HELP})",
+                f"folder {text!r} has no class folders with images ({_EXTENSIONS}) (pass {IMAGEFOLDER_HELP})",
             )
         splits = {"all": f}
         classes = sorted(f)
@@ -123,22 +128,13 @@ def check_target_dir(text: str) -> dict[str, Any]:
 
 def check_source_dir(text: str) -> dict[str, int]:
     """``{class folder: image files}`` of ``--source-dir`` (non-empty)."""
-    root = Path(text).expanduser()
     flag = "--source-dir"
-    if not root.exists():
-        raise UsageError(
-            flag,
-            f"folder {text!r} does not exist (pass a folder of source-class folders: "
-            "DIR/<class name or index>/<images>)",
-        )
-    if not root.is_dir():
-        raise UsageError(flag, f"{text!r} is not a folder (pass DIR/<class name or index>/<images>)")
+    root = _folder(text, flag, f"pass a folder of source-class folders: {_SOURCE_LAYOUT}", f"pass {_SOURCE_LAYOUT}")
     folders = _image_folders(root)
     if not folders:
         raise UsageError(
             flag,
-            f"folder {text!r} is empty: it has no class folders with images "
-            f"({', '.join(IMAGE_EXTENSIONS)}); expected DIR/<class name or index>/<images>",
+            f"folder {text!r} is empty: it has no class folders with images ({_EXTENSIONS}); expected {_SOURCE_LAYOUT}",
         )
     return folders
 

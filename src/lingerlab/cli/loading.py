@@ -57,8 +57,8 @@ def _read_file(path: str, flag: str, trust_pickle: bool = False) -> Any:
 
 
 def _state_dict(obj: Any, path: str, flag: str) -> tuple[dict[str, Any], tuple[Any, Any] | None]:
-    """A state dict from a weights file's object (checkpoint wrappers, ``module.`` and
-    ``Normalized`` prefixes removed), and the (mean, std) of a ``Normalized`` it was saved from."""
+    """A state dict from a weights file's object (checkpoint wrappers, ``module.`` and ``Normalized`` prefixes
+    removed), and the (mean, std) of a ``Normalized`` it was saved from."""
     import torch
     from torch import nn
 
@@ -137,13 +137,8 @@ def _plain(model: Any, name: str) -> str:
 
 
 def find_head_by_outputs(model: Any, image_size: int) -> tuple[str, Any]:
-    """The classification head found from outputs: ``(qualified name, nn.Linear)``.
-
-    One zero image ``[1, 3, image_size, image_size]`` runs through ``model`` (already in eval mode; no
-    gradients) with forward hooks on its ``nn.Linear`` layers. The head is the last of them, in execution order,
-    whose ``out_features`` is the width of the model's output (its number of classes). Where several
-    layers have that width, the last must give the model's output itself, else ValueError lists them.
-    """
+    """The classification head ``(qualified name, nn.Linear)`` found on one zero ``image_size`` px image: the
+    last ``nn.Linear`` run whose width is the output's; of several, it must give the output itself (else ValueError)."""
     import torch
     from torch import nn
 
@@ -197,31 +192,28 @@ def load_model(
     image_size: int = 224,
     trust_pickle: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
-    """A model taking [0, 1] images, and what was found about it (for the report). Without ``head``
-    the head is found from outputs on one ``image_size`` px image (:func:`find_head_by_outputs`);
-    a pickled file loads only with ``trust_pickle``."""
+    """A model taking [0, 1] images, and what was found about it (for the report). Without ``head`` the head
+    is found by :func:`find_head_by_outputs`; a pickled file loads only with ``trust_pickle``."""
     from torch import nn
 
-    from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized, find_head, replace_head
+    from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized, find_head, replace_head, unwrap
 
     info: dict[str, Any] = {"spec": spec.text, "weights": weights}
     norm = None
     if spec.kind == "file":
-        obj = _read_file(spec.name, flag, trust_pickle)
-        if isinstance(obj, dict):
-            raise UsageError(
-                flag,
-                f"{spec.text!r} is a state dict, not a model: name its architecture and pass the file "
-                f"as weights ({flag} torchvision:<name> {wflag} {spec.text})",
-            )
         import torch
 
+        obj = _read_file(spec.name, flag, trust_pickle)
+        as_weights = (
+            f"name its architecture and pass the file as weights ({flag} torchvision:<name> {wflag} {spec.text})"
+        )
+        if isinstance(obj, dict):
+            raise UsageError(flag, f"{spec.text!r} is a state dict, not a model: {as_weights}")
         if isinstance(obj, torch.jit.ScriptModule):
             raise UsageError(
                 flag,
                 f"{spec.text!r} is TorchScript, which the audit cannot split into backbone and head "
-                f"or hook for Grad-CAM: name its architecture and pass the file as weights "
-                f"({flag} torchvision:<name> {wflag} {spec.text}); its weights are read from it",
+                f"or hook for Grad-CAM: {as_weights}; its weights are read from it",
             )
         if not isinstance(obj, nn.Module):
             raise UsageError(
@@ -292,8 +284,6 @@ def load_model(
             raise UsageError(
                 flag, f"{spec.text} does not run on a zero {image_size} px image ({_first_line(e)}): check --image-size"
             ) from None
-    from ..models import unwrap
-
     info.update(
         architecture=type(unwrap(model)[1]).__name__,
         head=hname,
@@ -305,8 +295,7 @@ def load_model(
 
 
 def _resolve_layer(model: Any, name: str) -> str | None:
-    """``name`` as a qualified layer name of ``model`` (relative to it or to the network inside its
-    ``Normalized`` wrapper), or None."""
+    """``name`` as a qualified layer name of ``model`` (relative to it or to its wrapped network), or None."""
     from ..models import unwrap
 
     prefix, _ = unwrap(model)
@@ -322,10 +311,8 @@ def _resolve_layer(model: Any, name: str) -> str | None:
 def check_cam_layer(
     models: dict[str, Any], layer: str | None, image_size: int = 224
 ) -> tuple[str | None, dict[str, Any]]:
-    """The Grad-CAM layer for every model, as ``load_world`` takes it (None: attribution's default),
-    and how it was chosen: ``given`` (``layer``), ``found`` (:func:`cam_layers.locate_layer` on one
-    ``image_size`` px image; one answer for all models) or ``known`` (token models, ViT and Swin,
-    whose maps the default layer of ``cam_layers`` reshapes)."""
+    """The Grad-CAM layer of every model as ``load_world`` takes it (None: attribution's default), and how it
+    was chosen: ``given``, ``found`` (:func:`cam_layers.locate_layer`, one for all models) or ``known`` (ViT, Swin)."""
     from ..cam_layers import _candidates, _resolve, locate_layer
     from ..models import unwrap
 
@@ -335,7 +322,7 @@ def check_cam_layer(
         for role, m in models.items():
             r = _resolve_layer(m, layer)
             if r is None:
-                prefix, inner = unwrap(m)
+                inner = unwrap(m)[1]
                 raise UsageError(
                     "--cam-layer",
                     f"{layer!r} is not a layer of the {role} model "

@@ -18,7 +18,24 @@ from .parser import PROG, build_parser
 from .run import AuditRun, StageBar
 
 
-# -------------------------------------------------------------------------------------------- main
+#: ``load_world``'s argument names as the command's flags (in its error messages)
+_WORLD_FLAGS = (
+    ("source_root", "--source-dir"),
+    ("target_root", "--target-dir"),
+    ("target_model", "--target-model"),
+    ("baseline_model", "--baseline"),
+)
+
+
+def _new_warnings(caught: list[warnings.WarningMessage], seen: list[str], *, deprecations: bool = True) -> list[str]:
+    """The texts of ``caught`` not in ``seen`` (on one line each), appended to ``seen``."""
+    new = []
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen and (deprecations or not issubclass(w.category, (DeprecationWarning, FutureWarning))):
+            seen.append(text)
+            new.append(text)
+    return new
 
 
 def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
@@ -30,20 +47,16 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
         raise UsageError("--device", f"{a.device!r} was asked for but CUDA is not available: use cpu or auto")
     if a.device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device", "'mps' was asked for but MPS is not available: use cpu or auto")
-    normalize = not a.no_normalize
     from ..profiles import get_profile
 
     size = a.image_size if a.image_size is not None else get_profile("custom", a.profile).image_size
-    opts: dict[str, Any] = dict(normalize=normalize, image_size=size, trust_pickle=a.trust_pickle)
-    source, s_info = load_model(
-        checked.source,
-        a.source_weights,
-        flag="--source-model",
-        wflag="--source-weights",
-        head=a.head,
-        download=a.download,
-        **opts,
-    )
+    opts: dict[str, Any] = dict(normalize=not a.no_normalize, image_size=size, trust_pickle=a.trust_pickle)
+
+    def load(spec: ModelSpec, weights: str | None, flag: str, head: str | None = None, download: bool = False):
+        wflag = flag.replace("-model", "") + "-weights"  # --source-weights, --target-weights, --baseline-weights
+        return load_model(spec, weights, flag=flag, wflag=wflag, head=head, download=download, **opts)
+
+    source, s_info = load(checked.source, a.source_weights, "--source-model", a.head, a.download)
     n_out = s_info["outputs"]
     if a.source_classes is None or a.source_classes == "imagenet":
         if a.source_classes is None and n_out != 1000:
@@ -61,7 +74,6 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
                 f"'imagenet' has {len(names)} names but the source model has {n_out} "
                 "outputs: pass a text file with one name per output",
             )
-        check_folder_names(list(checked.source_folders), names, a.source_dir)
     else:
         names = checked.class_names or []
         if len(names) != n_out:
@@ -70,18 +82,10 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
                 f"{a.source_classes!r} has {len(names)} names but the source model has "
                 f"{n_out} outputs: pass one name per line for every output, in order",
             )
-        check_folder_names(list(checked.source_folders), names, a.source_dir)
+    check_folder_names(list(checked.source_folders), names, a.source_dir)
     if a.k is not None and a.k > n_out:
         raise UsageError("--k", f"must be at most the number of source classes ({n_out}); got {a.k}")
-    target, t_info = load_model(
-        checked.target,
-        a.target_weights,
-        flag="--target-model",
-        wflag="--target-weights",
-        head=a.head,
-        download=False,
-        **opts,
-    )
+    target, t_info = load(checked.target, a.target_weights, "--target-model", a.head)
     if _plain(target, t_info["head"]) != _plain(source, s_info["head"]):
         raise UsageError(
             "--head",
@@ -99,15 +103,7 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
     infos = {"M^s (source)": s_info, "M^t (target)": t_info}
     baseline = None
     if isinstance(checked.baseline, ModelSpec):
-        baseline, b_info = load_model(
-            checked.baseline,
-            a.baseline_weights,
-            flag="--baseline",
-            wflag="--baseline-weights",
-            head=None,
-            download=False,
-            **opts,
-        )
+        baseline, b_info = load(checked.baseline, a.baseline_weights, "--baseline")
         if b_info["outputs"] != n_t:
             raise UsageError(
                 "--baseline",
@@ -141,12 +137,9 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
             infos[key]["weights_fingerprint"] = weights_fingerprint(models[role])[:12]
     from ..worlds import load_world
 
-    overrides: dict[str, Any] = {}
-    if a.image_size is not None:
-        overrides["image_size"] = a.image_size
+    overrides: dict[str, Any] = {} if a.image_size is None else {"image_size": a.image_size}
     if a.batch_size is not None:
         overrides.update(scratch_batch_size=a.batch_size, finetune_batch_size=a.batch_size)
-    seen: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -169,34 +162,12 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
             )
         except (ValueError, FileNotFoundError) as e:
             msg = str(e)
-            flag = (
-                "--source-dir"
-                if "source_root" in msg
-                else "--target-dir"
-                if "target_root" in msg
-                else "--target-model"
-                if "target_model" in msg
-                else "--baseline"
-                if "baseline_model" in msg
-                else "--head"
-                if "head" in msg
-                else ""
-            )
-            for old, new in (
-                ("source_root", "--source-dir"),
-                ("target_root", "--target-dir"),
-                ("target_model", "--target-model"),
-                ("baseline_model", "--baseline"),
-                ("source_classes", "--source-classes"),
-            ):
+            flag = next((f for k, f in (*_WORLD_FLAGS, ("head", "--head")) if k in msg), "")
+            for old, new in (*_WORLD_FLAGS, ("source_classes", "--source-classes")):
                 msg = msg.replace(old, new)
             raise UsageError(flag, msg) from None
-    for wmsg in caught:
-        text = " ".join(str(wmsg.message).split())
-        if text not in seen:
-            seen.append(text)
-    checked.models_info = infos  # type: ignore[attr-defined]
-    return world, infos, seen
+    checked.models_info = infos
+    return world, infos, _new_warnings(caught, [])
 
 
 def audit_main(args: argparse.Namespace, command: str) -> int:
@@ -237,14 +208,8 @@ def audit_main(args: argparse.Namespace, command: str) -> int:
             finally:
                 stage = bar.current or stage
                 bar.close()
-        for wmsg in caught:
-            text = " ".join(str(wmsg.message).split())
-            if text not in seen and not issubclass(wmsg.category, (DeprecationWarning, FutureWarning)):
-                seen.append(text)
-                print(f"{prog}: warning: {text}", file=sys.stderr)
-    except UsageError as e:
-        print(e.line(prog), file=sys.stderr)
-        return 2
+        for text in _new_warnings(caught, seen, deprecations=False):
+            print(f"{prog}: warning: {text}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

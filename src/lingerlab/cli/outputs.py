@@ -11,36 +11,33 @@ from typing import Any
 from .args import Checked
 from .run import AuditRun
 
+#: the stages' results, in results.json's order
+_STAGE_RESULTS = (
+    "parameters_resolved source_only lingering composites distraction detection gates verdicts verdict_counts "
+    "protocol findings"
+).split()
+
 
 def write_outputs(
     run: AuditRun, checked: Checked, data_info: dict[str, Any], wall_s: float, command: str, *, write: bool = True
 ) -> list[Path]:
     """CSV per stage, ``results.json`` and ``report.html`` in ``--out``; returns the files written.
-
-    ``write=False`` computes everything (the report's maps are collective passes under torchrun, so
-    every process must take part) and writes nothing: only the first process writes."""
+    ``write=False`` computes everything and writes nothing (under torchrun every process computes the
+    report's maps, a collective pass, and only the first writes)."""
     out = checked.out
+    tables = {**run.tables, **{name: data_info[name] for name in ("data_summary", "models", "skipped_files")}}
+    files = [out / f"{name}.csv" for name in tables]
     if write:
         out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for name, table in run.tables.items():
-        path = out / f"{name}.csv"
-        if write:
+        for path, table in zip(files, tables.values()):
             table.to_csv(path, index=False)
-        files.append(path)
-    for name in ("data_summary", "models", "skipped_files"):
-        path = out / f"{name}.csv"
-        if write:
-            data_info[name].to_csv(path, index=False)
-        files.append(path)
-    html_path = out / "report.html"
-    files.append(html_path)
-    json_path = out / "results.json"
-    files.append(json_path)
+    html_path, json_path = out / "report.html", out / "results.json"
+    files += [html_path, json_path]
+    versions = _versions()
     results = {
         "command": command,
-        "lingerlab_version": _versions().get("lingerlab", "unknown"),
-        "versions": _versions(),
+        "lingerlab_version": versions.get("lingerlab", "unknown"),
+        "versions": versions,
         "status": "ok",
         "wall_s": wall_s,
         "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(checked.args).items()},
@@ -59,22 +56,7 @@ def write_outputs(
                 else None
             ),
         },
-        **{
-            k: run.results.get(k)
-            for k in (
-                "parameters_resolved",
-                "source_only",
-                "lingering",
-                "composites",
-                "distraction",
-                "detection",
-                "gates",
-                "verdicts",
-                "verdict_counts",
-                "protocol",
-                "findings",
-            )
-        },
+        **{k: run.results.get(k) for k in _STAGE_RESULTS},
         "warnings": run.warnings,
         "notes": run.notes,
         "files": [p.name for p in files],
@@ -98,36 +80,25 @@ def data_inventory(checked: Checked, world: Any) -> dict[str, Any]:
     td = checked.target_dir
     found_t = sum(sum(f.values()) for f in td["files"].values())
     found_s = sum(checked.source_folders.values())
+    n_t, source_dir = len(world.target_classes), str(Path(checked.args.source_dir))
     rows = [
-        {
-            "data": "target train (D^t: Eq. 1, M^b's training set)",
-            "folder": td["root"],
-            "classes": len(world.target_classes),
-            "images": len(world.target_train),
-        },
-        {
-            "data": "target val (accuracy, composites' patches, Eq. 5 negatives)",
-            "folder": td["root"],
-            "classes": len(world.target_classes),
-            "images": len(world.target_val),
-        },
-        {
-            "data": "source images D^c (Eq. 3, composites' backgrounds)",
-            "folder": str(Path(checked.args.source_dir)),
-            "classes": len(set(world.source_data.targets)),
-            "images": len(world.source_data),
-        },
+        ("target train (D^t: Eq. 1, M^b's training set)", td["root"], n_t, len(world.target_train)),
+        ("target val (accuracy, composites' patches, Eq. 5 negatives)", td["root"], n_t, len(world.target_val)),
+        (
+            "source images D^c (Eq. 3, composites' backgrounds)",
+            source_dir,
+            len(set(world.source_data.targets)),
+            len(world.source_data),
+        ),
     ]
-    summary = pd.DataFrame(rows)
-    t_skipped = [p for p in skipped if p.startswith(td["root"])]
-    per_class = []
-    for split, ds in (("train", world.target_train), ("val", world.target_val)):
-        for c, name in enumerate(world.target_classes):
-            per_class.append({"split": split, "class": name, "images": sum(1 for y in ds.targets if y == c)})
-    per_class = pd.DataFrame(per_class)
+    per_class = [
+        {"split": split, "class": name, "images": sum(1 for y in ds.targets if y == c)}
+        for split, ds in (("train", world.target_train), ("val", world.target_val))
+        for c, name in enumerate(world.target_classes)
+    ]
     return {
-        "data_summary": summary,
-        "target_per_class": per_class,
+        "data_summary": pd.DataFrame(rows, columns=["data", "folder", "classes", "images"]),
+        "target_per_class": pd.DataFrame(per_class),
         "skipped_files": pd.DataFrame({"file": skipped}),
         "models": pd.DataFrame([{"role": role, **info} for role, info in checked.models_info.items()]),
         "json": {
@@ -142,7 +113,7 @@ def data_inventory(checked: Checked, world: Any) -> dict[str, Any]:
             "image_files_found": found_t + found_s,
             "skipped_files": skipped,
             "n_skipped": len(skipped),
-            "n_skipped_target": len(t_skipped),
+            "n_skipped_target": sum(1 for p in skipped if p.startswith(td["root"])),
             "image_size": world.profile.image_size,
         },
     }

@@ -8,7 +8,7 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from . import verdicts as _verdicts
-from .args import Checked, UsageError
+from .args import Checked
 from .parser import PROG
 
 
@@ -19,13 +19,7 @@ class StageBar:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=len(names),
-            desc="audit",
-            file=sys.stderr,
-            disable=not enabled,
-            unit="stage",
-            dynamic_ncols=True,
-            leave=True,
+            total=len(names), desc="audit", file=sys.stderr, disable=not enabled, unit="stage", dynamic_ncols=True
         )
         self.current = ""
 
@@ -42,9 +36,17 @@ class StageBar:
         self.bar.close()
 
 
+#: the numbers of distraction (Eq. 4) kept per model and per class
+_DISTRACTION_STATS = ("n", "distraction", "ci_lo", "ci_hi", "null", "excess", "excess_lo", "excess_hi", "error")
+#: the numbers of the interference flag (Eq. 5) at p_lo kept in results.json
+_DETECTION_NUMBERS = (
+    "flag_rate_clean flag_rate_composites error_flagged error_unflagged errors_caught error_composites error_clean "
+    "n_clean n_composites n_lingering"
+).split()
+
+
 def _auroc_interval(neg: Any, pos: Any) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the AUROC over 1000 draws (negatives and positives resampled
-    separately; the Mann-Whitney form with mid-ranks, as ``detection.auroc``)."""
+    """Percentile bootstrap 95% interval of the AUROC (1000 draws; mid-rank Mann-Whitney, as ``detection.auroc``)."""
     import numpy as np
     from scipy.stats import rankdata
 
@@ -61,10 +63,8 @@ def _auroc_interval(neg: Any, pos: Any) -> tuple[float, float]:
 
 
 def _distraction_stats(dt: Any) -> tuple[Any, Any]:
-    """Per (model, class) and per model: distraction (Eq. 4) with a cluster-bootstrap 95% interval over
-    composites (seeds of M^b averaged per composite first), the shuffled-pair null, the excess over
-    it with its paired interval, and the error rate on the composites (descriptive: the tests are the
-    fair test's)."""
+    """Per (model, class) and per model: distraction (Eq. 4) with its cluster-bootstrap 95% interval over
+    composites (M^b's seeds averaged per composite), the shuffled-pair null, the excess over it and the error rate."""
     import numpy as np
     import pandas as pd
 
@@ -82,17 +82,7 @@ def _distraction_stats(dt: Any) -> tuple[Any, Any]:
             m, lo, hi = cluster_bootstrap_ci(d, clusters, n_boot=2000, seed=0)
             e, elo, ehi = paired_cluster_bootstrap_ci(d, nu, clusters, n_boot=2000, seed=0)
             null = float(np.nanmean(nu)) if np.isfinite(nu).any() else float("nan")
-        return {
-            "n": len(sub),
-            "distraction": m,
-            "ci_lo": lo,
-            "ci_hi": hi,
-            "null": null,
-            "excess": e,
-            "excess_lo": elo,
-            "excess_hi": ehi,
-            "error": float(1 - sub["correct"].mean()),
-        }
+        return dict(zip(_DISTRACTION_STATS, (len(sub), m, lo, hi, null, e, elo, ehi, float(1 - sub["correct"].mean()))))
 
     rows = [
         {"model": m, "source_class": int(c), "source_name": n, "lingering": bool(ling), **stats_of(sub)}
@@ -113,30 +103,18 @@ class AuditRun:
         from ..audit import Audit
 
         a = checked.args
-        self.checked, self.args, self.world = checked, a, world
-        self.models_info = models_info
-        self.warnings = warnings_seen
+        self.world, self.models_info, self.warnings = world, models_info, warnings_seen
         self.baseline = checked.baseline if isinstance(checked.baseline, str) else "given"
-        prof = world.profile
         self.seeds = (
             list(range(a.baseline_seeds or (5 if a.profile == "full" else 3))) if self.baseline == "scratch" else [0]
         )
-        params: dict[str, Any] = {}
-        for key, flag in (("k", "--k"), ("v_lo", "--v-lo"), ("p_lo", "--p-lo"), ("scale", "--scale")):
-            if getattr(a, key) is not None:
-                params[key] = getattr(a, key)
-        if "k" in params and params["k"] > len(world.source_classes):
-            raise UsageError(
-                "--k", f"must be at most the number of source classes ({len(world.source_classes)}); got {params['k']}"
-            )
+        params = {k: getattr(a, k) for k in ("k", "v_lo", "p_lo", "scale") if getattr(a, k) is not None}
         self.audit = Audit(world, device=a.device, cache=not a.no_cache, progress=not a.quiet, **params)
         self.tables: dict[str, Any] = {}
         self.results: dict[str, Any] = {}
-        self.figures: dict[str, str] = {}
         self.notes: dict[str, list[str]] = {}
         self.torch = torch
         self.has_baseline = self.baseline != "none"
-        self.prof = prof
 
     def note(self, section: str, text: str) -> None:
         self.notes.setdefault(section, []).append(text)
@@ -172,24 +150,16 @@ class AuditRun:
 
         a = self.audit
         v = a.counts()
-        n_img = self.torch.bincount(a.source_labels(), minlength=len(self.world.source_classes))
-        self.v = v
-        self.n_images = n_img
+        self.n_images = n_img = self.torch.bincount(a.source_labels(), minlength=len(self.world.source_classes))
         self.tables["counts"] = pd.DataFrame(
             {"class": range(len(v)), "name": self.world.source_classes, "v": v.tolist(), "n_images": n_img.tolist()}
         )
         self.results["parameters_resolved"] = {
-            "k": a.config.k,
-            "v_lo": a.config.v_lo,
-            "p_lo": a.config.p_lo,
-            "scale": a.config.scale,
-            "q": a.config.q,
-            "n_null": a.config.n_null,
+            k: getattr(a.config, k) for k in ("k", "v_lo", "p_lo", "scale", "q", "n_null")
         }
 
     def source_only(self) -> None:
-        F = [int(c) for c in self.audit.source_only().tolist()]
-        self.F = F
+        self.F = F = [int(c) for c in self.audit.source_only().tolist()]
         self.F_images = [c for c in F if int(self.n_images[c]) > 0]
         t = self.tables["counts"]
         t["in_F"] = t["class"].isin(set(F))
@@ -229,9 +199,6 @@ class AuditRun:
             acc.append(self.audit.accuracy("M^b", s))
         self.results["baseline_val_acc"] = acc
 
-    def _mb_models(self) -> list[Any]:
-        return [self.audit.model("M^b", s) for s in self.seeds] if self.has_baseline else []
-
     def lingering(self) -> None:
         import numpy as np
 
@@ -245,7 +212,7 @@ class AuditRun:
             try:
                 ms = a.source_model()
                 probs = []
-                for mb in self._mb_models():
+                for mb in [a.model("M^b", s) for s in self.seeds]:
                     try:
                         mbs = source_target_model(mb, ms, head=self.world.spec.head)
                     except ValueError:
@@ -276,8 +243,7 @@ class AuditRun:
             )
             return
         a = self.audit
-        comp = a.composites(self.F_images)
-        self.comp = comp
+        self.comp = comp = a.composites(self.F_images)
         cs = a.composite_classes(comp)
         paths = getattr(self.world.source_data, "paths", None)
         self.tables["composites"] = pd.DataFrame(
@@ -291,10 +257,7 @@ class AuditRun:
                     for i in comp.target_index
                 ],
                 "target_label": [self.world.target_classes[int(y)] for y in comp.target_label],
-                "box_top": comp.boxes[:, 0].tolist(),
-                "box_left": comp.boxes[:, 1].tolist(),
-                "box_height": comp.boxes[:, 2].tolist(),
-                "box_width": comp.boxes[:, 3].tolist(),
+                **{f"box_{k}": comp.boxes[:, j].tolist() for j, k in enumerate(("top", "left", "height", "width"))},
             }
         )
         self.results["composites"] = {
@@ -314,16 +277,10 @@ class AuditRun:
         frames = [a.distraction_table(0, ("M^t",), self.F_images)]
         if self.has_baseline:
             frames += [a.distraction_table(s, ("M^b",), self.F_images) for s in self.seeds]
-        dt = pd.concat(frames, ignore_index=True)
-        self.tables["distraction"] = dt
-        by_class, overall = _distraction_stats(dt)
-        self.tables["distraction_by_class"] = by_class
+        self.tables["distraction"] = dt = pd.concat(frames, ignore_index=True)
+        self.tables["distraction_by_class"], overall = _distraction_stats(dt)
         self.results["distraction"] = {
-            r["model"]: {
-                k: r[k]
-                for k in ("n", "distraction", "ci_lo", "ci_hi", "null", "excess", "excess_lo", "excess_hi", "error")
-            }
-            for r in overall.to_dict("records")
+            r["model"]: {k: r[k] for k in _DISTRACTION_STATS} for r in overall.to_dict("records")
         }
         self.overall = overall
         if len(self.comp) < 2:
@@ -337,49 +294,26 @@ class AuditRun:
             return
         a = self.audit
         det = a.detection(0, self.F_images)
-        table = det["table"]
-        self.tables["detection"] = table
-        scores = det["scores"]
+        self.tables["detection"] = table = det["table"]
         for name, why in det["skipped"].items():
             self.note("detection", f"{name} not measured: {why}")
-        self.scores = {k: (n.double().numpy(), p.double().numpy()) for k, (n, p) in scores.items()}
+        self.scores = {k: (n.double().numpy(), p.double().numpy()) for k, (n, p) in det["scores"].items()}
         neg, pos = self.scores["eq5"]
-        lo, hi = _auroc_interval(neg, pos)
         eq5 = float(table.loc[table["score"] == "eq5", "auroc"].iloc[0])
-        self.eq5_ci = (float(lo), float(hi))
-        rows = pd.DataFrame(
+        self.tables["detection_scores"] = pd.DataFrame(
             [
-                {"split": "clean target val", "label": "negative", "score": k, "value": float(v)}
-                for k, (n, _) in self.scores.items()
-                for v in n
-            ]
-            + [
-                {"split": "composites", "label": "positive", "score": k, "value": float(v)}
-                for k, (_, p) in self.scores.items()
-                for v in p
+                {"split": split, "label": label, "score": k, "value": float(v)}
+                for split, label, j in (("clean target val", "negative", 0), ("composites", "positive", 1))
+                for k, pair in self.scores.items()
+                for v in pair[j]
             ]
         )
-        self.tables["detection_scores"] = rows
         self.results["detection"] = {
             "auroc": {r["score"]: r["auroc"] for r in table.to_dict("records")},
             "fpr_at_95tpr": {r["score"]: r["fpr_at_95tpr"] for r in table.to_dict("records")},
-            "eq5_auroc_ci": list(self.eq5_ci),
+            "eq5_auroc_ci": list(_auroc_interval(neg, pos)),
             "eq5_auroc": eq5,
-            **{
-                k: det[k]
-                for k in (
-                    "flag_rate_clean",
-                    "flag_rate_composites",
-                    "error_flagged",
-                    "error_unflagged",
-                    "errors_caught",
-                    "error_composites",
-                    "error_clean",
-                    "n_clean",
-                    "n_composites",
-                    "n_lingering",
-                )
-            },
+            **{k: det[k] for k in _DETECTION_NUMBERS},
         }
         if not self.L:
             self.note(
@@ -398,8 +332,7 @@ class AuditRun:
                 "--baseline none: no M^b, so no test between arms is run; only M^t's within-model tests "
                 "(L against F \\ L) are.",
             )
-        ft = _verdicts.fair_test(self)
-        self.ft = ft
+        self.ft = ft = _verdicts.fair_test(self)
         if ft.tests["verdict"].eq("not testable").all() and not len(ft.table):
             self.note("verdicts", "the fair test could not run: every test is not testable (the gates say why).")
         self.tables["gates"] = ft.gates.table

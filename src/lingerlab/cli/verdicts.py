@@ -1,11 +1,6 @@
-"""The fair test of the user's models: the book's gates, statistics and verdict rule over L.
-
-``fair_test.fair_test`` runs the controls of every arm and seed, the survival check and the deletion
-test, evaluates the gates and gives every test one of four verdicts (holds, does not hold,
-inconclusive with its minimum detectable effect, not testable with its failed gate). Where it cannot
-run (no composites, or the overlay hides every source object) the same tests are reported "not
-testable", each naming the gate that fails. ``run`` below is the audit's ``cli.run.AuditRun``.
-"""
+"""The fair test of the user's models (``fair_test.fair_test``: the book's gates, statistics and four
+verdicts over L); where it cannot run, every test is "not testable", naming the gate that fails.
+``run`` below is the audit's ``cli.run.AuditRun``."""
 
 from __future__ import annotations
 
@@ -18,42 +13,21 @@ if TYPE_CHECKING:
 #: the four verdicts of the fair test (``verdict_rule.verdict``; "not measured" only for an empty set)
 STATUSES = ("holds", "does not hold", "inconclusive", "not testable")
 #: the fields of every test in results.json
-TEST_FIELDS = (
-    "claim",
-    "kind",
-    "measure",
-    "reference",
-    "baseline",
-    "subset",
-    "verdict",
-    "verdict_text",
-    "effect",
-    "ci_lo",
-    "ci_hi",
-    "p_perm",
-    "p_holm",
-    "mde",
-    "gate",
-    "margin",
-    "n_reference",
-    "n_baseline",
+TEST_FIELDS = tuple(
+    "claim kind measure reference baseline subset verdict verdict_text effect ci_lo ci_hi p_perm p_holm mde gate "
+    "margin n_reference n_baseline".split()
 )
 
 
-def arms_of(run: Any) -> dict[str, str]:
-    """The arms of the user's audit, label -> arm name: M^t and, when there is one, M^b (the user's
-    given baseline, measured for every seed, or the scratch recipe trained with each seed)."""
-    return {"M^t": "M^t", "M^b": "M^b"} if run.has_baseline else {"M^t": "M^t"}
-
-
 def fair_test(run: Any) -> FairTest:
-    """``fair_test.fair_test`` of the audit's arms over ``run.seeds``; every test "not testable"
-    (with the gate that fails) where the fair test cannot run."""
+    """``fair_test.fair_test`` of the audit's arms over ``run.seeds`` (each test "not testable" where it cannot run)."""
     from .. import checks
     from .. import fair_test as _fair_test
-    from ..gates import without_composites
+    from ..controls import controls
+    from ..gates import evaluate, without_composites
 
-    audit, arms = run.audit, arms_of(run)
+    audit = run.audit
+    arms = {"M^t": "M^t", "M^b": "M^b"} if run.has_baseline else {"M^t": "M^t"}  # M^b: given or scratch
     comp = getattr(run, "comp", None)
     if comp is None or len(comp) < 2:
         why = "F is empty" if not run.F else "no class of F has images" if not run.F_images else "a single composite"
@@ -61,30 +35,17 @@ def fair_test(run: Any) -> FairTest:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         survival = checks.source_survival(audit, audit.composites(seed=0))
-        if not survival["survives"].astype(bool).any():
-            return _hidden_everywhere(run, arms, survival)
-        return _fair_test.fair_test(audit, arms, run.seeds)
-
-
-def _hidden_everywhere(run: Any, arms: dict[str, str], survival: Any) -> FairTest:
-    """The gates of a world where the overlay hides every source object (``fair_test.summarize``
-    would have no class left): every test fails the object-survival gate."""
-    from .. import checks
-    from ..controls import controls
-    from ..fair_test import baselines_of
-    from ..gates import evaluate
-
-    ctl = controls(run.audit, arms, run.seeds)
-    ref = ctl.attrs["reference"]
-    base = baselines_of(ctl, ref)
-    faith = checks.faithfulness(run.audit, arms, run.seeds, run.audit.composites(seed=0))
-    g = evaluate(ctl, survival, faith, ref, base)
-    return _untestable(arms, g, controls=ctl)
+        if survival["survives"].astype(bool).any():
+            return _fair_test.fair_test(audit, arms, run.seeds)
+        # the overlay hides every source object: every test fails the object-survival gate
+        ctl = controls(audit, arms, run.seeds)
+        ref = ctl.attrs["reference"]
+        faith = checks.faithfulness(audit, arms, run.seeds, audit.composites(seed=0))
+        return _untestable(arms, evaluate(ctl, survival, faith, ref, _fair_test.baselines_of(ctl, ref)), controls=ctl)
 
 
 def _untestable(arms: dict[str, str], gates: Any, controls: Any = None) -> FairTest:
-    """The fair test's family of tests (``fair_test.family``) with no numbers: each "not testable"
-    with the gates it fails (``gates.Gates.failed``)."""
+    """The fair test's family of tests (``fair_test.family``) without numbers, each "not testable" by ``gates``."""
     import pandas as pd
 
     from ..fair_test import FairTest, family, with_verdicts

@@ -1,28 +1,27 @@
-"""The paper's remedies (Sec. 5.1, App. B) as registered builders, with plain fine-tuning and its
-settings: ``plain``, ``finetune``, ``l1``, ``prune``, ``prune_finetune``, ``retrain_source``,
-``unlearning`` and ``composites``. The field's are in :mod:`.established_builders`; what they share is
-in :mod:`.builder_kit`.
-"""
+"""The paper's remedies (Sec. 5.1, App. B), plain fine-tuning and its settings, as registered builders, and
+:func:`retrain_source` (Sec. 5.1), where the world carries what it takes."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from .. import training as _training
+from .._data import labels_of
 from .._validation import check_choice, check_int_range, check_probability, check_range
 from ..models import find_head, split_model
 from ..recipe import Recipe
-from .augment import composite_augment
-from .builder_kit import check_weight, held_out_source, join_notes, plain_model, train_mt, wall_s
-from .penalties import l1_penultimate, unlearning_loss
-from .pruning_plan import pruned
-from .registry import Arm, register
-from .retrain import retrain_source
+from .registry import Arm, NotFeasible, register
+from .registry import check_weight, held_out_source, join_notes, plain_model, train_mt, wall_s
+from .images import CompositeAugment
+from .penalties import L1Penultimate, UnlearningLoss
+from .pruning import pruned
 
-__all__: list[str] = []  # the builders are reached through the registry
-
-# --------------------------------------------------------------------------------------------
-# parameter checks (complete params: defaults filled in)
-# --------------------------------------------------------------------------------------------
+__all__ = ["retrain_source"]  # the builders are reached through the registry
 
 _NOT_CHANGED_BY_FINETUNE = ("name", "init", "description")
 
@@ -54,9 +53,55 @@ def _check_composites(p: Mapping[str, Any]) -> None:
         check_range("scale", p["scale"], 0, 1, lo_open=True)
 
 
-# --------------------------------------------------------------------------------------------
-# the registered remedies
-# --------------------------------------------------------------------------------------------
+def _kept(data: Any, exclude: list[int]) -> Tensor:
+    """Indices of the items of ``data`` whose label is not in ``exclude``."""
+    y = labels_of(data).long()
+    return torch.nonzero(~torch.isin(y, torch.as_tensor(exclude, dtype=torch.long))).flatten()
+
+
+def retrain_source(
+    world: Any,
+    exclude: Iterable[int],
+    *,
+    seed: int | None = None,
+    device: Any = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Sec. 5.1 "Retraining the source model": M^s trained again without the classes ``exclude``.
+
+    Repeats the world's ``spec.source_recipe`` on ``spec.source_train`` less those classes (validated on the
+    kept classes of ``world.source_data``); :class:`NotFeasible` for a world that lacks either.
+    """
+    if isinstance(exclude, Tensor):
+        exclude = exclude.flatten().tolist()
+    exclude = sorted({check_int_range("exclude", c, 0) for c in exclude})
+    seed = world.seed if seed is None else check_int_range("seed", seed, 0)
+    spec = world.spec
+    if spec.source_train is None or spec.source_recipe is None:
+        raise NotFeasible(
+            f"world {world.name!r} does not carry its source training set and recipe: retraining "
+            f"its source model (e.g. on ImageNet) is not feasible here"
+        )
+    data = spec.source_train
+    keep = _kept(data, exclude)
+    if len(keep) == 0:
+        raise ValueError("exclude removes every source class: keep at least one")
+    val = world.source_data
+    keep_v = _kept(val, exclude).tolist()
+    val_sel = TensorDataset(*(t[keep_v] for t in val.tensors)) if isinstance(val, TensorDataset) else None
+    recipe = spec.source_recipe.replace(train_subset=keep.tolist())
+    return _training.train_scratch(
+        world.make_scratch,
+        data,
+        val_sel,
+        recipe,
+        num_classes=len(world.source_classes),
+        seed=seed,
+        device=device,
+        cache=cache,
+        progress=progress,
+    )
 
 
 @register("plain", description="the world's fine-tuning recipe M^t (the reference row)", reference="Sec. 3.1")
@@ -85,7 +130,7 @@ def _finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Ar
     weight=0.05,
 )
 def _l1(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
-    with l1_penultimate(float(p["weight"]), head=audit.world.spec.head) as extra:
+    with L1Penultimate(float(p["weight"]), head=audit.world.spec.head) as extra:
         m, h = train_mt(audit, seed, extra_loss=extra)
     return Arm(m, wall_s(h))
 
@@ -102,9 +147,9 @@ _PRUNE = dict(check=_check_prune, a_t=None, a_t_quantile=0.5, classes="source_on
 )
 def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     mt, h = plain_model(audit, seed, memo)
-    model, n, note, seconds = pruned(mt, audit, seed, p, memo, "channels pruned after fine-tuning")
-    n_channels = find_head(mt, audit.world.spec.head)[1].in_features
-    return Arm(model, wall_s(h) + seconds, note=note, n_pruned=n, n_channels=n_channels)
+    arm = pruned(mt, audit, seed, p, memo, "channels pruned after fine-tuning")
+    arm.train_s += wall_s(h)
+    return arm
 
 
 @register(
@@ -114,13 +159,13 @@ def _prune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     **_PRUNE,
 )
 def _prune_finetune(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
-    head = audit.world.spec.head
     src = audit.world.source_model
-    pruned_src, n, note, seconds = pruned(src, audit, seed, p, memo, "channels of M^s pruned before fine-tuning")
+    arm = pruned(src, audit, seed, p, memo, "channels of M^s pruned before fine-tuning")
     # the head now sits behind the mask: nn.Sequential(ChannelMask, head) at the head's name
-    new_head = find_head(pruned_src, find_head(src, head)[0] + ".1")[0]
-    m, h = train_mt(audit, seed, source=pruned_src, head=new_head)
-    return Arm(m, wall_s(h) + seconds, note=note, n_pruned=n, n_channels=find_head(src, head)[1].in_features)
+    new_head = find_head(arm.model, find_head(src, audit.world.spec.head)[0] + ".1")[0]
+    arm.model, h = train_mt(audit, seed, source=arm.model, head=new_head)
+    arm.train_s += wall_s(h)
+    return arm
 
 
 @register(
@@ -157,9 +202,8 @@ def _unlearning(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> 
     cls = L if L else audit.source_only().tolist()
     imgs, note = held_out_source(audit, cls, missing="no images of the lingering classes to unlearn")
     _, s_head = split_model(audit.world.source_model, head)
-    with unlearning_loss(
-        s_head, list(imgs.values()), float(p["weight"]), int(p["batch"]), seed=seed, head=head
-    ) as extra:
+    extra = UnlearningLoss(s_head, list(imgs.values()), float(p["weight"]), int(p["batch"]), seed=seed, head=head)
+    with extra:
         m, h = train_mt(audit, seed, extra_loss=extra)
     msg = (
         f"unlearned {len(cls)} classes ({'L of plain M^t' if L else 'F: L was empty'}); time includes "
@@ -180,7 +224,7 @@ def _composites(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> 
     F = audit.source_only().tolist()
     imgs, note = held_out_source(audit, F, missing="no source-only images to paste target images on")
     scale = audit.scale if p["scale"] is None else p["scale"]
-    aug = composite_augment(list(imgs.values()), float(p["p"]), float(scale))
+    aug = CompositeAugment(list(imgs.values()), float(p["p"]), float(scale))
     if audit.recipe("M^t").augment is not None:
         note = join_notes("replaces the world's fine-tuning augmentation", note)
     m, h = train_mt(audit, seed, augment=aug)

@@ -1,31 +1,12 @@
-"""The field's remedies for negative transfer and feature distortion, as small tested primitives.
+"""The field's remedies for negative transfer and feature distortion, as small tested primitives, written
+from the papers (thuml's Transfer-Learning-Library is not on PyPI) and checked against their definitions:
 
-Training penalties (``extra_loss(model, x, y)`` of :func:`lingerlab.training.finetune`):
-
-- :class:`L2SP`: Li, Grandvalet & Davoine, "Explicit inductive bias for transfer learning with
-  convolutional networks", ICML 2018: ``alpha/2 ||w - w^0||^2`` over the backbone (w^0: the source
-  weights) plus ``beta/2 ||w_head||^2`` on the new head;
-- :class:`BSS`: Chen et al., "Catastrophic forgetting meets negative transfer: batch spectral
-  shrinkage for safe transfer learning", NeurIPS 2019: ``eta * sum of the k smallest squared
-  singular values`` of the batch's penultimate feature matrix;
-- :class:`CoTuning`: You et al., "Co-Tuning for transfer learning", NeurIPS 2020: the source head
-  kept on the new features and trained towards ``p(y_s | y_t)``, the source model's mean prediction
-  on the target images of each class (here the source head stays frozen, so the source-class
-  outputs stay M^s's own head read on the fine-tuned features).
-
-Heads and weights (no training of their own):
-
-- :func:`fit_linear_head`: a multinomial logistic regression (scikit-learn) on frozen features, as a
-  ``nn.Linear`` that gives the same probabilities: the linear probe of LP-FT (Kumar et al.,
-  "Fine-tuning can distort pretrained features and underperform out-of-distribution", ICLR 2022) and
-  the last-layer retraining of DFR (Kirichenko, Izmailov & Wilson, "Last layer re-training is
-  sufficient for robustness to spurious correlations", ICLR 2023);
-- :func:`interpolate_weights`: WiSE-FT (Wortsman et al., "Robust fine-tuning of zero-shot models",
-  CVPR 2022), ``(1 - alpha) * theta_source + alpha * theta_finetuned`` over the backbone.
-
-thuml's Transfer-Learning-Library (github.com/thuml/Transfer-Learning-Library) implements L2-SP, BSS
-and Co-Tuning for PyTorch but is not on PyPI; these are written from the papers and checked against
-their definitions in ``tests/test_remedies_established.py``.
+- training penalties (``extra_loss`` of :func:`lingerlab.training.finetune`): :class:`L2SP` (Li,
+  Grandvalet & Davoine, ICML 2018), :class:`BSS` (Chen et al., NeurIPS 2019), :class:`CoTuning` (You et
+  al., NeurIPS 2020; the source head stays frozen here);
+- heads and weights: :func:`fit_linear_head`, the linear probe of LP-FT (Kumar et al., ICLR 2022) and the
+  last layer of DFR (Kirichenko, Izmailov & Wilson, ICLR 2023); :func:`interpolate_weights`, WiSE-FT
+  (Wortsman et al., CVPR 2022).
 """
 
 from __future__ import annotations
@@ -40,25 +21,13 @@ from ..models import find_head, replace_head
 from ..identities import weights_fingerprint
 from .penalties import HeadFeatures
 
-__all__ = [
-    "L2SP",
-    "BSS",
-    "bss_penalty",
-    "CoTuning",
-    "category_relationship",
-    "fit_linear_head",
-    "with_head",
-    "interpolate_weights",
-]
+__all__ = ["L2SP", "BSS", "bss_penalty", "CoTuning", "category_relationship"]  # training penalties
+__all__ += ["fit_linear_head", "with_head", "interpolate_weights"]  # heads and weights
 
 
 class L2SP:
-    """L2-SP (Li et al. 2018): ``alpha/2 * sum_backbone ||w - w^0||^2 + beta/2 * sum_head ||w||^2``.
-
-    ``source``: the pretrained model whose weights are w^0 (its parameters are matched by name in the
-    model being fine-tuned, a copy of it with a new head; the head's parameters, named ``head``, get
-    the plain L2 term). Li et al. use alpha = beta = 0.01.
-    """
+    """L2-SP (Li et al. 2018): ``alpha/2 * sum_backbone ||w - w^0||^2 + beta/2 * sum_head ||w||^2``, w^0 the
+    weights of ``source`` matched by name (Li et al. use alpha = beta = 0.01)."""
 
     def __init__(self, source: nn.Module, alpha: float = 0.01, beta: float = 0.01, head: str | None = None) -> None:
         self.alpha = float(check_range("alpha", alpha, 0))
@@ -69,21 +38,18 @@ class L2SP:
         self.cache_key = ("l2_sp", self.alpha, self.beta, name, weights_fingerprint(source))
 
     def __call__(self, model: nn.Module, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        sp, l2 = None, None
+        sp = l2 = next(model.parameters()).new_zeros(())
         for k, p in model.named_parameters():
             if not p.requires_grad:
                 continue
             if _under(k, self.head):
-                t = p.pow(2).sum()
-                l2 = t if l2 is None else l2 + t
+                l2 = l2 + p.pow(2).sum()
             elif k in self.ref:
                 r = self.ref[k]
                 if r.device != p.device:
                     r = self.ref[k] = r.to(p.device)
-                t = (p - r).pow(2).sum()
-                sp = t if sp is None else sp + t
-        zero = next(model.parameters()).new_zeros(())
-        return 0.5 * self.alpha * (zero if sp is None else sp) + 0.5 * self.beta * (zero if l2 is None else l2)
+                sp = sp + (p - r).pow(2).sum()
+        return 0.5 * self.alpha * sp + 0.5 * self.beta * l2
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -130,11 +96,8 @@ def category_relationship(source_probs: Tensor, target_labels: Tensor, num_targe
 
 
 class CoTuning(HeadFeatures):
-    """Co-Tuning (You et al. 2020): ``weight * CE(H(M^s)(B(M)(x)), p(y_s | y))`` with a soft target.
-
-    ``source_head``: M^s's head (kept frozen here); ``relationship``: :func:`category_relationship`.
-    You et al. weigh the term with 2.3 (the Transfer-Learning-Library's default trade-off).
-    """
+    """Co-Tuning (You et al. 2020): ``weight * CE(H(M^s)(B(M)(x)), p(y_s | y))``, a soft target from
+    :func:`category_relationship` on the frozen ``source_head`` (weight 2.3: the library's default)."""
 
     def __init__(
         self, source_head: nn.Linear, relationship: Tensor, weight: float = 2.3, head: str | None = None
@@ -150,13 +113,8 @@ class CoTuning(HeadFeatures):
                 f"relationship has {self.relationship.shape[1]} source classes; the source head has "
                 f"{self.source_head.out_features}"
             )
-        self.cache_key = (
-            "co_tuning",
-            self.weight,
-            head,
-            weights_fingerprint(self.source_head),
-            tuple(np.round(self.relationship.numpy().ravel(), 6).tolist()),
-        )
+        rel = tuple(np.round(self.relationship.numpy().ravel(), 6).tolist())
+        self.cache_key = ("co_tuning", self.weight, head, weights_fingerprint(self.source_head), rel)
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         if self.weight == 0:
@@ -209,9 +167,7 @@ def with_head(model: nn.Module, head_module: nn.Linear, head: str | None = None)
 
 def interpolate_weights(source: nn.Module, finetuned: nn.Module, alpha: float, head: str | None = None) -> nn.Module:
     """WiSE-FT (Wortsman et al. 2022): a copy of ``finetuned`` whose backbone parameters and floating
-    BatchNorm statistics are ``(1 - alpha) * source + alpha * finetuned``; the head stays the fine-tuned
-    one (the source head has other classes). ``alpha`` 1 gives ``finetuned`` back exactly; 0 gives the
-    source backbone exactly."""
+    BatchNorm statistics are ``(1 - alpha) * source + alpha * finetuned`` (exact at 0 and 1); same head."""
     alpha = float(check_range("alpha", alpha, 0, 1))
     name, _ = find_head(finetuned, head)
     src = source.state_dict()

@@ -17,16 +17,12 @@ from .._validation import check_int_range, check_range
 from ..composites import make_composites
 from ..identities import weights_fingerprint
 from ..models import split_model
-from .builder_kit import check_weight, held_out_source, join_notes, plain_model, train_mt, wall_s
+from .registry import Arm, NotFeasible, register
+from .registry import check_weight, held_out_source, join_notes, plain_model, train_mt, wall_s
 from .established import BSS, L2SP, CoTuning, category_relationship, fit_linear_head, interpolate_weights, with_head
 from .pruning import penultimate_features
-from .registry import Arm, NotFeasible, register
 
 __all__: list[str] = []  # the builders are reached through the registry
-
-# --------------------------------------------------------------------------------------------
-# parameter checks (complete params: defaults filled in)
-# --------------------------------------------------------------------------------------------
 
 
 def _check_l2_sp(p: Mapping[str, Any]) -> None:
@@ -52,14 +48,8 @@ def _check_dfr(p: Mapping[str, Any]) -> None:
     check_int_range("n_per_kind", p["n_per_kind"], 2)
 
 
-# --------------------------------------------------------------------------------------------
-# shared pieces
-# --------------------------------------------------------------------------------------------
-
-
 def _refit_head(model: nn.Module, x: Tensor, y: Tensor, audit: Any, p: Mapping[str, Any], seed: int) -> nn.Module:
-    """``model`` with a logistic-regression head (inverse regularisation ``p["C"]``) fitted on its frozen
-    penultimate features of ``x`` with labels ``y`` (LP-FT's probe, DFR's last layer)."""
+    """``model`` with a logistic-regression head (``C``) fitted on its frozen features of ``x``, ``y``."""
     head = audit.world.spec.head
     z = penultimate_features(model, x, head=head)
     return with_head(model, fit_linear_head(z, y, len(audit.world.target_classes), float(p["C"]), seed), head)
@@ -74,11 +64,6 @@ class _Fixed:
 
     def __call__(self) -> nn.Module:
         return copy.deepcopy(self.model)
-
-
-# --------------------------------------------------------------------------------------------
-# the registered remedies
-# --------------------------------------------------------------------------------------------
 
 
 @register(
@@ -123,16 +108,8 @@ def _lp_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm:
     x, y = gather(audit.target_data())
     probe = _refit_head(w.source_model, x, torch.as_tensor(y).long(), audit, p, seed)
     t_probe = time.perf_counter() - t0
-    m, h = _training.train_scratch(
-        _Fixed(probe),
-        w.target_train,
-        w.target_val,
-        audit.recipe("M^t"),
-        seed=seed,
-        device=audit.device,
-        cache=audit.cache,
-        progress=audit.progress,
-    )
+    kw = dict(seed=seed, device=audit.device, cache=audit.cache, progress=audit.progress)
+    m, h = _training.train_scratch(_Fixed(probe), w.target_train, w.target_val, audit.recipe("M^t"), **kw)
     return Arm(m, wall_s(h) + t_probe, note="the fine-tuning starts from the probe's head instead of a random one")
 
 
@@ -147,9 +124,8 @@ def _wise_ft(audit: Any, p: dict[str, Any], seed: int, memo: dict | None) -> Arm
     mt, h = plain_model(audit, seed, memo)
     t0 = time.perf_counter()
     m = interpolate_weights(audit.world.source_model, mt, float(p["alpha"]), head=audit.world.spec.head)
-    return Arm(
-        m, wall_s(h) + (time.perf_counter() - t0), note="post hoc: time is plain fine-tuning's plus the interpolation"
-    )
+    note = "post hoc: time is plain fine-tuning's plus the interpolation"
+    return Arm(m, wall_s(h) + (time.perf_counter() - t0), note=note)
 
 
 @register(

@@ -1,47 +1,39 @@
-"""One registry of named remedies: each kind is a builder, registered with its parameters and a line
-that says what it is.
+"""One registry of named remedies: :data:`REGISTRY` maps kind -> :class:`RemedyKind` (a builder, its
+parameters and a line that says what it is; :func:`describe` shows it as a table). A :class:`Remedy` is
+one configured remedy (one row of ``remedy_sweep.remedy_table``); :func:`build` makes its model for a seed.
 
-    @register("l1", description="L1 penalty on the penultimate activations B(M)(x)", reference="App. B",
-              check=_check_l1, weight=0.05)
-    def _l1(audit, params, seed, memo) -> Arm: ...
-
-:data:`REGISTRY` maps kind -> :class:`RemedyKind`; :func:`describe` prints it as a table. A
-:class:`Remedy` is one configured remedy (a kind and its parameters, shown as one row of
-``remedy_sweep.remedy_table``); :func:`build` trains (or edits) its model for a seed through the registry.
+What the builders share: M^t's recipe trained with some fields changed (so a remedy differs from plain
+fine-tuning only where the table says), plain M^t trained once per table, the held-out images a remedy may
+use, and the notes and seconds an :class:`Arm` reports.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
-from torch import nn
+from torch import Tensor, nn
 
-from .._validation import check_choice
+from .._validation import check_choice, check_range
+from .images import images_by_class
 
 __all__ = ["NotFeasible", "Arm", "RemedyKind", "Remedy", "REGISTRY", "register", "kinds", "describe", "build"]
+__all__ += ["train_mt", "wall_s", "join_notes", "plain_model", "held_out_source", "target_by_class", "check_weight"]
 
 
 class NotFeasible(Exception):
-    """Something that cannot be had here: a remedy that cannot run in this world (the remedy table marks
-    its row ``feasible=False`` with the reason), or an architecture a world does not offer."""
+    """A remedy that cannot run in this world (its table row is ``feasible=False``, with the reason), or an
+    architecture a world does not offer."""
 
 
 @dataclass
 class Arm:
-    """What a builder returns: the remedied model and how it came about.
-
-    Attributes:
-        model: the target-task model to measure.
-        train_s: wall-clock seconds it cost (training, plus any search it needed).
-        source: the source model whose head makes M^st for Eq. 3 (None: the world's M^s).
-        note: one line for the table's ``note`` column.
-        n_pruned: how many channels were pruned (pruning remedies), else None.
-        n_channels: how many channels the pruned layer has (pruning remedies), else None.
-        lingering_defined: False where Eq. 3 means nothing (a source retrained without F).
-    """
+    """What a builder returns: the model to measure, the wall-clock seconds it cost, the source whose head
+    makes M^st for Eq. 3 (None: the world's M^s), a ``note`` for the table, the pruned and total channels
+    of the pruned layer (pruning remedies) and whether Eq. 3 means anything (not for a source retrained
+    without F)."""
 
     model: nn.Module | None
     train_s: float
@@ -64,18 +56,9 @@ Builder = Callable[[Any, dict[str, Any], int, "dict | None"], Arm]
 
 @dataclass(frozen=True)
 class RemedyKind:
-    """A registered remedy kind.
-
-    Attributes:
-        kind: the registry key.
-        build: the builder (see :data:`Builder`).
-        description: one line: what the remedy does.
-        reference: where it comes from (paper section, or the paper that proposed it).
-        defaults: parameter name -> default value (the parameters the kind takes).
-        check: ``check(params)`` raises TypeError/ValueError for a bad value (params complete), or None.
-        open_params: a text that replaces ``defaults`` when the kind takes free-form parameters
-            (``finetune``: any field of the recipe); unknown names are then left to ``check``.
-    """
+    """A registered remedy kind: its builder, a one-line ``description``, its ``reference``, the parameters
+    it takes (``defaults``), ``check(params)`` (raises for a bad value; params complete) and
+    ``open_params``, a text shown instead of ``defaults`` for free-form parameters (left to ``check``)."""
 
     kind: str
     build: Builder
@@ -156,9 +139,8 @@ def describe() -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Remedy:
-    """One configured remedy: a registered ``kind`` (see :func:`describe`) and its ``params``, shown as
-    row ``name``. Kind and parameters are checked when it is made; omitted parameters take the
-    kind's defaults when it is built."""
+    """One configured remedy: a registered ``kind`` and its ``params`` (checked when it is made; omitted
+    ones take the kind's defaults), shown as row ``name``."""
 
     name: str
     kind: str
@@ -179,9 +161,61 @@ class Remedy:
 
 
 def build(audit: Any, remedy: Remedy, seed: int, memo: dict | None = None) -> Arm:
-    """The model of ``remedy`` for ``seed`` (through the registry): an :class:`Arm`. Raises
-    :class:`NotFeasible` where the remedy cannot run in the audit's world."""
+    """The :class:`Arm` of ``remedy`` for ``seed``; :class:`NotFeasible` where it cannot run in this world."""
     if not isinstance(remedy, Remedy):
         raise TypeError(f"remedy must be a Remedy; got {type(remedy).__name__}")
     entry = REGISTRY[remedy.kind]
     return entry.build(audit, entry.params(remedy.params), seed, memo)
+
+
+def train_mt(audit: Any, seed: int, source: nn.Module | None = None, **changes: Any) -> tuple[nn.Module, pd.DataFrame]:
+    """M^t's recipe with ``changes``, fine-tuning ``source`` (None: the world's M^s)."""
+    return audit.zoo.train(audit.recipe("M^t").replace(**changes), seed, source=source)
+
+
+def wall_s(hist: pd.DataFrame | None) -> float:
+    """The wall-clock seconds a training history took (0 for none)."""
+    return float(hist["wall_s"].iloc[-1]) if hist is not None and len(hist) else 0.0
+
+
+def join_notes(*parts: str) -> str:
+    """The non-empty ``parts``, joined by ``"; "``."""
+    return "; ".join(x for x in parts if x)
+
+
+def plain_model(audit: Any, seed: int, memo: dict | None) -> tuple[nn.Module, pd.DataFrame]:
+    """Plain M^t for ``seed`` and its history, trained once per ``memo`` (the table's rows share it)."""
+    if memo is not None and ("plain", seed) in memo:
+        return memo[("plain", seed)]
+    out = train_mt(audit, seed)
+    if memo is not None:
+        memo[("plain", seed)] = out
+    return out
+
+
+def held_out_source(
+    audit: Any, classes: Sequence[int], per_class: int = 64, missing: str | None = None
+) -> tuple[dict[int, Tensor], str]:
+    """Images of ``classes`` the audit does not evaluate on (``spec.source_train``; else D^c, with a note
+    saying so) and the note. With ``missing``, no image at all raises :class:`NotFeasible` with that reason."""
+    data = audit.world.spec.source_train
+    note = ""
+    if data is None:
+        data = audit.world.source_data
+        note = "trained on the same D^c images it is evaluated on (this world has no separate source training set)"
+    by = images_by_class(data, classes)
+    out = {c: x[:per_class] for c, x in by.items() if len(x)}
+    if missing is not None and not out:
+        raise NotFeasible(missing)
+    return out, note
+
+
+def target_by_class(audit: Any, max_per_class: int = 256) -> dict[int, Tensor]:
+    """D^t split by target class (M^t's training images)."""
+    by = images_by_class(audit.target_data())
+    return {c: x[:max_per_class] for c, x in by.items()}
+
+
+def check_weight(p: Mapping[str, Any]) -> None:
+    """The check of a remedy whose one parameter is a non-negative ``weight`` (params complete)."""
+    check_range("weight", p["weight"], 0)

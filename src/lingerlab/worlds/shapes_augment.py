@@ -13,6 +13,13 @@ from .shapes_render import _background, _clutter_params, _draw_clutter, _finish,
 __all__ = ["ZoomOut", "Occlude"]
 
 
+def _fresh_background(generator: torch.Generator, m: int, h: int, x: Tensor) -> Tensor:
+    """``m`` new backgrounds of side ``h``, half of them cluttered, on ``x``'s device and dtype."""
+    bg = _background(generator, m, h)
+    clut = _clutter_params(generator, m, (2, 5))
+    return _finish(_draw_clutter(bg, clut, h, torch.rand(m, generator=generator) < 0.5)).to(x.device, x.dtype)
+
+
 class ZoomOut:
     """Zoom-out augmentation: with probability ``prob`` shrink an image to ``lo``-``hi`` of its side
     and paste it at a random place on a fresh plain or (half the time) cluttered background."""
@@ -40,25 +47,15 @@ class ZoomOut:
         idx = apply.nonzero().flatten()
         m = len(idx)
         s = _uniform(generator, m, self.lo, self.hi)
-        tx, ty = (
-            (torch.rand(m, generator=generator) * 2 - 1) * (1 - s),
-            (torch.rand(m, generator=generator) * 2 - 1) * (1 - s),
-        )
-        bg = _background(generator, m, h)
-        clut = _clutter_params(generator, m, (2, 5))
-        bg = _finish(_draw_clutter(bg, clut, h, torch.rand(m, generator=generator) < 0.5)).to(x.device, x.dtype)
+        tx, ty = ((torch.rand(m, generator=generator) * 2 - 1) * (1 - s) for _ in range(2))
+        bg = _fresh_background(generator, m, h, x)
         theta = torch.zeros(m, 2, 3)
         theta[:, 0, 0], theta[:, 1, 1] = 1 / s, 1 / s
         theta[:, 0, 2], theta[:, 1, 2] = -tx / s, -ty / s
         grid = F.affine_grid(theta.to(x.device, x.dtype), [m, 3, h, w], align_corners=False)
         small = F.grid_sample(x[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        mask = F.grid_sample(
-            torch.ones(m, 1, h, w, device=x.device, dtype=x.dtype),
-            grid,
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=False,
-        )
+        ones = torch.ones(m, 1, h, w, device=x.device, dtype=x.dtype)
+        mask = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out = x.clone()
         out[idx] = small + (1 - mask) * bg
         return out
@@ -93,9 +90,7 @@ class Occlude:
         side = (_uniform(generator, m, self.lo, self.hi) * h).round().long().clamp(1, h)
         top = (torch.rand(m, generator=generator) * (h - side + 1)).long()
         left = (torch.rand(m, generator=generator) * (w - side + 1)).long()
-        bg = _background(generator, m, h)
-        clut = _clutter_params(generator, m, (2, 5))
-        bg = _finish(_draw_clutter(bg, clut, h, torch.rand(m, generator=generator) < 0.5)).to(x.device, x.dtype)
+        bg = _fresh_background(generator, m, h, x)
         rows = torch.arange(h).view(1, h, 1)
         cols = torch.arange(w).view(1, 1, w)
         inside = (

@@ -257,11 +257,8 @@ def render_source(profile: ShapesProfile, labels: Tensor, generator: torch.Gener
 def _target_params(profile: ShapesProfile, labels: Tensor, shared: Tensor, g: torch.Generator) -> dict[str, Any]:
     """Every random draw of a target set except its clutter (so clutter can be re-drawn alone).
 
-    A fraction ``shared_prob`` of the images also shows a co-occurring object, at the scale source
-    objects have (0.27-0.40). In half of those the glyph is the subject (central, at the profile's
-    ``glyph_scale``) and the object stands beside it; in the other half the object is the subject and
-    the glyph (``glyph_scale_beside``) stands beside it, like a photo of a dog whose ball fills the
-    frame. Images without an object show a central glyph. The glyph is always drawn last (never hidden).
+    ``shared_prob`` of the images also show a co-occurring object: half beside the glyph (at
+    ``glyph_scale``), half as the subject with a smaller glyph (``glyph_scale_beside``) beside it.
     """
     n = len(labels)
     table = torch.as_tensor(class_table(profile))
@@ -333,8 +330,3 @@ def render_target(
         img = _draw_objects(img, shapes, params["glyph_tex"][sl], glyph, profile.image_size)
         out.append(_finish(img))
     return torch.cat(out)
-
-
-# --------------------------------------------------------------------------------------------
-# augmentation and architecture
-# --------------------------------------------------------------------------------------------
