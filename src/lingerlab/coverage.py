@@ -62,7 +62,16 @@ def claim(
     for name, value in (("claim", claim), ("paper", paper), ("world", world), ("page", page)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string; got {value!r}")
-    return dict(zip(_FIELDS, (int(order), claim, paper, world, status, str(evidence), page, str(anchor))))
+    return {
+        "order": int(order),
+        "claim": claim,
+        "paper": paper,
+        "world": world,
+        "status": status,
+        "evidence": str(evidence),
+        "page": page,
+        "anchor": str(anchor),
+    }
 
 
 def glue_claims(key: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -82,7 +82,17 @@ def _distraction_stats(dt: Any) -> tuple[Any, Any]:
             m, lo, hi = cluster_bootstrap_ci(d, clusters, n_boot=2000, seed=0)
             e, elo, ehi = paired_cluster_bootstrap_ci(d, nu, clusters, n_boot=2000, seed=0)
             null = float(np.nanmean(nu)) if np.isfinite(nu).any() else float("nan")
-        return dict(zip(_DISTRACTION_STATS, (len(sub), m, lo, hi, null, e, elo, ehi, float(1 - sub["correct"].mean()))))
+        return {
+            "n": len(sub),
+            "distraction": m,
+            "ci_lo": lo,
+            "ci_hi": hi,
+            "null": null,
+            "excess": e,
+            "excess_lo": elo,
+            "excess_hi": ehi,
+            "error": float(1 - sub["correct"].mean()),
+        }
 
     rows = [
         {"model": m, "source_class": int(c), "source_name": n, "lingering": bool(ling), **stats_of(sub)}
