@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lingerlab.profiles import PROFILES, ShapesProfile, get_profile, profile_names, split_overrides
+from lingerlab.recipe import Recipe
 from lingerlab.worlds import _LOADERS, load_world
 
 
@@ -22,9 +23,9 @@ def test_every_world_has_smoke_and_full():
 def test_profiles_are_frozen_and_overridable():
     p = get_profile("shapes", "smoke")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        p.source_epochs = 1  # type: ignore[misc]
-    q = get_profile("shapes", "smoke", source_epochs=2, zoom_min=0.4)
-    assert (q.source_epochs, q.zoom_min) == (2, 0.4) and p.source_epochs != 2
+        p.n_shapes = 1  # type: ignore[misc]
+    q = get_profile("shapes", "smoke", n_shapes=2, zoom_min=0.4)
+    assert (q.n_shapes, q.zoom_min) == (2, 0.4) and p.n_shapes != 2
     assert get_profile("shapes", q) is q
 
 
@@ -40,7 +41,7 @@ def test_shapes_profile_sizes():
     [
         (lambda: get_profile("nope"), ["world", "shapes", "lite0"]),
         (lambda: get_profile("shapes", "tiny"), ["profile", "smoke", "full"]),
-        (lambda: get_profile("shapes", "smoke", epochs=3), ["epochs", "source_epochs"]),
+        (lambda: get_profile("shapes", "smoke", epochs=3), ["epochs", "source", "finetune"]),
         (lambda: get_profile("shapes", "smoke", name="x"), ["name"]),
         (lambda: load_world("nope"), ["name", "shapes", "paper", "custom"]),
         (lambda: load_world("shapes", "huge"), ["profile", "smoke", "full"]),
@@ -57,20 +58,20 @@ def test_errors_name_what_is_valid(call, words):
 @pytest.mark.parametrize(
     "field, value, want",
     [
-        ("source_epochs", "3", "int"),
-        ("source_epochs", 3.0, "int"),
-        ("source_epochs", 3.5, "int"),
-        ("source_epochs", True, "int"),
-        ("source_epochs", None, "int"),
-        ("source_epochs", np.float64(3), "int"),
-        ("source_epochs", np.bool_(True), "int"),
-        ("source_lr", "0.1", "float"),
-        ("source_lr", True, "float"),
-        ("source_lr", None, "float"),
-        ("source_lr", [0.1], "float"),
-        ("finetune_optimizer", 1, "str"),
-        ("finetune_optimizer", None, "str"),
-        ("finetune_optimizer", b"adam", "str"),
+        ("n_shapes", "3", "int"),
+        ("n_shapes", 3.0, "int"),
+        ("n_shapes", 3.5, "int"),
+        ("n_shapes", True, "int"),
+        ("n_shapes", None, "int"),
+        ("n_shapes", np.float64(3), "int"),
+        ("n_shapes", np.bool_(True), "int"),
+        ("zoom_min", "0.1", "float"),
+        ("zoom_min", True, "float"),
+        ("zoom_min", None, "float"),
+        ("zoom_min", [0.1], "float"),
+        ("finetune", 3, "Recipe"),
+        ("scratch", None, "Recipe"),
+        ("finetune", [("epochs", 2)], "Recipe"),
     ],
 )
 def test_wrong_type_is_type_error_naming_field_and_type(field, value, want):
@@ -84,23 +85,25 @@ def test_numpy_scalars_are_accepted_as_python_numbers():
     p = get_profile(
         "shapes",
         "smoke",
-        source_epochs=np.int64(2),
+        n_shapes=np.int64(2),
         width=np.int32(8),
         target_train=np.uint16(900),
-        source_lr=np.float32(0.5),
+        clutter_prob=np.float32(0.5),
         zoom_min=np.int64(0),
         shared_prob=np.float64(0.25),
-        finetune_optimizer=np.str_("sgd"),
+        finetune={"optimizer": np.str_("sgd"), "epochs": np.int64(4)},
     )
-    assert (p.source_epochs, p.width, p.target_train) == (2, 8, 900)
-    assert type(p.source_epochs) is int and type(p.width) is int and type(p.target_train) is int
-    assert p.source_lr == 0.5 and type(p.source_lr) is float
+    assert (p.n_shapes, p.width, p.target_train) == (2, 8, 900)
+    assert type(p.n_shapes) is int and type(p.width) is int and type(p.target_train) is int
+    assert p.clutter_prob == 0.5 and type(p.clutter_prob) is float
     assert p.zoom_min == 0.0 and type(p.zoom_min) is float
     assert p.shared_prob == 0.25 and type(p.shared_prob) is float
-    assert p.finetune_optimizer == "sgd" and type(p.finetune_optimizer) is str
+    assert p.finetune.optimizer == "sgd" and type(p.finetune.optimizer) is str
+    assert p.finetune.epochs == 4 and type(p.finetune.epochs) is int
     # an int for a float field is stored as a float, so the fingerprint does not depend on 1 vs 1.0
-    assert get_profile("paper", "smoke", finetune_lr=1) == get_profile("paper", "smoke", finetune_lr=1.0)
-    assert type(get_profile("paper", "smoke", finetune_lr=1).finetune_lr) is float
+    one = get_profile("paper", "smoke", finetune={"lr": 1})
+    assert one == get_profile("paper", "smoke", finetune={"lr": 1.0})
+    assert type(one.finetune.lr) is float and one.finetune.cache_key() == one.finetune.replace(lr=1.0).cache_key()
 
 
 def test_unknown_fields_stay_value_errors_even_with_bad_types():
@@ -118,3 +121,54 @@ def test_split_overrides():
     assert fields == {"n_train": 10} and rest == {"source_model": None}
     assert profile_names("lite0") == ["smoke", "full"]
     assert isinstance(PROFILES["shapes"]["full"], ShapesProfile)
+
+
+def test_profiles_hold_the_two_recipes():
+    for world, profs in PROFILES.items():
+        for prof in profs.values():
+            assert isinstance(prof.finetune, Recipe) and isinstance(prof.scratch, Recipe), world
+            assert prof.scratch.init == "scratch"
+            flat = [f.name for f in dataclasses.fields(prof) if f.name.startswith(("finetune_", "scratch_"))]
+            recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+            assert not [f for f in flat if f.split("_", 1)[1] in recipe_fields], (world, flat)
+
+
+def test_a_recipe_dict_is_merged_into_the_profiles_recipe():
+    base = get_profile("shapes", "smoke")
+    p = get_profile("shapes", "smoke", finetune={"epochs": 2}, scratch={"batch_size": 8, "lr": 0.01})
+    assert p.finetune == base.finetune.replace(epochs=2)
+    assert p.scratch == base.scratch.replace(batch_size=8, lr=0.01)
+    assert p.finetune.optimizer == "adam" and p.finetune.lr_schedule == "cosine"  # the rest is the profile's
+    assert base.finetune.epochs == 20  # the profile itself is unchanged
+    assert get_profile("shapes", "smoke", finetune={}) == base
+
+
+def test_a_recipe_instance_replaces_the_profiles_recipe():
+    mine = Recipe("mine", epochs=1, optimizer="sgd", lr=0.05, batch_size=4)
+    p = get_profile("lite0", "smoke", finetune=mine)
+    assert p.finetune is mine and p.scratch == get_profile("lite0", "smoke").scratch
+
+
+def test_an_unknown_recipe_field_names_it_and_the_valid_ones():
+    with pytest.raises(ValueError) as e:
+        get_profile("shapes", "smoke", finetune={"epoch": 2})
+    msg = str(e.value)
+    assert "'finetune'" in msg and "'epoch'" in msg
+    for valid in ("epochs", "lr", "optimizer", "batch_size", "bn"):
+        assert valid in msg
+
+
+def test_a_bad_recipe_value_is_refused_where_it_enters():
+    with pytest.raises(ValueError, match="'scratch': bn must be one of 'update', 'freeze'; got 'maybe'"):
+        get_profile("paper", "smoke", scratch={"bn": "maybe"})
+    with pytest.raises(TypeError, match="'finetune': optimizer must be one of 'sgd', 'adam'; got int 1"):
+        get_profile("custom", "smoke", finetune={"optimizer": 1})
+    with pytest.raises(ValueError, match="'finetune': precise_bn=True recomputes"):
+        get_profile("lite0", "smoke", finetune={"precise_bn": True, "bn": "freeze"})
+
+
+def test_load_world_routes_recipe_overrides_to_the_profile():
+    fields, rest = split_overrides("shapes", {"finetune": {"epochs": 2}, "scratch": Recipe("b"), "device": "cpu"})
+    assert fields == {"finetune": {"epochs": 2}, "scratch": Recipe("b")} and rest == {"device": "cpu"}
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        load_world("shapes", "smoke", finetune={"epochs": 2, "nope": 1})

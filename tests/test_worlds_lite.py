@@ -170,11 +170,11 @@ def test_world_spec_is_complete(world):
     kt, kb = vars(spec.recipes["M^t"]), vars(spec.recipes["M^b"])
     keys = "lr epochs optimizer batch_size bn lr_schedule augment head momentum weight_decay freeze num_workers".split()
     assert {k: kt[k] for k in keys} == dict(
-        lr=p.finetune_lr,
-        epochs=p.finetune_epochs,
-        optimizer=p.finetune_optimizer,
-        batch_size=p.finetune_batch_size,
-        bn=p.finetune_bn,
+        lr=p.finetune.lr,
+        epochs=p.finetune.epochs,
+        optimizer=p.finetune.optimizer,
+        batch_size=p.finetune.batch_size,
+        bn=p.finetune.bn,
         lr_schedule="constant",
         augment=None,
         head="model._fc",
@@ -184,10 +184,10 @@ def test_world_spec_is_complete(world):
         num_workers=0,
     )
     assert {k: kb[k] for k in keys} == dict(
-        lr=p.scratch_lr,
-        epochs=p.scratch_epochs,
+        lr=p.scratch.lr,
+        epochs=p.scratch.epochs,
         optimizer="adam",
-        batch_size=p.scratch_batch_size,
+        batch_size=p.scratch.batch_size,
         bn="update",
         lr_schedule="constant",
         augment=None,
@@ -199,7 +199,7 @@ def test_world_spec_is_complete(world):
     )
     assert kt["train_subset"] is None and kb["train_subset"] is None
     # the scratch net gets precise BatchNorm statistics (a three-epoch run's running averages lag); M^t does not
-    assert (kt["precise_bn"], kb["precise_bn"]) == (False, p.scratch_precise_bn) == (False, True)
+    assert (kt["precise_bn"], kb["precise_bn"]) == (False, p.scratch.precise_bn) == (False, True)
 
 
 def test_world_is_deterministic(world):
@@ -212,10 +212,10 @@ def test_world_is_deterministic(world):
 
 
 def test_bn_policy_is_a_world_parameter():
-    w = load_world("lite0", "smoke", finetune_bn="freeze", device="cpu")
+    w = load_world("lite0", "smoke", finetune={"bn": "freeze"}, device="cpu")
     assert w.spec.recipes["M^t"].bn == "freeze"
-    with pytest.raises(ValueError, match="finetune_bn"):
-        load_world("lite0", "smoke", finetune_bn="maybe")
+    with pytest.raises(ValueError, match="'finetune': bn must be one of 'update', 'freeze'"):
+        load_world("lite0", "smoke", finetune={"bn": "maybe"})
 
 
 def lingering_count(world, bn: str, p_lo: float = 0.01) -> dict:

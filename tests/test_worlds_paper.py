@@ -347,11 +347,11 @@ def _check_spec(world, arch, head, cam_layer, scratch_head):
     kt, kb = vars(spec.recipes["M^t"]), vars(spec.recipes["M^b"])
     assert spec.recipes["M^t"].init == "source" and spec.recipes["M^b"].init == "scratch"
     assert {k: kt[k] for k in _RECIPE_KEYS} == dict(
-        lr=p.finetune_lr,
-        epochs=p.finetune_epochs,
-        optimizer=p.finetune_optimizer,
-        batch_size=p.finetune_batch_size,
-        bn=p.finetune_bn,
+        lr=p.finetune.lr,
+        epochs=p.finetune.epochs,
+        optimizer=p.finetune.optimizer,
+        batch_size=p.finetune.batch_size,
+        bn=p.finetune.bn,
         lr_schedule="constant",
         augment=None,
         head=head,
@@ -361,10 +361,10 @@ def _check_spec(world, arch, head, cam_layer, scratch_head):
         num_workers=p.num_workers,
     )
     assert {k: kb[k] for k in _RECIPE_KEYS} == dict(
-        lr=p.scratch_lr,
-        epochs=p.scratch_epochs,
+        lr=p.scratch.lr,
+        epochs=p.scratch.epochs,
         optimizer="adam",
-        batch_size=p.scratch_batch_size,
+        batch_size=p.scratch.batch_size,
         bn="update",
         lr_schedule="constant",
         augment=None,

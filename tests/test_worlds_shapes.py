@@ -31,9 +31,9 @@ TINY = dict(
     target_train=48,
     finetune_train=16,
     target_val=16,
-    source_epochs=1,
-    finetune_epochs=1,
-    scratch_epochs=1,
+    source={"epochs": 1},
+    finetune={"epochs": 1},
+    scratch={"epochs": 1},
     width=8,
 )
 
@@ -156,16 +156,10 @@ def test_tiny_world_spec_is_complete(tiny):
     table = recipe_table(spec.recipes.values(), len(w.target_train))
     assert len(table) == 3 and list(table["training images"]) == [16, 48, 16]
     assert table["augmentation"].iloc[1] == "zoom-out to 35-80% of the side, p=0.5"
-    # M^s is trained from its recipe: fields other than these keep train_scratch's defaults
-    p, sr = w.profile, spec.source_recipe
-    assert (sr.init, sr.lr, sr.epochs, sr.optimizer, sr.batch_size, sr.lr_schedule) == (
-        "scratch",
-        p.source_lr,
-        p.source_epochs,
-        "adam",
-        p.source_batch_size,
-        "cosine",
-    )
+    # M^s is trained from the profile's source recipe; the loader adds only its occluder and description
+    sr = spec.source_recipe
+    assert sr.replace(augment=None, description="") == w.profile.source.replace(description="")
+    assert isinstance(sr.augment, Occlude) and sr.init == "scratch"
     assert spec.make_source is not None and len(spec.source_train) == 24 * 8
     assert spec.provenance["source_accuracy"] == float(spec.provenance["source_history"]["val_acc"].iloc[-1])
 
@@ -176,12 +170,12 @@ def test_recipes_carry_the_profile(tiny):
     kt, kb = vars(r["M^t"]), vars(r["M^b"])
     keys = "lr epochs optimizer batch_size bn lr_schedule augment head momentum weight_decay freeze num_workers".split()
     assert {k: kt[k] for k in keys} == dict(
-        lr=p.finetune_lr,
-        epochs=p.finetune_epochs,
-        optimizer=p.finetune_optimizer,
-        batch_size=p.finetune_batch_size,
+        lr=p.finetune.lr,
+        epochs=p.finetune.epochs,
+        optimizer=p.finetune.optimizer,
+        batch_size=p.finetune.batch_size,
         bn="update",
-        lr_schedule=p.finetune_lr_schedule,
+        lr_schedule=p.finetune.lr_schedule,
         augment=None,
         head=None,
         momentum=0.9,
@@ -190,10 +184,10 @@ def test_recipes_carry_the_profile(tiny):
         num_workers=0,
     )
     assert {k: kb[k] for k in keys if k != "augment"} == dict(
-        lr=p.scratch_lr,
-        epochs=p.scratch_epochs,
+        lr=p.scratch.lr,
+        epochs=p.scratch.epochs,
         optimizer="adam",
-        batch_size=p.scratch_batch_size,
+        batch_size=p.scratch.batch_size,
         bn="update",
         lr_schedule="cosine",
         head=None,

@@ -27,7 +27,31 @@ from .publishing import publish
 
 __version__ = "0.1.0"
 
-__all__ = ["coverage", "detection", "figures", "ood", "plotting", "as_image", "chapter", "Audit", "finetune", "gradcam"]
-__all__ += ["load_world", "train_scratch", "batchnorm_layers", "class_mean_probs", "default_k", "distraction", "glue"]
-__all__ += ["interference", "lingering", "make_composites", "precision_recall", "publish", "source_class_counts"]
-__all__ += ["source_only", "source_target_model", "split_model"]
+__all__ = [
+    "coverage",
+    "detection",
+    "figures",
+    "ood",
+    "plotting",
+    "as_image",
+    "chapter",
+    "Audit",
+    "finetune",
+    "gradcam",
+    "load_world",
+    "train_scratch",
+    "batchnorm_layers",
+    "class_mean_probs",
+    "default_k",
+    "distraction",
+    "glue",
+    "interference",
+    "lingering",
+    "make_composites",
+    "precision_recall",
+    "publish",
+    "source_class_counts",
+    "source_only",
+    "source_target_model",
+    "split_model",
+]

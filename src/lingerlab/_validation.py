@@ -11,8 +11,16 @@ from typing import Any, Iterable, Sequence, Sized
 
 import numpy as np
 
-__all__ = ["check_range", "check_int_range", "check_probability", "check_choice", "check_bool", "check_nonempty"]
-__all__ += ["check_same_length", "check_seeds"]
+__all__ = [
+    "check_range",
+    "check_int_range",
+    "check_probability",
+    "check_choice",
+    "check_bool",
+    "check_nonempty",
+    "check_same_length",
+    "check_seeds",
+]
 
 _MAX_REPR = 80
 

@@ -41,10 +41,12 @@ def recipe_table(recipes: Sequence[Recipe] | Mapping[str, Recipe], n_images: int
 
 def from_scratch(recipe: Recipe, *, name: str = "M^b (same data)", precise_bn: bool = False) -> Recipe:
     """``recipe`` trained from random weights instead of M^s: the same images, augmentation and steps.
-    ``precise_bn``: recompute the BatchNorm statistics after the last step (a short scratch run needs it)."""
+    Its BatchNorm statistics update (a random net has no statistics worth freezing); ``precise_bn``:
+    recompute them after the last step (a short scratch run needs it)."""
     return recipe.replace(
         name=name,
         init="scratch",
+        bn="update",
         precise_bn=recipe.precise_bn or precise_bn,
         description=f"{recipe.name}'s recipe from random weights: same images, augmentation and steps",
     )

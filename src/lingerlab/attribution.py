@@ -30,10 +30,23 @@ _EPS = 1e-7  # pytorch-grad-cam's scale_cam_image: (x - min) / (1e-7 + max)
 #: method name -> pytorch-grad-cam class name, for :func:`cam`
 _CAM_CLASSES = {
     c.lower().replace("plusplus", "++").replace("_", ""): c
-    for c in (
-        "GradCAM GradCAMPlusPlus HiResCAM GradCAMElementWise XGradCAM LayerCAM EigenCAM EigenGradCAM ScoreCAM "
-        "AblationCAM FullGrad KPCA_CAM RandomCAM ShapleyCAM FEM"
-    ).split()
+    for c in [
+        "GradCAM",
+        "GradCAMPlusPlus",
+        "HiResCAM",
+        "GradCAMElementWise",
+        "XGradCAM",
+        "LayerCAM",
+        "EigenCAM",
+        "EigenGradCAM",
+        "ScoreCAM",
+        "AblationCAM",
+        "FullGrad",
+        "KPCA_CAM",
+        "RandomCAM",
+        "ShapleyCAM",
+        "FEM",
+    ]
 }
 #: the methods :func:`cam` knows (those the installed pytorch-grad-cam lacks are refused when called)
 CAM_METHODS: tuple[str, ...] = tuple(_CAM_CLASSES)

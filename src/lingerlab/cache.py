@@ -30,8 +30,17 @@ import torch
 from .codehash import _code_targets, code_hash
 from .fingerprints import fingerprint
 
-__all__ = ["cache_dir", "code_hash", "fingerprint", "cached", "StageCache", "CacheEntryError", "atomic_write_bytes"]
-__all__ += ["save", "load"]
+__all__ = [
+    "cache_dir",
+    "code_hash",
+    "fingerprint",
+    "cached",
+    "StageCache",
+    "CacheEntryError",
+    "atomic_write_bytes",
+    "save",
+    "load",
+]
 
 T = TypeVar("T")
 
@@ -168,8 +177,10 @@ def _decode(obj: Any) -> Any:
         return tuple(_decode(v) for v in obj[1])
     if tag == "dict":
         return {_decode(k): _decode(v) for k, v in obj[1]}
-    if tag in ("ndarray", "numpy"):
-        return obj[1].numpy() if tag == "ndarray" else obj[1].numpy()[()]
+    if tag == "ndarray":
+        return obj[1].numpy()
+    if tag == "numpy":  # a NumPy scalar, stored as a 0-d tensor
+        return obj[1].numpy()[()]
     if tag == "NA":
         return pd.NA
     if tag == "DataFrame":

@@ -69,7 +69,7 @@ def chapter(
 
 def profile_table(worlds: Any = ("shapes", "lite0", "lite1", "lite2", "paper")) -> Any:
     """What profile ``full`` changes against ``smoke``: one row per (world, field) that differs, read
-    from ``profiles.PROFILES``."""
+    from ``profiles.PROFILES``; a recipe field gives a row per recipe setting (``finetune.epochs``)."""
     import dataclasses
 
     import pandas as pd
@@ -86,6 +86,13 @@ def profile_table(worlds: Any = ("shapes", "lite0", "lite1", "lite2", "paper")) 
         smoke, full = PROFILES[w]["smoke"], PROFILES[w]["full"]
         for f in dataclasses.fields(smoke):
             a, b = getattr(smoke, f.name), getattr(full, f.name)
-            if f.name != "name" and a != b:
+            if f.name == "name" or a == b:
+                continue
+            if dataclasses.is_dataclass(a):  # a recipe: one row per setting in it that differs
+                for g in dataclasses.fields(a):
+                    ga, gb = getattr(a, g.name), getattr(b, g.name)
+                    if ga != gb:
+                        rows.append({"world": w, "setting": f"{f.name}.{g.name}", "smoke": ga, "full": gb})
+            else:
                 rows.append({"world": w, "setting": f.name, "smoke": a, "full": b})
     return pd.DataFrame(rows, columns=["world", "setting", "smoke", "full"])

@@ -20,8 +20,18 @@ from ._validation import check_range
 from .models import as_generator
 from .inference import predict
 
-__all__ = ["composite_clusters", "SURVIVAL_RATIO", "NEUTRAL_RATIO", "class_probability", "source_survival"]
-__all__ += ["neutral_check", "faithfulness", "delete_pixels", "deletion_test", "deletion_summary"]
+__all__ = [
+    "composite_clusters",
+    "SURVIVAL_RATIO",
+    "NEUTRAL_RATIO",
+    "class_probability",
+    "source_survival",
+    "neutral_check",
+    "faithfulness",
+    "delete_pixels",
+    "deletion_test",
+    "deletion_summary",
+]
 
 #: a class survives the overlay when M^s's mean p(c_s) on its composites is at least this share of
 #: its mean p(c_s) on the same source images alone

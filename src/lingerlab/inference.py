@@ -10,8 +10,18 @@ from ._data import ImageData, batches, model_device
 from ._validation import check_choice, check_int_range, check_nonempty
 from .models import batchnorm_layers, eval_mode
 
-__all__ = ["predict", "evaluate", "precise_bn_statistics", "LAYOUTS", "check_layout", "uses_channels_last", "nhwc"]
-__all__ += ["eval_batch_size", "CPU_EVAL_BATCH", "EVAL_BATCH"]
+__all__ = [
+    "predict",
+    "evaluate",
+    "precise_bn_statistics",
+    "LAYOUTS",
+    "check_layout",
+    "uses_channels_last",
+    "nhwc",
+    "eval_batch_size",
+    "CPU_EVAL_BATCH",
+    "EVAL_BATCH",
+]
 
 
 # memory formats CNNs can train and predict in (``layout=``; part of the training cache key: it changes rounding)

@@ -1,13 +1,19 @@
 """Profiles: the sizes of a world as data (``smoke`` for a CPU in minutes, ``full`` for a GPU), one
-frozen dataclass per world; :func:`get_profile` returns one with fields overridden."""
+frozen dataclass per world; :func:`get_profile` returns one with fields overridden.
+
+Each profile holds two training recipes (:class:`~lingerlab.recipe.Recipe`): ``finetune``, how M^t
+fine-tunes M^s, and ``scratch``, how M^b trains from random weights. A world's loader takes them and
+sets only what it decides itself (the arm's name, its start, head, augmentation, training subset)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._validation import _is_bool, _is_int, _is_real
+from .recipe import Recipe
 
 __all__ = [
     "ShapesProfile",
@@ -25,7 +31,8 @@ __all__ = [
 class ShapesProfile:
     """Sizes of the procedural ``shapes`` world: ``n_shapes x n_textures x n_colours`` source classes
     (the first two shapes look like the target glyphs); the scratch baseline trains on ``target_train``
-    images, fine-tuning on a seeded ``finetune_train`` of them (the paper's small D^t)."""
+    images, fine-tuning on a seeded ``finetune_train`` of them (the paper's small D^t). ``source``,
+    ``finetune`` and ``scratch``: the recipes of M^s, M^t and M^b."""
 
     name: str
     image_size: int = 32
@@ -44,19 +51,16 @@ class ShapesProfile:
     # CNN base width: 16 trains 2.0x faster than 24 on a 2-core CPU (benchmarks/training.py) and, with a
     # fourth source epoch, recovers the planted truth as well (Eqs. 1-2)
     width: int = 16
-    source_epochs: int = 4
-    source_lr: float = 3e-3
-    source_batch_size: int = 128
-    # both fair-test arms' budget (on 200 images the scratch arm falls below the competence gate)
-    finetune_epochs: int = 20
-    finetune_lr: float = 3e-4
-    finetune_lr_schedule: str = "cosine"
-    finetune_optimizer: str = "adam"  # SGD at lr 0.01 ranged 0.68-0.95 target accuracy over seeds
-    finetune_batch_size: int = 32
+    source: Recipe = Recipe(
+        "M^s", init="scratch", epochs=4, lr=3e-3, lr_schedule="cosine", optimizer="adam", batch_size=128
+    )
+    # both fair-test arms' budget (on 200 images the scratch arm falls below the competence gate);
+    # Adam: SGD at lr 0.01 ranged 0.68-0.95 target accuracy over seeds
+    finetune: Recipe = Recipe("M^t", epochs=20, lr=3e-4, lr_schedule="cosine", optimizer="adam", batch_size=32)
     lr_search: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # the grid every fair-test arm is tuned over
-    scratch_epochs: int = 8
-    scratch_lr: float = 2e-3
-    scratch_batch_size: int = 64
+    scratch: Recipe = Recipe(
+        "M^b", init="scratch", epochs=8, lr=2e-3, lr_schedule="cosine", optimizer="adam", batch_size=64
+    )
     zoom_min: float = 0.35  # zoom-out augmentation of the scratch baseline
     zoom_max: float = 0.8
     zoom_prob: float = 0.5
@@ -75,78 +79,61 @@ class ShapesProfile:
 @dataclass(frozen=True)
 class LiteProfile:
     """Sizes of the ``lite0``/``lite1``/``lite2`` worlds (EfficientNet-Lite, LFW faces vs non-faces):
-    ``smoke`` at 112 px for all three, ``full`` at each model's native 224 / 240 / 260 px."""
+    ``smoke`` at 112 px for all three, ``full`` at each model's native 224 / 240 / 260 px.
+    ``finetune`` and ``scratch``: the recipes of M^t and M^b."""
 
     name: str
     # the smallest size of 96-128 px at which each model still names chelsea and coffee right
     image_size: int = 112
     dc_per_class: int = 4  # seeded augmented views per D^c photo
     target_val_fraction: float = 0.3  # of scikit-image's 200 LFW-subset images
-    finetune_epochs: int = 3
-    finetune_lr: float = 1e-4
-    finetune_optimizer: str = "adam"
-    finetune_bn: str = "update"
+    finetune: Recipe = Recipe("M^t", epochs=3, lr=1e-4, optimizer="adam", bn="update", batch_size=16)
     source_bn_momentum: float = 0.01  # M^s's BatchNorm momentum while fine-tuning with bn="update"
-    finetune_batch_size: int = 16
     # as many epochs as M^t's: with precise BatchNorm statistics three reach validation 0.95-1.0 (without,
     # the nets sit at chance until epoch 6)
-    scratch_epochs: int = 3
-    scratch_lr: float = 1e-3
-    scratch_batch_size: int = 16
+    scratch: Recipe = Recipe("M^b", init="scratch", epochs=3, lr=1e-3, optimizer="adam", batch_size=16, precise_bn=True)
     scratch_bn_momentum: float = 0.1
-    scratch_precise_bn: bool = True
     lr_search: tuple[float, ...] = (1e-4, 3e-4, 1e-3)  # the grid every fair-test arm is tuned over
 
 
 def _lite_full(image_size: int) -> LiteProfile:
+    smoke = LiteProfile("smoke")
     return LiteProfile(
         "full",
         image_size=image_size,
         dc_per_class=16,
-        finetune_epochs=10,
-        scratch_epochs=40,
-        finetune_batch_size=32,
-        scratch_batch_size=32,
+        finetune=smoke.finetune.replace(epochs=10, batch_size=32),
+        scratch=smoke.scratch.replace(epochs=40, batch_size=32),
     )
 
 
 @dataclass(frozen=True)
 class PaperProfile:
-    """Sizes of the ``paper`` world (ResNet-18 ImageNet, Dogs-vs-Cats, ImageNet val as D^c)."""
+    """Sizes of the ``paper`` world (ResNet-18 ImageNet, Dogs-vs-Cats, ImageNet val as D^c);
+    ``finetune`` and ``scratch``: the recipes of M^t and M^b."""
 
     name: str
     image_size: int = 224
     n_train: int = 200  # target training images (balanced cats/dogs)
     n_val: int = 200
     dc_per_class: int = 2  # D^c images per ImageNet class (at most what exists)
-    finetune_epochs: int = 2
-    finetune_lr: float = 1e-3
-    finetune_optimizer: str = "sgd"
-    finetune_bn: str = "update"
-    finetune_batch_size: int = 32
-    scratch_epochs: int = 2
-    scratch_lr: float = 1e-3
-    scratch_batch_size: int = 32
-    num_workers: int = 0
+    finetune: Recipe = Recipe("M^t", epochs=2, lr=1e-3, optimizer="sgd", bn="update", batch_size=32)
+    scratch: Recipe = Recipe("M^b", init="scratch", epochs=2, lr=1e-3, optimizer="adam", batch_size=32)
+    num_workers: int = 0  # data-loading workers of both recipes
 
 
 @dataclass(frozen=True)
 class CustomProfile:
-    """Sizes of a ``custom`` world built from the user's folders and model."""
+    """Sizes of a ``custom`` world built from the user's folders and model; ``finetune`` and
+    ``scratch``: the recipes of M^t and M^b."""
 
     name: str
     image_size: int = 224
     val_fraction: float = 0.2  # used when target_root has no train/ and val/ folders
     dc_per_class: int = 0  # 0: every image of source_root
-    finetune_epochs: int = 3
-    finetune_lr: float = 1e-3
-    finetune_optimizer: str = "sgd"
-    finetune_bn: str = "update"
-    finetune_batch_size: int = 32
-    scratch_epochs: int = 10
-    scratch_lr: float = 1e-3
-    scratch_batch_size: int = 32
-    num_workers: int = 0
+    finetune: Recipe = Recipe("M^t", epochs=3, lr=1e-3, optimizer="sgd", bn="update", batch_size=32)
+    scratch: Recipe = Recipe("M^b", init="scratch", epochs=10, lr=1e-3, optimizer="adam", batch_size=32)
+    num_workers: int = 0  # data-loading workers of both recipes
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -164,9 +151,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             target_train=8000,
             target_val=2000,
             width=32,
-            source_epochs=6,
-            finetune_epochs=20,
-            scratch_epochs=30,
+            source=ShapesProfile("smoke").source.replace(epochs=6),
+            scratch=ShapesProfile("smoke").scratch.replace(epochs=30),
             comparison_baselines=("M^b (same data)", "M^b (matched acc)"),
             remedy_worlds=("lite0",),
             size_sweep=(100, 200, 500, 1000, 2000),
@@ -182,15 +168,18 @@ PROFILES: dict[str, dict[str, Any]] = {
             n_train=20000,
             n_val=5000,
             dc_per_class=50,
-            finetune_epochs=5,
-            scratch_epochs=30,
-            finetune_batch_size=64,
-            scratch_batch_size=64,
+            finetune=PaperProfile("smoke").finetune.replace(epochs=5, batch_size=64),
+            scratch=PaperProfile("smoke").scratch.replace(epochs=30, batch_size=64),
             num_workers=8,
         ),
     },
     "custom": {
-        "smoke": CustomProfile("smoke", image_size=128, finetune_epochs=2, scratch_epochs=2),
+        "smoke": CustomProfile(
+            "smoke",
+            image_size=128,
+            finetune=CustomProfile("full").finetune.replace(epochs=2),
+            scratch=CustomProfile("full").scratch.replace(epochs=2),
+        ),
         "full": CustomProfile("full"),
     },
 }
@@ -214,7 +203,9 @@ def split_overrides(world: str, overrides: dict[str, Any]) -> tuple[dict[str, An
 
 def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
     """Profile ``profile`` (a name or an instance of the world's class) of ``world`` with ``overrides``
-    applied; an unknown field raises ValueError, a value of the wrong type TypeError."""
+    applied; an unknown field raises ValueError, a value of the wrong type TypeError. A recipe
+    (``finetune``, ``scratch``) is overridden by a :class:`~lingerlab.recipe.Recipe` or by a dict of
+    Recipe fields merged into the profile's, e.g. ``finetune={"epochs": 2}``."""
     names = profile_names(world)
     cls = type(PROFILES[world][names[0]])
     if isinstance(profile, cls):
@@ -239,7 +230,20 @@ def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
 
 def _coerce_field(world: str, field: str, value: Any, default: Any) -> Any:
     """``value`` as the type of the field's ``default`` (NumPy scalars become Python ones; ints are
-    not bools or floats, floats may be ints); anything else raises TypeError."""
+    not bools or floats, floats may be ints; a dict for a recipe is merged into ``default``); anything
+    else raises TypeError."""
+    if isinstance(default, Recipe):
+        if isinstance(value, Recipe):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"{world} profile field {field!r} must be a Recipe or a dict of Recipe fields; "
+                f"got {type(value).__name__} {value!r}"
+            )
+        try:
+            return default.replace(**value)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{world} profile field {field!r}: {e}") from None
     if _is_bool(default):
         ok, want, cast = _is_bool(value), "a bool", bool
     elif isinstance(default, int):

@@ -1,5 +1,5 @@
-"""A training recipe as data (:class:`Recipe`: every knob of ``training.finetune`` /
-``training.train_scratch``, frozen, hashable and validated) and :func:`recipe_from_profile`."""
+"""A training recipe as data: :class:`Recipe`, every knob of ``training.finetune`` /
+``training.train_scratch``, frozen, hashable and validated where it is built."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ._validation import check_bool, check_choice, check_int_range, check_range
 from .identities import callable_key
 
-__all__ = ["Recipe", "recipe_from_profile", "subset_of", "Augment", "ExtraLoss"]
+__all__ = ["Recipe", "subset_of", "Augment", "ExtraLoss"]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -65,33 +65,34 @@ class Recipe:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty string; got {self.name!r}")
-        check_choice("init", self.init, ("source", "scratch"))
-        epochs = check_int_range("epochs", self.epochs, 0)
-        check_choice("optimizer", self.optimizer, ("sgd", "adam"))
-        check_range("lr", self.lr, 0, None, lo_open=True)
-        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        check_range("momentum", self.momentum, 0, 1, hi_open=True)
-        check_range("weight_decay", self.weight_decay, 0, None)
-        batch_size = check_int_range("batch_size", self.batch_size, 1)
-        check_choice("bn", self.bn, ("update", "freeze"))
-        num_workers = check_int_range("num_workers", self.num_workers, 0)
-        if check_bool("precise_bn", self.precise_bn) and self.bn == "freeze":
+        # each value as a plain Python value (NumPy scalars, an int lr), so equal recipes have equal keys
+        clean = {
+            "init": check_choice("init", self.init, ("source", "scratch")),
+            "epochs": check_int_range("epochs", self.epochs, 0),
+            "optimizer": check_choice("optimizer", self.optimizer, ("sgd", "adam")),
+            "lr": float(check_range("lr", self.lr, 0, None, lo_open=True)),
+            "lr_schedule": check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine")),
+            "momentum": float(check_range("momentum", self.momentum, 0, 1, hi_open=True)),
+            "weight_decay": float(check_range("weight_decay", self.weight_decay, 0, None)),
+            "batch_size": check_int_range("batch_size", self.batch_size, 1),
+            "bn": check_choice("bn", self.bn, ("update", "freeze")),
+            "num_workers": check_int_range("num_workers", self.num_workers, 0),
+            "precise_bn": check_bool("precise_bn", self.precise_bn),
+        }
+        if clean["precise_bn"] and clean["bn"] == "freeze":
             raise ValueError(
                 "precise_bn=True recomputes the BatchNorm statistics that bn='freeze' keeps fixed: "
                 "use bn='update' with precise_bn, or precise_bn=False"
             )
-        if self.precise_bn and self.batch_size < 2:  # refused here, not after the last epoch
+        if clean["precise_bn"] and clean["batch_size"] < 2:  # refused here, not after the last epoch
             raise ValueError(
                 f"precise_bn=True needs batch_size >= 2 (a batch of one has no BatchNorm variance); "
-                f"got batch_size={self.batch_size}"
+                f"got batch_size={clean['batch_size']}"
             )
-        freeze = (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze)
-        object.__setattr__(self, "precise_bn", bool(self.precise_bn))
-        object.__setattr__(self, "train_subset", subset_of(self.train_subset))
-        object.__setattr__(self, "freeze", freeze)
-        object.__setattr__(self, "epochs", epochs)
-        object.__setattr__(self, "batch_size", batch_size)
-        object.__setattr__(self, "num_workers", num_workers)
+        clean["freeze"] = (self.freeze,) if isinstance(self.freeze, str) else tuple(self.freeze)
+        clean["train_subset"] = subset_of(self.train_subset)
+        for k, v in clean.items():
+            object.__setattr__(self, k, v)
 
     def replace(self, **changes: Any) -> "Recipe":
         """A copy with ``changes`` (field names of :class:`Recipe`)."""
@@ -130,11 +131,3 @@ class Recipe:
             "extra loss": "none" if self.extra_loss is None else type(self.extra_loss).__name__,
             "what it is": self.description,
         }
-
-
-def recipe_from_profile(profile: Any, prefix: str, name: str, **fixed: Any) -> Recipe:
-    """The recipe a world profile sets: each :class:`Recipe` field ``f`` the profile has as ``<prefix>f``
-    (``finetune_lr``...), then ``fixed`` (what the loader decides: ``init``, ``augment``...)."""
-    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
-    given = {f: getattr(profile, prefix + f) for f in fields if hasattr(profile, prefix + f)}
-    return Recipe(name, **{**given, **fixed})

@@ -28,11 +28,30 @@ from .verdict_rule import holm, verdict
 __all__ = ["REMEDY_COLUMNS", "AT_CHANCE_MARGIN", "measure", "remedy_table", "remedy_tests"]
 
 #: Columns of :func:`remedy_table`, in order.
-REMEDY_COLUMNS = (
-    "remedy kind params seed feasible target_acc composite_acc distraction distraction_ci_lo distraction_ci_hi "
-    "distraction_null distraction_excess n_lingering n_source_only mean_p_st n_pruned pruned_fraction chance "
-    "at_chance train_s time_overhead note"
-).split()
+REMEDY_COLUMNS = [
+    "remedy",
+    "kind",
+    "params",
+    "seed",
+    "feasible",
+    "target_acc",
+    "composite_acc",
+    "distraction",
+    "distraction_ci_lo",
+    "distraction_ci_hi",
+    "distraction_null",
+    "distraction_excess",
+    "n_lingering",
+    "n_source_only",
+    "mean_p_st",
+    "n_pruned",
+    "pruned_fraction",
+    "chance",
+    "at_chance",
+    "train_s",
+    "time_overhead",
+    "note",
+]
 
 #: a model whose target accuracy is within this of chance (1 / number of target classes) is a lesion,
 #: not a remedy: ``at_chance`` marks such rows of :func:`remedy_table` and, on the mean over seeds, the

@@ -24,15 +24,28 @@ __all__ = ["audit_page", "SECTION_IDS"]
 
 WORST = 3  # classes shown with their composites and maps
 #: the fair test's measures shown per subset in the verdicts section
-_MEASURES_SHOWN = (
-    "target_acc err_source_only err_neutral excess_error flip_rate hijack_rate distraction distraction_null "
-    "distraction_excess"
-).split()
+_MEASURES_SHOWN = [
+    "target_acc",
+    "err_source_only",
+    "err_neutral",
+    "excess_error",
+    "flip_rate",
+    "hijack_rate",
+    "distraction",
+    "distraction_null",
+    "distraction_excess",
+]
 
 #: the numbers of the interference flag at p_lo shown in the detection section
-_FLAG_MEASURES = (
-    "flag_rate_clean flag_rate_composites error_composites error_flagged error_unflagged errors_caught error_clean"
-).split()
+_FLAG_MEASURES = [
+    "flag_rate_clean",
+    "flag_rate_composites",
+    "error_composites",
+    "error_flagged",
+    "error_unflagged",
+    "errors_caught",
+    "error_clean",
+]
 
 SECTION_IDS = ("models-and-data", "source-only", "lingering", "composites", "distraction", "detection", "verdicts")
 

@@ -139,7 +139,7 @@ def _load(checked: Checked) -> tuple[Any, dict[str, dict[str, Any]], list[str]]:
 
     overrides: dict[str, Any] = {} if a.image_size is None else {"image_size": a.image_size}
     if a.batch_size is not None:
-        overrides.update(scratch_batch_size=a.batch_size, finetune_batch_size=a.batch_size)
+        overrides.update(scratch={"batch_size": a.batch_size}, finetune={"batch_size": a.batch_size})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

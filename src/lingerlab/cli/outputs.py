@@ -12,10 +12,19 @@ from .args import Checked
 from .run import AuditRun
 
 #: the stages' results, in results.json's order
-_STAGE_RESULTS = (
-    "parameters_resolved source_only lingering composites distraction detection gates verdicts verdict_counts "
-    "protocol findings"
-).split()
+_STAGE_RESULTS = [
+    "parameters_resolved",
+    "source_only",
+    "lingering",
+    "composites",
+    "distraction",
+    "detection",
+    "gates",
+    "verdicts",
+    "verdict_counts",
+    "protocol",
+    "findings",
+]
 
 
 def write_outputs(

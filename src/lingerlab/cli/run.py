@@ -39,10 +39,18 @@ class StageBar:
 #: the numbers of distraction (Eq. 4) kept per model and per class
 _DISTRACTION_STATS = ("n", "distraction", "ci_lo", "ci_hi", "null", "excess", "excess_lo", "excess_hi", "error")
 #: the numbers of the interference flag (Eq. 5) at p_lo kept in results.json
-_DETECTION_NUMBERS = (
-    "flag_rate_clean flag_rate_composites error_flagged error_unflagged errors_caught error_composites error_clean "
-    "n_clean n_composites n_lingering"
-).split()
+_DETECTION_NUMBERS = [
+    "flag_rate_clean",
+    "flag_rate_composites",
+    "error_flagged",
+    "error_unflagged",
+    "errors_caught",
+    "error_composites",
+    "error_clean",
+    "n_clean",
+    "n_composites",
+    "n_lingering",
+]
 
 
 def _auroc_interval(neg: Any, pos: Any) -> tuple[float, float]:

@@ -13,9 +13,25 @@ if TYPE_CHECKING:
 #: the four verdicts of the fair test (``verdict_rule.verdict``; "not measured" only for an empty set)
 STATUSES = ("holds", "does not hold", "inconclusive", "not testable")
 #: the fields of every test in results.json
-TEST_FIELDS = tuple(
-    "claim kind measure reference baseline subset verdict verdict_text effect ci_lo ci_hi p_perm p_holm mde gate "
-    "margin n_reference n_baseline".split()
+TEST_FIELDS = (
+    "claim",
+    "kind",
+    "measure",
+    "reference",
+    "baseline",
+    "subset",
+    "verdict",
+    "verdict_text",
+    "effect",
+    "ci_lo",
+    "ci_hi",
+    "p_perm",
+    "p_holm",
+    "mde",
+    "gate",
+    "margin",
+    "n_reference",
+    "n_baseline",
 )
 
 

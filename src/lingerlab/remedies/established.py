@@ -21,8 +21,16 @@ from ..models import find_head, replace_head
 from ..identities import weights_fingerprint
 from .penalties import HeadFeatures
 
-__all__ = ["L2SP", "BSS", "bss_penalty", "CoTuning", "category_relationship"]  # training penalties
-__all__ += ["fit_linear_head", "with_head", "interpolate_weights"]  # heads and weights
+__all__ = [
+    "L2SP",
+    "BSS",
+    "bss_penalty",
+    "CoTuning",
+    "category_relationship",
+    "fit_linear_head",
+    "with_head",
+    "interpolate_weights",
+]
 
 
 class L2SP:

@@ -19,8 +19,17 @@ from ..identities import weights_fingerprint
 from ..models import _set_submodule, eval_mode, find_head
 from .registry import Arm, held_out_source, join_notes, target_by_class
 
-__all__ = ["ChannelMask", "penultimate_features", "feature_set", "channel_sets", "channels_to_prune", "prune_channels"]
-__all__ += ["cap_channels", "prune_sets", "pruned"]  # App. B's pruning of a model of an audit
+__all__ = [
+    "ChannelMask",
+    "penultimate_features",
+    "feature_set",
+    "channel_sets",
+    "channels_to_prune",
+    "prune_channels",
+    "cap_channels",
+    "prune_sets",
+    "pruned",
+]
 
 
 class ChannelMask(nn.Module):

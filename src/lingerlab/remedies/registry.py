@@ -19,8 +19,24 @@ from torch import Tensor, nn
 from .._validation import check_choice, check_range
 from .images import images_by_class
 
-__all__ = ["NotFeasible", "Arm", "RemedyKind", "Remedy", "REGISTRY", "register", "kinds", "describe", "build"]
-__all__ += ["train_mt", "wall_s", "join_notes", "plain_model", "held_out_source", "target_by_class", "check_weight"]
+__all__ = [
+    "NotFeasible",
+    "Arm",
+    "RemedyKind",
+    "Remedy",
+    "REGISTRY",
+    "register",
+    "kinds",
+    "describe",
+    "build",
+    "train_mt",
+    "wall_s",
+    "join_notes",
+    "plain_model",
+    "held_out_source",
+    "target_by_class",
+    "check_weight",
+]
 
 
 class NotFeasible(Exception):

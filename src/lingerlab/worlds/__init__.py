@@ -2,6 +2,8 @@
 
 ``load_world(name, profile="smoke", seed=0, **overrides)`` builds one; ``overrides`` change profile
 fields (``lingerlab.profiles``) or pass the world's own options (``source_model=``, ``device=``...).
+The training recipes are the profile fields ``finetune`` (M^t) and ``scratch`` (M^b): a Recipe, or
+a dict of Recipe fields merged into the profile's (``load_world("shapes", finetune={"epochs": 2})``).
 A world's facts are typed in ``world.spec`` (:class:`WorldSpec`).
 """
 
@@ -38,7 +40,8 @@ def load_world(name: str, profile: Any = "smoke", seed: int = 0, **overrides: An
     """Build world ``name`` under ``profile`` (``"smoke"`` or ``"full"``) with data drawn from ``seed``.
 
     ``seed`` is a non-negative integer (a NumPy integer is accepted and converted to ``int``).
-    Profile fields in ``overrides`` replace the profile's values; the rest go to the world's loader.
+    Profile fields in ``overrides`` replace the profile's values (a dict for ``finetune`` or
+    ``scratch`` is merged into the profile's recipe); the rest go to the world's loader.
     Unknown names, profiles or options raise ValueError listing the valid ones.
     """
     if name not in _LOADERS:

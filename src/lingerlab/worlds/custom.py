@@ -6,7 +6,7 @@ and ``val/`` subfolders, else a seeded, stratified ``val_fraction`` is held out)
 one folder per source class (its name or index); ``source_model`` takes [0, 1] images and M^b
 defaults to its architecture re-initialised. ``target_model`` / ``baseline_model``: the user's own
 M^t (fine-tuned on ``target_root``'s training images) / M^b, measured instead of trained
-(``WorldSpec.given``). The recipes come from the profile's ``finetune_*`` / ``scratch_*`` fields.
+(``WorldSpec.given``). The recipes are the profile's ``finetune`` and ``scratch``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .. import cache as _cache
-from .._validation import check_choice, check_int_range, check_range
-from ..recipe import recipe_from_profile
+from .._validation import check_int_range, check_range
 from ..models import batchnorm_layers, find_head, replace_head, unwrap
 from ..profiles import CustomProfile
 from ..identities import weights_fingerprint
@@ -261,7 +260,6 @@ def load_custom(
     check_int_range("image_size", profile.image_size, 8, 4096)
     check_range("val_fraction", profile.val_fraction, 0, 1, lo_open=True, hi_open=True)
     check_int_range("dc_per_class", profile.dc_per_class, 0)
-    check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     seed = check_int_range("seed", seed, 0)
     size = profile.image_size
     troot, sroot = Path(target_root), Path(source_root)
@@ -349,10 +347,8 @@ def load_custom(
         given["M^b"] = baseline_model.to(dev).eval()
     # no head in the scratch recipe: models.find_head finds it in make_scratch()'s model
     recipes = {
-        "M^t": recipe_from_profile(
-            profile,
-            "finetune_",
-            "M^t",
+        "M^t": profile.finetune.replace(
+            name="M^t",
             init="source",
             head=head_name,
             num_workers=profile.num_workers,
@@ -360,12 +356,9 @@ def load_custom(
             if "M^t" in given
             else "standard fine-tuning of M^s on D^t, no augmentation",
         ),
-        "M^b": recipe_from_profile(
-            profile,
-            "scratch_",
-            "M^b (competent)",
+        "M^b": profile.scratch.replace(
+            name="M^b (competent)",
             init="scratch",
-            optimizer="adam",
             num_workers=profile.num_workers,
             description="the user's own baseline (given: measured, not trained)"
             if "M^b" in given

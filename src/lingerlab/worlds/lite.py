@@ -5,7 +5,7 @@ images. D^c: the installed packages' real photos of one ImageNet class, as centr
 augmented views (:mod:`.lite_photos`; ``spec.source_groups`` names each view's photo). Target:
 scikit-image's ``lfw_subset()``, 100 faces vs 100 non-faces, in a seeded, stratified split.
 M^b is the same architecture from random weights (BatchNorm momentum ``scratch_bn_momentum``; the
-package's 0.01 stalls it); M^t's BatchNorm follows ``finetune_bn`` at momentum ``source_bn_momentum``.
+package's 0.01 stalls it); M^t's BatchNorm follows ``finetune.bn`` at momentum ``source_bn_momentum``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .. import cache as _cache
-from .._validation import check_choice, check_int_range, check_range
+from .._validation import check_int_range, check_range
 from ..identities import weights_fingerprint
 from ..models import batchnorm_layers
 from ..profiles import LiteProfile
-from ..recipe import recipe_from_profile
 from .base import World, WorldSpec, world_device
 from .custom import stratified_split
 from .lite_models import (
@@ -76,7 +75,6 @@ def load_lite(
     check_int_range("image_size", profile.image_size, 32, 1024)
     check_int_range("dc_per_class", profile.dc_per_class, 1)
     check_range("target_val_fraction", profile.target_val_fraction, 0, 1, lo_open=True, hi_open=True)
-    check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     check_range("scratch_bn_momentum", profile.scratch_bn_momentum, 0, 1, lo_open=True)
     check_range("source_bn_momentum", profile.source_bn_momentum, 0, 1, lo_open=True)
     seed = check_int_range("seed", seed, 0)
@@ -98,20 +96,15 @@ def load_lite(
     target_train, target_val = _lfw(size, profile.target_val_fraction, seed)
 
     recipes = {
-        "M^t": recipe_from_profile(
-            profile,
-            "finetune_",
-            "M^t",
+        "M^t": profile.finetune.replace(
+            name="M^t",
             init="source",
             head="model._fc",
-            description=f"standard fine-tuning of M^s on D^t (BatchNorm {profile.finetune_bn}), no augmentation",
+            description=f"standard fine-tuning of M^s on D^t (BatchNorm {profile.finetune.bn}), no augmentation",
         ),
-        "M^b": recipe_from_profile(
-            profile,
-            "scratch_",
-            "M^b (competent)",
+        "M^b": profile.scratch.replace(
+            name="M^b (competent)",
             init="scratch",
-            optimizer="adam",
             head="model._fc",
             description=f"scratch {v.arch} (BatchNorm momentum {profile.scratch_bn_momentum:g}) "
             f"on {len(target_train)} images, no augmentation",

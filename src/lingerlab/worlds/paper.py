@@ -28,7 +28,6 @@ from .. import downloads as _dl
 from .._validation import check_bool, check_choice, check_int_range
 from ..models import IMAGENET_MEAN, IMAGENET_STD, Normalized
 from ..profiles import PaperProfile
-from ..recipe import recipe_from_profile
 from ..identities import weights_fingerprint
 from .base import World, WorldSpec, world_device
 from .custom import IMAGE_EXTENSIONS, ImageFiles, scan_images
@@ -298,7 +297,6 @@ def load_paper(
     check_int_range("n_train", profile.n_train, 2)
     check_int_range("n_val", profile.n_val, 2)
     check_int_range("dc_per_class", profile.dc_per_class, 0)
-    check_choice("finetune_bn", profile.finetune_bn, ("update", "freeze"))
     check_int_range("seed", seed, 0)
     check_bool("download", download)
     check_bool("allow_unverified", allow_unverified)
@@ -350,21 +348,16 @@ def load_paper(
     source = source.to(dev).eval()
     classes = imagenet_classes()
     recipes = {
-        "M^t": recipe_from_profile(
-            profile,
-            "finetune_",
-            "M^t",
+        "M^t": profile.finetune.replace(
+            name="M^t",
             init="source",
             head="model.fc",
             num_workers=profile.num_workers,
             description="standard fine-tuning of M^s on D^t, no augmentation",
         ),
-        "M^b": recipe_from_profile(
-            profile,
-            "scratch_",
-            "M^b (competent)",
+        "M^b": profile.scratch.replace(
+            name="M^b (competent)",
             init="scratch",
-            optimizer="adam",
             head="model.fc",
             num_workers=profile.num_workers,
             description=f"scratch ResNet-18 on {len(target_train):,} images, no augmentation",

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from .. import cache as _cache
-from .._validation import check_choice, check_int_range, check_range
-from ..recipe import recipe_from_profile
+from .._validation import check_int_range, check_range
 from ..models import Normalized
 from ..profiles import ShapesProfile
 from ..identities import weights_fingerprint
@@ -119,7 +118,6 @@ def _check_profile(p: ShapesProfile) -> None:
     for f in ("source_train_per_class", "source_val_per_class", "target_val", "finetune_train"):
         check_int_range(f, getattr(p, f), 1)
     check_int_range("target_train", p.target_train, p.finetune_train)
-    check_choice("finetune_lr_schedule", p.finetune_lr_schedule, ("constant", "cosine"))
     for lr in p.lr_search:
         check_range("lr_search", lr, 0, None, lo_open=True)
     allowed = ("M^b (same data)", "M^b (competent)", "M^b (matched acc)")
@@ -129,11 +127,23 @@ def _check_profile(p: ShapesProfile) -> None:
 
 
 # the profile fields the rendered source images depend on, then those the target images depend on
-_SOURCE_FIELDS = tuple(
-    "image_size n_shapes n_textures n_colours clutter_prob source_train_per_class source_val_per_class".split()
+_SOURCE_FIELDS = (
+    "image_size",
+    "n_shapes",
+    "n_textures",
+    "n_colours",
+    "clutter_prob",
+    "source_train_per_class",
+    "source_val_per_class",
 )
-_TARGET_FIELDS = _SOURCE_FIELDS + tuple(
-    "n_shared shared_prob target_train finetune_train target_val glyph_scale glyph_scale_beside".split()
+_TARGET_FIELDS = _SOURCE_FIELDS + (
+    "n_shared",
+    "shared_prob",
+    "target_train",
+    "finetune_train",
+    "target_val",
+    "glyph_scale",
+    "glyph_scale_beside",
 )
 
 
@@ -247,13 +257,9 @@ def load_shapes(
         return TensorDataset(x, v_lab.clone())
 
     make_source = _MakeModel(n_cls, profile.width)
-    source_recipe = recipe_from_profile(
-        profile,
-        "source_",
-        "M^s",
+    source_recipe = profile.source.replace(
+        name="M^s",
         init="scratch",
-        optimizer="adam",
-        lr_schedule="cosine",
         augment=Occlude(profile.source_occlusion) if profile.source_occlusion > 0 else None,
         description=f"source model: scratch on {len(source_train):,} source images ({n_cls} classes), cosine schedule",
     )
@@ -264,22 +270,16 @@ def load_shapes(
 
     zoom = ZoomOut(profile.zoom_min, profile.zoom_max, profile.zoom_prob)
     recipes = {
-        "M^t": recipe_from_profile(
-            profile,
-            "finetune_",
-            "M^t",
+        "M^t": profile.finetune.replace(
+            name="M^t",
             init="source",
             train_subset=finetune_subset,
             description="standard fine-tuning of M^s on D^t, no augmentation",
         ),
-        "M^b": recipe_from_profile(
-            profile,
-            "scratch_",
-            "M^b (competent)",
+        "M^b": profile.scratch.replace(
+            name="M^b (competent)",
             init="scratch",
             augment=zoom,
-            optimizer="adam",
-            lr_schedule="cosine",
             description=f"scratch, {profile.target_train:,} images with zoom-out augmentation",
         ),
     }
