@@ -11,7 +11,7 @@ is evidence for neither digit). ``--zoom`` gives the fine-tuning recipe (and so 
 copy from random weights) the ``shapes`` world's zoom-out augmentation, so that both arms see small
 targets on a background (``--zoom-range``, ``--zoom-prob``: its scales and probability); ``--epochs``
 sets both arms' epochs; ``--precise-bn`` recomputes both arms' BatchNorm statistics after the last step;
-``--bn-freeze`` keeps M^s's BatchNorm statistics in M^t;
+``--bn-freeze`` keeps M^s's BatchNorm statistics in M^t (not with ``--precise-bn``);
 ``--lfw`` keeps ``lite0``'s own target task (LFW faces vs non-faces) instead of the digits. Prints each
 arm's learning-rate search, the gate table of ``fair_test`` (``seeds`` seeds, no stability reruns) and
 its verdicts, and the wall time. Runs in the model cache of ``LINGERLAB_CACHE``; nothing is downloaded.
@@ -71,8 +71,9 @@ def main() -> None:
     ap.add_argument("--zoom-range", type=float, nargs=2, default=(0.35, 0.8), metavar=("LO", "HI"))
     ap.add_argument("--zoom-prob", type=float, default=0.5)
     ap.add_argument("--epochs", type=int, default=None, help="epochs of both arms (default: the profile's)")
-    ap.add_argument("--precise-bn", action="store_true", help="precise BatchNorm statistics for both arms")
-    ap.add_argument("--bn-freeze", action="store_true", help="M^t keeps M^s's BatchNorm statistics")
+    bn = ap.add_mutually_exclusive_group()
+    bn.add_argument("--precise-bn", action="store_true", help="precise BatchNorm statistics for both arms")
+    bn.add_argument("--bn-freeze", action="store_true", help="M^t keeps M^s's BatchNorm statistics")
     ap.add_argument("--lfw", action="store_true", help="lite0's own target task instead of the digits")
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -482,6 +482,28 @@ def test_dataclass_and_cache_key_fingerprints_in_process():
 
     assert fingerprint(K(1)) == fingerprint(K(1)) != fingerprint(K(2))
 
+    class M:  # a cache_key method is called: its value, not the method, is the key
+        def __init__(self, v):
+            self.v = v
+
+        def cache_key(self):
+            return ("m", self.v)
+
+    assert fingerprint(M(1)) == fingerprint(M(1)) != fingerprint(M(2))
+
+
+def test_a_recipe_and_a_profile_fingerprint_by_their_values():
+    """Every recipe value reaches the key, so a world built with other recipe settings is another world."""
+    from lingerlab.profiles import get_profile
+    from lingerlab.recipe import Recipe
+
+    one, two = Recipe("a", epochs=1), Recipe("a", epochs=2)
+    assert fingerprint(one) == fingerprint(Recipe("a", epochs=1)) != fingerprint(two)
+    assert fingerprint(Recipe("a", lr=1e-3)) != fingerprint(Recipe("a", lr=3e-3))
+    base = get_profile("shapes", "smoke").__dict__
+    for change in ({"finetune": {"epochs": 2}}, {"scratch": {"lr": 1e-3}}, {"source": {"batch_size": 64}}):
+        assert fingerprint(get_profile("shapes", "smoke", **change).__dict__) != fingerprint(base)
+
 
 # --------------------------------------------------------------------------------------------
 # the stored format: safe to load (weights_only), checked, written atomically

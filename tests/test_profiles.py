@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lingerlab.profiles import PROFILES, ShapesProfile, get_profile, profile_names, split_overrides
+from lingerlab.profiles import LOADER_DECIDES, PROFILES, ShapesProfile, get_profile, profile_names, split_overrides
 from lingerlab.recipe import Recipe
 from lingerlab.worlds import _LOADERS, load_world
 
@@ -172,3 +172,29 @@ def test_load_world_routes_recipe_overrides_to_the_profile():
     assert fields == {"finetune": {"epochs": 2}, "scratch": Recipe("b")} and rest == {"device": "cpu"}
     with pytest.raises(ValueError, match="unknown recipe field"):
         load_world("shapes", "smoke", finetune={"epochs": 2, "nope": 1})
+
+
+def test_what_the_loader_decides_is_not_a_profile_override():
+    for key in LOADER_DECIDES:
+        with pytest.raises(ValueError, match=f"loader sets '{key}' itself"):
+            get_profile("shapes", "smoke", finetune={key: None})
+
+
+def test_a_flat_recipe_name_points_to_the_recipe_field():
+    with pytest.raises(ValueError, match=r"a recipe setting: finetune=\{'epochs': \.\.\.\}"):
+        get_profile("lite0", "smoke", finetune_epochs=3)
+    with pytest.raises(ValueError, match=r"source=\{'lr': \.\.\.\}"):
+        get_profile("shapes", "smoke", source_lr=0.1)
+
+
+def test_a_profile_built_directly_needs_recipes():
+    with pytest.raises(TypeError, match=r"ShapesProfile.finetune must be a Recipe"):
+        ShapesProfile("x", finetune={"epochs": 2})
+    assert ShapesProfile("x", finetune=Recipe("M^t", epochs=2)).finetune.epochs == 2
+
+
+def test_the_shapes_source_recipe():
+    """M^s trains from random weights with Adam on a cosine schedule; ``full`` changes its epochs only."""
+    smoke, full = PROFILES["shapes"]["smoke"].source, PROFILES["shapes"]["full"].source
+    assert (smoke.init, smoke.optimizer, smoke.lr_schedule) == ("scratch", "adam", "cosine")
+    assert full == smoke.replace(epochs=full.epochs) and full.epochs > smoke.epochs

@@ -191,6 +191,8 @@ class _Hasher:
             return
         if not isinstance(obj, type):
             ck = getattr(obj, "cache_key", None)
+            if inspect.ismethod(ck) and ck.__self__ is obj:  # a method (Recipe.cache_key): its value
+                ck = ck()
             if ck is not None:
                 w(h, b"K", type(obj).__qualname__.encode())
                 if _in_pkg(type(obj).__module__):  # a lingerlab class: its code too (no version numbers)

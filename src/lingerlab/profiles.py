@@ -1,9 +1,10 @@
 """Profiles: the sizes of a world as data (``smoke`` for a CPU in minutes, ``full`` for a GPU), one
 frozen dataclass per world; :func:`get_profile` returns one with fields overridden.
 
-Each profile holds two training recipes (:class:`~lingerlab.recipe.Recipe`): ``finetune``, how M^t
-fine-tunes M^s, and ``scratch``, how M^b trains from random weights. A world's loader takes them and
-sets only what it decides itself (the arm's name, its start, head, augmentation, training subset)."""
+Each profile holds its training recipes (:class:`~lingerlab.recipe.Recipe`): ``finetune``, how M^t
+fine-tunes M^s, ``scratch``, how M^b trains from random weights, and in ``shapes`` ``source``, how M^s
+trains. A world's loader takes them and sets only what it decides itself (:data:`LOADER_DECIDES`, and
+for some arms the augmentation and data-loading workers)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ._validation import _is_bool, _is_int, _is_real
 from .recipe import Recipe
 
 __all__ = [
+    "LOADER_DECIDES",
     "ShapesProfile",
     "LiteProfile",
     "PaperProfile",
@@ -27,8 +29,24 @@ __all__ = [
 ]
 
 
+#: the recipe fields a world's loader sets itself: a profile override may not set them
+LOADER_DECIDES = ("name", "init", "head", "train_subset", "description")
+
+
+class _Recipes:
+    """A profile's recipe fields hold recipes (checked where a profile is built, not in its loader)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if isinstance(f.default, Recipe) and not isinstance(getattr(self, f.name), Recipe):
+                raise TypeError(
+                    f"{type(self).__name__}.{f.name} must be a Recipe (get_profile also takes a dict of its "
+                    f"fields); got {type(getattr(self, f.name)).__name__}"
+                )
+
+
 @dataclass(frozen=True)
-class ShapesProfile:
+class ShapesProfile(_Recipes):
     """Sizes of the procedural ``shapes`` world: ``n_shapes x n_textures x n_colours`` source classes
     (the first two shapes look like the target glyphs); the scratch baseline trains on ``target_train``
     images, fine-tuning on a seeded ``finetune_train`` of them (the paper's small D^t). ``source``,
@@ -77,7 +95,7 @@ class ShapesProfile:
 
 
 @dataclass(frozen=True)
-class LiteProfile:
+class LiteProfile(_Recipes):
     """Sizes of the ``lite0``/``lite1``/``lite2`` worlds (EfficientNet-Lite, LFW faces vs non-faces):
     ``smoke`` at 112 px for all three, ``full`` at each model's native 224 / 240 / 260 px.
     ``finetune`` and ``scratch``: the recipes of M^t and M^b."""
@@ -108,7 +126,7 @@ def _lite_full(image_size: int) -> LiteProfile:
 
 
 @dataclass(frozen=True)
-class PaperProfile:
+class PaperProfile(_Recipes):
     """Sizes of the ``paper`` world (ResNet-18 ImageNet, Dogs-vs-Cats, ImageNet val as D^c);
     ``finetune`` and ``scratch``: the recipes of M^t and M^b."""
 
@@ -123,7 +141,7 @@ class PaperProfile:
 
 
 @dataclass(frozen=True)
-class CustomProfile:
+class CustomProfile(_Recipes):
     """Sizes of a ``custom`` world built from the user's folders and model; ``finetune`` and
     ``scratch``: the recipes of M^t and M^b."""
 
@@ -204,8 +222,9 @@ def split_overrides(world: str, overrides: dict[str, Any]) -> tuple[dict[str, An
 def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
     """Profile ``profile`` (a name or an instance of the world's class) of ``world`` with ``overrides``
     applied; an unknown field raises ValueError, a value of the wrong type TypeError. A recipe
-    (``finetune``, ``scratch``) is overridden by a :class:`~lingerlab.recipe.Recipe` or by a dict of
-    Recipe fields merged into the profile's, e.g. ``finetune={"epochs": 2}``."""
+    (``finetune``, ``scratch``, ``source``) is overridden by a :class:`~lingerlab.recipe.Recipe` or by a
+    dict of Recipe fields merged into the profile's, e.g. ``finetune={"epochs": 2}`` (not the fields of
+    :data:`LOADER_DECIDES`)."""
     names = profile_names(world)
     cls = type(PROFILES[world][names[0]])
     if isinstance(profile, cls):
@@ -220,9 +239,12 @@ def get_profile(world: str, profile: Any = "smoke", **overrides: Any) -> Any:
     valid = {f.name: f for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - set(valid) | ({"name"} & set(overrides)))
     if bad:
+        recipes = [n for n, f in valid.items() if isinstance(f.default, Recipe)]
+        hint = [f"{r}={{{k[len(r) + 1 :]!r}: ...}}" for k in bad for r in recipes if k.startswith(r + "_")]
+        also = f" (a recipe setting: {', '.join(hint)})" if hint else ""
         raise ValueError(
             f"unknown {world} profile field(s) {', '.join(map(repr, bad))}; valid fields: "
-            f"{', '.join(n for n in valid if n != 'name')}"
+            f"{', '.join(n for n in valid if n != 'name')}{also}"
         )
     clean = {k: _coerce_field(world, k, v, getattr(base, k)) for k, v in overrides.items()}
     return dataclasses.replace(base, **clean) if clean else base
@@ -239,6 +261,12 @@ def _coerce_field(world: str, field: str, value: Any, default: Any) -> Any:
             raise TypeError(
                 f"{world} profile field {field!r} must be a Recipe or a dict of Recipe fields; "
                 f"got {type(value).__name__} {value!r}"
+            )
+        decided = sorted(set(value) & set(LOADER_DECIDES))
+        if decided:
+            raise ValueError(
+                f"{world} profile field {field!r}: the world's loader sets {', '.join(map(repr, decided))} itself; "
+                f"override the other recipe fields"
             )
         try:
             return default.replace(**value)

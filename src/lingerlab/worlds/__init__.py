@@ -2,8 +2,9 @@
 
 ``load_world(name, profile="smoke", seed=0, **overrides)`` builds one; ``overrides`` change profile
 fields (``lingerlab.profiles``) or pass the world's own options (``source_model=``, ``device=``...).
-The training recipes are the profile fields ``finetune`` (M^t) and ``scratch`` (M^b): a Recipe, or
-a dict of Recipe fields merged into the profile's (``load_world("shapes", finetune={"epochs": 2})``).
+The training recipes are the profile fields ``finetune`` (M^t), ``scratch`` (M^b) and, in ``shapes``,
+``source`` (M^s): a Recipe, or a dict of Recipe fields merged into the profile's
+(``load_world("shapes", finetune={"epochs": 2})``).
 A world's facts are typed in ``world.spec`` (:class:`WorldSpec`).
 """
 

@@ -261,7 +261,8 @@ def load_shapes(
         name="M^s",
         init="scratch",
         augment=Occlude(profile.source_occlusion) if profile.source_occlusion > 0 else None,
-        description=f"source model: scratch on {len(source_train):,} source images ({n_cls} classes), cosine schedule",
+        description=f"source model: scratch on {len(source_train):,} source images ({n_cls} classes), "
+        f"{profile.source.lr_schedule} schedule",
     )
     source_model, source_history = train_scratch(
         make_source, source_train, source_val, source_recipe, seed=seed, device=device, cache=cache, progress=progress
